@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Install what Berth's tests need on a Debian 12 (bookworm) machine. Safe to run again: when
+# everything is already present it only checks and exits (no apt-get, no pip).
+#
+#   bash scripts/install-test-deps.sh            # as root, or as a user with sudo
+#
+# What it installs
+#   - Debian packages: the real registry clients used by tests/clients/run.sh (skopeo, podman,
+#     buildah, docker.io with its dockerd/containerd/ctr, uidmap), the control registry
+#     (docker-registry = CNCF Distribution), PostgreSQL, and small tools (jq, curl, python3-venv).
+#   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below.
+#
+# Environment
+#   BERTH_TEST_VENV   venv location (default: <repo>/target/test-venv)
+#   PYTHON            interpreter used to create the venv (default: Debian's python3)
+#   SKIP_APT=1        do not touch Debian packages      SKIP_PIP=1   do not touch the venv
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${BERTH_TEST_VENV:-$ROOT/target/test-venv}
+
+# Exact PyPI versions the client suite was validated with.
+PIP_PINS=(oras==0.2.43 python-dxf==12.1.1)
+
+APT_PKGS=(
+  skopeo podman buildah uidmap          # containers/image clients (storage: vfs, so no overlay tools)
+  docker.io containerd runc             # dockerd + docker CLI, containerd + ctr
+  docker-registry                       # control registry for the client suite
+  postgresql                            # metadata backend tests
+  jq curl ca-certificates tar gzip coreutils python3 python3-venv
+)
+
+say() { printf '[install-test-deps] %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else say "need root (or sudo) for: $*"; exit 1
+  fi
+}
+
+installed() {  # installed PKG: is the Debian package fully installed?
+  [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]
+}
+
+# ---------------------------------------------------------------- Debian packages
+if [ "${SKIP_APT:-0}" != 1 ]; then
+  command -v dpkg-query >/dev/null || { say "this installer expects Debian (dpkg/apt)"; exit 1; }
+  missing=()
+  for p in "${APT_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "Debian packages: all present"
+  else
+    say "Debian packages to install: ${missing[*]}"
+    as_root apt-get update -q -o DPkg::Lock::Timeout=600
+    # Services (dockerd, containerd, postgresql) may fail to start where there is no init
+    # system; the tests start their own daemons, so that is harmless.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+      -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+# ---------------------------------------------------------------- Python venv
+if [ "${SKIP_PIP:-0}" != 1 ]; then
+  py=${PYTHON:-}
+  if [ -z "$py" ]; then
+    # Prefer the distribution's interpreter (python3-venv is installed for it above).
+    if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; else py=python3; fi
+  fi
+  pins_ok() {
+    [ -x "$VENV/bin/python" ] || return 1
+    "$VENV/bin/python" - "${PIP_PINS[@]}" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+import oras.client, dxf  # noqa: F401,E401  (importable, not just recorded)
+EOF
+  }
+  if pins_ok; then
+    say "Python venv $VENV: ${PIP_PINS[*]} present"
+  else
+    if [ ! -x "$VENV/bin/python" ]; then
+      say "creating venv $VENV (with $py)"
+      mkdir -p "$(dirname "$VENV")"
+      "$py" -m venv "$VENV"
+    fi
+    say "pip install ${PIP_PINS[*]} into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PIP_PINS[@]}"
+    pins_ok || { say "venv check failed after pip install"; exit 1; }
+  fi
+fi
+
+say "ok"

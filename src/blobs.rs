@@ -1,0 +1,373 @@
+//! The blob store: content-addressed objects behind `object_store`, plus the staged parts of
+//! uploads in progress. Key layout, all in this file:
+//!
+//! - `blobs/<algorithm>/<first two hex>/<hex>`: verified content, written once per digest;
+//! - `uploads/<session>/<start offset>-<nonce>`: bytes of an upload session, one object per
+//!   request that carried data.
+//!
+//! An object here is never visible to clients by itself: the metadata index decides what
+//! exists. Writes happen before the index row (bytes first, rows second).
+
+use std::{fmt::Display, ops::Range, sync::Arc};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+    local::LocalFileSystem, path::Path,
+};
+
+use crate::{
+    config::StorageConfig,
+    error::{Error, Result},
+    oci::{Digest, Hasher},
+};
+
+/// Bodies up to this size are buffered and written in one request; larger ones stream.
+const SMALL_BODY: usize = 1024 * 1024;
+
+/// Content-addressed blobs and upload parts over any `object_store` backend.
+#[derive(Clone)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+    /// Size of each part of a streamed write; bounds memory per upload (about twice this).
+    part_size: usize,
+}
+
+impl Blobs {
+    /// Opens the store `config` names, creating a local root if needed.
+    pub fn open(config: &StorageConfig, fsync: bool) -> anyhow::Result<Blobs> {
+        match config {
+            StorageConfig::Fs { root } => {
+                std::fs::create_dir_all(root).map_err(|e| {
+                    anyhow::anyhow!("cannot create blob directory {}: {e}", root.display())
+                })?;
+                let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(fsync);
+                Ok(Blobs::new(Arc::new(store), 1024 * 1024))
+            }
+        }
+    }
+
+    pub fn new(store: Arc<dyn ObjectStore>, part_size: usize) -> Blobs {
+        Blobs { store, part_size }
+    }
+
+    pub fn blob_key(digest: &Digest) -> Path {
+        let hex = digest.hex();
+        Path::from(format!(
+            "blobs/{}/{}/{hex}",
+            digest.algorithm().as_str(),
+            &hex[..2]
+        ))
+    }
+
+    /// A fresh key for a part of `session` starting at byte `start`. The nonce keeps two
+    /// racing requests for the same offset from writing the same object.
+    pub fn part_key(session: &str, start: u64) -> String {
+        format!(
+            "uploads/{session}/{start:020}-{}",
+            uuid::Uuid::new_v4().simple()
+        )
+    }
+
+    /// Streams `body` to the blob for `digest`, hashing as it goes; the object is published
+    /// only if the content hashes to `digest` (otherwise nothing is left behind).
+    pub async fn write_verified<S, E>(&self, digest: &Digest, body: S) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let key = Blobs::blob_key(digest);
+        let mut hasher = Some(Hasher::new(digest.algorithm()));
+        let (staged, size) = self.stage(&key, body, &mut hasher).await?;
+        let actual = hasher.expect("hasher kept").finish();
+        if &actual != digest {
+            staged.abort().await;
+            return Err(Error::DigestInvalid(format!(
+                "content hashes to {actual}, not {digest}"
+            )));
+        }
+        staged.commit(self.store.as_ref(), &key).await?;
+        Ok(size)
+    }
+
+    /// Streams `body` to the part object `key`, feeding `hasher` if one is given.
+    pub async fn write_part<S, E>(
+        &self,
+        key: &str,
+        body: S,
+        hasher: &mut Option<Hasher>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let key = Path::from(key);
+        let (staged, size) = self.stage(&key, body, hasher).await?;
+        if size > 0 {
+            staged.commit(self.store.as_ref(), &key).await?;
+        } else {
+            staged.abort().await;
+        }
+        Ok(size)
+    }
+
+    /// Hashes the concatenation of `parts` (used when no running hash survived).
+    pub async fn hash_parts(&self, parts: &[String], hasher: &mut Hasher) -> Result<()> {
+        let mut stream = self.read_parts(parts.to_vec());
+        while let Some(chunk) = stream.try_next().await? {
+            hasher.update(&chunk);
+        }
+        Ok(())
+    }
+
+    /// Moves a single, already verified part into place as the blob for `digest`.
+    pub async fn promote_part(&self, part: &str, digest: &Digest) -> Result<()> {
+        self.store
+            .rename(&Path::from(part), &Blobs::blob_key(digest))
+            .await?;
+        Ok(())
+    }
+
+    /// Copies the concatenation of `parts` into the blob for `digest`, verifying as it goes.
+    pub async fn assemble_parts(&self, parts: Vec<String>, digest: &Digest) -> Result<u64> {
+        let stream = self.read_parts(parts);
+        self.write_verified(digest, stream).await
+    }
+
+    /// Streams the blob for `digest`, or the byte `range` of it.
+    pub async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, object_store::Error>>> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&Blobs::blob_key(digest), options)
+            .await?;
+        Ok(result.into_stream())
+    }
+
+    /// Whether the blob for `digest` is in the store.
+    pub async fn exists(&self, digest: &Digest) -> Result<bool> {
+        match self.store.head(&Blobs::blob_key(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes part objects; a part already gone is not an error.
+    pub async fn delete_parts(&self, parts: &[String]) -> Result<()> {
+        for part in parts {
+            match self.store.delete(&Path::from(part.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_parts(&self, parts: Vec<String>) -> BoxStream<'static, Result<Bytes, Error>> {
+        let store = self.store.clone();
+        futures::stream::iter(parts)
+            .then(move |part| {
+                let store = store.clone();
+                async move { store.get(&Path::from(part)).await }
+            })
+            .map_ok(|got| got.into_stream())
+            .try_flatten()
+            .map_err(Error::from)
+            .boxed()
+    }
+
+    /// Reads `body` to its end, hashing it, into either a buffer (small bodies) or a multipart
+    /// upload to `key` that is neither committed nor aborted yet.
+    async fn stage<S, E>(
+        &self,
+        key: &Path,
+        mut body: S,
+        hasher: &mut Option<Hasher>,
+    ) -> Result<(Staged, u64)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let mut size = 0u64;
+        let mut buffered: Vec<Bytes> = Vec::new();
+        let mut writer: Option<WriteMultipart> = None;
+        loop {
+            let chunk = match body.next().await {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    let staged = Staged::new(buffered, writer);
+                    staged.abort().await;
+                    return Err(Error::BlobUploadInvalid(format!(
+                        "request body could not be read to its end: {e}"
+                    )));
+                }
+            };
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
+            size += chunk.len() as u64;
+            match writer.as_mut() {
+                Some(w) => {
+                    w.wait_for_capacity(1).await?;
+                    w.write(&chunk);
+                }
+                None => {
+                    buffered.push(chunk);
+                    if size > SMALL_BODY as u64 {
+                        let upload = self.store.put_multipart(key).await?;
+                        let mut w = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+                        for b in buffered.drain(..) {
+                            w.put(b);
+                        }
+                        writer = Some(w);
+                    }
+                }
+            }
+        }
+        Ok((Staged::new(buffered, writer), size))
+    }
+}
+
+/// Bytes read from a request and not yet published.
+enum Staged {
+    Buffered(Vec<Bytes>),
+    Streaming(WriteMultipart),
+}
+
+impl Staged {
+    fn new(buffered: Vec<Bytes>, writer: Option<WriteMultipart>) -> Staged {
+        match writer {
+            Some(w) => Staged::Streaming(w),
+            None => Staged::Buffered(buffered),
+        }
+    }
+
+    async fn commit(self, store: &dyn ObjectStore, key: &Path) -> Result<()> {
+        match self {
+            Staged::Buffered(chunks) => {
+                store.put(key, PutPayload::from_iter(chunks)).await?;
+            }
+            Staged::Streaming(w) => {
+                w.finish().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(self) {
+        if let Staged::Streaming(w) = self
+            && let Err(e) = w.abort().await
+        {
+            tracing::warn!(error = %e, "could not abort a staged upload");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn chunks(data: &[u8], size: usize) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+        let v: Vec<_> = data
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(v)
+    }
+
+    async fn read_all(blobs: &Blobs, d: &Digest, range: Option<Range<u64>>) -> Vec<u8> {
+        let s = blobs.read(d, range).await.unwrap();
+        s.try_concat().await.unwrap().to_vec()
+    }
+
+    /// The suite every backend must pass.
+    async fn suite(blobs: Blobs) {
+        let big: Vec<u8> = (0..3 * SMALL_BODY + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        for data in [&b""[..], b"hello", &big] {
+            let d = Digest::sha256_of(data);
+            assert_eq!(
+                blobs.write_verified(&d, chunks(data, 65536)).await.unwrap(),
+                data.len() as u64
+            );
+            assert!(blobs.exists(&d).await.unwrap());
+            assert_eq!(read_all(&blobs, &d, None).await, data);
+        }
+        let d = Digest::sha256_of(&big);
+        assert_eq!(read_all(&blobs, &d, Some(5..10)).await, &big[5..10]);
+
+        // A wrong digest leaves nothing behind, for small and streamed bodies alike.
+        for data in [&b"small"[..], &big] {
+            let wrong = Digest::sha256_of(b"something else");
+            let e = blobs
+                .write_verified(&wrong, chunks(data, 4096))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), "DIGEST_INVALID");
+            assert!(!blobs.exists(&wrong).await.unwrap());
+        }
+
+        // Parts assemble into one verified blob, or are promoted when there is one.
+        let keys = [Blobs::part_key("s1", 0), Blobs::part_key("s1", 100)];
+        let (a, b) = big.split_at(100);
+        blobs
+            .write_part(&keys[0], chunks(a, 33), &mut None)
+            .await
+            .unwrap();
+        blobs
+            .write_part(&keys[1], chunks(b, 65536), &mut None)
+            .await
+            .unwrap();
+        let mut h = Hasher::new(d.algorithm());
+        blobs.hash_parts(&keys, &mut h).await.unwrap();
+        assert_eq!(h.finish(), d);
+        let sha = Digest::sha256_of(b"x");
+        let e = blobs.assemble_parts(keys.to_vec(), &sha).await.unwrap_err();
+        assert_eq!(e.code(), "DIGEST_INVALID");
+        blobs.delete_parts(&keys).await.unwrap();
+        blobs.delete_parts(&keys).await.unwrap();
+
+        let one = Blobs::part_key("s2", 0);
+        blobs
+            .write_part(&one, chunks(b"solo", 2), &mut None)
+            .await
+            .unwrap();
+        let solo = Digest::sha256_of(b"solo");
+        blobs.promote_part(&one, &solo).await.unwrap();
+        assert_eq!(read_all(&blobs, &solo, None).await, b"solo");
+
+        // A body that breaks off is an upload error, not a blob.
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"ab")),
+            Err("reset".to_string()),
+        ]);
+        let e = blobs.write_verified(&solo, broken).await.unwrap_err();
+        assert_eq!(e.code(), "BLOB_UPLOAD_INVALID");
+    }
+
+    #[tokio::test]
+    async fn in_memory_backend() {
+        suite(Blobs::new(Arc::new(InMemory::new()), 5 * 1024 * 1024)).await;
+    }
+
+    #[tokio::test]
+    async fn filesystem_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StorageConfig::Fs {
+            root: dir.path().join("blobs"),
+        };
+        suite(Blobs::open(&config, true).unwrap()).await;
+    }
+}

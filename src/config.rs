@@ -1,0 +1,278 @@
+//! Configuration: defaults, then a TOML file, then `BERTH_*` environment variables, then
+//! command-line flags. Everything is validated once at start; a bad value names its key.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The whole configuration. See `config/berth.example.toml` for every key with its default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded defaults keep their files (SQLite index, blob tree).
+    pub data_dir: PathBuf,
+    /// Metadata index; default `sqlite://<data_dir>/berth.db`.
+    pub database_url: Option<String>,
+    /// Blob store; default `file://<data_dir>/blobs`.
+    pub storage_url: Option<String>,
+    pub limits: Limits,
+    pub durability: Durability,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Durability {
+    /// Flush blobs and index commits to disk before acknowledging a push, so that a 201
+    /// survives power loss, not only a crash of the process.
+    pub fsync: bool,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability { fsync: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest manifest accepted (spec: registries should accept at least 4 MiB).
+    pub manifest_max_bytes: usize,
+    /// Page size when a listing is asked for without `n`, and the largest `n` honoured.
+    pub page_max_entries: u32,
+    /// Reader connections to the metadata index.
+    pub database_readers: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            data_dir: PathBuf::from("berth-data"),
+            database_url: None,
+            storage_url: None,
+            limits: Limits::default(),
+            durability: Durability::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            manifest_max_bytes: 4 * 1024 * 1024,
+            page_max_entries: 10_000,
+            database_readers: 4,
+        }
+    }
+}
+
+/// Overrides from the environment or the command line, each named for error messages.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<(String, String)>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<(String, String)>,
+    pub storage_url: Option<(String, String)>,
+}
+
+/// Where the blobs live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    Fs { root: PathBuf },
+}
+
+/// Which database holds the metadata index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    Sqlite { path: PathBuf },
+}
+
+impl Config {
+    /// A default configuration keeping everything under `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Reads `file` (if any), applies `overrides`, and validates.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some((key, value)) = overrides.listen {
+            config.listen = value.parse().with_context(|| {
+                format!("{key}: {value:?} is not an address like 127.0.0.1:5000")
+            })?;
+        }
+        if let Some(dir) = overrides.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some((key, value)) = overrides.database_url {
+            config
+                .database(Some(&value))
+                .with_context(|| format!("{key}: {value:?}"))?;
+            config.database_url = Some(value);
+        }
+        if let Some((key, value)) = overrides.storage_url {
+            config
+                .storage(Some(&value))
+                .with_context(|| format!("{key}: {value:?}"))?;
+            config.storage_url = Some(value);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.database(self.database_url.as_deref())
+            .context("database_url")?;
+        self.storage(self.storage_url.as_deref())
+            .context("storage_url")?;
+        if self.limits.manifest_max_bytes < 4 * 1024 * 1024 {
+            bail!("limits.manifest_max_bytes: must be at least 4194304 (the spec's 4 MiB)");
+        }
+        if self.limits.page_max_entries == 0 {
+            bail!("limits.page_max_entries: must be at least 1");
+        }
+        if self.limits.database_readers == 0 {
+            bail!("limits.database_readers: must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn database_config(&self) -> anyhow::Result<DatabaseConfig> {
+        self.database(self.database_url.as_deref())
+    }
+
+    pub fn storage_config(&self) -> anyhow::Result<StorageConfig> {
+        self.storage(self.storage_url.as_deref())
+    }
+
+    fn database(&self, url: Option<&str>) -> anyhow::Result<DatabaseConfig> {
+        let Some(url) = url else {
+            return Ok(DatabaseConfig::Sqlite {
+                path: self.data_dir.join("berth.db"),
+            });
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                bail!("a sqlite URL needs a file path, like sqlite:///var/lib/berth/berth.db");
+            }
+            return Ok(DatabaseConfig::Sqlite { path: path.into() });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH");
+        }
+        bail!("unsupported database URL: expected sqlite://PATH")
+    }
+
+    fn storage(&self, url: Option<&str>) -> anyhow::Result<StorageConfig> {
+        let Some(url) = url else {
+            return Ok(StorageConfig::Fs {
+                root: self.data_dir.join("blobs"),
+            });
+        };
+        let parsed = url::Url::parse(url).context("not a URL")?;
+        match parsed.scheme() {
+            "file" => {
+                let root = parsed.to_file_path().map_err(|()| {
+                    anyhow::anyhow!(
+                        "a file URL needs an absolute path, like file:///var/lib/berth/blobs"
+                    )
+                })?;
+                Ok(StorageConfig::Fs { root })
+            }
+            "s3" | "gs" | "az" => {
+                bail!(
+                    "{}:// storage is not supported by this build yet; use file:///PATH",
+                    parsed.scheme()
+                )
+            }
+            other => bail!("unsupported storage scheme {other:?}: expected file:///PATH"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../config/berth.example.toml");
+        let parsed: Config = toml::from_str(text).unwrap();
+        let default = Config::default();
+        assert_eq!(parsed.listen, default.listen);
+        assert_eq!(parsed.data_dir, default.data_dir);
+        assert_eq!(
+            parsed.limits.manifest_max_bytes,
+            default.limits.manifest_max_bytes
+        );
+        assert_eq!(
+            parsed.limits.page_max_entries,
+            default.limits.page_max_entries
+        );
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let bad = |o: Overrides| format!("{:#}", Config::load(None, o).unwrap_err());
+        let e = bad(Overrides {
+            listen: Some(("BERTH_LISTEN".into(), "nowhere".into())),
+            ..Default::default()
+        });
+        assert!(e.contains("BERTH_LISTEN"), "{e}");
+        let e = bad(Overrides {
+            storage_url: Some(("BERTH_STORAGE_URL".into(), "ftp://x".into())),
+            ..Default::default()
+        });
+        assert!(e.contains("BERTH_STORAGE_URL") && e.contains("ftp"), "{e}");
+        let e = bad(Overrides {
+            database_url: Some(("BERTH_DATABASE_URL".into(), "mysql://x".into())),
+            ..Default::default()
+        });
+        assert!(e.contains("BERTH_DATABASE_URL"), "{e}");
+        let e = format!("{:#}", toml::from_str::<Config>("listn = 1").unwrap_err());
+        assert!(e.contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn urls_select_backends() {
+        let c = Config::with_data_dir("/d");
+        assert_eq!(
+            c.storage_config().unwrap(),
+            StorageConfig::Fs {
+                root: "/d/blobs".into()
+            }
+        );
+        assert_eq!(
+            c.database(Some("sqlite:///x/y.db?mode=rwc")).unwrap(),
+            DatabaseConfig::Sqlite {
+                path: "/x/y.db".into()
+            }
+        );
+        assert_eq!(
+            c.storage(Some("file:///srv/blobs")).unwrap(),
+            StorageConfig::Fs {
+                root: "/srv/blobs".into()
+            }
+        );
+    }
+}

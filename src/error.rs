@@ -1,0 +1,220 @@
+//! The one error type of the request path, and how each variant reaches the client: the spec's
+//! error codes (spec.md, "Error Codes") with their status codes and JSON body.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::oci::Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("{0}")]
+    BlobUploadInvalid(String),
+    #[error("blob upload unknown to registry")]
+    BlobUploadUnknown,
+    /// An out-of-order or overlapping chunk (spec: 416 on PATCH); `size` is what was received.
+    #[error("chunk does not start at the current end of the upload ({size} bytes received)")]
+    ChunkOutOfOrder { size: u64 },
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("manifest references {0}, which is unknown to this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest unknown to registry")]
+    ManifestUnknown,
+    #[error("{0}")]
+    NameInvalid(String),
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("{message}")]
+    TooLarge { message: String },
+    /// A `Range` the blob cannot satisfy; the client learns the real size.
+    #[error("requested range not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BlobUnknown => "BLOB_UNKNOWN",
+            Error::BlobUploadInvalid(_) | Error::ChunkOutOfOrder { .. } => "BLOB_UPLOAD_INVALID",
+            Error::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            Error::DigestInvalid(_) => "DIGEST_INVALID",
+            Error::ManifestBlobUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
+            Error::ManifestInvalid(_) => "MANIFEST_INVALID",
+            Error::ManifestUnknown => "MANIFEST_UNKNOWN",
+            Error::NameInvalid(_) => "NAME_INVALID",
+            Error::NameUnknown => "NAME_UNKNOWN",
+            Error::SizeInvalid(_) | Error::TooLarge { .. } | Error::RangeNotSatisfiable { .. } => {
+                "SIZE_INVALID"
+            }
+            Error::Unsupported(_)
+            | Error::BadRequest(_)
+            | Error::NotFound
+            | Error::MethodNotAllowed => "UNSUPPORTED",
+            // Not a spec code: a server fault is no client's mistake to name.
+            Error::Internal(_) => "UNKNOWN",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BlobUnknown
+            | Error::BlobUploadUnknown
+            | Error::ManifestUnknown
+            | Error::NameUnknown
+            | Error::NotFound => StatusCode::NOT_FOUND,
+            Error::ChunkOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => {
+                StatusCode::RANGE_NOT_SATISFIABLE
+            }
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::BlobUploadInvalid(_)
+            | Error::DigestInvalid(_)
+            | Error::ManifestBlobUnknown(_)
+            | Error::ManifestInvalid(_)
+            | Error::NameInvalid(_)
+            | Error::SizeInvalid(_)
+            | Error::Unsupported(_)
+            | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn detail(&self) -> serde_json::Value {
+        match self {
+            Error::ManifestBlobUnknown(d) => serde_json::json!({ "digest": d }),
+            Error::ChunkOutOfOrder { size } | Error::RangeNotSatisfiable { size } => {
+                serde_json::json!({ "size": size })
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        Error::Internal(anyhow::Error::new(e).context("blob store"))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(anyhow::Error::new(e).context("metadata index"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Error::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        let detail = self.detail();
+        let mut entry = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        if !detail.is_null() {
+            entry["detail"] = detail;
+        }
+        let body = serde_json::json!({ "errors": [entry] }).to_string();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        match self {
+            Error::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            Error::ChunkOutOfOrder { size } => {
+                // Tell the client where to resume (spec: GET the upload status after a 416).
+                if let Ok(v) = HeaderValue::from_str(&format!("0-{}", size.saturating_sub(1))) {
+                    headers.insert(header::RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_error_is_a_spec_code_and_4xx() {
+        let spec = [
+            "BLOB_UNKNOWN",
+            "BLOB_UPLOAD_INVALID",
+            "BLOB_UPLOAD_UNKNOWN",
+            "DIGEST_INVALID",
+            "MANIFEST_BLOB_UNKNOWN",
+            "MANIFEST_INVALID",
+            "MANIFEST_UNKNOWN",
+            "NAME_INVALID",
+            "NAME_UNKNOWN",
+            "SIZE_INVALID",
+            "UNAUTHORIZED",
+            "DENIED",
+            "UNSUPPORTED",
+            "TOOMANYREQUESTS",
+        ];
+        let d = Digest::sha256_of(b"");
+        let all = [
+            Error::BlobUnknown,
+            Error::BlobUploadInvalid("x".into()),
+            Error::BlobUploadUnknown,
+            Error::ChunkOutOfOrder { size: 3 },
+            Error::DigestInvalid("x".into()),
+            Error::ManifestBlobUnknown(d),
+            Error::ManifestInvalid("x".into()),
+            Error::ManifestUnknown,
+            Error::NameInvalid("x".into()),
+            Error::NameUnknown,
+            Error::SizeInvalid("x".into()),
+            Error::TooLarge {
+                message: "x".into(),
+            },
+            Error::RangeNotSatisfiable { size: 3 },
+            Error::Unsupported("x".into()),
+            Error::BadRequest("x".into()),
+            Error::NotFound,
+            Error::MethodNotAllowed,
+        ];
+        for e in all {
+            assert!(spec.contains(&e.code()), "{e:?}");
+            assert!(e.status().is_client_error(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn range_errors_carry_their_headers() {
+        let r = Error::RangeNotSatisfiable { size: 10 }.into_response();
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */10");
+        let r = Error::ChunkOutOfOrder { size: 10 }.into_response();
+        assert_eq!(r.headers()[header::RANGE], "0-9");
+    }
+}

@@ -1,0 +1,74 @@
+//! Blob endpoints: GET/HEAD (end-2, with `Range`) and DELETE (end-10).
+
+use axum::{
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use super::{Ctx, docker_content_digest, empty};
+use crate::{
+    error::{Error, Result},
+    oci::{Digest, RepoName},
+    registry::RangeRequest,
+};
+
+pub(super) async fn get(
+    ctx: Ctx<'_>,
+    name: RepoName,
+    digest: Digest,
+    head: bool,
+) -> Result<Response> {
+    if head {
+        let size = ctx.registry.stat_blob(&name, &digest).await?;
+        return Ok(empty(
+            StatusCode::OK,
+            &[
+                (header::CONTENT_LENGTH, size.to_string()),
+                (header::CONTENT_TYPE, "application/octet-stream".into()),
+                (header::ACCEPT_RANGES, "bytes".into()),
+                (docker_content_digest(), digest.to_string()),
+            ],
+        ));
+    }
+    let range = match ctx.header(header::RANGE) {
+        None => None,
+        Some(h) => Some(RangeRequest::parse(h).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "unsupported Range header {h:?}: expected bytes=START-END"
+            ))
+        })?),
+    };
+    let blob = ctx.registry.open_blob(&name, &digest, range).await?;
+    let (status, length) = match &blob.range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, blob.size),
+    };
+    let body = blob.body.map(Body::from_stream).unwrap_or_else(Body::empty);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    let mut set = |name, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::CONTENT_LENGTH, length.to_string());
+    set(header::CONTENT_TYPE, "application/octet-stream".into());
+    set(header::ACCEPT_RANGES, "bytes".into());
+    set(docker_content_digest(), digest.to_string());
+    if let Some(r) = &blob.range {
+        set(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{}", r.start, r.end - 1, blob.size),
+        );
+    }
+    Ok(response)
+}
+
+pub(super) async fn delete(ctx: Ctx<'_>, name: RepoName, digest: Digest) -> Result<Response> {
+    ctx.registry.delete_blob(&name, &digest).await?;
+    Ok(empty(
+        StatusCode::ACCEPTED,
+        &[(header::CONTENT_LENGTH, "0".into())],
+    ))
+}

@@ -1,0 +1,92 @@
+//! Manifest endpoints: GET/HEAD (end-3), PUT (end-7), DELETE (end-9).
+
+use axum::{
+    body::Body,
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::{Ctx, docker_content_digest, empty};
+use crate::{
+    error::{Error, Result},
+    oci::{Reference, RepoName},
+};
+
+pub(super) async fn get(
+    ctx: Ctx<'_>,
+    name: RepoName,
+    reference: Reference,
+    head: bool,
+) -> Result<Response> {
+    let manifest = ctx.registry.get_manifest(&name, &reference, !head).await?;
+    let headers = [
+        (header::CONTENT_TYPE, manifest.media_type.clone()),
+        (header::CONTENT_LENGTH, manifest.size.to_string()),
+        (docker_content_digest(), manifest.digest.clone()),
+        (header::ETAG, format!("\"{}\"", manifest.digest)),
+    ];
+    if head {
+        return Ok(empty(StatusCode::OK, &headers));
+    }
+    let mut response = (StatusCode::OK, manifest.payload).into_response();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    Ok(response)
+}
+
+pub(super) async fn put(
+    ctx: Ctx<'_>,
+    name: RepoName,
+    reference: Reference,
+    body: Body,
+) -> Result<Response> {
+    let limit = ctx.registry.limits().manifest_max_bytes;
+    let too_large = || Error::TooLarge {
+        message: format!("manifest is larger than the limit of {limit} bytes"),
+    };
+    if ctx
+        .header(header::CONTENT_LENGTH)
+        .and_then(|l| l.parse::<u64>().ok())
+        .is_some_and(|l| l > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let payload = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(Error::ManifestInvalid(format!(
+                "request body could not be read to its end: {e}"
+            )));
+        }
+    };
+    let content_type = ctx.header(header::CONTENT_TYPE);
+    let put = ctx
+        .registry
+        .put_manifest(&name, &reference, content_type, payload)
+        .await?;
+    let mut headers = vec![
+        (
+            header::LOCATION,
+            ctx.location(&format!("/v2/{name}/manifests/{}", put.digest)),
+        ),
+        (docker_content_digest(), put.digest.to_string()),
+        (header::CONTENT_LENGTH, "0".into()),
+    ];
+    if let Some(subject) = put.subject {
+        headers.push((HeaderName::from_static("oci-subject"), subject.to_string()));
+    }
+    Ok(empty(StatusCode::CREATED, &headers))
+}
+
+pub(super) async fn delete(ctx: Ctx<'_>, name: RepoName, reference: Reference) -> Result<Response> {
+    ctx.registry.delete_manifest(&name, &reference).await?;
+    Ok(empty(
+        StatusCode::ACCEPTED,
+        &[(header::CONTENT_LENGTH, "0".into())],
+    ))
+}

@@ -1,0 +1,182 @@
+//! HTTP: axum only. Knows headers and status codes; knows nothing of SQL or object keys.
+//! Every `/v2/` request goes through [`dispatch`], which parses the [`Route`], and a thin
+//! handler per spec noun that extracts, calls the registry once and shapes the response.
+
+mod blobs;
+mod listing;
+mod manifests;
+pub mod route;
+mod uploads;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+
+use crate::{
+    error::{Error, Result},
+    registry::Registry,
+};
+pub use route::Route;
+
+/// Builds the whole HTTP surface over `registry`.
+pub fn router(registry: Registry) -> Router {
+    let v2 = Router::new()
+        .route("/v2", axum::routing::any(dispatch))
+        .route("/v2/", axum::routing::any(dispatch))
+        .route("/v2/{*path}", axum::routing::any(dispatch))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("docker-distribution-api-version"),
+            HeaderValue::from_static("registry/2.0"),
+        ));
+    Router::new()
+        .merge(v2)
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(registry)
+}
+
+/// Routes one `/v2/` request to its handler.
+async fn dispatch(State(registry): State<Registry>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let raw_path = parts.uri.path();
+    let path =
+        percent_encoding::percent_decode_str(raw_path.strip_prefix("/v2").unwrap_or(raw_path))
+            .decode_utf8_lossy()
+            .into_owned();
+    let query = Query::parse(parts.uri.query());
+    let ctx = Ctx {
+        registry: &registry,
+        headers: &parts.headers,
+        query: &query,
+    };
+    let result = match Route::parse(&path) {
+        Ok(route) => handle(ctx, &parts.method, route, body).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(ctx: Ctx<'_>, method: &Method, route: Route, body: Body) -> Result<Response> {
+    let head = *method == Method::HEAD;
+    match (method.clone(), route) {
+        (Method::GET | Method::HEAD, Route::Base) => Ok(StatusCode::OK.into_response()),
+        (Method::GET, Route::Catalog) => listing::catalog(ctx).await,
+        (Method::GET, Route::Tags { name }) => listing::tags(ctx, name).await,
+        (Method::GET, Route::Referrers { name, digest }) => {
+            listing::referrers(ctx, name, digest).await
+        }
+        (Method::GET | Method::HEAD, Route::Manifest { name, reference }) => {
+            manifests::get(ctx, name, reference, head).await
+        }
+        (Method::PUT, Route::Manifest { name, reference }) => {
+            manifests::put(ctx, name, reference, body).await
+        }
+        (Method::DELETE, Route::Manifest { name, reference }) => {
+            manifests::delete(ctx, name, reference).await
+        }
+        (Method::GET | Method::HEAD, Route::Blob { name, digest }) => {
+            blobs::get(ctx, name, digest, head).await
+        }
+        (Method::DELETE, Route::Blob { name, digest }) => blobs::delete(ctx, name, digest).await,
+        (Method::POST, Route::Uploads { name }) => uploads::start(ctx, name, body).await,
+        (Method::GET, Route::Upload { name, session }) => uploads::status(ctx, name, session).await,
+        (Method::PATCH, Route::Upload { name, session }) => {
+            uploads::append(ctx, name, session, body).await
+        }
+        (Method::PUT, Route::Upload { name, session }) => {
+            uploads::finish(ctx, name, session, body).await
+        }
+        (Method::DELETE, Route::Upload { name, session }) => {
+            uploads::cancel(ctx, name, session).await
+        }
+        _ => Err(Error::MethodNotAllowed),
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    registry: &'a Registry,
+    headers: &'a HeaderMap,
+    query: &'a Query,
+}
+
+impl Ctx<'_> {
+    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// An absolute URL for `path` on this registry, as the client reached it (through a proxy
+    /// that sets `X-Forwarded-Proto`/`-Host`, or directly). Relative when no host is known.
+    fn location(&self, path: &str) -> String {
+        let host = self
+            .header("x-forwarded-host")
+            .or_else(|| self.header(header::HOST))
+            .map(|h| h.split(',').next().unwrap_or(h).trim());
+        let scheme = self
+            .header("x-forwarded-proto")
+            .map(|p| p.split(',').next().unwrap_or(p).trim())
+            .filter(|p| *p == "http" || *p == "https")
+            .unwrap_or("http");
+        match host {
+            Some(host) if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()) => {
+                format!("{scheme}://{host}{path}")
+            }
+            _ => path.to_owned(),
+        }
+    }
+}
+
+/// Query parameters, decoded once.
+#[derive(Debug, Default)]
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Query {
+        Query(
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The page size `n`, which must be a non-negative integer when present.
+    fn page_size(&self) -> Result<Option<u32>> {
+        match self.get("n") {
+            None | Some("") => Ok(None),
+            Some(n) => n.parse::<u32>().map(Some).map_err(|_| {
+                Error::BadRequest(format!(
+                    "query parameter n must be a non-negative integer, not {n:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// Builds a response with `status`, `headers` and an empty body.
+fn empty(status: StatusCode, headers: &[(HeaderName, String)]) -> Response {
+    let mut response = (status, Body::empty()).into_response();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(name.clone(), v);
+        }
+    }
+    response
+}
+
+fn docker_content_digest() -> HeaderName {
+    HeaderName::from_static("docker-content-digest")
+}

@@ -1,0 +1,659 @@
+//! The metadata index: the single source of truth for what exists (repositories, blob links,
+//! manifests, tags, upload sessions). All SQL lives here, written to run unchanged on SQLite
+//! and PostgreSQL through sqlx's `Any` driver (`$n` binds, `ON CONFLICT`, `RETURNING`, times
+//! as unix seconds).
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    AnyPool, Executor, Row,
+    any::{AnyPoolOptions, AnyRow},
+};
+
+use crate::{
+    config::DatabaseConfig,
+    error::{Error, Result},
+    oci::{Digest, RepoName, Tag},
+};
+
+mod stats;
+pub use stats::PullStats;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Handle on the index: a single writer (SQLite allows one) and a pool of readers.
+#[derive(Clone)]
+pub struct Meta {
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+/// A manifest as served to clients.
+#[derive(Debug)]
+pub struct StoredManifest {
+    pub id: i64,
+    pub repository_id: i64,
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+    /// Empty when only the headers were asked for.
+    pub payload: Vec<u8>,
+}
+
+/// What the index records for a new manifest.
+pub struct NewManifest<'a> {
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub artifact_type: Option<&'a str>,
+    pub subject: Option<&'a Digest>,
+    pub config_digest: Option<&'a Digest>,
+    pub os: Option<&'a str>,
+    pub architecture: Option<&'a str>,
+    pub variant: Option<&'a str>,
+    pub annotations: Option<String>,
+    pub payload: &'a [u8],
+    /// Blobs the manifest needs, with the size its descriptor declares.
+    pub blobs: Vec<(&'a Digest, u64)>,
+    /// Child manifests of an index.
+    pub children: Vec<&'a Digest>,
+}
+
+/// Why the index refused a manifest.
+pub enum PutManifestError {
+    Missing(Digest),
+    SizeMismatch {
+        digest: Digest,
+        declared: u64,
+        actual: u64,
+    },
+    Other(Error),
+}
+
+impl From<sqlx::Error> for PutManifestError {
+    fn from(e: sqlx::Error) -> Self {
+        PutManifestError::Other(e.into())
+    }
+}
+
+impl From<Error> for PutManifestError {
+    fn from(e: Error) -> Self {
+        PutManifestError::Other(e)
+    }
+}
+
+/// One entry of a referrers listing.
+#[derive(Debug)]
+pub struct Referrer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+/// A staged part of an upload session.
+#[derive(Debug, Clone)]
+pub struct UploadPart {
+    pub start: i64,
+    pub size: i64,
+    pub key: String,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Meta {
+    /// Opens (creating if needed) and migrates the database `config` names.
+    pub async fn connect(
+        config: &DatabaseConfig,
+        readers: u32,
+        durable: bool,
+    ) -> anyhow::Result<Meta> {
+        sqlx::any::install_default_drivers();
+        let DatabaseConfig::Sqlite { path } = config;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let url = sqlite_url(path);
+        // WAL lets readers run beside the writer; with synchronous=FULL a commit survives
+        // power loss, with NORMAL it survives a crash of the process.
+        let synchronous = if durable { "FULL" } else { "NORMAL" };
+        let pragmas = format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+        );
+        let writer_pragmas = pragmas.clone();
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                let pragmas = writer_pragmas.clone();
+                Box::pin(async move {
+                    conn.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("opening the metadata index at {}", path.display()))?;
+        SQLITE_MIGRATIONS
+            .run(&writer)
+            .await
+            .context("migrating the metadata index")?;
+        let reader = AnyPoolOptions::new()
+            .max_connections(readers)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                let pragmas = format!("{pragmas} PRAGMA query_only = ON;");
+                Box::pin(async move {
+                    conn.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Meta { writer, reader })
+    }
+
+    /// Brings the schema up to date without serving (`berth migrate`).
+    pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
+        Meta::connect(config, 1, true).await?.close().await;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    // ---------------------------------------------------------------- repositories
+
+    pub async fn repository_id(&self, repo: &RepoName) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0)))
+    }
+
+    /// Repository names with at least one manifest, after `last`, at most `n`.
+    pub async fn catalog(&self, last: &str, n: u32) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT name FROM repositories r WHERE name > $1 \
+             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
+             ORDER BY name LIMIT $2",
+        )
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    // ---------------------------------------------------------------- blobs
+
+    /// Size of `digest` if it is linked into `repo`.
+    pub async fn linked_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    /// Repositories (at most `limit`) that link `digest`, for mounts without `from`.
+    pub async fn repositories_linking(&self, digest: &Digest, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+             WHERE rb.digest = $1 ORDER BY r.name LIMIT $2",
+        )
+        .bind(digest.to_string())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Records a verified blob of `size` bytes and links it into `repo`.
+    pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let repository_id = ensure_repository(&mut tx, repo).await?;
+        insert_blob_link(&mut tx, repository_id, digest, size).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the link of `digest` from `repo`; the bytes stay for other repositories.
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---------------------------------------------------------------- uploads
+
+    pub async fn create_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let repository_id = ensure_repository(&mut tx, repo).await?;
+        let now = now();
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, size, started_at, updated_at) \
+             VALUES ($1, $2, 0, $3, $3)",
+        )
+        .bind(id)
+        .bind(repository_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Bytes received so far by upload `id` of `repo`, or `None` if there is no such session.
+    pub async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT u.size FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE u.id = $1 AND r.name = $2",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    /// Bytes received so far by upload `id`, whatever its repository.
+    pub async fn upload_size_any(&self, id: &str) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT size FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
+    }
+
+    /// Records a part written at `start`, if the session still ends at `start`; returns
+    /// whether it did (another request may have appended first).
+    pub async fn append_upload_part(
+        &self,
+        id: &str,
+        start: u64,
+        size: u64,
+        key: &str,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE uploads SET size = size + $3, updated_at = $4 WHERE id = $1 AND size = $2",
+        )
+        .bind(id)
+        .bind(start as i64)
+        .bind(size as i64)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO upload_parts (upload_id, start, size, object_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(start as i64)
+        .bind(size as i64)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn upload_parts(&self, id: &str) -> Result<Vec<UploadPart>> {
+        let rows = sqlx::query(
+            "SELECT start, size, object_key FROM upload_parts WHERE upload_id = $1 ORDER BY start",
+        )
+        .bind(id)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| UploadPart {
+                start: r.get(0),
+                size: r.get(1),
+                key: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Ends upload `id`; returns whether it existed. Its part objects are the caller's to delete.
+    pub async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Completes upload `id`: the blob is recorded, linked into `repo`, and the session ends,
+    /// in one transaction. Returns false if the session was already gone.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let ended = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if ended.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let repository_id = ensure_repository(&mut tx, repo).await?;
+        insert_blob_link(&mut tx, repository_id, digest, size).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    // ---------------------------------------------------------------- manifests and tags
+
+    /// The manifest `reference` names in `repo`; with `payload` false only its headers.
+    pub async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        payload: bool,
+    ) -> Result<Option<StoredManifest>> {
+        let sql = format!(
+            "SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, {} FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.id = t.manifest_id \
+             WHERE r.name = $1 AND t.name = $2",
+            if payload { "m.payload" } else { "NULL" }
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(stored_manifest))
+    }
+
+    pub async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        payload: bool,
+    ) -> Result<Option<StoredManifest>> {
+        let sql = format!(
+            "SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, {} FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
+            if payload { "m.payload" } else { "NULL" }
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(stored_manifest))
+    }
+
+    /// Stores a manifest (and tags it), after checking in the same transaction that every blob
+    /// and child it references is in `repo`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: NewManifest<'_>,
+        tag: Option<&Tag>,
+    ) -> Result<(), PutManifestError> {
+        let mut tx = self.writer.begin().await?;
+        let repository_id = ensure_repository(&mut tx, repo).await?;
+        let mut total_size = manifest.payload.len() as i64;
+        for (digest, declared) in &manifest.blobs {
+            let row = sqlx::query(
+                "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                 WHERE rb.repository_id = $1 AND rb.digest = $2",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let actual = row
+                .map(|r| r.get::<i64, _>(0) as u64)
+                .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
+            if actual != *declared {
+                return Err(PutManifestError::SizeMismatch {
+                    digest: (*digest).clone(),
+                    declared: *declared,
+                    actual,
+                });
+            }
+            total_size += actual as i64;
+        }
+        for digest in &manifest.children {
+            let row = sqlx::query(
+                "SELECT total_size FROM manifests WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repository_id)
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            total_size += row
+                .map(|r| r.get::<i64, _>(0))
+                .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
+        }
+        let now = now();
+        let id: i64 = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
+               config_digest, os, architecture, variant, annotations, size, total_size, payload, pushed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at \
+             RETURNING id",
+        )
+        .bind(repository_id)
+        .bind(manifest.digest.to_string())
+        .bind(manifest.media_type)
+        .bind(manifest.artifact_type)
+        .bind(manifest.subject.map(|d| d.to_string()))
+        .bind(manifest.config_digest.map(|d| d.to_string()))
+        .bind(manifest.os)
+        .bind(manifest.architecture)
+        .bind(manifest.variant)
+        .bind(manifest.annotations)
+        .bind(manifest.payload.len() as i64)
+        .bind(total_size)
+        .bind(manifest.payload.to_vec())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        let references = manifest
+            .blobs
+            .iter()
+            .map(|(d, _)| (*d, "blob"))
+            .chain(manifest.children.iter().map(|d| (*d, "manifest")));
+        for (digest, kind) in references {
+            sqlx::query(
+                "INSERT INTO manifest_references (manifest_id, digest, kind) VALUES ($1, $2, $3) \
+                 ON CONFLICT (manifest_id, digest) DO NOTHING",
+            )
+            .bind(id)
+            .bind(digest.to_string())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
+                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE id = $1",
+        )
+        .bind(repository_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a manifest and, through the schema, its tags. Returns whether it existed.
+    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes one tag; the manifest stays. Returns whether the tag existed.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Tags of `repository_id` after `last` in byte order, at most `n`.
+    pub async fn list_tags(&self, repository_id: i64, last: &str, n: u32) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repository_id)
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Manifests of `repo` whose subject is `subject`, after digest `last`, at most `n`.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        last: &str,
+        n: u32,
+    ) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+               AND m.digest > $4 \
+             ORDER BY m.digest LIMIT $5",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Referrer {
+                digest: r.get(0),
+                media_type: r.get(1),
+                size: r.get(2),
+                artifact_type: r.get(3),
+                annotations: r.get(4),
+            })
+            .collect())
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+fn stored_manifest(r: AnyRow) -> StoredManifest {
+    StoredManifest {
+        id: r.get(0),
+        repository_id: r.get(1),
+        digest: r.get(2),
+        media_type: r.get(3),
+        size: r.get(4),
+        payload: r
+            .try_get::<Option<Vec<u8>>, _>(5)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    }
+}
+
+async fn ensure_repository(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &RepoName,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+    )
+    .bind(repo.as_str())
+    .bind(now())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.get(0))
+}
+
+async fn insert_blob_link(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repository_id: i64,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    let now = now();
+    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+        .bind(digest.to_string())
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (repository_id, digest) DO NOTHING",
+    )
+    .bind(repository_id)
+    .bind(digest.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

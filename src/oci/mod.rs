@@ -1,0 +1,9 @@
+//! Pure OCI types: no I/O. Parsing validates, so every later layer holds only valid values.
+
+pub mod digest;
+pub mod manifest;
+pub mod name;
+
+pub use digest::{Digest, Hasher};
+pub use manifest::{Manifest, MediaType};
+pub use name::{Reference, RepoName, Tag};

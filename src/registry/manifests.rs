@@ -1,0 +1,229 @@
+//! Manifests, tags, the catalog and referrers (spec end-3, end-7, end-8, end-9, end-12).
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::Registry;
+use crate::{
+    error::{Error, Result},
+    meta::{NewManifest, PutManifestError, Referrer, StoredManifest},
+    oci::{Digest, Hasher, Manifest, Reference, RepoName, Tag, manifest::Platform},
+};
+
+/// Image configs larger than this are not read for their platform.
+const CONFIG_READ_MAX: u64 = 1024 * 1024;
+
+/// The result of a manifest push.
+pub struct ManifestPut {
+    pub digest: Digest,
+    /// The manifest's `subject`, echoed as `OCI-Subject` (spec: "Pushing Manifests with Subject").
+    pub subject: Option<Digest>,
+}
+
+/// One page of a listing, and whether more follow.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+impl Registry {
+    /// The manifest `reference` names in `repo` (GET, or HEAD without `payload`). Counts as a
+    /// pull for the statistics.
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        payload: bool,
+    ) -> Result<StoredManifest> {
+        let found = match reference {
+            Reference::Tag(tag) => self.meta.manifest_by_tag(repo, tag, payload).await?,
+            Reference::Digest(digest) => {
+                self.meta.manifest_by_digest(repo, digest, payload).await?
+            }
+        };
+        let manifest = found.ok_or(Error::ManifestUnknown)?;
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.pulls
+            .record(manifest.repository_id, manifest.id, tag, payload);
+        Ok(manifest)
+    }
+
+    /// Validates and stores a manifest pushed under `reference` (end-7).
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        payload: Bytes,
+    ) -> Result<ManifestPut> {
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let mut h = Hasher::new(expected.algorithm());
+                h.update(&payload);
+                let actual = h.finish();
+                if &actual != expected {
+                    return Err(Error::DigestInvalid(format!(
+                        "manifest hashes to {actual}, not {expected}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&payload),
+        };
+        let manifest = Manifest::parse(&payload, content_type)
+            .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        let platform = self.platform_of(&manifest).await;
+        let annotations = manifest
+            .annotations
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .map(|a| serde_json::to_string(a).unwrap_or_default());
+        let record = NewManifest {
+            digest: &digest,
+            media_type: manifest.media_type.as_str(),
+            artifact_type: manifest.artifact_type.as_deref(),
+            subject: manifest.subject.as_ref(),
+            config_digest: manifest.config.as_ref().map(|c| &c.digest),
+            os: platform.os.as_deref(),
+            architecture: platform.architecture.as_deref(),
+            variant: platform.variant.as_deref(),
+            annotations,
+            payload: &payload,
+            blobs: manifest
+                .required_blobs()
+                .map(|t| (&t.digest, t.size))
+                .collect(),
+            children: manifest.children.iter().map(|t| &t.digest).collect(),
+        };
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        self.meta
+            .put_manifest(repo, record, tag)
+            .await
+            .map_err(|e| match e {
+                PutManifestError::Missing(d) => Error::ManifestBlobUnknown(d),
+                PutManifestError::SizeMismatch {
+                    digest,
+                    declared,
+                    actual,
+                } => Error::ManifestInvalid(format!(
+                    "descriptor of {digest} declares {declared} bytes, but the blob has {actual}"
+                )),
+                PutManifestError::Other(e) => e,
+            })?;
+        Ok(ManifestPut {
+            digest,
+            subject: manifest.subject,
+        })
+    }
+
+    /// Deletes a tag (untag only) or, by digest, a manifest and every tag on it (end-9).
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        let deleted = match reference {
+            Reference::Tag(tag) => self.meta.delete_tag(repo, tag).await?,
+            Reference::Digest(digest) => self.meta.delete_manifest(repo, digest).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(Error::ManifestUnknown)
+        }
+    }
+
+    /// Tags of `repo` in byte order after `last`, `n` at most (end-8).
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&Tag>,
+        n: Option<u32>,
+    ) -> Result<Page<String>> {
+        let repository_id = self
+            .meta
+            .repository_id(repo)
+            .await?
+            .ok_or(Error::NameUnknown)?;
+        let n = self.page_size(n);
+        if n == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        }
+        let last = last.map(Tag::as_str).unwrap_or("");
+        let items = self.meta.list_tags(repository_id, last, n + 1).await?;
+        Ok(paged(items, n))
+    }
+
+    /// Repositories in byte order after `last`, `n` at most.
+    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page<String>> {
+        let n = self.page_size(n);
+        if n == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        }
+        let items = self.meta.catalog(last.unwrap_or(""), n + 1).await?;
+        Ok(paged(items, n))
+    }
+
+    /// Manifests in `repo` whose subject is `subject` (end-12), optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<Page<Referrer>> {
+        let n = self.page_size(n);
+        if n == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                more: false,
+            });
+        }
+        let items = self
+            .meta
+            .referrers(repo, subject, artifact_type, last.unwrap_or(""), n + 1)
+            .await?;
+        Ok(paged(items, n))
+    }
+
+    fn page_size(&self, n: Option<u32>) -> u32 {
+        n.unwrap_or(self.limits.page_max_entries)
+            .min(self.limits.page_max_entries)
+    }
+
+    /// The platform an image's config declares; unknown when the config is not an image
+    /// config or cannot be read (the index check reports a missing config).
+    async fn platform_of(&self, manifest: &Manifest) -> Platform {
+        let (Some(config), Some(media_type)) = (&manifest.config, &manifest.config_media_type)
+        else {
+            return Platform::default();
+        };
+        if config.size > CONFIG_READ_MAX || !Platform::is_image_config(media_type) {
+            return Platform::default();
+        }
+        let bytes = match self.blobs.read(&config.digest, None).await {
+            Ok(stream) => stream
+                .map_ok(|b| b.to_vec())
+                .try_concat()
+                .await
+                .unwrap_or_default(),
+            Err(_) => return Platform::default(),
+        };
+        Platform::from_config(media_type, &bytes)
+    }
+}
+
+fn paged<T>(mut items: Vec<T>, n: u32) -> Page<T> {
+    let more = items.len() > n as usize;
+    items.truncate(n as usize);
+    Page { items, more }
+}

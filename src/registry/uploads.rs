@@ -1,0 +1,268 @@
+//! Upload sessions (spec end-4a/4b, end-5, end-6, end-11, end-13).
+//!
+//! A session lives in the index (offset, staged parts), never only in this process's memory,
+//! so any replica can continue it and its `Location` stays valid until it completes. Each
+//! request that carries data becomes one staged object; completion verifies the digest and
+//! publishes the blob (a rename for one part, a verified copy for several).
+
+use std::fmt::Display;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::Registry;
+use crate::{
+    blobs::Blobs,
+    error::{Error, Result},
+    oci::{Digest, Hasher, RepoName, digest::Algorithm},
+};
+
+/// Outcome of a mount request (end-11).
+pub enum Mounted {
+    /// The blob is now linked into the target repository.
+    Blob { size: u64 },
+    /// It could not be mounted; a normal upload session was opened instead.
+    Session { id: String },
+}
+
+fn valid_session_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok()
+}
+
+impl Registry {
+    /// Opens an upload session in `repo` and returns its id.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.meta.create_upload(repo, &id).await?;
+        Ok(id)
+    }
+
+    /// Bytes received so far by session `id` (end-13).
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<u64> {
+        if !valid_session_id(id) {
+            return Err(Error::BlobUploadUnknown);
+        }
+        self.meta
+            .upload_size(repo, id)
+            .await?
+            .ok_or(Error::BlobUploadUnknown)
+    }
+
+    /// Appends a chunk (end-5). `range` is the `Content-Range` the client sent, if any; a
+    /// chunk that does not start where the session ends is refused with 416.
+    pub async fn append_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let size = self.upload_status(repo, id).await?;
+        if let Some((start, end)) = range
+            && (start != size || end < start)
+        {
+            return Err(Error::ChunkOutOfOrder { size });
+        }
+        let written = self.stage_chunk(id, size, body).await?;
+        if let Some((start, end)) = range
+            && written != end - start + 1
+        {
+            // The part was recorded, but say so: the client's idea of the offset is wrong.
+            return Err(Error::SizeInvalid(format!(
+                "Content-Range declared {} bytes but the body had {written}",
+                end - start + 1
+            )));
+        }
+        Ok(size + written)
+    }
+
+    /// Completes session `id` as blob `digest` (end-6), with an optional last chunk.
+    pub async fn finish_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let size = self.upload_status(repo, id).await?;
+        if size == 0 {
+            // Monolithic: stream straight to the blob's key, verifying on the way.
+            // A failed attempt leaves the empty session open for a retry.
+            let size = self.blobs.write_verified(digest, body).await?;
+            return self.commit_upload(repo, id, digest, size, &[]).await;
+        }
+        let total = size + self.stage_chunk(id, size, body).await?;
+        let parts: Vec<String> = self
+            .meta
+            .upload_parts(id)
+            .await?
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        let published = match parts.as_slice() {
+            [single] => self.promote_single_part(id, total, single, digest).await,
+            _ => self
+                .blobs
+                .assemble_parts(parts.clone(), digest)
+                .await
+                .map(drop),
+        };
+        if let Err(e) = published {
+            if matches!(e, Error::DigestInvalid(_)) {
+                // The staged bytes can never complete this session: drop them.
+                self.cancel_upload(repo, id).await.ok();
+            }
+            return Err(e);
+        }
+        self.commit_upload(repo, id, digest, total, &parts).await
+    }
+
+    /// Cancels session `id` and drops its staged bytes.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        self.upload_status(repo, id).await?;
+        let parts: Vec<String> = self
+            .meta
+            .upload_parts(id)
+            .await?
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        self.running_hashes.forget(id);
+        if !self.meta.delete_upload(id).await? {
+            return Err(Error::BlobUploadUnknown);
+        }
+        self.blobs.delete_parts(&parts).await
+    }
+
+    /// Single-request upload (end-4b): the whole blob in the POST body.
+    pub async fn put_blob<S, E>(&self, repo: &RepoName, digest: &Digest, body: S) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let size = self.blobs.write_verified(digest, body).await?;
+        self.meta.link_blob(repo, digest, size).await?;
+        Ok(size)
+    }
+
+    /// Cross-repository mount (end-11): links `digest` into `repo` when it is in `from` (or,
+    /// without `from`, in any repository), else opens a normal session.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<Mounted> {
+        let source = match from {
+            Some(from) => Some(from.clone()),
+            None => self
+                .meta
+                .repositories_linking(digest, 1)
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|name| name.parse().ok()),
+        };
+        if let Some(source) = source
+            && let Some(size) = self.meta.linked_blob_size(&source, digest).await?
+        {
+            self.meta.link_blob(repo, digest, size).await?;
+            return Ok(Mounted::Blob { size });
+        }
+        Ok(Mounted::Session {
+            id: self.start_upload(repo).await?,
+        })
+    }
+
+    /// Writes one chunk of session `id` at `offset` as a staged part; returns its length.
+    async fn stage_chunk<S, E>(&self, id: &str, offset: u64, body: S) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let key = Blobs::part_key(id, offset);
+        let mut hasher = match offset {
+            0 => Some(Hasher::new(Algorithm::Sha256)),
+            _ => self.running_hashes.take(id, offset),
+        };
+        let written = self.blobs.write_part(&key, body, &mut hasher).await?;
+        if written == 0 {
+            if let Some(h) = hasher {
+                self.running_hashes.put(id, offset, h);
+            }
+            return Ok(0);
+        }
+        if !self
+            .meta
+            .append_upload_part(id, offset, written, &key)
+            .await?
+        {
+            self.blobs.delete_parts(&[key]).await?;
+            let size = self
+                .meta
+                .upload_size_any(id)
+                .await?
+                .ok_or(Error::BlobUploadUnknown)?;
+            return Err(Error::ChunkOutOfOrder { size });
+        }
+        if let Some(h) = hasher {
+            self.running_hashes.put(id, offset + written, h);
+        }
+        Ok(written)
+    }
+
+    /// Verifies the one staged part of a session and moves it into place.
+    async fn promote_single_part(
+        &self,
+        id: &str,
+        total: u64,
+        part: &str,
+        digest: &Digest,
+    ) -> Result<()> {
+        let running = self
+            .running_hashes
+            .take(id, total)
+            .filter(|_| digest.algorithm() == Algorithm::Sha256);
+        let actual = match running {
+            Some(h) => h.finish(),
+            None => {
+                let mut h = Hasher::new(digest.algorithm());
+                self.blobs.hash_parts(&[part.to_owned()], &mut h).await?;
+                h.finish()
+            }
+        };
+        if &actual != digest {
+            return Err(Error::DigestInvalid(format!(
+                "uploaded content hashes to {actual}, not {digest}"
+            )));
+        }
+        self.blobs.promote_part(part, digest).await
+    }
+
+    /// Records the published blob and ends the session; then drops leftover parts.
+    async fn commit_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        parts: &[String],
+    ) -> Result<()> {
+        self.running_hashes.forget(id);
+        if !self.meta.finish_upload(repo, id, digest, size).await? {
+            return Err(Error::BlobUploadUnknown);
+        }
+        if parts.len() > 1 {
+            self.blobs.delete_parts(parts).await?;
+        }
+        Ok(())
+    }
+}

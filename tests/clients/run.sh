@@ -1,0 +1,729 @@
+#!/usr/bin/env bash
+# Berth real-client end-to-end suite.
+#
+# Drives unmodified third-party registry clients (skopeo, podman, buildah, docker/dockerd,
+# containerd's ctr, oras-py, python-dxf) against a registry listening on loopback over plain
+# HTTP, and checks what comes back (digests, bytes, counts), not just exit codes.
+#
+# Usage:
+#   tests/clients/run.sh [options] HOST:PORT          e.g. tests/clients/run.sh 127.0.0.1:5000
+#
+# Options:
+#   --only a,b    run only these client groups      --skip a,b   run all but these groups
+#                 groups: skopeo multiarch blobs podman docker ctr oras dxf
+#                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo)
+#   --keep        keep the temporary work dir (per-check logs are in <work>/logs)
+#   -v            print the log of each failed check
+#   -h, --help    this text
+#
+# Environment:
+#   BERTH_TEST_VENV      Python venv with oras-py and python-dxf (default: <repo>/target/test-venv,
+#                        created by scripts/install-test-deps.sh)
+#   BERTH_TEST_TIMEOUT   seconds allowed for any single client command (default: 300)
+#   BERTH_TEST_DOCKER_HOST          use this docker engine instead of starting a private dockerd
+#   BERTH_TEST_CONTAINERD_ADDRESS   containerd socket for ctr (default: the private dockerd's)
+#
+# Output: one line per check, "ok - <client>: <check>" or "not ok - <client>: <check>: <reason>",
+# then "N passed, N failed". Exit status 1 if any check failed, 2 on bad usage.
+#
+# Every run builds its own images (tar + gzip + jq into an OCI image layout, with a fresh nonce
+# so every blob is new to the registry) and pushes only under <registry>/e2e/<run-id>/.
+# The private dockerd (needs root) runs from the work dir with the vfs storage driver and no
+# networking setup, and is stopped by its PID when the script exits.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+VENV=${BERTH_TEST_VENV:-$ROOT/target/test-venv}
+TMO=${BERTH_TEST_TIMEOUT:-300}
+
+usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; }
+
+REG="" ONLY="" SKIP="" KEEP=0 VERBOSE=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --only) [ $# -ge 2 ] || { echo "--only needs a list" >&2; exit 2; }; ONLY=$2; shift 2 ;;
+    --skip) [ $# -ge 2 ] || { echo "--skip needs a list" >&2; exit 2; }; SKIP=$2; shift 2 ;;
+    --only=*) ONLY=${1#*=}; shift ;;
+    --skip=*) SKIP=${1#*=}; shift ;;
+    --keep) KEEP=1; shift ;;
+    -v|--verbose) VERBOSE=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+    *) [ -z "$REG" ] || { echo "only one registry address, got '$REG' and '$1'" >&2; exit 2; }
+       REG=$1; shift ;;
+  esac
+done
+[ -n "$REG" ] || { usage >&2; exit 2; }
+case $REG in
+  127.*:*|localhost:*|\[::1\]:*) ;;
+  *) echo "registry must be a loopback HOST:PORT (127.x.x.x, localhost or [::1]), got '$REG'" >&2; exit 2 ;;
+esac
+ALL_GROUPS="skopeo multiarch blobs podman docker ctr oras dxf"
+for g in ${ONLY//,/ } ${SKIP//,/ }; do
+  [[ " $ALL_GROUPS " == *" $g "* ]] || { echo "unknown client group '$g' (groups: $ALL_GROUPS)" >&2; exit 2; }
+done
+case $TMO in ''|*[!0-9]*) echo "BERTH_TEST_TIMEOUT must be a number of seconds" >&2; exit 2 ;; esac
+
+# ----------------------------------------------------------------------------- run state
+RUN_ID=r$(date +%s)$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+NS=e2e/$RUN_ID                          # every repository of this run: $REG/$NS/...
+# podman/buildah name images loaded from oci:PATH after PATH, which must then be lowercase
+TMPBASE=${TMPDIR:-/tmp}; [[ $TMPBASE == *[[:upper:]]* ]] && TMPBASE=/tmp
+WORK=$TMPBASE/berth-e2e-$RUN_ID
+mkdir -m 700 "$WORK" || { echo "cannot create work dir $WORK" >&2; exit 2; }
+LAYOUT=$WORK/layout                     # the OCI image layout with this run's test images
+PASS=0 FAIL=0 NCHECK=0 WHY=
+DOCKERD_PID=
+declare -A D                            # fixture facts: D[man-KEY], D[cfg-KEY], D[layer-KEY], ...
+declare -A READY                        # memo for one-time setup steps (seeds, dockerd)
+
+# Platforms of the multi-arch index: key, os/arch[/variant]
+PLATFORMS=(amd64:linux/amd64 arm64:linux/arm64 armv7:linux/arm/v7 ppc64le:linux/ppc64le s390x:linux/s390x)
+MT_MANIFEST=application/vnd.oci.image.manifest.v1+json
+MT_INDEX=application/vnd.oci.image.index.v1+json
+MT_CONFIG=application/vnd.oci.image.config.v1+json
+MT_TARGZ=application/vnd.oci.image.layer.v1.tar+gzip
+MT_TAR=application/vnd.oci.image.layer.v1.tar
+ACCEPT="$MT_MANIFEST,$MT_INDEX,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json"
+
+# ----------------------------------------------------------------------------- check runner
+# check CLIENT "what is checked" FUNC [ARGS...]
+# Runs FUNC in this shell with its output in a per-check log. It fails when FUNC returns
+# non-zero or called `fail` (the first reason given is reported; otherwise the log's last line).
+check() {
+  local client=$1 what=$2; shift 2
+  NCHECK=$((NCHECK + 1)); WHY=
+  local log; log=$WORK/logs/$(printf '%03d' "$NCHECK").log
+  echo "# $client: $what" >"$log"
+  "$@" >>"$log" 2>&1
+  local rc=$?
+  if [ "$rc" = 0 ] && [ -z "$WHY" ]; then
+    PASS=$((PASS + 1)); echo "ok - $client: $what"
+  else
+    if [ -z "$WHY" ] && [ "$rc" = 124 ]; then WHY="a client command timed out (${TMO}s)"; fi
+    [ -n "$WHY" ] || WHY=$(sed -n '2,$p' "$log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-300)
+    FAIL=$((FAIL + 1)); echo "not ok - $client: $what: ${WHY:-failed without output}"
+    if [ "$VERBOSE" = 1 ]; then sed 's/^/#   /' "$log"; fi
+  fi
+  return 0
+}
+fail() { [ -n "$WHY" ] || WHY=$*; echo "FAIL: $*"; return 1; }   # fail "reason"
+# same A B "what": fail unless A = B
+same() { [ "$1" = "$2" ] || fail "$3: got '$1', want '$2'"; }
+# report a check that could not run, without running anything
+cannot() { NCHECK=$((NCHECK + 1)); FAIL=$((FAIL + 1)); echo "not ok - $1: $2: $3"; }
+
+want() {                                # want GROUP: selected by --only/--skip?
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$1,"* ]]; then return 1; fi
+  [[ ",$SKIP," != *",$1,"* ]]
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+tm() { timeout -k 10 "$TMO" "$@"; }     # every client command is time-bounded
+sha_file() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
+hex() { echo "${1#sha256:}"; }
+# digest_in FILE: the digest a client wrote (digestfile, parsed push output); fails if none
+digest_in() {
+  local d; d=$(cat "$1" 2>/dev/null)
+  [[ $d =~ ^sha256:[0-9a-f]{64}$ ]] || { fail "no pushed digest recorded (did the push fail?)"; return; }
+  echo "$d"
+}
+blob() { echo "$LAYOUT/blobs/sha256/$(hex "$1")"; }
+
+# ----------------------------------------------------------------------------- registry via curl
+# Independent verifier: what the registry actually serves, read with curl.
+# get_manifest REPO REF OUT -> writes the body, fails unless 200
+get_manifest() {
+  local code
+  code=$(curl -sS -m "$TMO" -o "$3" -w '%{http_code}' -H "Accept: $ACCEPT" \
+    "http://$REG/v2/$1/manifests/$2") || { fail "GET manifest $1:$2: curl error"; return; }
+  [ "$code" = 200 ] || fail "GET /v2/$1/manifests/$2 -> $code"
+}
+# served_digest REPO REF -> sha256 of the manifest bytes served
+served_digest() {
+  local f; f=$(mktemp "$WORK/served.XXXXXX")
+  get_manifest "$1" "$2" "$f" >&2 || return 1
+  sha_file "$f"
+}
+# blob_status REPO DIGEST [GET|HEAD] -> http status (and headers in $WORK/last-headers)
+blob_status() {
+  local m=${3:-HEAD} opt=(-I)
+  [ "$m" = GET ] && opt=()
+  curl -sS -m "$TMO" "${opt[@]}" -D "$WORK/last-headers" -o "$WORK/last-body" -w '%{http_code}' \
+    "http://$REG/v2/$1/blobs/$2"
+}
+
+# ----------------------------------------------------------------------------- fixtures
+# An OCI image layout built with coreutils, tar, gzip and jq. Tags:
+#   single             linux/amd64 image, one small gzip layer
+#   <platform key>     one image per entry of PLATFORMS (config architecture/variant set)
+#   multi              OCI index of the PLATFORMS images
+#   zero               image whose only layer is a zero-length blob (uncompressed media type)
+#   large              image with a 64 MiB random gzip layer
+add_blob() {                            # stdin -> layout blob; prints "digest size"
+  local t d; t=$(mktemp "$LAYOUT/tmp.XXXXXX"); cat >"$t"
+  d=$(sha256sum "$t" | cut -d' ' -f1); mv "$t" "$LAYOUT/blobs/sha256/$d"
+  echo "sha256:$d $(stat -c %s "$LAYOUT/blobs/sha256/$d")"
+}
+# make_image KEY OS/ARCH[/VARIANT] LAYERKIND   (LAYERKIND: small | large | zero)
+make_image() {
+  local key=$1 plat=$2 kind=$3 os arch variant
+  IFS=/ read -r os arch variant <<<"$plat"
+  local w; w=$(mktemp -d "$WORK/img.XXXXXX")
+  local ld ls lmt=$MT_TARGZ diffid
+  case $kind in
+    small|large)
+      mkdir "$w/rootfs"
+      printf 'berth e2e %s %s %s\n' "$key" "$plat" "$RUN_ID" >"$w/rootfs/hello.txt"
+      [ "$kind" = large ] && head -c 64M /dev/urandom >"$w/rootfs/random.bin"
+      tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$w/rootfs" -cf "$w/layer.tar" .
+      diffid=$(sha_file "$w/layer.tar")
+      read -r ld ls < <(gzip -n -1 -c "$w/layer.tar" | add_blob) ;;
+    zero)
+      lmt=$MT_TAR
+      read -r ld ls < <(add_blob </dev/null)
+      diffid=$ld ;;
+  esac
+  local cd cs md ms
+  read -r cd cs < <(jq -cnj --arg os "$os" --arg a "$arch" --arg v "$variant" --arg d "$diffid" \
+      --arg k "$key" --arg n "$RUN_ID" '
+    {created:"1970-01-01T00:00:00Z", architecture:$a, os:$os}
+    + (if $v == "" then {} else {variant:$v} end)
+    + {config:{Cmd:["/hello.txt"], Labels:{"berth.e2e.key":$k, "berth.e2e.run":$n}},
+       rootfs:{type:"layers", diff_ids:[$d]}}' | add_blob)
+  read -r md ms < <(jq -cnj --arg cmt "$MT_CONFIG" --arg cd "$cd" --argjson cs "$cs" \
+      --arg lmt "$lmt" --arg ld "$ld" --argjson ls "$ls" --arg mmt "$MT_MANIFEST" '
+    {schemaVersion:2, mediaType:$mmt,
+     config:{mediaType:$cmt, digest:$cd, size:$cs},
+     layers:[{mediaType:$lmt, digest:$ld, size:$ls}]}' | add_blob)
+  D[man-$key]=$md D[mansize-$key]=$ms D[cfg-$key]=$cd D[layer-$key]=$ld D[diffid-$key]=$diffid
+  D[plat-$key]=$plat
+  rm -rf "$w"
+}
+build_fixtures() {
+  mkdir -p "$LAYOUT/blobs/sha256" || return 1
+  local p key plat
+  make_image single linux/amd64 small || return 1
+  for p in "${PLATFORMS[@]}"; do make_image "${p%%:*}" "${p#*:}" small || return 1; done
+  if want blobs; then                   # the 64 MiB layer costs time: only when used
+    make_image zero linux/amd64 zero || return 1
+    make_image large linux/amd64 large || return 1
+  fi
+  # the index: one descriptor per platform, with variant where there is one
+  local descs='[]'
+  for p in "${PLATFORMS[@]}"; do
+    key=${p%%:*} plat=${p#*:}
+    descs=$(jq -c --arg mt "$MT_MANIFEST" --arg d "${D[man-$key]}" --argjson s "${D[mansize-$key]}" \
+        --arg plat "$plat" '. + [{mediaType:$mt, digest:$d, size:$s,
+          platform:($plat | split("/") | {os:.[0], architecture:.[1]}
+                    + (if length > 2 then {variant:.[2]} else {} end))}]' <<<"$descs") || return 1
+  done
+  local xd xs
+  read -r xd xs < <(jq -cnj --arg mt "$MT_INDEX" --argjson m "$descs" \
+    '{schemaVersion:2, mediaType:$mt, manifests:$m}' | add_blob)
+  D[man-multi]=$xd D[mansize-multi]=$xs
+  # index.json names every image so skopeo/podman can address them as oci:LAYOUT:TAG
+  local refs='[]' k
+  for k in single ${D[man-zero]:+zero} ${D[man-large]:+large} $(printf '%s\n' "${PLATFORMS[@]}" | cut -d: -f1); do
+    refs=$(jq -c --arg mt "$MT_MANIFEST" --arg d "${D[man-$k]}" --argjson s "${D[mansize-$k]}" \
+      --arg n "$k" '. + [{mediaType:$mt, digest:$d, size:$s,
+        annotations:{"org.opencontainers.image.ref.name":$n}}]' <<<"$refs") || return 1
+  done
+  refs=$(jq -c --arg mt "$MT_INDEX" --arg d "$xd" --argjson s "$xs" '. + [{mediaType:$mt, digest:$d,
+    size:$s, annotations:{"org.opencontainers.image.ref.name":"multi"}}]' <<<"$refs") || return 1
+  jq -n --argjson m "$refs" '{schemaVersion:2, manifests:$m}' >"$LAYOUT/index.json" || return 1
+  echo '{"imageLayoutVersion":"1.0.0"}' >"$LAYOUT/oci-layout"
+  echo "layout $LAYOUT: $(find "$LAYOUT/blobs/sha256" -type f | wc -l) blobs"
+}
+
+# ----------------------------------------------------------------------------- client config
+# containers/image tools get private storage (vfs), config, registries.conf and auth file.
+setup_containers_env() {
+  local c=$WORK/containers; mkdir -p "$c/tmp"
+  cat >"$c/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$c/storage"
+runroot = "$c/run"
+EOF
+  cat >"$c/containers.conf" <<EOF
+[engine]
+events_logger = "file"
+events_logfile_path = "$c/events.log"
+cgroup_manager = "cgroupfs"
+tmp_dir = "$c/tmp"
+EOF
+  cat >"$c/registries.conf" <<EOF
+unqualified-search-registries = []
+[[registry]]
+location = "$REG"
+insecure = true
+EOF
+  echo '{"auths":{}}' >"$c/auth.json"
+  export CONTAINERS_STORAGE_CONF=$c/storage.conf CONTAINERS_CONF=$c/containers.conf
+  export CONTAINERS_REGISTRIES_CONF=$c/registries.conf REGISTRY_AUTH_FILE=$c/auth.json
+  export DOCKER_CONFIG=$WORK/docker-cli; mkdir -p "$DOCKER_CONFIG"
+}
+SK=(--tls-verify=false)                 # for skopeo inspect/list-tags/delete
+SKC=(--src-tls-verify=false --dest-tls-verify=false)   # for skopeo copy
+
+# Seeds: images that docker/ctr checks read, pushed once with skopeo (independent of --only).
+seed() {                                # seed single|multi
+  [ -n "${READY[seed-$1]:-}" ] && return 0
+  have skopeo || { fail "skopeo is needed to push the seed image"; return; }
+  local all=(); [ "$1" = multi ] && all=(--all)
+  tm skopeo copy -q "${all[@]}" "${SKC[@]}" "oci:$LAYOUT:$1" "docker://$REG/$NS/seed:$1" \
+    || { fail "skopeo could not push seed image $1"; return; }
+  READY[seed-$1]=1
+}
+
+# ============================================================================= skopeo
+c_skopeo_push() {
+  tm skopeo copy -q "${SKC[@]}" --digestfile "$WORK/sk.digest" \
+    "oci:$LAYOUT:single" "docker://$REG/$NS/skopeo:v1" || return
+  same "$(cat "$WORK/sk.digest")" "${D[man-single]}" "digestfile"
+}
+c_skopeo_inspect() {
+  tm skopeo inspect "${SK[@]}" --raw "docker://$REG/$NS/skopeo:v1" >"$WORK/sk.raw" || return
+  same "$(sha_file "$WORK/sk.raw")" "${D[man-single]}" "sha256 of raw manifest" || return
+  cmp -s "$WORK/sk.raw" "$(blob "${D[man-single]}")" || { fail "raw manifest bytes differ"; return; }
+  tm skopeo inspect "${SK[@]}" "docker://$REG/$NS/skopeo:v1" >"$WORK/sk.inspect" || return
+  same "$(jq -r .Digest "$WORK/sk.inspect")" "${D[man-single]}" "inspect .Digest" || return
+  same "$(jq -r .Architecture "$WORK/sk.inspect")" amd64 "inspect .Architecture" || return
+  same "$(jq -r '.Layers|join(",")' "$WORK/sk.inspect")" "${D[layer-single]}" "inspect .Layers"
+}
+c_skopeo_copy_back() {                  # registry -> new OCI layout: same manifest, same bytes
+  tm skopeo copy -q "${SKC[@]}" "docker://$REG/$NS/skopeo:v1" "oci:$WORK/sk-back:v1" || return
+  same "$(jq -r '.manifests[0].digest' "$WORK/sk-back/index.json")" "${D[man-single]}" "manifest digest" || return
+  local n=0 b
+  for b in "$WORK"/sk-back/blobs/sha256/*; do
+    n=$((n + 1))
+    cmp -s "$b" "$LAYOUT/blobs/sha256/${b##*/}" || { fail "blob ${b##*/} not byte-identical"; return; }
+    same "$(sha_file "$b")" "sha256:${b##*/}" "content of blob" || return
+  done
+  same "$n" 3 "blob count (manifest, config, layer)"
+}
+c_skopeo_copy_tag() {                   # a second tag, another image, registry-to-registry
+  tm skopeo copy -q "${SKC[@]}" "oci:$LAYOUT:amd64" "docker://$REG/$NS/skopeo:v2" || return
+  tm skopeo copy -q "${SKC[@]}" --digestfile "$WORK/sk2.digest" \
+    "docker://$REG/$NS/skopeo:v2" "docker://$REG/$NS/skopeo-copy:v2" || return
+  same "$(cat "$WORK/sk2.digest")" "${D[man-amd64]}" "registry-to-registry digest" || return
+  same "$(served_digest "$NS/skopeo-copy" v2)" "${D[man-amd64]}" "served digest in 2nd repo"
+}
+c_skopeo_list_tags() {
+  tm skopeo list-tags "${SK[@]}" "docker://$REG/$NS/skopeo" >"$WORK/sk.tags" || return
+  same "$(jq -r '.Tags|sort|join(",")' "$WORK/sk.tags")" "v1,v2" "tags"
+}
+c_skopeo_delete() {                     # delete v2; v1 (another manifest) must survive
+  tm skopeo delete "${SK[@]}" "docker://$REG/$NS/skopeo:v2" || return
+  if tm skopeo inspect "${SK[@]}" --raw "docker://$REG/$NS/skopeo:v2" >/dev/null 2>&1; then
+    fail "tag v2 still resolves after delete"; return; fi
+  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "Accept: $ACCEPT" \
+    "http://$REG/v2/$NS/skopeo/manifests/${D[man-amd64]}")
+  same "$code" 404 "GET deleted manifest by digest" || return
+  tm skopeo list-tags "${SK[@]}" "docker://$REG/$NS/skopeo" >"$WORK/sk.tags2" || return
+  same "$(jq -r '.Tags|sort|join(",")' "$WORK/sk.tags2")" "v1" "tags after delete" || return
+  same "$(served_digest "$NS/skopeo" v1)" "${D[man-single]}" "v1 after deleting v2"
+}
+run_skopeo() {
+  have skopeo || { cannot skopeo "all checks" "skopeo not installed"; return; }
+  check skopeo "push single-arch image (digestfile = manifest digest)" c_skopeo_push
+  check skopeo "inspect --raw (sha256 of served bytes = pushed digest)" c_skopeo_inspect
+  check skopeo "copy back into an OCI layout (all blobs byte-identical)" c_skopeo_copy_back
+  check skopeo "copy registry-to-registry under a second tag" c_skopeo_copy_tag
+  check skopeo "list-tags (exactly v1,v2)" c_skopeo_list_tags
+  check skopeo "delete v2 (tag and manifest gone, v1 intact)" c_skopeo_delete
+}
+
+# ============================================================================= multi-arch
+plat_args_skopeo() {                    # os/arch[/variant] -> skopeo global flags
+  local os arch variant; IFS=/ read -r os arch variant <<<"$1"
+  echo "--override-os $os --override-arch $arch${variant:+ --override-variant $variant}"
+}
+# check_index FILE: the served index lists exactly our platform images
+check_index() {
+  local got want
+  got=$(jq -r '.manifests[] | "\(.digest) \(.platform.os)/\(.platform.architecture)\(if .platform.variant then "/"+.platform.variant else "" end)"' "$1" | sort)
+  want=$(for p in "${PLATFORMS[@]}"; do echo "${D[man-${p%%:*}]} ${p#*:}"; done | sort)
+  [ "$got" = "$want" ] || fail "index children/platforms differ: $(echo "$got" | tr '\n' ' ')"
+}
+c_multi_skopeo_push() {
+  tm skopeo copy -q --all "${SKC[@]}" --digestfile "$WORK/mk.digest" \
+    "oci:$LAYOUT:multi" "docker://$REG/$NS/multi:skopeo" || return
+  same "$(cat "$WORK/mk.digest")" "${D[man-multi]}" "digestfile" || return
+  get_manifest "$NS/multi" skopeo "$WORK/mk.index" || return
+  same "$(sha_file "$WORK/mk.index")" "${D[man-multi]}" "served index digest" || return
+  check_index "$WORK/mk.index" || return
+  local p; for p in "${PLATFORMS[@]}"; do     # every child is served by digest, unchanged
+    same "$(served_digest "$NS/multi" "${D[man-${p%%:*}]}")" "${D[man-${p%%:*}]}" "child ${p#*:}" || return
+  done
+}
+c_multi_podman_push() {
+  local list=$REG/$NS/multi:podman p
+  tm podman manifest create "$list" || return
+  for p in "${PLATFORMS[@]}"; do
+    tm podman manifest add "$list" "oci:$LAYOUT:${p%%:*}" || return
+  done
+  tm podman manifest inspect "$list" >"$WORK/pm.list" || return
+  same "$(jq '.manifests|length' "$WORK/pm.list")" "${#PLATFORMS[@]}" "local list entries" || return
+  tm podman manifest push --all --tls-verify=false --digestfile "$WORK/pm.digest" \
+    "$list" "docker://$list" || return
+  get_manifest "$NS/multi" podman "$WORK/pm.index" || return
+  same "$(sha_file "$WORK/pm.index")" "$(cat "$WORK/pm.digest")" "served index digest vs digestfile" || return
+  check_index "$WORK/pm.index"
+}
+c_multi_skopeo_pull() {                 # c_multi_skopeo_pull KEY OS/ARCH[/VARIANT]
+  local key=$1 plat=$2 d=$WORK/mk-pull-$1 os arch variant
+  IFS=/ read -r os arch variant <<<"$plat"
+  # shellcheck disable=SC2046 # word splitting of the flag list is intended
+  tm skopeo $(plat_args_skopeo "$plat") copy -q "${SKC[@]}" "docker://$REG/$NS/multi:skopeo" "dir:$d" || return
+  same "$(sha_file "$d/manifest.json")" "${D[man-$key]}" "manifest digest" || return
+  local cfg; cfg=$d/$(hex "$(jq -r .config.digest "$d/manifest.json")")
+  same "$(sha_file "$cfg")" "${D[cfg-$key]}" "config digest" || return
+  same "$(jq -r '"\(.os)/\(.architecture)\(if .variant then "/"+.variant else "" end)"' "$cfg")" "$plat" "config os/arch/variant"
+}
+c_multi_podman_pull() {                 # c_multi_podman_pull KEY OS/ARCH[/VARIANT]
+  local key=$1 plat=$2 ref=$REG/$NS/multi:podman os arch variant
+  IFS=/ read -r os arch variant <<<"$plat"
+  tm podman pull -q --tls-verify=false --platform "$plat" "docker://$ref" >"$WORK/pm.id" || return
+  same "sha256:$(tail -n1 "$WORK/pm.id")" "${D[cfg-$key]}" "pulled image id (config digest)" || return
+  tm podman image inspect "${D[cfg-$key]#sha256:}" >"$WORK/pm.inspect" || return
+  same "$(jq -r '.[0].Architecture' "$WORK/pm.inspect")" "$arch" "image architecture" || return
+  same "$(jq -r '.[0].Os' "$WORK/pm.inspect")" "$os" "image os" || return
+  jq -e --arg d "${D[man-$key]}" '.[0].RepoDigests | map(endswith($d)) | any' "$WORK/pm.inspect" >/dev/null \
+    || { fail "RepoDigests lack the $plat child ${D[man-$key]}: $(jq -c '.[0].RepoDigests' "$WORK/pm.inspect")"; return; }
+  # podman inspect shows no variant: read the stored config blob (skopeo reads the same storage)
+  have skopeo || return 0
+  same "$(tm skopeo inspect --config "containers-storage:${D[cfg-$key]#sha256:}" \
+      | jq -r '.variant // ""')" "$variant" "config variant"
+}
+run_multiarch() {
+  local p
+  if have skopeo; then
+    check skopeo "copy --all of a 5-platform OCI index (digests preserved)" c_multi_skopeo_push
+    for p in "${PLATFORMS[@]}"; do
+      check skopeo "pull ${p#*:} from the index (override-os/arch/variant)" c_multi_skopeo_pull "${p%%:*}" "${p#*:}"
+    done
+  else cannot skopeo "multi-arch" "skopeo not installed"; fi
+  if have podman; then
+    check podman "manifest create/add/push --all of 5 platforms" c_multi_podman_push
+    for p in "${PLATFORMS[@]}"; do
+      check podman "pull --platform ${p#*:} from the index" c_multi_podman_pull "${p%%:*}" "${p#*:}"
+    done
+  else cannot podman "multi-arch" "podman not installed"; fi
+}
+
+# ============================================================================= blobs
+c_blob_zero() {
+  # --preserve-digests: no recompression, the zero-length layer goes up as it is
+  tm skopeo copy -q --preserve-digests "${SKC[@]}" --digestfile "$WORK/zero.digest" \
+    "oci:$LAYOUT:zero" "docker://$REG/$NS/blobs:zero" || return
+  same "$(cat "$WORK/zero.digest")" "${D[man-zero]}" "digestfile" || return
+  local code; code=$(blob_status "$NS/blobs" "${D[layer-zero]}" HEAD)
+  same "$code" 200 "HEAD zero-length blob" || return
+  same "$(tr -d '\r' <"$WORK/last-headers" | awk -F': ' 'tolower($1)=="content-length"{print $2}')" 0 "Content-Length" || return
+  tm skopeo copy -q --preserve-digests "${SKC[@]}" "docker://$REG/$NS/blobs:zero" "oci:$WORK/zero-back:zero" || return
+  local f; f=$WORK/zero-back/blobs/sha256/$(hex "${D[layer-zero]}")
+  [ -f "$f" ] || { fail "zero-length layer missing from the pulled layout"; return; }
+  same "$(stat -c %s "$f")" 0 "pulled layer size" || return
+  same "$(jq -r '.manifests[0].digest' "$WORK/zero-back/index.json")" "${D[man-zero]}" "pulled manifest digest"
+}
+c_blob_large() {
+  tm skopeo copy -q "${SKC[@]}" --digestfile "$WORK/large.digest" \
+    "oci:$LAYOUT:large" "docker://$REG/$NS/blobs:large" || return
+  same "$(cat "$WORK/large.digest")" "${D[man-large]}" "digestfile" || return
+  tm skopeo copy -q "${SKC[@]}" "docker://$REG/$NS/blobs:large" "oci:$WORK/large-back:large" || return
+  local f; f=$WORK/large-back/blobs/sha256/$(hex "${D[layer-large]}")
+  [ -f "$f" ] || { fail "large layer missing from the pulled layout"; return; }
+  same "$(sha_file "$f")" "${D[layer-large]}" "sha256 of pulled layer" || return
+  same "$(stat -c %s "$f")" "$(stat -c %s "$(blob "${D[layer-large]}")")" "pulled layer size"
+}
+run_blobs() {
+  have skopeo || { cannot skopeo "blobs" "skopeo not installed"; return; }
+  check skopeo "zero-length layer blob pushed and pulled back" c_blob_zero
+  check skopeo "64 MiB random layer pushed and pulled back (same sha256)" c_blob_large
+}
+
+# ============================================================================= podman + buildah
+c_podman_push() {
+  tm podman pull -q "oci:$LAYOUT:single" >"$WORK/pd.id" || return
+  same "sha256:$(tail -n1 "$WORK/pd.id")" "${D[cfg-single]}" "image id after loading the layout" || return
+  tm podman tag "${D[cfg-single]#sha256:}" "$REG/$NS/podman:v1" || return
+  tm podman push -q --tls-verify=false --digestfile "$WORK/pd.digest" "$REG/$NS/podman:v1" || return
+  get_manifest "$NS/podman" v1 "$WORK/pd.man" || return
+  same "$(sha_file "$WORK/pd.man")" "$(cat "$WORK/pd.digest")" "served digest vs digestfile" || return
+  same "$(jq -r .config.digest "$WORK/pd.man")" "${D[cfg-single]}" "config digest in pushed manifest" || return
+  same "$(jq '.layers|length' "$WORK/pd.man")" 1 "layer count"
+}
+c_podman_pull() {
+  tm podman rmi -f "$REG/$NS/podman:v1" "${D[cfg-single]#sha256:}" >/dev/null 2>&1
+  if tm podman image exists "${D[cfg-single]#sha256:}"; then fail "image still present after rmi"; return; fi
+  tm podman pull -q --tls-verify=false "$REG/$NS/podman:v1" >"$WORK/pd.id2" || return
+  same "sha256:$(tail -n1 "$WORK/pd.id2")" "${D[cfg-single]}" "image id after pull" || return
+  tm podman image inspect "$REG/$NS/podman:v1" >"$WORK/pd.inspect" || return
+  local want; want=$(digest_in "$WORK/pd.digest") || { fail "no pushed digest (push failed?)"; return; }
+  jq -e --arg d "$want" '.[0].RepoDigests | map(endswith($d)) | any' "$WORK/pd.inspect" >/dev/null \
+    || fail "RepoDigests lack the pushed digest $want"
+}
+c_podman_list_tags() {
+  tm podman search --list-tags --tls-verify=false "$REG/$NS/podman" >"$WORK/pd.tags" || return
+  same "$(awk 'NR>1{print $2}' "$WORK/pd.tags" | sort | tr '\n' ' ')" "v1 " "listed tags"
+}
+c_buildah_commit_push() {
+  local c
+  c=$(tm buildah from -q "oci:$LAYOUT:single") || return
+  printf 'buildah %s\n' "$RUN_ID" >"$WORK/bh.txt"
+  tm buildah copy "$c" "$WORK/bh.txt" /buildah.txt >/dev/null || return
+  tm buildah config --label "berth.e2e.builder=buildah" "$c" || return
+  tm buildah commit -q "$c" "$REG/$NS/buildah:v1" >/dev/null || return
+  tm buildah rm "$c" >/dev/null || return
+  tm buildah push -q --tls-verify=false --digestfile "$WORK/bh.digest" "$REG/$NS/buildah:v1" || return
+  get_manifest "$NS/buildah" v1 "$WORK/bh.man" || return
+  same "$(sha_file "$WORK/bh.man")" "$(cat "$WORK/bh.digest")" "served digest vs digestfile" || return
+  same "$(jq '.layers|length' "$WORK/bh.man")" 2 "layer count (base + committed)" || return
+  local cfg; cfg=$(jq -r .config.digest "$WORK/bh.man")
+  same "$(blob_status "$NS/buildah" "$cfg" GET)" 200 "GET config blob" || return
+  same "$(sha_file "$WORK/last-body")" "$cfg" "config blob bytes" || return
+  same "$(jq -r '.rootfs.diff_ids[0]' "$WORK/last-body")" "${D[diffid-single]}" "base layer diff_id"
+}
+c_buildah_pull_back() {                 # rmi, pull, mount: the committed file is there, same bytes
+  tm buildah rmi -f "$REG/$NS/buildah:v1" >/dev/null || return
+  tm buildah pull -q --tls-verify=false "$REG/$NS/buildah:v1" >/dev/null || return
+  local c m
+  c=$(tm buildah from -q "$REG/$NS/buildah:v1") || return
+  m=$(tm buildah mount "$c") || return
+  cmp -s "$m/buildah.txt" "$WORK/bh.txt" || { fail "/buildah.txt differs after pull"; return; }
+  grep -q "berth e2e single linux/amd64 $RUN_ID" "$m/hello.txt" || { fail "/hello.txt of the base layer differs"; return; }
+  tm buildah umount "$c" >/dev/null; tm buildah rm "$c" >/dev/null
+}
+run_podman() {
+  if have podman; then
+    check podman "push (served digest = digestfile, config unchanged)" c_podman_push
+    check podman "rmi + pull back (same image id, RepoDigests)" c_podman_pull
+    check podman "search --list-tags" c_podman_list_tags
+  else cannot podman "push/pull" "podman not installed"; fi
+  if have buildah; then
+    check buildah "from layout + copy + commit + push" c_buildah_commit_push
+    check buildah "rmi + pull back + mount (file bytes identical)" c_buildah_pull_back
+  else cannot buildah "push/pull" "buildah not installed"; fi
+}
+
+# ============================================================================= docker (dockerd)
+dk() { tm docker "$@"; }
+docker_up() {                           # private dockerd under $WORK (or BERTH_TEST_DOCKER_HOST)
+  [ -n "${READY[dockerd]:-}" ] && return 0
+  if [ -n "${BERTH_TEST_DOCKER_HOST:-}" ]; then
+    export DOCKER_HOST=$BERTH_TEST_DOCKER_HOST
+    dk version >/dev/null || { fail "docker engine at $DOCKER_HOST does not answer"; return; }
+    READY[dockerd]=1; return 0
+  fi
+  have dockerd || { fail "dockerd not installed"; return; }
+  [ "$(id -u)" = 0 ] || { fail "starting a private dockerd needs root (or set BERTH_TEST_DOCKER_HOST)"; return; }
+  local d=$WORK/dockerd; mkdir -p "$d/data" "$d/exec"
+  export DOCKER_HOST=unix://$d/docker.sock
+  dockerd --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
+    --ip-forward=false --ip-masq=false --data-root="$d/data" --exec-root="$d/exec" \
+    --pidfile="$d/dockerd.pid" -H "$DOCKER_HOST" --insecure-registry="$REG" >"$d/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  local _
+  for _ in $(seq 1 240); do             # poll (at most ~120 s) until the API answers
+    if [ -S "$d/docker.sock" ] && timeout 10 docker version >/dev/null 2>&1; then READY[dockerd]=1; return 0; fi
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  fail "dockerd did not come up: $(grep -Ei 'level=(error|fatal)|failed' "$d/dockerd.log" | tail -n1 | cut -c1-200)"
+}
+c_docker_engine() { docker_up || return; dk version --format 'client {{.Client.Version}}, server {{.Server.Version}}'; }
+c_docker_load() {                       # docker-archive built from the layout by hand, then load
+  local a=$WORK/dk-archive cfg layer; mkdir -p "$a"
+  cfg=$(hex "${D[cfg-single]}").json layer=$(hex "${D[layer-single]}").tar.gz
+  cp "$(blob "${D[cfg-single]}")" "$a/$cfg" && cp "$(blob "${D[layer-single]}")" "$a/$layer" || return
+  jq -n --arg c "$cfg" --arg l "$layer" --arg t "berth-e2e/local:$RUN_ID" \
+    '[{Config:$c, RepoTags:[$t], Layers:[$l]}]' >"$a/manifest.json" || return
+  tar -C "$a" -cf "$WORK/dk-archive.tar" manifest.json "$cfg" "$layer" || return
+  dk load -i "$WORK/dk-archive.tar" || return
+  same "$(dk image inspect --format '{{.Id}}' "berth-e2e/local:$RUN_ID")" "${D[cfg-single]}" "loaded image id"
+}
+c_docker_push() {
+  dk tag "berth-e2e/local:$RUN_ID" "$REG/$NS/docker:v1" || return
+  dk push "$REG/$NS/docker:v1" >"$WORK/dk.push" || return
+  cat "$WORK/dk.push"
+  grep -o 'digest: sha256:[0-9a-f]\{64\}' "$WORK/dk.push" | tail -n1 | cut -d' ' -f2 >"$WORK/dk.digest"
+  [ -s "$WORK/dk.digest" ] || { fail "no digest in docker push output"; return; }
+  get_manifest "$NS/docker" v1 "$WORK/dk.man" || return
+  same "$(sha_file "$WORK/dk.man")" "$(cat "$WORK/dk.digest")" "served digest vs docker push" || return
+  same "$(jq -r .config.digest "$WORK/dk.man")" "${D[cfg-single]}" "config digest in pushed manifest"
+}
+c_docker_pull() {
+  dk rmi "$REG/$NS/docker:v1" "berth-e2e/local:$RUN_ID" >/dev/null || return
+  if dk image inspect "${D[cfg-single]}" >/dev/null 2>&1; then fail "image still present after rmi"; return; fi
+  dk pull -q "$REG/$NS/docker:v1" || return
+  same "$(dk image inspect --format '{{.Id}}' "$REG/$NS/docker:v1")" "${D[cfg-single]}" "image id after pull" || return
+  dk image inspect --format '{{json .RepoDigests}}' "$REG/$NS/docker:v1" >"$WORK/dk.rd" || return
+  local want; want=$(digest_in "$WORK/dk.digest") || { fail "no pushed digest (push failed?)"; return; }
+  grep -q "$want" "$WORK/dk.rd" || { fail "RepoDigests $(cat "$WORK/dk.rd") lack the pushed digest"; return; }
+  local c; c=$(dk create "$REG/$NS/docker:v1") || return   # read a file back out of the image
+  dk cp "$c:/hello.txt" - | tar -xOf - >"$WORK/dk.hello"
+  dk rm "$c" >/dev/null
+  same "$(cat "$WORK/dk.hello")" "berth e2e single linux/amd64 $RUN_ID" "/hello.txt in the pulled image"
+}
+c_docker_pull_platform() {              # c_docker_pull_platform KEY OS/ARCH[/VARIANT]
+  seed multi || return
+  dk pull -q --platform "$2" "$REG/$NS/seed:multi" || return
+  same "$(dk image inspect --format '{{.Id}}' "$REG/$NS/seed:multi")" "${D[cfg-$1]}" "image id (config of $2)" || return
+  same "$(dk image inspect --format '{{.Os}}/{{.Architecture}}' "$REG/$NS/seed:multi")" "$(cut -d/ -f1-2 <<<"$2")" "os/architecture"
+}
+run_docker() {
+  have docker || { cannot docker "all checks" "docker CLI not installed"; return; }
+  check docker "engine up (private dockerd, vfs)" c_docker_engine
+  [ -n "${READY[dockerd]:-}" ] || return
+  echo "# docker engine $(dk version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null)"
+  check docker "load a docker-archive (image id = config digest)" c_docker_load
+  check docker "tag + push (served digest = pushed digest)" c_docker_push
+  check docker "rmi + pull back (same image id, RepoDigests, file content)" c_docker_pull
+  check docker "pull --platform linux/arm64 of a multi-arch tag" c_docker_pull_platform arm64 linux/arm64
+  check docker "pull --platform linux/arm/v7 of a multi-arch tag" c_docker_pull_platform armv7 linux/arm/v7
+}
+
+# ============================================================================= ctr (containerd)
+CTR=()
+ctr_target() { tm ctr "${CTR[@]}" images ls | awk -v r="$1" '$1==r{print $3}'; }
+ctr_content_is() {                      # ctr_content_is DIGEST: stored bytes hash to DIGEST
+  tm ctr "${CTR[@]}" content get "$1" >"$WORK/ctr.blob" || { fail "content $1 not in containerd"; return; }
+  same "$(sha_file "$WORK/ctr.blob")" "$1" "content bytes"
+}
+c_ctr_pull() {
+  seed single || return
+  tm ctr "${CTR[@]}" images pull --plain-http --snapshotter native "$REG/$NS/seed:single" || return
+  same "$(ctr_target "$REG/$NS/seed:single")" "${D[man-single]}" "image target digest" || return
+  ctr_content_is "${D[cfg-single]}" && ctr_content_is "${D[layer-single]}"
+}
+c_ctr_push() {
+  tm ctr "${CTR[@]}" images tag --force "$REG/$NS/seed:single" "$REG/$NS/ctr:v1" || return
+  tm ctr "${CTR[@]}" images push --plain-http "$REG/$NS/ctr:v1" || return
+  same "$(served_digest "$NS/ctr" v1)" "${D[man-single]}" "served digest after ctr push" || return
+  same "$(blob_status "$NS/ctr" "${D[layer-single]}" GET)" 200 "GET layer in the new repo" || return
+  cmp -s "$WORK/last-body" "$(blob "${D[layer-single]}")" || fail "layer bytes differ"
+}
+c_ctr_pull_platform() {
+  seed multi || return
+  tm ctr "${CTR[@]}" images pull --plain-http --snapshotter native --platform linux/arm/v7 \
+    "$REG/$NS/seed:multi" || return
+  same "$(ctr_target "$REG/$NS/seed:multi")" "${D[man-multi]}" "image target (index digest)" || return
+  ctr_content_is "${D[man-armv7]}" || return
+  ctr_content_is "${D[cfg-armv7]}" || return
+  same "$(jq -r '"\(.architecture)/\(.variant)"' "$WORK/ctr.blob")" arm/v7 "config arch/variant"
+}
+c_ctr_all_platforms_push() {
+  seed multi || return
+  tm ctr "${CTR[@]}" images pull --plain-http --all-platforms "$REG/$NS/seed:multi" || return
+  local p; for p in "${PLATFORMS[@]}"; do ctr_content_is "${D[man-${p%%:*}]}" || return; done
+  tm ctr "${CTR[@]}" images tag --force "$REG/$NS/seed:multi" "$REG/$NS/ctr:multi" || return
+  tm ctr "${CTR[@]}" images push --plain-http "$REG/$NS/ctr:multi" || return
+  same "$(served_digest "$NS/ctr" multi)" "${D[man-multi]}" "served index digest" || return
+  for p in "${PLATFORMS[@]}"; do
+    same "$(served_digest "$NS/ctr" "${D[man-${p%%:*}]}")" "${D[man-${p%%:*}]}" "child ${p#*:} in the new repo" || return
+  done
+}
+run_ctr() {
+  have ctr || { cannot ctr "all checks" "ctr not installed"; return; }
+  local addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
+  if [ -z "$addr" ]; then
+    if [ -z "${BERTH_TEST_DOCKER_HOST:-}" ]; then
+      check ctr "containerd available (private dockerd)" docker_up
+      addr=$WORK/dockerd/exec/containerd/containerd.sock
+    fi
+  fi
+  if [ -z "$addr" ] || [ ! -S "$addr" ]; then cannot ctr "all checks" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; return; fi
+  CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID")
+  check ctr "pull --plain-http (target digest, content bytes)" c_ctr_pull
+  check ctr "push --plain-http to a new repo (digest preserved)" c_ctr_push
+  check ctr "pull --platform linux/arm/v7 of a multi-arch index" c_ctr_pull_platform
+  check ctr "pull --all-platforms + push the index to a new repo" c_ctr_all_platforms_push
+}
+
+# ============================================================================= python clients
+run_python() {                          # run_python oras,dxf  (py_clients.py prints ok/not ok)
+  local groups=$1 py=$VENV/bin/python
+  if [ ! -x "$py" ] || ! "$py" -c 'import oras.client, dxf' 2>/dev/null; then
+    [[ ,$groups, == *,oras,* ]] && cannot oras-py "all checks" "not installed in $VENV (run scripts/install-test-deps.sh)"
+    [[ ,$groups, == *,dxf,* ]] && cannot python-dxf "all checks" "not installed in $VENV (run scripts/install-test-deps.sh)"
+    return
+  fi
+  local out=$WORK/logs/python.out err=$WORK/logs/python.err rc nfail=0 line
+  tm "$py" "$HERE/py_clients.py" --registry "$REG" --namespace "$NS" --workdir "$WORK/python" \
+    --groups "$groups" >"$out" 2>"$err"
+  rc=$?
+  while IFS= read -r line; do
+    case $line in
+      "ok - "*) PASS=$((PASS + 1)); NCHECK=$((NCHECK + 1)); echo "$line" ;;
+      "not ok - "*) FAIL=$((FAIL + 1)); NCHECK=$((NCHECK + 1)); nfail=$((nfail + 1)); echo "$line" ;;
+    esac
+  done <"$out"
+  if [ "$rc" != 0 ] && [ "$nfail" = 0 ]; then
+    local why="exit $rc"; [ "$rc" = 124 ] && why="timed out after ${TMO}s"
+    cannot python "py_clients.py" "$why: $(tail -n1 "$err" | cut -c1-200)"
+  fi
+  if [ "$VERBOSE" = 1 ] && [ "$nfail" != 0 ] && [ -s "$err" ]; then sed 's/^/#   /' "$err"; fi
+}
+
+# ============================================================================= setup
+c_registry_up() {
+  local code; code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "http://$REG/v2/") || { fail "no answer from http://$REG/v2/"; return; }
+  same "$code" 200 "GET /v2/"
+}
+c_tools() { local t; for t in curl jq tar gzip sha256sum timeout; do have "$t" || fail "$t not installed"; done; }
+client_versions() {                     # one comment line, so results files say what was run
+  local v=() py=$VENV/bin/python
+  have skopeo && v+=("skopeo $(tm skopeo --version | awk '{print $3}')")
+  have podman && v+=("podman $(tm podman --version | awk '{print $3}')")
+  have buildah && v+=("buildah $(tm buildah --version | awk '{print $3}')")
+  have docker && v+=("docker-cli $(tm docker --version | awk '{print $3}' | tr -d ,)")
+  have ctr && v+=("ctr $(tm ctr --version | awk '{print $3}')")
+  if [ -x "$py" ]; then
+    v+=("$(tm "$py" -c 'from importlib.metadata import version as v; print("oras-py", v("oras") + ", python-dxf", v("python-dxf"))' 2>/dev/null)")
+  fi
+  printf '# clients: %s\n' "$(printf '%s, ' "${v[@]}" | sed 's/, $//')"
+}
+
+# ============================================================================= main
+cleanup() {
+  if [ -n "$DOCKERD_PID" ] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
+    kill "$DOCKERD_PID"                 # only the dockerd this run started
+    local _; for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$DOCKERD_PID" 2>/dev/null && kill -9 "$DOCKERD_PID"
+  fi
+  if [ "$KEEP" = 1 ]; then echo "# work dir kept: $WORK"
+  else
+    # buildah/podman vfs trees may contain read-only directories
+    chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$WORK/logs"
+
+echo "# registry http://$REG, repositories under $REG/$NS/, work dir $WORK"
+check setup "tools present (curl jq tar gzip sha256sum timeout)" c_tools
+check setup "registry answers GET /v2/ with 200" c_registry_up
+[ "$FAIL" = 0 ] && check setup "build OCI layout (single, 5 platforms + index$(want blobs && echo ', zero, 64 MiB'))" build_fixtures
+if [ "$FAIL" != 0 ]; then
+  echo "# setup failed: no client was run"
+  echo "$PASS passed, $FAIL failed"; exit 1
+fi
+setup_containers_env
+client_versions
+
+want skopeo && run_skopeo
+want multiarch && run_multiarch
+want blobs && run_blobs
+want podman && run_podman
+want docker && run_docker
+want ctr && run_ctr
+py_groups=
+want oras && py_groups+=oras,
+want dxf && py_groups+=dxf,
+[ -n "$py_groups" ] && run_python "${py_groups%,}"
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
