@@ -288,7 +288,7 @@ mod tests {
 
     async fn read_all(blobs: &Blobs, d: &Digest, range: Option<Range<u64>>) -> Vec<u8> {
         let s = blobs.read(d, range).await.unwrap();
-        s.try_concat().await.unwrap().to_vec()
+        s.map_ok(|b| b.to_vec()).try_concat().await.unwrap()
     }
 
     /// The suite every backend must pass.

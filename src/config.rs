@@ -25,19 +25,13 @@ pub struct Config {
     pub durability: Durability,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Durability {
     /// Flush blobs and index commits to disk before acknowledging a push, so that a 201
     /// survives power loss and not only a crash of the process. Off by default: it costs
     /// about two thirds of small-push throughput (README, "Durability").
     pub fsync: bool,
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Durability { fsync: false }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

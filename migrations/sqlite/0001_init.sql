@@ -67,6 +67,8 @@ CREATE TABLE tags (
     PRIMARY KEY (repository_id, name)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX tags_by_manifest ON tags (manifest_id);
+-- Tag listings are in the spec's lexical order: case-insensitive, then exact bytes.
+CREATE INDEX tags_listing ON tags (repository_id, lower(name), name);
 
 CREATE TABLE uploads (
     id            TEXT    PRIMARY KEY,

@@ -66,9 +66,9 @@ async fn handle(ctx: Ctx<'_>, method: &Method, route: Route, body: Body) -> Resu
     let head = *method == Method::HEAD;
     match (method.clone(), route) {
         (Method::GET | Method::HEAD, Route::Base) => Ok(StatusCode::OK.into_response()),
-        (Method::GET, Route::Catalog) => listing::catalog(ctx).await,
-        (Method::GET, Route::Tags { name }) => listing::tags(ctx, name).await,
-        (Method::GET, Route::Referrers { name, digest }) => {
+        (Method::GET | Method::HEAD, Route::Catalog) => listing::catalog(ctx).await,
+        (Method::GET | Method::HEAD, Route::Tags { name }) => listing::tags(ctx, name).await,
+        (Method::GET | Method::HEAD, Route::Referrers { name, digest }) => {
             listing::referrers(ctx, name, digest).await
         }
         (Method::GET | Method::HEAD, Route::Manifest { name, reference }) => {

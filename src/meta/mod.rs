@@ -550,10 +550,13 @@ impl Meta {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Tags of `repository_id` after `last` in byte order, at most `n`.
+    /// Tags of `repository_id` after `last`, at most `n`, in the spec's lexical order
+    /// (case-insensitive; tags equal but for case by their bytes).
     pub async fn list_tags(&self, repository_id: i64, last: &str, n: u32) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+            "SELECT name FROM tags WHERE repository_id = $1 \
+             AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
+             ORDER BY lower(name), name LIMIT $3",
         )
         .bind(repository_id)
         .bind(last)

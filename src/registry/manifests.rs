@@ -135,7 +135,7 @@ impl Registry {
         }
     }
 
-    /// Tags of `repo` in byte order after `last`, `n` at most (end-8).
+    /// Tags of `repo` in lexical order after `last`, `n` at most (end-8).
     pub async fn list_tags(
         &self,
         repo: &RepoName,

@@ -67,16 +67,8 @@ impl Registry {
         {
             return Err(Error::ChunkOutOfOrder { size });
         }
-        let written = self.stage_chunk(id, size, body).await?;
-        if let Some((start, end)) = range
-            && written != end - start + 1
-        {
-            // The part was recorded, but say so: the client's idea of the offset is wrong.
-            return Err(Error::SizeInvalid(format!(
-                "Content-Range declared {} bytes but the body had {written}",
-                end - start + 1
-            )));
-        }
+        let declared = range.map(|(start, end)| (end - start).saturating_add(1));
+        let written = self.stage_chunk(id, size, declared, body).await?;
         Ok(size + written)
     }
 
@@ -99,7 +91,7 @@ impl Registry {
             let size = self.blobs.write_verified(digest, body).await?;
             return self.commit_upload(repo, id, digest, size, &[]).await;
         }
-        let total = size + self.stage_chunk(id, size, body).await?;
+        let total = size + self.stage_chunk(id, size, None, body).await?;
         let parts: Vec<String> = self
             .meta
             .upload_parts(id)
@@ -182,8 +174,15 @@ impl Registry {
         })
     }
 
-    /// Writes one chunk of session `id` at `offset` as a staged part; returns its length.
-    async fn stage_chunk<S, E>(&self, id: &str, offset: u64, body: S) -> Result<u64>
+    /// Writes one chunk of session `id` at `offset` as a staged part; returns its length. A
+    /// chunk whose length is not the `declared` one is dropped and the session is unchanged.
+    async fn stage_chunk<S, E>(
+        &self,
+        id: &str,
+        offset: u64,
+        declared: Option<u64>,
+        body: S,
+    ) -> Result<u64>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
@@ -194,6 +193,12 @@ impl Registry {
             _ => self.running_hashes.take(id, offset),
         };
         let written = self.blobs.write_part(&key, body, &mut hasher).await?;
+        if let Some(declared) = declared.filter(|d| *d != written) {
+            self.blobs.delete_parts(&[key]).await?;
+            return Err(Error::SizeInvalid(format!(
+                "Content-Range declared {declared} bytes but the body had {written}; the chunk was not kept"
+            )));
+        }
         if written == 0 {
             if let Some(h) = hasher {
                 self.running_hashes.put(id, offset, h);
