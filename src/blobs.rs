@@ -13,8 +13,8 @@ use std::{fmt::Display, ops::Range, sync::Arc};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
-    local::LocalFileSystem, path::Path,
+    GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload,
+    WriteMultipart, local::LocalFileSystem, path::Path,
 };
 
 use crate::{
@@ -25,6 +25,9 @@ use crate::{
 
 /// Bodies up to this size are buffered and written in one request; larger ones stream.
 const SMALL_BODY: usize = 1024 * 1024;
+
+/// Parts of a streamed write that may be in flight at once, beside the one being filled.
+const WRITES_IN_FLIGHT: usize = 2;
 
 /// Content-addressed blobs and upload parts over any `object_store` backend.
 #[derive(Clone)]
@@ -129,10 +132,22 @@ impl Blobs {
         Ok(())
     }
 
-    /// Copies the concatenation of `parts` into the blob for `digest`, verifying as it goes.
-    pub async fn assemble_parts(&self, parts: Vec<String>, digest: &Digest) -> Result<u64> {
+    /// Copies the concatenation of `parts` into the blob for `digest`, verifying as it goes
+    /// unless the caller has `verified` the content already.
+    pub async fn assemble_parts(
+        &self,
+        parts: Vec<String>,
+        digest: &Digest,
+        verified: bool,
+    ) -> Result<u64> {
         let stream = self.read_parts(parts);
-        self.write_verified(digest, stream).await
+        if !verified {
+            return self.write_verified(digest, stream).await;
+        }
+        let key = Blobs::blob_key(digest);
+        let (staged, size) = self.stage(&key, stream, &mut None).await?;
+        staged.commit(self.store.as_ref(), &key).await?;
+        Ok(size)
     }
 
     /// Streams the blob for `digest`, or the byte `range` of it.
@@ -149,7 +164,7 @@ impl Blobs {
             .store
             .get_opts(&Blobs::blob_key(digest), options)
             .await?;
-        Ok(result.into_stream())
+        Ok(stream_of(result))
     }
 
     /// Whether the blob for `digest` is in the store.
@@ -179,7 +194,7 @@ impl Blobs {
                 let store = store.clone();
                 async move { store.get(&Path::from(part)).await }
             })
-            .map_ok(|got| got.into_stream())
+            .map_ok(stream_of)
             .try_flatten()
             .map_err(Error::from)
             .boxed()
@@ -218,8 +233,8 @@ impl Blobs {
             size += chunk.len() as u64;
             match writer.as_mut() {
                 Some(w) => {
-                    w.wait_for_capacity(1).await?;
-                    w.write(&chunk);
+                    w.wait_for_capacity(WRITES_IN_FLIGHT).await?;
+                    w.put(chunk);
                 }
                 None => {
                     buffered.push(chunk);
@@ -236,6 +251,44 @@ impl Blobs {
         }
         Ok((Staged::new(buffered, writer), size))
     }
+}
+
+/// Size of each read from a local file: large enough that a blocking read per chunk costs
+/// little, small enough that many concurrent pulls stay cheap.
+const FILE_READ_CHUNK: usize = 512 * 1024;
+
+/// The bytes of a get. Local files are read in large chunks on a blocking thread one chunk
+/// ahead of the client (object_store's own file stream reads 8 KiB per blocking call).
+fn stream_of(result: GetResult) -> BoxStream<'static, Result<Bytes, object_store::Error>> {
+    let GetResultPayload::File(mut file, path) = result.payload else {
+        return result.into_stream();
+    };
+    let range = result.range;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let io_error = |e: std::io::Error| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: format!("reading {}: {e}", path.display()).into(),
+        };
+        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+            let _ = tx.blocking_send(Err(io_error(e)));
+            return;
+        }
+        let mut remaining = range.end - range.start;
+        while remaining > 0 {
+            let want = remaining.min(FILE_READ_CHUNK as u64) as usize;
+            let mut buffer = vec![0; want];
+            let chunk = file.read_exact(&mut buffer).map(|()| Bytes::from(buffer));
+            let failed = chunk.is_err();
+            // A closed channel means the client went away: stop reading.
+            if tx.blocking_send(chunk.map_err(io_error)).is_err() || failed {
+                return;
+            }
+            remaining -= want as u64;
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
 /// Bytes read from a request and not yet published.
@@ -334,8 +387,16 @@ mod tests {
         blobs.hash_parts(&keys, &mut h).await.unwrap();
         assert_eq!(h.finish(), d);
         let sha = Digest::sha256_of(b"x");
-        let e = blobs.assemble_parts(keys.to_vec(), &sha).await.unwrap_err();
+        let e = blobs
+            .assemble_parts(keys.to_vec(), &sha, false)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "DIGEST_INVALID");
+        assert_eq!(
+            blobs.assemble_parts(keys.to_vec(), &d, true).await.unwrap(),
+            big.len() as u64
+        );
+        assert_eq!(read_all(&blobs, &d, None).await, big);
         blobs.delete_parts(&keys).await.unwrap();
         blobs.delete_parts(&keys).await.unwrap();
 

@@ -37,6 +37,13 @@ pub async fn serve(
     let workers = workers::spawn(registry.clone(), stop.clone());
     let app = http::router(registry.clone());
     tracing::info!(address = %listener.local_addr()?, "berth is serving");
+
+    // Small responses must not wait for a delayed ACK (Nagle) on keep-alive connections.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

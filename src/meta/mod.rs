@@ -251,19 +251,27 @@ impl Meta {
     // ---------------------------------------------------------------- uploads
 
     pub async fn create_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let repository_id = ensure_repository(&mut tx, repo).await?;
+        // One statement when the repository exists (the common case); a new repository first.
+        let insert = "INSERT INTO uploads (id, repository_id, size, started_at, updated_at) \
+                      SELECT $1, id, 0, $3, $3 FROM repositories WHERE name = $2";
         let now = now();
-        sqlx::query(
-            "INSERT INTO uploads (id, repository_id, size, started_at, updated_at) \
-             VALUES ($1, $2, 0, $3, $3)",
-        )
-        .bind(id)
-        .bind(repository_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let done = sqlx::query(insert)
+            .bind(id)
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            let mut tx = self.writer.begin().await?;
+            ensure_repository(&mut tx, repo).await?;
+            sqlx::query(insert)
+                .bind(id)
+                .bind(repo.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 
@@ -275,7 +283,7 @@ impl Meta {
         )
         .bind(id)
         .bind(repo.as_str())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
@@ -350,8 +358,12 @@ impl Meta {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Completes upload `id`: the blob is recorded, linked into `repo`, and the session ends,
-    /// in one transaction. Returns false if the session was already gone.
+    /// Completes upload `id`: the blob is recorded, the session ends, and the blob is linked
+    /// into `repo`. Returns false if the session was already gone.
+    ///
+    /// Three single statements rather than one transaction, so the SQLite writer is never
+    /// held across round trips. Each prefix is harmless if the process dies after it: a blob
+    /// row without links is garbage for GC, and a client that got no 201 pushes again.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
@@ -359,17 +371,20 @@ impl Meta {
         digest: &Digest,
         size: u64,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let ended = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if ended.rows_affected() == 0 {
+        let now = now();
+        insert_blob(&self.writer, digest, size, now).await?;
+        let ended = sqlx::query(
+            "DELETE FROM uploads WHERE id = $1 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2) RETURNING repository_id",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some(ended) = ended else {
             return Ok(false);
-        }
-        let repository_id = ensure_repository(&mut tx, repo).await?;
-        insert_blob_link(&mut tx, repository_id, digest, size).await?;
-        tx.commit().await?;
+        };
+        insert_link(&self.writer, ended.get(0), digest, now).await?;
         Ok(true)
     }
 
@@ -426,37 +441,37 @@ impl Meta {
         let mut tx = self.writer.begin().await?;
         let repository_id = ensure_repository(&mut tx, repo).await?;
         let mut total_size = manifest.payload.len() as i64;
+        let blob_sizes = sizes_in_repository(
+            &mut tx,
+            "SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+             WHERE rb.repository_id = $1 AND rb.digest IN",
+            repository_id,
+            manifest.blobs.iter().map(|(d, _)| *d),
+        )
+        .await?;
         for (digest, declared) in &manifest.blobs {
-            let row = sqlx::query(
-                "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
-                 WHERE rb.repository_id = $1 AND rb.digest = $2",
-            )
-            .bind(repository_id)
-            .bind(digest.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let actual = row
-                .map(|r| r.get::<i64, _>(0) as u64)
+            let actual = *blob_sizes
+                .get(&digest.to_string())
                 .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
-            if actual != *declared {
+            if actual as u64 != *declared {
                 return Err(PutManifestError::SizeMismatch {
                     digest: (*digest).clone(),
                     declared: *declared,
-                    actual,
+                    actual: actual as u64,
                 });
             }
-            total_size += actual as i64;
+            total_size += actual;
         }
+        let child_sizes = sizes_in_repository(
+            &mut tx,
+            "SELECT digest, total_size FROM manifests WHERE repository_id = $1 AND digest IN",
+            repository_id,
+            manifest.children.iter().copied(),
+        )
+        .await?;
         for digest in &manifest.children {
-            let row = sqlx::query(
-                "SELECT total_size FROM manifests WHERE repository_id = $1 AND digest = $2",
-            )
-            .bind(repository_id)
-            .bind(digest.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            total_size += row
-                .map(|r| r.get::<i64, _>(0))
+            total_size += *child_sizes
+                .get(&digest.to_string())
                 .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
         }
         let now = now();
@@ -484,21 +499,31 @@ impl Meta {
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        let references = manifest
+        let references: Vec<(String, &str)> = manifest
             .blobs
             .iter()
-            .map(|(d, _)| (*d, "blob"))
-            .chain(manifest.children.iter().map(|d| (*d, "manifest")));
-        for (digest, kind) in references {
-            sqlx::query(
-                "INSERT INTO manifest_references (manifest_id, digest, kind) VALUES ($1, $2, $3) \
-                 ON CONFLICT (manifest_id, digest) DO NOTHING",
+            .map(|(d, _)| (d.to_string(), "blob"))
+            .chain(
+                manifest
+                    .children
+                    .iter()
+                    .map(|d| (d.to_string(), "manifest")),
             )
-            .bind(id)
-            .bind(digest.to_string())
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
+            .collect();
+        if !references.is_empty() {
+            let values: Vec<String> = (0..references.len())
+                .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO manifest_references (manifest_id, digest, kind) VALUES {} \
+                 ON CONFLICT (manifest_id, digest) DO NOTHING",
+                values.join(", ")
+            );
+            let mut insert = sqlx::query(&sql).bind(id);
+            for (digest, kind) in &references {
+                insert = insert.bind(digest.as_str()).bind(*kind);
+            }
+            insert.execute(&mut *tx).await?;
         }
         if let Some(tag) = tag {
             sqlx::query(
@@ -602,6 +627,30 @@ impl Meta {
     }
 }
 
+/// `digest → size` for those of `digests` that `query` (ending in `IN`) finds in a repository.
+async fn sizes_in_repository<'d>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    query: &str,
+    repository_id: i64,
+    digests: impl Iterator<Item = &'d Digest>,
+) -> Result<std::collections::HashMap<String, i64>> {
+    let digests: Vec<String> = digests.map(Digest::to_string).collect();
+    if digests.is_empty() {
+        return Ok(Default::default());
+    }
+    let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!("{query} ({})", placeholders.join(", "));
+    let mut select = sqlx::query(&sql).bind(repository_id);
+    for d in &digests {
+        select = select.bind(d.as_str());
+    }
+    let rows = select.fetch_all(&mut **tx).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+        .collect())
+}
+
 fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
@@ -625,6 +674,14 @@ async fn ensure_repository(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     repo: &RepoName,
 ) -> Result<i64> {
+    let found = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        .bind(repo.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(row) = found {
+        return Ok(row.get(0));
+    }
+    // A racing creator (another replica) may win; the upsert then returns its row.
     let row = sqlx::query(
         "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
@@ -643,12 +700,34 @@ async fn insert_blob_link(
     size: u64,
 ) -> Result<()> {
     let now = now();
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-        .bind(digest.to_string())
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    insert_blob(&mut **tx, digest, size, now).await?;
+    insert_link(&mut **tx, repository_id, digest, now).await
+}
+
+async fn insert_blob<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    digest: &Digest,
+    size: u64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (digest) DO NOTHING",
+    )
+    .bind(digest.to_string())
+    .bind(size as i64)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn insert_link<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    repository_id: i64,
+    digest: &Digest,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
          ON CONFLICT (repository_id, digest) DO NOTHING",
@@ -656,7 +735,7 @@ async fn insert_blob_link(
     .bind(repository_id)
     .bind(digest.to_string())
     .bind(now)
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }

@@ -99,14 +99,7 @@ impl Registry {
             .into_iter()
             .map(|p| p.key)
             .collect();
-        let published = match parts.as_slice() {
-            [single] => self.promote_single_part(id, total, single, digest).await,
-            _ => self
-                .blobs
-                .assemble_parts(parts.clone(), digest)
-                .await
-                .map(drop),
-        };
+        let published = self.publish_parts(id, total, &parts, digest).await;
         if let Err(e) = published {
             if matches!(e, Error::DigestInvalid(_)) {
                 // The staged bytes can never complete this session: drop them.
@@ -224,32 +217,50 @@ impl Registry {
         Ok(written)
     }
 
-    /// Verifies the one staged part of a session and moves it into place.
-    async fn promote_single_part(
+    /// Verifies the staged parts of a session against `digest` and publishes them as its
+    /// blob: a single part is moved into place, several are concatenated. The running hash
+    /// spares reading the bytes back when it covers the whole session.
+    async fn publish_parts(
         &self,
         id: &str,
         total: u64,
-        part: &str,
+        parts: &[String],
         digest: &Digest,
     ) -> Result<()> {
         let running = self
             .running_hashes
             .take(id, total)
-            .filter(|_| digest.algorithm() == Algorithm::Sha256);
-        let actual = match running {
-            Some(h) => h.finish(),
-            None => {
-                let mut h = Hasher::new(digest.algorithm());
-                self.blobs.hash_parts(&[part.to_owned()], &mut h).await?;
-                h.finish()
+            .filter(|_| digest.algorithm() == Algorithm::Sha256)
+            .map(Hasher::finish);
+        let verified = match running {
+            Some(actual) if &actual != digest => {
+                return Err(Error::DigestInvalid(format!(
+                    "uploaded content hashes to {actual}, not {digest}"
+                )));
             }
+            Some(_) => true,
+            None => false,
         };
-        if &actual != digest {
-            return Err(Error::DigestInvalid(format!(
-                "uploaded content hashes to {actual}, not {digest}"
-            )));
+        match parts {
+            [single] => {
+                if !verified {
+                    let mut h = Hasher::new(digest.algorithm());
+                    self.blobs.hash_parts(parts, &mut h).await?;
+                    let actual = h.finish();
+                    if &actual != digest {
+                        return Err(Error::DigestInvalid(format!(
+                            "uploaded content hashes to {actual}, not {digest}"
+                        )));
+                    }
+                }
+                self.blobs.promote_part(single, digest).await
+            }
+            _ => self
+                .blobs
+                .assemble_parts(parts.to_vec(), digest, verified)
+                .await
+                .map(drop),
         }
-        self.blobs.promote_part(part, digest).await
     }
 
     /// Records the published blob and ends the session; then drops leftover parts.

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Berth against CNCF Distribution (Debian's docker-registry) with the neutral client regbench.
+#
+#   bench/run.sh --regbench DIR [--rounds N] [--smoke] [--out FILE] [--berth-config FILE]
+#                [--no-build]
+#
+# DIR is regbench's source (its own Cargo workspace); it is built with
+# `cargo build --release --manifest-path DIR/Cargo.toml`, into this repository's
+# target/regbench (DIR may be read-only). Berth is built in release. Both servers start fresh
+# on loopback ports with temporary data dirs (deleted at the end); each of the six scenarios
+# runs against one then the other (the first alternates per round), --rounds times, with
+# --server-pid so the server's RSS and CPU are recorded. One JSON line per run is appended to
+# --out (default target/bench/run-<time>.jsonl); then bench/summarize.py prints medians and
+# Berth/Distribution ratios against the targets. --smoke uses tiny sizes (a quick check).
+# Environment: REGBENCH_FLAGS adds flags to every regbench call.
+set -euo pipefail
+
+regbench_src=
+rounds=1
+smoke=0
+out=
+berth_config=
+build=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --regbench) regbench_src=${2:?}; shift 2 ;;
+    --rounds) rounds=${2:?}; shift 2 ;;
+    --smoke) smoke=1; shift ;;
+    --out) out=${2:?}; shift 2 ;;
+    --berth-config) berth_config=${2:?}; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
+  esac
+done
+[ -n "$regbench_src" ] || { echo "--regbench DIR (regbench's source) is required" >&2; exit 64; }
+[ -f "$regbench_src/Cargo.toml" ] || { echo "$regbench_src/Cargo.toml not found" >&2; exit 64; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive integer" >&2; exit 64; }
+command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 1; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+regbench_target="$root/target/regbench"
+if [ "$build" = 1 ]; then
+  cargo build --release --manifest-path "$root/Cargo.toml" --bin berth
+  cargo build --release --manifest-path "$regbench_src/Cargo.toml" --target-dir "$regbench_target"
+fi
+berth="$root/target/release/berth"
+regbench="$regbench_target/release/regbench"
+for b in "$berth" "$regbench"; do [ -x "$b" ] || { echo "no $b: build first" >&2; exit 1; }; done
+if [ -z "$out" ]; then
+  mkdir -p "$root/target/bench"
+  out="$root/target/bench/run-$(date +%Y%m%d-%H%M%S)$([ "$smoke" = 1 ] && echo -smoke).jsonl"
+fi
+touch "$out"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
+berth_pid=
+dist_pid=
+stop_server() { # pid
+  [ -n "$1" ] || return 0
+  kill -0 "$1" 2>/dev/null || return 0
+  kill -TERM "$1" 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
+}
+cleanup() {
+  set +e
+  stop_server "$berth_pid"
+  stop_server "$dist_pid"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_ready() { # name pid url
+  for _ in $(seq 300); do
+    curl -sf -o /dev/null "$3/v2/" && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$1 exited; its log:" >&2; cat "$tmp/$1.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$1 did not answer GET /v2/ in 30 s" >&2
+  exit 1
+}
+
+# --- Berth: port 0, learn the port from its serving line ---
+berth_args=(serve --data-dir "$tmp/berth-data" --listen 127.0.0.1:0)
+[ -n "$berth_config" ] && berth_args+=(--config "$berth_config")
+NO_COLOR=1 BERTH_LOG=info "$berth" "${berth_args[@]}" 2>"$tmp/berth.log" &
+berth_pid=$!
+berth_addr=
+for _ in $(seq 300); do
+  berth_addr=$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/berth.log" |
+    sed -n 's/.*berth is serving.*address=\([0-9.]*:[0-9]*\).*/\1/p' | head -n1)
+  [ -n "$berth_addr" ] && break
+  kill -0 "$berth_pid" 2>/dev/null || { cat "$tmp/berth.log" >&2; echo "berth exited" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$berth_addr" ] || { echo "berth did not start in 30 s" >&2; exit 1; }
+berth_url="http://$berth_addr"
+wait_ready berth "$berth_pid" "$berth_url"
+
+# --- Distribution: a free loopback port, filesystem storage in the temp dir ---
+dist_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$tmp/dist-data"
+cat >"$tmp/distribution.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/dist-data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$dist_port
+health:
+  storagedriver:
+    enabled: false
+EOF
+docker-registry serve "$tmp/distribution.yml" >"$tmp/distribution.log" 2>&1 &
+dist_pid=$!
+dist_url="http://127.0.0.1:$dist_port"
+wait_ready distribution "$dist_pid" "$dist_url"
+
+echo "berth        pid $berth_pid  $berth_url  ($("$berth" --version))"
+echo "distribution pid $dist_pid  $dist_url  ($(docker-registry --version))"
+echo "regbench     $("$regbench" --version); rounds $rounds$([ "$smoke" = 1 ] && echo ', smoke sizes')"
+echo "results      $out"
+
+if [ "$smoke" = 1 ]; then
+  declare -A sizes=([push-large]="--size 32" [push-many]="--images 20" [head-storm]="--seconds 2" [tags-list]="--tags 250")
+else
+  declare -A sizes=()
+fi
+# shellcheck disable=SC2206
+extra=(${REGBENCH_FLAGS:-})
+scenarios=(push-large pull-large push-many pull-many head-storm tags-list)
+failures=0
+run_one() { # label url pid scenario
+  local args
+  # shellcheck disable=SC2206
+  args=(${sizes[$4]:-})
+  echo "== $1 $4"
+  if ! "$regbench" --registry "$2" --json "$out" --label "$1" --state "$tmp/state-$1.json" \
+    --server-pid "$3" "${extra[@]}" "$4" "${args[@]}" 2>&1 | sed 's/^/   /'; then
+    failures=$((failures + 1))
+  fi
+}
+for ((round = 1; round <= rounds; round++)); do
+  echo "### round $round of $rounds"
+  for scenario in "${scenarios[@]}"; do
+    if ((round % 2 == 1)); then
+      run_one berth "$berth_url" "$berth_pid" "$scenario"
+      run_one distribution "$dist_url" "$dist_pid" "$scenario"
+    else
+      run_one distribution "$dist_url" "$dist_pid" "$scenario"
+      run_one berth "$berth_url" "$berth_pid" "$scenario"
+    fi
+  done
+done
+
+totals() { # name pid: whole-run CPU seconds and VmHWM of the server
+  local hwm stat f cpu
+  hwm=$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$2/status")
+  stat=$(<"/proc/$2/stat")
+  read -ra f <<<"${stat##*)}" # fields after the command name: utime is 11, stime 12
+  cpu=$(awk -v t=$((f[11] + f[12])) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }')
+  echo "$1: whole run $cpu CPU s, VmHWM $hwm MiB"
+}
+echo
+totals berth "$berth_pid"
+totals distribution "$dist_pid"
+echo
+python3 "$root/bench/summarize.py" "$out" --a berth --b distribution
+echo
+echo "(2-core machine shared with other work: single figures are noisy; compare ratios and medians over rounds)"
+[ "$failures" = 0 ] || { echo "$failures regbench run(s) reported errors" >&2; exit 2; }
