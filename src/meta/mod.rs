@@ -549,6 +549,47 @@ impl Meta {
         Ok(())
     }
 
+    /// Records a push of a manifest `repo` already holds: points `tag` (if any) at it and
+    /// counts the push. Returns false, changing nothing, when the manifest is not there.
+    pub async fn repush_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        tag: Option<&Tag>,
+    ) -> Result<bool> {
+        let now = now();
+        let found = match tag {
+            Some(tag) => {
+                sqlx::query(
+                    "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
+                     SELECT m.repository_id, $3, m.id, $4, $4 FROM manifests m \
+                     JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2 \
+                     ON CONFLICT (repository_id, name) \
+                     DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+                )
+                .bind(repo.as_str())
+                .bind(digest.to_string())
+                .bind(tag.as_str())
+                .bind(now)
+                .execute(&self.writer)
+                .await?
+                .rows_affected()
+                    > 0
+            }
+            None => self.manifest_by_digest(repo, digest, false).await?.is_some(),
+        };
+        if found {
+            sqlx::query(
+                "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE name = $1",
+            )
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        }
+        Ok(found)
+    }
+
     /// Deletes a manifest and, through the schema, its tags. Returns whether it existed.
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let done = sqlx::query(

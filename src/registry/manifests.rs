@@ -75,6 +75,18 @@ impl Registry {
         };
         let manifest = Manifest::parse(&payload, content_type)
             .map_err(|e| Error::ManifestInvalid(e.to_string()))?;
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        // The same bytes pushed again (a new tag on an image, a retried push): the manifest
+        // and its references were checked when it was first stored; only the tag changes.
+        if self.meta.repush_manifest(repo, &digest, tag).await? {
+            return Ok(ManifestPut {
+                digest,
+                subject: manifest.subject,
+            });
+        }
         let platform = self.platform_of(&manifest).await;
         let annotations = manifest
             .annotations
@@ -97,10 +109,6 @@ impl Registry {
                 .map(|t| (&t.digest, t.size))
                 .collect(),
             children: manifest.children.iter().map(|t| &t.digest).collect(),
-        };
-        let tag = match reference {
-            Reference::Tag(tag) => Some(tag),
-            Reference::Digest(_) => None,
         };
         self.meta
             .put_manifest(repo, record, tag)
