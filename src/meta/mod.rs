@@ -21,8 +21,10 @@ mod stats;
 pub use stats::PullStats;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Handle on the index: a single writer (SQLite allows one) and a pool of readers.
+/// Handle on the index: on SQLite a single writer (SQLite allows one) and a pool of readers;
+/// on PostgreSQL one pool serving as both.
 #[derive(Clone)]
 pub struct Meta {
     writer: AnyPool,
@@ -108,14 +110,21 @@ pub fn now() -> i64 {
 }
 
 impl Meta {
-    /// Opens (creating if needed) and migrates the database `config` names.
+    /// Opens (creating if needed) and migrates the database `config` names. `readers` sizes
+    /// SQLite's reader pool, `connections` the PostgreSQL pool.
     pub async fn connect(
         config: &DatabaseConfig,
         readers: u32,
+        connections: u32,
         durable: bool,
     ) -> anyhow::Result<Meta> {
         sqlx::any::install_default_drivers();
-        let DatabaseConfig::Sqlite { path } = config;
+        let path = match config {
+            DatabaseConfig::Sqlite { path } => path,
+            DatabaseConfig::Postgres { url } => {
+                return Meta::connect_postgres(url, connections).await;
+            }
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -161,9 +170,28 @@ impl Meta {
         Ok(Meta { writer, reader })
     }
 
+    /// PostgreSQL: every replica connects to the same server; the migrator holds an advisory
+    /// lock, so replicas starting together migrate once.
+    async fn connect_postgres(url: &str, connections: u32) -> anyhow::Result<Meta> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to the metadata index at {}", redacted(url)))?;
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .context("migrating the metadata index")?;
+        Ok(Meta {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
     /// Brings the schema up to date without serving (`berth migrate`).
     pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-        Meta::connect(config, 1, true).await?.close().await;
+        Meta::connect(config, 1, 2, true).await?.close().await;
         Ok(())
     }
 
@@ -603,7 +631,7 @@ impl Meta {
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
              JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+             WHERE r.name = $1 AND m.subject = $2 AND (CAST($3 AS TEXT) IS NULL OR m.artifact_type = $3) \
                AND m.digest > $4 \
              ORDER BY m.digest LIMIT $5",
         )
@@ -649,6 +677,19 @@ async fn sizes_in_repository<'d>(
         .iter()
         .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
         .collect())
+}
+
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
 }
 
 fn sqlite_url(path: &Path) -> String {

@@ -44,6 +44,7 @@ impl Registry {
         let meta = Meta::connect(
             &config.database_config()?,
             config.limits.database_readers,
+            config.limits.database_connections,
             config.durability.fsync,
         )
         .await?;
