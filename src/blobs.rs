@@ -8,13 +8,13 @@
 //! An object here is never visible to clients by itself: the metadata index decides what
 //! exists. Writes happen before the index row (bytes first, rows second).
 
-use std::{fmt::Display, ops::Range, sync::Arc};
+use std::{fmt::Display, ops::Range, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload,
-    WriteMultipart, aws::AmazonS3Builder, azure::MicrosoftAzureBuilder,
+    RetryConfig, WriteMultipart, aws::AmazonS3Builder, azure::MicrosoftAzureBuilder,
     gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
 };
 
@@ -46,8 +46,17 @@ pub struct Blobs {
 }
 
 impl Blobs {
-    /// Opens the store `config` names, creating a local root if needed.
-    pub fn open(config: &StorageConfig, fsync: bool) -> anyhow::Result<Blobs> {
+    /// Opens the store `config` names, creating a local root if needed. A cloud store retries
+    /// a failing request (with backoff) for up to `retry_timeout`.
+    pub fn open(
+        config: &StorageConfig,
+        fsync: bool,
+        retry_timeout: Duration,
+    ) -> anyhow::Result<Blobs> {
+        let retry = RetryConfig {
+            retry_timeout,
+            ..RetryConfig::default()
+        };
         match config {
             StorageConfig::Fs { root } => {
                 std::fs::create_dir_all(root).map_err(|e| {
@@ -56,11 +65,12 @@ impl Blobs {
                 let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(fsync);
                 Ok(Blobs::new(Arc::new(store), FILE_PART))
             }
-            // The builders read credentials, region, endpoint and retry-free options from the
-            // environment; the URL names the bucket. object_store retries 5xx and throttling.
+            // The builders read credentials, region and endpoint from the environment; the URL
+            // names the bucket. object_store retries 5xx, throttling and lost connections.
             StorageConfig::S3 { bucket, prefix } => {
                 let store = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(retry)
                     .build()
                     .map_err(|e| anyhow::anyhow!("configuring S3 bucket {bucket:?}: {e}"))?;
                 Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
@@ -68,6 +78,7 @@ impl Blobs {
             StorageConfig::Azure { container, prefix } => {
                 let store = MicrosoftAzureBuilder::from_env()
                     .with_container_name(container)
+                    .with_retry(retry)
                     .build()
                     .map_err(|e| {
                         anyhow::anyhow!("configuring Azure container {container:?}: {e}")
@@ -77,6 +88,7 @@ impl Blobs {
             StorageConfig::Gcs { bucket, prefix } => {
                 let store = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(retry)
                     .build()
                     .map_err(|e| anyhow::anyhow!("configuring GCS bucket {bucket:?}: {e}"))?;
                 Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
@@ -477,7 +489,7 @@ mod tests {
         let url = format!("{}/{prefix}", url.trim_end_matches('/'));
         let config = crate::Config::default().storage_config_for(&url).unwrap();
         assert!(!matches!(config, StorageConfig::Fs { .. }), "{url}");
-        suite(Blobs::open(&config, false).unwrap()).await;
+        suite(Blobs::open(&config, false, Duration::from_secs(30)).unwrap()).await;
     }
 
     #[tokio::test]
@@ -486,6 +498,6 @@ mod tests {
         let config = StorageConfig::Fs {
             root: dir.path().join("blobs"),
         };
-        suite(Blobs::open(&config, true).unwrap()).await;
+        suite(Blobs::open(&config, true, Duration::from_secs(30)).unwrap()).await;
     }
 }

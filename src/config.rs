@@ -45,6 +45,11 @@ pub struct Limits {
     pub database_readers: u32,
     /// Connections to a PostgreSQL index, per replica (readers and writers alike).
     pub database_connections: u32,
+    /// How long a request waits for an index connection before it fails with 503.
+    pub database_acquire_timeout_secs: u64,
+    /// How long a blob store request is retried (5xx, throttling, lost connections) before
+    /// it fails with 503. object_store's default.
+    pub storage_retry_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -67,6 +72,8 @@ impl Default for Limits {
             page_max_entries: 10_000,
             database_readers: 4,
             database_connections: 16,
+            database_acquire_timeout_secs: 30,
+            storage_retry_timeout_secs: 180,
         }
     }
 }
@@ -175,6 +182,12 @@ impl Config {
         }
         if self.limits.database_connections < 2 {
             bail!("limits.database_connections: must be at least 2");
+        }
+        if self.limits.database_acquire_timeout_secs == 0 {
+            bail!("limits.database_acquire_timeout_secs: must be at least 1");
+        }
+        if self.limits.storage_retry_timeout_secs == 0 {
+            bail!("limits.storage_retry_timeout_secs: must be at least 1");
         }
         Ok(())
     }

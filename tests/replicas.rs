@@ -2,6 +2,9 @@
 //! store, as a load balancer would spread clients over them: whatever one replica accepted,
 //! every replica serves, and sessions and tags move between them without any sticky routing.
 //!
+//! The last test interposes a switchable TCP forwarder between a replica and each real
+//! backend, to take the object store and then the index away in the middle of pushes.
+//!
 //! Needs `BERTH_TEST_DATABASE_URL` (a PostgreSQL server whose user may create databases) and
 //! `BERTH_TEST_STORAGE_URL` (`s3://bucket` or `az://container`, with the backend's own
 //! environment); each test skips itself when they are not set. `scripts/test.sh` sets them.
@@ -63,6 +66,17 @@ impl Shared {
     }
 
     fn spawn(&self, i: usize) -> (Child, mpsc::Receiver<String>) {
+        self.spawn_with(i, &self.database_url, &[], &[])
+    }
+
+    /// Starts replica `i` on `database_url` with extra arguments and environment.
+    fn spawn_with(
+        &self,
+        i: usize,
+        database_url: &str,
+        args: &[(&str, String)],
+        env: &[(&str, String)],
+    ) -> (Child, mpsc::Receiver<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         cmd.arg("serve")
             .arg("--listen")
@@ -71,13 +85,19 @@ impl Shared {
             .arg(self._dir.path().join(format!("replica-{i}")))
             .env_remove("BERTH_LISTEN")
             .env_remove("BERTH_DATA_DIR")
-            .env("BERTH_DATABASE_URL", &self.database_url)
+            .env("BERTH_DATABASE_URL", database_url)
             .env("BERTH_STORAGE_URL", &self.storage_url)
             .env("BERTH_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (flag, value) in args {
+            cmd.arg(flag).arg(value);
+        }
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         let mut child = cmd.spawn().expect("spawning berth");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
@@ -497,4 +517,205 @@ async fn concurrent_pushes_through_every_replica_are_pullable_everywhere() {
             serde_json::from_slice(&replica.get_ok("/v2/fleet/app0/tags/list").await).unwrap();
         assert_eq!(tags["tags"].as_array().unwrap().len(), 6, "{tags}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends going away
+
+/// A loopback TCP forwarder in front of a real backend: switched off, it severs the open
+/// connections and closes new ones at once, as a backend that went away would.
+struct Outage {
+    addr: std::net::SocketAddr,
+    on: tokio::sync::watch::Sender<bool>,
+}
+
+impl Outage {
+    async fn new(target: String) -> Outage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the forwarder");
+        let addr = listener.local_addr().unwrap();
+        let (on, rx) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*rx.borrow() {
+                    continue; // dropped: closed at once
+                }
+                let mut rx = rx.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = rx.wait_for(|on| !*on) => {}
+                    }
+                });
+            }
+        });
+        Outage { addr, on }
+    }
+
+    fn set(&self, on: bool) {
+        self.on.send_replace(on);
+    }
+}
+
+/// `host:port` of `url`.
+fn host_port(url: &str) -> String {
+    let u = url::Url::parse(url).expect("URL");
+    format!(
+        "{}:{}",
+        u.host_str().expect("host"),
+        u.port_or_known_default().expect("port")
+    )
+}
+
+/// The JSON error code and message of an error response.
+async fn error_of(resp: reqwest::Response) -> (StatusCode, String, String) {
+    let status = resp.status();
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.bytes().await.expect("body")).expect("JSON error body");
+    (
+        status,
+        body["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// The object store, then the index, go away in the middle of pushes: pushes fail with a 503
+/// that names the backend, nothing half-written becomes visible, and once the backend is back
+/// the same pushes succeed through the same (never restarted) server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backends_going_away_fail_cleanly_and_recover() {
+    let Some(shared) = Shared::new().await else {
+        return;
+    };
+    let endpoint_var = if shared.storage_url.starts_with("s3:") {
+        "AWS_ENDPOINT"
+    } else if shared.storage_url.starts_with("az:") {
+        "AZURITE_BLOB_STORAGE_URL"
+    } else {
+        eprintln!(
+            "no endpoint to interpose for {}: skipped",
+            shared.storage_url
+        );
+        return;
+    };
+    let endpoint = std::env::var(endpoint_var).expect("the store's endpoint variable");
+    let store = Outage::new(host_port(&endpoint)).await;
+    let index = Outage::new(host_port(&shared.database_url)).await;
+    let mut database_url = url::Url::parse(&shared.database_url).unwrap();
+    database_url.set_port(Some(index.addr.port())).unwrap();
+    // Short retry budgets, so that an outage is reported in seconds rather than minutes.
+    let config = shared._dir.path().join("faults.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nstorage_retry_timeout_secs = 3\ndatabase_acquire_timeout_secs = 3\n",
+    )
+    .unwrap();
+    let replica = Replica::wait_ready(shared.spawn_with(
+        0,
+        database_url.as_str(),
+        &[("--config", config.display().to_string())],
+        &[(endpoint_var, format!("http://{}", store.addr))],
+    ));
+    let repo = "faults/app";
+    let (before, before_manifest) = replica.push_image(repo, "before", &[b"kept"]).await;
+
+    // The store goes away: a push is a 503 naming the blob store, and leaves nothing.
+    store.set(false);
+    let layer = bytes(7, 2 * MIB + 3);
+    let digest = sha256(&layer);
+    let resp = replica
+        .send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            layer.clone(),
+        )
+        .await;
+    let (status, code, message) = error_of(resp).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains("blob store"), "{message}");
+    let head = replica
+        .send(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(head.status(), StatusCode::NOT_FOUND, "nothing half-written");
+    // What is in the index is still listed and resolvable; its bytes are what is missing.
+    assert_eq!(
+        replica.tag_digest(repo, "before").await,
+        Some(before.clone())
+    );
+    let resp = replica
+        .send(
+            Method::GET,
+            &format!("/v2/{repo}/blobs/{}", sha256(b"kept")),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Back: the same push succeeds, and everything pulls.
+    store.set(true);
+    let (after, after_manifest) = replica.push_image(repo, "after", &[&layer]).await;
+    replica
+        .assert_image(repo, "after", &after_manifest, &[&layer])
+        .await;
+    replica
+        .assert_image(repo, "before", &before_manifest, &[b"kept"])
+        .await;
+
+    // The index goes away: a push is a 503 naming the index; reads too.
+    index.set(false);
+    let layer2 = bytes(8, 300_000);
+    let digest2 = sha256(&layer2);
+    let resp = replica
+        .send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest2}"),
+            layer2.clone(),
+        )
+        .await;
+    let (status, code, message) = error_of(resp).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains("metadata index"), "{message}");
+    let resp = replica
+        .send(
+            Method::GET,
+            &format!("/v2/{repo}/manifests/after"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Back: the blob is not there (its bytes were written, its row was not), the same push
+    // succeeds, and the tags are as they were.
+    index.set(true);
+    let head = replica
+        .send(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest2}"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(head.status(), StatusCode::NOT_FOUND, "nothing half-written");
+    let (_, manifest2) = replica.push_image(repo, "after2", &[&layer2]).await;
+    replica
+        .assert_image(repo, "after2", &manifest2, &[&layer2])
+        .await;
+    assert_eq!(replica.tag_digest(repo, "after").await, Some(after));
+    assert_eq!(replica.tag_digest(repo, "before").await, Some(before));
 }

@@ -12,7 +12,7 @@ use sqlx::{
 };
 
 use crate::{
-    config::DatabaseConfig,
+    config::{DatabaseConfig, Limits},
     error::{Error, Result},
     oci::{Digest, RepoName, Tag},
 };
@@ -110,19 +110,21 @@ pub fn now() -> i64 {
 }
 
 impl Meta {
-    /// Opens (creating if needed) and migrates the database `config` names. `readers` sizes
-    /// SQLite's reader pool, `connections` the PostgreSQL pool.
+    /// Opens (creating if needed) and migrates the database `config` names, with pools sized
+    /// by `limits` (`database_readers` for SQLite, `database_connections` for PostgreSQL).
     pub async fn connect(
         config: &DatabaseConfig,
-        readers: u32,
-        connections: u32,
+        limits: &Limits,
         durable: bool,
     ) -> anyhow::Result<Meta> {
         sqlx::any::install_default_drivers();
+        let readers = limits.database_readers;
         let path = match config {
             DatabaseConfig::Sqlite { path } => path,
             DatabaseConfig::Postgres { url } => {
-                return Meta::connect_postgres(url, connections).await;
+                let acquire_timeout = Duration::from_secs(limits.database_acquire_timeout_secs);
+                return Meta::connect_postgres(url, limits.database_connections, acquire_timeout)
+                    .await;
             }
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -172,10 +174,14 @@ impl Meta {
 
     /// PostgreSQL: every replica connects to the same server; the migrator holds an advisory
     /// lock, so replicas starting together migrate once.
-    async fn connect_postgres(url: &str, connections: u32) -> anyhow::Result<Meta> {
+    async fn connect_postgres(
+        url: &str,
+        connections: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Meta> {
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await
             .with_context(|| format!("connecting to the metadata index at {}", redacted(url)))?;
@@ -191,7 +197,12 @@ impl Meta {
 
     /// Brings the schema up to date without serving (`berth migrate`).
     pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-        Meta::connect(config, 1, 2, true).await?.close().await;
+        let limits = Limits {
+            database_readers: 1,
+            database_connections: 2,
+            ..Limits::default()
+        };
+        Meta::connect(config, &limits, true).await?.close().await;
         Ok(())
     }
 
