@@ -101,8 +101,9 @@ fresh_database() {
   echo "${BERTH_TEST_DATABASE_URL%/*}/$1"
 }
 
-say "API tests on PostgreSQL + filesystem"
-BERTH_TEST_DATABASE_URL=$BERTH_TEST_DATABASE_URL cargo test --locked --test api || status=1
+say "index orderings and API tests on PostgreSQL + filesystem"
+cargo test --locked --lib meta:: || status=1
+cargo test --locked --test api || status=1
 
 for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
   kind=${store%%:*}
