@@ -29,7 +29,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 struct Shared {
     database_url: String,
     storage_url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Shared {
@@ -55,7 +55,7 @@ impl Shared {
         Some(Shared {
             database_url: url.to_string(),
             storage_url: format!("{}/replicas-{id}", store.trim_end_matches('/')),
-            _dir: tempfile::tempdir().expect("temporary directory"),
+            dir: tempfile::tempdir().expect("temporary directory"),
         })
     }
 
@@ -82,7 +82,7 @@ impl Shared {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(self._dir.path().join(format!("replica-{i}")))
+            .arg(self.dir.path().join(format!("replica-{i}")))
             .env_remove("BERTH_LISTEN")
             .env_remove("BERTH_DATA_DIR")
             .env("BERTH_DATABASE_URL", database_url)
@@ -104,21 +104,17 @@ impl Shared {
         // Reads stderr to its end (the process's exit) so that the pipe never fills up; the
         // lines before the address are kept for the failure message.
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(sender) = &tx {
-                    match serving_address(&line) {
-                        Some(addr) => {
-                            sender.send(format!("addr {addr}")).ok();
-                            tx = None;
-                        }
-                        None => {
-                            sender.send(format!("log {line}")).ok();
-                        }
-                    }
+                let msg = match serving_address(&line) {
+                    Some(addr) => format!("addr {addr}"),
+                    None => format!("log {line}"),
+                };
+                if tx.send(msg).is_err() {
+                    break;
                 }
             }
+            tx.send("eof".to_owned()).ok();
         });
         (child, rx)
     }
@@ -146,6 +142,8 @@ struct Replica {
     child: Child,
     base: String,
     client: Client,
+    /// Its stderr, line by line, then "eof" when it has exited.
+    log: mpsc::Receiver<String>,
 }
 
 impl Replica {
@@ -160,6 +158,7 @@ impl Replica {
                         child,
                         base: format!("http://{}", &msg[5..]),
                         client: Client::new(),
+                        log: rx,
                     };
                 }
                 Ok(line) => log.push(line),
@@ -169,6 +168,27 @@ impl Replica {
                 ),
             }
         }
+    }
+
+    /// Stops the replica as an orchestrator would (SIGTERM) and waits, bounded, until it has
+    /// exited cleanly (after its graceful shutdown, which flushes pull statistics).
+    fn terminate(&mut self) {
+        // Idle keep-alive connections would hold up the graceful shutdown.
+        self.client = Client::new();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "SIGTERM to {pid}");
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line == "eof" => break,
+                Ok(_) => {}
+                Err(e) => panic!("berth {pid} did not exit after SIGTERM: {e}"),
+            }
+        }
+        let status = self.child.wait().expect("reaping berth");
+        assert!(status.success(), "berth {pid} exited with {status}");
     }
 
     fn url(&self, path: &str) -> String {
@@ -562,6 +582,25 @@ impl Outage {
     }
 }
 
+/// The variable naming the object store's endpoint, and its value, for the test's store.
+fn store_endpoint(shared: &Shared) -> Option<(&'static str, String)> {
+    let var = if shared.storage_url.starts_with("s3:") {
+        "AWS_ENDPOINT"
+    } else if shared.storage_url.starts_with("az:") {
+        "AZURITE_BLOB_STORAGE_URL"
+    } else {
+        eprintln!(
+            "no endpoint to interpose for {}: skipped",
+            shared.storage_url
+        );
+        return None;
+    };
+    Some((
+        var,
+        std::env::var(var).expect("the store's endpoint variable"),
+    ))
+}
+
 /// `host:port` of `url`.
 fn host_port(url: &str) -> String {
     let u = url::Url::parse(url).expect("URL");
@@ -615,7 +654,7 @@ async fn backends_going_away_fail_cleanly_and_recover() {
     let mut database_url = url::Url::parse(&shared.database_url).unwrap();
     database_url.set_port(Some(index.addr.port())).unwrap();
     // Short retry budgets, so that an outage is reported in seconds rather than minutes.
-    let config = shared._dir.path().join("faults.toml");
+    let config = shared.dir.path().join("faults.toml");
     std::fs::write(
         &config,
         "[limits]\nstorage_retry_timeout_secs = 3\ndatabase_acquire_timeout_secs = 3\n",
@@ -718,4 +757,139 @@ async fn backends_going_away_fail_cleanly_and_recover() {
         .await;
     assert_eq!(replica.tag_digest(repo, "after").await, Some(after));
     assert_eq!(replica.tag_digest(repo, "before").await, Some(before));
+}
+
+/// The store goes away while a chunk is streaming in: the PATCH fails with 503, the session
+/// keeps only what it had, and once the store is back the same chunk completes the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_going_away_mid_chunk_leaves_the_session_usable() {
+    let Some(shared) = Shared::new().await else {
+        return;
+    };
+    let Some((endpoint_var, endpoint)) = store_endpoint(&shared) else {
+        return;
+    };
+    let store = Outage::new(host_port(&endpoint)).await;
+    let config = shared.dir.path().join("faults.toml");
+    std::fs::write(&config, "[limits]\nstorage_retry_timeout_secs = 3\n").unwrap();
+    let replica = Replica::wait_ready(shared.spawn_with(
+        0,
+        &shared.database_url,
+        &[("--config", config.display().to_string())],
+        &[(endpoint_var, format!("http://{}", store.addr))],
+    ));
+    let repo = "faults/chunks";
+    let first = bytes(20, 100_000);
+    let second = bytes(21, 12 * MIB + 1);
+    let whole = [&first[..], &second].concat();
+    let digest = sha256(&whole);
+    let resp = replica
+        .send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let patch = |body: reqwest::Body, start: usize, len: usize| {
+        replica
+            .client
+            .patch(replica.url(&location))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{start}-{}", start + len - 1))
+            .header("content-length", len.to_string())
+            .body(body)
+            .send()
+    };
+    let resp = patch(first.clone().into(), 0, first.len()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // The second chunk streams: its first 9 MiB go through, then the store goes away.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let sending = tokio::spawn(patch(body, first.len(), second.len()));
+    for piece in second[..9 * MIB].chunks(MIB) {
+        tx.send(Ok(piece.to_vec())).await.unwrap();
+    }
+    store.set(false);
+    for piece in second[9 * MIB..].chunks(MIB) {
+        if tx.send(Ok(piece.to_vec())).await.is_err() {
+            break; // the server stopped reading
+        }
+    }
+    drop(tx);
+    match sending.await.unwrap() {
+        Ok(resp) => {
+            let (status, code, message) = error_of(resp).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+            assert_eq!(code, "UNAVAILABLE");
+        }
+        // The server may answer and close before the client has finished sending; what
+        // matters is what the session holds afterwards.
+        Err(e) => eprintln!("PATCH ended without a response: {e}"),
+    }
+    store.set(true);
+    let resp = replica.send(Method::GET, &location, Vec::new()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        resp.headers()["range"].to_str().unwrap(),
+        format!("0-{}", first.len() - 1),
+        "only the first chunk is in the session"
+    );
+    let resp = replica
+        .send(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "nothing half-written");
+
+    // The same chunk again, then the upload completes with the right bytes.
+    let resp = patch(second.clone().into(), first.len(), second.len())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let resp = replica
+        .send(
+            Method::PUT,
+            &format!("{location}{sep}digest={digest}"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = replica.get_ok(&format!("/v2/{repo}/blobs/{digest}")).await;
+    assert!(got == whole, "the completed blob has the pushed bytes");
+}
+
+/// Pull counts are kept per replica and added to the shared index: pulls through every
+/// replica are all counted once the replicas have stopped (they flush at shutdown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pull_counts_from_every_replica_add_up() {
+    let Some(shared) = Shared::new().await else {
+        return;
+    };
+    let mut r = shared.replicas(2);
+    let repo = "counted/app";
+    r[0].push_image(repo, "v1", &[b"counted"]).await;
+    for (replica, pulls) in r.iter().zip([3, 4]) {
+        for _ in 0..pulls {
+            replica.get_ok(&format!("/v2/{repo}/manifests/v1")).await;
+        }
+    }
+    for replica in &mut r {
+        replica.terminate();
+    }
+    let mut db = shared.index().await;
+    let row = sqlx::query("SELECT pull_count, push_count FROM repositories WHERE name = $1")
+        .bind(repo)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<i64, _>(0), 7, "3 pulls through A and 4 through B");
+    assert_eq!(row.get::<i64, _>(1), 1);
+    db.close().await.ok();
 }
