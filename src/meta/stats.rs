@@ -2,7 +2,7 @@
 //! and written in one transaction per flush (a worker flushes every few seconds and at
 //! shutdown). A crash loses at most one interval of counts, never content; counts that could
 //! not be written (index unavailable) are kept for the next flush. Each replica flushes its
-//! own counts as increments, so replicas add up.
+//! own counts as increments, so replicas add up, and a last-pull time never moves back.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -83,7 +83,9 @@ impl Meta {
         let mut tx = self.writer.begin().await?;
         for (id, (count, at)) in sorted(&p.repositories) {
             sqlx::query(
-                "UPDATE repositories SET pull_count = pull_count + $2, last_pull_at = $3 WHERE id = $1",
+                "UPDATE repositories SET pull_count = pull_count + $2, \
+                 last_pull_at = CASE WHEN last_pull_at > $3 THEN last_pull_at ELSE $3 END \
+                 WHERE id = $1",
             )
             .bind(id)
             .bind(count)
@@ -92,15 +94,20 @@ impl Meta {
             .await?;
         }
         for (id, at) in sorted(&p.manifests) {
-            sqlx::query("UPDATE manifests SET last_pulled_at = $2 WHERE id = $1")
-                .bind(id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE manifests SET last_pulled_at = \
+                 CASE WHEN last_pulled_at > $2 THEN last_pulled_at ELSE $2 END WHERE id = $1",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
         }
         for ((repository_id, name), at) in sorted(&p.tags) {
             sqlx::query(
-                "UPDATE tags SET last_pulled_at = $3 WHERE repository_id = $1 AND name = $2",
+                "UPDATE tags SET last_pulled_at = \
+                 CASE WHEN last_pulled_at > $3 THEN last_pulled_at ELSE $3 END \
+                 WHERE repository_id = $1 AND name = $2",
             )
             .bind(repository_id)
             .bind(name)
