@@ -7,7 +7,8 @@
 # What it installs
 #   - Debian packages: the real registry clients used by tests/clients/run.sh (skopeo, podman,
 #     buildah, docker.io with its dockerd/containerd/ctr, uidmap), the control registry
-#     (docker-registry = CNCF Distribution), PostgreSQL, and small tools (jq, curl, python3-venv).
+#     (docker-registry = CNCF Distribution), PostgreSQL, and small tools (jq, curl, python3-venv);
+#     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below.
 #
 # Environment
@@ -58,6 +59,16 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
       -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
   fi
+fi
+
+# ---------------------------------------------------------------- Node.js (Azurite)
+# scripts/services/azurite.sh installs Azurite from npm; any Node.js >= 18 with npm will do
+# (a NodeSource build already on the machine is left alone).
+if [ "${SKIP_APT:-0}" != 1 ] && ! command -v npm >/dev/null 2>&1; then
+  say "Debian packages to install: nodejs npm"
+  as_root apt-get update -q -o DPkg::Lock::Timeout=600
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    -o DPkg::Lock::Timeout=600 --no-install-recommends nodejs npm
 fi
 
 # ---------------------------------------------------------------- Python venv

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (Debian packages, a PyPI venv), builds once,
 # then runs the unit and integration tests, the conformance runner and the real-client suite
-# against a Berth started on a free loopback port.
+# against a Berth started on a free loopback port; then starts PostgreSQL, moto (S3) and
+# Azurite (Azure) on loopback (scripts/services/) and runs the API tests, the multi-replica
+# tests, the conformance runner and the real clients again on PostgreSQL + S3 and on
+# PostgreSQL + Azure (and the API tests on PostgreSQL + filesystem).
 #
 #   bash scripts/test.sh            # everything
 #   SKIP_INSTALL=1 bash scripts/test.sh
 #   CLIENTS_ARGS="--skip docker" bash scripts/test.sh
+#   SKIP_SCALE_OUT=1 bash scripts/test.sh   # only the default SQLite + filesystem backends
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,38 +29,92 @@ cargo test --workspace --locked
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-test.XXXXXX")
 BERTH_PID=
-cleanup() {
+SERVICES=()
+stop_berth() {
   if [ -n "$BERTH_PID" ] && kill -0 "$BERTH_PID" 2>/dev/null; then
     kill "$BERTH_PID"
     wait "$BERTH_PID" 2>/dev/null || true
   fi
+  BERTH_PID=
+}
+cleanup() {
+  stop_berth
+  for svc in "${SERVICES[@]}"; do bash "scripts/services/$svc.sh" stop || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-say "starting berth on a free port"
-BERTH_LOG=info target/debug/berth serve --data-dir "$WORK/data" --listen 127.0.0.1:0 \
-  2>"$WORK/berth.log" &
-BERTH_PID=$!
-ADDR=
-for _ in $(seq 1 300); do
-  ADDR=$(grep -o 'address=127\.0\.0\.1:[0-9]*' "$WORK/berth.log" | head -n1 | cut -d= -f2 || true)
-  [ -n "$ADDR" ] && break
-  kill -0 "$BERTH_PID" 2>/dev/null || { cat "$WORK/berth.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "berth did not start"; cat "$WORK/berth.log"; exit 1; }
-echo "berth at $ADDR"
+# start_berth NAME [ENV=VALUE...]: starts target/debug/berth on a free port with the given
+# environment; sets ADDR.
+start_berth() {
+  local name=$1; shift
+  say "starting berth ($name) on a free port"
+  env "$@" BERTH_LOG=info target/debug/berth serve --data-dir "$WORK/data-$name" \
+    --listen 127.0.0.1:0 2>"$WORK/berth-$name.log" &
+  BERTH_PID=$!
+  ADDR=
+  for _ in $(seq 1 300); do
+    ADDR=$(grep -o 'address=127\.0\.0\.1:[0-9]*' "$WORK/berth-$name.log" | head -n1 | cut -d= -f2 || true)
+    [ -n "$ADDR" ] && break
+    kill -0 "$BERTH_PID" 2>/dev/null || { cat "$WORK/berth-$name.log"; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$ADDR" ] || { echo "berth did not start"; cat "$WORK/berth-$name.log"; exit 1; }
+  echo "berth at $ADDR"
+}
 
 status=0
-say "conformance (spec workflows)"
-target/debug/berth-conformance --registry "http://$ADDR" || status=1
+# client_suites NAME: the conformance runner and the real clients against the berth at $ADDR.
+client_suites() {
+  local name=$1 ok=0
+  say "conformance (spec workflows) on $name"
+  target/debug/berth-conformance --registry "http://$ADDR" || ok=1
+  say "real clients on $name"
+  # shellcheck disable=SC2086
+  bash tests/clients/run.sh "$ADDR" ${CLIENTS_ARGS:-} || ok=1
+  if [ "$ok" != 0 ]; then
+    status=1
+    echo "--- berth log on $name (last 50 lines)"; tail -n 50 "$WORK/berth-$name.log"
+  fi
+  stop_berth
+}
 
-say "real clients"
-# shellcheck disable=SC2086
-bash tests/clients/run.sh "$ADDR" ${CLIENTS_ARGS:-} || status=1
+start_berth sqlite
+client_suites sqlite
 
-if [ "$status" != 0 ]; then
-  echo "--- berth log (last 50 lines)"; tail -n 50 "$WORK/berth.log"
+if [ "${SKIP_SCALE_OUT:-0}" = 1 ]; then
+  exit "$status"
 fi
+
+# ---------------------------------------------------------------- shared backends
+# The same tests over PostgreSQL and the object stores (moto for S3, Azurite for Azure),
+# re-running the test binaries built above. GCS has no usable emulator, so it is not run.
+say "starting PostgreSQL, S3 (moto) and Azure (Azurite) on loopback"
+for svc in postgres s3 azurite; do
+  SERVICES+=("$svc")
+  eval "$(bash "scripts/services/$svc.sh")"
+done
+
+# fresh_database NAME: creates database NAME on the test server and prints its URL.
+fresh_database() {
+  psql -q "$BERTH_TEST_DATABASE_URL" -c "CREATE DATABASE \"$1\"" >&2
+  echo "${BERTH_TEST_DATABASE_URL%/*}/$1"
+}
+
+say "index orderings and API tests on PostgreSQL + filesystem"
+cargo test --locked --lib meta:: || status=1
+cargo test --locked --test api || status=1
+
+for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
+  kind=${store%%:*}
+  say "blob store suite, API tests and replicas on PostgreSQL + $kind"
+  BERTH_TEST_STORAGE_URL=$store cargo test --locked --lib blobs:: || status=1
+  BERTH_TEST_STORAGE_URL=$store cargo test --locked --test api --test replicas || status=1
+
+  run=$(date +%s)-$$
+  db=$(fresh_database "berth_suites_${kind}_${run//-/_}")
+  start_berth "pg-$kind" BERTH_DATABASE_URL="$db" BERTH_STORAGE_URL="$store/suites-$run"
+  client_suites "pg-$kind"
+done
+
 exit "$status"

@@ -8,13 +8,14 @@
 //! An object here is never visible to clients by itself: the metadata index decides what
 //! exists. Writes happen before the index row (bytes first, rows second).
 
-use std::{fmt::Display, ops::Range, sync::Arc};
+use std::{fmt::Display, ops::Range, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload,
-    WriteMultipart, local::LocalFileSystem, path::Path,
+    RetryConfig, WriteMultipart, aws::AmazonS3Builder, azure::MicrosoftAzureBuilder,
+    gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
 };
 
 use crate::{
@@ -29,6 +30,13 @@ const SMALL_BODY: usize = 1024 * 1024;
 /// Parts of a streamed write that may be in flight at once, beside the one being filled.
 const WRITES_IN_FLIGHT: usize = 2;
 
+/// Part size of streamed writes to a local directory.
+const FILE_PART: usize = 1024 * 1024;
+
+/// Part size of streamed writes to a cloud store: S3 refuses parts under 5 MiB (but the last).
+/// With [`WRITES_IN_FLIGHT`], an upload holds at most about 24 MiB.
+pub const CLOUD_PART: usize = 8 * 1024 * 1024;
+
 /// Content-addressed blobs and upload parts over any `object_store` backend.
 #[derive(Clone)]
 pub struct Blobs {
@@ -38,15 +46,52 @@ pub struct Blobs {
 }
 
 impl Blobs {
-    /// Opens the store `config` names, creating a local root if needed.
-    pub fn open(config: &StorageConfig, fsync: bool) -> anyhow::Result<Blobs> {
+    /// Opens the store `config` names, creating a local root if needed. A cloud store retries
+    /// a failing request (with backoff) for up to `retry_timeout`.
+    pub fn open(
+        config: &StorageConfig,
+        fsync: bool,
+        retry_timeout: Duration,
+    ) -> anyhow::Result<Blobs> {
+        let retry = RetryConfig {
+            retry_timeout,
+            ..RetryConfig::default()
+        };
         match config {
             StorageConfig::Fs { root } => {
                 std::fs::create_dir_all(root).map_err(|e| {
                     anyhow::anyhow!("cannot create blob directory {}: {e}", root.display())
                 })?;
                 let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(fsync);
-                Ok(Blobs::new(Arc::new(store), 1024 * 1024))
+                Ok(Blobs::new(Arc::new(store), FILE_PART))
+            }
+            // The builders read credentials, region and endpoint from the environment; the URL
+            // names the bucket. object_store retries 5xx, throttling and lost connections.
+            StorageConfig::S3 { bucket, prefix } => {
+                let store = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("configuring S3 bucket {bucket:?}: {e}"))?;
+                Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
+            }
+            StorageConfig::Azure { container, prefix } => {
+                let store = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| {
+                        anyhow::anyhow!("configuring Azure container {container:?}: {e}")
+                    })?;
+                Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
+            }
+            StorageConfig::Gcs { bucket, prefix } => {
+                let store = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("configuring GCS bucket {bucket:?}: {e}"))?;
+                Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
             }
         }
     }
@@ -253,6 +298,15 @@ impl Blobs {
     }
 }
 
+/// `store` under `prefix` (none if empty), so that several registries can share a bucket.
+fn prefixed(store: impl ObjectStore, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    }
+}
+
 /// Size of each read from a local file: large enough that a blocking read per chunk costs
 /// little, small enough that many concurrent pulls stay cheap.
 const FILE_READ_CHUNK: usize = 512 * 1024;
@@ -423,12 +477,27 @@ mod tests {
         suite(Blobs::new(Arc::new(InMemory::new()), 5 * 1024 * 1024)).await;
     }
 
+    /// Runs the suite on the store `BERTH_TEST_STORAGE_URL` names (e.g. `s3://bucket`, with
+    /// the backend's own environment), under a fresh prefix; skipped when it is not set.
+    #[tokio::test]
+    async fn configured_cloud_backend() {
+        let Ok(url) = std::env::var("BERTH_TEST_STORAGE_URL") else {
+            eprintln!("BERTH_TEST_STORAGE_URL not set: cloud blob store suite skipped");
+            return;
+        };
+        let prefix = format!("blobs-suite-{}", uuid::Uuid::new_v4().simple());
+        let url = format!("{}/{prefix}", url.trim_end_matches('/'));
+        let config = crate::Config::default().storage_config_for(&url).unwrap();
+        assert!(!matches!(config, StorageConfig::Fs { .. }), "{url}");
+        suite(Blobs::open(&config, false, Duration::from_secs(30)).unwrap()).await;
+    }
+
     #[tokio::test]
     async fn filesystem_backend() {
         let dir = tempfile::tempdir().unwrap();
         let config = StorageConfig::Fs {
             root: dir.path().join("blobs"),
         };
-        suite(Blobs::open(&config, true).unwrap()).await;
+        suite(Blobs::open(&config, true, Duration::from_secs(30)).unwrap()).await;
     }
 }

@@ -41,8 +41,15 @@ pub struct Limits {
     pub manifest_max_bytes: usize,
     /// Page size when a listing is asked for without `n`, and the largest `n` honoured.
     pub page_max_entries: u32,
-    /// Reader connections to the metadata index.
+    /// Reader connections to the metadata index (SQLite).
     pub database_readers: u32,
+    /// Connections to a PostgreSQL index, per replica (readers and writers alike).
+    pub database_connections: u32,
+    /// How long a request waits for an index connection before it fails with 503.
+    pub database_acquire_timeout_secs: u64,
+    /// How long a blob store request is retried (5xx, throttling, lost connections) before
+    /// it fails with 503. object_store's default.
+    pub storage_retry_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -64,6 +71,9 @@ impl Default for Limits {
             manifest_max_bytes: 4 * 1024 * 1024,
             page_max_entries: 10_000,
             database_readers: 4,
+            database_connections: 16,
+            database_acquire_timeout_secs: 30,
+            storage_retry_timeout_secs: 180,
         }
     }
 }
@@ -80,13 +90,36 @@ pub struct Overrides {
 /// Where the blobs live.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageConfig {
-    Fs { root: PathBuf },
+    Fs {
+        root: PathBuf,
+    },
+    /// `s3://bucket/prefix`; credentials, region and endpoint from the `AWS_*` environment.
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+    /// `az://container/prefix`; account and key from the `AZURE_*` environment.
+    Azure {
+        container: String,
+        prefix: String,
+    },
+    /// `gs://bucket/prefix`; credentials from the `GOOGLE_*` environment.
+    Gcs {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 /// Which database holds the metadata index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DatabaseConfig {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// A PostgreSQL server shared by every replica.
+    Postgres {
+        url: String,
+    },
 }
 
 impl Config {
@@ -147,6 +180,15 @@ impl Config {
         if self.limits.database_readers == 0 {
             bail!("limits.database_readers: must be at least 1");
         }
+        if self.limits.database_connections < 2 {
+            bail!("limits.database_connections: must be at least 2");
+        }
+        if self.limits.database_acquire_timeout_secs == 0 {
+            bail!("limits.database_acquire_timeout_secs: must be at least 1");
+        }
+        if self.limits.storage_retry_timeout_secs == 0 {
+            bail!("limits.storage_retry_timeout_secs: must be at least 1");
+        }
         Ok(())
     }
 
@@ -156,6 +198,11 @@ impl Config {
 
     pub fn storage_config(&self) -> anyhow::Result<StorageConfig> {
         self.storage(self.storage_url.as_deref())
+    }
+
+    /// The store `url` names (as `storage_url` would).
+    pub fn storage_config_for(&self, url: &str) -> anyhow::Result<StorageConfig> {
+        self.storage(Some(url))
     }
 
     fn database(&self, url: Option<&str>) -> anyhow::Result<DatabaseConfig> {
@@ -172,9 +219,10 @@ impl Config {
             return Ok(DatabaseConfig::Sqlite { path: path.into() });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!("PostgreSQL is not supported by this build yet; use sqlite://PATH");
+            url::Url::parse(url).context("not a URL")?;
+            return Ok(DatabaseConfig::Postgres { url: url.into() });
         }
-        bail!("unsupported database URL: expected sqlite://PATH")
+        bail!("unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DB")
     }
 
     fn storage(&self, url: Option<&str>) -> anyhow::Result<StorageConfig> {
@@ -193,13 +241,30 @@ impl Config {
                 })?;
                 Ok(StorageConfig::Fs { root })
             }
-            "s3" | "gs" | "az" => {
-                bail!(
-                    "{}:// storage is not supported by this build yet; use file:///PATH",
-                    parsed.scheme()
-                )
+            scheme @ ("s3" | "gs" | "az") => {
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "a {scheme} URL needs a bucket, like {scheme}://bucket/prefix"
+                        )
+                    })?
+                    .to_owned();
+                let prefix = parsed.path().trim_matches('/').to_owned();
+                Ok(match scheme {
+                    "s3" => StorageConfig::S3 { bucket, prefix },
+                    "az" => StorageConfig::Azure {
+                        container: bucket,
+                        prefix,
+                    },
+                    _ => StorageConfig::Gcs { bucket, prefix },
+                })
             }
-            other => bail!("unsupported storage scheme {other:?}: expected file:///PATH"),
+            other => bail!(
+                "unsupported storage scheme {other:?}: expected file:///PATH, s3://BUCKET/PREFIX, \
+                 az://CONTAINER/PREFIX or gs://BUCKET/PREFIX"
+            ),
         }
     }
 }
@@ -224,6 +289,24 @@ mod tests {
             default.limits.page_max_entries
         );
         parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn ha_example_config_selects_shared_backends() {
+        let text = include_str!("../config/berth.ha.example.toml");
+        let parsed: Config = toml::from_str(text).unwrap();
+        parsed.validate().unwrap();
+        assert!(matches!(
+            parsed.database_config().unwrap(),
+            DatabaseConfig::Postgres { .. }
+        ));
+        assert_eq!(
+            parsed.storage_config().unwrap(),
+            StorageConfig::S3 {
+                bucket: "registry-blobs".into(),
+                prefix: "berth".into()
+            }
+        );
     }
 
     #[test]
@@ -263,6 +346,35 @@ mod tests {
                 path: "/x/y.db".into()
             }
         );
+        assert_eq!(
+            c.database(Some("postgres://u:p@127.0.0.1:5432/berth"))
+                .unwrap(),
+            DatabaseConfig::Postgres {
+                url: "postgres://u:p@127.0.0.1:5432/berth".into()
+            }
+        );
+        assert_eq!(
+            c.storage(Some("s3://bucket/a/b/")).unwrap(),
+            StorageConfig::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(
+            c.storage(Some("az://box")).unwrap(),
+            StorageConfig::Azure {
+                container: "box".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            c.storage(Some("gs://b/p")).unwrap(),
+            StorageConfig::Gcs {
+                bucket: "b".into(),
+                prefix: "p".into()
+            }
+        );
+        assert!(c.storage(Some("s3:///nobucket")).is_err());
         assert_eq!(
             c.storage(Some("file:///srv/blobs")).unwrap(),
             StorageConfig::Fs {

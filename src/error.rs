@@ -48,6 +48,13 @@ pub enum Error {
     NotFound,
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// A backend (blob store or index) that failed after its client's retries: the request
+    /// may succeed later, so it is a 503 rather than a 500. `what` names the backend.
+    #[error("the {what} is unavailable; try again later")]
+    Unavailable {
+        what: &'static str,
+        source: anyhow::Error,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -71,7 +78,9 @@ impl Error {
             | Error::BadRequest(_)
             | Error::NotFound
             | Error::MethodNotAllowed => "UNSUPPORTED",
-            // Not a spec code: a server fault is no client's mistake to name.
+            // Not spec codes: a server fault is no client's mistake to name. UNAVAILABLE is
+            // the code Distribution uses with 503.
+            Error::Unavailable { .. } => "UNAVAILABLE",
             Error::Internal(_) => "UNKNOWN",
         }
     }
@@ -89,6 +98,7 @@ impl Error {
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::BlobUploadInvalid(_)
             | Error::DigestInvalid(_)
             | Error::ManifestBlobUnknown(_)
@@ -113,21 +123,57 @@ impl Error {
 
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
-        Error::Internal(anyhow::Error::new(e).context("blob store"))
+        use object_store::Error as E;
+        match e {
+            // Answers about objects: a fault of ours if they reach a client.
+            E::NotFound { .. }
+            | E::AlreadyExists { .. }
+            | E::Precondition { .. }
+            | E::NotModified { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::UnknownConfigurationKey { .. } => {
+                Error::Internal(anyhow::Error::new(e).context("blob store"))
+            }
+            // Transport failures and server errors that survived the client's retries.
+            e => Error::Unavailable {
+                what: "blob store",
+                source: anyhow::Error::new(e),
+            },
+        }
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(anyhow::Error::new(e).context("metadata index"))
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+                Error::Unavailable {
+                    what: "metadata index",
+                    source: anyhow::Error::new(e),
+                }
+            }
+            e => Error::Internal(anyhow::Error::new(e).context("metadata index")),
+        }
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Error::Internal(e) = &self {
-            tracing::error!(error = format!("{e:#}"), "request failed");
+        match &self {
+            Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
+            Error::Unavailable { what, source } => {
+                tracing::error!(
+                    backend = what,
+                    error = format!("{source:#}"),
+                    "request failed"
+                )
+            }
+            _ => {}
         }
         let detail = self.detail();
         let mut entry = serde_json::json!({ "code": self.code(), "message": self.to_string() });
@@ -142,6 +188,11 @@ impl IntoResponse for Error {
             HeaderValue::from_static("application/json"),
         );
         match self {
+            // The request body was not read: the connection cannot carry another request,
+            // and a client that reused it would see it closed under its next one.
+            Error::TooLarge { .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Error::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);
@@ -207,6 +258,31 @@ mod tests {
             assert!(spec.contains(&e.code()), "{e:?}");
             assert!(e.status().is_client_error(), "{e:?}");
         }
+    }
+
+    #[test]
+    fn a_store_that_stays_down_is_a_503() {
+        let down = object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused after 10 retries".into(),
+        };
+        let e = Error::from(down);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code(), "UNAVAILABLE");
+        assert_eq!(
+            e.to_string(),
+            "the blob store is unavailable; try again later"
+        );
+        let missing = object_store::Error::NotFound {
+            path: "blobs/x".into(),
+            source: "gone".into(),
+        };
+        assert_eq!(
+            Error::from(missing).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let r = Error::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sqlx::{
 };
 
 use crate::{
-    config::DatabaseConfig,
+    config::{DatabaseConfig, Limits},
     error::{Error, Result},
     oci::{Digest, RepoName, Tag},
 };
@@ -21,8 +21,10 @@ mod stats;
 pub use stats::PullStats;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Handle on the index: a single writer (SQLite allows one) and a pool of readers.
+/// Handle on the index: on SQLite a single writer (SQLite allows one) and a pool of readers;
+/// on PostgreSQL one pool serving as both.
 #[derive(Clone)]
 pub struct Meta {
     writer: AnyPool,
@@ -108,14 +110,23 @@ pub fn now() -> i64 {
 }
 
 impl Meta {
-    /// Opens (creating if needed) and migrates the database `config` names.
+    /// Opens (creating if needed) and migrates the database `config` names, with pools sized
+    /// by `limits` (`database_readers` for SQLite, `database_connections` for PostgreSQL).
     pub async fn connect(
         config: &DatabaseConfig,
-        readers: u32,
+        limits: &Limits,
         durable: bool,
     ) -> anyhow::Result<Meta> {
         sqlx::any::install_default_drivers();
-        let DatabaseConfig::Sqlite { path } = config;
+        let readers = limits.database_readers;
+        let path = match config {
+            DatabaseConfig::Sqlite { path } => path,
+            DatabaseConfig::Postgres { url } => {
+                let acquire_timeout = Duration::from_secs(limits.database_acquire_timeout_secs);
+                return Meta::connect_postgres(url, limits.database_connections, acquire_timeout)
+                    .await;
+            }
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -161,9 +172,37 @@ impl Meta {
         Ok(Meta { writer, reader })
     }
 
+    /// PostgreSQL: every replica connects to the same server; the migrator holds an advisory
+    /// lock, so replicas starting together migrate once.
+    async fn connect_postgres(
+        url: &str,
+        connections: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Meta> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(acquire_timeout)
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to the metadata index at {}", redacted(url)))?;
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .context("migrating the metadata index")?;
+        Ok(Meta {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
     /// Brings the schema up to date without serving (`berth migrate`).
     pub async fn migrate(config: &DatabaseConfig) -> anyhow::Result<()> {
-        Meta::connect(config, 1, true).await?.close().await;
+        let limits = Limits {
+            database_readers: 1,
+            database_connections: 2,
+            ..Limits::default()
+        };
+        Meta::connect(config, &limits, true).await?.close().await;
         Ok(())
     }
 
@@ -644,7 +683,7 @@ impl Meta {
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
              JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) \
+             WHERE r.name = $1 AND m.subject = $2 AND (CAST($3 AS TEXT) IS NULL OR m.artifact_type = $3) \
                AND m.digest > $4 \
              ORDER BY m.digest LIMIT $5",
         )
@@ -690,6 +729,19 @@ async fn sizes_in_repository<'d>(
         .iter()
         .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
         .collect())
+}
+
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
 }
 
 fn sqlite_url(path: &Path) -> String {
@@ -779,4 +831,128 @@ async fn insert_link<'e>(
     .execute(db)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest without blobs or children; `subject` and `artifact_type` for referrers.
+    fn manifest<'a>(
+        payload: &'a [u8],
+        digest: &'a Digest,
+        subject: Option<&'a Digest>,
+        artifact_type: Option<&'a str>,
+    ) -> NewManifest<'a> {
+        NewManifest {
+            digest,
+            media_type: "application/vnd.oci.image.manifest.v1+json",
+            artifact_type,
+            subject,
+            config_digest: None,
+            os: None,
+            architecture: None,
+            variant: None,
+            annotations: None,
+            payload,
+            blobs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// What the orderings and filters of the index return for one fixed content, page by page.
+    async fn listings(meta: &Meta) -> Vec<Vec<String>> {
+        let repos = ["a-b", "a.b", "a/b", "a_b", "ab", "a0", "z"];
+        for (i, name) in repos.iter().enumerate() {
+            let repo: RepoName = name.parse().unwrap();
+            let payload = format!("{{\"n\":{i}}}").into_bytes();
+            let digest = Digest::sha256_of(&payload);
+            let tag: Tag = "v1".parse().unwrap();
+            assert!(
+                meta.put_manifest(&repo, manifest(&payload, &digest, None, None), Some(&tag))
+                    .await
+                    .is_ok()
+            );
+        }
+        let repo: RepoName = "a0".parse().unwrap();
+        let subject = Digest::sha256_of(b"{\"n\":5}");
+        let tags = ["B", "a", "b", "A-1", "a_1", "a.1", "Ab", "aB", "a1"];
+        for (i, tag) in tags.iter().enumerate() {
+            let payload = format!("{{\"tag\":{i}}}").into_bytes();
+            let digest = Digest::sha256_of(&payload);
+            let kind = if i % 2 == 0 { "x/even" } else { "x/odd" };
+            let m = manifest(&payload, &digest, Some(&subject), Some(kind));
+            assert!(
+                meta.put_manifest(&repo, m, Some(&tag.parse().unwrap()))
+                    .await
+                    .is_ok()
+            );
+        }
+        let id = meta.repository_id(&repo).await.unwrap().unwrap();
+        let mut out = vec![
+            meta.catalog("", 100).await.unwrap(),
+            meta.catalog("a.b", 3).await.unwrap(),
+            meta.list_tags(id, "", 100).await.unwrap(),
+            meta.list_tags(id, "a", 3).await.unwrap(),
+            meta.list_tags(id, "A-1", 2).await.unwrap(),
+        ];
+        for kind in [None, Some("x/even"), Some("x/nothing")] {
+            let found = meta
+                .referrers(&repo, &subject, kind, "", 100)
+                .await
+                .unwrap();
+            out.push(found.into_iter().map(|r| r.digest).collect());
+        }
+        out
+    }
+
+    /// The listings on SQLite are in byte order (catalog) and the spec's lexical order (tags),
+    /// and PostgreSQL returns exactly the same, even in a database whose default collation
+    /// (ICU en-US) orders punctuation differently: `COLLATE "C"` in the schema decides.
+    /// PostgreSQL runs when `BERTH_TEST_DATABASE_URL` names a server.
+    #[tokio::test]
+    async fn orderings_are_the_same_on_every_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = DatabaseConfig::Sqlite {
+            path: dir.path().join("berth.db"),
+        };
+        let meta = Meta::connect(&sqlite, &Limits::default(), false)
+            .await
+            .unwrap();
+        let expected = listings(&meta).await;
+        meta.close().await;
+        let catalog = ["a-b", "a.b", "a/b", "a0", "a_b", "ab", "z"];
+        assert_eq!(expected[0], catalog);
+        assert_eq!(expected[1], ["a/b", "a0", "a_b"]);
+        let tags = ["a", "A-1", "a.1", "a1", "a_1", "Ab", "aB", "B", "b", "v1"];
+        assert_eq!(expected[2], tags);
+        assert_eq!(expected[3], ["A-1", "a.1", "a1"]);
+        assert_eq!(expected[4], ["a.1", "a1"]);
+        assert_eq!(expected[5].len(), 9);
+        assert!(expected[5].windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(expected[6].len(), 5);
+        assert!(expected[7].is_empty());
+
+        let Ok(server) = std::env::var("BERTH_TEST_DATABASE_URL") else {
+            eprintln!("BERTH_TEST_DATABASE_URL not set: PostgreSQL part skipped");
+            return;
+        };
+        use sqlx::Connection;
+        let name = format!("berth_test_icu_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+        sqlx::query(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&format!("/{name}"));
+        let pg = DatabaseConfig::Postgres { url: url.into() };
+        let meta = Meta::connect(&pg, &Limits::default(), false).await.unwrap();
+        assert_eq!(listings(&meta).await, expected);
+        meta.close().await;
+    }
 }

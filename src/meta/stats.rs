@@ -1,6 +1,8 @@
 //! Pull statistics. A pull must not cost a database write, so pulls are counted in memory
 //! and written in one transaction per flush (a worker flushes every few seconds and at
-//! shutdown). A crash loses at most one interval of counts, never content.
+//! shutdown). A crash loses at most one interval of counts, never content; counts that could
+//! not be written (index unavailable) are kept for the next flush. Each replica flushes its
+//! own counts as increments, so replicas add up, and a last-pull time never moves back.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -40,6 +42,25 @@ impl PullStats {
     fn take(&self) -> Pending {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    /// Puts back counts that could not be written (the index was unavailable), so that the
+    /// next flush writes them with whatever came in meanwhile.
+    fn restore(&self, old: Pending) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, (count, at)) in old.repositories {
+            let repo = p.repositories.entry(id).or_insert((0, at));
+            repo.0 += count;
+            repo.1 = repo.1.max(at);
+        }
+        for (id, at) in old.manifests {
+            let t = p.manifests.entry(id).or_insert(at);
+            *t = (*t).max(at);
+        }
+        for (key, at) in old.tags {
+            let t = p.tags.entry(key).or_insert(at);
+            *t = (*t).max(at);
+        }
+    }
 }
 
 impl Meta {
@@ -49,10 +70,22 @@ impl Meta {
         if p.repositories.is_empty() {
             return Ok(());
         }
+        if let Err(e) = self.write_pull_stats(&p).await {
+            stats.restore(p);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// One transaction; rows are updated in key order, so that replicas flushing at the same
+    /// time wait for each other instead of deadlocking.
+    async fn write_pull_stats(&self, p: &Pending) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        for (id, (count, at)) in &p.repositories {
+        for (id, (count, at)) in sorted(&p.repositories) {
             sqlx::query(
-                "UPDATE repositories SET pull_count = pull_count + $2, last_pull_at = $3 WHERE id = $1",
+                "UPDATE repositories SET pull_count = pull_count + $2, \
+                 last_pull_at = CASE WHEN last_pull_at > $3 THEN last_pull_at ELSE $3 END \
+                 WHERE id = $1",
             )
             .bind(id)
             .bind(count)
@@ -60,16 +93,21 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
-        for (id, at) in &p.manifests {
-            sqlx::query("UPDATE manifests SET last_pulled_at = $2 WHERE id = $1")
-                .bind(id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for ((repository_id, name), at) in &p.tags {
+        for (id, at) in sorted(&p.manifests) {
             sqlx::query(
-                "UPDATE tags SET last_pulled_at = $3 WHERE repository_id = $1 AND name = $2",
+                "UPDATE manifests SET last_pulled_at = \
+                 CASE WHEN last_pulled_at > $2 THEN last_pulled_at ELSE $2 END WHERE id = $1",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((repository_id, name), at) in sorted(&p.tags) {
+            sqlx::query(
+                "UPDATE tags SET last_pulled_at = \
+                 CASE WHEN last_pulled_at > $3 THEN last_pulled_at ELSE $3 END \
+                 WHERE repository_id = $1 AND name = $2",
             )
             .bind(repository_id)
             .bind(name)
@@ -80,4 +118,10 @@ impl Meta {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
 }

@@ -43,11 +43,15 @@ impl Registry {
     pub async fn open(config: &Config) -> anyhow::Result<Registry> {
         let meta = Meta::connect(
             &config.database_config()?,
-            config.limits.database_readers,
+            &config.limits,
             config.durability.fsync,
         )
         .await?;
-        let blobs = Blobs::open(&config.storage_config()?, config.durability.fsync)?;
+        let blobs = Blobs::open(
+            &config.storage_config()?,
+            config.durability.fsync,
+            std::time::Duration::from_secs(config.limits.storage_retry_timeout_secs),
+        )?;
         Ok(Registry {
             meta,
             blobs,

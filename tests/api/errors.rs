@@ -266,12 +266,18 @@ async fn path_traversal_is_refused() {
             assert_eq!(got, *code, "{method} {target}");
         }
     }
-    // The server holds its data in `inner` and nothing else appeared beside it.
+    // The server holds its data in `inner` and nothing else appeared beside it (with shared
+    // backends `inner` may not exist at all, or hold only the blob directory).
     let names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "test-backends.json")
         .collect();
-    assert_eq!(names, ["inner"]);
+    if s.on_embedded_backends() {
+        assert_eq!(names, ["inner"]);
+    } else {
+        assert!(names.iter().all(|n| n == "inner"), "{names:?}");
+    }
     for path in files_under(&root) {
         assert!(!path.contains("escape"), "{path}");
     }

@@ -3,7 +3,7 @@
 
 use reqwest::{Body, Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{AnyConnection, Connection, Row};
 
 use crate::common::{
     DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG, OCI_EMPTY, OCI_INDEX,
@@ -715,10 +715,10 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-async fn open_index(s_dir: &std::path::Path) -> SqliteConnection {
-    let path = s_dir.join("berth.db");
-    assert!(path.exists(), "{} exists", path.display());
-    SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+/// A connection to the index of a server whose index is at `database_url`.
+async fn open_index(database_url: &str) -> AnyConnection {
+    sqlx::any::install_default_drivers();
+    AnyConnection::connect(database_url)
         .await
         .expect("open the index")
 }
@@ -757,15 +757,15 @@ async fn statistics_recorded() {
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = s.head(&format!("/v2/{repo}/manifests/v7")).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let data_dir = s.data_dir.clone();
+    let database_url = s.database_url.clone();
     let _dir = s.stop().await;
     let after = unix_now();
 
-    let mut db = open_index(&data_dir).await;
+    let mut db = open_index(&database_url).await;
     let manifest_row = |digest: String| {
         sqlx::query(
             "SELECT os, architecture, variant, size, total_size, pushed_at, last_pulled_at \
-             FROM manifests WHERE digest = ?",
+             FROM manifests WHERE digest = $1",
         )
         .bind(digest)
     };
@@ -814,7 +814,7 @@ async fn statistics_recorded() {
 
     let tags: Vec<(String, i64, Option<i64>)> = sqlx::query(
         "SELECT t.name, t.pushed_at, t.last_pulled_at FROM tags t \
-         JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? ORDER BY t.name",
+         JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 ORDER BY t.name",
     )
     .bind(repo)
     .fetch_all(&mut db)
@@ -831,7 +831,7 @@ async fn statistics_recorded() {
     }
 
     let row = sqlx::query(
-        "SELECT push_count, pull_count, last_push_at, last_pull_at FROM repositories WHERE name = ?",
+        "SELECT push_count, pull_count, last_push_at, last_pull_at FROM repositories WHERE name = $1",
     )
     .bind(repo)
     .fetch_one(&mut db)

@@ -46,13 +46,54 @@ pub const SPEC_CODES: [&str; 14] = [
     "TOOMANYREQUESTS",
 ];
 
+/// The shared backends a server in `dir` uses: by default none (SQLite and a blob directory
+/// under `dir`). With `BERTH_TEST_DATABASE_URL` (a PostgreSQL server URL whose user may
+/// create databases) each test server gets a fresh database `berth_test_<uuid>`; with
+/// `BERTH_TEST_STORAGE_URL` (`s3://bucket`, `az://container`) a fresh prefix in it. The choice
+/// is written to `dir`, so that a restart on the same directory finds the same data.
+pub async fn backends(dir: &std::path::Path) -> (Option<String>, Option<String>) {
+    let memo = dir.join("test-backends.json");
+    if let Ok(text) = std::fs::read_to_string(&memo) {
+        return serde_json::from_str(&text).expect("backends memo");
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let database_url = match std::env::var("BERTH_TEST_DATABASE_URL") {
+        Ok(server) => Some(fresh_postgres_database(&server, &format!("berth_test_{id}")).await),
+        Err(_) => None,
+    };
+    let storage_url = std::env::var("BERTH_TEST_STORAGE_URL")
+        .ok()
+        .map(|base| format!("{}/test-{id}", base.trim_end_matches('/')));
+    let chosen = (database_url, storage_url);
+    std::fs::write(&memo, serde_json::to_vec(&chosen).unwrap()).expect("write backends memo");
+    chosen
+}
+
+/// Creates database `name` on the PostgreSQL server of `server_url`; returns its URL.
+pub async fn fresh_postgres_database(server_url: &str, name: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .expect("connect to BERTH_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    conn.close().await.expect("close");
+    let mut url = url::Url::parse(server_url).expect("BERTH_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
 /// A running server and a client for it.
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`, no trailing slash.
     pub base: String,
     pub client: Client,
-    /// Where the server keeps its index (`berth.db`) and blobs.
+    /// Where the server keeps its index (`berth.db`) and blobs, when they are local.
     pub data_dir: PathBuf,
+    /// The index it uses (`sqlite://…` or `postgres://…`), for tests that read it directly.
+    pub database_url: String,
     dir: Option<TempDir>,
     token: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -70,12 +111,23 @@ impl TestServer {
         TestServer::start_in(dir, configure).await
     }
 
-    /// A server over an existing directory (a restart after [`TestServer::stop`]).
+    /// A server over an existing directory (a restart after [`TestServer::stop`]). The
+    /// directory remembers the shared backends of its first server (see [`backends`]).
     pub async fn start_in(dir: TempDir, configure: impl FnOnce(&mut berth::Config)) -> TestServer {
         let mut cfg = berth::Config::with_data_dir(dir.path());
         cfg.durability.fsync = false;
+        let (database_url, storage_url) = backends(dir.path()).await;
+        cfg.database_url = database_url;
+        cfg.storage_url = storage_url;
+        cfg.limits.database_connections = 4;
         configure(&mut cfg);
         let data_dir = cfg.data_dir.clone();
+        let database_url = match cfg.database_config().expect("database URL") {
+            berth::config::DatabaseConfig::Sqlite { path } => {
+                format!("sqlite://{}", path.display())
+            }
+            berth::config::DatabaseConfig::Postgres { url } => url,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let token = CancellationToken::new();
@@ -87,10 +139,16 @@ impl TestServer {
             base: format!("http://{addr}"),
             client: Client::new(),
             data_dir,
+            database_url,
             dir: Some(dir),
             token,
             task: Some(task),
         }
+    }
+
+    /// Whether the server runs on the embedded defaults (SQLite and a local directory).
+    pub fn on_embedded_backends(&self) -> bool {
+        self.database_url.starts_with("sqlite:") && std::env::var("BERTH_TEST_STORAGE_URL").is_err()
     }
 
     /// Shuts the server down and waits until it has flushed and closed everything; returns
