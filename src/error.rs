@@ -156,6 +156,20 @@ impl From<sqlx::Error> for Error {
                     source: anyhow::Error::new(e),
                 }
             }
+            // PostgreSQL's SQLSTATE classes for a server going away or refusing for now:
+            // 08 connection exception, 53 insufficient resources (too many connections),
+            // 57 operator intervention (shutdown, "cannot connect now"), and 40 transaction
+            // rollback (serialization failure, deadlock): all worth trying again later.
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| ["08", "40", "53", "57"].iter().any(|k| c.starts_with(k))) =>
+            {
+                Error::Unavailable {
+                    what: "metadata index",
+                    source: anyhow::Error::new(e),
+                }
+            }
             e => Error::Internal(anyhow::Error::new(e).context("metadata index")),
         }
     }
