@@ -1,5 +1,5 @@
 //! Integration tests of the `/v2/` API against a real server on a loopback port, one module
-//! per area of the OCI Distribution spec (`/work/shared/specs/oci-distribution/spec.md`;
+//! per area of the OCI Distribution spec (distribution-spec v1.1.1;
 //! endpoint ids such as end-4b refer to its "Endpoints" table).
 
 mod common;
