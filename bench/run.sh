@@ -2,7 +2,7 @@
 # Berth against CNCF Distribution (Debian's docker-registry) with the neutral client regbench.
 #
 #   bench/run.sh --regbench DIR [--rounds N] [--smoke] [--out FILE] [--berth-config FILE]
-#                [--no-build]
+#                [--no-build] [--backend fs|s3]
 #
 # DIR is regbench's source (its own Cargo workspace); it is built with
 # `cargo build --release --manifest-path DIR/Cargo.toml`, into this repository's
@@ -12,6 +12,11 @@
 # --server-pid so the server's RSS and CPU are recorded. One JSON line per run is appended to
 # --out (default target/bench/run-<time>.jsonl); then bench/summarize.py prints medians and
 # Berth/Distribution ratios against the targets. --smoke uses tiny sizes (a quick check).
+# --backend s3 puts both registries on object storage instead of local disk: it starts the
+# project's own PostgreSQL and S3 emulator (scripts/services/postgres.sh and s3.sh, moto, on
+# ports BERTH_PG_PORT / BERTH_S3_PORT, default 25442 / 25910 so that they are the benchmark's
+# own) and stops them at the end; Berth gets a fresh database and an s3://bucket/prefix,
+# Distribution its s3 driver on the same bucket under another prefix (redirects disabled).
 # Environment: REGBENCH_FLAGS adds flags to every regbench call.
 set -euo pipefail
 
@@ -21,6 +26,7 @@ smoke=0
 out=
 berth_config=
 build=1
+backend=fs
 while [ $# -gt 0 ]; do
   case $1 in
     --regbench) regbench_src=${2:?}; shift 2 ;;
@@ -29,13 +35,15 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?}; shift 2 ;;
     --berth-config) berth_config=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --backend) backend=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
 [ -n "$regbench_src" ] || { echo "--regbench DIR (regbench's source) is required" >&2; exit 64; }
 [ -f "$regbench_src/Cargo.toml" ] || { echo "$regbench_src/Cargo.toml not found" >&2; exit 64; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive integer" >&2; exit 64; }
+case $backend in fs|s3) ;; *) echo "--backend must be fs or s3" >&2; exit 64 ;; esac
 command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 1; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,13 +57,17 @@ regbench="$regbench_target/release/regbench"
 for b in "$berth" "$regbench"; do [ -x "$b" ] || { echo "no $b: build first" >&2; exit 1; }; done
 if [ -z "$out" ]; then
   mkdir -p "$root/target/bench"
-  out="$root/target/bench/run-$(date +%Y%m%d-%H%M%S)$([ "$smoke" = 1 ] && echo -smoke).jsonl"
+  # (not `$(test && echo)`: a false last substitution fails the assignment under set -e)
+  suffix=; [ "$backend" = s3 ] && suffix=-s3; [ "$smoke" = 1 ] && suffix=$suffix-smoke
+  out="$root/target/bench/run-$(date +%Y%m%d-%H%M%S)$suffix.jsonl"
 fi
 touch "$out"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
 berth_pid=
 dist_pid=
+services=()    # scripts/services/*.sh started by this run, stopped at the end
+berth_db=
 stop_server() { # pid
   [ -n "$1" ] || return 0
   kill -0 "$1" 2>/dev/null || return 0
@@ -69,6 +81,8 @@ cleanup() {
   set +e
   stop_server "$berth_pid"
   stop_server "$dist_pid"
+  [ -n "$berth_db" ] && psql -q "$BERTH_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $berth_db" >/dev/null
+  for s in "${services[@]}"; do bash "$root/scripts/services/$s.sh" stop; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -83,6 +97,21 @@ wait_ready() { # name pid url
   echo "$1 did not answer GET /v2/ in 30 s" >&2
   exit 1
 }
+
+# --- S3 backend: PostgreSQL and moto of our own, a fresh database, unique prefixes ---
+if [ "$backend" = s3 ]; then
+  export BERTH_PG_PORT=${BERTH_PG_PORT:-25442} BERTH_S3_PORT=${BERTH_S3_PORT:-25910}
+  services+=(postgres)
+  eval "$(bash "$root/scripts/services/postgres.sh")"
+  services+=(s3)
+  eval "$(bash "$root/scripts/services/s3.sh")" # exports AWS_* (read by Berth's object_store)
+  run_id=$(date +%Y%m%d%H%M%S)-$$
+  berth_db=berth_bench_${run_id//-/_}
+  psql -q "$BERTH_TEST_DATABASE_URL" -c "CREATE DATABASE $berth_db" >/dev/null
+  s3_bucket=${BERTH_TEST_S3_URL#s3://}
+  export BERTH_DATABASE_URL=${BERTH_TEST_DATABASE_URL%/*}/$berth_db
+  export BERTH_STORAGE_URL=s3://$s3_bucket/bench-$run_id/berth
+fi
 
 # --- Berth: port 0, learn the port from its serving line ---
 berth_args=(serve --data-dir "$tmp/berth-data" --listen 127.0.0.1:0)
@@ -101,9 +130,27 @@ done
 berth_url="http://$berth_addr"
 wait_ready berth "$berth_pid" "$berth_url"
 
-# --- Distribution: a free loopback port, filesystem storage in the temp dir ---
+# --- Distribution: a free loopback port, filesystem storage in the temp dir (or S3) ---
 dist_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$tmp/dist-data"
+if [ "$backend" = s3 ]; then
+  # redirect disabled: blobs flow through the registry, as with Berth (else GETs go to moto).
+  dist_storage="  s3:
+    accesskey: $AWS_ACCESS_KEY_ID
+    secretkey: $AWS_SECRET_ACCESS_KEY
+    region: $AWS_REGION
+    regionendpoint: $AWS_ENDPOINT
+    bucket: $s3_bucket
+    rootdirectory: /bench-$run_id/distribution
+    encrypt: false
+    secure: false
+    v4auth: true
+  redirect:
+    disable: true"
+else
+  dist_storage="  filesystem:
+    rootdirectory: $tmp/dist-data"
+fi
 cat >"$tmp/distribution.yml" <<EOF
 version: 0.1
 log:
@@ -111,8 +158,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: $tmp/dist-data
+$dist_storage
   delete:
     enabled: true
   cache:
@@ -126,13 +172,17 @@ health:
   storagedriver:
     enabled: false
 EOF
-docker-registry serve "$tmp/distribution.yml" >"$tmp/distribution.log" 2>&1 &
+# AWS_CA_BUNDLE (if the environment sets one) makes Distribution's aws-sdk-go panic at start
+# ("HTTPClient's transport unsupported type"); the endpoint is plain HTTP anyway. env execs, so
+# $! is the registry's PID.
+env -u AWS_CA_BUNDLE docker-registry serve "$tmp/distribution.yml" >"$tmp/distribution.log" 2>&1 &
 dist_pid=$!
 dist_url="http://127.0.0.1:$dist_port"
 wait_ready distribution "$dist_pid" "$dist_url"
 
 echo "berth        pid $berth_pid  $berth_url  ($("$berth" --version))"
 echo "distribution pid $dist_pid  $dist_url  ($(docker-registry --version))"
+[ "$backend" = s3 ] && echo "storage      PostgreSQL database $berth_db, S3 $AWS_ENDPOINT bucket $s3_bucket prefix bench-$run_id/{berth,distribution} (moto pid $(cat "$BERTH_S3_PID_FILE"))"
 echo "regbench     $("$regbench" --version); rounds $rounds$([ "$smoke" = 1 ] && echo ', smoke sizes')"
 echo "results      $out"
 
@@ -179,6 +229,7 @@ totals() { # name pid: whole-run CPU seconds and VmHWM of the server
 echo
 totals berth "$berth_pid"
 totals distribution "$dist_pid"
+[ "$backend" = s3 ] && totals "moto (S3, both)" "$(cat "$BERTH_S3_PID_FILE")"
 echo
 python3 "$root/bench/summarize.py" "$out" --a berth --b distribution
 echo
