@@ -19,6 +19,8 @@
 //! fsync = true` and with `fsync = false` (each passed in a config file with `--config`): a
 //! crash of the process, unlike one of the machine, must lose nothing in either mode.
 
+mod support;
+
 use std::{
     collections::{BTreeMap, VecDeque},
     io::{BufRead, BufReader},
@@ -36,7 +38,7 @@ use std::{
 use bytes::Bytes;
 use futures::channel::mpsc as stream_channel;
 use reqwest::{Client, StatusCode, header};
-use sha2::{Digest as _, Sha256};
+use support::{random_bytes, serving_address, sha256};
 
 /// How long the server may take to print its serving line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -105,7 +107,6 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
                 if let Some(addr) = serving_address(&line)
                     && let Some(tx) = tx.take()
                 {
@@ -158,62 +159,12 @@ impl Drop for Server {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters... final byte in @..~
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// `127.0.0.1:PORT` from a line like `... berth is serving address=127.0.0.1:PORT`.
-fn serving_address(line: &str) -> Option<String> {
-    if !line.contains("berth is serving") {
-        return None;
-    }
-    let rest = &line[line.find("address=")? + "address=".len()..];
-    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-    addr.parse::<std::net::SocketAddr>().ok()?;
-    Some(addr)
-}
-
 fn start_server(data_dir: &Path, config: &Path) -> Server {
     tokio::task::block_in_place(|| Server::start(data_dir, config))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Content
-
-/// Deterministic pseudo-random bytes (splitmix64): unique per seed, cheap to make.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
@@ -1121,16 +1072,4 @@ async fn kill9_loses_nothing_with_fsync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill9_loses_nothing_without_fsync() {
     crash_loses_nothing(false).await;
-}
-
-#[test]
-fn parses_the_serving_line() {
-    let plain = "2026-01-01T00:00:00Z  INFO berth: berth is serving address=127.0.0.1:41234";
-    assert_eq!(serving_address(plain).as_deref(), Some("127.0.0.1:41234"));
-    let colored = "\u{1b}[32m INFO\u{1b}[0m berth is serving \u{1b}[3maddress\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:5";
-    assert_eq!(
-        serving_address(&strip_ansi(colored)).as_deref(),
-        Some("127.0.0.1:5")
-    );
-    assert_eq!(serving_address("listening soon address=1.2.3.4:5"), None);
 }

@@ -9,6 +9,8 @@
 //! `BERTH_TEST_STORAGE_URL` (`s3://bucket` or `az://container`, with the backend's own
 //! environment); each test skips itself when they are not set. `scripts/test.sh` sets them.
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -18,8 +20,8 @@ use std::{
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 use sqlx::{Connection, PgConnection, Row};
+use support::{random_bytes, serving_address, sha256};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const MIB: usize = 1024 * 1024;
@@ -124,17 +126,6 @@ impl Shared {
             .await
             .expect("connect to the test database")
     }
-}
-
-/// `127.0.0.1:PORT` from `... berth is serving address=127.0.0.1:PORT`.
-fn serving_address(line: &str) -> Option<String> {
-    if !line.contains("berth is serving") {
-        return None;
-    }
-    let rest = &line[line.find("address=")? + "address=".len()..];
-    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-    addr.parse::<std::net::SocketAddr>().ok()?;
-    Some(addr)
 }
 
 /// A running `berth serve`; killed and reaped when dropped.
@@ -315,25 +306,6 @@ impl Drop for Replica {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// Deterministic pseudo-random bytes, unique per seed.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushed_through_one_pulled_through_another() {
     let Some(shared) = Shared::new().await else {
@@ -341,7 +313,7 @@ async fn pushed_through_one_pulled_through_another() {
     };
     let r = shared.replicas(2);
     // One layer large enough to be written in several parts of a multipart upload.
-    let (small, large) = (bytes(1, 3000), bytes(2, 9 * MIB + 123));
+    let (small, large) = (random_bytes(1, 3000), random_bytes(2, 9 * MIB + 123));
     let (digest, manifest) = r[0].push_image("team/app", "v1", &[&small, &large]).await;
     assert_eq!(
         r[1].tag_digest("team/app", "v1").await,
@@ -365,9 +337,9 @@ async fn chunked_upload_moves_between_replicas() {
     };
     let r = shared.replicas(2);
     let repo = "chunks/app";
-    let first = bytes(3, 2 * MIB + 5);
-    let second = bytes(4, 7 * MIB + 11);
-    let third = bytes(5, 1000);
+    let first = random_bytes(3, 2 * MIB + 5);
+    let second = random_bytes(4, 7 * MIB + 11);
+    let third = random_bytes(5, 1000);
     let whole: Vec<u8> = [&first[..], &second, &third].concat();
     let digest = sha256(&whole);
 
@@ -438,7 +410,7 @@ async fn same_blob_pushed_to_two_replicas_at_once_is_one_blob() {
     };
     let r = shared.replicas(2);
     for (round, size) in [(0u64, 100_000), (1, 3 * MIB + 7)] {
-        let blob = bytes(10 + round, size);
+        let blob = random_bytes(10 + round, size);
         let digest = sha256(&blob);
         let (a, b) = tokio::join!(
             r[0].push_blob("same/one", &blob),
@@ -511,14 +483,14 @@ async fn concurrent_pushes_through_every_replica_are_pullable_everywhere() {
         return;
     };
     let r = shared.replicas(3);
-    let base = bytes(100, 600_000);
+    let base = random_bytes(100, 600_000);
     // Four images per replica, all at once; every image shares a base layer and has its own.
     let mut pushes = Vec::new();
     for (i, replica) in r.iter().enumerate() {
         for j in 0..4u64 {
             let base = &base;
             pushes.push(async move {
-                let own = bytes(1000 + 10 * i as u64 + j, 50_000 + 70_000 * j as usize);
+                let own = random_bytes(1000 + 10 * i as u64 + j, 50_000 + 70_000 * j as usize);
                 let repo = format!("fleet/app{}", j % 2);
                 let tag = format!("r{i}-{j}");
                 let (_, manifest) = replica.push_image(&repo, &tag, &[base, &own]).await;
@@ -671,7 +643,7 @@ async fn backends_going_away_fail_cleanly_and_recover() {
 
     // The store goes away: a push is a 503 naming the blob store, and leaves nothing.
     store.set(false);
-    let layer = bytes(7, 2 * MIB + 3);
+    let layer = random_bytes(7, 2 * MIB + 3);
     let digest = sha256(&layer);
     let resp = replica
         .send(
@@ -718,7 +690,7 @@ async fn backends_going_away_fail_cleanly_and_recover() {
 
     // The index goes away: a push is a 503 naming the index; reads too.
     index.set(false);
-    let layer2 = bytes(8, 300_000);
+    let layer2 = random_bytes(8, 300_000);
     let digest2 = sha256(&layer2);
     let resp = replica
         .send(
@@ -779,8 +751,8 @@ async fn store_going_away_mid_chunk_leaves_the_session_usable() {
         &[(endpoint_var, format!("http://{}", store.addr))],
     ));
     let repo = "faults/chunks";
-    let first = bytes(20, 100_000);
-    let second = bytes(21, 12 * MIB + 1);
+    let first = random_bytes(20, 100_000);
+    let second = random_bytes(21, 12 * MIB + 1);
     let whole = [&first[..], &second].concat();
     let digest = sha256(&whole);
     let resp = replica
