@@ -4,12 +4,13 @@
 //! `object_store` and a metadata index in SQL.
 //!
 //! # Layout (data flows downwards; a module only calls those below it)
-//! - [`http`]: axum routes and thin handlers, one per spec endpoint.
+//! - [`http`]: axum routes and thin handlers, one per spec endpoint; [`api`]: `/api/v1`.
 //! - [`registry`]: the domain rules (uploads, manifests, tags, isolation).
 //! - [`meta`]: the metadata index (sqlx); [`blobs`]: the blob store (object_store).
 //! - [`oci`]: pure types (digests, names, manifests); [`error`]: the spec's error codes.
 //! - [`workers`]: background tasks owned by [`serve`].
 
+pub mod api;
 pub mod blobs;
 pub mod config;
 pub mod error;

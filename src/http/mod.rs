@@ -24,6 +24,12 @@ use crate::{
 };
 pub use route::Route;
 
+/// What every handler shares: the domain, and what the request path needs beside it.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+}
+
 /// Builds the whole HTTP surface over `registry`.
 pub fn router(registry: Registry) -> Router {
     let v2 = Router::new()
@@ -36,13 +42,15 @@ pub fn router(registry: Registry) -> Router {
         ));
     Router::new()
         .merge(v2)
+        .nest("/api/v1", crate::api::router())
         .route("/healthz", get(|| async { "ok" }))
         .layer(TraceLayer::new_for_http())
-        .with_state(registry)
+        .with_state(AppState { registry })
 }
 
 /// Routes one `/v2/` request to its handler.
-async fn dispatch(State(registry): State<Registry>, request: Request) -> Response {
+async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
+    let registry = &app.registry;
     let (parts, body) = request.into_parts();
     let raw_path = parts.uri.path();
     let path =
@@ -51,7 +59,7 @@ async fn dispatch(State(registry): State<Registry>, request: Request) -> Respons
             .into_owned();
     let query = Query::parse(parts.uri.query());
     let ctx = Ctx {
-        registry: &registry,
+        registry,
         headers: &parts.headers,
         query: &query,
     };

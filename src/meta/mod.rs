@@ -43,6 +43,21 @@ pub struct StoredManifest {
     pub payload: Vec<u8>,
 }
 
+/// A repository with its usage figures, as the management API lists it.
+#[derive(Debug, serde::Serialize)]
+pub struct RepositorySummary {
+    pub name: String,
+    pub created_at: i64,
+    pub push_count: i64,
+    pub pull_count: i64,
+    pub last_push_at: Option<i64>,
+    pub last_pull_at: Option<i64>,
+    pub manifest_count: i64,
+    pub tag_count: i64,
+    /// Bytes of the blobs linked into the repository (shared blobs count in each).
+    pub blob_bytes: i64,
+}
+
 /// What the index records for a new manifest.
 pub struct NewManifest<'a> {
     pub digest: &'a Digest,
@@ -233,6 +248,38 @@ impl Meta {
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Repositories after `last` in name order, `n` at most, with their usage figures.
+    /// Counts come from correlated subqueries on indexed columns, so a page costs `n` probes.
+    pub async fn repository_summaries(&self, last: &str, n: u32) -> Result<Vec<RepositorySummary>> {
+        let rows = sqlx::query(
+            "SELECT r.name, r.created_at, r.push_count, r.pull_count, r.last_push_at, \
+             r.last_pull_at, \
+             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
+             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id), \
+             (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
+              JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
+             FROM repositories r WHERE r.name > $1 ORDER BY r.name LIMIT $2",
+        )
+        .bind(last)
+        .bind(i64::from(n))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RepositorySummary {
+                name: r.get(0),
+                created_at: r.get(1),
+                push_count: r.get(2),
+                pull_count: r.get(3),
+                last_push_at: r.get(4),
+                last_pull_at: r.get(5),
+                manifest_count: r.get(6),
+                tag_count: r.get(7),
+                blob_bytes: r.get(8),
+            })
+            .collect())
     }
 
     // ---------------------------------------------------------------- blobs

@@ -24,7 +24,7 @@ pub use uploads::Mounted;
 use crate::{
     blobs::Blobs,
     config::{Config, Limits},
-    meta::{Meta, PullStats},
+    meta::{Meta, PullStats, RepositorySummary},
     oci::Hasher,
 };
 
@@ -59,6 +59,15 @@ impl Registry {
             running_hashes: Arc::default(),
             pulls: Arc::default(),
         })
+    }
+
+    /// Repositories after `last` in name order, `n` at most, with their usage figures.
+    pub async fn repository_summaries(
+        &self,
+        last: &str,
+        n: u32,
+    ) -> crate::error::Result<Vec<RepositorySummary>> {
+        self.meta.repository_summaries(last, n).await
     }
 
     pub fn limits(&self) -> &Limits {

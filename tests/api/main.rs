@@ -9,6 +9,7 @@ mod blobs;
 mod catalog;
 mod errors;
 mod isolation;
+mod management;
 mod manifests;
 mod referrers;
 mod tags;

@@ -1,0 +1,167 @@
+//! The management API under `/api/v1`: JSON in and out over the same domain layer as `/v2/`.
+//!
+//! Conventions shared by every resource (one module per area):
+//! - errors are `{"error": {"code", "message", "details"}}` with the right status ([`ApiError`]);
+//! - listings page by cursor: `?limit=&cursor=` in, `next` in the body and a `Link` header out
+//!   ([`Paging`], [`paged`]).
+
+mod repositories;
+
+use axum::{
+    Json, Router,
+    extract::{FromRequest, FromRequestParts, Request},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use crate::{error::Error, http::AppState};
+
+/// Every `/api/v1` route, relative to that prefix.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(repositories::routes())
+        .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON problem: a stable machine-readable `code`, a sentence for people, optional details.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+}
+
+/// Domain errors keep their status and spec code, so `/v2/` and `/api/v1` agree.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        if matches!(e, Error::Internal(_) | Error::Unavailable { .. }) {
+            tracing::error!(error = ?e, "api request failed");
+        }
+        ApiError::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Query parameters whose rejection is a JSON problem naming what was wrong.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// A JSON body whose rejection (wrong content type, syntax, missing field) is a JSON problem.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|j| ApiJson(j.0))
+            .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))
+    }
+}
+
+/// `?limit=&cursor=` of a listing. The cursor is opaque to clients: each listing decides what
+/// it holds (usually the last key returned).
+#[derive(Debug, Default, Deserialize)]
+pub struct Paging {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Page sizes without `limit`, and the most a client may ask for.
+pub const PAGE_DEFAULT: u32 = 100;
+pub const PAGE_MAX: u32 = 1000;
+
+impl Paging {
+    pub fn limit(&self) -> ApiResult<u32> {
+        match self.limit {
+            None => Ok(PAGE_DEFAULT),
+            Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
+            Some(n) => Ok(n.min(PAGE_MAX)),
+        }
+    }
+
+    pub fn cursor(&self) -> &str {
+        self.cursor.as_deref().unwrap_or("")
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The cursor of the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Answers a page of `items` fetched with one row more than `limit`: the extra row only says
+/// that a next page exists, whose cursor `cursor_of` takes from the last item kept. `path` is
+/// the listing's own path (with any filters) for the `Link` header.
+pub fn paged<T: Serialize>(
+    mut items: Vec<T>,
+    limit: u32,
+    path: &str,
+    cursor_of: impl Fn(&T) -> String,
+) -> Response {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = more.then(|| items.last().map(&cursor_of)).flatten();
+    let link = next.as_ref().map(|cursor| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let cursor: String = url::form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
+        format!("<{path}{sep}limit={limit}&cursor={cursor}>; rel=\"next\"")
+    });
+    let mut response = Json(Page { items, next }).into_response();
+    if let Some(v) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    response
+}

@@ -1,0 +1,25 @@
+//! `/api/v1/repositories`: what the registry holds, with usage figures.
+
+use axum::{Router, extract::State, response::Response, routing::get};
+
+use super::{ApiQuery, ApiResult, Paging, paged};
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/repositories", get(list))
+}
+
+/// Repositories in name order, with counts and sizes.
+async fn list(
+    State(app): State<AppState>,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> ApiResult<Response> {
+    let limit = paging.limit()?;
+    let items = app
+        .registry
+        .repository_summaries(paging.cursor(), limit + 1)
+        .await?;
+    Ok(paged(items, limit, "/api/v1/repositories", |r| {
+        r.name.clone()
+    }))
+}

@@ -1,0 +1,91 @@
+//! The management API (`/api/v1`): JSON problems, cursor pagination, and the figures it
+//! reports about what was pushed.
+
+use reqwest::StatusCode;
+
+use crate::common::{TestServer, header, json_body};
+
+/// Each repository once, in name order, across cursor pages that follow the `Link` header;
+/// counts and sizes match what was pushed.
+#[tokio::test]
+async fn repositories_page_by_cursor_with_usage() {
+    let s = TestServer::start().await;
+    let names = ["team/b", "team/a", "solo", "team/c"];
+    for name in names {
+        let config = format!("config of {name}");
+        s.push_image_with(
+            name,
+            "v1",
+            config.as_bytes(),
+            &[name.as_bytes(), b"shared layer"],
+        )
+        .await;
+    }
+    s.push_image_with("team/a", "v2", b"config v2", &[b"second image".as_slice()])
+        .await;
+
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/repositories?limit=3".to_owned();
+    for _ in 0..10 {
+        let resp = s.get(&path).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let link = header(&resp, "link");
+        let body = json_body(resp).await;
+        for item in body["items"].as_array().expect("items") {
+            seen.push(item.clone());
+        }
+        match link {
+            Some(link) => {
+                assert!(body["next"].as_str().is_some(), "{body}");
+                path = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .expect("link target")
+                    .to_owned();
+            }
+            None => {
+                assert!(body.get("next").is_none());
+                break;
+            }
+        }
+    }
+    let listed: Vec<&str> = seen.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["solo", "team/a", "team/b", "team/c"]);
+
+    let team_a = &seen[1];
+    assert_eq!(team_a["manifest_count"], 2);
+    assert_eq!(team_a["tag_count"], 2);
+    assert_eq!(team_a["push_count"], 2);
+    let blobs = [
+        "config of team/a",
+        "team/a",
+        "shared layer",
+        "config v2",
+        "second image",
+    ];
+    let bytes: usize = blobs.iter().map(|b| b.len()).sum();
+    assert_eq!(team_a["blob_bytes"], bytes as i64);
+    assert_eq!(seen[0]["tag_count"], 1);
+    assert_eq!(seen[0]["pull_count"], 0);
+}
+
+/// A bad `limit` is a JSON problem naming the parameter, not a plain-text 400.
+#[tokio::test]
+async fn bad_paging_is_a_json_problem() {
+    let s = TestServer::start().await;
+    for bad in ["limit=0", "limit=-1", "limit=ten"] {
+        let resp = s.get(&format!("/api/v1/repositories?{bad}")).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body = json_body(resp).await;
+        assert_eq!(body["error"]["code"], "BAD_REQUEST", "{bad}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("limit"),
+            "{bad}: {body}"
+        );
+    }
+    let resp = s.get("/api/v1/no-such-resource").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body = json_body(resp).await;
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
+}
