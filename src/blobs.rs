@@ -10,16 +10,23 @@
 
 use std::{fmt::Display, ops::Range, sync::Arc, time::Duration};
 
+use anyhow::Context;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig, WriteMultipart, aws::AmazonS3Builder, azure::MicrosoftAzureBuilder,
-    gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
+    RetryConfig, WriteMultipart,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    azure::{AzureConfigKey, MicrosoftAzureBuilder},
+    gcp::{GoogleCloudStorageBuilder, GoogleConfigKey},
+    local::LocalFileSystem,
+    path::Path,
+    prefix::PrefixStore,
+    signer::Signer,
 };
 
 use crate::{
-    config::StorageConfig,
+    config::{Config, StorageConfig},
     error::{Error, Result},
     oci::{Digest, Hasher},
 };
@@ -43,61 +50,100 @@ pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     /// Size of each part of a streamed write; bounds memory per upload (about twice this).
     part_size: usize,
+    /// Signs GET URLs when blob reads are redirected to the store (cloud stores only).
+    redirect: Option<Redirect>,
+    /// The largest object the store renames (copies) server-side in one request.
+    rename_max: u64,
+}
+
+/// S3 copies, and so renames, objects of at most 5 GiB in one request.
+const S3_COPY_MAX: u64 = 5 * 1024 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Redirect {
+    signer: Arc<dyn Signer>,
+    expiry: Duration,
 }
 
 impl Blobs {
     /// Opens the store `config` names, creating a local root if needed. A cloud store retries
-    /// a failing request (with backoff) for up to `retry_timeout`.
-    pub fn open(
-        config: &StorageConfig,
-        fsync: bool,
-        retry_timeout: Duration,
-    ) -> anyhow::Result<Blobs> {
+    /// a failing request (with backoff) for up to `limits.storage_retry_timeout_secs`; its
+    /// credentials, region and endpoint come from the environment, then `storage.options`.
+    pub fn open(config: &Config) -> anyhow::Result<Blobs> {
         let retry = RetryConfig {
-            retry_timeout,
+            retry_timeout: Duration::from_secs(config.limits.storage_retry_timeout_secs),
             ..RetryConfig::default()
         };
-        match config {
-            StorageConfig::Fs { root } => {
-                std::fs::create_dir_all(root).map_err(|e| {
-                    anyhow::anyhow!("cannot create blob directory {}: {e}", root.display())
-                })?;
-                let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(fsync);
-                Ok(Blobs::new(Arc::new(store), FILE_PART))
-            }
-            // The builders read credentials, region and endpoint from the environment; the URL
-            // names the bucket. object_store retries 5xx, throttling and lost connections.
-            StorageConfig::S3 { bucket, prefix } => {
-                let store = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| anyhow::anyhow!("configuring S3 bucket {bucket:?}: {e}"))?;
-                Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
-            }
-            StorageConfig::Azure { container, prefix } => {
-                let store = MicrosoftAzureBuilder::from_env()
-                    .with_container_name(container)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| {
-                        anyhow::anyhow!("configuring Azure container {container:?}: {e}")
+        let options = &config.storage.options;
+        // Each store is kept twice, as an object store and as a signer of GET URLs.
+        let (store, signer, rename_max): (Arc<dyn ObjectStore>, Arc<dyn Signer>, u64) =
+            match &config.storage_config()? {
+                StorageConfig::Fs { root } => {
+                    std::fs::create_dir_all(root).with_context(|| {
+                        format!("cannot create blob directory {}", root.display())
                     })?;
-                Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
-            }
-            StorageConfig::Gcs { bucket, prefix } => {
-                let store = GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| anyhow::anyhow!("configuring GCS bucket {bucket:?}: {e}"))?;
-                Ok(Blobs::new(prefixed(store, prefix), CLOUD_PART))
-            }
+                    let store =
+                        LocalFileSystem::new_with_prefix(root)?.with_fsync(config.durability.fsync);
+                    return Ok(Blobs::new(Arc::new(store), FILE_PART));
+                }
+                StorageConfig::S3 { bucket, prefix } => {
+                    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                    for (key, value) in options {
+                        builder =
+                            builder.with_config(store_option::<AmazonS3ConfigKey>(key)?, value);
+                    }
+                    let store = builder
+                        .with_retry(retry)
+                        .build()
+                        .with_context(|| format!("configuring S3 bucket {bucket:?}"))?;
+                    let store = Arc::new(PrefixStore::new(store, prefix.as_str()));
+                    (store.clone(), store, S3_COPY_MAX)
+                }
+                StorageConfig::Azure { container, prefix } => {
+                    let mut builder =
+                        MicrosoftAzureBuilder::from_env().with_container_name(container);
+                    for (key, value) in options {
+                        builder = builder.with_config(store_option::<AzureConfigKey>(key)?, value);
+                    }
+                    let store = builder
+                        .with_retry(retry)
+                        .build()
+                        .with_context(|| format!("configuring Azure container {container:?}"))?;
+                    let store = Arc::new(PrefixStore::new(store, prefix.as_str()));
+                    (store.clone(), store, u64::MAX)
+                }
+                StorageConfig::Gcs { bucket, prefix } => {
+                    let mut builder =
+                        GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+                    for (key, value) in options {
+                        builder = builder.with_config(store_option::<GoogleConfigKey>(key)?, value);
+                    }
+                    let store = builder
+                        .with_retry(retry)
+                        .build()
+                        .with_context(|| format!("configuring GCS bucket {bucket:?}"))?;
+                    let store = Arc::new(PrefixStore::new(store, prefix.as_str()));
+                    (store.clone(), store, u64::MAX)
+                }
+            };
+        let mut blobs = Blobs::new(store, CLOUD_PART);
+        blobs.rename_max = rename_max;
+        if config.storage.redirect {
+            blobs.redirect = Some(Redirect {
+                signer,
+                expiry: Duration::from_secs(config.storage.redirect_expiry_secs),
+            });
         }
+        Ok(blobs)
     }
 
     pub fn new(store: Arc<dyn ObjectStore>, part_size: usize) -> Blobs {
-        Blobs { store, part_size }
+        Blobs {
+            store,
+            part_size,
+            redirect: None,
+            rename_max: u64::MAX,
+        }
     }
 
     pub fn blob_key(digest: &Digest) -> Path {
@@ -169,8 +215,14 @@ impl Blobs {
         Ok(())
     }
 
-    /// Moves a single, already verified part into place as the blob for `digest`.
-    pub async fn promote_part(&self, part: &str, digest: &Digest) -> Result<()> {
+    /// Moves a single, already verified part of `size` bytes into place as the blob for
+    /// `digest`: renamed by the store, or streamed when too large for its copy request.
+    pub async fn promote_part(&self, part: &str, size: u64, digest: &Digest) -> Result<()> {
+        if size > self.rename_max {
+            self.assemble_parts(vec![part.to_owned()], digest, true)
+                .await?;
+            return self.delete_parts(&[part.to_owned()]).await;
+        }
         self.store
             .rename(&Path::from(part), &Blobs::blob_key(digest))
             .await?;
@@ -196,6 +248,27 @@ impl Blobs {
     }
 
     /// Streams the blob for `digest`, or the byte `range` of it.
+    /// Whether blob reads are redirected to presigned URLs of the store.
+    pub fn redirects(&self) -> bool {
+        self.redirect.is_some()
+    }
+
+    /// A presigned GET URL for `digest` when reads are redirected to the store.
+    pub async fn presigned_get(&self, digest: &Digest) -> Result<Option<String>> {
+        let Some(redirect) = &self.redirect else {
+            return Ok(None);
+        };
+        let url = redirect
+            .signer
+            .signed_url(
+                object_store::signer::Method::GET,
+                &Blobs::blob_key(digest),
+                redirect.expiry,
+            )
+            .await?;
+        Ok(Some(url.into()))
+    }
+
     pub async fn read(
         &self,
         digest: &Digest,
@@ -299,12 +372,26 @@ impl Blobs {
 }
 
 /// `store` under `prefix` (none if empty), so that several registries can share a bucket.
-fn prefixed(store: impl ObjectStore, prefix: &str) -> Arc<dyn ObjectStore> {
-    if prefix.is_empty() {
-        Arc::new(store)
-    } else {
-        Arc::new(PrefixStore::new(store, prefix))
+/// Refuses `storage.options` keys the store of `config` does not know.
+pub fn check_options(
+    config: &StorageConfig,
+    options: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for key in options.keys() {
+        match config {
+            StorageConfig::Fs { .. } => {}
+            StorageConfig::S3 { .. } => drop(store_option::<AmazonS3ConfigKey>(key)?),
+            StorageConfig::Azure { .. } => drop(store_option::<AzureConfigKey>(key)?),
+            StorageConfig::Gcs { .. } => drop(store_option::<GoogleConfigKey>(key)?),
+        }
     }
+    Ok(())
+}
+
+/// Parses an object_store configuration key of `storage.options`, naming it when unknown.
+fn store_option<K: std::str::FromStr<Err = object_store::Error>>(key: &str) -> anyhow::Result<K> {
+    key.parse()
+        .with_context(|| format!("storage.options: unknown key {key:?} for this store"))
 }
 
 /// Size of each read from a local file: large enough that a blocking read per chunk costs
@@ -460,8 +547,27 @@ mod tests {
             .await
             .unwrap();
         let solo = Digest::sha256_of(b"solo");
-        blobs.promote_part(&one, &solo).await.unwrap();
+        blobs.promote_part(&one, 4, &solo).await.unwrap();
         assert_eq!(read_all(&blobs, &solo, None).await, b"solo");
+
+        // A part too large for the store's copy request is streamed into place instead.
+        let capped = Blobs {
+            rename_max: 3,
+            ..blobs.clone()
+        };
+        let one = Blobs::part_key("s3", 0);
+        capped
+            .write_part(&one, chunks(b"streamed", 3), &mut None)
+            .await
+            .unwrap();
+        let streamed = Digest::sha256_of(b"streamed");
+        capped.promote_part(&one, 8, &streamed).await.unwrap();
+        assert_eq!(read_all(&blobs, &streamed, None).await, b"streamed");
+        let left = blobs.store.head(&Path::from(one.as_str())).await;
+        assert!(
+            matches!(left, Err(object_store::Error::NotFound { .. })),
+            "{left:?}"
+        );
 
         // A body that breaks off is an upload error, not a blob.
         let broken = futures::stream::iter(vec![
@@ -487,17 +593,20 @@ mod tests {
         };
         let prefix = format!("blobs-suite-{}", uuid::Uuid::new_v4().simple());
         let url = format!("{}/{prefix}", url.trim_end_matches('/'));
-        let config = crate::Config::default().storage_config_for(&url).unwrap();
-        assert!(!matches!(config, StorageConfig::Fs { .. }), "{url}");
-        suite(Blobs::open(&config, false, Duration::from_secs(30)).unwrap()).await;
+        let config = Config {
+            storage_url: Some(url.clone()),
+            ..Config::default()
+        };
+        let on_files = matches!(config.storage_config().unwrap(), StorageConfig::Fs { .. });
+        assert!(!on_files, "{url}");
+        suite(Blobs::open(&config).unwrap()).await;
     }
 
     #[tokio::test]
     async fn filesystem_backend() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StorageConfig::Fs {
-            root: dir.path().join("blobs"),
-        };
-        suite(Blobs::open(&config, true, Duration::from_secs(30)).unwrap()).await;
+        let mut config = Config::with_data_dir(dir.path());
+        config.durability.fsync = true;
+        suite(Blobs::open(&config).unwrap()).await;
     }
 }

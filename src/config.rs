@@ -21,8 +21,35 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Blob store; default `file://<data_dir>/blobs`.
     pub storage_url: Option<String>,
+    pub storage: StorageSettings,
     pub limits: Limits,
     pub durability: Durability,
+}
+
+/// How Berth uses a cloud blob store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Answer blob GETs with a 307 redirect to a presigned URL of the store, so layer bytes
+    /// flow from the store to clients without passing through the replicas. The URL is
+    /// signed only after the repository's access to the blob is checked.
+    pub redirect: bool,
+    /// How long a presigned URL stays valid.
+    pub redirect_expiry_secs: u64,
+    /// object_store configuration keys (`aws_endpoint`, `aws_region`,
+    /// `azure_storage_account_name`, `google_service_account`, ...), applied over what the
+    /// environment sets.
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            redirect: false,
+            redirect_expiry_secs: 600,
+            options: Default::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -59,6 +86,7 @@ impl Default for Config {
             data_dir: PathBuf::from("berth-data"),
             database_url: None,
             storage_url: None,
+            storage: StorageSettings::default(),
             limits: Limits::default(),
             durability: Durability::default(),
         }
@@ -171,6 +199,17 @@ impl Config {
             .context("database_url")?;
         self.storage(self.storage_url.as_deref())
             .context("storage_url")?;
+        let on_files = matches!(self.storage_config()?, StorageConfig::Fs { .. });
+        if on_files && self.storage.redirect {
+            bail!("storage.redirect: needs a cloud storage_url (s3://, az:// or gs://)");
+        }
+        if on_files && !self.storage.options.is_empty() {
+            bail!("storage.options: only apply to a cloud storage_url (s3://, az:// or gs://)");
+        }
+        crate::blobs::check_options(&self.storage_config()?, &self.storage.options)?;
+        if self.storage.redirect_expiry_secs == 0 {
+            bail!("storage.redirect_expiry_secs: must be at least 1");
+        }
         if self.limits.manifest_max_bytes < 4 * 1024 * 1024 {
             bail!("limits.manifest_max_bytes: must be at least 4194304 (the spec's 4 MiB)");
         }
@@ -198,11 +237,6 @@ impl Config {
 
     pub fn storage_config(&self) -> anyhow::Result<StorageConfig> {
         self.storage(self.storage_url.as_deref())
-    }
-
-    /// The store `url` names (as `storage_url` would).
-    pub fn storage_config_for(&self, url: &str) -> anyhow::Result<StorageConfig> {
-        self.storage(Some(url))
     }
 
     fn database(&self, url: Option<&str>) -> anyhow::Result<DatabaseConfig> {
@@ -329,6 +363,37 @@ mod tests {
         assert!(e.contains("BERTH_DATABASE_URL"), "{e}");
         let e = format!("{:#}", toml::from_str::<Config>("listn = 1").unwrap_err());
         assert!(e.contains("listn"), "{e}");
+    }
+
+    /// Store settings that cannot work are refused at start, naming the key.
+    #[test]
+    fn storage_settings_are_checked() {
+        let refused = |text: &str| {
+            format!(
+                "{:#}",
+                toml::from_str::<Config>(text)
+                    .unwrap()
+                    .validate()
+                    .unwrap_err()
+            )
+        };
+        let e = refused("[storage]\nredirect = true");
+        assert!(e.contains("storage.redirect") && e.contains("cloud"), "{e}");
+        let e = refused("[storage.options]\naws_region = \"x\"");
+        assert!(e.contains("storage.options"), "{e}");
+        let e = refused("storage_url = \"s3://b\"\n[storage.options]\naws_regio = \"x\"");
+        assert!(
+            e.contains("storage.options") && e.contains("aws_regio"),
+            "{e}"
+        );
+        let e = refused("storage_url = \"s3://b\"\n[storage]\nredirect_expiry_secs = 0");
+        assert!(e.contains("storage.redirect_expiry_secs"), "{e}");
+        let ok: Config = toml::from_str(
+            "storage_url = \"az://c\"\n[storage]\nredirect = true\n\
+             [storage.options]\nazure_storage_account_name = \"acct\"",
+        )
+        .unwrap();
+        ok.validate().unwrap();
     }
 
     #[test]

@@ -29,8 +29,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServerArgs {
-    /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
+    /// TOML configuration file [env: BERTH_CONFIG].
+    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [env: BERTH_LISTEN].
     #[arg(long, value_name = "ADDR")]

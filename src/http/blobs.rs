@@ -31,6 +31,17 @@ pub(super) async fn get(
             ],
         ));
     }
+    if let Some(url) = ctx.registry.blob_redirect(&name, &digest).await? {
+        // The client sends its Range, if any, to the store, which answers it.
+        return Ok(empty(
+            StatusCode::TEMPORARY_REDIRECT,
+            &[
+                (header::LOCATION, url),
+                (header::CONTENT_LENGTH, "0".into()),
+                (docker_content_digest(), digest.to_string()),
+            ],
+        ));
+    }
     let range = match ctx.header(header::RANGE) {
         None => None,
         Some(h) => Some(RangeRequest::parse(h).ok_or_else(|| {

@@ -70,6 +70,16 @@ impl Registry {
             .ok_or(Error::BlobUnknown)
     }
 
+    /// A presigned URL of the store for `digest` in `repo`, when blob reads are redirected
+    /// (`storage.redirect`). The repository's link is checked first: a URL is a capability.
+    pub async fn blob_redirect(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        if !self.blobs.redirects() {
+            return Ok(None);
+        }
+        self.stat_blob(repo, digest).await?;
+        self.blobs.presigned_get(digest).await
+    }
+
     /// Opens `digest` in `repo`, or the part of it `range` asks for (GET).
     pub async fn open_blob(
         &self,

@@ -47,11 +47,7 @@ impl Registry {
             config.durability.fsync,
         )
         .await?;
-        let blobs = Blobs::open(
-            &config.storage_config()?,
-            config.durability.fsync,
-            std::time::Duration::from_secs(config.limits.storage_retry_timeout_secs),
-        )?;
+        let blobs = Blobs::open(config)?;
         Ok(Registry {
             meta,
             blobs,

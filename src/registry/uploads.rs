@@ -253,7 +253,7 @@ impl Registry {
                         )));
                     }
                 }
-                self.blobs.promote_part(single, digest).await
+                self.blobs.promote_part(single, total, digest).await
             }
             _ => self
                 .blobs

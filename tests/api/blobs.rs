@@ -253,3 +253,56 @@ async fn zero_length_blob_reads_back() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, "content-length").as_deref(), Some("0"));
 }
+
+/// With `storage.redirect`, a blob GET answers 307 to a presigned URL of the object store,
+/// which serves the same bytes (and ranges) without the registry; HEAD stays local, and a
+/// repository without the blob gets no URL. Needs a cloud store (`BERTH_TEST_STORAGE_URL`).
+#[tokio::test]
+async fn redirects_blob_gets_to_presigned_urls() {
+    if std::env::var("BERTH_TEST_STORAGE_URL").is_err() {
+        eprintln!("BERTH_TEST_STORAGE_URL not set: presigned redirect test skipped");
+        return;
+    }
+    let s = TestServer::start_with(|c| c.storage.redirect = true).await;
+    let bytes = random_bytes(100_000);
+    let digest = s.push_blob("redirect/repo", &bytes).await;
+    let path = format!("/v2/redirect/repo/blobs/{digest}");
+    let direct = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let resp = direct.get(s.url(&path)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        header(&resp, "docker-content-digest").as_deref(),
+        Some(digest.as_str())
+    );
+    let location = header(&resp, "location").expect("Location");
+    assert!(!location.starts_with(&s.url("/")), "{location}");
+    let from_store = direct.get(&location).send().await.unwrap();
+    assert_eq!(from_store.status(), StatusCode::OK);
+    assert_eq!(from_store.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    // A client following the redirect with a Range gets that range from the store.
+    let ranged = s
+        .req(Method::GET, &path)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), &bytes[10..20]);
+
+    let head = s.head(&path).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(header(&head, "content-length").as_deref(), Some("100000"));
+
+    let elsewhere = direct
+        .get(s.url(&format!("/v2/redirect/other/blobs/{digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(elsewhere).await, "BLOB_UNKNOWN");
+}

@@ -145,10 +145,11 @@ served_digest() {
   get_manifest "$1" "$2" "$f" >&2 || return 1
   sha_file "$f"
 }
-# blob_status REPO DIGEST [GET|HEAD] -> http status (and headers in $WORK/last-headers)
+# blob_status REPO DIGEST [GET|HEAD] -> http status (and headers in $WORK/last-headers).
+# A GET follows a redirect to the blob store (storage.redirect) as clients do.
 blob_status() {
   local m=${3:-HEAD} opt=(-I)
-  [ "$m" = GET ] && opt=()
+  [ "$m" = GET ] && opt=(-L)
   curl -sS -m "$TMO" "${opt[@]}" -D "$WORK/last-headers" -o "$WORK/last-body" -w '%{http_code}' \
     "http://$REG/v2/$1/blobs/$2"
 }
