@@ -101,6 +101,9 @@ fresh_database() {
   echo "${BERTH_TEST_DATABASE_URL%/*}/$1"
 }
 
+# The replica tests may start PostgreSQL and Azurite of their own, to stop them for real.
+export BERTH_TEST_OUTAGES=1
+
 say "index orderings and API tests on PostgreSQL + filesystem"
 cargo test --locked --lib meta:: || status=1
 cargo test --locked --test api || status=1

@@ -2,8 +2,10 @@
 //! store, as a load balancer would spread clients over them: whatever one replica accepted,
 //! every replica serves, and sessions and tags move between them without any sticky routing.
 //!
-//! The last test interposes a switchable TCP forwarder between a replica and each real
-//! backend, to take the object store and then the index away in the middle of pushes.
+//! The fault tests take backends away in the middle of pushes in two ways: a switchable TCP
+//! forwarder between a replica and the shared backends (connections severed, as by a network
+//! fault), and a PostgreSQL cluster or Azurite of the test's own, really stopped and started
+//! again (`BERTH_TEST_OUTAGES=1`).
 //!
 //! Needs `BERTH_TEST_DATABASE_URL` (a PostgreSQL server whose user may create databases) and
 //! `BERTH_TEST_STORAGE_URL` (`s3://bucket` or `az://container`, with the backend's own
@@ -864,4 +866,249 @@ async fn pull_counts_from_every_replica_add_up() {
     assert_eq!(row.get::<i64, _>(0), 7, "3 pulls through A and 4 through B");
     assert_eq!(row.get::<i64, _>(1), 1);
     db.close().await.ok();
+}
+
+/// A backend of one test's own (`scripts/services/<name>.sh` on a free port), so that the
+/// test can really stop it and start it again without disturbing other tests. Stopped and
+/// its files removed when dropped.
+struct OwnService {
+    name: &'static str,
+    port_var: &'static str,
+    port: u16,
+    /// The `export K=V` lines the script printed.
+    exports: Vec<(String, String)>,
+}
+
+impl OwnService {
+    fn start(name: &'static str, port_var: &'static str) -> OwnService {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut service = OwnService {
+            name,
+            port_var,
+            port,
+            exports: Vec::new(),
+        };
+        let out = service
+            .command("start")
+            .output()
+            .expect("running the script");
+        assert!(out.status.success(), "{name} did not start");
+        service.exports = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export")?.trim().split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        service
+    }
+
+    fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(format!(
+            "{}/scripts/services/{}.sh",
+            env!("CARGO_MANIFEST_DIR"),
+            self.name
+        ))
+        .arg(verb)
+        .env(self.port_var, self.port.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// Runs the script's `verb` (`pause`, `resume`, `stop`), insisting that it succeeds.
+    fn run(&self, verb: &str) {
+        let status = self
+            .command(verb)
+            .stdout(Stdio::null())
+            .status()
+            .expect("running the script");
+        assert!(status.success(), "{}.sh {verb}", self.name);
+    }
+
+    fn export(&self, key: &str) -> String {
+        self.exports
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{}.sh exports no {key}", self.name))
+    }
+}
+
+impl Drop for OwnService {
+    fn drop(&mut self) {
+        self.run("stop");
+        let files = if self.name == "postgres" {
+            "pg"
+        } else {
+            "azure"
+        };
+        let dir = format!(
+            "{}/target/services/{files}-{}",
+            env!("CARGO_MANIFEST_DIR"),
+            self.port
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+/// Which backend a real outage takes away.
+#[derive(Clone, Copy, PartialEq)]
+enum Stopped {
+    Postgres,
+    Azurite,
+}
+
+/// PostgreSQL itself is stopped (not cut off by a forwarder) in the middle of a chunked push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_mid_push_then_started_again() {
+    real_outage_mid_push(Stopped::Postgres).await;
+}
+
+/// The object store (Azurite, which keeps its data on disk) is stopped in the middle of a
+/// chunked push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn object_store_stopped_mid_push_then_started_again() {
+    real_outage_mid_push(Stopped::Azurite).await;
+}
+
+/// The backend `stopped`, of the test's own, is stopped between two chunks of a push:
+/// requests fail with a 503 naming it, nothing half-written becomes visible, and once it is
+/// started again the same, never restarted, Berth finishes the same push. Needs the
+/// services' programs; runs when `BERTH_TEST_OUTAGES=1` (`scripts/test.sh` sets it).
+async fn real_outage_mid_push(stopped: Stopped) {
+    if std::env::var("BERTH_TEST_OUTAGES").as_deref() != Ok("1") {
+        eprintln!("BERTH_TEST_OUTAGES is not 1: real outage test skipped");
+        return;
+    }
+    let Some(shared) = Shared::new().await else {
+        return;
+    };
+    let config = shared.dir.path().join("outage.toml");
+    std::fs::write(
+        &config,
+        "[limits]\ndatabase_acquire_timeout_secs = 3\nstorage_retry_timeout_secs = 3\n",
+    )
+    .unwrap();
+    let args = [("--config", config.display().to_string())];
+    let (service, replica, what) = match stopped {
+        Stopped::Postgres => {
+            let pg = OwnService::start("postgres", "BERTH_PG_PORT");
+            let server_url = pg.export("BERTH_TEST_DATABASE_URL");
+            let mut conn = PgConnection::connect(&server_url).await.expect("connect");
+            sqlx::query("CREATE DATABASE outage")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.ok();
+            let database_url = format!("{}/outage", server_url.rsplit_once('/').unwrap().0);
+            let replica = Replica::wait_ready(shared.spawn_with(0, &database_url, &args, &[]));
+            (pg, replica, "metadata index")
+        }
+        Stopped::Azurite => {
+            let azurite = OwnService::start("azurite", "BERTH_AZURE_PORT");
+            let mut env: Vec<(&str, String)> = [
+                "AZURE_STORAGE_USE_EMULATOR",
+                "AZURITE_BLOB_STORAGE_URL",
+                "AZURE_STORAGE_ACCOUNT_NAME",
+                "AZURE_STORAGE_ACCOUNT_KEY",
+            ]
+            .into_iter()
+            .map(|k| (k, azurite.export(k)))
+            .collect();
+            let store = format!("{}/outage", azurite.export("BERTH_TEST_AZURE_URL"));
+            env.push(("BERTH_STORAGE_URL", store));
+            let replica =
+                Replica::wait_ready(shared.spawn_with(0, &shared.database_url, &args, &env));
+            (azurite, replica, "blob store")
+        }
+    };
+    let repo = "outage/app";
+    let (before, before_manifest) = replica.push_image(repo, "before", &[b"kept"]).await;
+
+    let first = random_bytes(30, MIB + 1);
+    let second = random_bytes(31, 2 * MIB + 7);
+    let whole = [&first[..], &second].concat();
+    let digest = sha256(&whole);
+    let resp = replica
+        .send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let patch = |body: &[u8], start: usize| {
+        replica
+            .client
+            .patch(replica.url(&location))
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{start}-{}", start + body.len() - 1),
+            )
+            .body(body.to_vec())
+            .send()
+    };
+    assert_eq!(
+        patch(&first, 0).await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+
+    service.run("pause");
+    let (status, code, message) = error_of(patch(&second, first.len()).await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains(what), "{message}");
+    // A pull needs the stopped backend too (the index for the manifest, the store for bytes).
+    let pull = match stopped {
+        Stopped::Postgres => format!("/v2/{repo}/manifests/before"),
+        Stopped::Azurite => format!("/v2/{repo}/blobs/{}", sha256(b"kept")),
+    };
+    let (status, code, message) =
+        error_of(replica.send(Method::GET, &pull, Vec::new()).await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert_eq!(code, "UNAVAILABLE");
+
+    service.run("resume");
+    // The session holds exactly the first chunk; the blob does not exist yet.
+    let resp = replica.send(Method::GET, &location, Vec::new()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        resp.headers()["range"].to_str().unwrap(),
+        format!("0-{}", first.len() - 1)
+    );
+    let resp = replica
+        .send(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "nothing half-written");
+
+    // The same chunk again completes the push, and both images pull byte-identical.
+    let resp = patch(&second, first.len()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let resp = replica
+        .send(
+            Method::PUT,
+            &format!("{location}{sep}digest={digest}"),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (_, after_manifest) = replica.push_image(repo, "after", &[&whole]).await;
+    replica
+        .assert_image(repo, "after", &after_manifest, &[&whole])
+        .await;
+    replica
+        .assert_image(repo, "before", &before_manifest, &[b"kept"])
+        .await;
+    assert_eq!(replica.tag_digest(repo, "before").await, Some(before));
 }

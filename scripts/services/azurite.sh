@@ -4,6 +4,8 @@
 #
 #   eval "$(bash scripts/services/azurite.sh)"   # start (or reuse); prints `export K=V` lines
 #   bash scripts/services/azurite.sh stop        # stop the server this script started
+#   bash scripts/services/azurite.sh pause       # stop it, keeping its data (outage tests)
+#   bash scripts/services/azurite.sh resume      # start a paused server again on its data
 #
 # Env: BERTH_AZURE_PORT (default 25100). stdout carries only the export lines; logs to stderr.
 set -euo pipefail
@@ -21,31 +23,12 @@ ACCOUNT_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZ
 
 running() { [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; }
 
-if [ "${1:-start}" = stop ]; then
-  if running; then
-    pid=$(cat "$PID_FILE"); kill "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    echo "Azurite (pid $pid) stopped" >&2
-  fi
-  rm -f "$PID_FILE"
-  exit 0
-fi
-
-if running; then
-  echo "Azurite already running (pid $(cat "$PID_FILE"))" >&2
-else
-  command -v npm >/dev/null || { echo "npm not found (scripts/install-test-deps.sh)" >&2; exit 1; }
-  if [ ! -x "$DIR/node_modules/.bin/azurite-blob" ]; then
-    echo "installing Azurite $AZURITE_VERSION into $DIR" >&2
-    mkdir -p "$DIR"
-    (cd "$DIR" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION") >&2
-  fi
-  rm -rf "$RUN" && mkdir -p "$RUN/data"
+start_server() {
   if curl -s -o /dev/null "$URL/"; then
     echo "something already answers on port $PORT; set BERTH_AZURE_PORT" >&2; exit 1
   fi
   "$DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$PORT" \
-    --location "$RUN/data" --disableTelemetry --skipApiVersionCheck </dev/null >"$RUN/log" 2>&1 &
+    --location "$RUN/data" --disableTelemetry --skipApiVersionCheck </dev/null >>"$RUN/log" 2>&1 &
   echo $! >"$PID_FILE"
   for _ in $(seq 120); do   # up to ~30 s; any HTTP answer means it is up
     curl -s -o /dev/null "$URL/" && break
@@ -58,6 +41,35 @@ else
     exit 1
   fi
   echo "Azurite up on $URL (pid $(cat "$PID_FILE"), log $RUN/log)" >&2
+}
+
+case ${1:-start} in
+  stop|pause)
+    if running; then
+      # SIGTERM lets Azurite write its metadata to --location before it exits.
+      pid=$(cat "$PID_FILE"); kill "$pid"
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      echo "Azurite (pid $pid) stopped" >&2
+    fi
+    rm -f "$PID_FILE"
+    exit 0 ;;
+  resume)
+    [ -d "$RUN/data" ] || { echo "no paused Azurite on port $PORT" >&2; exit 1; }
+    running || start_server
+    exit 0 ;;
+esac
+
+if running; then
+  echo "Azurite already running (pid $(cat "$PID_FILE"))" >&2
+else
+  command -v npm >/dev/null || { echo "npm not found (scripts/install-test-deps.sh)" >&2; exit 1; }
+  if [ ! -x "$DIR/node_modules/.bin/azurite-blob" ]; then
+    echo "installing Azurite $AZURITE_VERSION into $DIR" >&2
+    mkdir -p "$DIR"
+    (cd "$DIR" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION") >&2
+  fi
+  rm -rf "$RUN" && mkdir -p "$RUN/data"
+  start_server
 fi
 
 # Create the container. Azurite wants a SharedKey-signed request: 201 created, 409 exists.
