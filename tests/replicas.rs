@@ -252,6 +252,56 @@ impl Replica {
         (sha256(&manifest), manifest)
     }
 
+    /// Opens an upload session in `repo`; returns its location.
+    async fn start_upload(&self, repo: &str) -> String {
+        let resp = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/"),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "POST upload to {repo}");
+        resp.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    /// PATCHes `len` bytes of `body` at `start` into the session at `location`.
+    fn patch_chunk(
+        &self,
+        location: &str,
+        body: reqwest::Body,
+        start: usize,
+        len: usize,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        self.client
+            .patch(self.url(location))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{start}-{}", start + len - 1))
+            .header("content-length", len.to_string())
+            .body(body)
+            .send()
+    }
+
+    /// The `Range` an upload session reports (its status, end-13).
+    async fn upload_range(&self, location: &str) -> String {
+        let resp = self.send(Method::GET, location, Vec::new()).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "upload status");
+        resp.headers()["range"].to_str().unwrap().to_owned()
+    }
+
+    /// Closes the session at `location` as the blob `digest`, insisting on 201.
+    async fn finish_upload(&self, location: &str, digest: &str) {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let resp = self
+            .send(
+                Method::PUT,
+                &format!("{location}{sep}digest={digest}"),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "PUT upload {digest}");
+    }
+
     /// GETs `path` and insists on 200; returns the body.
     async fn get_ok(&self, path: &str) -> Vec<u8> {
         let resp = self.send(Method::GET, path, Vec::new()).await;
@@ -345,29 +395,12 @@ async fn chunked_upload_moves_between_replicas() {
     let whole: Vec<u8> = [&first[..], &second, &third].concat();
     let digest = sha256(&whole);
 
-    let resp = r[0]
-        .send(
-            Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let mut location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let mut location = r[0].start_upload(repo).await;
     // Chunks go alternately to A, B, A; the session lives in the shared index.
     let mut offset = 0;
     for (i, chunk) in [&first, &second, &third].into_iter().enumerate() {
-        let replica = &r[i % 2];
-        let resp = replica
-            .client
-            .patch(replica.url(&location))
-            .header("content-type", "application/octet-stream")
-            .header(
-                "content-range",
-                format!("{offset}-{}", offset + chunk.len() - 1),
-            )
-            .body(chunk.clone())
-            .send()
+        let resp = r[i % 2]
+            .patch_chunk(&location, chunk.clone().into(), offset, chunk.len())
             .await
             .expect("PATCH");
         assert_eq!(resp.status(), StatusCode::ACCEPTED, "chunk {i}");
@@ -380,22 +413,12 @@ async fn chunked_upload_moves_between_replicas() {
     }
     // The status is the same on both, and B completes the upload.
     for replica in &r {
-        let resp = replica.send(Method::GET, &location, Vec::new()).await;
-        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
         assert_eq!(
-            resp.headers()["range"].to_str().unwrap(),
+            replica.upload_range(&location).await,
             format!("0-{}", whole.len() - 1)
         );
     }
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let resp = r[1]
-        .send(
-            Method::PUT,
-            &format!("{location}{sep}digest={digest}"),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    r[1].finish_upload(&location, &digest).await;
     for replica in &r {
         let got = replica.get_ok(&format!("/v2/{repo}/blobs/{digest}")).await;
         assert!(got == whole, "assembled blob differs on {}", replica.base);
@@ -757,24 +780,9 @@ async fn store_going_away_mid_chunk_leaves_the_session_usable() {
     let second = random_bytes(21, 12 * MIB + 1);
     let whole = [&first[..], &second].concat();
     let digest = sha256(&whole);
-    let resp = replica
-        .send(
-            Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let location = replica.start_upload(repo).await;
     let patch = |body: reqwest::Body, start: usize, len: usize| {
-        replica
-            .client
-            .patch(replica.url(&location))
-            .header("content-type", "application/octet-stream")
-            .header("content-range", format!("{start}-{}", start + len - 1))
-            .header("content-length", len.to_string())
-            .body(body)
-            .send()
+        replica.patch_chunk(&location, body, start, len)
     };
     let resp = patch(first.clone().into(), 0, first.len()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
@@ -804,10 +812,8 @@ async fn store_going_away_mid_chunk_leaves_the_session_usable() {
         Err(e) => eprintln!("PATCH ended without a response: {e}"),
     }
     store.set(true);
-    let resp = replica.send(Method::GET, &location, Vec::new()).await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        resp.headers()["range"].to_str().unwrap(),
+        replica.upload_range(&location).await,
         format!("0-{}", first.len() - 1),
         "only the first chunk is in the session"
     );
@@ -826,15 +832,7 @@ async fn store_going_away_mid_chunk_leaves_the_session_usable() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let resp = replica
-        .send(
-            Method::PUT,
-            &format!("{location}{sep}digest={digest}"),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    replica.finish_upload(&location, &digest).await;
     let got = replica.get_ok(&format!("/v2/{repo}/blobs/{digest}")).await;
     assert!(got == whole, "the completed blob has the pushed bytes");
 }
@@ -1032,26 +1030,9 @@ async fn real_outage_mid_push(stopped: Stopped) {
     let second = random_bytes(31, 2 * MIB + 7);
     let whole = [&first[..], &second].concat();
     let digest = sha256(&whole);
-    let resp = replica
-        .send(
-            Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let location = replica.start_upload(repo).await;
     let patch = |body: &[u8], start: usize| {
-        replica
-            .client
-            .patch(replica.url(&location))
-            .header("content-type", "application/octet-stream")
-            .header(
-                "content-range",
-                format!("{start}-{}", start + body.len() - 1),
-            )
-            .body(body.to_vec())
-            .send()
+        replica.patch_chunk(&location, body.to_vec().into(), start, body.len())
     };
     assert_eq!(
         patch(&first, 0).await.unwrap().status(),
@@ -1075,10 +1056,8 @@ async fn real_outage_mid_push(stopped: Stopped) {
 
     service.run("resume");
     // The session holds exactly the first chunk; the blob does not exist yet.
-    let resp = replica.send(Method::GET, &location, Vec::new()).await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        resp.headers()["range"].to_str().unwrap(),
+        replica.upload_range(&location).await,
         format!("0-{}", first.len() - 1)
     );
     let resp = replica
@@ -1094,15 +1073,7 @@ async fn real_outage_mid_push(stopped: Stopped) {
     let resp = patch(&second, first.len()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    let sep = if location.contains('?') { '&' } else { '?' };
-    let resp = replica
-        .send(
-            Method::PUT,
-            &format!("{location}{sep}digest={digest}"),
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    replica.finish_upload(&location, &digest).await;
     let (_, after_manifest) = replica.push_image(repo, "after", &[&whole]).await;
     replica
         .assert_image(repo, "after", &after_manifest, &[&whole])
