@@ -2,7 +2,7 @@
 # Berth against CNCF Distribution (Debian's docker-registry) with the neutral client regbench.
 #
 #   bench/run.sh --regbench DIR [--rounds N] [--smoke] [--out FILE] [--berth-config FILE]
-#                [--no-build] [--backend fs|s3]
+#                [--no-build] [--backend fs|s3] [--redirect] [--scenarios a,b,...]
 #
 # DIR is regbench's source (its own Cargo workspace); it is built with
 # `cargo build --release --manifest-path DIR/Cargo.toml`, into this repository's
@@ -17,6 +17,9 @@
 # ports BERTH_PG_PORT / BERTH_S3_PORT, default 25442 / 25910 so that they are the benchmark's
 # own) and stops them at the end; Berth gets a fresh database and an s3://bucket/prefix,
 # Distribution its s3 driver on the same bucket under another prefix (redirects disabled).
+# --redirect (with --backend s3) turns redirects on for both: blob GETs answer 307 to a
+# presigned URL of the store (Berth's storage.redirect, Distribution's default).
+# --scenarios runs only the named scenarios (default: all six).
 # Environment: REGBENCH_FLAGS adds flags to every regbench call.
 set -euo pipefail
 
@@ -27,6 +30,8 @@ out=
 berth_config=
 build=1
 backend=fs
+redirect=0
+only=
 while [ $# -gt 0 ]; do
   case $1 in
     --regbench) regbench_src=${2:?}; shift 2 ;;
@@ -36,7 +41,9 @@ while [ $# -gt 0 ]; do
     --berth-config) berth_config=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
     --backend) backend=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --redirect) redirect=1; shift ;;
+    --scenarios) only=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -44,6 +51,10 @@ done
 [ -f "$regbench_src/Cargo.toml" ] || { echo "$regbench_src/Cargo.toml not found" >&2; exit 64; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "--rounds must be a positive integer" >&2; exit 64; }
 case $backend in fs|s3) ;; *) echo "--backend must be fs or s3" >&2; exit 64 ;; esac
+if [ "$redirect" = 1 ]; then
+  [ "$backend" = s3 ] || { echo "--redirect needs --backend s3" >&2; exit 64; }
+  [ -z "$berth_config" ] || { echo "--redirect writes Berth's config; drop --berth-config" >&2; exit 64; }
+fi
 command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 1; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +69,8 @@ for b in "$berth" "$regbench"; do [ -x "$b" ] || { echo "no $b: build first" >&2
 if [ -z "$out" ]; then
   mkdir -p "$root/target/bench"
   # (not `$(test && echo)`: a false last substitution fails the assignment under set -e)
-  suffix=; [ "$backend" = s3 ] && suffix=-s3; [ "$smoke" = 1 ] && suffix=$suffix-smoke
+  suffix=; [ "$backend" = s3 ] && suffix=-s3; [ "$redirect" = 1 ] && suffix=$suffix-redirect
+  [ "$smoke" = 1 ] && suffix=$suffix-smoke
   out="$root/target/bench/run-$(date +%Y%m%d-%H%M%S)$suffix.jsonl"
 fi
 touch "$out"
@@ -114,6 +126,10 @@ if [ "$backend" = s3 ]; then
 fi
 
 # --- Berth: port 0, learn the port from its serving line ---
+if [ "$redirect" = 1 ]; then
+  berth_config=$tmp/berth-redirect.toml
+  printf '[storage]\nredirect = true\n' >"$berth_config"
+fi
 berth_args=(serve --data-dir "$tmp/berth-data" --listen 127.0.0.1:0)
 [ -n "$berth_config" ] && berth_args+=(--config "$berth_config")
 NO_COLOR=1 BERTH_LOG=info "$berth" "${berth_args[@]}" 2>"$tmp/berth.log" &
@@ -134,7 +150,9 @@ wait_ready berth "$berth_pid" "$berth_url"
 dist_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$tmp/dist-data"
 if [ "$backend" = s3 ]; then
-  # redirect disabled: blobs flow through the registry, as with Berth (else GETs go to moto).
+  # Without --redirect, redirects are disabled: blobs flow through the registry, as with
+  # Berth (else GETs go to moto).
+  dist_redirect=true; [ "$redirect" = 1 ] && dist_redirect=false
   dist_storage="  s3:
     accesskey: $AWS_ACCESS_KEY_ID
     secretkey: $AWS_SECRET_ACCESS_KEY
@@ -146,7 +164,7 @@ if [ "$backend" = s3 ]; then
     secure: false
     v4auth: true
   redirect:
-    disable: true"
+    disable: $dist_redirect"
 else
   dist_storage="  filesystem:
     rootdirectory: $tmp/dist-data"
@@ -194,6 +212,9 @@ fi
 # shellcheck disable=SC2206
 extra=(${REGBENCH_FLAGS:-})
 scenarios=(push-large pull-large push-many pull-many head-storm tags-list)
+if [ -n "$only" ]; then
+  IFS=, read -r -a scenarios <<<"$only"
+fi
 failures=0
 run_one() { # label url pid scenario
   local args
