@@ -21,11 +21,42 @@ use crate::{error::Error, http::AppState};
 /// Every `/api/v1` route, relative to that prefix.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/openapi.json", axum::routing::get(openapi))
         .merge(repositories::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
 }
 
+/// The OpenAPI document of `/api/v1`, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Berth management API",
+        description = "Repositories, usage and administration."
+    ),
+    paths(repositories::list),
+    components(schemas(Problem))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The body of every error of `/api/v1` (for the OpenAPI document; [`ApiError`] writes it).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub error: ProblemDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProblemDetail {
+    /// Stable and machine-readable, e.g. `BAD_REQUEST`, `NOT_FOUND`, `DENIED`.
+    pub code: String,
+    pub message: String,
+    pub details: Value,
+}
 
 /// A JSON problem: a stable machine-readable `code`, a sentence for people, optional details.
 #[derive(Debug)]
@@ -109,9 +140,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// `?limit=&cursor=` of a listing. The cursor is opaque to clients: each listing decides what
 /// it holds (usually the last key returned).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
+    /// Items per page (default 100, at most 1000).
     pub limit: Option<u32>,
+    /// The `next` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -134,7 +168,7 @@ impl Paging {
 }
 
 /// One page of a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// The cursor of the next page; absent on the last one.

@@ -2,15 +2,25 @@
 
 use axum::{Router, extract::State, response::Response, routing::get};
 
-use super::{ApiQuery, ApiResult, Paging, paged};
-use crate::http::AppState;
+use super::{ApiQuery, ApiResult, Page, Paging, Problem, paged};
+use crate::{http::AppState, meta::RepositorySummary};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/repositories", get(list))
 }
 
 /// Repositories in name order, with counts and sizes.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories",
+    tag = "repositories",
+    params(Paging),
+    responses(
+        (status = 200, description = "A page of repositories; `next` and `Link` lead on", body = Page<RepositorySummary>),
+        (status = 400, description = "Bad paging parameters", body = Problem),
+    )
+)]
+pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> ApiResult<Response> {

@@ -44,7 +44,7 @@ pub struct StoredManifest {
 }
 
 /// A repository with its usage figures, as the management API lists it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct RepositorySummary {
     pub name: String,
     pub created_at: i64,

@@ -89,3 +89,35 @@ async fn bad_paging_is_a_json_problem() {
     let body = json_body(resp).await;
     assert_eq!(body["error"]["code"], "NOT_FOUND");
 }
+
+/// The OpenAPI document describes the API, and every path it names is served (a path in the
+/// document that the router lacks would answer the JSON fallback `no such endpoint`).
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let s = TestServer::start().await;
+    let resp = s.get("/api/v1/openapi.json").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc = json_body(resp).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.contains_key("/api/v1/repositories"), "{paths:?}");
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for schema in ["RepositorySummary", "Problem"] {
+        assert!(schemas.contains_key(schema), "{schema} missing");
+    }
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            // Path parameters get a value that parses; the answer only has to show a route.
+            let concrete = path.replace("{name}", "doc/check").replace("{id}", "1");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let resp = s.req(method.clone(), &concrete).send().await.unwrap();
+            let status = resp.status();
+            let body = resp.text().await.unwrap();
+            assert!(
+                !body.contains("no such endpoint in /api/v1")
+                    && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not served: {status} {body}"
+            );
+        }
+    }
+}
