@@ -11,6 +11,7 @@
 //! - [`workers`]: background tasks owned by [`serve`].
 
 pub mod api;
+pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod error;
@@ -34,9 +35,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let registry = registry::Registry::open(&config).await?;
+    let auth = auth::Auth::open(registry.meta().clone(), &config.auth).await?;
+    if !auth.enabled() {
+        tracing::warn!("auth is disabled: anyone who can reach this address may push and delete");
+    }
     let stop = CancellationToken::new();
     let workers = workers::spawn(registry.clone(), stop.clone());
-    let app = http::router(registry.clone());
+    let app = http::router(registry.clone(), auth)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, "berth is serving");
 
     // Small responses must not wait for a delayed ACK (Nagle) on keep-alive connections.

@@ -34,6 +34,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Value,
+    /// Seconds for a `Retry-After` header (rate limiting).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -43,6 +45,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Value::Null,
+            retry_after: None,
         }
     }
 
@@ -66,7 +69,13 @@ impl From<Error> for ApiError {
         if matches!(e, Error::Internal(_) | Error::Unavailable { .. }) {
             tracing::error!(error = ?e, "api request failed");
         }
-        ApiError::new(e.status(), e.code(), e.to_string())
+        let retry_after = match e {
+            Error::TooManyRequests { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        let mut api = ApiError::new(e.status(), e.code(), e.to_string());
+        api.retry_after = retry_after;
+        api
     }
 }
 
@@ -75,7 +84,19 @@ impl IntoResponse for ApiError {
         let body = json!({
             "error": { "code": self.code, "message": self.message, "details": self.details }
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth\""),
+            );
+        }
+        response
     }
 }
 
