@@ -5,7 +5,12 @@
 //! - listings page by cursor: `?limit=&cursor=` in, `next` in the body and a `Link` header out
 //!   ([`Paging`], [`paged`]).
 
+mod caller;
+mod namespaces;
 mod repositories;
+mod users;
+
+pub use caller::Caller;
 
 use axum::{
     Json, Router,
@@ -22,6 +27,8 @@ use crate::{error::Error, http::AppState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(repositories::routes())
+        .merge(users::routes())
+        .merge(namespaces::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
 }
 

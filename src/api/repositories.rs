@@ -2,18 +2,21 @@
 
 use axum::{Router, extract::State, response::Response, routing::get};
 
-use super::{ApiQuery, ApiResult, Paging, paged};
+use super::{ApiQuery, ApiResult, Caller, Paging, paged};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/repositories", get(list))
 }
 
-/// Repositories in name order, with counts and sizes.
+/// Repositories in name order, with counts and sizes (administrators: the figures cover
+/// every repository, private ones included).
 async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> ApiResult<Response> {
+    caller.require_admin()?;
     let limit = paging.limit()?;
     let items = app
         .registry

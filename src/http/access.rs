@@ -249,7 +249,7 @@ async fn identify(
 }
 
 /// `user:password` of a Basic `Authorization` value.
-pub(super) fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(encoded: &str) -> Option<(String, String)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod auth_matrix;
+mod auth_tokens;
 mod base;
 mod blobs;
 mod catalog;
