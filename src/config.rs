@@ -440,6 +440,51 @@ mod tests {
         assert!(e.contains("listn"), "{e}");
     }
 
+    /// Zero setup stays safe: without auth Berth listens on loopback only, unless told.
+    #[test]
+    fn open_network_without_auth_is_refused_unless_allowed() {
+        let listen = || Some(("BERTH_LISTEN".to_owned(), "0.0.0.0:5000".to_owned()));
+        let e = format!(
+            "{:#}",
+            Config::load(
+                None,
+                Overrides {
+                    listen: listen(),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("auth.enabled") && e.contains("allow-open-network"),
+            "{e}"
+        );
+        for overrides in [
+            Overrides {
+                listen: listen(),
+                auth_enabled: Some(("BERTH_AUTH_ENABLED".into(), "true".into())),
+                ..Default::default()
+            },
+            Overrides {
+                listen: listen(),
+                allow_open_network: true,
+                ..Default::default()
+            },
+        ] {
+            Config::load(None, overrides).unwrap();
+        }
+        assert!(!Config::default().auth.enabled);
+        let e = Config::load(
+            None,
+            Overrides {
+                auth_enabled: Some(("BERTH_AUTH_ENABLED".into(), "maybe".into())),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("BERTH_AUTH_ENABLED"));
+    }
+
     #[test]
     fn urls_select_backends() {
         let c = Config::with_data_dir("/d");

@@ -33,10 +33,12 @@ pub use route::Route;
 pub struct AppState {
     pub registry: Registry,
     pub auth: Auth,
+    /// Served over TLS by Berth itself: absolute URLs it builds are `https`.
+    pub https: bool,
 }
 
 /// Builds the whole HTTP surface over `registry`, guarded by `auth`.
-pub fn router(registry: Registry, auth: Auth) -> Router {
+pub fn router(registry: Registry, auth: Auth, https: bool) -> Router {
     let v2 = Router::new()
         .route("/v2", axum::routing::any(dispatch))
         .route("/v2/", axum::routing::any(dispatch))
@@ -51,7 +53,11 @@ pub fn router(registry: Registry, auth: Auth) -> Router {
         .route("/token", get(token::get).post(token::post))
         .route("/healthz", get(|| async { "ok" }))
         .layer(TraceLayer::new_for_http())
-        .with_state(AppState { registry, auth })
+        .with_state(AppState {
+            registry,
+            auth,
+            https,
+        })
 }
 
 /// The peer address of a request, as the listener saw it (proxies' headers are not trusted:
@@ -84,6 +90,7 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             Ctx {
                 registry,
                 auth,
+                https: app.https,
                 headers: &parts.headers,
                 query: &Query::default(),
                 access: &Access::open(),
@@ -100,6 +107,7 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
     let ctx = Ctx {
         registry,
         auth,
+        https: app.https,
         headers: &parts.headers,
         query: &query,
         access: &access,
@@ -180,6 +188,7 @@ async fn handle(ctx: Ctx<'_>, method: &Method, route: Route, body: Body) -> Resu
 struct Ctx<'a> {
     registry: &'a Registry,
     auth: &'a Auth,
+    https: bool,
     headers: &'a HeaderMap,
     query: &'a Query,
     /// Who is asking and what they may do on the route's repository.
@@ -202,7 +211,7 @@ impl Ctx<'_> {
             .header("x-forwarded-proto")
             .map(|p| p.split(',').next().unwrap_or(p).trim())
             .filter(|p| *p == "http" || *p == "https")
-            .unwrap_or("http");
+            .unwrap_or(if self.https { "https" } else { "http" });
         match host {
             Some(host) if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()) => {
                 format!("{scheme}://{host}{path}")

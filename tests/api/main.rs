@@ -15,4 +15,5 @@ mod management;
 mod manifests;
 mod referrers;
 mod tags;
+mod tls;
 mod uploads;
