@@ -42,6 +42,9 @@ pub struct AuthConfig {
     pub service: String,
     /// The token issuer (`iss`).
     pub issuer: String,
+    /// Accept Basic credentials straight on `/v2/` (simple clients). With false, `/v2/` takes
+    /// bearer tokens only and a Basic request gets the challenge, as Distribution's token mode.
+    pub basic_on_v2: bool,
     /// The token endpoint URL announced in challenges; default `<scheme>://<host>/token` as
     /// the client reached the registry.
     pub realm: Option<String>,
@@ -75,6 +78,7 @@ impl Default for AuthConfig {
             allow_open_network: false,
             service: "berth".into(),
             issuer: "berth".into(),
+            basic_on_v2: true,
             realm: None,
             token_ttl_secs: 300,
             refresh_ttl_secs: 30 * 24 * 3600,

@@ -96,13 +96,22 @@ pub(super) async fn check(
         }
         response
     };
+    let needed = needs(&parts.method, route);
+    let scope_of = |(repo, action): &(RepoName, Action)| {
+        let actions = match action {
+            Action::Pull => "pull",
+            Action::Delete => "delete",
+            _ => "pull,push",
+        };
+        format!("repository:{repo}:{actions}")
+    };
     let (identity, claims) = match identify(auth, parts, client).await {
         Ok(found) => found,
         Err(e @ Error::TooManyRequests { .. }) => return Err(e.into_response()),
-        Err(e) => return Err(challenge(None, None, e)),
+        Err(e) => return Err(challenge(needed.as_ref().map(scope_of), None, e)),
     };
     let credentialed = !identity.is_anonymous() || claims.is_some();
-    let Some((repo, action)) = needs(&parts.method, route) else {
+    let Some((repo, action)) = needed else {
         if matches!(route, Route::Base) && !credentialed {
             return Err(challenge(
                 None,
@@ -147,12 +156,9 @@ pub(super) async fn check(
             credentialed,
         });
     }
-    let scope_actions = match action {
-        Action::Pull => "pull",
-        Action::Delete => "delete",
-        _ => "pull,push",
-    };
-    let scope = Some(format!("repository:{repo}:{scope_actions}"));
+    let scope_text = scope_of(&(repo.clone(), action));
+    let scope_actions = scope_text.rsplit(':').next().unwrap_or("").to_owned();
+    let scope = Some(scope_text);
     if !credentialed {
         return Err(challenge(
             scope,
@@ -239,6 +245,11 @@ async fn identify(
         return Ok((identity, Some(claims)));
     }
     if scheme.eq_ignore_ascii_case("basic") {
+        if !auth.config().basic_on_v2 {
+            return Err(Error::Unauthorized(
+                "this registry takes bearer tokens: get one from the token endpoint".into(),
+            ));
+        }
         let (user, password) = basic_credentials(rest)
             .ok_or_else(|| Error::Unauthorized("malformed Basic credentials".into()))?;
         return Ok((auth.login(&user, &password, client).await?, None));

@@ -731,3 +731,33 @@ async fn signing_key_file_is_created_and_reused() {
         c["sub"].as_str().unwrap()
     );
 }
+
+/// Token-only mode (`auth.basic_on_v2 = false`): Basic on `/v2/` gets the challenge with the
+/// scope to ask for, the token endpoint still takes Basic, and its token works.
+#[tokio::test]
+async fn token_only_mode_challenges_basic_with_the_scope() {
+    let mut s = start_auth(|cfg| cfg.auth.basic_on_v2 = false).await;
+    s.create_user("pia").await;
+    let pia = basic("pia", &password_of("pia"));
+    let r = get_with(&s, &pia, "/v2/pia/app/manifests/v1").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = header(&r, "www-authenticate").unwrap();
+    assert!(
+        challenge.ends_with(",scope=\"repository:pia/app:pull\""),
+        "{challenge}"
+    );
+    let token = s
+        .bearer(
+            Some(("pia", &password_of("pia"))),
+            &["repository:pia/app:pull,push"],
+        )
+        .await;
+    s.client = client_with(&token);
+    s.push_image("pia/app", "v1", &[b"token only"]).await;
+    assert_eq!(
+        get_with(&s, &token, "/v2/pia/app/manifests/v1")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
