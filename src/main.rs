@@ -138,22 +138,22 @@ enum NamespaceCommand {
 #[derive(clap::Args)]
 struct ServerArgs {
     /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Address to listen on [env: BERTH_LISTEN].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     listen: Option<String>,
     /// Directory for the embedded defaults [env: BERTH_DATA_DIR].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Serve without auth on a non-loopback address (anyone there may push and delete).
-    #[arg(long)]
+    #[arg(long, global = true)]
     allow_open_network: bool,
     /// PEM certificate chain to serve HTTPS with [env: BERTH_TLS_CERT].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert [env: BERTH_TLS_KEY].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     tls_key: Option<PathBuf>,
 }
 
