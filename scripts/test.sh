@@ -82,6 +82,16 @@ client_suites() {
 start_berth sqlite
 client_suites sqlite
 
+# The same real clients through access control: logins with passwords, personal and deploy
+# tokens, read-only refusals, visibility.
+say "real clients with auth on (sqlite)"
+start_berth sqlite-auth BERTH_AUTH_ENABLED=true BERTH_ADMIN_PASSWORD=admin-e2e-password
+bash tests/clients/run.sh --auth admin:admin-e2e-password "$ADDR" || {
+  status=1
+  echo "--- berth log on sqlite-auth (last 50 lines)"; tail -n 50 "$WORK/berth-sqlite-auth.log"
+}
+stop_berth
+
 if [ "${SKIP_SCALE_OUT:-0}" = 1 ]; then
   exit "$status"
 fi

@@ -24,6 +24,74 @@ pub struct Config {
     pub storage: StorageSettings,
     pub limits: Limits,
     pub durability: Durability,
+    pub auth: AuthConfig,
+    /// PEM certificate chain to serve HTTPS with (rustls); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Access control: users, tokens, roles and visibility (README, "Roles and visibility").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require identities on `/v2/` and `/api/v1`. Off by default, for zero setup on loopback.
+    pub enabled: bool,
+    /// Serve without auth on a non-loopback address: refused unless this says so.
+    pub allow_open_network: bool,
+    /// The `service` of the token flow: the audience of every token.
+    pub service: String,
+    /// The token issuer (`iss`).
+    pub issuer: String,
+    /// Accept Basic credentials straight on `/v2/` (simple clients). With false, `/v2/` takes
+    /// bearer tokens only and a Basic request gets the challenge, as Distribution's token mode.
+    pub basic_on_v2: bool,
+    /// The token endpoint URL announced in challenges; default `<scheme>://<host>/token` as
+    /// the client reached the registry.
+    pub realm: Option<String>,
+    /// Lifetime of access tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of refresh tokens (`offline_token`), in seconds.
+    pub refresh_ttl_secs: u64,
+    /// File holding the Ed25519 signing key (base64 PKCS#8), created when absent. Without
+    /// it the key lives in the metadata index, shared by every replica using it.
+    pub signing_key_path: Option<PathBuf>,
+    /// Visibility of repositories in namespaces without a setting of their own.
+    pub default_visibility: String,
+    /// Failed logins per client address, and per user name, within `failure_window_secs`
+    /// before further attempts get 429.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    /// How long a decision (identity, repository → grant) is reused, in seconds. Changes
+    /// made on this replica apply at once; on other replicas within this delay.
+    pub cache_secs: u64,
+    /// Name of the administrator created at start when `admin_password` is set.
+    pub admin_user: String,
+    /// Password of that administrator (`BERTH_ADMIN_PASSWORD`); used only if the user is absent.
+    #[serde(skip)]
+    pub admin_password: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            allow_open_network: false,
+            service: "berth".into(),
+            issuer: "berth".into(),
+            basic_on_v2: true,
+            realm: None,
+            token_ttl_secs: 300,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            signing_key_path: None,
+            default_visibility: "private".into(),
+            max_failures: 10,
+            failure_window_secs: 300,
+            cache_secs: 5,
+            admin_user: "admin".into(),
+            admin_password: None,
+        }
+    }
 }
 
 /// How Berth uses a cloud blob store.
@@ -89,6 +157,9 @@ impl Default for Config {
             storage: StorageSettings::default(),
             limits: Limits::default(),
             durability: Durability::default(),
+            auth: AuthConfig::default(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -113,6 +184,11 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<(String, String)>,
     pub storage_url: Option<(String, String)>,
+    pub auth_enabled: Option<(String, String)>,
+    pub allow_open_network: bool,
+    pub admin_password: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Where the blobs live.
@@ -190,6 +266,23 @@ impl Config {
                 .with_context(|| format!("{key}: {value:?}"))?;
             config.storage_url = Some(value);
         }
+        if let Some((key, value)) = overrides.auth_enabled {
+            config.auth.enabled = match value.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => bail!("{key}: {value:?} is not true or false"),
+            };
+        }
+        config.auth.allow_open_network |= overrides.allow_open_network;
+        if overrides.admin_password.is_some() {
+            config.auth.admin_password = overrides.admin_password;
+        }
+        if overrides.tls_cert.is_some() {
+            config.tls_cert = overrides.tls_cert;
+        }
+        if overrides.tls_key.is_some() {
+            config.tls_key = overrides.tls_key;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -227,6 +320,26 @@ impl Config {
         }
         if self.limits.storage_retry_timeout_secs == 0 {
             bail!("limits.storage_retry_timeout_secs: must be at least 1");
+        }
+        if !self.auth.enabled && !self.listen.ip().is_loopback() && !self.auth.allow_open_network {
+            bail!(
+                "listen: {} is not a loopback address and auth is disabled; set auth.enabled = true \
+                 (BERTH_AUTH_ENABLED=true), or auth.allow_open_network = true \
+                 (--allow-open-network) to serve anyone on the network without credentials",
+                self.listen
+            );
+        }
+        if !["public", "internal", "private"].contains(&self.auth.default_visibility.as_str()) {
+            bail!("auth.default_visibility: expected public, internal or private");
+        }
+        if self.auth.token_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
+            bail!("auth.token_ttl_secs and auth.refresh_ttl_secs: must be at least 1");
+        }
+        if self.auth.max_failures == 0 || self.auth.failure_window_secs == 0 {
+            bail!("auth.max_failures and auth.failure_window_secs: must be at least 1");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key: give both or neither");
         }
         Ok(())
     }
@@ -394,6 +507,51 @@ mod tests {
         )
         .unwrap();
         ok.validate().unwrap();
+    }
+
+    /// Zero setup stays safe: without auth Berth listens on loopback only, unless told.
+    #[test]
+    fn open_network_without_auth_is_refused_unless_allowed() {
+        let listen = || Some(("BERTH_LISTEN".to_owned(), "0.0.0.0:5000".to_owned()));
+        let e = format!(
+            "{:#}",
+            Config::load(
+                None,
+                Overrides {
+                    listen: listen(),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("auth.enabled") && e.contains("allow-open-network"),
+            "{e}"
+        );
+        for overrides in [
+            Overrides {
+                listen: listen(),
+                auth_enabled: Some(("BERTH_AUTH_ENABLED".into(), "true".into())),
+                ..Default::default()
+            },
+            Overrides {
+                listen: listen(),
+                allow_open_network: true,
+                ..Default::default()
+            },
+        ] {
+            Config::load(None, overrides).unwrap();
+        }
+        assert!(!Config::default().auth.enabled);
+        let e = Config::load(
+            None,
+            Overrides {
+                auth_enabled: Some(("BERTH_AUTH_ENABLED".into(), "maybe".into())),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("BERTH_AUTH_ENABLED"));
     }
 
     #[test]

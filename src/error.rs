@@ -44,6 +44,18 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     BadRequest(String),
+    /// No identity, or one that could not be verified (spec: UNAUTHORIZED, 401).
+    #[error("authentication required: {0}")]
+    Unauthorized(String),
+    /// A known identity without the access asked for (spec: DENIED, 403).
+    #[error("requested access to the resource is denied: {0}")]
+    Denied(String),
+    /// Too many failed logins from this address or for this user (spec: TOOMANYREQUESTS).
+    #[error("too many failed logins; retry after {retry_after} seconds")]
+    TooManyRequests { retry_after: u64 },
+    /// The thing to create exists already (management API only).
+    #[error("{0}")]
+    Conflict(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -74,6 +86,10 @@ impl Error {
             Error::SizeInvalid(_) | Error::TooLarge { .. } | Error::RangeNotSatisfiable { .. } => {
                 "SIZE_INVALID"
             }
+            Error::Unauthorized(_) => "UNAUTHORIZED",
+            Error::Denied(_) => "DENIED",
+            Error::TooManyRequests { .. } => "TOOMANYREQUESTS",
+            Error::Conflict(_) => "CONFLICT",
             Error::Unsupported(_)
             | Error::BadRequest(_)
             | Error::NotFound
@@ -96,6 +112,10 @@ impl Error {
                 StatusCode::RANGE_NOT_SATISFIABLE
             }
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Denied(_) => StatusCode::FORBIDDEN,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -211,6 +231,9 @@ impl IntoResponse for Error {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);
                 }
+            }
+            Error::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Error::ChunkOutOfOrder { size } => {
                 // Tell the client where to resume (spec: GET the upload status after a 416).

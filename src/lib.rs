@@ -11,6 +11,7 @@
 //! - [`workers`]: background tasks owned by [`serve`].
 
 pub mod api;
+pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod error;
@@ -34,22 +35,75 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let registry = registry::Registry::open(&config).await?;
+    let auth = auth::Auth::open(registry.meta().clone(), &config.auth).await?;
+    if !auth.enabled() {
+        tracing::warn!("auth is disabled: anyone who can reach this address may push and delete");
+    }
     let stop = CancellationToken::new();
     let workers = workers::spawn(registry.clone(), stop.clone());
-    let app = http::router(registry.clone());
+    let app = http::router(registry.clone(), auth, config.tls_cert.is_some())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, "berth is serving");
 
-    // Small responses must not wait for a delayed ACK (Nagle) on keep-alive connections.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    let served = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => serve_tls(listener, app, cert, key, shutdown).await,
+        _ => {
+            // Small responses must not wait for a delayed ACK (Nagle) on keep-alive connections.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(anyhow::Error::from)
         }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    };
     stop.cancel();
     workers.join_all().await;
     registry.close().await;
-    Ok(served?)
+    served
+}
+
+/// HTTPS with rustls: the certificate chain and key are PEM files, read once at start.
+async fn serve_tls(
+    listener: TcpListener,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
+        axum::Router,
+        std::net::SocketAddr,
+    >,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("tls_cert: reading PEM certificates from {}", cert.display()))?;
+    let private = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("tls_key: reading a PEM private key from {}", key.display()))?;
+    // The provider is named, not left to rustls' feature detection: several are linked in.
+    let mut server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .context("tls_cert/tls_key: the key does not match the certificate")?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(server));
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let listener = listener.into_std()?;
+    axum_server::from_tcp_rustls(listener, tls)
+        .handle(handle)
+        .serve(app)
+        .await?;
+    Ok(())
 }

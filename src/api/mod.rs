@@ -5,7 +5,12 @@
 //! - listings page by cursor: `?limit=&cursor=` in, `next` in the body and a `Link` header out
 //!   ([`Paging`], [`paged`]).
 
+mod caller;
+mod namespaces;
 mod repositories;
+mod users;
+
+pub use caller::Caller;
 
 use axum::{
     Json, Router,
@@ -23,6 +28,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/openapi.json", axum::routing::get(openapi))
         .merge(repositories::routes())
+        .merge(users::routes())
+        .merge(namespaces::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
 }
 
@@ -65,6 +72,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Value,
+    /// Seconds for a `Retry-After` header (rate limiting).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -74,6 +83,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: Value::Null,
+            retry_after: None,
         }
     }
 
@@ -97,7 +107,13 @@ impl From<Error> for ApiError {
         if matches!(e, Error::Internal(_) | Error::Unavailable { .. }) {
             tracing::error!(error = ?e, "api request failed");
         }
-        ApiError::new(e.status(), e.code(), e.to_string())
+        let retry_after = match e {
+            Error::TooManyRequests { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        let mut api = ApiError::new(e.status(), e.code(), e.to_string());
+        api.retry_after = retry_after;
+        api
     }
 }
 
@@ -106,7 +122,19 @@ impl IntoResponse for ApiError {
         let body = json!({
             "error": { "code": self.code, "message": self.message, "details": self.details }
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth\""),
+            );
+        }
+        response
     }
 }
 

@@ -2,14 +2,15 @@
 
 use axum::{Router, extract::State, response::Response, routing::get};
 
-use super::{ApiQuery, ApiResult, Page, Paging, Problem, paged};
+use super::{ApiQuery, ApiResult, Caller, Page, Paging, Problem, paged};
 use crate::{http::AppState, meta::RepositorySummary};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/repositories", get(list))
 }
 
-/// Repositories in name order, with counts and sizes.
+/// Repositories in name order, with counts and sizes (administrators: the figures cover
+/// every repository, private ones included).
 #[utoipa::path(
     get,
     path = "/api/v1/repositories",
@@ -22,8 +23,10 @@ pub fn routes() -> Router<AppState> {
 )]
 pub(super) async fn list(
     State(app): State<AppState>,
+    caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> ApiResult<Response> {
+    caller.require_admin()?;
     let limit = paging.limit()?;
     let items = app
         .registry

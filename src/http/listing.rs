@@ -34,7 +34,14 @@ pub(super) async fn tags(ctx: Ctx<'_>, name: RepoName) -> Result<Response> {
 
 pub(super) async fn catalog(ctx: Ctx<'_>) -> Result<Response> {
     let n = ctx.query.page_size()?;
-    let page = ctx.registry.catalog(ctx.query.get("last"), n).await?;
+    let page = if ctx.auth.enabled() {
+        let n = n
+            .unwrap_or(ctx.registry.limits().page_max_entries)
+            .min(ctx.registry.limits().page_max_entries);
+        super::access::catalog_page(&ctx, ctx.query.get("last").unwrap_or(""), n).await?
+    } else {
+        ctx.registry.catalog(ctx.query.get("last"), n).await?
+    };
     let link = next_link(&page, n, |last, n| {
         format!("/v2/_catalog?n={n}&last={last}")
     });
@@ -47,10 +54,17 @@ pub(super) async fn catalog(ctx: Ctx<'_>) -> Result<Response> {
 pub(super) async fn referrers(ctx: Ctx<'_>, name: RepoName, subject: Digest) -> Result<Response> {
     let n = ctx.query.page_size()?;
     let artifact_type = ctx.query.get("artifactType").filter(|t| !t.is_empty());
-    let page = ctx
-        .registry
-        .referrers(&name, &subject, artifact_type, ctx.query.get("last"), n)
-        .await?;
+    // A repository the caller may not read answers as a missing one: no referrers.
+    let page = if ctx.access.grant.pull {
+        ctx.registry
+            .referrers(&name, &subject, artifact_type, ctx.query.get("last"), n)
+            .await?
+    } else {
+        Page {
+            items: Vec::new(),
+            more: false,
+        }
+    };
     let link = next_link(&page, n, |last, n| {
         let filter = artifact_type
             .map(|t| {

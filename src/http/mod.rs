@@ -2,16 +2,18 @@
 //! Every `/v2/` request goes through [`dispatch`], which parses the [`Route`], and a thin
 //! handler per spec noun that extracts, calls the registry once and shapes the response.
 
+pub mod access;
 mod blobs;
 mod listing;
 mod manifests;
 pub mod route;
+mod token;
 mod uploads;
 
 use axum::{
     Router,
     body::Body,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -19,19 +21,24 @@ use axum::{
 use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 
 use crate::{
+    auth::Auth,
     error::{Error, Result},
     registry::Registry,
 };
+pub use access::Access;
 pub use route::Route;
 
 /// What every handler shares: the domain, and what the request path needs beside it.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub auth: Auth,
+    /// Served over TLS by Berth itself: absolute URLs it builds are `https`.
+    pub https: bool,
 }
 
-/// Builds the whole HTTP surface over `registry`.
-pub fn router(registry: Registry) -> Router {
+/// Builds the whole HTTP surface over `registry`, guarded by `auth`.
+pub fn router(registry: Registry, auth: Auth, https: bool) -> Router {
     let v2 = Router::new()
         .route("/v2", axum::routing::any(dispatch))
         .route("/v2/", axum::routing::any(dispatch))
@@ -43,9 +50,23 @@ pub fn router(registry: Registry) -> Router {
     Router::new()
         .merge(v2)
         .nest("/api/v1", crate::api::router())
+        .route("/token", get(token::get).post(token::post))
         .route("/healthz", get(|| async { "ok" }))
         .layer(TraceLayer::new_for_http())
-        .with_state(AppState { registry })
+        .with_state(AppState {
+            registry,
+            auth,
+            https,
+        })
+}
+
+/// The peer address of a request, as the listener saw it (proxies' headers are not trusted:
+/// they would let anyone escape the login rate limit).
+pub(crate) fn client_address(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Routes one `/v2/` request to its handler.
@@ -57,17 +78,72 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
         percent_encoding::percent_decode_str(raw_path.strip_prefix("/v2").unwrap_or(raw_path))
             .decode_utf8_lossy()
             .into_owned();
-    let query = Query::parse(parts.uri.query());
+    let mut query = Query::parse(parts.uri.query());
+    let route = match Route::parse(&path) {
+        Ok(route) => route,
+        Err(e) => return e.into_response(),
+    };
+    let auth = &app.auth;
+    let client = client_address(&parts.extensions);
+    let access = if auth.enabled() {
+        let realm = |path: &str| {
+            Ctx {
+                registry,
+                auth,
+                https: app.https,
+                headers: &parts.headers,
+                query: &Query::default(),
+                access: &Access::open(),
+            }
+            .location(path)
+        };
+        match access::check(auth, &parts, &route, &mut query, &client, realm).await {
+            Ok(access) => access,
+            Err(refusal) => return refusal,
+        }
+    } else {
+        Access::open()
+    };
     let ctx = Ctx {
         registry,
+        auth,
+        https: app.https,
         headers: &parts.headers,
         query: &query,
+        access: &access,
     };
-    let result = match Route::parse(&path) {
-        Ok(route) => handle(ctx, &parts.method, route, body).await,
-        Err(e) => Err(e),
-    };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let audited = audited_event(&parts.method, &route).filter(|_| auth.enabled());
+    let response = handle(ctx, &parts.method, route, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if let Some((action, target)) = audited.filter(|_| response.status().is_success()) {
+        auth.audit(
+            &access.identity.name,
+            Some(&client),
+            action,
+            Some(&target),
+            None,
+        )
+        .await;
+    }
+    response
+}
+
+/// Pushes of manifests and deletes are audited (blob uploads are too many to be worth it;
+/// the manifest push that follows names them).
+fn audited_event(method: &Method, route: &Route) -> Option<(&'static str, String)> {
+    match (method, route) {
+        (&Method::PUT, Route::Manifest { name, reference }) => {
+            Some(("push", format!("{name}:{reference}")))
+        }
+        (&Method::DELETE, Route::Manifest { name, reference }) => {
+            Some(("delete", format!("{name}:{reference}")))
+        }
+        (&Method::DELETE, Route::Blob { name, digest }) => {
+            Some(("delete", format!("{name}@{digest}")))
+        }
+        _ => None,
+    }
 }
 
 async fn handle(ctx: Ctx<'_>, method: &Method, route: Route, body: Body) -> Result<Response> {
@@ -111,8 +187,12 @@ async fn handle(ctx: Ctx<'_>, method: &Method, route: Route, body: Body) -> Resu
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
     registry: &'a Registry,
+    auth: &'a Auth,
+    https: bool,
     headers: &'a HeaderMap,
     query: &'a Query,
+    /// Who is asking and what they may do on the route's repository.
+    access: &'a Access,
 }
 
 impl Ctx<'_> {
@@ -131,7 +211,7 @@ impl Ctx<'_> {
             .header("x-forwarded-proto")
             .map(|p| p.split(',').next().unwrap_or(p).trim())
             .filter(|p| *p == "http" || *p == "https")
-            .unwrap_or("http");
+            .unwrap_or(if self.https { "https" } else { "http" });
         match host {
             Some(host) if !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic()) => {
                 format!("{scheme}://{host}{path}")
@@ -152,6 +232,17 @@ impl Query {
                 .into_owned()
                 .collect(),
         )
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn get(&self, key: &str) -> Option<&str> {

@@ -17,7 +17,9 @@ use crate::{
     oci::{Digest, RepoName, Tag},
 };
 
+mod auth;
 mod stats;
+pub use auth::{AccessFacts, AuditRow, CatalogViewer, MemberRow, NewToken, TokenRow, UserRow};
 pub use stats::PullStats;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

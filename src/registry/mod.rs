@@ -66,6 +66,11 @@ impl Registry {
         self.meta.repository_summaries(last, n).await
     }
 
+    /// The index handle, for services beside the registry (access control) on the same index.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod auth_matrix;
+mod auth_tokens;
 mod base;
 mod blobs;
 mod catalog;
@@ -13,4 +15,5 @@ mod management;
 mod manifests;
 mod referrers;
 mod tags;
+mod tls;
 mod uploads;

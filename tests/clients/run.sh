@@ -12,6 +12,9 @@
 #   --only a,b    run only these client groups      --skip a,b   run all but these groups
 #                 groups: skopeo multiarch blobs podman docker ctr oras dxf
 #                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo)
+#   --auth U:P    the registry has access control on and U:P is an administrator: run only the
+#                 auth group (logins with password, personal and deploy tokens; read-only token
+#                 refused push; anonymous pull of a PUBLIC repository, refused pull of PRIVATE)
 #   --keep        keep the temporary work dir (per-check logs are in <work>/logs)
 #   -v            print the log of each failed check
 #   -h, --help    this text
@@ -39,13 +42,15 @@ TMO=${BERTH_TEST_TIMEOUT:-300}
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'; }
 
-REG="" ONLY="" SKIP="" KEEP=0 VERBOSE=0
+REG="" ONLY="" SKIP="" KEEP=0 VERBOSE=0 AUTH=
 while [ $# -gt 0 ]; do
   case $1 in
     --only) [ $# -ge 2 ] || { echo "--only needs a list" >&2; exit 2; }; ONLY=$2; shift 2 ;;
     --skip) [ $# -ge 2 ] || { echo "--skip needs a list" >&2; exit 2; }; SKIP=$2; shift 2 ;;
     --only=*) ONLY=${1#*=}; shift ;;
     --skip=*) SKIP=${1#*=}; shift ;;
+    --auth) [ $# -ge 2 ] || { echo "--auth needs USER:PASSWORD" >&2; exit 2; }; AUTH=$2; shift 2 ;;
+    --auth=*) AUTH=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
     -v|--verbose) VERBOSE=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -59,11 +64,18 @@ case $REG in
   127.*:*|localhost:*|\[::1\]:*) ;;
   *) echo "registry must be a loopback HOST:PORT (127.x.x.x, localhost or [::1]), got '$REG'" >&2; exit 2 ;;
 esac
-ALL_GROUPS="skopeo multiarch blobs podman docker ctr oras dxf"
+ALL_GROUPS="skopeo multiarch blobs podman docker ctr oras dxf auth"
 for g in ${ONLY//,/ } ${SKIP//,/ }; do
   [[ " $ALL_GROUPS " == *" $g "* ]] || { echo "unknown client group '$g' (groups: $ALL_GROUPS)" >&2; exit 2; }
 done
 case $TMO in ''|*[!0-9]*) echo "BERTH_TEST_TIMEOUT must be a number of seconds" >&2; exit 2 ;; esac
+if [ -n "$AUTH" ]; then
+  [[ $AUTH == ?*:?* ]] || { echo "--auth needs USER:PASSWORD" >&2; exit 2; }
+  ONLY=auth SKIP=                       # the other groups push anonymously
+else
+  SKIP=${SKIP:+$SKIP,}auth               # the auth group needs an administrator
+fi
+CURL_AUTH=(); [ -n "$AUTH" ] && CURL_AUTH=(-u "$AUTH")   # the curl verifier reads as admin
 
 # ----------------------------------------------------------------------------- run state
 RUN_ID=r$(date +%s)$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
@@ -135,7 +147,7 @@ blob() { echo "$LAYOUT/blobs/sha256/$(hex "$1")"; }
 # get_manifest REPO REF OUT -> writes the body, fails unless 200
 get_manifest() {
   local code
-  code=$(curl -sS -m "$TMO" -o "$3" -w '%{http_code}' -H "Accept: $ACCEPT" \
+  code=$(curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$3" -w '%{http_code}' -H "Accept: $ACCEPT" \
     "http://$REG/v2/$1/manifests/$2") || { fail "GET manifest $1:$2: curl error"; return; }
   [ "$code" = 200 ] || fail "GET /v2/$1/manifests/$2 -> $code"
 }
@@ -643,6 +655,131 @@ run_ctr() {
   check ctr "pull --all-platforms + push the index to a new repo" c_ctr_all_platforms_push
 }
 
+# ============================================================================= auth (--auth)
+# api METHOD PATH [JSON]: an /api/v1 call as the administrator; body on stdout, fails unless 2xx
+api() {
+  local code data=(); [ $# -ge 3 ] && data=(-H 'content-type: application/json' --data "$3")
+  code=$(curl -sS -m "$TMO" -u "$AUTH" -X "$1" "${data[@]}" -o "$WORK/api.out" -w '%{http_code}' \
+    "http://$REG/api/v1$2") || { fail "$1 /api/v1$2: curl error"; return; }
+  case $code in 2*) cat "$WORK/api.out" ;; *) fail "$1 /api/v1$2 -> $code: $(head -c 200 "$WORK/api.out")" ;; esac
+}
+ANS=${NS%%/*}                           # the namespace of this run's repositories
+A_USER=dev-$RUN_ID A_PW=pw-$RUN_ID-secret
+c_auth_setup() {                        # a developer, their tokens, a deploy token, a PUBLIC repo
+  local code
+  code=$(curl -sS -m "$TMO" -u "$AUTH" -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    --data "{\"name\":\"$ANS\",\"visibility\":\"private\"}" "http://$REG/api/v1/namespaces")
+  [ "$code" = 201 ] || [ "$code" = 409 ] || { fail "create namespace $ANS -> $code"; return; }
+  api POST /users "{\"name\":\"$A_USER\",\"password\":\"$A_PW\"}" >/dev/null || return
+  api PUT "/namespaces/$ANS/members/$A_USER" '{"role":"developer"}' >/dev/null || return
+  api POST "/users/$A_USER/tokens" '{"name":"ci","scopes":["read_registry","write_registry"]}' >"$WORK/pat.json" || return
+  api POST "/users/$A_USER/tokens" '{"name":"ro","scopes":["read_registry"]}' >"$WORK/ro.json" || return
+  api POST "/namespaces/$ANS/deploy-tokens" "{\"name\":\"ci-$RUN_ID\",\"scopes\":[\"read_registry\",\"write_registry\"]}" >"$WORK/deploy.json" || return
+  api PATCH "/repositories/$NS/public" '{"visibility":"public"}' >/dev/null || return
+  A_PAT=$(jq -r .secret "$WORK/pat.json") A_RO=$(jq -r .secret "$WORK/ro.json")
+  A_DEPLOY_USER=$(jq -r .username "$WORK/deploy.json") A_DEPLOY=$(jq -r .secret "$WORK/deploy.json")
+  [[ $A_PAT == berth_* && $A_RO == berth_* && $A_DEPLOY == berth_* ]] || fail "tokens not issued"
+}
+c_auth_skopeo_login() {                 # skopeo login (password) + push + logout
+  echo "$A_PW" | tm skopeo login --tls-verify=false -u "$A_USER" --password-stdin "$REG" || return
+  tm skopeo copy -q "${SKC[@]}" --digestfile "$WORK/as.digest" "oci:$LAYOUT:single" \
+    "docker://$REG/$NS/auth-skopeo:v1" || return
+  tm skopeo logout "$REG" || return
+  same "$(cat "$WORK/as.digest")" "${D[man-single]}" "digestfile" || return
+  same "$(served_digest "$NS/auth-skopeo" v1)" "${D[man-single]}" "served digest"
+}
+c_auth_skopeo_pat() {                   # --creds with a personal access token, push and read back
+  tm skopeo copy -q "${SKC[@]}" --dest-creds "$A_USER:$A_PAT" "oci:$LAYOUT:amd64" \
+    "docker://$REG/$NS/auth-pat:v1" || return
+  tm skopeo inspect "${SK[@]}" --creds "$A_USER:$A_PAT" --raw "docker://$REG/$NS/auth-pat:v1" >"$WORK/ap.raw" || return
+  same "$(sha_file "$WORK/ap.raw")" "${D[man-amd64]}" "manifest read back with the token"
+}
+c_auth_podman_deploy() {                # podman login with a deploy token (CI), pull + push
+  echo "$A_DEPLOY" | tm podman login --tls-verify=false -u "$A_DEPLOY_USER" --password-stdin "$REG" || return
+  tm podman pull -q --tls-verify=false "$REG/$NS/auth-skopeo:v1" >"$WORK/ad.id" || return
+  same "sha256:$(tail -n1 "$WORK/ad.id")" "${D[cfg-single]}" "image id after pull" || return
+  tm podman tag "$REG/$NS/auth-skopeo:v1" "$REG/$NS/auth-deploy:v1" || return
+  tm podman push -q --tls-verify=false --digestfile "$WORK/ad.digest" "$REG/$NS/auth-deploy:v1" || return
+  tm podman logout "$REG" || return
+  same "$(served_digest "$NS/auth-deploy" v1)" "$(cat "$WORK/ad.digest")" "served digest vs digestfile"
+}
+c_auth_buildah_login() {                # buildah login (password) + pull
+  echo "$A_PW" | tm buildah login --tls-verify=false -u "$A_USER" --password-stdin "$REG" || return
+  tm buildah pull -q --tls-verify=false "$REG/$NS/auth-pat:v1" >"$WORK/ab.id" || return
+  tm buildah logout "$REG" || return
+  same "sha256:$(tail -n1 "$WORK/ab.id")" "${D[cfg-amd64]}" "image id after pull"
+}
+c_auth_read_only() {                    # a read-only token pulls, and its push is refused clearly
+  tm skopeo inspect "${SK[@]}" --creds "$A_USER:$A_RO" --raw "docker://$REG/$NS/auth-pat:v1" >/dev/null \
+    || { fail "read-only token could not pull"; return; }
+  if tm skopeo copy -q "${SKC[@]}" --dest-creds "$A_USER:$A_RO" "oci:$LAYOUT:arm64" \
+      "docker://$REG/$NS/auth-ro:v1" >"$WORK/ro.out" 2>&1; then
+    fail "push with a read-only token succeeded"; return; fi
+  cat "$WORK/ro.out"
+  grep -qi 'denied' "$WORK/ro.out" || { fail "no 'denied' in the client's error"; return; }
+  grep -qi 'read-only' "$WORK/ro.out" || fail "the client's error does not say the token is read-only"
+}
+c_auth_public_anonymous() {             # anonymous pull of a PUBLIC repository
+  tm skopeo copy -q "${SKC[@]}" --dest-creds "$AUTH" "oci:$LAYOUT:single" "docker://$REG/$NS/public:v1" || return
+  tm skopeo inspect "${SK[@]}" --no-creds --raw "docker://$REG/$NS/public:v1" >"$WORK/pub.raw" || return
+  same "$(sha_file "$WORK/pub.raw")" "${D[man-single]}" "manifest pulled anonymously" || return
+  tm podman pull -q --tls-verify=false "$REG/$NS/public:v1" >"$WORK/pub.id" || return
+  same "sha256:$(tail -n1 "$WORK/pub.id")" "${D[cfg-single]}" "podman anonymous pull"
+}
+c_auth_private_refused() {              # anonymous and outsider pulls of a PRIVATE repository
+  if tm skopeo inspect "${SK[@]}" --no-creds --raw "docker://$REG/$NS/auth-skopeo:v1" >"$WORK/priv.out" 2>&1; then
+    fail "anonymous pull of a private repository succeeded"; return; fi
+  grep -Eqi 'unauthorized|authentication required|denied|unknown|not found' "$WORK/priv.out" \
+    || { fail "unclear refusal: $(tail -n1 "$WORK/priv.out")"; return; }
+  if tm podman pull -q --tls-verify=false "$REG/$NS/auth-skopeo:v1" >/dev/null 2>&1; then
+    fail "podman pulled a private repository anonymously"; fi
+}
+c_auth_docker() {                       # docker login with password, PAT and deploy token
+  docker_up || return
+  echo "$A_PW" | dk login -u "$A_USER" --password-stdin "$REG" || return
+  dk pull -q "$REG/$NS/auth-skopeo:v1" || return
+  dk tag "$REG/$NS/auth-skopeo:v1" "$REG/$NS/auth-docker:v1" || return
+  dk push "$REG/$NS/auth-docker:v1" >"$WORK/adk.push" || return
+  same "$(served_digest "$NS/auth-docker" v1)" "$(grep -o 'sha256:[0-9a-f]\{64\}' "$WORK/adk.push" | tail -n1)" \
+    "served digest vs docker push" || return
+  echo "$A_PAT" | dk login -u "$A_USER" --password-stdin "$REG" || return
+  dk rmi "$REG/$NS/auth-skopeo:v1" "$REG/$NS/auth-docker:v1" >/dev/null || return
+  dk pull -q "$REG/$NS/auth-docker:v1" || return
+  echo "$A_DEPLOY" | dk login -u "$A_DEPLOY_USER" --password-stdin "$REG" || return
+  dk tag "$REG/$NS/auth-docker:v1" "$REG/$NS/auth-docker:deploy" || return
+  dk push "$REG/$NS/auth-docker:deploy" >/dev/null || return
+  echo "$A_RO" | dk login -u "$A_USER" --password-stdin "$REG" || return
+  dk tag "$REG/$NS/auth-docker:v1" "$REG/$NS/auth-docker-ro:v1" || return
+  if dk push "$REG/$NS/auth-docker-ro:v1" >"$WORK/adk.ro" 2>&1; then
+    fail "docker push with a read-only token succeeded"; return; fi
+  cat "$WORK/adk.ro"
+  grep -qi 'denied' "$WORK/adk.ro" || fail "docker's error does not say denied"
+  dk logout "$REG" >/dev/null
+}
+c_auth_oras() {
+  local py=$VENV/bin/python
+  [ -x "$py" ] || { fail "no venv at $VENV"; return; }
+  tm "$py" "$HERE/py_auth.py" --registry "$REG" --repo "$NS/auth-oras" --user "$A_USER" \
+    --password "$A_PW" --read-only-token "$A_RO" --workdir "$WORK/py-auth" >"$WORK/py-auth.out" || true
+  cat "$WORK/py-auth.out"
+  grep -q '^ok - ' "$WORK/py-auth.out" || { fail "oras-py ran no check"; return; }
+  ! grep -q '^not ok' "$WORK/py-auth.out" || fail "$(grep '^not ok' "$WORK/py-auth.out" | head -n1)"
+}
+run_auth() {
+  check auth "setup: user, personal tokens, deploy token, a PUBLIC repository (api/v1)" c_auth_setup
+  have skopeo && check skopeo "login with password, push, logout" c_auth_skopeo_login
+  have skopeo && check skopeo "--creds with a personal access token: push, inspect" c_auth_skopeo_pat
+  have podman && check podman "login with a deploy token (--password-stdin): pull, push" c_auth_podman_deploy
+  have buildah && check buildah "login with password, pull" c_auth_buildah_login
+  have skopeo && check skopeo "read-only token pulls; its push is refused (denied, read-only)" c_auth_read_only
+  have skopeo && check skopeo "anonymous pull of a PUBLIC repository (and podman)" c_auth_public_anonymous
+  have skopeo && check skopeo "anonymous pull of a PRIVATE repository refused" c_auth_private_refused
+  if have docker; then
+    check docker "login with password, PAT, deploy token; read-only push denied" c_auth_docker
+  else cannot docker "auth" "docker not installed"; fi
+  check oras-py "login, push, pull; read-only token refused" c_auth_oras
+}
+
 # ============================================================================= python clients
 run_python() {                          # run_python oras,dxf  (py_clients.py prints ok/not ok)
   local groups=$1 py=$VENV/bin/python
@@ -671,7 +808,13 @@ run_python() {                          # run_python oras,dxf  (py_clients.py pr
 # ============================================================================= setup
 c_registry_up() {
   local code; code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "http://$REG/v2/") || { fail "no answer from http://$REG/v2/"; return; }
-  same "$code" 200 "GET /v2/"
+  if [ -n "$AUTH" ]; then
+    same "$code" 401 "GET /v2/ without credentials" || return
+    code=$(curl -sS -m 10 -u "$AUTH" -o /dev/null -w '%{http_code}' "http://$REG/v2/")
+    same "$code" 200 "GET /v2/ as the administrator"
+  else
+    same "$code" 200 "GET /v2/"
+  fi
 }
 c_tools() { local t; for t in curl jq tar gzip sha256sum timeout; do have "$t" || fail "$t not installed"; done; }
 client_versions() {                     # one comment line, so results files say what was run
@@ -721,6 +864,7 @@ want blobs && run_blobs
 want podman && run_podman
 want docker && run_docker
 want ctr && run_ctr
+want auth && run_auth
 py_groups=
 want oras && py_groups+=oras,
 want dxf && py_groups+=dxf,

@@ -5,6 +5,8 @@
 //! port probing and no sleeping. Dropping a [`TestServer`] cancels it; [`TestServer::stop`]
 //! also waits until it has flushed what it holds (pull statistics) and closed its index.
 
+pub mod auth;
+
 use std::path::PathBuf;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, header::HeaderMap};

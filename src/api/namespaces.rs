@@ -1,0 +1,181 @@
+//! `/api/v1/namespaces` (visibility, members, deploy tokens), repository visibility, and the
+//! audit log.
+
+use axum::{
+    Json, Router,
+    extract::Path,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, patch, post, put},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Paging, paged};
+use crate::{
+    auth::{Role, TokenRequest, Visibility},
+    http::AppState,
+    oci::RepoName,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/namespaces", post(create))
+        .route("/namespaces/{ns}/visibility", put(visibility))
+        .route("/namespaces/{ns}/members", get(members))
+        .route(
+            "/namespaces/{ns}/members/{user}",
+            put(set_member).delete(remove_member),
+        )
+        .route(
+            "/namespaces/{ns}/deploy-tokens",
+            get(deploy_tokens).post(create_deploy_token),
+        )
+        .route("/repositories/{*name}", patch(repository))
+        .route("/audit", get(audit))
+}
+
+fn parse_visibility(s: &str) -> ApiResult<Visibility> {
+    Visibility::parse(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown visibility {s:?}: public, internal or private"
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNamespace {
+    name: String,
+    visibility: Option<String>,
+    owner: Option<String>,
+}
+
+async fn create(caller: Caller, ApiJson(ns): ApiJson<NewNamespace>) -> ApiResult<Response> {
+    let visibility = ns.visibility.as_deref().map(parse_visibility).transpose()?;
+    caller
+        .auth()
+        .create_namespace(&caller.identity, &ns.name, visibility, ns.owner.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": ns.name }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VisibilityBody {
+    visibility: String,
+}
+
+async fn visibility(
+    caller: Caller,
+    Path(ns): Path<String>,
+    ApiJson(body): ApiJson<VisibilityBody>,
+) -> ApiResult<StatusCode> {
+    let visibility = parse_visibility(&body.visibility)?;
+    caller
+        .auth()
+        .set_namespace_visibility(&caller.identity, &ns, visibility)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn members(caller: Caller, Path(ns): Path<String>) -> ApiResult<Response> {
+    let rows = caller.auth().list_members(&caller.identity, &ns).await?;
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|m| {
+            let role = Role::from_level(m.role)
+                .map(|r| format!("{r:?}").to_lowercase())
+                .unwrap_or_default();
+            json!({ "user": m.user, "role": role })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+async fn set_member(
+    caller: Caller,
+    Path((ns, user)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> ApiResult<StatusCode> {
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown role {:?}: guest, reporter, developer, maintainer or owner",
+            body.role
+        ))
+    })?;
+    caller
+        .auth()
+        .set_member(&caller.identity, &ns, &user, role)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_member(
+    caller: Caller,
+    Path((ns, user)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller
+        .auth()
+        .remove_member(&caller.identity, &ns, &user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn deploy_tokens(caller: Caller, Path(ns): Path<String>) -> ApiResult<Response> {
+    let rows = caller
+        .auth()
+        .list_deploy_tokens(&caller.identity, &ns)
+        .await?;
+    Ok(Json(json!({ "items": rows })).into_response())
+}
+
+async fn create_deploy_token(
+    caller: Caller,
+    Path(ns): Path<String>,
+    ApiJson(request): ApiJson<TokenRequest>,
+) -> ApiResult<Response> {
+    let created = caller
+        .auth()
+        .create_deploy_token(&caller.identity, &ns, &request)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn repository(
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<VisibilityBody>,
+) -> ApiResult<StatusCode> {
+    let repo: RepoName = name
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("repository {name:?}: {e}")))?;
+    let visibility = parse_visibility(&body.visibility)?;
+    caller
+        .auth()
+        .set_repository_visibility(&caller.identity, &repo, visibility)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit log, newest first (administrators).
+async fn audit(caller: Caller, ApiQuery(paging): ApiQuery<Paging>) -> ApiResult<Response> {
+    let limit = paging.limit()?;
+    let before = match paging.cursor() {
+        "" => 0,
+        c => c
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request("cursor: not one this listing gave"))?,
+    };
+    let rows = caller
+        .auth()
+        .audit_entries(&caller.identity, before, limit + 1)
+        .await?;
+    Ok(paged(rows, limit, "/api/v1/audit", |r| r.id.to_string()))
+}
