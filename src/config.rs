@@ -23,6 +23,48 @@ pub struct Config {
     pub storage_url: Option<String>,
     pub limits: Limits,
     pub durability: Durability,
+    pub gc: GcConfig,
+}
+
+/// Garbage collection and cleanup policies (README, "Storage lifecycle").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Review repositories after the events that can leave garbage (blob upload, manifest
+    /// delete, tag delete, tag moved), and run queued jobs, on this replica.
+    pub continuous: bool,
+    /// Seconds after such an event before its repository is reviewed.
+    pub review_delay_secs: u64,
+    /// Content written (blobs, links, manifests, store objects) more recently than this is
+    /// never collected: a push in flight has this long to reference what it uploaded.
+    pub grace_secs: u64,
+    /// Collect manifests without tags (never the child of an index or a referrer of a subject
+    /// the repository holds, never within the grace period).
+    pub untagged: bool,
+    /// Upload sessions idle for this long are abandoned and their staged bytes deleted.
+    pub upload_timeout_secs: u64,
+    /// Seconds between full collections (mark and sweep, orphans); 0: only on demand.
+    pub schedule_secs: u64,
+    /// How often the workers look for due jobs.
+    pub poll_millis: u64,
+    /// How long a job (or a claim of a blob by the collector, or a writer's fence) is held
+    /// before another replica may assume its holder died.
+    pub lease_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            continuous: true,
+            review_delay_secs: 3600,
+            grace_secs: 3600,
+            untagged: false,
+            upload_timeout_secs: 24 * 3600,
+            schedule_secs: 24 * 3600,
+            poll_millis: 1000,
+            lease_secs: 600,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -61,6 +103,7 @@ impl Default for Config {
             storage_url: None,
             limits: Limits::default(),
             durability: Durability::default(),
+            gc: GcConfig::default(),
         }
     }
 }

@@ -44,6 +44,11 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Refused by a rule of the repository (an immutable or protected tag): the spec's
+    /// DENIED, 403. Not MANIFEST_INVALID: the manifest is fine, and pushing it under another
+    /// tag succeeds; clients print the message of any error code.
+    #[error("{0}")]
+    Denied(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -81,6 +86,7 @@ impl Error {
             // Not spec codes: a server fault is no client's mistake to name. UNAVAILABLE is
             // the code Distribution uses with 503.
             Error::Unavailable { .. } => "UNAVAILABLE",
+            Error::Denied(_) => "DENIED",
             Error::Internal(_) => "UNKNOWN",
         }
     }
@@ -97,6 +103,7 @@ impl Error {
             }
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Denied(_) => StatusCode::FORBIDDEN,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::BlobUploadInvalid(_)

@@ -5,6 +5,8 @@
 //! - listings page by cursor: `?limit=&cursor=` in, `next` in the body and a `Link` header out
 //!   ([`Paging`], [`paged`]).
 
+mod gc;
+mod policies;
 mod repositories;
 
 use axum::{
@@ -22,6 +24,8 @@ use crate::{error::Error, http::AppState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(repositories::routes())
+        .merge(gc::routes())
+        .merge(policies::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
 }
 
@@ -104,6 +108,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .await
             .map(|j| ApiJson(j.0))
             .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))
+    }
+}
+
+/// A JSON body that may be left out: an empty body is `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
