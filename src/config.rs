@@ -35,7 +35,7 @@ pub struct GcConfig {
     pub continuous: bool,
     /// Seconds after such an event before its repository is reviewed.
     pub review_delay_secs: u64,
-    /// Content written (blobs, links, manifests, store objects) more recently than this is
+    /// Content written (blobs, links, manifests, store objects) less than this long ago is
     /// never collected: a push in flight has this long to reference what it uploaded.
     pub grace_secs: u64,
     /// Collect manifests without tags (never the child of an index or a referrer of a subject

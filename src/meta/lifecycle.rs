@@ -140,6 +140,8 @@ pub struct TagFacts {
     pub updated_at: i64,
     /// When the manifest the tag points at was first pushed (ECR's image push time).
     pub manifest_pushed_at: i64,
+    /// The manifest's id: its order of arrival, which breaks ties between equal times.
+    pub manifest_id: i64,
     pub last_pulled_at: Option<i64>,
 }
 
@@ -147,6 +149,7 @@ pub struct TagFacts {
 #[derive(Debug, Clone)]
 pub struct UntaggedFacts {
     pub digest: String,
+    pub manifest_id: i64,
     pub pushed_at: i64,
     pub last_pulled_at: Option<i64>,
 }
@@ -160,7 +163,7 @@ fn placeholders(start: usize, n: usize) -> String {
 }
 
 /// The conditions under which manifest `m` is collectible as untagged (binds: `$1` cutoff).
-const UNTAGGED_COLLECTIBLE: &str = "m.pushed_at < $1 \
+const UNTAGGED_COLLECTIBLE: &str = "m.pushed_at <= $1 \
     AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) \
     AND NOT EXISTS (SELECT 1 FROM manifest_references mr JOIN manifests p ON p.id = mr.manifest_id \
         WHERE mr.digest = m.digest AND mr.kind = 'manifest' AND p.repository_id = m.repository_id) \
@@ -417,7 +420,7 @@ impl Meta {
     ) -> Result<Vec<StaleUpload>> {
         let rows = sqlx::query(
             "SELECT u.id, r.name, u.size FROM uploads u JOIN repositories r ON r.id = u.repository_id \
-             WHERE u.updated_at < $1 AND u.id > $2 ORDER BY u.id LIMIT $3",
+             WHERE u.updated_at <= $1 AND u.id > $2 ORDER BY u.id LIMIT $3",
         )
         .bind(cutoff)
         .bind(after)
@@ -442,7 +445,7 @@ impl Meta {
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1 AND updated_at < $2")
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1 AND updated_at <= $2")
             .bind(id)
             .bind(cutoff)
             .execute(&mut *tx)
@@ -538,7 +541,7 @@ impl Meta {
             "SELECT repository_blobs.repository_id, r.name, repository_blobs.digest, b.size \
              FROM repository_blobs JOIN repositories r ON r.id = repository_blobs.repository_id \
              JOIN blobs b ON b.digest = repository_blobs.digest \
-             WHERE repository_blobs.linked_at < $1 AND ($2 < 0 OR repository_blobs.repository_id = $2) \
+             WHERE repository_blobs.linked_at <= $1 AND ($2 < 0 OR repository_blobs.repository_id = $2) \
              AND (repository_blobs.repository_id > $3 \
                   OR (repository_blobs.repository_id = $3 AND repository_blobs.digest > $4)) \
              AND NOT {LINK_NEEDED} \
@@ -577,7 +580,7 @@ impl Meta {
         let mut tx = self.writer.begin().await?;
         lock_repository_id(&mut tx, repository_id).await?;
         let sql = format!(
-            "DELETE FROM repository_blobs WHERE repository_id = $1 AND linked_at < $2 \
+            "DELETE FROM repository_blobs WHERE repository_id = $1 AND linked_at <= $2 \
              AND digest IN ({}) AND NOT {LINK_NEEDED} RETURNING digest",
             placeholders(3, digests.len())
         );
@@ -596,7 +599,7 @@ impl Meta {
             "SELECT r.name, COUNT(*), COALESCE(SUM(b.size), 0) FROM repository_blobs \
              JOIN repositories r ON r.id = repository_blobs.repository_id \
              JOIN blobs b ON b.digest = repository_blobs.digest \
-             WHERE repository_blobs.linked_at < $1 AND NOT {LINK_NEEDED} \
+             WHERE repository_blobs.linked_at <= $1 AND NOT {LINK_NEEDED} \
              GROUP BY r.name ORDER BY r.name"
         );
         let rows = sqlx::query(&sql)
@@ -623,7 +626,7 @@ impl Meta {
         n: i64,
     ) -> Result<Vec<(String, i64)>> {
         self.blob_page(
-            "SELECT digest, size FROM blobs b WHERE created_at < $1 AND digest > $2 \
+            "SELECT digest, size FROM blobs b WHERE created_at <= $1 AND digest > $2 \
              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) \
              ORDER BY digest LIMIT $3",
             (cutoff, after, n),
@@ -654,9 +657,9 @@ impl Meta {
         n: i64,
     ) -> Result<Vec<(String, i64)>> {
         let sql = format!(
-            "SELECT b.digest, b.size FROM blobs b WHERE b.created_at < $1 AND b.digest > $2 \
+            "SELECT b.digest, b.size FROM blobs b WHERE b.created_at <= $1 AND b.digest > $2 \
              AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_blobs.digest = b.digest \
-                 AND (repository_blobs.linked_at >= $1 OR {LINK_NEEDED})) \
+                 AND (repository_blobs.linked_at > $1 OR {LINK_NEEDED})) \
              ORDER BY b.digest LIMIT $3"
         );
         self.blob_page(&sql, (cutoff, after, n)).await
@@ -700,7 +703,7 @@ impl Meta {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "DELETE FROM blobs WHERE created_at < $1 AND digest IN ({}) \
+            "DELETE FROM blobs WHERE created_at <= $1 AND digest IN ({}) \
              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest) \
              RETURNING digest, size",
             placeholders(2, claimed.len())
@@ -815,7 +818,7 @@ impl Meta {
     /// Claims older than `cutoff`: their collector stopped between the row and the object.
     pub async fn stale_blob_claims(&self, cutoff: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT digest FROM blob_fences WHERE deleting = 1 AND updated_at < $1 LIMIT 10000",
+            "SELECT digest FROM blob_fences WHERE deleting = 1 AND updated_at <= $1 LIMIT 10000",
         )
         .bind(cutoff)
         .fetch_all(&self.writer)
@@ -825,7 +828,7 @@ impl Meta {
 
     /// Forgets writers counted in before `cutoff` and never out (their process died).
     pub async fn reset_stale_writers(&self, cutoff: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM blob_fences WHERE deleting = 0 AND updated_at < $1")
+        let done = sqlx::query("DELETE FROM blob_fences WHERE deleting = 0 AND updated_at <= $1")
             .bind(cutoff)
             .execute(&self.writer)
             .await?;
@@ -977,7 +980,7 @@ impl Meta {
     /// Every tag of `repo` with its manifest and times.
     pub async fn tag_facts(&self, repo: &RepoName) -> Result<Vec<TagFacts>> {
         let rows = sqlx::query(
-            "SELECT t.name, m.digest, t.pushed_at, t.updated_at, m.pushed_at, t.last_pulled_at \
+            "SELECT t.name, m.digest, t.pushed_at, t.updated_at, m.pushed_at, t.last_pulled_at, m.id \
              FROM tags t \
              JOIN manifests m ON m.id = t.manifest_id JOIN repositories r ON r.id = t.repository_id \
              WHERE r.name = $1 ORDER BY t.name",
@@ -994,6 +997,7 @@ impl Meta {
                 updated_at: r.get(3),
                 manifest_pushed_at: r.get(4),
                 last_pulled_at: r.get(5),
+                manifest_id: r.get(6),
             })
             .collect())
     }
@@ -1001,7 +1005,7 @@ impl Meta {
     /// Manifests of `repo` without tags that are no child of an index of the repository.
     pub async fn untagged_facts(&self, repo: &RepoName) -> Result<Vec<UntaggedFacts>> {
         let rows = sqlx::query(
-            "SELECT m.digest, m.pushed_at, m.last_pulled_at FROM manifests m \
+            "SELECT m.digest, m.pushed_at, m.last_pulled_at, m.id FROM manifests m \
              JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 \
              AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) \
              AND NOT EXISTS (SELECT 1 FROM manifest_references mr JOIN manifests p ON p.id = mr.manifest_id \
@@ -1017,6 +1021,7 @@ impl Meta {
                 digest: r.get(0),
                 pushed_at: r.get(1),
                 last_pulled_at: r.get(2),
+                manifest_id: r.get(3),
             })
             .collect())
     }

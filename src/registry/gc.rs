@@ -526,7 +526,7 @@ impl Registry {
             seen += chunk.len() as u64;
             let old: Vec<(String, u64)> = chunk
                 .into_iter()
-                .filter(|o| o.modified < cutoff)
+                .filter(|o| o.modified <= cutoff)
                 .filter_map(|o| Blobs::digest_of_key(&o.key).map(|d| (d.to_string(), o.size)))
                 .collect();
             let digests: Vec<String> = old.iter().map(|(d, _)| d.clone()).collect();
@@ -578,7 +578,7 @@ impl Registry {
         let mut parts = self.blobs.list("uploads/").try_chunks(BATCH as usize);
         while let Some(chunk) = parts.next().await {
             let chunk = chunk.map_err(|e| e.1)?;
-            let old: Vec<_> = chunk.into_iter().filter(|o| o.modified < cutoff).collect();
+            let old: Vec<_> = chunk.into_iter().filter(|o| o.modified <= cutoff).collect();
             let sessions: Vec<String> = old
                 .iter()
                 .filter_map(|o| Blobs::session_of_key(&o.key).map(str::to_owned))

@@ -328,15 +328,13 @@ pub fn evaluate(
     // GitLab: candidates are the tags name_regex selects, most recent first; keep_n of them
     // stay, then older_than spares the young ones.
     if let Some(name_regex) = &rules.name_regex {
+        // As GitLab: keep-regex matches leave the candidates before keep_n counts.
         let mut candidates: Vec<&TagFacts> = tags
             .iter()
-            .filter(|t| name_regex.is_match(&t.name))
+            .filter(|t| name_regex.is_match(&t.name) && !kept.contains(t.name.as_str()))
             .collect();
-        candidates.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.name.cmp(&b.name)));
+        candidates.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.manifest_id)));
         for (rank, t) in candidates.into_iter().enumerate() {
-            if kept.contains(t.name.as_str()) {
-                continue;
-            }
             if rules.keep_n.is_some_and(|n| rank < n) {
                 continue;
             }
@@ -359,6 +357,7 @@ pub fn evaluate(
         let image = images.entry(&t.digest).or_insert_with(|| Image {
             tags: Vec::new(),
             pushed_at: t.manifest_pushed_at,
+            order: t.manifest_id,
         });
         image.tags.push(&t.name);
     }
@@ -366,6 +365,7 @@ pub fn evaluate(
         images.entry(&u.digest).or_insert(Image {
             tags: Vec::new(),
             pushed_at: u.pushed_at,
+            order: u.manifest_id,
         });
     }
     let mut decided: HashSet<&str> = HashSet::new();
@@ -377,7 +377,7 @@ pub fn evaluate(
             .map(|(d, i)| (*d, i))
             .collect();
         decided.extend(selected.iter().map(|(d, _)| *d));
-        selected.sort_by(|a, b| b.1.pushed_at.cmp(&a.1.pushed_at).then(a.0.cmp(b.0)));
+        selected.sort_by_key(|(_, i)| std::cmp::Reverse((i.pushed_at, i.order)));
         for (rank, (digest, image)) in selected.into_iter().enumerate() {
             let expire = match rule.count_type {
                 CountType::ImageCountMoreThan => rank as u64 >= rule.count,
@@ -469,6 +469,8 @@ fn strip_anchors(s: &str) -> String {
 struct Image<'t> {
     tags: Vec<&'t str>,
     pushed_at: i64,
+    /// Order of arrival (manifest id): breaks ties between equal push times.
+    order: i64,
 }
 
 impl CompiledEcrRule {
@@ -503,7 +505,6 @@ impl CompiledEcrRule {
 
 /// A policy as the API takes it: which repositories, when, and the rules.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// One repository, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -845,6 +846,7 @@ mod tests {
             pushed_at: NOW - age * DAY,
             updated_at: NOW - age * DAY,
             manifest_pushed_at: NOW - age * DAY,
+            manifest_id: 1_000 - age,
             last_pulled_at: pulled.map(|p| NOW - p * DAY),
         }
     }
@@ -951,6 +953,7 @@ mod tests {
     fn untagged(digest: &str, age: i64) -> UntaggedFacts {
         UntaggedFacts {
             digest: digest.into(),
+            manifest_id: 1_000 - age,
             pushed_at: NOW - age * DAY,
             last_pulled_at: None,
         }

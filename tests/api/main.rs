@@ -9,6 +9,7 @@ mod blobs;
 mod catalog;
 mod errors;
 mod isolation;
+mod lifecycle;
 mod management;
 mod manifests;
 mod referrers;
