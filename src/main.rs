@@ -39,6 +39,9 @@ struct GcArgs {
     /// Print every item (what, where, bytes, why), not only the counts.
     #[arg(long)]
     verbose: bool,
+    /// Grace period for this run instead of the configured `gc.grace_secs`.
+    #[arg(long, value_name = "SECONDS")]
+    grace_secs: Option<u64>,
     #[command(subcommand)]
     action: Option<GcAction>,
 }
@@ -213,7 +216,10 @@ async fn gc_command(registry: &berth::registry::Registry, args: &GcArgs) -> anyh
             );
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             let progress = |phase: &str, n: u64| bar.set_message(format!("{phase}: {n} checked"));
-            let options = registry.gc_options(args.dry_run);
+            let mut options = registry.gc_options(args.dry_run);
+            if let Some(grace) = args.grace_secs {
+                options.grace_secs = grace;
+            }
             let run = registry.run_gc("cli", options, &progress).await?;
             bar.finish_and_clear();
             if args.verbose

@@ -48,6 +48,9 @@ struct NewRun {
     dry_run: bool,
     /// Run in this request and answer with the finished run (else queue it: 202).
     wait: bool,
+    /// Overrides `gc.grace_secs` for this run (with `wait`): after pushes have stopped, 0
+    /// collects everything unreferenced at once.
+    grace_secs: Option<u64>,
 }
 
 async fn create(
@@ -55,9 +58,17 @@ async fn create(
     OptionalJson(request): OptionalJson<NewRun>,
 ) -> ApiResult<Response> {
     if request.wait {
-        let options = app.registry.gc_options(request.dry_run);
+        let mut options = app.registry.gc_options(request.dry_run);
+        if let Some(grace) = request.grace_secs {
+            options.grace_secs = grace;
+        }
         let run = app.registry.run_gc("api", options, &|_, _| {}).await?;
         return Ok((StatusCode::CREATED, Json(run)).into_response());
+    }
+    if request.grace_secs.is_some() {
+        return Err(ApiError::bad_request(
+            "grace_secs: only with wait (a queued run uses the configured grace period)",
+        ));
     }
     let run = app.registry.queue_gc("api", request.dry_run).await?;
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())

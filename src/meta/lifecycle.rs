@@ -440,7 +440,7 @@ impl Meta {
     /// Ends session `id` if it is still idle since before `cutoff`; returns its part keys
     /// (the caller deletes the objects), or `None` when it was written to meanwhile or is gone.
     pub async fn delete_stale_upload(&self, id: &str, cutoff: i64) -> Result<Option<Vec<String>>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let parts = sqlx::query("SELECT object_key FROM upload_parts WHERE upload_id = $1")
             .bind(id)
             .fetch_all(&mut *tx)
@@ -506,7 +506,7 @@ impl Meta {
         candidate: &ManifestCandidate,
         cutoff: i64,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         lock_repository_id(&mut tx, candidate.repository_id).await?;
         let sql = format!(
             "DELETE FROM manifests WHERE id IN (SELECT m.id FROM manifests m \
@@ -577,7 +577,7 @@ impl Meta {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         lock_repository_id(&mut tx, repository_id).await?;
         let sql = format!(
             "DELETE FROM repository_blobs WHERE repository_id = $1 AND linked_at <= $2 \
@@ -679,7 +679,7 @@ impl Meta {
             return Ok(Vec::new());
         }
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let values: Vec<String> = (0..digests.len())
             .map(|i| format!("(${}, 0, 1, $1)", i + 2))
             .collect();
@@ -746,7 +746,7 @@ impl Meta {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let values: Vec<String> = (0..digests.len())
             .map(|i| format!("(${}, 0, 1, $1)", i + 2))
             .collect();
@@ -852,7 +852,7 @@ impl Meta {
 
     /// Counts a writer out of `digest` without recording a blob (its write failed).
     pub async fn end_blob_write(&self, digest: &Digest) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         release_write_fence(&mut tx, digest).await?;
         tx.commit().await?;
         Ok(())
@@ -892,7 +892,7 @@ impl Meta {
     /// keys of its sessions (the caller deletes the objects), or `None` if there was no such
     /// repository. Blobs only it linked are left unlinked, and a review of blobs is queued.
     pub async fn delete_repository(&self, repo: &RepoName) -> Result<Option<Vec<String>>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(None);
         };
@@ -1028,7 +1028,7 @@ impl Meta {
 
     /// Deletes tag `tag` of `repo` if it still points at `digest` (a policy decided on that).
     pub async fn delete_tag_if_at(&self, repo: &RepoName, tag: &str, digest: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };

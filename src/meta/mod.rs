@@ -248,6 +248,18 @@ impl Meta {
         Ok(())
     }
 
+    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a transaction that reads first and writes later would otherwise fail with "database
+    /// is locked" when another process (`berth gc`, a second server) committed meanwhile,
+    /// instead of waiting its turn.
+    async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        if self.postgres {
+            self.writer.begin().await
+        } else {
+            self.writer.begin_with("BEGIN IMMEDIATE").await
+        }
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -343,7 +355,7 @@ impl Meta {
     /// writer's fence on it.
     pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let repository_id = ensure_repository(&mut tx, repo).await?;
         insert_blob(&mut *tx, digest, size, now).await?;
         insert_link(&mut *tx, repository_id, digest, now).await?;
@@ -358,7 +370,7 @@ impl Meta {
     /// so the client must upload them again.
     pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let repository_id = ensure_repository(&mut tx, repo).await?;
         let linked = sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, linked_at) \
@@ -410,7 +422,7 @@ impl Meta {
             .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = self.write_tx().await?;
             ensure_repository(&mut tx, repo).await?;
             sqlx::query(insert)
                 .bind(id)
@@ -454,7 +466,7 @@ impl Meta {
         size: u64,
         key: &str,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE uploads SET size = size + $3, updated_at = $4 WHERE id = $1 AND size = $2",
         )
@@ -518,7 +530,7 @@ impl Meta {
         size: u64,
     ) -> Result<bool> {
         let now = now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let ended = sqlx::query(
             "DELETE FROM uploads WHERE id = $1 \
              AND repository_id = (SELECT id FROM repositories WHERE name = $2) RETURNING repository_id",
@@ -595,7 +607,7 @@ impl Meta {
         tag: Option<&Tag>,
         tag_may_move: bool,
     ) -> Result<(), PutManifestError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let repository_id = ensure_repository(&mut tx, repo).await?;
         let now = now();
         sqlx::query(
@@ -727,7 +739,7 @@ impl Meta {
             return Ok(Repushed::NotThere);
         };
         if let Some(tag) = tag {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = self.write_tx().await?;
             let written = sqlx::query(
                 "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
                  SELECT m.repository_id, $2, m.id, $3, $3 FROM manifests m WHERE m.id = $1 \
@@ -790,7 +802,7 @@ impl Meta {
     /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, and
     /// queues the repository for review when it deleted something.
     async fn delete_in_repository(&self, repo: &RepoName, delete: &str, key: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };

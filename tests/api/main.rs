@@ -8,6 +8,7 @@ mod base;
 mod blobs;
 mod catalog;
 mod errors;
+mod gc_concurrency;
 mod isolation;
 mod lifecycle;
 mod management;

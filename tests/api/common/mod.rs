@@ -153,6 +153,8 @@ impl TestServer {
     /// The domain over the same index and store, as another replica (or `berth gc`) sees it:
     /// for tests that drive workers or pass what HTTP cannot yet (a caller's role).
     pub async fn replica(&self) -> berth::registry::Registry {
+        // Once the server answers, it has migrated the index: two migrators never race.
+        assert_eq!(self.get("/v2/").await.status(), StatusCode::OK);
         berth::registry::Registry::open(&self.config)
             .await
             .expect("a second replica opens")
