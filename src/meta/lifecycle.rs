@@ -372,16 +372,17 @@ impl Meta {
         Ok(())
     }
 
-    /// Runs still marked running that started before `before`: their process died. They are
+    /// Runs (but `except`) still marked running that started by `before`: their process died. They are
     /// recorded as failed (interrupted); what they left is collected by the next run.
-    pub async fn fail_interrupted_gc_runs(&self, before: i64) -> Result<u64> {
+    pub async fn fail_interrupted_gc_runs(&self, before: i64, except: i64) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE gc_runs SET state = 'failed', finished_at = $2, \
              report = '{\"error\":\"interrupted: the process running it stopped\"}' \
-             WHERE state = 'running' AND started_at < $1",
+             WHERE state = 'running' AND started_at <= $1 AND id <> $3",
         )
         .bind(before)
         .bind(now())
+        .bind(except)
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())

@@ -139,6 +139,8 @@ impl Registry {
         options: GcOptions,
         progress: Progress<'_>,
     ) -> Result<GcRunRecord> {
+        let lease_start = now() - options.lease_secs as i64;
+        self.meta.fail_interrupted_gc_runs(lease_start, id).await?;
         let outcome = self.collect_garbage(options, progress).await;
         let (report, failed) = match outcome {
             Ok(report) => (report, false),
@@ -198,9 +200,6 @@ impl Registry {
         let now = now();
         let cutoff = now - options.grace_secs as i64;
         if !options.dry_run {
-            self.meta
-                .fail_interrupted_gc_runs(now - options.lease_secs as i64)
-                .await?;
             self.finish_stale_claims(now - options.lease_secs as i64, &mut report)
                 .await?;
         }
