@@ -597,7 +597,7 @@ impl Meta {
     /// Bytes per repository in links made before `cutoff` that no manifest needs.
     pub async fn estimate(&self, cutoff: i64) -> Result<Vec<RepositoryEstimate>> {
         let sql = format!(
-            "SELECT r.name, COUNT(*), COALESCE(SUM(b.size), 0) FROM repository_blobs \
+            "SELECT r.name, COUNT(*), CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs \
              JOIN repositories r ON r.id = repository_blobs.repository_id \
              JOIN blobs b ON b.digest = repository_blobs.digest \
              WHERE repository_blobs.linked_at <= $1 AND NOT {LINK_NEEDED} \

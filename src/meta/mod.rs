@@ -297,7 +297,7 @@ impl Meta {
              r.last_pull_at, \
              (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
              (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id), \
-             (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
+             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
               JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
              FROM repositories r WHERE r.name > $1 ORDER BY r.name LIMIT $2",
         )
