@@ -6,7 +6,8 @@
 //!   leaves a referenced blob without bytes;
 //! - the killed run is recorded as failed (interrupted), the next run finishes the job (the
 //!   claims the killed collector held are completed), and afterwards nothing unreferenced and
-//!   no orphan object is left: the store holds exactly the blobs of the tagged images.
+//!   no orphan object is left: the store holds exactly the blobs of the tagged images;
+//! - `berth gc history` and `berth gc --dry-run`, run beside the server, agree.
 
 mod support;
 
@@ -241,5 +242,39 @@ async fn kill9_during_gc_loses_nothing_and_the_next_run_finishes() {
         "exactly the kept blobs are stored"
     );
     assert!(garbage.iter().all(|d| !object(&data_dir, d).exists()));
+
+    // The CLI, beside the running server, on the same index: the history shows the killed
+    // run as failed, and a dry run finds nothing.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("gc")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("BERTH_DATABASE_URL")
+            .env_remove("BERTH_STORAGE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let history = cli(&["history"]);
+    let killed_line = history
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&killed["id"].to_string()))
+        .unwrap_or_else(|| panic!("no line for run {}: {history}", killed["id"]));
+    assert!(killed_line.contains("failed"), "{killed_line}");
+    let dry = cli(&["--dry-run"]);
+    assert!(
+        dry.contains("would delete: 0 manifests, 0 links, 0 blobs"),
+        "{dry}"
+    );
+    assert!(dry.contains(" 0 bytes reclaimable"), "{dry}");
     drop(server);
 }

@@ -7,7 +7,7 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::{Path, Request, State},
+    extract::{FromRequest, FromRequestParts, Path, Request, State},
     http::{Method, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
@@ -89,11 +89,7 @@ async fn one(
         }
         (Some("tags"), Method::DELETE) => {
             let (mut parts, _) = request.into_parts();
-            let ApiQuery(f) =
-                <ApiQuery<TagFilters> as axum::extract::FromRequestParts<_>>::from_request_parts(
-                    &mut parts, &app,
-                )
-                .await?;
+            let ApiQuery(f) = ApiQuery::<TagFilters>::from_request_parts(&mut parts, &app).await?;
             let rules = PolicyRules {
                 name_regex: f.name_regex_delete,
                 name_regex_keep: f.name_regex_keep,
@@ -118,5 +114,3 @@ async fn one(
         ))),
     }
 }
-
-use axum::extract::FromRequest;

@@ -31,7 +31,6 @@ pub const JOB_REVIEW_REPOSITORY: &str = "review_repository";
 pub const JOB_REVIEW_BLOBS: &str = "review_blobs";
 pub const JOB_GC_RUN: &str = "gc_run";
 pub const JOB_GC_SCHEDULE: &str = "gc_schedule";
-pub const JOB_POLICY_RUN: &str = "policy_run";
 
 /// What a garbage collection removed (or, in a dry run, would remove).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -304,15 +303,6 @@ impl Meta {
                 .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected())
-    }
-
-    /// Jobs of `kind` still queued (due or not).
-    pub async fn queued_jobs(&self, kind: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND kind = $1")
-            .bind(kind)
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(row.get(0))
     }
 
     // ---------------------------------------------------------------- gc runs

@@ -217,7 +217,7 @@ impl Registry {
         if options.dry_run {
             self.mark(cutoff, &mut report, progress).await?;
         } else {
-            self.collect_links(cutoff, None, &mut report, progress)
+            self.collect_links(cutoff, None, false, &mut report, progress)
                 .await?;
             self.collect_blobs(cutoff, &mut report, progress).await?;
         }
@@ -236,12 +236,15 @@ impl Registry {
         let cutoff = now() - options.grace_secs as i64;
         let mut report = GcReport::default();
         let quiet: Progress<'_> = &|_, _| {};
+        // Claims of a collector that died would keep writers of their digests waiting.
+        self.finish_stale_claims(now() - options.lease_secs as i64, &mut report)
+            .await?;
         if options.untagged {
             self.collect_manifests(cutoff, Some(repository_id), &options, &mut report, quiet)
                 .await?;
         }
         let unlinked = self
-            .collect_links(cutoff, Some(repository_id), &mut report, quiet)
+            .collect_links(cutoff, Some(repository_id), true, &mut report, quiet)
             .await?;
         for chunk in unlinked.chunks(BATCH as usize) {
             self.delete_blobs(chunk, cutoff, &mut report).await?;
@@ -364,11 +367,13 @@ impl Registry {
         Ok(())
     }
 
-    /// Deletes the links no manifest needs; returns the digests unlinked.
+    /// Deletes the links no manifest needs; returns the digests unlinked if `keep` (a full
+    /// run sweeps every unlinked blob next, and keeps nothing: memory stays flat).
     async fn collect_links(
         &self,
         cutoff: i64,
         repository_id: Option<i64>,
+        keep: bool,
         report: &mut GcReport,
         progress: Progress<'_>,
     ) -> Result<Vec<String>> {
@@ -398,7 +403,9 @@ impl Registry {
                     let why = "no manifest of the repository references it";
                     report.item("link", Some(&link.repository), &link.digest, link.size, why);
                 }
-                unlinked.extend(deleted);
+                if keep {
+                    unlinked.extend(deleted);
+                }
             }
             seen += page.len() as u64;
             progress("links", seen);
