@@ -2,7 +2,7 @@
 # Garbage collection: Berth (online, beside its running server) against CNCF Distribution
 # (Debian's docker-registry; its garbage-collect needs the registry stopped).
 #
-#   bench/gc.sh [--images N] [--repos R] [--regbench BIN] [--out FILE]
+#   bench/gc.sh [--images N] [--repos R] [--regbench BIN] [--out FILE] [--berth-only]
 #
 # For each registry: regbench push-many of N images (4 layers of 1-4 KiB, a config, a
 # manifest) into R repositories; then every other manifest is deleted through the API (by
@@ -18,12 +18,14 @@ repos=50
 root=$(cd "$(dirname "$0")/.." && pwd)
 regbench=$root/target/regbench/release/regbench
 out=
+distribution=1
 while [ $# -gt 0 ]; do
   case $1 in
     --images) images=${2:?}; shift 2 ;;
     --repos) repos=${2:?}; shift 2 ;;
     --regbench) regbench=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
+    --berth-only) distribution=0; shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
@@ -105,6 +107,7 @@ timed "berth gc (online, full)" "${gc[@]}"
 timed "berth gc --dry-run (after)" "${gc[@]}" --dry-run
 
 # --- Distribution: filesystem; garbage-collect offline ---
+[ "$distribution" = 1 ] || { echo "results in $out"; exit 0; }
 port=$(free_port)
 mkdir -p "$tmp/dist-data"
 cat >"$tmp/distribution.yml" <<EOF

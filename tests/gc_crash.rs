@@ -248,11 +248,11 @@ async fn kill9_during_gc_loses_nothing_and_the_next_run_finishes() {
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .arg("gc")
-            .args(args)
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--config")
             .arg(&config)
+            .args(args)
             .env_remove("BERTH_DATABASE_URL")
             .env_remove("BERTH_STORAGE_URL")
             .output()
