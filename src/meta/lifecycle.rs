@@ -520,7 +520,8 @@ impl Meta {
     // ---------------------------------------------------------------- links
 
     /// Links made before `cutoff` that no manifest of their repository needs, after
-    /// `(repository id, digest)`, `n` at most; only `repository_id`'s when given.
+    /// `(repository id, digest)`, `n` at most; only `repository_id`'s when given. The row
+    /// comparison lets both databases seek in the primary key: each page costs its own rows.
     pub async fn unneeded_links(
         &self,
         cutoff: i64,
@@ -533,8 +534,7 @@ impl Meta {
              FROM repository_blobs JOIN repositories r ON r.id = repository_blobs.repository_id \
              JOIN blobs b ON b.digest = repository_blobs.digest \
              WHERE repository_blobs.linked_at <= $1 AND ($2 < 0 OR repository_blobs.repository_id = $2) \
-             AND (repository_blobs.repository_id > $3 \
-                  OR (repository_blobs.repository_id = $3 AND repository_blobs.digest > $4)) \
+             AND (repository_blobs.repository_id, repository_blobs.digest) > ($3, $4) \
              AND NOT {LINK_NEEDED} \
              ORDER BY repository_blobs.repository_id, repository_blobs.digest LIMIT $5"
         );
