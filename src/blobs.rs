@@ -44,6 +44,14 @@ const FILE_PART: usize = 1024 * 1024;
 /// With [`WRITES_IN_FLIGHT`], an upload holds at most about 24 MiB.
 pub const CLOUD_PART: usize = 8 * 1024 * 1024;
 
+/// An object as listed by the store.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub key: String,
+    pub size: u64,
+    pub modified: i64,
+}
+
 /// Content-addressed blobs and upload parts over any `object_store` backend.
 #[derive(Clone)]
 pub struct Blobs {
@@ -303,6 +311,49 @@ impl Blobs {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the object of `digest`; one already gone is not an error.
+    pub async fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        match self.store.delete(&Blobs::blob_key(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every object under `prefix` (`blobs/` or `uploads/`), as the store lists them: key,
+    /// size, and last modification in unix seconds. Streams: memory does not grow with the
+    /// number of objects.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<StoredObject>> {
+        let prefix = Path::from(prefix);
+        self.store
+            .list(Some(&prefix))
+            .map_ok(|meta| StoredObject {
+                key: meta.location.to_string(),
+                size: meta.size,
+                modified: meta.last_modified.timestamp(),
+            })
+            .map_err(Error::from)
+            .boxed()
+    }
+
+    /// The digest whose blob lives at `key`, if `key` is a blob key.
+    pub fn digest_of_key(key: &str) -> Option<Digest> {
+        let mut parts = key.strip_prefix("blobs/")?.split('/');
+        let (algorithm, shard, hex) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !hex.starts_with(shard) {
+            return None;
+        }
+        let digest: Digest = format!("{algorithm}:{hex}").parse().ok()?;
+        (Blobs::blob_key(&digest).as_ref() == key).then_some(digest)
+    }
+
+    /// The upload session a part key belongs to, if `key` is a part key.
+    pub fn session_of_key(key: &str) -> Option<&str> {
+        let mut parts = key.strip_prefix("uploads/")?.split('/');
+        let session = parts.next()?;
+        parts.next()?;
+        Some(session)
     }
 
     fn read_parts(&self, parts: Vec<String>) -> BoxStream<'static, Result<Bytes, Error>> {

@@ -29,6 +29,7 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    pub gc: GcConfig,
 }
 
 /// Access control: users, tokens, roles and visibility (README, "Roles and visibility").
@@ -120,6 +121,47 @@ impl Default for StorageSettings {
     }
 }
 
+/// Garbage collection and cleanup policies (README, "Storage lifecycle").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Review repositories after the events that can leave garbage (blob upload, manifest
+    /// delete, tag delete, tag moved), and run queued jobs, on this replica.
+    pub continuous: bool,
+    /// Seconds after such an event before its repository is reviewed.
+    pub review_delay_secs: u64,
+    /// Content written (blobs, links, manifests, store objects) less than this long ago is
+    /// never collected: a push in flight has this long to reference what it uploaded.
+    pub grace_secs: u64,
+    /// Collect manifests without tags (never the child of an index or a referrer of a subject
+    /// the repository holds, never within the grace period).
+    pub untagged: bool,
+    /// Upload sessions idle for this long are abandoned and their staged bytes deleted.
+    pub upload_timeout_secs: u64,
+    /// Seconds between full collections (mark and sweep, orphans); 0: only on demand.
+    pub schedule_secs: u64,
+    /// How often the workers look for due jobs.
+    pub poll_millis: u64,
+    /// How long a job (or a claim of a blob by the collector, or a writer's fence) is held
+    /// before another replica may assume its holder died.
+    pub lease_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            continuous: true,
+            review_delay_secs: 3600,
+            grace_secs: 3600,
+            untagged: false,
+            upload_timeout_secs: 24 * 3600,
+            schedule_secs: 24 * 3600,
+            poll_millis: 1000,
+            lease_secs: 600,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Durability {
@@ -160,6 +202,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls_cert: None,
             tls_key: None,
+            gc: GcConfig::default(),
         }
     }
 }

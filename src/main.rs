@@ -56,6 +56,8 @@ enum Command {
         repository: String,
         visibility: String,
     },
+    /// Collect garbage now (works beside running servers, on the same index and store).
+    Gc(GcArgs),
 }
 
 #[derive(Subcommand)]
@@ -133,6 +135,34 @@ enum NamespaceCommand {
     RemoveMember { name: String, user: String },
     /// List the members.
     Members { name: String },
+}
+
+#[derive(clap::Args)]
+struct GcArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Report what would be deleted, and why, without deleting.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print every item (what, where, bytes, why), not only the counts.
+    #[arg(long)]
+    verbose: bool,
+    /// Grace period for this run instead of the configured `gc.grace_secs`.
+    #[arg(long, value_name = "SECONDS")]
+    grace_secs: Option<u64>,
+    #[command(subcommand)]
+    action: Option<GcAction>,
+}
+
+#[derive(Subcommand)]
+enum GcAction {
+    /// List recorded runs, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Reclaimable bytes per repository and in total.
+    Estimate,
 }
 
 #[derive(clap::Args)]
@@ -380,6 +410,127 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{repository} is now {visibility}");
             Ok(())
         }),
+        Command::Gc(args) => {
+            let config = args.server.load()?;
+            runtime.block_on(gc(config, args))
+        }
+    }
+}
+
+async fn gc(config: Config, args: GcArgs) -> anyhow::Result<()> {
+    let registry = berth::registry::Registry::open(&config).await?;
+    let outcome = gc_command(&registry, &args).await;
+    registry.close().await;
+    outcome
+}
+
+async fn gc_command(registry: &berth::registry::Registry, args: &GcArgs) -> anyhow::Result<()> {
+    match args.action {
+        Some(GcAction::History { limit }) => {
+            println!(
+                "{:>6}  {:<16} {:<7} {:<8} {:>10} {:>10} {:>9} {:>7} {:>7} {:>8} {:>12} {:>6}",
+                "run",
+                "trigger",
+                "dry-run",
+                "state",
+                "started",
+                "seconds",
+                "manifests",
+                "links",
+                "blobs",
+                "uploads+o",
+                "bytes",
+                "errors"
+            );
+            for run in registry.gc_runs(None, limit).await? {
+                let seconds = match (run.started_at, run.finished_at) {
+                    (Some(s), Some(f)) => (f - s).to_string(),
+                    _ => "-".into(),
+                };
+                let c = run.counts;
+                println!(
+                    "{:>6}  {:<16} {:<7} {:<8} {:>10} {:>10} {:>9} {:>7} {:>7} {:>8} {:>12} {:>6}",
+                    run.id,
+                    run.trigger,
+                    run.dry_run,
+                    run.state,
+                    run.started_at.unwrap_or_default(),
+                    seconds,
+                    c.manifests,
+                    c.links,
+                    c.blobs,
+                    c.uploads + c.orphans,
+                    c.bytes,
+                    c.errors
+                );
+            }
+            Ok(())
+        }
+        Some(GcAction::Estimate) => {
+            let (repositories, blobs, bytes) = registry.gc_estimate().await?;
+            println!("{:<50} {:>8} {:>14}", "repository", "links", "bytes");
+            for r in repositories {
+                println!(
+                    "{:<50} {:>8} {:>14}",
+                    r.repository, r.unreferenced_links, r.unreferenced_bytes
+                );
+            }
+            println!("reclaimable now: {blobs} blobs, {bytes} bytes");
+            Ok(())
+        }
+        None => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let progress = |phase: &str, n: u64| bar.set_message(format!("{phase}: {n} checked"));
+            let mut options = registry.gc_options(args.dry_run);
+            if let Some(grace) = args.grace_secs {
+                options.grace_secs = grace;
+            }
+            let run = registry.run_gc("cli", options, &progress).await?;
+            bar.finish_and_clear();
+            if args.verbose
+                && let Some(items) = run
+                    .report
+                    .as_ref()
+                    .and_then(|r| r.get("items"))
+                    .and_then(|i| i.as_array())
+            {
+                for item in items {
+                    println!("{item}");
+                }
+            }
+            let c = run.counts;
+            println!(
+                "run {} {}: {} manifests, {} links, {} blobs, {} upload sessions, {} orphan objects, \
+                 {} bytes{}; {} errors",
+                run.id,
+                if run.dry_run {
+                    "(dry run) would delete"
+                } else {
+                    "deleted"
+                },
+                c.manifests,
+                c.links,
+                c.blobs,
+                c.uploads,
+                c.orphans,
+                c.bytes,
+                if run.dry_run {
+                    " reclaimable"
+                } else {
+                    " reclaimed"
+                },
+                c.errors
+            );
+            if run.state == "failed" {
+                anyhow::bail!("the run failed: {}", run.report.unwrap_or_default());
+            }
+            Ok(())
+        }
     }
 }
 

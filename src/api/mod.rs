@@ -6,7 +6,9 @@
 //!   ([`Paging`], [`paged`]).
 
 mod caller;
+mod gc;
 mod namespaces;
+mod policies;
 mod repositories;
 mod users;
 
@@ -30,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .merge(repositories::routes())
         .merge(users::routes())
         .merge(namespaces::routes())
+        .merge(gc::routes())
+        .merge(policies::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
 }
 
@@ -163,6 +167,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .await
             .map(|j| ApiJson(j.0))
             .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))
+    }
+}
+
+/// A JSON body that may be left out: an empty body is `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 

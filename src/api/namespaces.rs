@@ -6,7 +6,7 @@ use axum::{
     extract::Path,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, patch, post, put},
+    routing::{get, post, put},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -31,7 +31,6 @@ pub fn routes() -> Router<AppState> {
             "/namespaces/{ns}/deploy-tokens",
             get(deploy_tokens).post(create_deploy_token),
         )
-        .route("/repositories/{*name}", patch(repository))
         .route("/audit", get(audit))
 }
 
@@ -62,7 +61,7 @@ async fn create(caller: Caller, ApiJson(ns): ApiJson<NewNamespace>) -> ApiResult
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VisibilityBody {
+pub(super) struct VisibilityBody {
     visibility: String,
 }
 
@@ -148,20 +147,19 @@ async fn create_deploy_token(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn repository(
-    caller: Caller,
-    Path(name): Path<String>,
-    ApiJson(body): ApiJson<VisibilityBody>,
-) -> ApiResult<StatusCode> {
-    let repo: RepoName = name
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("repository {name:?}: {e}")))?;
+/// `PATCH /api/v1/repositories/{name}` (routed by the repositories module, which owns that
+/// path): the repository's own visibility.
+pub(super) async fn set_repository_visibility(
+    caller: &Caller,
+    repo: &RepoName,
+    body: &VisibilityBody,
+) -> ApiResult<()> {
     let visibility = parse_visibility(&body.visibility)?;
     caller
         .auth()
-        .set_repository_visibility(&caller.identity, &repo, visibility)
+        .set_repository_visibility(&caller.identity, repo, visibility)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The audit log, newest first (administrators).

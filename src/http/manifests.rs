@@ -11,6 +11,7 @@ use super::{Ctx, docker_content_digest, empty};
 use crate::{
     error::{Error, Result},
     oci::{Reference, RepoName},
+    registry::Override,
 };
 
 pub(super) async fn get(
@@ -67,7 +68,13 @@ pub(super) async fn put(
     let content_type = ctx.header(header::CONTENT_TYPE);
     let put = ctx
         .registry
-        .put_manifest(&name, &reference, content_type, payload)
+        .put_manifest(
+            &name,
+            &reference,
+            content_type,
+            payload,
+            Override::for_maintainer(ctx.access.grant.maintain),
+        )
         .await?;
     let mut headers = vec![
         (
@@ -84,7 +91,13 @@ pub(super) async fn put(
 }
 
 pub(super) async fn delete(ctx: Ctx<'_>, name: RepoName, reference: Reference) -> Result<Response> {
-    ctx.registry.delete_manifest(&name, &reference).await?;
+    ctx.registry
+        .delete_manifest(
+            &name,
+            &reference,
+            Override::for_maintainer(ctx.access.grant.maintain),
+        )
+        .await?;
     Ok(empty(
         StatusCode::ACCEPTED,
         &[(header::CONTENT_LENGTH, "0".into())],

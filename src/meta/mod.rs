@@ -18,8 +18,10 @@ use crate::{
 };
 
 mod auth;
+mod lifecycle;
 mod stats;
 pub use auth::{AccessFacts, AuditRow, CatalogViewer, MemberRow, NewToken, TokenRow, UserRow};
+pub use lifecycle::*;
 pub use stats::PullStats;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -31,6 +33,11 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub struct Meta {
     writer: AnyPool,
     reader: AnyPool,
+    /// PostgreSQL (row locks, `SKIP LOCKED`) rather than SQLite (one writer at a time).
+    postgres: bool,
+    /// Seconds after an event that may leave garbage before its repository is reviewed;
+    /// `None` when continuous collection is off.
+    review_delay: Option<i64>,
 }
 
 /// A manifest as served to clients.
@@ -78,9 +85,22 @@ pub struct NewManifest<'a> {
     pub children: Vec<&'a Digest>,
 }
 
+/// What a push of a manifest the repository may already hold did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Repushed {
+    /// Counted, and the tag (if any) points at it.
+    Done,
+    /// The repository does not hold the manifest: it must be stored in full.
+    NotThere,
+    /// The tag points at another manifest and may not move.
+    TagImmutable,
+}
+
 /// Why the index refused a manifest.
 pub enum PutManifestError {
     Missing(Digest),
+    /// The tag points at another manifest and may not move.
+    TagImmutable,
     SizeMismatch {
         digest: Digest,
         declared: u64,
@@ -186,7 +206,12 @@ impl Meta {
             })
             .connect(&url)
             .await?;
-        Ok(Meta { writer, reader })
+        Ok(Meta {
+            writer,
+            reader,
+            postgres: false,
+            review_delay: None,
+        })
     }
 
     /// PostgreSQL: every replica connects to the same server; the migrator holds an advisory
@@ -209,6 +234,8 @@ impl Meta {
         Ok(Meta {
             writer: pool.clone(),
             reader: pool,
+            postgres: true,
+            review_delay: None,
         })
     }
 
@@ -221,6 +248,18 @@ impl Meta {
         };
         Meta::connect(config, &limits, true).await?.close().await;
         Ok(())
+    }
+
+    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a transaction that reads first and writes later would otherwise fail with "database
+    /// is locked" when another process (`berth gc`, a second server) committed meanwhile,
+    /// instead of waiting its turn.
+    async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        if self.postgres {
+            self.writer.begin().await
+        } else {
+            self.writer.begin_with("BEGIN IMMEDIATE").await
+        }
     }
 
     pub async fn close(&self) {
@@ -260,7 +299,7 @@ impl Meta {
              r.last_pull_at, \
              (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
              (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id), \
-             (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb \
+             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
               JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
              FROM repositories r WHERE r.name > $1 ORDER BY r.name LIMIT $2",
         )
@@ -314,13 +353,48 @@ impl Meta {
         Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
-    /// Records a verified blob of `size` bytes and links it into `repo`.
+    /// Records a verified blob of `size` bytes, links it into `repo` and releases the
+    /// writer's fence on it.
     pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let now = now();
+        let mut tx = self.write_tx().await?;
         let repository_id = ensure_repository(&mut tx, repo).await?;
-        insert_blob_link(&mut tx, repository_id, digest, size).await?;
+        insert_blob(&mut *tx, digest, size, now).await?;
+        insert_link(&mut *tx, repository_id, digest, now).await?;
+        lifecycle::release_write_fence(&mut tx, digest).await?;
+        self.queue_review(&mut tx, repository_id, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Links a blob the index already records into `repo` (a mount). Returns false, linking
+    /// nothing, when the blob's row is gone (collected meanwhile): its bytes may be gone too,
+    /// so the client must upload them again.
+    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let now = now();
+        let mut tx = self.write_tx().await?;
+        let repository_id = ensure_repository(&mut tx, repo).await?;
+        let linked = sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) \
+             SELECT $1, digest, $3 FROM blobs WHERE digest = $2 \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
+        )
+        .bind(repository_id)
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match linked {
+            Ok(done) if done.rows_affected() > 0 => {
+                self.queue_review(&mut tx, repository_id, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            // PostgreSQL: the row was deleted by a collector between our read and the key check.
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Removes the link of `digest` from `repo`; the bytes stay for other repositories.
@@ -350,7 +424,7 @@ impl Meta {
             .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = self.write_tx().await?;
             ensure_repository(&mut tx, repo).await?;
             sqlx::query(insert)
                 .bind(id)
@@ -394,7 +468,7 @@ impl Meta {
         size: u64,
         key: &str,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE uploads SET size = size + $3, updated_at = $4 WHERE id = $1 AND size = $2",
         )
@@ -446,12 +520,10 @@ impl Meta {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Completes upload `id`: the blob is recorded, the session ends, and the blob is linked
-    /// into `repo`. Returns false if the session was already gone.
-    ///
-    /// Three single statements rather than one transaction, so the SQLite writer is never
-    /// held across round trips. Each prefix is harmless if the process dies after it: a blob
-    /// row without links is garbage for GC, and a client that got no 201 pushes again.
+    /// Completes upload `id`: the blob is recorded, the session ends, the blob is linked into
+    /// `repo`, the writer's fence on `digest` is released and the repository is queued for
+    /// review. One transaction: if it fails, nothing is recorded and the client pushes again.
+    /// Returns false if the session was already gone.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
@@ -460,19 +532,24 @@ impl Meta {
         size: u64,
     ) -> Result<bool> {
         let now = now();
-        insert_blob(&self.writer, digest, size, now).await?;
+        let mut tx = self.write_tx().await?;
         let ended = sqlx::query(
             "DELETE FROM uploads WHERE id = $1 \
              AND repository_id = (SELECT id FROM repositories WHERE name = $2) RETURNING repository_id",
         )
         .bind(id)
         .bind(repo.as_str())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(ended) = ended else {
             return Ok(false);
         };
-        insert_link(&self.writer, ended.get(0), digest, now).await?;
+        let repository_id: i64 = ended.get(0);
+        insert_blob(&mut *tx, digest, size, now).await?;
+        insert_link(&mut *tx, repository_id, digest, now).await?;
+        lifecycle::release_write_fence(&mut tx, digest).await?;
+        self.queue_review(&mut tx, repository_id, now).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -520,14 +597,28 @@ impl Meta {
 
     /// Stores a manifest (and tags it), after checking in the same transaction that every blob
     /// and child it references is in `repo`.
+    ///
+    /// Counting the push first takes the repository's row lock on PostgreSQL, which the
+    /// collector also takes before it removes links or manifests of the repository: the two
+    /// never interleave (on SQLite the single writer serialises them anyway). A `tag` that
+    /// points elsewhere is moved only when `tag_may_move`, else the push is refused.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: NewManifest<'_>,
         tag: Option<&Tag>,
+        tag_may_move: bool,
     ) -> Result<(), PutManifestError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let repository_id = ensure_repository(&mut tx, repo).await?;
+        let now = now();
+        sqlx::query(
+            "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE id = $1",
+        )
+        .bind(repository_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let mut total_size = manifest.payload.len() as i64;
         let blob_sizes = sizes_in_repository(
             &mut tx,
@@ -562,7 +653,6 @@ impl Meta {
                 .get(&digest.to_string())
                 .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
         }
-        let now = now();
         let id: i64 = sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
                config_digest, os, architecture, variant, annotations, size, total_size, payload, pushed_at) \
@@ -614,94 +704,121 @@ impl Meta {
             insert.execute(&mut *tx).await?;
         }
         if let Some(tag) = tag {
-            sqlx::query(
+            let written = sqlx::query(
                 "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
-                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
+                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+                 WHERE $5 = 1 OR tags.manifest_id = excluded.manifest_id",
             )
             .bind(repository_id)
             .bind(tag.as_str())
             .bind(id)
             .bind(now)
+            .bind(i64::from(tag_may_move))
             .execute(&mut *tx)
             .await?;
+            if written.rows_affected() == 0 {
+                return Err(PutManifestError::TagImmutable);
+            }
+            self.queue_review(&mut tx, repository_id, now).await?;
         }
-        sqlx::query(
-            "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE id = $1",
-        )
-        .bind(repository_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Records a push of a manifest `repo` already holds: points `tag` (if any) at it and
     /// counts the push. Returns false, changing nothing, when the manifest is not there.
+    /// A `tag` that points elsewhere is moved only when `tag_may_move`.
     pub async fn repush_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
         tag: Option<&Tag>,
-    ) -> Result<bool> {
+        tag_may_move: bool,
+    ) -> Result<Repushed> {
         let now = now();
-        let found = match tag {
-            Some(tag) => {
-                sqlx::query(
-                    "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
-                     SELECT m.repository_id, $3, m.id, $4, $4 FROM manifests m \
-                     JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2 \
-                     ON CONFLICT (repository_id, name) \
-                     DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at",
-                )
-                .bind(repo.as_str())
-                .bind(digest.to_string())
-                .bind(tag.as_str())
-                .bind(now)
-                .execute(&self.writer)
-                .await?
-                .rows_affected()
-                    > 0
-            }
-            None => self.manifest_by_digest(repo, digest, false).await?.is_some(),
+        let Some(manifest) = self.manifest_by_digest(repo, digest, false).await? else {
+            return Ok(Repushed::NotThere);
         };
-        if found {
-            sqlx::query(
-                "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE name = $1",
+        if let Some(tag) = tag {
+            let mut tx = self.write_tx().await?;
+            let written = sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
+                 SELECT m.repository_id, $2, m.id, $3, $3 FROM manifests m WHERE m.id = $1 \
+                 ON CONFLICT (repository_id, name) \
+                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
+                 WHERE $4 = 1 OR tags.manifest_id = excluded.manifest_id",
             )
-            .bind(repo.as_str())
+            .bind(manifest.id)
+            .bind(tag.as_str())
             .bind(now)
-            .execute(&self.writer)
+            .bind(i64::from(tag_may_move))
+            .execute(&mut *tx)
             .await?;
+            if written.rows_affected() == 0 {
+                let still_there = self
+                    .manifest_by_digest(repo, digest, false)
+                    .await?
+                    .is_some();
+                return Ok(if still_there {
+                    Repushed::TagImmutable
+                } else {
+                    Repushed::NotThere
+                });
+            }
+            self.queue_review(&mut tx, manifest.repository_id, now)
+                .await?;
+            tx.commit().await?;
         }
-        Ok(found)
-    }
-
-    /// Deletes a manifest and, through the schema, its tags. Returns whether it existed.
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM manifests WHERE digest = $2 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        sqlx::query(
+            "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE id = $1",
         )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
+        .bind(manifest.repository_id)
+        .bind(now)
         .execute(&self.writer)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(Repushed::Done)
+    }
+
+    /// Deletes a manifest and, through the schema, its tags, and queues the repository for
+    /// review. Returns whether it existed.
+    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        self.delete_in_repository(
+            repo,
+            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+            &digest.to_string(),
+        )
+        .await
     }
 
     /// Removes one tag; the manifest stays. Returns whether the tag existed.
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM tags WHERE name = $2 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        self.delete_in_repository(
+            repo,
+            "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
+            tag.as_str(),
         )
-        .bind(repo.as_str())
-        .bind(tag.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .await
+    }
+
+    /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, and
+    /// queues the repository for review when it deleted something.
+    async fn delete_in_repository(&self, repo: &RepoName, delete: &str, key: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
+            return Ok(false);
+        };
+        let done = sqlx::query(delete)
+            .bind(repository_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.queue_review(&mut tx, repository_id, now()).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Tags of `repository_id` after `last`, at most `n`, in the spec's lexical order
@@ -812,6 +929,19 @@ fn stored_manifest(r: AnyRow) -> StoredManifest {
     }
 }
 
+/// The id of `repo`, with its row locked until the transaction ends (PostgreSQL; SQLite has
+/// one writer). Pushes of manifests take the same lock.
+async fn lock_repository(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &RepoName,
+) -> Result<Option<i64>> {
+    let row = sqlx::query("UPDATE repositories SET id = id WHERE name = $1 RETURNING id")
+        .bind(repo.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 async fn ensure_repository(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     repo: &RepoName,
@@ -835,17 +965,6 @@ async fn ensure_repository(
     Ok(row.get(0))
 }
 
-async fn insert_blob_link(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    repository_id: i64,
-    digest: &Digest,
-    size: u64,
-) -> Result<()> {
-    let now = now();
-    insert_blob(&mut **tx, digest, size, now).await?;
-    insert_link(&mut **tx, repository_id, digest, now).await
-}
-
 async fn insert_blob<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     digest: &Digest,
@@ -853,8 +972,9 @@ async fn insert_blob<'e>(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
+        // A write refreshes `created_at`: the grace period counts from the last write.
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (digest) DO NOTHING",
+         ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(digest.to_string())
     .bind(size as i64)
@@ -871,8 +991,9 @@ async fn insert_link<'e>(
     now: i64,
 ) -> Result<()> {
     sqlx::query(
+        // A new push of the blob refreshes the link's grace period.
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (repository_id, digest) DO NOTHING",
+         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
     )
     .bind(repository_id)
     .bind(digest.to_string())
@@ -918,9 +1039,14 @@ mod tests {
             let digest = Digest::sha256_of(&payload);
             let tag: Tag = "v1".parse().unwrap();
             assert!(
-                meta.put_manifest(&repo, manifest(&payload, &digest, None, None), Some(&tag))
-                    .await
-                    .is_ok()
+                meta.put_manifest(
+                    &repo,
+                    manifest(&payload, &digest, None, None),
+                    Some(&tag),
+                    true
+                )
+                .await
+                .is_ok()
             );
         }
         let repo: RepoName = "a0".parse().unwrap();
@@ -932,7 +1058,7 @@ mod tests {
             let kind = if i % 2 == 0 { "x/even" } else { "x/odd" };
             let m = manifest(&payload, &digest, Some(&subject), Some(kind));
             assert!(
-                meta.put_manifest(&repo, m, Some(&tag.parse().unwrap()))
+                meta.put_manifest(&repo, m, Some(&tag.parse().unwrap()), true)
                     .await
                     .is_ok()
             );

@@ -80,7 +80,7 @@ impl Meta {
     /// One transaction; rows are updated in key order, so that replicas flushing at the same
     /// time wait for each other instead of deadlocking.
     async fn write_pull_stats(&self, p: &Pending) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (id, (count, at)) in sorted(&p.repositories) {
             sqlx::query(
                 "UPDATE repositories SET pull_count = pull_count + $2, \

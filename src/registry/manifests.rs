@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::Registry;
+use super::{Override, Registry};
 use crate::{
     error::{Error, Result},
-    meta::{NewManifest, PutManifestError, Referrer, StoredManifest},
+    meta::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
     oci::{Digest, Hasher, Manifest, Reference, RepoName, Tag, manifest::Platform},
 };
 
@@ -51,13 +51,16 @@ impl Registry {
         Ok(manifest)
     }
 
-    /// Validates and stores a manifest pushed under `reference` (end-7).
+    /// Validates and stores a manifest pushed under `reference` (end-7). `who` says whether
+    /// the caller may push tags matching the repository's protected patterns; an immutable
+    /// tag that points at another manifest is refused whoever asks.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
         content_type: Option<&str>,
         payload: Bytes,
+        who: Override,
     ) -> Result<ManifestPut> {
         let digest = match reference {
             Reference::Digest(expected) => {
@@ -79,13 +82,32 @@ impl Registry {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
+        let tag_may_move = match tag {
+            Some(tag) => self.check_tag_push(repo, tag, who).await?,
+            None => true,
+        };
+        let immutable = || {
+            let tag = tag.map(Tag::as_str).unwrap_or_default();
+            Error::Denied(format!(
+                "tag {tag} of {repo} is immutable and points at another manifest; \
+                 push under a new tag"
+            ))
+        };
         // The same bytes pushed again (a new tag on an image, a retried push): the manifest
         // and its references were checked when it was first stored; only the tag changes.
-        if self.meta.repush_manifest(repo, &digest, tag).await? {
-            return Ok(ManifestPut {
-                digest,
-                subject: manifest.subject,
-            });
+        match self
+            .meta
+            .repush_manifest(repo, &digest, tag, tag_may_move)
+            .await?
+        {
+            Repushed::Done => {
+                return Ok(ManifestPut {
+                    digest,
+                    subject: manifest.subject,
+                });
+            }
+            Repushed::TagImmutable => return Err(immutable()),
+            Repushed::NotThere => {}
         }
         let platform = self.platform_of(&manifest).await;
         let annotations = manifest
@@ -111,10 +133,11 @@ impl Registry {
             children: manifest.children.iter().map(|t| &t.digest).collect(),
         };
         self.meta
-            .put_manifest(repo, record, tag)
+            .put_manifest(repo, record, tag, tag_may_move)
             .await
             .map_err(|e| match e {
                 PutManifestError::Missing(d) => Error::ManifestBlobUnknown(d),
+                PutManifestError::TagImmutable => immutable(),
                 PutManifestError::SizeMismatch {
                     digest,
                     declared,
@@ -131,7 +154,14 @@ impl Registry {
     }
 
     /// Deletes a tag (untag only) or, by digest, a manifest and every tag on it (end-9).
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+    /// `who` says whether the caller may delete tags matching protected patterns.
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        who: Override,
+    ) -> Result<()> {
+        self.check_delete(repo, reference, who).await?;
         let deleted = match reference {
             Reference::Tag(tag) => self.meta.delete_tag(repo, tag).await?,
             Reference::Digest(digest) => self.meta.delete_manifest(repo, digest).await?,

@@ -6,24 +6,31 @@
 //!   before its index row exists; a client can see only what the index lists, so nothing
 //!   unverified or half-written is ever served.
 //! - **Rows first, bytes second on delete.** Deleting removes index rows; objects that nothing
-//!   references any more are left for garbage collection.
+//!   references any more are left for garbage collection ([`gc`]), which deletes a row only
+//!   after re-checking that nothing needs it, and its object only under a claim that keeps
+//!   writers of the same digest out.
 //! - **Repository isolation.** A blob is served from a repository only through that
 //!   repository's link to it (pushed there, or mounted from a repository it came from).
 //! - **Bounded memory.** Bodies stream to the store; listings are paged by the database.
 
 mod blobs;
+mod gc;
 mod manifests;
+pub mod policies;
+mod settings;
 mod uploads;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 pub use blobs::{BlobRead, RangeRequest};
+pub use gc::{GcOptions, GcReport, Progress};
 pub use manifests::{ManifestPut, Page};
+pub use settings::{Override, TagRules};
 pub use uploads::Mounted;
 
 use crate::{
     blobs::Blobs,
-    config::{Config, Limits},
+    config::{Config, GcConfig, Limits},
     meta::{Meta, PullStats, RepositorySummary},
     oci::Hasher,
 };
@@ -34,6 +41,7 @@ pub struct Registry {
     meta: Meta,
     blobs: Blobs,
     limits: Limits,
+    gc: GcConfig,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
 }
@@ -41,17 +49,19 @@ pub struct Registry {
 impl Registry {
     /// Opens the index and the blob store `config` names.
     pub async fn open(config: &Config) -> anyhow::Result<Registry> {
-        let meta = Meta::connect(
+        let mut meta = Meta::connect(
             &config.database_config()?,
             &config.limits,
             config.durability.fsync,
         )
         .await?;
+        meta.set_review_delay(config.gc.continuous.then_some(config.gc.review_delay_secs));
         let blobs = Blobs::open(config)?;
         Ok(Registry {
             meta,
             blobs,
             limits: config.limits.clone(),
+            gc: config.gc.clone(),
             running_hashes: Arc::default(),
             pulls: Arc::default(),
         })
@@ -66,13 +76,18 @@ impl Registry {
         self.meta.repository_summaries(last, n).await
     }
 
-    /// The index handle, for services beside the registry (access control) on the same index.
+    /// The index handle, for services beside the registry on the same index (access control,
+    /// the workers' job queue).
     pub fn meta(&self) -> &Meta {
         &self.meta
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn gc_config(&self) -> &GcConfig {
+        &self.gc
     }
 
     /// Writes the pull counts gathered in memory to the index.

@@ -85,6 +85,33 @@ impl Registry {
         E: Display,
     {
         let size = self.upload_status(repo, id).await?;
+        self.begin_blob_write(digest).await?;
+        let finished = self.finish_fenced(repo, id, digest, size, body).await;
+        if !matches!(finished, Ok(true)) {
+            // The fence is released with the row on success only.
+            self.meta.end_blob_write(digest).await.ok();
+        }
+        match finished {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::BlobUploadUnknown),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Registry::finish_upload`] once the writer is counted in on `digest`. Returns false if
+    /// the session was gone when the blob was to be recorded.
+    async fn finish_fenced<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        body: S,
+    ) -> Result<bool>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
         if size == 0 {
             // Monolithic: stream straight to the blob's key, verifying on the way.
             // A failed attempt leaves the empty session open for a retry.
@@ -133,9 +160,33 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
-        let size = self.blobs.write_verified(digest, body).await?;
-        self.meta.link_blob(repo, digest, size).await?;
-        Ok(size)
+        self.begin_blob_write(digest).await?;
+        let written = match self.blobs.write_verified(digest, body).await {
+            Ok(size) => self.meta.link_blob(repo, digest, size).await.map(|()| size),
+            Err(e) => Err(e),
+        };
+        if written.is_err() {
+            self.meta.end_blob_write(digest).await.ok();
+        }
+        written
+    }
+
+    /// Counts this writer in on `digest` before its object is written, so that the collector
+    /// does not delete the object meanwhile. While the collector holds the digest (it is
+    /// deleting the object right now, which takes one store request) this waits, a bounded
+    /// time, then answers 503.
+    async fn begin_blob_write(&self, digest: &Digest) -> Result<()> {
+        const ATTEMPTS: u32 = 100;
+        for _ in 0..ATTEMPTS {
+            if self.meta.begin_blob_write(digest).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(Error::Unavailable {
+            what: "blob",
+            source: anyhow::anyhow!("{digest} is being deleted by the garbage collector"),
+        })
     }
 
     /// Cross-repository mount (end-11): links `digest` into `repo` when it is in `from` (or,
@@ -158,8 +209,8 @@ impl Registry {
         };
         if let Some(source) = source
             && let Some(size) = self.meta.linked_blob_size(&source, digest).await?
+            && self.meta.mount_blob(repo, digest).await?
         {
-            self.meta.link_blob(repo, digest, size).await?;
             return Ok(Mounted::Blob { size });
         }
         Ok(Mounted::Session {
@@ -263,7 +314,8 @@ impl Registry {
         }
     }
 
-    /// Records the published blob and ends the session; then drops leftover parts.
+    /// Records the published blob and ends the session; then drops leftover parts. Returns
+    /// false if the session was gone.
     async fn commit_upload(
         &self,
         repo: &RepoName,
@@ -271,14 +323,14 @@ impl Registry {
         digest: &Digest,
         size: u64,
         parts: &[String],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.running_hashes.forget(id);
         if !self.meta.finish_upload(repo, id, digest, size).await? {
-            return Err(Error::BlobUploadUnknown);
+            return Ok(false);
         }
         if parts.len() > 1 {
             self.blobs.delete_parts(parts).await?;
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -4,13 +4,16 @@
 
 mod common;
 
+mod auth_lifecycle;
 mod auth_matrix;
 mod auth_tokens;
 mod base;
 mod blobs;
 mod catalog;
 mod errors;
+mod gc_concurrency;
 mod isolation;
+mod lifecycle;
 mod management;
 mod manifests;
 mod referrers;

@@ -96,6 +96,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The index it uses (`sqlite://…` or `postgres://…`), for tests that read it directly.
     pub database_url: String,
+    /// The configuration it runs with.
+    pub config: berth::Config,
     dir: Option<TempDir>,
     token: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -134,6 +136,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local address");
         let token = CancellationToken::new();
         let stop = token.clone();
+        let config = cfg.clone();
         let task = tokio::spawn(berth::serve(cfg, listener, async move {
             stop.cancelled().await
         }));
@@ -142,10 +145,21 @@ impl TestServer {
             client: Client::new(),
             data_dir,
             database_url,
+            config,
             dir: Some(dir),
             token,
             task: Some(task),
         }
+    }
+
+    /// The domain over the same index and store, as another replica (or `berth gc`) sees it:
+    /// for tests that drive workers or pass what HTTP cannot yet (a caller's role).
+    pub async fn replica(&self) -> berth::registry::Registry {
+        // Once the server answers, it has migrated the index: two migrators never race.
+        assert_eq!(self.get("/v2/").await.status(), StatusCode::OK);
+        berth::registry::Registry::open(&self.config)
+            .await
+            .expect("a second replica opens")
     }
 
     /// Whether the server runs on the embedded defaults (SQLite and a local directory).

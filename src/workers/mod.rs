@@ -1,4 +1,8 @@
-//! Background tasks, owned by [`crate::serve`] and stopped by its cancellation token.
+//! Background tasks, owned by [`crate::serve`] and stopped by its cancellation token: the
+//! pull statistics flush, and the job queue ([`jobs`]) that drives garbage collection
+//! (reviews, scheduled and requested runs) and cleanup policies on every replica.
+
+mod jobs;
 
 use std::time::Duration;
 
@@ -6,6 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
+pub use jobs::{run_due_jobs, worker_id};
 
 /// How often pull statistics gathered in memory are written to the index.
 const PULL_STATS_PERIOD: Duration = Duration::from_secs(5);
@@ -13,14 +18,24 @@ const PULL_STATS_PERIOD: Duration = Duration::from_secs(5);
 /// Starts every worker; they end when `stop` is cancelled.
 pub fn spawn(registry: Registry, stop: CancellationToken) -> JoinSet<()> {
     let mut set = JoinSet::new();
-    set.spawn(every(PULL_STATS_PERIOD, stop, move || {
-        let registry = registry.clone();
+    let flusher = registry.clone();
+    set.spawn(every(PULL_STATS_PERIOD, stop.clone(), move || {
+        let registry = flusher.clone();
         async move {
             if let Err(e) = registry.flush_pull_stats().await {
                 tracing::warn!(error = %e, "could not write pull statistics");
             }
         }
     }));
+    if registry.gc_config().continuous {
+        let period = Duration::from_millis(registry.gc_config().poll_millis.max(10));
+        let owner = worker_id();
+        set.spawn(every(period, stop, move || {
+            let registry = registry.clone();
+            let owner = owner.clone();
+            async move { jobs::tick(&registry, &owner).await }
+        }));
+    }
     set
 }
 

@@ -1,0 +1,110 @@
+//! `/api/v1/gc`: garbage collection runs (list, request, dry run) and reclaimable estimates.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Caller;
+use super::{ApiError, ApiQuery, ApiResult, OptionalJson, Paging, paged};
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/gc/runs", get(list).post(create))
+        .route("/gc/runs/{id}", get(show))
+        .route("/gc/estimate", get(estimate))
+}
+
+/// Recorded runs, newest first; the cursor is the id of the last run of the page.
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(paging): ApiQuery<Paging>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let limit = paging.limit()?;
+    let before = match paging.cursor() {
+        "" => None,
+        c => Some(
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("cursor: not a cursor this listing gave"))?,
+        ),
+    };
+    let mut runs = app.registry.gc_runs(before, i64::from(limit) + 1).await?;
+    // Listings are summaries; a run's own resource has its report.
+    for run in &mut runs {
+        run.report = None;
+    }
+    Ok(paged(runs, limit, "/api/v1/gc/runs", |r| r.id.to_string()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct NewRun {
+    /// Report what would be deleted, delete nothing.
+    dry_run: bool,
+    /// Run in this request and answer with the finished run (else queue it: 202).
+    wait: bool,
+    /// Overrides `gc.grace_secs` for this run (with `wait`): after pushes have stopped, 0
+    /// collects everything unreferenced at once.
+    grace_secs: Option<u64>,
+}
+
+async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    OptionalJson(request): OptionalJson<NewRun>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    if request.wait {
+        let mut options = app.registry.gc_options(request.dry_run);
+        if let Some(grace) = request.grace_secs {
+            options.grace_secs = grace;
+        }
+        let run = app.registry.run_gc("api", options, &|_, _| {}).await?;
+        return Ok((StatusCode::CREATED, Json(run)).into_response());
+    }
+    if request.grace_secs.is_some() {
+        return Err(ApiError::bad_request(
+            "grace_secs: only with wait (a queued run uses the configured grace period)",
+        ));
+    }
+    let run = app.registry.queue_gc("api", request.dry_run).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)).into_response())
+}
+
+async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found("no such garbage collection run"))?;
+    let run = app
+        .registry
+        .gc_run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such garbage collection run"))?;
+    Ok(Json(run).into_response())
+}
+
+/// Reclaimable bytes now: per repository (links no manifest needs) and in total.
+async fn estimate(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let (repositories, blobs, bytes) = app.registry.gc_estimate().await?;
+    Ok(Json(json!({
+        "grace_secs": app.registry.gc_config().grace_secs,
+        "reclaimable_blobs": blobs,
+        "reclaimable_bytes": bytes,
+        "repositories": repositories,
+    }))
+    .into_response())
+}

@@ -1,0 +1,147 @@
+//! `/api/v1/policies`: cleanup policies (GitLab fields, ECR lifecycle rules, pull-activity
+//! keep rules), their dry-run previews and runs.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiJson, ApiResult, Caller, OptionalJson};
+use crate::{
+    auth::Role,
+    http::AppState,
+    registry::policies::{InvalidRules, Policy, SavedPolicy},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/policies", get(list))
+        .route("/policies/{name}", put(save).get(show).delete(remove))
+        .route("/policies/{name}/runs", post(run))
+}
+
+/// A policy refused at save: the field, and for a regex the position of the error.
+pub fn invalid(e: InvalidRules) -> ApiError {
+    match e {
+        InvalidRules::Pattern(p) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PATTERN", p.to_string()).with_details(
+                json!({ "field": p.field, "position": p.position, "error": p.message }),
+            )
+        }
+        InvalidRules::Other(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "INVALID_POLICY", message)
+        }
+    }
+}
+
+/// Who may see and change `policy`: maintainers of its one repository; a pattern may span
+/// namespaces, so it takes an administrator.
+async fn require_manager(caller: &Caller, policy: &Policy) -> ApiResult<()> {
+    match (&policy.repository, &policy.repositories) {
+        (Some(repository), None) => caller.require(repository, Role::Maintainer).await,
+        _ => caller.require_admin(),
+    }
+}
+
+/// The policy saved as `name`, if the caller may manage it.
+async fn managed(app: &AppState, caller: &Caller, name: &str) -> ApiResult<SavedPolicy> {
+    let policy = app
+        .registry
+        .policies()
+        .await?
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no policy named {name}")))?;
+    require_manager(caller, &policy.policy).await?;
+    Ok(policy)
+}
+
+/// Every policy (administrators).
+async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let items = app.registry.policies().await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let policy = managed(&app, &caller, &name).await?;
+    Ok(Json(policy).into_response())
+}
+
+async fn save(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(policy): ApiJson<Policy>,
+) -> ApiResult<Response> {
+    // Replacing a policy takes the right to manage the old one and the new one.
+    if app
+        .registry
+        .policies()
+        .await?
+        .iter()
+        .any(|p| p.name == name)
+    {
+        managed(&app, &caller, &name).await?;
+    }
+    require_manager(&caller, &policy).await?;
+    let saved = app
+        .registry
+        .put_policy(&name, policy)
+        .await?
+        .map_err(invalid)?;
+    Ok(Json(saved).into_response())
+}
+
+async fn remove(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    managed(&app, &caller, &name).await?;
+    if app.registry.delete_policy(&name).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("no policy named {name}")))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RunRequest {
+    dry_run: bool,
+}
+
+/// Applies the policy now (or previews it with `dry_run`): what it removed and why.
+async fn run(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    OptionalJson(request): OptionalJson<RunRequest>,
+) -> ApiResult<Response> {
+    managed(&app, &caller, &name).await?;
+    let dry_run = request.dry_run;
+    let (outcome, run) = app
+        .registry
+        .run_policy(&name, dry_run)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no policy named {name}")))?;
+    Ok((
+        if dry_run {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        Json(json!({ "run": run.id, "dry_run": dry_run, "removed": outcome.removals })),
+    )
+        .into_response())
+}

@@ -1,0 +1,651 @@
+//! Online garbage collection: never stop-the-world, safe with several replicas at work.
+//!
+//! Rows first, bytes second. Each phase lists candidates without locks, then deletes each
+//! with a statement that re-checks why it is garbage (the index is the only judge), and only
+//! then deletes objects:
+//! 1. upload sessions idle past `upload_timeout`, then their staged parts;
+//! 2. untagged manifests past the grace period (option), never an index's child or a
+//!    referrer of a subject the repository holds;
+//! 3. repository links no manifest of the repository needs, past the grace period;
+//! 4. blobs no repository links, past the grace period: the collector claims each digest
+//!    (a fence in the index) before it deletes the row, and deletes the object under that
+//!    claim. A writer counts itself in on the digest before it writes the object and waits
+//!    while a claim is held, so an object being re-uploaded is never swept, and a blob whose
+//!    row is gone is never linked again without its bytes being written again (mounts need
+//!    the row);
+//! 5. objects the index does not know (orphans) past the grace period, under the same claim.
+//!
+//! A collector that dies leaves claims behind; the next run finishes their deletions once the
+//! lease has expired. Reviews (continuous collection) run phases 2–4 for one repository.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use super::Registry;
+use crate::{
+    blobs::Blobs,
+    error::{Error, Result},
+    meta::{GcCounts, GcRunRecord, JOB_GC_RUN, RepositoryEstimate, now},
+    oci::Digest,
+};
+
+/// Candidates read per query; memory does not depend on the size of the registry.
+const BATCH: i64 = 500;
+/// Object deletions in flight at once.
+const DELETES_IN_FLIGHT: usize = 16;
+/// Items a report lists; beyond, it counts them only.
+const REPORT_ITEMS_MAX: usize = 10_000;
+/// Passes over untagged manifests in one run (an index removed frees its children).
+const MANIFEST_PASSES: usize = 8;
+/// Finished jobs are kept this long as history.
+const JOB_HISTORY_SECS: i64 = 7 * 24 * 3600;
+
+/// How one collection runs.
+#[derive(Debug, Clone, Copy)]
+pub struct GcOptions {
+    pub dry_run: bool,
+    pub grace_secs: u64,
+    pub untagged: bool,
+    pub upload_timeout_secs: u64,
+    pub lease_secs: u64,
+}
+
+/// What a collection removed, or would remove, and why.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub counts: GcCounts,
+    pub items: Vec<Value>,
+    /// More items were removed than `items` lists.
+    pub truncated: bool,
+    pub errors: Vec<String>,
+}
+
+impl GcReport {
+    fn item(&mut self, kind: &str, repository: Option<&str>, name: &str, bytes: i64, why: &str) {
+        if self.items.len() >= REPORT_ITEMS_MAX {
+            self.truncated = true;
+            return;
+        }
+        self.items.push(json!({
+            "kind": kind, "repository": repository, "name": name, "bytes": bytes, "reason": why,
+        }));
+    }
+
+    fn error(&mut self, e: impl std::fmt::Display) {
+        self.counts.errors += 1;
+        if self.errors.len() < 100 {
+            self.errors.push(e.to_string());
+        }
+    }
+}
+
+/// Progress of a long collection: the phase, and how many candidates it has handled.
+pub type Progress<'a> = &'a (dyn Fn(&str, u64) + Send + Sync);
+
+impl Registry {
+    /// The collection options of the configuration, dry or not.
+    pub fn gc_options(&self, dry_run: bool) -> GcOptions {
+        GcOptions {
+            dry_run,
+            grace_secs: self.gc.grace_secs,
+            untagged: self.gc.untagged,
+            upload_timeout_secs: self.gc.upload_timeout_secs,
+            lease_secs: self.gc.lease_secs,
+        }
+    }
+
+    /// Runs a collection now and records it (trigger: `api`, `cli`, `schedule`).
+    pub async fn run_gc(
+        &self,
+        trigger: &str,
+        options: GcOptions,
+        progress: Progress<'_>,
+    ) -> Result<GcRunRecord> {
+        let id = self
+            .meta
+            .create_gc_run(trigger, options.dry_run, true)
+            .await?;
+        self.finish_run(id, options, progress).await
+    }
+
+    /// Records a collection to be run by a worker (any replica) and queues it.
+    pub async fn queue_gc(&self, trigger: &str, dry_run: bool) -> Result<GcRunRecord> {
+        let id = self.meta.create_gc_run(trigger, dry_run, false).await?;
+        self.meta
+            .enqueue_job(JOB_GC_RUN, &id.to_string(), None, now())
+            .await?;
+        self.gc_run(id).await?.ok_or(Error::NotFound)
+    }
+
+    /// Runs queued collection `id` (a worker leased its job).
+    pub async fn run_queued_gc(&self, id: i64) -> Result<()> {
+        let Some(run) = self.meta.gc_run(id).await? else {
+            return Ok(());
+        };
+        if !self.meta.start_gc_run(id).await? {
+            return Ok(());
+        }
+        self.finish_run(id, self.gc_options(run.dry_run), &|_, _| {})
+            .await
+            .map(drop)
+    }
+
+    async fn finish_run(
+        &self,
+        id: i64,
+        options: GcOptions,
+        progress: Progress<'_>,
+    ) -> Result<GcRunRecord> {
+        let lease_start = now() - options.lease_secs as i64;
+        self.meta.fail_interrupted_gc_runs(lease_start, id).await?;
+        let outcome = self.collect_garbage(options, progress).await;
+        let (report, failed) = match outcome {
+            Ok(report) => (report, false),
+            Err(e) => {
+                let mut report = GcReport {
+                    dry_run: options.dry_run,
+                    ..GcReport::default()
+                };
+                report.error(&e);
+                (report, true)
+            }
+        };
+        let body = serde_json::to_value(&report).unwrap_or(Value::Null);
+        self.meta
+            .finish_gc_run(id, &report.counts, failed, &body)
+            .await?;
+        self.gc_run(id).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn gc_run(&self, id: i64) -> Result<Option<GcRunRecord>> {
+        self.meta.gc_run(id).await
+    }
+
+    /// Recorded runs, newest first, with ids below `before`.
+    pub async fn gc_runs(&self, before: Option<i64>, n: i64) -> Result<Vec<GcRunRecord>> {
+        self.meta.gc_runs(before, n).await
+    }
+
+    /// Bytes per repository in links no manifest needs (past the grace period), and the
+    /// bytes a collection would reclaim now.
+    pub async fn gc_estimate(&self) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
+        let cutoff = now() - self.gc.grace_secs as i64;
+        let repositories = self.meta.estimate(cutoff).await?;
+        let (mut blobs, mut bytes, mut after) = (0, 0, String::new());
+        loop {
+            let page = self.meta.reclaimable_blobs(cutoff, &after, BATCH).await?;
+            blobs += page.len() as i64;
+            bytes += page.iter().map(|(_, s)| *s).sum::<i64>();
+            match page.last() {
+                Some((d, _)) if page.len() as i64 == BATCH => after = d.clone(),
+                _ => break,
+            }
+        }
+        Ok((repositories, blobs, bytes))
+    }
+
+    /// A full collection (or its dry run): every phase over the whole registry.
+    pub async fn collect_garbage(
+        &self,
+        options: GcOptions,
+        progress: Progress<'_>,
+    ) -> Result<GcReport> {
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        let now = now();
+        let cutoff = now - options.grace_secs as i64;
+        if !options.dry_run {
+            self.finish_stale_claims(now - options.lease_secs as i64, &mut report)
+                .await?;
+        }
+        self.collect_uploads(
+            now - options.upload_timeout_secs as i64,
+            &options,
+            &mut report,
+            progress,
+        )
+        .await?;
+        if options.untagged {
+            self.collect_manifests(cutoff, None, &options, &mut report, progress)
+                .await?;
+        }
+        if options.dry_run {
+            self.mark(cutoff, &mut report, progress).await?;
+        } else {
+            self.collect_links(cutoff, None, false, &mut report, progress)
+                .await?;
+            self.collect_blobs(cutoff, &mut report, progress).await?;
+        }
+        self.collect_orphans(cutoff, &options, &mut report, progress)
+            .await?;
+        if !options.dry_run {
+            self.meta.prune_jobs(now - JOB_HISTORY_SECS).await?;
+        }
+        Ok(report)
+    }
+
+    /// A review after events in one repository: its untagged manifests (option), its links
+    /// no manifest needs, and the blobs that this leaves unlinked.
+    pub async fn review_repository(&self, repository_id: i64) -> Result<GcCounts> {
+        let options = self.gc_options(false);
+        let cutoff = now() - options.grace_secs as i64;
+        let mut report = GcReport::default();
+        let quiet: Progress<'_> = &|_, _| {};
+        // Claims of a collector that died would keep writers of their digests waiting.
+        self.finish_stale_claims(now() - options.lease_secs as i64, &mut report)
+            .await?;
+        if options.untagged {
+            self.collect_manifests(cutoff, Some(repository_id), &options, &mut report, quiet)
+                .await?;
+        }
+        let unlinked = self
+            .collect_links(cutoff, Some(repository_id), true, &mut report, quiet)
+            .await?;
+        for chunk in unlinked.chunks(BATCH as usize) {
+            self.delete_blobs(chunk, cutoff, &mut report).await?;
+        }
+        Ok(report.counts)
+    }
+
+    /// A review of every unlinked blob (after a repository was deleted).
+    pub async fn review_blobs(&self) -> Result<GcCounts> {
+        let cutoff = now() - self.gc.grace_secs as i64;
+        let mut report = GcReport::default();
+        self.collect_blobs(cutoff, &mut report, &|_, _| {}).await?;
+        Ok(report.counts)
+    }
+
+    /// Claims left by a collector that stopped between a row and its object: the row is
+    /// gone, so the object goes too.
+    async fn finish_stale_claims(&self, cutoff: i64, report: &mut GcReport) -> Result<()> {
+        let stale = self.meta.stale_blob_claims(cutoff).await?;
+        let mut done = Vec::new();
+        for digest in stale {
+            match digest.parse::<Digest>() {
+                Ok(d) => match self.blobs.delete_blob(&d).await {
+                    Ok(()) => done.push(digest),
+                    Err(e) => report.error(format!("deleting {digest}: {e}")),
+                },
+                Err(_) => done.push(digest),
+            }
+        }
+        self.meta.release_blob_claims(&done).await?;
+        self.meta.reset_stale_writers(cutoff).await?;
+        Ok(())
+    }
+
+    async fn collect_uploads(
+        &self,
+        cutoff: i64,
+        options: &GcOptions,
+        report: &mut GcReport,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut after = String::new();
+        let mut seen = 0;
+        loop {
+            let page = self.meta.stale_uploads(cutoff, &after, BATCH).await?;
+            for upload in &page {
+                seen += 1;
+                let why = "upload session abandoned (idle past upload_timeout_secs)";
+                let parts = if options.dry_run {
+                    Vec::new()
+                } else {
+                    let Some(parts) = self.meta.delete_stale_upload(&upload.id, cutoff).await?
+                    else {
+                        continue;
+                    };
+                    self.running_hashes.forget(&upload.id);
+                    parts
+                };
+                report.counts.uploads += 1;
+                report.counts.bytes += upload.size;
+                report.item(
+                    "upload",
+                    Some(&upload.repository),
+                    &upload.id,
+                    upload.size,
+                    why,
+                );
+                if let Err(e) = self.blobs.delete_parts(&parts).await {
+                    report.error(format!("deleting parts of upload {}: {e}", upload.id));
+                }
+            }
+            progress("uploads", seen);
+            match page.last() {
+                Some(u) if page.len() as i64 == BATCH => after = u.id.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn collect_manifests(
+        &self,
+        cutoff: i64,
+        repository_id: Option<i64>,
+        options: &GcOptions,
+        report: &mut GcReport,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let passes = if options.dry_run { 1 } else { MANIFEST_PASSES };
+        let mut seen = 0;
+        for _ in 0..passes {
+            let mut deleted = 0;
+            let mut after = 0;
+            loop {
+                let page = self
+                    .meta
+                    .untagged_manifests(cutoff, repository_id, after, BATCH)
+                    .await?;
+                for m in &page {
+                    seen += 1;
+                    let why = match &m.subject {
+                        Some(_) => "untagged referrer whose subject is gone",
+                        None => "untagged manifest, no child of an index",
+                    };
+                    if options.dry_run || self.meta.delete_untagged_manifest(m, cutoff).await? {
+                        deleted += 1;
+                        report.counts.manifests += 1;
+                        report.item("manifest", Some(&m.repository), &m.digest, m.size, why);
+                    }
+                }
+                progress("manifests", seen);
+                match page.last() {
+                    Some(m) if page.len() as i64 == BATCH => after = m.id,
+                    _ => break,
+                }
+            }
+            if deleted == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the links no manifest needs; returns the digests unlinked if `keep` (a full
+    /// run sweeps every unlinked blob next, and keeps nothing: memory stays flat).
+    async fn collect_links(
+        &self,
+        cutoff: i64,
+        repository_id: Option<i64>,
+        keep: bool,
+        report: &mut GcReport,
+        progress: Progress<'_>,
+    ) -> Result<Vec<String>> {
+        let mut unlinked = Vec::new();
+        let mut after = (0i64, String::new());
+        let mut seen = 0;
+        loop {
+            let page = self
+                .meta
+                .unneeded_links(cutoff, repository_id, (after.0, &after.1), BATCH)
+                .await?;
+            let mut by_repository: BTreeMap<i64, Vec<&_>> = BTreeMap::new();
+            for link in &page {
+                by_repository
+                    .entry(link.repository_id)
+                    .or_default()
+                    .push(link);
+            }
+            for (repository_id, links) in by_repository {
+                let digests: Vec<String> = links.iter().map(|l| l.digest.clone()).collect();
+                let deleted = self
+                    .meta
+                    .delete_unneeded_links(repository_id, &digests, cutoff)
+                    .await?;
+                for link in links.iter().filter(|l| deleted.contains(&l.digest)) {
+                    report.counts.links += 1;
+                    let why = "no manifest of the repository references it";
+                    report.item("link", Some(&link.repository), &link.digest, link.size, why);
+                }
+                if keep {
+                    unlinked.extend(deleted);
+                }
+            }
+            seen += page.len() as u64;
+            progress("links", seen);
+            match page.last() {
+                Some(l) if page.len() as i64 == BATCH => {
+                    after = (l.repository_id, l.digest.clone());
+                }
+                _ => return Ok(unlinked),
+            }
+        }
+    }
+
+    async fn collect_blobs(
+        &self,
+        cutoff: i64,
+        report: &mut GcReport,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut after = String::new();
+        let mut seen = 0;
+        loop {
+            let page = self.meta.unlinked_blobs(cutoff, &after, BATCH).await?;
+            let digests: Vec<String> = page.iter().map(|(d, _)| d.clone()).collect();
+            self.delete_blobs(&digests, cutoff, report).await?;
+            seen += page.len() as u64;
+            progress("blobs", seen);
+            match page.last() {
+                Some((d, _)) if page.len() as i64 == BATCH => after = d.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Rows first (claimed and re-validated), then objects, then the claims.
+    async fn delete_blobs(
+        &self,
+        digests: &[String],
+        cutoff: i64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let deleted = self.meta.claim_and_delete_blobs(digests, cutoff).await?;
+        let results: Vec<(String, i64, Result<()>)> = futures::stream::iter(deleted)
+            .map(|(digest, size)| async move {
+                let outcome = match digest.parse::<Digest>() {
+                    Ok(d) => self.blobs.delete_blob(&d).await,
+                    Err(_) => Ok(()),
+                };
+                (digest, size, outcome)
+            })
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut released = Vec::new();
+        for (digest, size, outcome) in results {
+            match outcome {
+                Ok(()) => {
+                    report.counts.blobs += 1;
+                    report.counts.bytes += size;
+                    report.item("blob", None, &digest, size, "no repository links it");
+                    released.push(digest);
+                }
+                // The claim stays: the next run finishes the deletion.
+                Err(e) => report.error(format!("deleting blob {digest}: {e}")),
+            }
+        }
+        self.meta.release_blob_claims(&released).await
+    }
+
+    /// The dry run's mark phase: links and blobs a collection would remove now.
+    async fn mark(&self, cutoff: i64, report: &mut GcReport, progress: Progress<'_>) -> Result<()> {
+        let mut after = (0i64, String::new());
+        loop {
+            let page = self
+                .meta
+                .unneeded_links(cutoff, None, (after.0, &after.1), BATCH)
+                .await?;
+            for link in &page {
+                report.counts.links += 1;
+                let why = "no manifest of the repository references it";
+                report.item("link", Some(&link.repository), &link.digest, link.size, why);
+            }
+            progress("links", report.counts.links as u64);
+            match page.last() {
+                Some(l) if page.len() as i64 == BATCH => {
+                    after = (l.repository_id, l.digest.clone())
+                }
+                _ => break,
+            }
+        }
+        let mut after = String::new();
+        loop {
+            let page = self.meta.reclaimable_blobs(cutoff, &after, BATCH).await?;
+            for (digest, size) in &page {
+                report.counts.blobs += 1;
+                report.counts.bytes += size;
+                report.item(
+                    "blob",
+                    None,
+                    digest,
+                    *size,
+                    "no manifest in any repository references it",
+                );
+            }
+            progress("blobs", report.counts.blobs as u64);
+            match page.last() {
+                Some((d, _)) if page.len() as i64 == BATCH => after = d.clone(),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Objects in the store the index does not know, older than the grace period.
+    async fn collect_orphans(
+        &self,
+        cutoff: i64,
+        options: &GcOptions,
+        report: &mut GcReport,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let mut seen = 0;
+        let mut listing = self.blobs.list("blobs/").try_chunks(BATCH as usize);
+        while let Some(chunk) = listing.next().await {
+            let chunk = chunk.map_err(|e| e.1)?;
+            seen += chunk.len() as u64;
+            let old: Vec<(String, u64)> = chunk
+                .into_iter()
+                .filter(|o| o.modified <= cutoff)
+                .filter_map(|o| Blobs::digest_of_key(&o.key).map(|d| (d.to_string(), o.size)))
+                .collect();
+            let digests: Vec<String> = old.iter().map(|(d, _)| d.clone()).collect();
+            let known = self.meta.known_or_fenced_blobs(&digests).await?;
+            let orphans: Vec<&(String, u64)> =
+                old.iter().filter(|(d, _)| !known.contains(d)).collect();
+            if options.dry_run {
+                for (d, size) in orphans {
+                    report.counts.orphans += 1;
+                    report.counts.bytes += *size as i64;
+                    report.item(
+                        "orphan",
+                        None,
+                        d,
+                        *size as i64,
+                        "object the index does not know",
+                    );
+                }
+            } else {
+                let candidates: Vec<String> = orphans.iter().map(|(d, _)| d.clone()).collect();
+                let claimed = self.meta.claim_orphans(&candidates).await?;
+                let mut released = Vec::new();
+                for digest in claimed {
+                    let size = old.iter().find(|(d, _)| *d == digest).map_or(0, |o| o.1);
+                    let outcome = match digest.parse::<Digest>() {
+                        Ok(d) => self.blobs.delete_blob(&d).await,
+                        Err(_) => Ok(()),
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            report.counts.orphans += 1;
+                            report.counts.bytes += size as i64;
+                            report.item(
+                                "orphan",
+                                None,
+                                &digest,
+                                size as i64,
+                                "object the index does not know",
+                            );
+                            released.push(digest);
+                        }
+                        Err(e) => report.error(format!("deleting orphan {digest}: {e}")),
+                    }
+                }
+                self.meta.release_blob_claims(&released).await?;
+            }
+            progress("orphans", seen);
+        }
+        let mut parts = self.blobs.list("uploads/").try_chunks(BATCH as usize);
+        while let Some(chunk) = parts.next().await {
+            let chunk = chunk.map_err(|e| e.1)?;
+            let old: Vec<_> = chunk.into_iter().filter(|o| o.modified <= cutoff).collect();
+            let sessions: Vec<String> = old
+                .iter()
+                .filter_map(|o| Blobs::session_of_key(&o.key).map(str::to_owned))
+                .collect();
+            let live = self.meta.live_uploads(&sessions).await?;
+            let dead: Vec<_> = old
+                .iter()
+                .filter(|o| Blobs::session_of_key(&o.key).is_some_and(|s| !live.contains(s)))
+                .collect();
+            for o in dead {
+                report.counts.orphans += 1;
+                report.counts.bytes += o.size as i64;
+                report.item(
+                    "orphan",
+                    None,
+                    &o.key,
+                    o.size as i64,
+                    "staged part of no live upload session",
+                );
+                if !options.dry_run
+                    && let Err(e) = self.blobs.delete_parts(std::slice::from_ref(&o.key)).await
+                {
+                    report.error(format!("deleting {}: {e}", o.key));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Registry {
+    /// Deletes `repo` with its manifests, tags, links and upload sessions (it leaves the
+    /// catalog); the blobs only it referenced are then unreferenced and collected. `who`
+    /// says whether the caller may delete protected tags (a repository holding any needs it).
+    pub async fn delete_repository(
+        &self,
+        repo: &crate::oci::RepoName,
+        who: super::Override,
+    ) -> Result<()> {
+        if who != super::Override::Allowed {
+            let rules = self.tag_rules(repo).await?;
+            if !rules.protected_patterns.is_empty() {
+                for tag in self.meta.tag_facts(repo).await? {
+                    let reference = crate::oci::Reference::Tag(
+                        tag.name
+                            .parse()
+                            .map_err(|_| Error::Internal(anyhow::anyhow!("bad tag")))?,
+                    );
+                    self.check_delete(repo, &reference, who).await?;
+                }
+            }
+        }
+        let parts = self
+            .meta
+            .delete_repository(repo)
+            .await?
+            .ok_or(Error::NameUnknown)?;
+        if let Err(e) = self.blobs.delete_parts(&parts).await {
+            // Left as orphans for the collector.
+            tracing::warn!(error = %e, "could not delete the staged parts of a deleted repository");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! Tag rules of a repository: mutability (mutable, immutable, or immutable except tags
+//! matching patterns, as ECR's `IMMUTABLE_WITH_EXCLUSION`) and protected patterns that only
+//! callers allowed to override (maintainers) may push or delete.
+//!
+//! Patterns are regular expressions matched against the whole tag.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::{Registry, policies::InvalidPattern};
+use crate::{
+    error::{Error, Result},
+    meta::StoredSettings,
+    oci::{Digest, Reference, RepoName, Tag},
+};
+
+/// Whether the caller may override protected tag patterns: maintainers (and owners and
+/// administrators) may; access control decides, and the HTTP layer passes its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Override {
+    Allowed,
+    Denied,
+}
+
+impl Override {
+    /// `Allowed` for a caller who maintains the repository.
+    pub fn for_maintainer(maintains: bool) -> Override {
+        if maintains {
+            Override::Allowed
+        } else {
+            Override::Denied
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mutability {
+    #[default]
+    Mutable,
+    Immutable,
+    /// Immutable, except tags matching `mutable_patterns`.
+    ImmutableWithExclusion,
+}
+
+impl Mutability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mutability::Mutable => "mutable",
+            Mutability::Immutable => "immutable",
+            Mutability::ImmutableWithExclusion => "immutable_with_exclusion",
+        }
+    }
+
+    fn parse(s: &str) -> Mutability {
+        match s {
+            "immutable" => Mutability::Immutable,
+            "immutable_with_exclusion" => Mutability::ImmutableWithExclusion,
+            _ => Mutability::Mutable,
+        }
+    }
+}
+
+/// The tag rules of one repository, as the API reads and writes them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagRules {
+    pub tag_mutability: Mutability,
+    /// With `immutable_with_exclusion`: tags matching any of these stay mutable.
+    pub mutable_patterns: Vec<String>,
+    /// Tags matching any of these are pushed, moved and deleted only with an override.
+    pub protected_patterns: Vec<String>,
+}
+
+/// [`TagRules`] with their patterns compiled.
+struct Compiled {
+    mutability: Mutability,
+    mutable: Vec<Regex>,
+    protected: Vec<Regex>,
+}
+
+impl TagRules {
+    /// Compiles every pattern; the first invalid one is reported with its position.
+    fn compile(&self) -> Result<Compiled, InvalidPattern> {
+        let all = |field: &str, patterns: &[String]| -> Result<Vec<Regex>, InvalidPattern> {
+            patterns
+                .iter()
+                .enumerate()
+                .map(|(i, p)| super::policies::compile(&format!("{field}[{i}]"), p))
+                .collect()
+        };
+        Ok(Compiled {
+            mutability: self.tag_mutability,
+            mutable: all("mutable_patterns", &self.mutable_patterns)?,
+            protected: all("protected_patterns", &self.protected_patterns)?,
+        })
+    }
+}
+
+impl Compiled {
+    fn may_move(&self, tag: &str) -> bool {
+        match self.mutability {
+            Mutability::Mutable => true,
+            Mutability::Immutable => false,
+            Mutability::ImmutableWithExclusion => self.mutable.iter().any(|r| r.is_match(tag)),
+        }
+    }
+
+    fn protected(&self, tag: &str) -> bool {
+        self.protected.iter().any(|r| r.is_match(tag))
+    }
+}
+
+impl Registry {
+    /// The tag rules of `repo` (the defaults when none were set).
+    pub async fn tag_rules(&self, repo: &RepoName) -> Result<TagRules> {
+        let Some(stored) = self.meta.repository_settings(repo).await? else {
+            return Ok(TagRules::default());
+        };
+        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+        Ok(TagRules {
+            tag_mutability: Mutability::parse(&stored.tag_mutability),
+            mutable_patterns: list(&stored.mutable_patterns),
+            protected_patterns: list(&stored.protected_patterns),
+        })
+    }
+
+    /// Replaces the tag rules of `repo`, after checking every pattern.
+    pub async fn put_tag_rules(
+        &self,
+        repo: &RepoName,
+        rules: &TagRules,
+    ) -> Result<Result<(), InvalidPattern>> {
+        if let Err(e) = rules.compile() {
+            return Ok(Err(e));
+        }
+        let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let stored = StoredSettings {
+            tag_mutability: rules.tag_mutability.as_str().into(),
+            mutable_patterns: json(&rules.mutable_patterns),
+            protected_patterns: json(&rules.protected_patterns),
+        };
+        self.meta.put_repository_settings(repo, &stored).await?;
+        Ok(Ok(()))
+    }
+
+    /// For a push under `tag`: refuses a protected tag without an override, and says whether
+    /// the tag may move to another manifest.
+    pub(super) async fn check_tag_push(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        who: Override,
+    ) -> Result<bool> {
+        let rules = self.compiled_rules(repo).await?;
+        if rules.protected(tag.as_str()) && who != Override::Allowed {
+            return Err(Error::Denied(format!(
+                "tag {tag} of {repo} is protected: only maintainers may push it"
+            )));
+        }
+        Ok(rules.may_move(tag.as_str()))
+    }
+
+    /// For a delete of `reference`: refuses, without an override, to remove a protected tag
+    /// (or, by digest, a manifest carrying one).
+    pub(super) async fn check_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        who: Override,
+    ) -> Result<()> {
+        if who == Override::Allowed {
+            return Ok(());
+        }
+        let rules = self.compiled_rules(repo).await?;
+        if rules.protected.is_empty() {
+            return Ok(());
+        }
+        let protected = match reference {
+            Reference::Tag(tag) => rules.protected(tag.as_str()).then(|| tag.to_string()),
+            Reference::Digest(digest) => self.protected_tag_on(repo, digest, &rules).await?,
+        };
+        match protected {
+            Some(tag) => Err(Error::Denied(format!(
+                "tag {tag} of {repo} is protected: only maintainers may delete it"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    async fn protected_tag_on(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        rules: &Compiled,
+    ) -> Result<Option<String>> {
+        let digest = digest.to_string();
+        Ok(self
+            .meta
+            .tag_facts(repo)
+            .await?
+            .into_iter()
+            .find(|t| t.digest == digest && rules.protected(&t.name))
+            .map(|t| t.name))
+    }
+
+    async fn compiled_rules(&self, repo: &RepoName) -> Result<Compiled> {
+        self.tag_rules(repo).await?.compile().map_err(|e| {
+            Error::Internal(anyhow::anyhow!(
+                "stored tag rules of {repo} are invalid: {e}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(m: Mutability, mutable: &[&str], protected: &[&str]) -> Compiled {
+        TagRules {
+            tag_mutability: m,
+            mutable_patterns: mutable.iter().map(|s| s.to_string()).collect(),
+            protected_patterns: protected.iter().map(|s| s.to_string()).collect(),
+        }
+        .compile()
+        .unwrap()
+    }
+
+    #[test]
+    fn mutability_and_protection_match_whole_tags() {
+        let r = rules(Mutability::Mutable, &[], &[]);
+        assert!(r.may_move("v1") && !r.protected("v1"));
+        let r = rules(Mutability::Immutable, &["latest"], &[]);
+        assert!(
+            !r.may_move("latest"),
+            "exclusions only apply with exclusion mode"
+        );
+        let r = rules(
+            Mutability::ImmutableWithExclusion,
+            &["latest", "dev-.*"],
+            &["v[0-9]+"],
+        );
+        assert!(r.may_move("latest") && r.may_move("dev-123"));
+        assert!(!r.may_move("v1") && !r.may_move("latest2") && !r.may_move("xdev-1"));
+        assert!(r.protected("v12") && !r.protected("v1.2") && !r.protected("av1"));
+    }
+
+    #[test]
+    fn invalid_patterns_name_field_and_position() {
+        let e = TagRules {
+            protected_patterns: vec!["ok".into(), "v(1".into()],
+            ..TagRules::default()
+        }
+        .compile()
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "protected_patterns[1]");
+        assert_eq!(e.position, 1);
+    }
+}
