@@ -18,6 +18,8 @@ USER berth
 WORKDIR /var/lib/berth
 VOLUME /var/lib/berth
 EXPOSE 5000
-ENV BERTH_DATA_DIR=/var/lib/berth BERTH_LISTEN=0.0.0.0:5000
+# Listening on every interface needs identities (or BERTH_AUTH_ENABLED=false with
+# --allow-open-network); pass BERTH_ADMIN_PASSWORD once to create the first administrator.
+ENV BERTH_DATA_DIR=/var/lib/berth BERTH_LISTEN=0.0.0.0:5000 BERTH_AUTH_ENABLED=true
 ENTRYPOINT ["berth"]
 CMD ["serve"]

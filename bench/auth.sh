@@ -4,22 +4,23 @@
 # per repository from the realm and sends it on every request), and auth on with Basic
 # credentials on every request.
 #
-#   bench/auth.sh --regbench BIN [--rounds N] [--seconds S] [--out FILE] [--no-build]
+#   bench/auth.sh --regbench BIN [--rounds N] [--seconds S] [--images N] [--out FILE] [--no-build]
 #
 # BIN is a built regbench binary. Berth is built in release unless --no-build. The servers
 # start fresh on loopback ports with temporary data dirs (deleted at the end). Each round runs
 # head-storm (S seconds, default 10) then pull-many against off, token, basic in turn (the
-# first alternates per round); push-many runs once per server before the rounds. One JSON
+# first alternates per round); push-many (--images, default 1000) runs once per server first. One JSON
 # line per run goes to --out (default target/bench/auth-<time>.jsonl); the medians and the
 # ratio to "off" are printed at the end.
 set -euo pipefail
 
-regbench= rounds=3 seconds=10 out= build=1
+regbench= rounds=3 seconds=10 images=1000 out= build=1
 while [ $# -gt 0 ]; do
   case $1 in
     --regbench) regbench=${2:?}; shift 2 ;;
     --rounds) rounds=${2:?}; shift 2 ;;
     --seconds) seconds=${2:?}; shift 2 ;;
+    --images) images=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
@@ -68,11 +69,13 @@ start basic BERTH_AUTH_ENABLED=true BERTH_ADMIN_PASSWORD=$password
 rb() {                                  # rb NAME SCENARIO [ARGS...]
   local name=$1; shift
   local creds=(); [ "$name" != off ] && creds=(--user admin --password "$password")
-  "$regbench" --registry "${url[$name]}" "${creds[@]}" --state "$tmp/state.json" \
+  # a state file holds one registry's pushes: pull-many needs what push-many recorded there
+  local state=$tmp/state-$name-many.json; [ "$1" = head-storm ] && state=$tmp/state-$name-storm.json
+  "$regbench" --registry "${url[$name]}" "${creds[@]}" --state "$state" \
     --server-pid "${pid[$name]}" --json "$out" --label "auth-$name" "$@"
 }
 order=(off token basic)
-for name in "${order[@]}"; do rb "$name" push-many >/dev/null; done
+for name in "${order[@]}"; do rb "$name" push-many --images "$images" | tail -n 3; done
 for round in $(seq "$rounds"); do
   for i in 0 1 2; do
     name=${order[$(( (i + round) % 3 ))]}

@@ -59,6 +59,9 @@ struct Inner {
     /// sha256 of `user \0 password` → identity: Basic credentials on every request must not
     /// cost an argon2 hash each.
     logins: Cache<[u8; 32], Identity>,
+    /// Logins being checked, so that concurrent requests with the same credentials wait for
+    /// one argon2 check instead of each running their own when the cache entry expires.
+    checking: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     /// (subject, repository) → grant.
     grants: Cache<(String, String), Grant>,
     limiter: limiter::Limiter,
@@ -126,6 +129,7 @@ impl Auth {
             verified: Cache::new(),
             subjects: Cache::new(),
             logins: Cache::new(),
+            checking: Mutex::new(HashMap::new()),
             grants: Cache::new(),
             limiter: limiter::Limiter::new(
                 config.max_failures,
@@ -182,7 +186,25 @@ impl Auth {
         if let Some(identity) = self.0.logins.get(&fingerprint, self.0.cache_ttl) {
             return Ok(identity);
         }
-        match self.check_credentials(username, password).await? {
+        let gate = self
+            .0
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(fingerprint)
+            .or_default()
+            .clone();
+        let _turn = gate.lock().await;
+        if let Some(identity) = self.0.logins.get(&fingerprint, self.0.cache_ttl) {
+            return Ok(identity);
+        }
+        let checked = self.check_credentials(username, password).await;
+        self.0
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fingerprint);
+        match checked? {
             Some(identity) => {
                 self.0.limiter.forget(&keys[1]);
                 self.0.logins.put(fingerprint, identity.clone());
