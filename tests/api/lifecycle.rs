@@ -824,3 +824,58 @@ async fn ecr_policy_expires_whole_images() {
     let run = gc(&s, false).await;
     assert_eq!(run["blobs"], 4, "two images of two blobs each: {run}");
 }
+
+/// Queued jobs run exactly once however many replicas lease at the same time: each queued
+/// collection is run by one replica, and the replicas' counts add up to the jobs queued.
+#[tokio::test]
+async fn queued_jobs_run_exactly_once_across_replicas() {
+    let s = server(false).await;
+    s.push_image("once", "v1", &[b"kept"]).await;
+    let replicas = [s.replica().await, s.replica().await, s.replica().await];
+    // The push queued a review; let it run first, so that only the collections remain.
+    berth::workers::run_due_jobs(&replicas[0], "warm-up")
+        .await
+        .unwrap();
+    let mut queued = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let resp = s
+            .req(Method::POST, "/api/v1/gc/runs")
+            .json(&json!({ "dry_run": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        queued.insert(json_body(resp).await["id"].as_i64().expect("run id"));
+    }
+    let ran: Vec<usize> = futures::future::join_all(
+        replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| async move { berth::workers::run_due_jobs(r, &format!("r{i}")).await }),
+    )
+    .await
+    .into_iter()
+    .map(|n| n.unwrap())
+    .collect();
+    assert_eq!(
+        ran.iter().sum::<usize>(),
+        queued.len(),
+        "per replica: {ran:?}"
+    );
+    for id in &queued {
+        let run = json_body(s.get(&format!("/api/v1/gc/runs/{id}")).await).await;
+        assert_eq!(run["state"], "done", "{run}");
+    }
+    // Nothing is left to lease.
+    for (i, r) in replicas.iter().enumerate() {
+        assert_eq!(
+            berth::workers::run_due_jobs(r, &format!("r{i}"))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    for r in replicas {
+        r.close().await;
+    }
+}
