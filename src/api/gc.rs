@@ -10,8 +10,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Caller;
-use super::{ApiError, ApiQuery, ApiResult, OptionalJson, Paging, paged};
+use super::{ApiError, ApiQuery, ApiResult, Caller, OptionalJson, Paging, Problem, paged};
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -22,6 +21,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Recorded runs, newest first; the cursor is the id of the last run of the page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gc/runs",
+    tag = "gc",
+    params(Paging),
+    responses(
+        (status = 200, description = "A page of runs, newest first"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -56,6 +65,17 @@ struct NewRun {
     grace_secs: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/gc/runs",
+    tag = "gc",
+    request_body(content = Object, description = r#"{"dry_run": false, "wait": false, "grace_secs": null} (all optional)"#),
+    responses(
+        (status = 201, description = "Run in the request (wait): the finished run"),
+        (status = 202, description = "Queued"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
@@ -79,6 +99,16 @@ async fn create(
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/gc/runs/{id}",
+    tag = "gc",
+    params(("id" = i64, Path, description = "Id")),
+    responses(
+        (status = 200, description = "The run: counts, bytes, errors and its report"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
@@ -97,6 +127,15 @@ async fn show(
 }
 
 /// Reclaimable bytes now: per repository (links no manifest needs) and in total.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gc/estimate",
+    tag = "gc",
+    responses(
+        (status = 200, description = "Reclaimable blobs and bytes, per repository and in total"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn estimate(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require_admin()?;
     let (repositories, blobs, bytes) = app.registry.gc_estimate().await?;

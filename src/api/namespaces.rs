@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Paging, paged};
+use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Paging, Problem, paged};
 use crate::{
     auth::{Role, TokenRequest, Visibility},
     http::AppState,
@@ -50,6 +50,16 @@ struct NewNamespace {
     owner: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces",
+    tag = "namespaces",
+    request_body(content = Object, description = r#"{"name": "myorg", "visibility": "private", "owner": "alice"}"#),
+    responses(
+        (status = 201, description = "Created"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn create(caller: Caller, ApiJson(ns): ApiJson<NewNamespace>) -> ApiResult<Response> {
     let visibility = ns.visibility.as_deref().map(parse_visibility).transpose()?;
     caller
@@ -65,6 +75,17 @@ pub(super) struct VisibilityBody {
     visibility: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/namespaces/{ns}/visibility",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
+    request_body(content = Object, description = r#"{"visibility": "internal"}"#),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn visibility(
     caller: Caller,
     Path(ns): Path<String>,
@@ -78,6 +99,16 @@ async fn visibility(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/members",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
+    responses(
+        (status = 200, description = "Members and their roles"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn members(caller: Caller, Path(ns): Path<String>) -> ApiResult<Response> {
     let rows = caller.auth().list_members(&caller.identity, &ns).await?;
     let items: Vec<_> = rows
@@ -98,6 +129,17 @@ struct RoleBody {
     role: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/namespaces/{ns}/members/{user}",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)"), ("user" = String, Path, description = "User name")),
+    request_body(content = Object, description = r#"{"role": "developer"}"#),
+    responses(
+        (status = 204, description = "Set"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn set_member(
     caller: Caller,
     Path((ns, user)): Path<(String, String)>,
@@ -116,6 +158,16 @@ async fn set_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/namespaces/{ns}/members/{user}",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)"), ("user" = String, Path, description = "User name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn remove_member(
     caller: Caller,
     Path((ns, user)): Path<(String, String)>,
@@ -127,6 +179,16 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/deploy-tokens",
+    tag = "tokens",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
+    responses(
+        (status = 200, description = "Deploy tokens (never their secrets)"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn deploy_tokens(caller: Caller, Path(ns): Path<String>) -> ApiResult<Response> {
     let rows = caller
         .auth()
@@ -135,6 +197,17 @@ async fn deploy_tokens(caller: Caller, Path(ns): Path<String>) -> ApiResult<Resp
     Ok(Json(json!({ "items": rows })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces/{ns}/deploy-tokens",
+    tag = "tokens",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
+    request_body(content = Object, description = r#"{"name": "ci", "scopes": ["read_registry", "write_registry"], "expires_at": null}"#),
+    responses(
+        (status = 201, description = "Created: its login name and secret, shown once"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn create_deploy_token(
     caller: Caller,
     Path(ns): Path<String>,
@@ -163,6 +236,16 @@ pub(super) async fn set_repository_visibility(
 }
 
 /// The audit log, newest first (administrators).
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(Paging),
+    responses(
+        (status = 200, description = "A page of the audit log, newest first"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn audit(caller: Caller, ApiQuery(paging): ApiQuery<Paging>) -> ApiResult<Response> {
     let limit = paging.limit()?;
     let before = match paging.cursor() {

@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiJson, ApiResult, Caller, OptionalJson};
+use super::{ApiError, ApiJson, ApiResult, Caller, OptionalJson, Problem};
 use crate::{
     auth::Role,
     http::AppState,
@@ -62,12 +62,31 @@ async fn managed(app: &AppState, caller: &Caller, name: &str) -> ApiResult<Saved
 }
 
 /// Every policy (administrators).
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies",
+    tag = "policies",
+    responses(
+        (status = 200, description = "Every cleanup policy"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require_admin()?;
     let items = app.registry.policies().await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/policies/{name}",
+    tag = "policies",
+    params(("name" = String, Path, description = "Name")),
+    responses(
+        (status = 200, description = "The policy"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn show(
     State(app): State<AppState>,
     caller: Caller,
@@ -77,6 +96,17 @@ async fn show(
     Ok(Json(policy).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/policies/{name}",
+    tag = "policies",
+    params(("name" = String, Path, description = "Name")),
+    request_body(content = Object, description = "repository or repositories, enabled, cadence, keep_n, older_than, name_regex, name_regex_keep, ecr, keep_pulled_within, keep_most_recently_pulled"),
+    responses(
+        (status = 200, description = "The saved policy"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn save(
     State(app): State<AppState>,
     caller: Caller,
@@ -102,6 +132,16 @@ async fn save(
     Ok(Json(saved).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/policies/{name}",
+    tag = "policies",
+    params(("name" = String, Path, description = "Name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn remove(
     State(app): State<AppState>,
     caller: Caller,
@@ -122,6 +162,18 @@ struct RunRequest {
 }
 
 /// Applies the policy now (or previews it with `dry_run`): what it removed and why.
+#[utoipa::path(
+    post,
+    path = "/api/v1/policies/{name}/runs",
+    tag = "policies",
+    params(("name" = String, Path, description = "Name")),
+    request_body(content = Object, description = r#"{"dry_run": true} previews"#),
+    responses(
+        (status = 200, description = "Dry run: what it would remove, and why"),
+        (status = 201, description = "Run: what it removed, and why"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn run(
     State(app): State<AppState>,
     caller: Caller,

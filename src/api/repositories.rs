@@ -44,7 +44,7 @@ pub fn routes() -> Router<AppState> {
         (status = 400, description = "Bad paging parameters", body = Problem),
     )
 )]
-pub(super) async fn list(
+async fn list(
     State(app): State<AppState>,
     caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
@@ -72,6 +72,7 @@ struct TagFilters {
     dry_run: bool,
 }
 
+/// Routes `/repositories/{name}[/-/{sub-resource}]` to its operation.
 async fn one(
     State(app): State<AppState>,
     caller: Caller,
@@ -87,50 +88,20 @@ async fn one(
         .map_err(|e| ApiError::bad_request(format!("repository name: {e}")))?;
     let method = request.method().clone();
     match (sub, method) {
-        (None, Method::DELETE) => {
-            // Deleting the repository takes its protected tags too: maintainers only.
-            caller.require(repo.as_str(), Role::Maintainer).await?;
-            app.registry
-                .delete_repository(&repo, Override::Allowed)
-                .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+        (None, Method::DELETE) => delete_repository(&app, &caller, &repo).await,
         (None, Method::PATCH) => {
-            let ApiJson(body) =
-                ApiJson::<super::namespaces::VisibilityBody>::from_request(request, &app).await?;
-            super::namespaces::set_repository_visibility(&caller, &repo, &body).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
+            let ApiJson(body) = ApiJson::from_request(request, &app).await?;
+            set_visibility(&caller, &repo, &body).await
         }
-        (Some("settings"), Method::GET) => {
-            caller.require(repo.as_str(), Role::Reporter).await?;
-            Ok(Json(app.registry.tag_rules(&repo).await?).into_response())
-        }
+        (Some("settings"), Method::GET) => get_settings(&app, &caller, &repo).await,
         (Some("settings"), Method::PUT) => {
-            caller.require(repo.as_str(), Role::Maintainer).await?;
-            let ApiJson(rules) = ApiJson::<TagRules>::from_request(request, &app).await?;
-            app.registry
-                .put_tag_rules(&repo, &rules)
-                .await?
-                .map_err(|p| invalid(p.into()))?;
-            Ok(Json(rules).into_response())
+            let ApiJson(rules) = ApiJson::from_request(request, &app).await?;
+            put_settings(&app, &caller, &repo, rules).await
         }
         (Some("tags"), Method::DELETE) => {
-            caller.require(repo.as_str(), Role::Maintainer).await?;
             let (mut parts, _) = request.into_parts();
-            let ApiQuery(f) = ApiQuery::<TagFilters>::from_request_parts(&mut parts, &app).await?;
-            let rules = PolicyRules {
-                name_regex: f.name_regex_delete,
-                name_regex_keep: f.name_regex_keep,
-                keep_n: f.keep_n,
-                older_than: f.older_than,
-                ..PolicyRules::default()
-            };
-            let removed = app
-                .registry
-                .delete_tags_matching(&repo, &rules, f.dry_run)
-                .await?
-                .map_err(invalid)?;
-            Ok(Json(json!({ "dry_run": f.dry_run, "removed": removed })).into_response())
+            let ApiQuery(filters) = ApiQuery::from_request_parts(&mut parts, &app).await?;
+            delete_tags(&app, &caller, &repo, filters).await
         }
         (None | Some("settings") | Some("tags"), _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -141,4 +112,131 @@ async fn one(
             "no resource {other:?} under a repository"
         ))),
     }
+}
+
+/// Deletes the repository with its manifests, tags, links and sessions (maintainers: its
+/// protected tags go too); the blobs only it referenced are collected.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/repositories/{name}",
+    tag = "repositories",
+    params(("name" = String, Path, description = "Repository name (may contain slashes)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "4XX", description = "Refused or unknown", body = Problem),
+    )
+)]
+async fn delete_repository(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Maintainer).await?;
+    app.registry
+        .delete_repository(repo, Override::Allowed)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Sets the repository's own visibility (`{"visibility": "public|internal|private"}`).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/repositories/{name}",
+    tag = "repositories",
+    params(("name" = String, Path, description = "Repository name")),
+    request_body(content = Object, description = r#"{"visibility": "public"}"#),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = "4XX", description = "Refused or invalid", body = Problem),
+    )
+)]
+async fn set_visibility(
+    caller: &Caller,
+    repo: &RepoName,
+    body: &super::namespaces::VisibilityBody,
+) -> ApiResult<Response> {
+    super::namespaces::set_repository_visibility(caller, repo, body).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The repository's tag rules: mutability and protected patterns.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/-/settings",
+    tag = "repositories",
+    params(("name" = String, Path, description = "Repository name")),
+    responses(
+        (status = 200, description = "The tag rules"),
+        (status = "4XX", description = "Refused or unknown", body = Problem),
+    )
+)]
+async fn get_settings(app: &AppState, caller: &Caller, repo: &RepoName) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Reporter).await?;
+    Ok(Json(app.registry.tag_rules(repo).await?).into_response())
+}
+
+/// Replaces the tag rules (maintainers); a bad pattern is refused with its position.
+#[utoipa::path(
+    put,
+    path = "/api/v1/repositories/{name}/-/settings",
+    tag = "repositories",
+    params(("name" = String, Path, description = "Repository name")),
+    request_body(content = Object, description = r#"{"tag_mutability": "immutable_with_exclusion", "mutable_patterns": ["latest"], "protected_patterns": ["v.*"]}"#),
+    responses(
+        (status = 200, description = "The saved rules"),
+        (status = "4XX", description = "Refused or invalid", body = Problem),
+    )
+)]
+async fn put_settings(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    rules: TagRules,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Maintainer).await?;
+    app.registry
+        .put_tag_rules(repo, &rules)
+        .await?
+        .map_err(|p| invalid(p.into()))?;
+    Ok(Json(rules).into_response())
+}
+
+/// Deletes tags in bulk with GitLab's filters (maintainers); `dry_run` only lists them.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/repositories/{name}/-/tags",
+    tag = "repositories",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("name_regex_delete" = Option<String>, Query, description = "Tags to delete (whole-tag regex)"),
+        ("name_regex_keep" = Option<String>, Query, description = "Tags never deleted; wins over everything"),
+        ("keep_n" = Option<usize>, Query, description = "Most recent tags kept"),
+        ("older_than" = Option<String>, Query, description = "Only tags pushed longer ago, e.g. 7d"),
+        ("dry_run" = Option<bool>, Query, description = "List what would be deleted"),
+    ),
+    responses(
+        (status = 200, description = "What was (or would be) removed, and why"),
+        (status = "4XX", description = "Refused or invalid", body = Problem),
+    )
+)]
+async fn delete_tags(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    f: TagFilters,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Maintainer).await?;
+    let rules = PolicyRules {
+        name_regex: f.name_regex_delete,
+        name_regex_keep: f.name_regex_keep,
+        keep_n: f.keep_n,
+        older_than: f.older_than,
+        ..PolicyRules::default()
+    };
+    let removed = app
+        .registry
+        .delete_tags_matching(repo, &rules, f.dry_run)
+        .await?
+        .map_err(invalid)?;
+    Ok(Json(json!({ "dry_run": f.dry_run, "removed": removed })).into_response())
 }

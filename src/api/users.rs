@@ -10,7 +10,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiJson, ApiQuery, ApiResult, Caller, Paging, paged};
+use super::{ApiJson, ApiQuery, ApiResult, Caller, Paging, Problem, paged};
 use crate::{auth::TokenRequest, http::AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -23,6 +23,15 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens/{id}", delete(revoke))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = "users",
+    responses(
+        (status = 200, description = "The caller: name, admin, scopes"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn whoami(caller: Caller) -> Json<serde_json::Value> {
     let id = &caller.identity;
     Json(json!({
@@ -34,6 +43,16 @@ async fn whoami(caller: Caller) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    params(Paging),
+    responses(
+        (status = 200, description = "A page of users"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn list(caller: Caller, ApiQuery(paging): ApiQuery<Paging>) -> ApiResult<Response> {
     let limit = paging.limit()?;
     let users = caller
@@ -52,6 +71,16 @@ struct NewUser {
     admin: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body(content = Object, description = r#"{"name": "alice", "password": "…", "admin": false}"#),
+    responses(
+        (status = 201, description = "Created"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn create(caller: Caller, ApiJson(user): ApiJson<NewUser>) -> ApiResult<Response> {
     caller
         .auth()
@@ -64,6 +93,16 @@ async fn create(caller: Caller, ApiJson(user): ApiJson<NewUser>) -> ApiResult<Re
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{name}",
+    tag = "users",
+    params(("name" = String, Path, description = "Name")),
+    responses(
+        (status = 204, description = "Deleted, with their tokens"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn remove(caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
     caller.auth().delete_user(&caller.identity, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -75,6 +114,17 @@ struct NewPassword {
     password: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{name}/password",
+    tag = "users",
+    params(("name" = String, Path, description = "Name")),
+    request_body(content = Object, description = r#"{"password": "…"}"#),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn password(
     caller: Caller,
     Path(name): Path<String>,
@@ -87,6 +137,16 @@ async fn password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{name}/tokens",
+    tag = "tokens",
+    params(("name" = String, Path, description = "Name")),
+    responses(
+        (status = 200, description = "Personal access tokens (never their secrets)"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn tokens(caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     let rows = caller
         .auth()
@@ -95,6 +155,17 @@ async fn tokens(caller: Caller, Path(name): Path<String>) -> ApiResult<Response>
     Ok(Json(json!({ "items": rows })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/tokens",
+    tag = "tokens",
+    params(("name" = String, Path, description = "Name")),
+    request_body(content = Object, description = r#"{"name": "laptop", "scopes": ["read_registry"], "expires_at": null}"#),
+    responses(
+        (status = 201, description = "Created: the secret, shown once"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn create_token(
     caller: Caller,
     Path(name): Path<String>,
@@ -107,6 +178,16 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = i64, Path, description = "Id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
+    )
+)]
 async fn revoke(caller: Caller, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     caller.auth().revoke_token(&caller.identity, id).await?;
     Ok(StatusCode::NO_CONTENT)
