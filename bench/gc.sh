@@ -3,6 +3,7 @@
 # (Debian's docker-registry; its garbage-collect needs the registry stopped).
 #
 #   bench/gc.sh [--images N] [--repos R] [--regbench BIN] [--out FILE] [--berth-only]
+#               [--postgres]
 #
 # For each registry: regbench push-many of N images (4 layers of 1-4 KiB, a config, a
 # manifest) into R repositories; then every other manifest is deleted through the API (by
@@ -10,6 +11,8 @@
 # peak RSS). Berth collects with `berth gc` on the same index and store while its server keeps
 # serving (grace 0: everything unreferenced goes); Distribution with `registry
 # garbage-collect` after its server is stopped. Defaults: 20000 images, 50 repositories.
+# --postgres puts Berth's index on a PostgreSQL of the benchmark's own
+# (scripts/services/postgres.sh on BERTH_PG_PORT, default 25443; stopped at the end).
 # Berth is built in release first (target/release/berth).
 set -euo pipefail
 
@@ -19,6 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 regbench=$root/target/regbench/release/regbench
 out=
 distribution=1
+postgres=0
 while [ $# -gt 0 ]; do
   case $1 in
     --images) images=${2:?}; shift 2 ;;
@@ -26,6 +30,7 @@ while [ $# -gt 0 ]; do
     --regbench) regbench=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
     --berth-only) distribution=0; shift ;;
+    --postgres) postgres=1; shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
@@ -41,6 +46,7 @@ pids=()
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  [ "$postgres" = 1 ] && bash "$root/scripts/services/postgres.sh" stop
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -84,9 +90,17 @@ timed() { # label command...: wall seconds and peak RSS of the command
   tail -n 2 "$tmp/cmd.out" | sed 's/^/    /' | tee -a "$out"
 }
 
-echo "gc benchmark: $images images, $repos repositories, 4 layers of 1-4 KiB ($(date -u))" | tee "$out"
+index=SQLite
+if [ "$postgres" = 1 ]; then
+  export BERTH_PG_PORT=${BERTH_PG_PORT:-25443}
+  eval "$(bash "$root/scripts/services/postgres.sh")"
+  psql -q "$BERTH_TEST_DATABASE_URL" -c "CREATE DATABASE berth_gc_bench"
+  export BERTH_DATABASE_URL=${BERTH_TEST_DATABASE_URL%/*}/berth_gc_bench
+  index=PostgreSQL
+fi
+echo "gc benchmark: $images images, $repos repositories, 4 layers of 1-4 KiB, Berth on $index ($(date -u))" | tee "$out"
 
-# --- Berth: SQLite + filesystem, server running throughout ---
+# --- Berth: SQLite (or PostgreSQL) + filesystem, server running throughout ---
 mkdir -p "$tmp/berth-data"
 cat >"$tmp/berth.toml" <<EOF
 [gc]

@@ -222,11 +222,6 @@ impl IntoResponse for Error {
             HeaderValue::from_static("application/json"),
         );
         match self {
-            // The request body was not read: the connection cannot carry another request,
-            // and a client that reused it would see it closed under its next one.
-            Error::TooLarge { .. } => {
-                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
             Error::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(header::CONTENT_RANGE, v);

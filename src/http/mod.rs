@@ -85,6 +85,11 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
     };
     let auth = &app.auth;
     let client = client_address(&parts.extensions);
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let access = if auth.enabled() {
         let realm = |path: &str| {
             Ctx {
@@ -99,7 +104,7 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
         };
         match access::check(auth, &parts, &route, &mut query, &client, realm).await {
             Ok(access) => access,
-            Err(refusal) => return refusal,
+            Err(refusal) => return close_if_body_unread(has_body, refusal),
         }
     } else {
         Access::open()
@@ -113,9 +118,10 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
         access: &access,
     };
     let audited = audited_event(&parts.method, &route).filter(|_| auth.enabled());
-    let response = handle(ctx, &parts.method, route, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let response = match handle(ctx, &parts.method, route, body).await {
+        Ok(response) => response,
+        Err(e) => close_if_body_unread(has_body, e.into_response()),
+    };
     if let Some((action, target)) = audited.filter(|_| response.status().is_success()) {
         auth.audit(
             &access.identity.name,
@@ -125,6 +131,17 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             None,
         )
         .await;
+    }
+    response
+}
+
+/// An error may be answered before the request body was read; the connection then cannot
+/// carry another request, and a client that reused it would see it closed under its next one.
+fn close_if_body_unread(has_body: bool, mut response: Response) -> Response {
+    if has_body {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

@@ -368,3 +368,28 @@ async fn client_mistakes_are_never_5xx() {
     // And the server is still serving.
     assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
 }
+
+/// An error answered before the request body was read says `Connection: close`, so that no
+/// client reuses a connection the server is about to close; the next request on a fresh one
+/// works. Errors to bodiless requests keep the connection.
+#[tokio::test]
+async fn errors_before_the_body_is_read_close_the_connection() {
+    let s = TestServer::start().await;
+    let unknown_session = "/v2/a/blobs/uploads/00000000-0000-0000-0000-000000000000";
+    let resp = s
+        .req(Method::PATCH, unknown_session)
+        .header("content-type", "application/octet-stream")
+        .body(vec![7u8; 256 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        resp.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    assert_eq!(error_code(resp).await, "BLOB_UPLOAD_UNKNOWN");
+    let resp = s.get("/v2/a/manifests/missing").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.headers().get("connection"), None);
+}
