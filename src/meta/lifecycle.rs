@@ -585,6 +585,19 @@ impl Meta {
     }
 
     /// Bytes per repository in links made before `cutoff` that no manifest needs.
+    /// Brings PostgreSQL's planner statistics of the tables a collection reads up to date.
+    /// Right after a burst of pushes autovacuum may not have analysed them yet, and with the
+    /// statistics of near-empty tables the planner scans instead of probing indexes (seconds
+    /// instead of milliseconds). SQLite's planner works from the indexes alone.
+    pub async fn refresh_gc_statistics(&self) -> Result<()> {
+        if self.postgres {
+            sqlx::query("ANALYZE blobs, repository_blobs, manifests, manifest_references, tags")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn estimate(&self, cutoff: i64) -> Result<Vec<RepositoryEstimate>> {
         let sql = format!(
             "SELECT r.name, COUNT(*), CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs \

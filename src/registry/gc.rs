@@ -173,6 +173,7 @@ impl Registry {
     /// bytes a collection would reclaim now.
     pub async fn gc_estimate(&self) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
         let cutoff = now() - self.gc.grace_secs as i64;
+        self.meta.refresh_gc_statistics().await?;
         let repositories = self.meta.estimate(cutoff).await?;
         let (mut blobs, mut bytes, mut after) = (0, 0, String::new());
         loop {
@@ -199,6 +200,7 @@ impl Registry {
         };
         let now = now();
         let cutoff = now - options.grace_secs as i64;
+        self.meta.refresh_gc_statistics().await?;
         if !options.dry_run {
             self.finish_stale_claims(now - options.lease_secs as i64, &mut report)
                 .await?;
