@@ -608,6 +608,14 @@ fn host_port(url: &str) -> String {
     )
 }
 
+/// Insists that `resp` is the 503 `UNAVAILABLE` that names the backend `what`.
+async fn assert_unavailable(resp: reqwest::Response, what: &str) {
+    let (status, code, message) = error_of(resp).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains(what), "{message}");
+}
+
 /// The JSON error code and message of an error response.
 async fn error_of(resp: reqwest::Response) -> (StatusCode, String, String) {
     let status = resp.status();
@@ -677,10 +685,7 @@ async fn backends_going_away_fail_cleanly_and_recover() {
             layer.clone(),
         )
         .await;
-    let (status, code, message) = error_of(resp).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
-    assert_eq!(code, "UNAVAILABLE");
-    assert!(message.contains("blob store"), "{message}");
+    assert_unavailable(resp, "blob store").await;
     let head = replica
         .send(
             Method::HEAD,
@@ -724,10 +729,7 @@ async fn backends_going_away_fail_cleanly_and_recover() {
             layer2.clone(),
         )
         .await;
-    let (status, code, message) = error_of(resp).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
-    assert_eq!(code, "UNAVAILABLE");
-    assert!(message.contains("metadata index"), "{message}");
+    assert_unavailable(resp, "metadata index").await;
     let resp = replica
         .send(
             Method::GET,
@@ -1040,10 +1042,7 @@ async fn real_outage_mid_push(stopped: Stopped) {
     );
 
     service.run("pause");
-    let (status, code, message) = error_of(patch(&second, first.len()).await.unwrap()).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
-    assert_eq!(code, "UNAVAILABLE");
-    assert!(message.contains(what), "{message}");
+    assert_unavailable(patch(&second, first.len()).await.unwrap(), what).await;
     // A pull needs the stopped backend too (the index for the manifest, the store for bytes).
     let pull = match stopped {
         Stopped::Postgres => format!("/v2/{repo}/manifests/before"),

@@ -154,6 +154,33 @@ pub struct UntaggedFacts {
 }
 
 /// `$start, $start+1, ...`: `n` placeholders for an `IN` list.
+/// Inserts a deleting fence for each of `digests` (`on_conflict` says what happens to an
+/// existing one); returns the digests claimed.
+async fn claim_fences(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    digests: &[String],
+    on_conflict: &str,
+) -> Result<Vec<String>> {
+    let values: Vec<String> = (0..digests.len())
+        .map(|i| format!("(${}, 0, 1, $1)", i + 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO blob_fences (digest, writers, deleting, updated_at) VALUES {} \
+         ON CONFLICT (digest) {on_conflict} RETURNING digest",
+        values.join(", ")
+    );
+    let mut claim = sqlx::query(&sql).bind(now());
+    for d in digests {
+        claim = claim.bind(d.as_str());
+    }
+    Ok(claim
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
@@ -682,27 +709,15 @@ impl Meta {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now();
         let mut tx = self.write_tx().await?;
-        let values: Vec<String> = (0..digests.len())
-            .map(|i| format!("(${}, 0, 1, $1)", i + 2))
-            .collect();
-        let sql = format!(
-            "INSERT INTO blob_fences (digest, writers, deleting, updated_at) VALUES {} \
-             ON CONFLICT (digest) DO UPDATE SET deleting = 1, updated_at = excluded.updated_at \
-             WHERE blob_fences.writers = 0 RETURNING digest",
-            values.join(", ")
-        );
-        let mut claim = sqlx::query(&sql).bind(now);
-        for d in digests {
-            claim = claim.bind(d.as_str());
-        }
-        let claimed: Vec<String> = claim
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        // An existing fence is taken over only when no writer is in.
+        let claimed = claim_fences(
+            &mut tx,
+            digests,
+            "DO UPDATE SET deleting = 1, updated_at = excluded.updated_at \
+             WHERE blob_fences.writers = 0",
+        )
+        .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
@@ -751,24 +766,8 @@ impl Meta {
             return Ok(Vec::new());
         }
         let mut tx = self.write_tx().await?;
-        let values: Vec<String> = (0..digests.len())
-            .map(|i| format!("(${}, 0, 1, $1)", i + 2))
-            .collect();
-        let sql = format!(
-            "INSERT INTO blob_fences (digest, writers, deleting, updated_at) VALUES {} \
-             ON CONFLICT (digest) DO NOTHING RETURNING digest",
-            values.join(", ")
-        );
-        let mut claim = sqlx::query(&sql).bind(now());
-        for d in digests {
-            claim = claim.bind(d.as_str());
-        }
-        let claimed: Vec<String> = claim
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        // An orphan has no fence: any fence means someone is at work on the digest.
+        let claimed = claim_fences(&mut tx, digests, "DO NOTHING").await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
