@@ -189,7 +189,15 @@ impl Blobs {
                 "content hashes to {actual}, not {digest}"
             )));
         }
-        staged.commit(self.store.as_ref(), &key).await?;
+        if let Err(e) = staged.commit(self.store.as_ref(), &key).await {
+            // Writers of the same digest may race on its key (Azure drops a blob's uncommitted
+            // blocks when another writer commits its list). An object at the key was verified
+            // by its writer before it was committed, so it holds exactly this content.
+            if self.exists(digest).await.unwrap_or(false) {
+                return Ok(size);
+            }
+            return Err(e);
+        }
         Ok(size)
     }
 
