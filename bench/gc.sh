@@ -8,9 +8,10 @@
 # For each registry: regbench push-many of N images (4 layers of 1-4 KiB, a config, a
 # manifest) into R repositories; then every other manifest is deleted through the API (by
 # digest); then a dry run and a full collection, each timed with /usr/bin/time (wall seconds,
-# peak RSS). Berth collects with `berth gc` on the same index and store while its server keeps
-# serving (grace 0: everything unreferenced goes); Distribution with `registry
-# garbage-collect` after its server is stopped. Defaults: 20000 images, 50 repositories.
+# peak RSS) while its anonymous memory is sampled. Berth collects with `berth gc` on the same
+# index and store while its server keeps serving (grace 0: everything unreferenced goes);
+# Distribution with `registry garbage-collect` after its server is stopped. Defaults: 20000
+# images, 50 repositories.
 # --postgres puts Berth's index on a PostgreSQL of the benchmark's own
 # (scripts/services/postgres.sh on BERTH_PG_PORT, default 25443; stopped at the end).
 # Berth is built in release first (target/release/berth).
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?}; shift 2 ;;
     --berth-only) distribution=0; shift ;;
     --postgres) postgres=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -82,12 +83,26 @@ print(f"  deleted {len(doomed)} of {len(state['many'])} manifests; {len(freed)} 
 EOF
 }
 
-timed() { # label command...: wall seconds and peak RSS of the command
+timed() { # label command...: wall seconds, peak RSS, and peak anonymous memory of the command
   local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >"$tmp/cmd.out" 2>&1 || { cat "$tmp/cmd.out" >&2; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >"$tmp/cmd.out" 2>&1 &
+  local pid=$! child= anon=0 key value _
+  # RSS counts the pages of the index file Berth maps (SQLite mmap) and of its binary; the
+  # anonymous part (heap, stacks) is what the run itself allocates, sampled every 50 ms.
+  while kill -0 "$pid" 2>/dev/null; do
+    [ -n "$child" ] || read -r child _ <"/proc/$pid/task/$pid/children" 2>/dev/null || true
+    if [ -n "$child" ]; then
+      while read -r key value _; do
+        [ "$key" = RssAnon: ] && [ "$value" -gt "$anon" ] && anon=$value
+      done <"/proc/$child/status" 2>/dev/null || true
+    fi
+    sleep 0.05
+  done
+  wait "$pid" || { cat "$tmp/cmd.out" >&2; exit 1; }
   read -r wall kib <"$tmp/time"
-  printf '%-34s wall %7.2f s   peak RSS %7.1f MiB\n' "$label" "$wall" "$(echo "$kib / 1024" | bc -l)" | tee -a "$out"
-  tail -n 2 "$tmp/cmd.out" | sed 's/^/    /' | tee -a "$out"
+  printf '%-34s wall %7.2f s   peak RSS %7.1f MiB   peak anonymous %7.1f MiB\n' "$label" "$wall" \
+    "$(echo "$kib / 1024" | bc -l)" "$(echo "$anon / 1024" | bc -l)" | tee -a "$out"
+  tail -n 3 "$tmp/cmd.out" | sed 's/^/    /' | tee -a "$out"
 }
 
 index=SQLite

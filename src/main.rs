@@ -526,6 +526,9 @@ async fn gc_command(registry: &berth::registry::Registry, args: &GcArgs) -> anyh
                 },
                 c.errors
             );
+            if let Some(phases) = run.report.as_ref().and_then(|r| r.get("phase_secs")) {
+                println!("phases (wall seconds): {phases}");
+            }
             if run.state == "failed" {
                 anyhow::bail!("the run failed: {}", run.report.unwrap_or_default());
             }

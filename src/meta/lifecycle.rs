@@ -6,8 +6,9 @@
 //! row a candidate: candidates are listed without locks (and may be stale by the time they are
 //! deleted); only the re-validated delete decides.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::LazyLock};
 
+use futures::{StreamExt, stream::BoxStream};
 use sqlx::Row;
 
 use super::{Meta, lock_repository, now};
@@ -98,6 +99,24 @@ pub struct LinkCandidate {
     pub repository: String,
     pub digest: String,
     pub size: i64,
+}
+
+/// One row of the mark: a blob, and one of its links (none if it has none).
+#[derive(Debug, Clone)]
+pub struct BlobMark {
+    pub digest: String,
+    pub size: i64,
+    /// Written before the cutoff.
+    pub old: bool,
+    pub link: Option<LinkMark>,
+}
+
+/// A link as the mark judges it.
+#[derive(Debug, Clone)]
+pub struct LinkMark {
+    pub repository: String,
+    /// Made before the cutoff and needed by no manifest of its repository.
+    pub unneeded: bool,
 }
 
 /// Bytes a repository holds in links no manifest needs.
@@ -200,6 +219,18 @@ const UNTAGGED_COLLECTIBLE: &str = "m.pushed_at <= $1 \
 const LINK_NEEDED: &str = "EXISTS (SELECT 1 FROM manifest_references mr \
     JOIN manifests m ON m.id = mr.manifest_id \
     WHERE mr.digest = repository_blobs.digest AND m.repository_id = repository_blobs.repository_id)";
+
+/// See [`Meta::mark_blobs`].
+static MARK_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT b.digest, b.size, CAST(CASE WHEN b.created_at <= $1 THEN 1 ELSE 0 END AS BIGINT), \
+         r.name, CAST(CASE WHEN repository_blobs.linked_at <= $1 AND NOT {LINK_NEEDED} \
+             THEN 1 ELSE 0 END AS BIGINT) \
+         FROM blobs b LEFT JOIN repository_blobs ON repository_blobs.digest = b.digest \
+         LEFT JOIN repositories r ON r.id = repository_blobs.repository_id \
+         ORDER BY b.digest"
+    )
+});
 
 impl Meta {
     /// Sets how long after an event its repository is reviewed (`None`: not at all).
@@ -477,8 +508,11 @@ impl Meta {
 
     /// Which of `ids` are live upload sessions.
     pub async fn live_uploads(&self, ids: &[String]) -> Result<HashSet<String>> {
-        self.present("SELECT id FROM uploads WHERE id IN", ids)
-            .await
+        self.present(
+            |list| format!("SELECT id FROM uploads WHERE id IN ({list})"),
+            ids,
+        )
+        .await
     }
 
     // ---------------------------------------------------------------- manifests
@@ -625,28 +659,6 @@ impl Meta {
         Ok(())
     }
 
-    pub async fn estimate(&self, cutoff: i64) -> Result<Vec<RepositoryEstimate>> {
-        let sql = format!(
-            "SELECT r.name, COUNT(*), CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs \
-             JOIN repositories r ON r.id = repository_blobs.repository_id \
-             JOIN blobs b ON b.digest = repository_blobs.digest \
-             WHERE repository_blobs.linked_at <= $1 AND NOT {LINK_NEEDED} \
-             GROUP BY r.name ORDER BY r.name"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(cutoff)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RepositoryEstimate {
-                repository: r.get(0),
-                unreferenced_links: r.get(1),
-                unreferenced_bytes: r.get(2),
-            })
-            .collect())
-    }
-
     // ---------------------------------------------------------------- blobs
 
     /// Blobs written before `cutoff` that no repository links, after `after`, `n` at most.
@@ -677,23 +689,28 @@ impl Meta {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// The mark phase in one query: blobs written before `cutoff` whose every link (if any) is
-    /// older than `cutoff` and needed by no manifest of its repository; after `after`, `n` at
-    /// most. A collection with the same cutoff removes exactly these (untagged manifests
-    /// aside).
-    pub async fn reclaimable_blobs(
-        &self,
-        cutoff: i64,
-        after: &str,
-        n: i64,
-    ) -> Result<Vec<(String, i64)>> {
-        let sql = format!(
-            "SELECT b.digest, b.size FROM blobs b WHERE b.created_at <= $1 AND b.digest > $2 \
-             AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_blobs.digest = b.digest \
-                 AND (repository_blobs.linked_at > $1 OR {LINK_NEEDED})) \
-             ORDER BY b.digest LIMIT $3"
-        );
-        self.blob_page(&sql, (cutoff, after, n)).await
+    /// The mark in one streamed query: every blob with each of its links, in digest order
+    /// (a blob's rows are consecutive), judged as a collection with `cutoff` would judge
+    /// them. One pass over the index instead of a query per page: the dry run and the
+    /// estimate read every link once, and memory does not grow with the number of blobs.
+    pub fn mark_blobs(&self, cutoff: i64) -> BoxStream<'_, Result<BlobMark>> {
+        sqlx::query(&MARK_SQL)
+            .bind(cutoff)
+            .fetch(&self.reader)
+            .map(|row| {
+                let row = row?;
+                let repository: Option<String> = row.get(3);
+                Ok(BlobMark {
+                    digest: row.get(0),
+                    size: row.get(1),
+                    old: row.get::<i64, _>(2) == 1,
+                    link: repository.map(|repository| LinkMark {
+                        repository,
+                        unneeded: row.get::<i64, _>(4) == 1,
+                    }),
+                })
+            })
+            .boxed()
     }
 
     /// Claims `digests` for deletion and deletes their rows, in one transaction: a digest is
@@ -863,21 +880,28 @@ impl Meta {
 
     /// Which of `digests` have a row, or a fence (a writer or the collector at work).
     pub async fn known_or_fenced_blobs(&self, digests: &[String]) -> Result<HashSet<String>> {
-        let mut known = self
-            .present("SELECT digest FROM blobs WHERE digest IN", digests)
-            .await?;
-        known.extend(
-            self.present("SELECT digest FROM blob_fences WHERE digest IN", digests)
-                .await?,
-        );
-        Ok(known)
+        self.present(
+            |list| {
+                format!(
+                    "SELECT digest FROM blobs WHERE digest IN ({list}) \
+                     UNION SELECT digest FROM blob_fences WHERE digest IN ({list})"
+                )
+            },
+            digests,
+        )
+        .await
     }
 
-    /// Which of `keys` `query` (ending in `IN`, selecting one text column) finds.
-    async fn present(&self, query: &str, keys: &[String]) -> Result<HashSet<String>> {
+    /// Which of `keys` the query `sql(list)` finds, given the placeholder list of a chunk of
+    /// them; it selects one text column.
+    async fn present(
+        &self,
+        sql: impl Fn(&str) -> String,
+        keys: &[String],
+    ) -> Result<HashSet<String>> {
         let mut found = HashSet::new();
-        for chunk in keys.chunks(500) {
-            let sql = format!("{query} ({})", placeholders(1, chunk.len()));
+        for chunk in keys.chunks(1000) {
+            let sql = sql(&placeholders(1, chunk.len()));
             let mut select = sqlx::query(&sql);
             for k in chunk {
                 select = select.bind(k.as_str());

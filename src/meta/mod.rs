@@ -170,11 +170,15 @@ impl Meta {
         }
         let url = sqlite_url(path);
         // WAL lets readers run beside the writer; with synchronous=FULL a commit survives
-        // power loss, with NORMAL it survives a crash of the process.
+        // power loss, with NORMAL it survives a crash of the process. Reads go through a
+        // memory map of the file (shared page cache, up to 256 MiB): in WAL mode a connection
+        // drops its own page cache whenever another has written, and re-reading pages with a
+        // system call each made the mark of a collection about twice as slow.
         let synchronous = if durable { "FULL" } else { "NORMAL" };
         let pragmas = format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+             PRAGMA mmap_size = 268435456;"
         );
         let writer_pragmas = pragmas.clone();
         let writer = AnyPoolOptions::new()

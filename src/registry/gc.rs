@@ -18,25 +18,27 @@
 //! A collector that dies leaves claims behind; the next run finishes their deletions once the
 //! lease has expired. Reviews (continuous collection) run phases 2–4 for one repository.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::Registry;
 use crate::{
-    blobs::Blobs,
+    blobs::{Blobs, StoredObject},
     error::{Error, Result},
     meta::{GcCounts, GcRunRecord, JOB_GC_RUN, RepositoryEstimate, now},
     oci::Digest,
 };
 
 /// Candidates read per query; memory does not depend on the size of the registry.
-const BATCH: i64 = 500;
+const BATCH: i64 = 2000;
 /// Object deletions in flight at once.
-const DELETES_IN_FLIGHT: usize = 16;
+const DELETES_IN_FLIGHT: usize = 64;
 /// Items a report lists; beyond, it counts them only.
 const REPORT_ITEMS_MAX: usize = 10_000;
+/// Error messages a report keeps; beyond, it counts them only.
+const ERRORS_MAX: usize = 100;
 /// Passes over untagged manifests in one run (an index removed frees its children).
 const MANIFEST_PASSES: usize = 8;
 /// Finished jobs are kept this long as history.
@@ -61,6 +63,8 @@ pub struct GcReport {
     /// More items were removed than `items` lists.
     pub truncated: bool,
     pub errors: Vec<String>,
+    /// Wall seconds each phase took.
+    pub phase_secs: BTreeMap<&'static str, f64>,
 }
 
 impl GcReport {
@@ -74,9 +78,49 @@ impl GcReport {
         }));
     }
 
+    /// Records the time since `lap` as `phase`'s, and starts the next lap.
+    fn lap(&mut self, phase: &'static str, lap: &mut Instant) {
+        let secs = lap.elapsed().as_secs_f64();
+        self.phase_secs
+            .insert(phase, (secs * 1000.0).round() / 1000.0);
+        *lap = Instant::now();
+    }
+
+    /// Records what the dry run's mark found.
+    fn marked(&mut self, found: Marked<'_>) {
+        match found {
+            Marked::Link {
+                repository,
+                digest,
+                size,
+            } => {
+                self.counts.links += 1;
+                let why = "no manifest of the repository references it";
+                self.item("link", Some(repository), digest, size, why);
+            }
+            Marked::Blob { digest, size } => {
+                self.counts.blobs += 1;
+                self.counts.bytes += size;
+                let why = "no manifest in any repository references it";
+                self.item("blob", None, digest, size, why);
+            }
+        }
+    }
+
+    /// Adds the counts, items and errors of `other`.
+    fn absorb(&mut self, other: GcReport) {
+        self.counts.add(&other.counts);
+        self.truncated |= other.truncated;
+        let room = REPORT_ITEMS_MAX.saturating_sub(self.items.len());
+        self.truncated |= other.items.len() > room;
+        self.items.extend(other.items.into_iter().take(room));
+        let room = ERRORS_MAX.saturating_sub(self.errors.len());
+        self.errors.extend(other.errors.into_iter().take(room));
+    }
+
     fn error(&mut self, e: impl std::fmt::Display) {
         self.counts.errors += 1;
-        if self.errors.len() < 100 {
+        if self.errors.len() < ERRORS_MAX {
             self.errors.push(e.to_string());
         }
     }
@@ -84,6 +128,20 @@ impl GcReport {
 
 /// Progress of a long collection: the phase, and how many candidates it has handled.
 pub type Progress<'a> = &'a (dyn Fn(&str, u64) + Send + Sync);
+
+/// What the mark finds: a link no manifest of its repository needs, or a blob a collection
+/// would remove (written before the cutoff, every link of it unneeded).
+enum Marked<'a> {
+    Link {
+        repository: &'a str,
+        digest: &'a str,
+        size: i64,
+    },
+    Blob {
+        digest: &'a str,
+        size: i64,
+    },
+}
 
 impl Registry {
     /// The collection options of the configuration, dry or not.
@@ -170,21 +228,34 @@ impl Registry {
     }
 
     /// Bytes per repository in links no manifest needs (past the grace period), and the
-    /// bytes a collection would reclaim now.
+    /// blobs and bytes a collection would reclaim now.
     pub async fn gc_estimate(&self) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
         let cutoff = now() - self.gc.grace_secs as i64;
         self.meta.refresh_gc_statistics().await?;
-        let repositories = self.meta.estimate(cutoff).await?;
-        let (mut blobs, mut bytes, mut after) = (0, 0, String::new());
-        loop {
-            let page = self.meta.reclaimable_blobs(cutoff, &after, BATCH).await?;
-            blobs += page.len() as i64;
-            bytes += page.iter().map(|(_, s)| *s).sum::<i64>();
-            match page.last() {
-                Some((d, _)) if page.len() as i64 == BATCH => after = d.clone(),
-                _ => break,
+        let mut repositories: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let (mut blobs, mut bytes) = (0, 0);
+        self.mark(cutoff, &|_, _| {}, |found| match found {
+            Marked::Link {
+                repository, size, ..
+            } => {
+                let sums = repositories.entry(repository.to_owned()).or_default();
+                sums.0 += 1;
+                sums.1 += size;
             }
-        }
+            Marked::Blob { size, .. } => {
+                blobs += 1;
+                bytes += size;
+            }
+        })
+        .await?;
+        let repositories = repositories
+            .into_iter()
+            .map(|(repository, (links, bytes))| RepositoryEstimate {
+                repository,
+                unreferenced_links: links,
+                unreferenced_bytes: bytes,
+            })
+            .collect();
         Ok((repositories, blobs, bytes))
     }
 
@@ -200,6 +271,7 @@ impl Registry {
         };
         let now = now();
         let cutoff = now - options.grace_secs as i64;
+        let mut lap = Instant::now();
         self.meta.refresh_gc_statistics().await?;
         if !options.dry_run {
             self.finish_stale_claims(now - options.lease_secs as i64, &mut report)
@@ -212,20 +284,30 @@ impl Registry {
             progress,
         )
         .await?;
+        report.lap("uploads", &mut lap);
         if options.untagged {
             self.collect_manifests(cutoff, None, &options, &mut report, progress)
                 .await?;
+            report.lap("manifests", &mut lap);
         }
         if options.dry_run {
-            self.mark(cutoff, &mut report, progress).await?;
+            // Nothing is deleted, so the mark (the index) and the orphan listing (the store)
+            // run side by side.
+            let mut orphans = GcReport::default();
+            let mark = self.mark(cutoff, progress, |found| report.marked(found));
+            let listing = self.collect_orphans(cutoff, &options, &mut orphans, progress);
+            futures::try_join!(mark, listing)?;
+            report.absorb(orphans);
+            report.lap("mark and orphans", &mut lap);
         } else {
             self.collect_links(cutoff, None, false, &mut report, progress)
                 .await?;
+            report.lap("links", &mut lap);
             self.collect_blobs(cutoff, &mut report, progress).await?;
-        }
-        self.collect_orphans(cutoff, &options, &mut report, progress)
-            .await?;
-        if !options.dry_run {
+            report.lap("blobs", &mut lap);
+            self.collect_orphans(cutoff, &options, &mut report, progress)
+                .await?;
+            report.lap("orphans", &mut lap);
             self.meta.prune_jobs(now - JOB_HISTORY_SECS).await?;
         }
         Ok(report)
@@ -420,6 +502,8 @@ impl Registry {
         }
     }
 
+    /// Sweeps every unlinked blob, a page at a time: the rows of the next page are claimed
+    /// and deleted while the objects of the last one are being deleted.
     async fn collect_blobs(
         &self,
         cutoff: i64,
@@ -428,17 +512,37 @@ impl Registry {
     ) -> Result<()> {
         let mut after = String::new();
         let mut seen = 0;
+        let mut sweeping = None;
         loop {
-            let page = self.meta.unlinked_blobs(cutoff, &after, BATCH).await?;
-            let digests: Vec<String> = page.iter().map(|(d, _)| d.clone()).collect();
-            self.delete_blobs(&digests, cutoff, report).await?;
-            seen += page.len() as u64;
+            let claim_next = async {
+                let page = self.meta.unlinked_blobs(cutoff, &after, BATCH).await?;
+                let digests: Vec<String> = page.into_iter().map(|(d, _)| d).collect();
+                let claimed = self.meta.claim_and_delete_blobs(&digests, cutoff).await?;
+                Ok::<_, Error>((digests, claimed))
+            };
+            let last_sweep = async {
+                match sweeping.take() {
+                    Some(sweep) => Some(sweep.await),
+                    None => None,
+                }
+            };
+            let (next, swept) = futures::join!(claim_next, last_sweep);
+            if let Some(swept) = swept {
+                self.settle_sweep(swept, report).await?;
+            }
+            let (digests, claimed) = next?;
+            seen += digests.len() as u64;
             progress("blobs", seen);
-            match page.last() {
-                Some((d, _)) if page.len() as i64 == BATCH => after = d.clone(),
-                _ => return Ok(()),
+            sweeping = Some(self.delete_objects(claimed));
+            match digests.last() {
+                Some(d) if digests.len() as i64 == BATCH => after = d.clone(),
+                _ => break,
             }
         }
+        if let Some(sweep) = sweeping {
+            self.settle_sweep(sweep.await, report).await?;
+        }
+        Ok(())
     }
 
     /// Rows first (claimed and re-validated), then objects, then the claims.
@@ -448,8 +552,14 @@ impl Registry {
         cutoff: i64,
         report: &mut GcReport,
     ) -> Result<()> {
-        let deleted = self.meta.claim_and_delete_blobs(digests, cutoff).await?;
-        let results: Vec<(String, i64, Result<()>)> = futures::stream::iter(deleted)
+        let claimed = self.meta.claim_and_delete_blobs(digests, cutoff).await?;
+        let swept = self.delete_objects(claimed).await;
+        self.settle_sweep(swept, report).await
+    }
+
+    /// Deletes the objects of claimed blobs whose rows are gone.
+    async fn delete_objects(&self, claimed: Vec<(String, i64)>) -> Vec<(String, i64, Result<()>)> {
+        futures::stream::iter(claimed)
             .map(|(digest, size)| async move {
                 let outcome = match digest.parse::<Digest>() {
                     Ok(d) => self.blobs.delete_blob(&d).await,
@@ -459,9 +569,17 @@ impl Registry {
             })
             .buffer_unordered(DELETES_IN_FLIGHT)
             .collect()
-            .await;
+            .await
+    }
+
+    /// Reports the objects deleted and releases their claims.
+    async fn settle_sweep(
+        &self,
+        swept: Vec<(String, i64, Result<()>)>,
+        report: &mut GcReport,
+    ) -> Result<()> {
         let mut released = Vec::new();
-        for (digest, size, outcome) in results {
+        for (digest, size, outcome) in swept {
             match outcome {
                 Ok(()) => {
                     report.counts.blobs += 1;
@@ -476,47 +594,61 @@ impl Registry {
         self.meta.release_blob_claims(&released).await
     }
 
-    /// The dry run's mark phase: links and blobs a collection would remove now.
-    async fn mark(&self, cutoff: i64, report: &mut GcReport, progress: Progress<'_>) -> Result<()> {
-        let mut after = (0i64, String::new());
-        loop {
-            let page = self
-                .meta
-                .unneeded_links(cutoff, None, (after.0, &after.1), BATCH)
-                .await?;
-            for link in &page {
-                report.counts.links += 1;
-                let why = "no manifest of the repository references it";
-                report.item("link", Some(&link.repository), &link.digest, link.size, why);
+    /// The mark, as the dry run and the estimate see it: calls `found` for every link and
+    /// blob a collection with `cutoff` would remove now.
+    async fn mark(
+        &self,
+        cutoff: i64,
+        progress: Progress<'_>,
+        mut found: impl FnMut(Marked<'_>),
+    ) -> Result<()> {
+        let mut rows = self.meta.mark_blobs(cutoff);
+        // The blob whose rows are being read, and whether it is reclaimable so far.
+        let mut blob: Option<(String, i64, bool)> = None;
+        let mut seen = 0;
+        while let Some(row) = rows.try_next().await? {
+            if blob
+                .as_ref()
+                .is_some_and(|(digest, ..)| *digest != row.digest)
+                && let Some((digest, size, true)) = blob.take()
+            {
+                found(Marked::Blob {
+                    digest: &digest,
+                    size,
+                });
             }
-            progress("links", report.counts.links as u64);
-            match page.last() {
-                Some(l) if page.len() as i64 == BATCH => {
-                    after = (l.repository_id, l.digest.clone())
+            if blob
+                .as_ref()
+                .is_none_or(|(digest, ..)| *digest != row.digest)
+            {
+                blob = Some((row.digest.clone(), row.size, row.old));
+            }
+            match &row.link {
+                Some(link) if link.unneeded => found(Marked::Link {
+                    repository: &link.repository,
+                    digest: &row.digest,
+                    size: row.size,
+                }),
+                Some(_) => {
+                    if let Some(b) = blob.as_mut() {
+                        b.2 = false;
+                    }
                 }
-                _ => break,
+                None => {}
+            }
+            seen += 1;
+            if seen % 1000 == 0 {
+                progress("mark", seen);
             }
         }
-        let mut after = String::new();
-        loop {
-            let page = self.meta.reclaimable_blobs(cutoff, &after, BATCH).await?;
-            for (digest, size) in &page {
-                report.counts.blobs += 1;
-                report.counts.bytes += size;
-                report.item(
-                    "blob",
-                    None,
-                    digest,
-                    *size,
-                    "no manifest in any repository references it",
-                );
-            }
-            progress("blobs", report.counts.blobs as u64);
-            match page.last() {
-                Some((d, _)) if page.len() as i64 == BATCH => after = d.clone(),
-                _ => return Ok(()),
-            }
+        if let Some((digest, size, true)) = blob {
+            found(Marked::Blob {
+                digest: &digest,
+                size,
+            });
         }
+        progress("mark", seen);
+        Ok(())
     }
 
     /// Objects in the store the index does not know, older than the grace period.
@@ -528,9 +660,9 @@ impl Registry {
         progress: Progress<'_>,
     ) -> Result<()> {
         let mut seen = 0;
-        let mut listing = self.blobs.list("blobs/").try_chunks(BATCH as usize);
-        while let Some(chunk) = listing.next().await {
-            let chunk = chunk.map_err(|e| e.1)?;
+        let mut listing = prefetched(self.blobs.list("blobs/"));
+        while let Some(chunk) = listing.recv().await {
+            let chunk = chunk?;
             seen += chunk.len() as u64;
             let old: Vec<(String, u64)> = chunk
                 .into_iter()
@@ -650,4 +782,21 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// Reads `listing` ahead in chunks on a task of its own, so that the store is listed while
+/// the index is asked about the chunk before (the task ends when the receiver is dropped).
+fn prefetched(
+    listing: futures::stream::BoxStream<'static, Result<StoredObject>>,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<StoredObject>>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut chunks = listing.try_chunks(BATCH as usize);
+        while let Some(chunk) = chunks.next().await {
+            if sender.send(chunk.map_err(|e| e.1)).await.is_err() {
+                return;
+            }
+        }
+    });
+    receiver
 }

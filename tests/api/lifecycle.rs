@@ -238,6 +238,67 @@ async fn dry_run_reports_exactly_what_a_run_deletes() {
     );
 }
 
+/// A blob linked from two repositories is reclaimable only when neither needs it, while
+/// each unneeded link counts in its own repository; the estimate, the dry run and the run
+/// agree, and phase timings are recorded.
+#[tokio::test]
+async fn shared_blobs_are_reclaimed_only_when_no_repository_needs_them() {
+    let s = server(false).await;
+    let (gone, _) = s
+        .push_image_with(
+            "web",
+            "old",
+            b"cfg web",
+            &[b"kept by api", b"needed nowhere"],
+        )
+        .await;
+    s.push_image_with("api", "v1", b"cfg api", &[b"kept by api"])
+        .await;
+    s.push_blob("api", b"needed nowhere").await;
+    s.delete(&format!("/v2/web/manifests/{gone}")).await;
+
+    let reclaimable = (b"cfg web".len() + b"needed nowhere".len()) as i64;
+    let estimate = json_body(s.get("/api/v1/gc/estimate").await).await;
+    assert_eq!(estimate["reclaimable_blobs"], 2, "{estimate}");
+    assert_eq!(estimate["reclaimable_bytes"], reclaimable);
+    assert_eq!(
+        estimate["repositories"],
+        json!([
+            {"repository": "api", "unreferenced_links": 1,
+             "unreferenced_bytes": b"needed nowhere".len()},
+            {"repository": "web", "unreferenced_links": 3,
+             "unreferenced_bytes": b"cfg web".len() + b"kept by api".len() + b"needed nowhere".len()},
+        ])
+    );
+
+    let dry = gc(&s, true).await;
+    let run = gc(&s, false).await;
+    for r in [&dry, &run] {
+        assert_eq!(
+            (&r["links"], &r["blobs"], &r["bytes"]),
+            (&json!(4), &json!(2), &json!(reclaimable)),
+            "{r}"
+        );
+    }
+    assert!(
+        dry["report"]["phase_secs"]["mark and orphans"].is_number(),
+        "{dry}"
+    );
+    assert!(run["report"]["phase_secs"]["blobs"].is_number(), "{run}");
+    assert_eq!(
+        pull_blob(&s, "api", &sha256(b"kept by api")).await,
+        Ok(b"kept by api".to_vec())
+    );
+    assert_eq!(
+        pull_blob(&s, "api", &sha256(b"needed nowhere")).await,
+        Err(404)
+    );
+    assert_eq!(
+        pull_blob(&s, "web", &sha256(b"kept by api")).await,
+        Err(404)
+    );
+}
+
 /// Abandoned upload sessions go with their staged parts; objects the index does not know
 /// (orphans) go too; a queued run (202) is run by a worker and recorded.
 #[tokio::test]
