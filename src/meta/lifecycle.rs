@@ -668,24 +668,16 @@ impl Meta {
         after: &str,
         n: i64,
     ) -> Result<Vec<(String, i64)>> {
-        self.blob_page(
+        let rows = sqlx::query(
             "SELECT digest, size FROM blobs b WHERE created_at <= $1 AND digest > $2 \
              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) \
              ORDER BY digest LIMIT $3",
-            (cutoff, after, n),
         )
-        .await
-    }
-
-    /// `(digest, size)` rows of `sql`, which binds a cutoff, a digest to start after and a
-    /// page size.
-    async fn blob_page(&self, sql: &str, binds: (i64, &str, i64)) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(sql)
-            .bind(binds.0)
-            .bind(binds.1)
-            .bind(binds.2)
-            .fetch_all(&self.reader)
-            .await?;
+        .bind(cutoff)
+        .bind(after)
+        .bind(n)
+        .fetch_all(&self.reader)
+        .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 

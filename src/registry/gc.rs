@@ -18,7 +18,10 @@
 //! A collector that dies leaves claims behind; the next run finishes their deletions once the
 //! lease has expired. Reviews (continuous collection) run phases 2–4 for one repository.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
 
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
@@ -128,6 +131,13 @@ impl GcReport {
 
 /// Progress of a long collection: the phase, and how many candidates it has handled.
 pub type Progress<'a> = &'a (dyn Fn(&str, u64) + Send + Sync);
+
+/// What a sweep deleted: blobs no repository links, or objects the index does not know.
+#[derive(Clone, Copy)]
+enum Swept {
+    Unlinked,
+    Orphans,
+}
 
 /// What the mark finds: a link no manifest of its repository needs, or a blob a collection
 /// would remove (written before the cutoff, every link of it unneeded).
@@ -528,7 +538,7 @@ impl Registry {
             };
             let (next, swept) = futures::join!(claim_next, last_sweep);
             if let Some(swept) = swept {
-                self.settle_sweep(swept, report).await?;
+                self.settle_sweep(swept, Swept::Unlinked, report).await?;
             }
             let (digests, claimed) = next?;
             seen += digests.len() as u64;
@@ -540,7 +550,8 @@ impl Registry {
             }
         }
         if let Some(sweep) = sweeping {
-            self.settle_sweep(sweep.await, report).await?;
+            self.settle_sweep(sweep.await, Swept::Unlinked, report)
+                .await?;
         }
         Ok(())
     }
@@ -554,7 +565,7 @@ impl Registry {
     ) -> Result<()> {
         let claimed = self.meta.claim_and_delete_blobs(digests, cutoff).await?;
         let swept = self.delete_objects(claimed).await;
-        self.settle_sweep(swept, report).await
+        self.settle_sweep(swept, Swept::Unlinked, report).await
     }
 
     /// Deletes the objects of claimed blobs whose rows are gone.
@@ -576,19 +587,27 @@ impl Registry {
     async fn settle_sweep(
         &self,
         swept: Vec<(String, i64, Result<()>)>,
+        kind: Swept,
         report: &mut GcReport,
     ) -> Result<()> {
+        let (item, why) = match kind {
+            Swept::Unlinked => ("blob", "no repository links it"),
+            Swept::Orphans => ("orphan", "object the index does not know"),
+        };
         let mut released = Vec::new();
         for (digest, size, outcome) in swept {
             match outcome {
                 Ok(()) => {
-                    report.counts.blobs += 1;
+                    match kind {
+                        Swept::Unlinked => report.counts.blobs += 1,
+                        Swept::Orphans => report.counts.orphans += 1,
+                    }
                     report.counts.bytes += size;
-                    report.item("blob", None, &digest, size, "no repository links it");
+                    report.item(item, None, &digest, size, why);
                     released.push(digest);
                 }
                 // The claim stays: the next run finishes the deletion.
-                Err(e) => report.error(format!("deleting blob {digest}: {e}")),
+                Err(e) => report.error(format!("deleting {item} {digest}: {e}")),
             }
         }
         self.meta.release_blob_claims(&released).await
@@ -609,19 +628,14 @@ impl Registry {
         while let Some(row) = rows.try_next().await? {
             if blob
                 .as_ref()
-                .is_some_and(|(digest, ..)| *digest != row.digest)
-                && let Some((digest, size, true)) = blob.take()
+                .is_none_or(|(digest, ..)| *digest != row.digest)
+                && let Some((digest, size, true)) =
+                    blob.replace((row.digest.clone(), row.size, row.old))
             {
                 found(Marked::Blob {
                     digest: &digest,
                     size,
                 });
-            }
-            if blob
-                .as_ref()
-                .is_none_or(|(digest, ..)| *digest != row.digest)
-            {
-                blob = Some((row.digest.clone(), row.size, row.old));
             }
             match &row.link {
                 Some(link) if link.unneeded => found(Marked::Link {
@@ -687,31 +701,20 @@ impl Registry {
                 }
             } else {
                 let candidates: Vec<String> = orphans.iter().map(|(d, _)| d.clone()).collect();
+                let sizes: HashMap<&str, i64> = orphans
+                    .iter()
+                    .map(|(d, s)| (d.as_str(), *s as i64))
+                    .collect();
                 let claimed = self.meta.claim_orphans(&candidates).await?;
-                let mut released = Vec::new();
-                for digest in claimed {
-                    let size = old.iter().find(|(d, _)| *d == digest).map_or(0, |o| o.1);
-                    let outcome = match digest.parse::<Digest>() {
-                        Ok(d) => self.blobs.delete_blob(&d).await,
-                        Err(_) => Ok(()),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            report.counts.orphans += 1;
-                            report.counts.bytes += size as i64;
-                            report.item(
-                                "orphan",
-                                None,
-                                &digest,
-                                size as i64,
-                                "object the index does not know",
-                            );
-                            released.push(digest);
-                        }
-                        Err(e) => report.error(format!("deleting orphan {digest}: {e}")),
-                    }
-                }
-                self.meta.release_blob_claims(&released).await?;
+                let claimed = claimed
+                    .into_iter()
+                    .map(|d| {
+                        let size = sizes.get(d.as_str()).copied().unwrap_or(0);
+                        (d, size)
+                    })
+                    .collect();
+                let swept = self.delete_objects(claimed).await;
+                self.settle_sweep(swept, Swept::Orphans, report).await?;
             }
             progress("orphans", seen);
         }
