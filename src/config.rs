@@ -30,6 +30,9 @@ pub struct Config {
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
     pub gc: GcConfig,
+    /// The wall clock every time-based rule reads; tests move it (not configurable).
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 /// Access control: users, tokens, roles and visibility (README, "Roles and visibility").
@@ -203,6 +206,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             gc: GcConfig::default(),
+            clock: crate::clock::Clock::default(),
         }
     }
 }

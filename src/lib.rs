@@ -13,6 +13,7 @@
 pub mod api;
 pub mod auth;
 pub mod blobs;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
