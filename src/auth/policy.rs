@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::oci::Visibility;
+
 /// GitLab's roles, in increasing order of power.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,37 +36,6 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Role> {
         serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
-    }
-}
-
-/// Who may pull a repository without being a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    /// Anyone, anonymous included.
-    Public,
-    /// Any signed-in user.
-    Internal,
-    /// Members (reporter and up) only.
-    Private,
-}
-
-impl Visibility {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Internal => "internal",
-            Visibility::Private => "private",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Visibility> {
-        match s.to_ascii_lowercase().as_str() {
-            "public" => Some(Visibility::Public),
-            "internal" => Some(Visibility::Internal),
-            "private" => Some(Visibility::Private),
-            _ => None,
-        }
     }
 }
 
