@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 
-use crate::client::Resp;
+use crate::resp::{Resp, short_path, snippet};
 
 pub type Outcome = Result<(), String>;
 
@@ -78,12 +78,6 @@ fn one_line(s: &str) -> String {
     }
 }
 
-/// The start of a body, printable, for messages.
-pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(120)]).to_string();
-    format!("{:?}", text.trim())
-}
-
 pub fn ensure(cond: bool, reason: impl FnOnce() -> String) -> Outcome {
     if cond { Ok(()) } else { Err(reason()) }
 }
@@ -112,7 +106,7 @@ pub fn error(resp: &Resp, want_status: u16, code: &str) -> Outcome {
 
 /// The body must be a spec error body containing `code`.
 pub fn error_code(resp: &Resp, code: &str) -> Outcome {
-    if let Some(Err(problem)) = crate::errors::validate_body(&resp.body) {
+    if let Some(Err(problem)) = crate::resp::validate_body(&resp.body) {
         return Err(format!(
             "{} {}: malformed error body: {problem}",
             resp.method,
@@ -215,62 +209,4 @@ pub fn body_eq(resp: &Resp, want: &[u8]) -> Outcome {
             resp.body.len()
         )
     })
-}
-
-/// Path and (shortened) query of a URL, for messages. Digests are cut to 12 hex digits and
-/// long opaque upload state in the query is cut, so that the reason stays readable.
-pub fn short_path(url: &str) -> String {
-    let from_v2 = match url.find("/v2/") {
-        Some(i) => &url[i..],
-        None => url,
-    };
-    let shown = match from_v2.split_once('?') {
-        Some((path, query)) if query.chars().count() > 60 => {
-            let cut: String = query.chars().take(60).collect();
-            format!("{path}?{cut}...")
-        }
-        _ => from_v2.to_string(),
-    };
-    abbreviate_digests(&shown)
-}
-
-/// `sha256:<64 hex>` → `sha256:<12 hex>…` (and likewise for sha512).
-fn abbreviate_digests(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = ["sha256:", "sha512:"]
-        .iter()
-        .filter_map(|alg| rest.find(alg))
-        .min()
-    {
-        let (head, tail) = rest.split_at(i + 7);
-        out.push_str(head);
-        let hex = tail.bytes().take_while(u8::is_ascii_hexdigit).count();
-        if hex > 16 {
-            out.push_str(&tail[..12]);
-            out.push_str("...");
-        } else {
-            out.push_str(&tail[..hex]);
-        }
-        rest = &tail[hex..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::short_path;
-
-    #[test]
-    fn short_path_cuts_digests_and_state() {
-        let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            short_path(&format!("http://h:1/v2/r/blobs/{d}")),
-            "/v2/r/blobs/sha256:aaaaaaaaaaaa..."
-        );
-        let long = format!("http://h/v2/r/blobs/uploads/u?_state={}", "x".repeat(100));
-        assert!(short_path(&long).ends_with("..."));
-        assert_eq!(short_path("/v2/r/manifests/v1"), "/v2/r/manifests/v1");
-    }
 }

@@ -11,78 +11,10 @@ use std::time::Duration;
 use reqwest::Method;
 use reqwest::Url;
 use reqwest::blocking::{Body, RequestBuilder};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 
-use crate::errors;
 use crate::fixtures::{self, Image};
-
-/// One complete response.
-pub struct Resp {
-    pub method: Method,
-    pub url: String,
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-    /// Set when the body could not be read completely (e.g. shorter than its Content-Length);
-    /// `body` then holds nothing, and checks that look at the body fail with this reason.
-    pub body_error: Option<String>,
-}
-
-impl Resp {
-    /// The value of a header as text (the first one when repeated).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// All values of a header, joined by ", " as RFC 9110 allows.
-    pub fn header_all(&self, name: &str) -> Option<String> {
-        let vals: Vec<&str> = self
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!vals.is_empty()).then(|| vals.join(", "))
-    }
-
-    pub fn json(&self) -> Result<serde_json::Value, String> {
-        self.body_complete()?;
-        serde_json::from_slice(&self.body).map_err(|e| {
-            format!(
-                "body is not JSON ({e}): {}",
-                crate::check::snippet(&self.body)
-            )
-        })
-    }
-
-    /// Fails when the body could not be read in full.
-    pub fn body_complete(&self) -> Result<(), String> {
-        match &self.body_error {
-            None => Ok(()),
-            Some(e) => Err(format!(
-                "{} {}: {} response body unreadable: {e}",
-                self.method,
-                crate::check::short_path(&self.url),
-                self.status
-            )),
-        }
-    }
-
-    /// The error codes in a spec-shaped JSON error body (empty when there is none).
-    pub fn error_codes(&self) -> Vec<String> {
-        errors::codes_in(&self.body)
-    }
-
-    /// "404 BLOB_UNKNOWN" or just "404": a short description for failure reasons.
-    pub fn summary(&self) -> String {
-        let codes = self.error_codes();
-        if codes.is_empty() {
-            self.status.to_string()
-        } else {
-            format!("{} {}", self.status, codes.join(","))
-        }
-    }
-}
+use crate::resp::Resp;
 
 /// What the `errors` group looks back on at the end of the run.
 #[derive(Default)]
@@ -186,7 +118,7 @@ impl Client {
         let resp = self.http.execute(req).map_err(|e| {
             format!(
                 "{method} {}: {}",
-                crate::check::short_path(&url),
+                crate::resp::short_path(&url),
                 error_chain(&e.without_url())
             )
         })?;
@@ -213,7 +145,7 @@ impl Client {
         let what = format!(
             "{} {} -> {}",
             resp.method,
-            crate::check::short_path(&resp.url),
+            crate::resp::short_path(&resp.url),
             resp.status
         );
         let mut seen = self.observed.borrow_mut();
@@ -224,7 +156,7 @@ impl Client {
             seen.broken_bodies.push(format!("{what}: {e}"));
         }
         if resp.status >= 400 {
-            if let Some(result) = errors::validate_body(&resp.body) {
+            if let Some(result) = crate::resp::validate_body(&resp.body) {
                 seen.error_bodies_seen += 1;
                 if let Err(problem) = result {
                     seen.bad_error_bodies.push(format!("{what}: {problem}"));

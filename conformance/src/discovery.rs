@@ -6,8 +6,9 @@ use serde_json::{Map, Value, json};
 
 use crate::Ctx;
 use crate::check::{self, Outcome, Report, ensure};
-use crate::client::{Client, Resp, encode_query_value, with_query};
+use crate::client::{Client, encode_query_value, with_query};
 use crate::fixtures::{self, Desc, Extra, Image, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST};
+use crate::resp::Resp;
 
 const WF: &str = "discovery";
 
@@ -458,7 +459,7 @@ fn catalog(ctx: &Ctx, r: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::next_link;
-    use crate::client::Resp;
+    use crate::resp::Resp;
     use reqwest::header::{HeaderMap, HeaderValue};
 
     fn with_link(values: &[&str]) -> Resp {

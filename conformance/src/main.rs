@@ -15,6 +15,7 @@ mod fixtures;
 mod management;
 mod pull;
 mod push;
+mod resp;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -5,8 +5,9 @@
 
 use crate::Ctx;
 use crate::check::{self, Outcome, Report, ensure};
-use crate::client::{Client, Resp};
+use crate::client::Client;
 use crate::fixtures::{self, Image, OCI_MANIFEST};
+use crate::resp::Resp;
 
 const WF: &str = "management";
 

@@ -3,8 +3,8 @@
 
 use crate::Ctx;
 use crate::check::{self, Outcome, Report, ensure};
-use crate::client::Resp;
 use crate::fixtures::{self, Desc, Image, OCI_INDEX, OCI_MANIFEST};
+use crate::resp::Resp;
 
 const WF: &str = "pull";
 

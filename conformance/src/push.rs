@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 use crate::Ctx;
 use crate::check::{self, Outcome, Report, ensure};
-use crate::client::{Client, Resp, with_query};
+use crate::client::{Client, with_query};
 use crate::fixtures::{self, Desc, Extra, Image, OCI_EMPTY, OCI_MANIFEST};
+use crate::resp::Resp;
 
 const WF: &str = "push";
 
