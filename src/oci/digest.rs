@@ -34,7 +34,8 @@ impl Algorithm {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
-    hex: String,
+    /// The whole digest, `algorithm:hex`.
+    text: String,
 }
 
 /// Why a string is not a digest we accept.
@@ -54,7 +55,12 @@ impl Digest {
     }
 
     pub fn hex(&self) -> &str {
-        &self.hex
+        &self.text[self.algorithm.as_str().len() + 1..]
+    }
+
+    /// The digest as text, `algorithm:hex`.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The sha256 digest of `bytes`.
@@ -89,14 +95,22 @@ impl FromStr for Digest {
         }
         Ok(Digest {
             algorithm,
-            hex: hex.to_owned(),
+            text: s.to_owned(),
         })
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.as_str(), self.hex)
+        f.write_str(&self.text)
     }
 }
 
@@ -133,7 +147,10 @@ impl Hasher {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
             Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
         };
-        Digest { algorithm, hex }
+        Digest {
+            algorithm,
+            text: format!("{}:{hex}", algorithm.as_str()),
+        }
     }
 }
 
