@@ -450,6 +450,28 @@ mod tests {
         listings
     }
 
+    /// A stored digest that does not parse fails the read, naming the column and the value,
+    /// instead of being skipped or passed on as text.
+    #[tokio::test]
+    async fn a_stored_value_that_does_not_parse_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = DatabaseConfig::Sqlite {
+            path: dir.path().join("berth.db"),
+        };
+        let meta = Meta::connect(&sqlite, &Limits::default(), false, Clock::default())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ('sha256:nothex', 1, 0)")
+            .execute(&meta.writer)
+            .await
+            .unwrap();
+        let error = meta.unlinked_blobs(i64::MAX, "", 10).await.unwrap_err();
+        let message = format!("{:#}", anyhow::Error::from(error));
+        assert!(message.contains("decoding column"), "{message}");
+        assert!(message.contains("sha256:nothex"), "{message}");
+        meta.close().await;
+    }
+
     /// The listings on SQLite are in byte order (catalog) and the spec's lexical order (tags).
     #[tokio::test]
     async fn orderings_on_sqlite() {
