@@ -539,8 +539,10 @@ async fn gc_command(registry: &berth::registry::Registry, args: &GcArgs) -> anyh
 
 /// The access-control service over the configured database, for the offline commands.
 async fn open_auth(server: &ServerArgs) -> anyhow::Result<Auth> {
-    let config = server.load()?;
-    let meta = berth::meta::Meta::connect(&config.database_config()?, &config.limits, true).await?;
+    let mut config = server.load()?;
+    // Offline commands commit durably (SQLite synchronous=FULL) whatever the server runs with.
+    config.durability.fsync = true;
+    let meta = berth::meta::Meta::open(&config).await?;
     Auth::open(meta, &config.auth).await
 }
 

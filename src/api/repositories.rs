@@ -21,7 +21,7 @@ use super::{
 use crate::{
     auth::Role,
     http::AppState,
-    meta::RepositorySummary,
+    meta::repositories::RepositorySummary,
     oci::RepoName,
     registry::{Override, TagRules, policies::PolicyRules},
 };
@@ -56,7 +56,7 @@ async fn list(
         .repository_summaries(paging.cursor(), limit + 1)
         .await?;
     Ok(paged(items, limit, "/api/v1/repositories", |r| {
-        r.name.clone()
+        r.name.to_string()
     }))
 }
 

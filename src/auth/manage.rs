@@ -9,7 +9,12 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    meta::{MemberRow, NewToken, TokenRow, UserRow, now},
+    meta::{
+        namespaces::MemberRow,
+        now,
+        tokens::{NewToken, TokenRow},
+        users::UserRow,
+    },
     oci::RepoName,
 };
 

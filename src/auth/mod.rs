@@ -32,7 +32,7 @@ pub use token::{Claims, Keys, ResourceActions, Scope};
 use crate::{
     config::AuthConfig,
     error::{Error, Result},
-    meta::{CatalogViewer, Meta, now},
+    meta::{Meta, now, repositories::CatalogViewer},
     oci::RepoName,
 };
 
@@ -400,7 +400,8 @@ impl Auth {
             own_namespace: own,
             default_visibility: self.0.config.default_visibility.as_str(),
         };
-        self.meta().visible_catalog(last, n, &viewer).await
+        let names = self.meta().visible_catalog(last, n, &viewer).await?;
+        Ok(names.iter().map(ToString::to_string).collect())
     }
 
     // ---------------------------------------------------------------- token endpoint
@@ -501,7 +502,7 @@ impl Auth {
         who: &Identity,
         before: i64,
         n: u32,
-    ) -> Result<Vec<crate::meta::AuditRow>> {
+    ) -> Result<Vec<crate::meta::audit::AuditRow>> {
         require_admin(who)?;
         self.meta().audit_entries(before, n).await
     }

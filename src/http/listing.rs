@@ -130,9 +130,9 @@ impl Last for String {
     }
 }
 
-impl Last for crate::meta::Referrer {
+impl Last for crate::meta::manifests::Referrer {
     fn last(&self) -> &str {
-        &self.digest
+        self.digest.as_str()
     }
 }
 

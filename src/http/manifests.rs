@@ -24,7 +24,7 @@ pub(super) async fn get(
     let headers = [
         (header::CONTENT_TYPE, manifest.media_type.clone()),
         (header::CONTENT_LENGTH, manifest.size.to_string()),
-        (docker_content_digest(), manifest.digest.clone()),
+        (docker_content_digest(), manifest.digest.to_string()),
         (header::ETAG, format!("\"{}\"", manifest.digest)),
     ];
     if head {

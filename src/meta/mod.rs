@@ -1,28 +1,46 @@
 //! The metadata index: the single source of truth for what exists (repositories, blob links,
-//! manifests, tags, upload sessions). All SQL lives here, written to run unchanged on SQLite
-//! and PostgreSQL through sqlx's `Any` driver (`$n` binds, `ON CONFLICT`, `RETURNING`, times
-//! as unix seconds).
+//! manifests, tags, upload sessions, and the records of collection, policies and access
+//! control). All SQL lives here and nowhere else, written to run unchanged on SQLite and
+//! PostgreSQL through sqlx's `Any` driver (`$n` binds, `ON CONFLICT`, `RETURNING`, times as
+//! unix seconds, booleans as integers, sums cast to BIGINT).
+//!
+//! Layering: `registry` and `auth` call this; this calls nothing of theirs. Every read is a
+//! typed row (`FromRow`), and digests, repository names and tags are parsed once here into
+//! the `oci` newtypes: a stored value that does not parse is an error, never a fallback.
+//!
+//! One [`Meta`] handle, its methods grouped by noun, one module per noun.
 
-use std::{path::Path, time::Duration};
+use std::{collections::HashSet, hash::Hash, path::Path, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    AnyPool, Executor, Row,
-    any::{AnyPoolOptions, AnyRow},
+    Any, AnyPool, Executor,
+    any::{AnyPoolOptions, AnyTypeInfo, AnyValueRef},
+    error::BoxDynError,
 };
 
 use crate::{
-    config::{DatabaseConfig, Limits},
-    error::{Error, Result},
+    clock::Clock,
+    config::{Config, DatabaseConfig, Limits},
+    error::Result,
     oci::{Digest, RepoName, Tag},
 };
 
-mod auth;
-mod lifecycle;
-mod stats;
-pub use auth::{AccessFacts, AuditRow, CatalogViewer, MemberRow, NewToken, TokenRow, UserRow};
-pub use lifecycle::*;
-pub use stats::PullStats;
+pub mod access;
+pub mod audit;
+pub mod blobs;
+pub mod gc;
+pub mod jobs;
+pub mod manifests;
+pub mod namespaces;
+pub mod policies;
+pub mod repositories;
+pub mod settings;
+pub mod stats;
+pub mod tags;
+pub mod tokens;
+pub mod uploads;
+pub mod users;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -38,121 +56,44 @@ pub struct Meta {
     /// Seconds after an event that may leave garbage before its repository is reviewed;
     /// `None` when continuous collection is off.
     review_delay: Option<i64>,
+    /// The time every statement that records or compares "now" is given.
+    clock: Clock,
 }
 
-/// A manifest as served to clients.
-#[derive(Debug)]
-pub struct StoredManifest {
-    pub id: i64,
-    pub repository_id: i64,
-    pub digest: String,
-    pub media_type: String,
-    pub size: i64,
-    /// Empty when only the headers were asked for.
-    pub payload: Vec<u8>,
-}
-
-/// A repository with its usage figures, as the management API lists it.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct RepositorySummary {
-    pub name: String,
-    pub created_at: i64,
-    pub push_count: i64,
-    pub pull_count: i64,
-    pub last_push_at: Option<i64>,
-    pub last_pull_at: Option<i64>,
-    pub manifest_count: i64,
-    pub tag_count: i64,
-    /// Bytes of the blobs linked into the repository (shared blobs count in each).
-    pub blob_bytes: i64,
-}
-
-/// What the index records for a new manifest.
-pub struct NewManifest<'a> {
-    pub digest: &'a Digest,
-    pub media_type: &'a str,
-    pub artifact_type: Option<&'a str>,
-    pub subject: Option<&'a Digest>,
-    pub config_digest: Option<&'a Digest>,
-    pub os: Option<&'a str>,
-    pub architecture: Option<&'a str>,
-    pub variant: Option<&'a str>,
-    pub annotations: Option<String>,
-    pub payload: &'a [u8],
-    /// Blobs the manifest needs, with the size its descriptor declares.
-    pub blobs: Vec<(&'a Digest, u64)>,
-    /// Child manifests of an index.
-    pub children: Vec<&'a Digest>,
-}
-
-/// What a push of a manifest the repository may already hold did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Repushed {
-    /// Counted, and the tag (if any) points at it.
-    Done,
-    /// The repository does not hold the manifest: it must be stored in full.
-    NotThere,
-    /// The tag points at another manifest and may not move.
-    TagImmutable,
-}
-
-/// Why the index refused a manifest.
-pub enum PutManifestError {
-    Missing(Digest),
-    /// The tag points at another manifest and may not move.
-    TagImmutable,
-    SizeMismatch {
-        digest: Digest,
-        declared: u64,
-        actual: u64,
-    },
-    Other(Error),
-}
-
-impl From<sqlx::Error> for PutManifestError {
-    fn from(e: sqlx::Error) -> Self {
-        PutManifestError::Other(e.into())
-    }
-}
-
-impl From<Error> for PutManifestError {
-    fn from(e: Error) -> Self {
-        PutManifestError::Other(e)
-    }
-}
-
-/// One entry of a referrers listing.
-#[derive(Debug)]
-pub struct Referrer {
-    pub digest: String,
-    pub media_type: String,
-    pub size: i64,
-    pub artifact_type: Option<String>,
-    pub annotations: Option<String>,
-}
-
-/// A staged part of an upload session.
-#[derive(Debug, Clone)]
-pub struct UploadPart {
-    pub start: i64,
-    pub size: i64,
-    pub key: String,
-}
-
+/// Seconds since the Unix epoch by the system clock.
+///
+/// Kept for callers that do not hold the registry's [`Clock`] yet; the index itself reads
+/// the clock it was opened with.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    Clock::default().now()
 }
 
 impl Meta {
+    /// Opens (creating if needed) and migrates the index `config` names, with everything else
+    /// it needs from `config`: pool sizes (`limits`), durability (`durability.fsync`), the
+    /// review delay of continuous collection, and the clock.
+    pub async fn open(config: &Config) -> anyhow::Result<Meta> {
+        let mut meta = Meta::connect(
+            &config.database_config()?,
+            &config.limits,
+            config.durability.fsync,
+            config.clock.clone(),
+        )
+        .await?;
+        meta.review_delay = config
+            .gc
+            .continuous
+            .then_some(config.gc.review_delay_secs as i64);
+        Ok(meta)
+    }
+
     /// Opens (creating if needed) and migrates the database `config` names, with pools sized
     /// by `limits` (`database_readers` for SQLite, `database_connections` for PostgreSQL).
-    pub async fn connect(
+    async fn connect(
         config: &DatabaseConfig,
         limits: &Limits,
         durable: bool,
+        clock: Clock,
     ) -> anyhow::Result<Meta> {
         sqlx::any::install_default_drivers();
         let readers = limits.database_readers;
@@ -160,8 +101,13 @@ impl Meta {
             DatabaseConfig::Sqlite { path } => path,
             DatabaseConfig::Postgres { url } => {
                 let acquire_timeout = Duration::from_secs(limits.database_acquire_timeout_secs);
-                return Meta::connect_postgres(url, limits.database_connections, acquire_timeout)
-                    .await;
+                return Meta::connect_postgres(
+                    url,
+                    limits.database_connections,
+                    acquire_timeout,
+                    clock,
+                )
+                .await;
             }
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -215,6 +161,7 @@ impl Meta {
             reader,
             postgres: false,
             review_delay: None,
+            clock,
         })
     }
 
@@ -224,6 +171,7 @@ impl Meta {
         url: &str,
         connections: u32,
         acquire_timeout: Duration,
+        clock: Clock,
     ) -> anyhow::Result<Meta> {
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
@@ -240,6 +188,7 @@ impl Meta {
             reader: pool,
             postgres: true,
             review_delay: None,
+            clock,
         })
     }
 
@@ -250,7 +199,10 @@ impl Meta {
             database_connections: 2,
             ..Limits::default()
         };
-        Meta::connect(config, &limits, true).await?.close().await;
+        Meta::connect(config, &limits, true, Clock::default())
+            .await?
+            .close()
+            .await;
         Ok(())
     }
 
@@ -266,639 +218,47 @@ impl Meta {
         }
     }
 
+    /// "Now" for the statements of this handle, by the clock it was opened with.
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
     }
 
-    // ---------------------------------------------------------------- repositories
-
-    pub async fn repository_id(&self, repo: &RepoName) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0)))
-    }
-
-    /// Repository names with at least one manifest, after `last`, at most `n`.
-    pub async fn catalog(&self, last: &str, n: u32) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT name FROM repositories r WHERE name > $1 \
-             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) \
-             ORDER BY name LIMIT $2",
-        )
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
-    }
-
-    /// Repositories after `last` in name order, `n` at most, with their usage figures.
-    /// Counts come from correlated subqueries on indexed columns, so a page costs `n` probes.
-    pub async fn repository_summaries(&self, last: &str, n: u32) -> Result<Vec<RepositorySummary>> {
-        let rows = sqlx::query(
-            "SELECT r.name, r.created_at, r.push_count, r.pull_count, r.last_push_at, \
-             r.last_pull_at, \
-             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
-             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id), \
-             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
-              JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) \
-             FROM repositories r WHERE r.name > $1 ORDER BY r.name LIMIT $2",
-        )
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RepositorySummary {
-                name: r.get(0),
-                created_at: r.get(1),
-                push_count: r.get(2),
-                pull_count: r.get(3),
-                last_push_at: r.get(4),
-                last_pull_at: r.get(5),
-                manifest_count: r.get(6),
-                tag_count: r.get(7),
-                blob_bytes: r.get(8),
-            })
-            .collect())
-    }
-
-    // ---------------------------------------------------------------- blobs
-
-    /// Size of `digest` if it is linked into `repo`.
-    pub async fn linked_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-        let row = sqlx::query(
-            "SELECT b.size FROM repository_blobs rb \
-             JOIN repositories r ON r.id = rb.repository_id \
-             JOIN blobs b ON b.digest = rb.digest \
-             WHERE r.name = $1 AND rb.digest = $2",
-        )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
-    }
-
-    /// Repositories (at most `limit`) that link `digest`, for mounts without `from`.
-    pub async fn repositories_linking(&self, digest: &Digest, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-             WHERE rb.digest = $1 ORDER BY r.name LIMIT $2",
-        )
-        .bind(digest.to_string())
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
-    }
-
-    /// Records a verified blob of `size` bytes, links it into `repo` and releases the
-    /// writer's fence on it.
-    pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
-        let now = now();
-        let mut tx = self.write_tx().await?;
-        let repository_id = ensure_repository(&mut tx, repo).await?;
-        insert_blob(&mut *tx, digest, size, now).await?;
-        insert_link(&mut *tx, repository_id, digest, now).await?;
-        lifecycle::release_write_fence(&mut tx, digest).await?;
-        self.queue_review(&mut tx, repository_id, now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Links a blob the index already records into `repo` (a mount). Returns false, linking
-    /// nothing, when the blob's row is gone (collected meanwhile): its bytes may be gone too,
-    /// so the client must upload them again.
-    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let now = now();
-        let mut tx = self.write_tx().await?;
-        let repository_id = ensure_repository(&mut tx, repo).await?;
-        let linked = sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) \
-             SELECT $1, digest, $3 FROM blobs WHERE digest = $2 \
-             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
-        )
-        .bind(repository_id)
-        .bind(digest.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match linked {
-            Ok(done) if done.rows_affected() > 0 => {
-                self.queue_review(&mut tx, repository_id, now).await?;
-                tx.commit().await?;
-                Ok(true)
+    /// Which of `keys` the query `sql(list)` finds, given the placeholder list of a chunk of
+    /// them; it selects one text column, decoded as `T`.
+    async fn present<T>(&self, sql: impl Fn(&str) -> String, keys: &[String]) -> Result<HashSet<T>>
+    where
+        T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + Eq + Hash + Send + Unpin,
+    {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(1000) {
+            let sql = sql(&placeholders(1, chunk.len()));
+            let mut select = sqlx::query_scalar::<_, T>(&sql);
+            for k in chunk {
+                select = select.bind(k.as_str());
             }
-            Ok(_) => Ok(false),
-            // PostgreSQL: the row was deleted by a collector between our read and the key check.
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(false),
-            Err(e) => Err(e.into()),
+            found.extend(select.fetch_all(&self.writer).await?);
         }
-    }
-
-    /// Removes the link of `digest` from `repo`; the bytes stay for other repositories.
-    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs WHERE digest = $2 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-        )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    // ---------------------------------------------------------------- uploads
-
-    pub async fn create_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        // One statement when the repository exists (the common case); a new repository first.
-        let insert = "INSERT INTO uploads (id, repository_id, size, started_at, updated_at) \
-                      SELECT $1, id, 0, $3, $3 FROM repositories WHERE name = $2";
-        let now = now();
-        let done = sqlx::query(insert)
-            .bind(id)
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            let mut tx = self.write_tx().await?;
-            ensure_repository(&mut tx, repo).await?;
-            sqlx::query(insert)
-                .bind(id)
-                .bind(repo.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-
-    /// Bytes received so far by upload `id` of `repo`, or `None` if there is no such session.
-    pub async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<Option<u64>> {
-        let row = sqlx::query(
-            "SELECT u.size FROM uploads u JOIN repositories r ON r.id = u.repository_id \
-             WHERE u.id = $1 AND r.name = $2",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
-    }
-
-    /// Bytes received so far by upload `id`, whatever its repository.
-    pub async fn upload_size_any(&self, id: &str) -> Result<Option<u64>> {
-        let row = sqlx::query("SELECT size FROM uploads WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) as u64))
-    }
-
-    /// Records a part written at `start`, if the session still ends at `start`; returns
-    /// whether it did (another request may have appended first).
-    pub async fn append_upload_part(
-        &self,
-        id: &str,
-        start: u64,
-        size: u64,
-        key: &str,
-    ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let updated = sqlx::query(
-            "UPDATE uploads SET size = size + $3, updated_at = $4 WHERE id = $1 AND size = $2",
-        )
-        .bind(id)
-        .bind(start as i64)
-        .bind(size as i64)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO upload_parts (upload_id, start, size, object_key) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(start as i64)
-        .bind(size as i64)
-        .bind(key)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub async fn upload_parts(&self, id: &str) -> Result<Vec<UploadPart>> {
-        let rows = sqlx::query(
-            "SELECT start, size, object_key FROM upload_parts WHERE upload_id = $1 ORDER BY start",
-        )
-        .bind(id)
-        .fetch_all(&self.writer)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| UploadPart {
-                start: r.get(0),
-                size: r.get(1),
-                key: r.get(2),
-            })
-            .collect())
-    }
-
-    /// Ends upload `id`; returns whether it existed. Its part objects are the caller's to delete.
-    pub async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Completes upload `id`: the blob is recorded, the session ends, the blob is linked into
-    /// `repo`, the writer's fence on `digest` is released and the repository is queued for
-    /// review. One transaction: if it fails, nothing is recorded and the client pushes again.
-    /// Returns false if the session was already gone.
-    pub async fn finish_upload(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<bool> {
-        let now = now();
-        let mut tx = self.write_tx().await?;
-        let ended = sqlx::query(
-            "DELETE FROM uploads WHERE id = $1 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $2) RETURNING repository_id",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(ended) = ended else {
-            return Ok(false);
-        };
-        let repository_id: i64 = ended.get(0);
-        insert_blob(&mut *tx, digest, size, now).await?;
-        insert_link(&mut *tx, repository_id, digest, now).await?;
-        lifecycle::release_write_fence(&mut tx, digest).await?;
-        self.queue_review(&mut tx, repository_id, now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    // ---------------------------------------------------------------- manifests and tags
-
-    /// The manifest `reference` names in `repo`; with `payload` false only its headers.
-    pub async fn manifest_by_tag(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        payload: bool,
-    ) -> Result<Option<StoredManifest>> {
-        let sql = format!(
-            "SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, {} FROM tags t \
-             JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.id = t.manifest_id \
-             WHERE r.name = $1 AND t.name = $2",
-            if payload { "m.payload" } else { "NULL" }
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.map(stored_manifest))
-    }
-
-    pub async fn manifest_by_digest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        payload: bool,
-    ) -> Result<Option<StoredManifest>> {
-        let sql = format!(
-            "SELECT m.id, m.repository_id, m.digest, m.media_type, m.size, {} FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
-            if payload { "m.payload" } else { "NULL" }
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.map(stored_manifest))
-    }
-
-    /// Stores a manifest (and tags it), after checking in the same transaction that every blob
-    /// and child it references is in `repo`.
-    ///
-    /// Counting the push first takes the repository's row lock on PostgreSQL, which the
-    /// collector also takes before it removes links or manifests of the repository: the two
-    /// never interleave (on SQLite the single writer serialises them anyway). A `tag` that
-    /// points elsewhere is moved only when `tag_may_move`, else the push is refused.
-    pub async fn put_manifest(
-        &self,
-        repo: &RepoName,
-        manifest: NewManifest<'_>,
-        tag: Option<&Tag>,
-        tag_may_move: bool,
-    ) -> Result<(), PutManifestError> {
-        let mut tx = self.write_tx().await?;
-        let repository_id = ensure_repository(&mut tx, repo).await?;
-        let now = now();
-        sqlx::query(
-            "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE id = $1",
-        )
-        .bind(repository_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let mut total_size = manifest.payload.len() as i64;
-        let blob_sizes = sizes_in_repository(
-            &mut tx,
-            "SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
-             WHERE rb.repository_id = $1 AND rb.digest IN",
-            repository_id,
-            manifest.blobs.iter().map(|(d, _)| *d),
-        )
-        .await?;
-        for (digest, declared) in &manifest.blobs {
-            let actual = *blob_sizes
-                .get(&digest.to_string())
-                .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
-            if actual as u64 != *declared {
-                return Err(PutManifestError::SizeMismatch {
-                    digest: (*digest).clone(),
-                    declared: *declared,
-                    actual: actual as u64,
-                });
-            }
-            total_size += actual;
-        }
-        let child_sizes = sizes_in_repository(
-            &mut tx,
-            "SELECT digest, total_size FROM manifests WHERE repository_id = $1 AND digest IN",
-            repository_id,
-            manifest.children.iter().copied(),
-        )
-        .await?;
-        for digest in &manifest.children {
-            total_size += *child_sizes
-                .get(&digest.to_string())
-                .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
-        }
-        let id: i64 = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, \
-               config_digest, os, architecture, variant, annotations, size, total_size, payload, pushed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at \
-             RETURNING id",
-        )
-        .bind(repository_id)
-        .bind(manifest.digest.to_string())
-        .bind(manifest.media_type)
-        .bind(manifest.artifact_type)
-        .bind(manifest.subject.map(|d| d.to_string()))
-        .bind(manifest.config_digest.map(|d| d.to_string()))
-        .bind(manifest.os)
-        .bind(manifest.architecture)
-        .bind(manifest.variant)
-        .bind(manifest.annotations)
-        .bind(manifest.payload.len() as i64)
-        .bind(total_size)
-        .bind(manifest.payload.to_vec())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-        let references: Vec<(String, &str)> = manifest
-            .blobs
-            .iter()
-            .map(|(d, _)| (d.to_string(), "blob"))
-            .chain(
-                manifest
-                    .children
-                    .iter()
-                    .map(|d| (d.to_string(), "manifest")),
-            )
-            .collect();
-        if !references.is_empty() {
-            let values: Vec<String> = (0..references.len())
-                .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
-                .collect();
-            let sql = format!(
-                "INSERT INTO manifest_references (manifest_id, digest, kind) VALUES {} \
-                 ON CONFLICT (manifest_id, digest) DO NOTHING",
-                values.join(", ")
-            );
-            let mut insert = sqlx::query(&sql).bind(id);
-            for (digest, kind) in &references {
-                insert = insert.bind(digest.as_str()).bind(*kind);
-            }
-            insert.execute(&mut *tx).await?;
-        }
-        if let Some(tag) = tag {
-            let written = sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (repository_id, name) \
-                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
-                 WHERE $5 = 1 OR tags.manifest_id = excluded.manifest_id",
-            )
-            .bind(repository_id)
-            .bind(tag.as_str())
-            .bind(id)
-            .bind(now)
-            .bind(i64::from(tag_may_move))
-            .execute(&mut *tx)
-            .await?;
-            if written.rows_affected() == 0 {
-                return Err(PutManifestError::TagImmutable);
-            }
-            self.queue_review(&mut tx, repository_id, now).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records a push of a manifest `repo` already holds: points `tag` (if any) at it and
-    /// counts the push. Returns false, changing nothing, when the manifest is not there.
-    /// A `tag` that points elsewhere is moved only when `tag_may_move`.
-    pub async fn repush_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        tag: Option<&Tag>,
-        tag_may_move: bool,
-    ) -> Result<Repushed> {
-        let now = now();
-        let Some(manifest) = self.manifest_by_digest(repo, digest, false).await? else {
-            return Ok(Repushed::NotThere);
-        };
-        if let Some(tag) = tag {
-            let mut tx = self.write_tx().await?;
-            let written = sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_id, pushed_at, updated_at) \
-                 SELECT m.repository_id, $2, m.id, $3, $3 FROM manifests m WHERE m.id = $1 \
-                 ON CONFLICT (repository_id, name) \
-                 DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at \
-                 WHERE $4 = 1 OR tags.manifest_id = excluded.manifest_id",
-            )
-            .bind(manifest.id)
-            .bind(tag.as_str())
-            .bind(now)
-            .bind(i64::from(tag_may_move))
-            .execute(&mut *tx)
-            .await?;
-            if written.rows_affected() == 0 {
-                let still_there = self
-                    .manifest_by_digest(repo, digest, false)
-                    .await?
-                    .is_some();
-                return Ok(if still_there {
-                    Repushed::TagImmutable
-                } else {
-                    Repushed::NotThere
-                });
-            }
-            self.queue_review(&mut tx, manifest.repository_id, now)
-                .await?;
-            tx.commit().await?;
-        }
-        sqlx::query(
-            "UPDATE repositories SET push_count = push_count + 1, last_push_at = $2 WHERE id = $1",
-        )
-        .bind(manifest.repository_id)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok(Repushed::Done)
-    }
-
-    /// Deletes a manifest and, through the schema, its tags, and queues the repository for
-    /// review. Returns whether it existed.
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        self.delete_in_repository(
-            repo,
-            "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
-            &digest.to_string(),
-        )
-        .await
-    }
-
-    /// Removes one tag; the manifest stays. Returns whether the tag existed.
-    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        self.delete_in_repository(
-            repo,
-            "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
-            tag.as_str(),
-        )
-        .await
-    }
-
-    /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, and
-    /// queues the repository for review when it deleted something.
-    async fn delete_in_repository(&self, repo: &RepoName, delete: &str, key: &str) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
-            return Ok(false);
-        };
-        let done = sqlx::query(delete)
-            .bind(repository_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        self.queue_review(&mut tx, repository_id, now()).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Tags of `repository_id` after `last`, at most `n`, in the spec's lexical order
-    /// (case-insensitive; tags equal but for case by their bytes).
-    pub async fn list_tags(&self, repository_id: i64, last: &str, n: u32) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT name FROM tags WHERE repository_id = $1 \
-             AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
-             ORDER BY lower(name), name LIMIT $3",
-        )
-        .bind(repository_id)
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
-    }
-
-    /// Manifests of `repo` whose subject is `subject`, after digest `last`, at most `n`.
-    pub async fn referrers(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-        last: &str,
-        n: u32,
-    ) -> Result<Vec<Referrer>> {
-        let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.subject = $2 AND (CAST($3 AS TEXT) IS NULL OR m.artifact_type = $3) \
-               AND m.digest > $4 \
-             ORDER BY m.digest LIMIT $5",
-        )
-        .bind(repo.as_str())
-        .bind(subject.to_string())
-        .bind(artifact_type)
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Referrer {
-                digest: r.get(0),
-                media_type: r.get(1),
-                size: r.get(2),
-                artifact_type: r.get(3),
-                annotations: r.get(4),
-            })
-            .collect())
+        Ok(found)
     }
 }
 
-/// `digest → size` for those of `digests` that `query` (ending in `IN`) finds in a repository.
-async fn sizes_in_repository<'d>(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    query: &str,
-    repository_id: i64,
-    digests: impl Iterator<Item = &'d Digest>,
-) -> Result<std::collections::HashMap<String, i64>> {
-    let digests: Vec<String> = digests.map(Digest::to_string).collect();
-    if digests.is_empty() {
-        return Ok(Default::default());
-    }
-    let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = format!("{query} ({})", placeholders.join(", "));
-    let mut select = sqlx::query(&sql).bind(repository_id);
-    for d in &digests {
-        select = select.bind(d.as_str());
-    }
-    let rows = select.fetch_all(&mut **tx).await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
-        .collect())
+/// `$start, $start+1, ...`: `n` placeholders for an `IN` list.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text forms of `digests`, for binds.
+fn digest_texts<'d>(digests: impl IntoIterator<Item = &'d Digest>) -> Vec<String> {
+    digests.into_iter().map(Digest::to_string).collect()
 }
 
 /// `url` without its password, for messages.
@@ -918,98 +278,86 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
-fn stored_manifest(r: AnyRow) -> StoredManifest {
-    StoredManifest {
-        id: r.get(0),
-        repository_id: r.get(1),
-        digest: r.get(2),
-        media_type: r.get(3),
-        size: r.get(4),
-        payload: r
-            .try_get::<Option<Vec<u8>>, _>(5)
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
+/// A boolean column: the schema stores booleans as integers (0 or 1) on both databases.
+/// Row fields decode through it with `#[sqlx(try_from = "IntBool")]`.
+struct IntBool(bool);
+
+impl From<IntBool> for bool {
+    fn from(b: IntBool) -> bool {
+        b.0
     }
 }
 
-/// The id of `repo`, with its row locked until the transaction ends (PostgreSQL; SQLite has
-/// one writer). Pushes of manifests take the same lock.
-async fn lock_repository(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    repo: &RepoName,
-) -> Result<Option<i64>> {
-    let row = sqlx::query("UPDATE repositories SET id = id WHERE name = $1 RETURNING id")
-        .bind(repo.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.map(|r| r.get(0)))
-}
-
-async fn ensure_repository(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    repo: &RepoName,
-) -> Result<i64> {
-    let found = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-        .bind(repo.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
-    if let Some(row) = found {
-        return Ok(row.get(0));
+impl sqlx::Type<Any> for IntBool {
+    fn type_info() -> AnyTypeInfo {
+        <i64 as sqlx::Type<Any>>::type_info()
     }
-    // A racing creator (another replica) may win; the upsert then returns its row.
-    let row = sqlx::query(
-        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-    )
-    .bind(repo.as_str())
-    .bind(now())
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.get(0))
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        <i64 as sqlx::Type<Any>>::compatible(ty)
+    }
 }
 
-async fn insert_blob<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    digest: &Digest,
-    size: u64,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        // A write refreshes `created_at`: the grace period counts from the last write.
-        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
-    )
-    .bind(digest.to_string())
-    .bind(size as i64)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(())
+impl<'r> sqlx::Decode<'r, Any> for IntBool {
+    fn decode(value: AnyValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        match <i64 as sqlx::Decode<Any>>::decode(value)? {
+            0 => Ok(IntBool(false)),
+            1 => Ok(IntBool(true)),
+            other => Err(format!("{other} is not a stored boolean (0 or 1)").into()),
+        }
+    }
 }
 
-async fn insert_link<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    repository_id: i64,
-    digest: &Digest,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        // A new push of the blob refreshes the link's grace period.
-        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
-    )
-    .bind(repository_id)
-    .bind(digest.to_string())
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(())
+/// Text columns that hold an `oci` value decode straight into it: parsed once, here. A value
+/// that does not parse fails the read (sqlx names the column; the message names the value).
+macro_rules! decoded_as_text {
+    ($($ty:ty => $what:literal),* $(,)?) => {$(
+        impl sqlx::Type<Any> for $ty {
+            fn type_info() -> AnyTypeInfo {
+                <String as sqlx::Type<Any>>::type_info()
+            }
+
+            fn compatible(ty: &AnyTypeInfo) -> bool {
+                <String as sqlx::Type<Any>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, Any> for $ty {
+            fn decode(value: AnyValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+                let text = <String as sqlx::Decode<Any>>::decode(value)?;
+                <$ty>::try_from(text.clone())
+                    .map_err(|e| format!(concat!("stored ", $what, " {:?}: {}"), text, e).into())
+            }
+        }
+    )*};
 }
+
+decoded_as_text!(Digest => "digest", RepoName => "repository name", Tag => "tag");
+
+/// SQL true when repository name `repo` lies in namespace `ns` (portable: no split_part).
+macro_rules! in_namespace {
+    ($repo:literal, $ns:literal) => {
+        concat!(
+            "(",
+            $repo,
+            " = ",
+            $ns,
+            " OR substr(",
+            $repo,
+            ", 1, length(",
+            $ns,
+            ") + 1) = ",
+            $ns,
+            " || '/')"
+        )
+    };
+}
+use in_namespace;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::manifests::NewManifest;
 
     /// A manifest without blobs or children; `subject` and `artifact_type` for referrers.
     fn manifest<'a>(
@@ -1036,6 +384,8 @@ mod tests {
 
     /// What the orderings and filters of the index return for one fixed content, page by page.
     async fn listings(meta: &Meta) -> Vec<Vec<String>> {
+        let texts = |items: Vec<RepoName>| items.iter().map(RepoName::to_string).collect();
+        let tag_texts = |items: Vec<Tag>| items.iter().map(Tag::to_string).collect();
         let repos = ["a-b", "a.b", "a/b", "a_b", "ab", "a0", "z"];
         for (i, name) in repos.iter().enumerate() {
             let repo: RepoName = name.parse().unwrap();
@@ -1069,37 +419,63 @@ mod tests {
         }
         let id = meta.repository_id(&repo).await.unwrap().unwrap();
         let mut out = vec![
-            meta.catalog("", 100).await.unwrap(),
-            meta.catalog("a.b", 3).await.unwrap(),
-            meta.list_tags(id, "", 100).await.unwrap(),
-            meta.list_tags(id, "a", 3).await.unwrap(),
-            meta.list_tags(id, "A-1", 2).await.unwrap(),
+            texts(meta.catalog("", 100).await.unwrap()),
+            texts(meta.catalog("a.b", 3).await.unwrap()),
+            tag_texts(meta.list_tags(id, "", 100).await.unwrap()),
+            tag_texts(meta.list_tags(id, "a", 3).await.unwrap()),
+            tag_texts(meta.list_tags(id, "A-1", 2).await.unwrap()),
         ];
         for kind in [None, Some("x/even"), Some("x/nothing")] {
             let found = meta
                 .referrers(&repo, &subject, kind, "", 100)
                 .await
                 .unwrap();
-            out.push(found.into_iter().map(|r| r.digest).collect());
+            out.push(found.into_iter().map(|r| r.digest.to_string()).collect());
         }
         out
     }
 
-    /// The listings on SQLite are in byte order (catalog) and the spec's lexical order (tags),
-    /// and PostgreSQL returns exactly the same, even in a database whose default collation
-    /// (ICU en-US) orders punctuation differently: `COLLATE "C"` in the schema decides.
-    /// PostgreSQL runs when `BERTH_TEST_DATABASE_URL` names a server.
-    #[tokio::test]
-    async fn orderings_are_the_same_on_every_database() {
+    /// The listings of the index on SQLite, in byte order (catalog) and the spec's lexical
+    /// order (tags).
+    async fn sqlite_listings() -> Vec<Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = DatabaseConfig::Sqlite {
             path: dir.path().join("berth.db"),
         };
-        let meta = Meta::connect(&sqlite, &Limits::default(), false)
+        let meta = Meta::connect(&sqlite, &Limits::default(), false, Clock::default())
             .await
             .unwrap();
-        let expected = listings(&meta).await;
+        let listings = listings(&meta).await;
         meta.close().await;
+        listings
+    }
+
+    /// A stored digest that does not parse fails the read, naming the column and the value,
+    /// instead of being skipped or passed on as text.
+    #[tokio::test]
+    async fn a_stored_value_that_does_not_parse_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = DatabaseConfig::Sqlite {
+            path: dir.path().join("berth.db"),
+        };
+        let meta = Meta::connect(&sqlite, &Limits::default(), false, Clock::default())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ('sha256:nothex', 1, 0)")
+            .execute(&meta.writer)
+            .await
+            .unwrap();
+        let error = meta.unlinked_blobs(i64::MAX, "", 10).await.unwrap_err();
+        let message = format!("{:#}", anyhow::Error::from(error));
+        assert!(message.contains("decoding column"), "{message}");
+        assert!(message.contains("sha256:nothex"), "{message}");
+        meta.close().await;
+    }
+
+    /// The listings on SQLite are in byte order (catalog) and the spec's lexical order (tags).
+    #[tokio::test]
+    async fn orderings_on_sqlite() {
+        let expected = sqlite_listings().await;
         let catalog = ["a-b", "a.b", "a/b", "a0", "a_b", "ab", "z"];
         assert_eq!(expected[0], catalog);
         assert_eq!(expected[1], ["a/b", "a0", "a_b"]);
@@ -1111,11 +487,17 @@ mod tests {
         assert!(expected[5].windows(2).all(|w| w[0] < w[1]));
         assert_eq!(expected[6].len(), 5);
         assert!(expected[7].is_empty());
+    }
 
-        let Ok(server) = std::env::var("BERTH_TEST_DATABASE_URL") else {
-            eprintln!("BERTH_TEST_DATABASE_URL not set: PostgreSQL part skipped");
-            return;
-        };
+    /// PostgreSQL returns exactly what SQLite does, even in a database whose default
+    /// collation (ICU en-US) orders punctuation differently: `COLLATE "C"` in the schema
+    /// decides.
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: BERTH_TEST_DATABASE_URL (scripts/test.sh starts one)"]
+    async fn orderings_on_postgres_are_those_on_sqlite() {
+        let expected = sqlite_listings().await;
+        let server = std::env::var("BERTH_TEST_DATABASE_URL")
+            .expect("BERTH_TEST_DATABASE_URL names a PostgreSQL server");
         use sqlx::Connection;
         let name = format!("berth_test_icu_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
@@ -1130,7 +512,9 @@ mod tests {
         let mut url = url::Url::parse(&server).unwrap();
         url.set_path(&format!("/{name}"));
         let pg = DatabaseConfig::Postgres { url: url.into() };
-        let meta = Meta::connect(&pg, &Limits::default(), false).await.unwrap();
+        let meta = Meta::connect(&pg, &Limits::default(), false, Clock::default())
+            .await
+            .unwrap();
         assert_eq!(listings(&meta).await, expected);
         meta.close().await;
     }

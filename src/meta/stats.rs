@@ -7,12 +7,13 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use super::Meta;
-use crate::error::Result;
+use crate::{clock::Clock, error::Result};
 
 /// Pulls seen since the last flush.
-#[derive(Default)]
 pub struct PullStats {
     pending: Mutex<Pending>,
+    /// Times the pulls it records.
+    clock: Clock,
 }
 
 #[derive(Default)]
@@ -26,9 +27,17 @@ struct Pending {
 }
 
 impl PullStats {
+    /// Nothing recorded yet; pulls are timed by `clock`.
+    pub fn new(clock: Clock) -> PullStats {
+        PullStats {
+            pending: Mutex::default(),
+            clock,
+        }
+    }
+
     /// Records a manifest fetch; `counts` is true for a GET (a HEAD only refreshes times).
     pub fn record(&self, repository_id: i64, manifest_id: i64, tag: Option<&str>, counts: bool) {
-        let now = super::now();
+        let now = self.clock.now();
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let repo = p.repositories.entry(repository_id).or_insert((0, now));
         repo.0 += i64::from(counts);

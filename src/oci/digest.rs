@@ -10,11 +10,14 @@ use sha2::Digest as _;
 /// A registered digest algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
+    /// SHA-256, 64 hex characters.
     Sha256,
+    /// SHA-512, 128 hex characters.
     Sha512,
 }
 
 impl Algorithm {
+    /// The algorithm's name in a digest (`sha256`).
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -34,27 +37,38 @@ impl Algorithm {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
-    hex: String,
+    /// The whole digest, `algorithm:hex`.
+    text: String,
 }
 
 /// Why a string is not a digest we accept.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
+    /// Not `algorithm:hex`.
     #[error("digest must have the form algorithm:hex")]
     Malformed,
+    /// An algorithm other than sha256 and sha512.
     #[error("unsupported digest algorithm {0:?} (sha256 and sha512 are supported)")]
     UnsupportedAlgorithm(String),
+    /// Hex of the wrong length, or not lowercase hexadecimal.
     #[error("digest hex must be {0} lowercase hexadecimal characters")]
     BadHex(usize),
 }
 
 impl Digest {
+    /// The algorithm that made the digest.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
+    /// The digest's lowercase hex, without the algorithm.
     pub fn hex(&self) -> &str {
-        &self.hex
+        &self.text[self.algorithm.as_str().len() + 1..]
+    }
+
+    /// The digest as text, `algorithm:hex`.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The sha256 digest of `bytes`.
@@ -89,14 +103,22 @@ impl FromStr for Digest {
         }
         Ok(Digest {
             algorithm,
-            hex: hex.to_owned(),
+            text: s.to_owned(),
         })
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.as_str(), self.hex)
+        f.write_str(&self.text)
     }
 }
 
@@ -109,11 +131,14 @@ impl serde::Serialize for Digest {
 /// Incremental hashing of content whose digest is checked at the end.
 #[derive(Clone)]
 pub enum Hasher {
+    /// Hashing with SHA-256.
     Sha256(sha2::Sha256),
+    /// Hashing with SHA-512.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
+    /// A hasher for `algorithm` that has seen nothing yet.
     pub fn new(algorithm: Algorithm) -> Hasher {
         match algorithm {
             Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
@@ -121,6 +146,7 @@ impl Hasher {
         }
     }
 
+    /// Hashes `bytes`, after everything before.
     pub fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(bytes),
@@ -128,12 +154,16 @@ impl Hasher {
         }
     }
 
+    /// The digest of everything hashed.
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
             Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
         };
-        Digest { algorithm, hex }
+        Digest {
+            algorithm,
+            text: format!("{}:{hex}", algorithm.as_str()),
+        }
     }
 }
 

@@ -8,23 +8,34 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::Digest;
 
+/// The OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The OCI image index media type.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The Docker image manifest (schema 2) media type.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The Docker manifest list media type.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The OCI image config media type.
 pub const OCI_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// The Docker image config media type.
 pub const DOCKER_IMAGE_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 /// The manifest kinds the registry stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaType {
+    /// [`OCI_MANIFEST`].
     OciManifest,
+    /// [`OCI_INDEX`].
     OciIndex,
+    /// [`DOCKER_MANIFEST`].
     DockerManifest,
+    /// [`DOCKER_MANIFEST_LIST`].
     DockerManifestList,
 }
 
 impl MediaType {
+    /// The kind `s` names (parameters ignored); `None` for a type the registry does not store.
     pub fn parse(s: &str) -> Option<MediaType> {
         // Parameters such as `; charset=utf-8` are not part of the type.
         let essence = s.split(';').next().unwrap_or("").trim();
@@ -37,6 +48,7 @@ impl MediaType {
         })
     }
 
+    /// The media type string.
     pub fn as_str(self) -> &'static str {
         match self {
             MediaType::OciManifest => OCI_MANIFEST,
@@ -46,6 +58,7 @@ impl MediaType {
         }
     }
 
+    /// An index (or manifest list): its children are manifests.
     pub fn is_index(self) -> bool {
         matches!(self, MediaType::OciIndex | MediaType::DockerManifestList)
     }
@@ -54,7 +67,9 @@ impl MediaType {
 /// A descriptor the manifest points at, reduced to what the registry checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// The content's digest.
     pub digest: Digest,
+    /// The size the descriptor declares.
     pub size: u64,
     /// Foreign and non-distributable layers live elsewhere; the registry need not hold them.
     pub external: bool,
@@ -63,32 +78,49 @@ pub struct Target {
 /// What the registry records about a valid manifest.
 #[derive(Clone, Debug)]
 pub struct Manifest {
+    /// Its kind.
     pub media_type: MediaType,
     /// `artifactType`, or for an image manifest without it the config media type
     /// (spec.md, "Listing Referrers").
     pub artifact_type: Option<String>,
+    /// The manifest it refers to (`subject`), if any.
     pub subject: Option<Digest>,
+    /// The config blob of an image manifest.
     pub config: Option<Target>,
+    /// The config's media type.
     pub config_media_type: Option<String>,
     /// Layers of an image manifest.
     pub layers: Vec<Target>,
     /// Child manifests of an index.
     pub children: Vec<Target>,
+    /// Its annotations, if any.
     pub annotations: Option<HashMap<String, String>>,
 }
 
+/// Why a pushed manifest is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
+    /// A media type the registry does not store.
     #[error("unsupported manifest media type {0:?}")]
     UnsupportedMediaType(String),
+    /// Neither the body nor the header names a media type.
     #[error("manifest has no media type: set mediaType in the body or the Content-Type header")]
     MissingMediaType,
+    /// The header and the body name different media types.
     #[error("Content-Type {header:?} does not match the manifest's mediaType {body:?}")]
-    MediaTypeMismatch { header: String, body: String },
+    MediaTypeMismatch {
+        /// The `Content-Type` header.
+        header: String,
+        /// The body's `mediaType`.
+        body: String,
+    },
+    /// The body does not parse as the schema of its media type.
     #[error("manifest is not valid JSON for {0}: {1}")]
     Malformed(&'static str, String),
+    /// A `schemaVersion` other than 2.
     #[error("schemaVersion must be 2")]
     SchemaVersion,
+    /// A descriptor whose digest is not one the registry accepts.
     #[error("descriptor digest {0:?} is not a supported digest")]
     BadDescriptorDigest(String),
 }
@@ -201,12 +233,16 @@ fn target(d: &Descriptor) -> Result<Target, ManifestError> {
 /// config (artifacts, raw blobs) simply has none.
 #[derive(Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct Platform {
+    /// Operating system (`linux`).
     pub os: Option<String>,
+    /// CPU architecture (`amd64`).
     pub architecture: Option<String>,
+    /// Architecture variant (`v8`).
     pub variant: Option<String>,
 }
 
 impl Platform {
+    /// The platform config `bytes` of `media_type` declare; none when it is no image config.
     pub fn from_config(media_type: &str, bytes: &[u8]) -> Platform {
         if !Platform::is_image_config(media_type) {
             return Platform::default();
@@ -214,6 +250,7 @@ impl Platform {
         serde_json::from_slice(bytes).unwrap_or_default()
     }
 
+    /// Whether `media_type` is an image config (OCI or Docker).
     pub fn is_image_config(media_type: &str) -> bool {
         media_type == OCI_IMAGE_CONFIG || media_type == DOCKER_IMAGE_CONFIG
     }

@@ -28,18 +28,24 @@ pub struct Tag(String);
 /// What a manifest request names: a tag or a digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
+    /// By tag.
     Tag(Tag),
+    /// By digest.
     Digest(Digest),
 }
 
+/// Why a string is not a repository name or tag.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
+    /// A name longer than [`MAX_NAME_LEN`].
     #[error("repository name is longer than {MAX_NAME_LEN} characters")]
     TooLong,
+    /// A name outside the spec's grammar.
     #[error(
         "invalid repository name: path components are lowercase letters and digits separated by '.', '_', '__' or '-'"
     )]
     Invalid,
+    /// A tag outside the spec's grammar.
     #[error("invalid tag: up to 128 characters of [a-zA-Z0-9_.-], not starting with '.' or '-'")]
     InvalidTag,
 }
@@ -70,13 +76,43 @@ impl FromStr for Tag {
     }
 }
 
+impl TryFrom<String> for RepoName {
+    type Error = NameError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for Tag {
+    type Error = NameError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl serde::Serialize for RepoName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Tag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl RepoName {
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl Tag {
+    /// The tag as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

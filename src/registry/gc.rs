@@ -30,8 +30,12 @@ use super::Registry;
 use crate::{
     blobs::{Blobs, StoredObject},
     error::{Error, Result},
-    meta::{GcCounts, GcRunRecord, JOB_GC_RUN, RepositoryEstimate, now},
-    oci::Digest,
+    meta::{
+        gc::{GcCounts, GcRunRecord, RepositoryEstimate},
+        jobs::Job,
+        now,
+    },
+    oci::{Digest, RepoName},
 };
 
 /// Candidates read per query; memory does not depend on the size of the registry.
@@ -99,13 +103,19 @@ impl GcReport {
             } => {
                 self.counts.links += 1;
                 let why = "no manifest of the repository references it";
-                self.item("link", Some(repository), digest, size, why);
+                self.item(
+                    "link",
+                    Some(repository.as_str()),
+                    &digest.to_string(),
+                    size,
+                    why,
+                );
             }
             Marked::Blob { digest, size } => {
                 self.counts.blobs += 1;
                 self.counts.bytes += size;
                 let why = "no manifest in any repository references it";
-                self.item("blob", None, digest, size, why);
+                self.item("blob", None, &digest.to_string(), size, why);
             }
         }
     }
@@ -143,12 +153,12 @@ enum Swept {
 /// would remove (written before the cutoff, every link of it unneeded).
 enum Marked<'a> {
     Link {
-        repository: &'a str,
-        digest: &'a str,
+        repository: &'a RepoName,
+        digest: &'a Digest,
         size: i64,
     },
     Blob {
-        digest: &'a str,
+        digest: &'a Digest,
         size: i64,
     },
 }
@@ -182,9 +192,7 @@ impl Registry {
     /// Records a collection to be run by a worker (any replica) and queues it.
     pub async fn queue_gc(&self, trigger: &str, dry_run: bool) -> Result<GcRunRecord> {
         let id = self.meta.create_gc_run(trigger, dry_run, false).await?;
-        self.meta
-            .enqueue_job(JOB_GC_RUN, &id.to_string(), None, now())
-            .await?;
+        self.queue_job(&Job::RunGc { run_id: id }).await?;
         self.gc_run(id).await?.ok_or(Error::NotFound)
     }
 
@@ -248,7 +256,7 @@ impl Registry {
             Marked::Link {
                 repository, size, ..
             } => {
-                let sums = repositories.entry(repository.to_owned()).or_default();
+                let sums = repositories.entry(repository.to_string()).or_default();
                 sums.0 += 1;
                 sums.1 += size;
             }
@@ -360,12 +368,9 @@ impl Registry {
         let stale = self.meta.stale_blob_claims(cutoff).await?;
         let mut done = Vec::new();
         for digest in stale {
-            match digest.parse::<Digest>() {
-                Ok(d) => match self.blobs.delete_blob(&d).await {
-                    Ok(()) => done.push(digest),
-                    Err(e) => report.error(format!("deleting {digest}: {e}")),
-                },
-                Err(_) => done.push(digest),
+            match self.blobs.delete_blob(&digest).await {
+                Ok(()) => done.push(digest),
+                Err(e) => report.error(format!("deleting {digest}: {e}")),
             }
         }
         self.meta.release_blob_claims(&done).await?;
@@ -401,7 +406,7 @@ impl Registry {
                 report.counts.bytes += upload.size;
                 report.item(
                     "upload",
-                    Some(&upload.repository),
+                    Some(upload.repository.as_str()),
                     &upload.id,
                     upload.size,
                     why,
@@ -445,7 +450,8 @@ impl Registry {
                     if options.dry_run || self.meta.delete_untagged_manifest(m, cutoff).await? {
                         deleted += 1;
                         report.counts.manifests += 1;
-                        report.item("manifest", Some(&m.repository), &m.digest, m.size, why);
+                        let (repository, digest) = (m.repository.as_str(), m.digest.to_string());
+                        report.item("manifest", Some(repository), &digest, m.size, why);
                     }
                 }
                 progress("manifests", seen);
@@ -470,7 +476,7 @@ impl Registry {
         keep: bool,
         report: &mut GcReport,
         progress: Progress<'_>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Digest>> {
         let mut unlinked = Vec::new();
         let mut after = (0i64, String::new());
         let mut seen = 0;
@@ -487,7 +493,7 @@ impl Registry {
                     .push(link);
             }
             for (repository_id, links) in by_repository {
-                let digests: Vec<String> = links.iter().map(|l| l.digest.clone()).collect();
+                let digests: Vec<Digest> = links.iter().map(|l| l.digest.clone()).collect();
                 let deleted = self
                     .meta
                     .delete_unneeded_links(repository_id, &digests, cutoff)
@@ -495,7 +501,8 @@ impl Registry {
                 for link in links.iter().filter(|l| deleted.contains(&l.digest)) {
                     report.counts.links += 1;
                     let why = "no manifest of the repository references it";
-                    report.item("link", Some(&link.repository), &link.digest, link.size, why);
+                    let (repository, digest) = (link.repository.as_str(), link.digest.to_string());
+                    report.item("link", Some(repository), &digest, link.size, why);
                 }
                 if keep {
                     unlinked.extend(deleted);
@@ -505,7 +512,7 @@ impl Registry {
             progress("links", seen);
             match page.last() {
                 Some(l) if page.len() as i64 == BATCH => {
-                    after = (l.repository_id, l.digest.clone());
+                    after = (l.repository_id, l.digest.to_string());
                 }
                 _ => return Ok(unlinked),
             }
@@ -526,7 +533,7 @@ impl Registry {
         loop {
             let claim_next = async {
                 let page = self.meta.unlinked_blobs(cutoff, &after, BATCH).await?;
-                let digests: Vec<String> = page.into_iter().map(|(d, _)| d).collect();
+                let digests: Vec<Digest> = page.into_iter().map(|(d, _)| d).collect();
                 let claimed = self.meta.claim_and_delete_blobs(&digests, cutoff).await?;
                 Ok::<_, Error>((digests, claimed))
             };
@@ -545,7 +552,7 @@ impl Registry {
             progress("blobs", seen);
             sweeping = Some(self.delete_objects(claimed));
             match digests.last() {
-                Some(d) if digests.len() as i64 == BATCH => after = d.clone(),
+                Some(d) if digests.len() as i64 == BATCH => after = d.to_string(),
                 _ => break,
             }
         }
@@ -559,7 +566,7 @@ impl Registry {
     /// Rows first (claimed and re-validated), then objects, then the claims.
     async fn delete_blobs(
         &self,
-        digests: &[String],
+        digests: &[Digest],
         cutoff: i64,
         report: &mut GcReport,
     ) -> Result<()> {
@@ -569,13 +576,10 @@ impl Registry {
     }
 
     /// Deletes the objects of claimed blobs whose rows are gone.
-    async fn delete_objects(&self, claimed: Vec<(String, i64)>) -> Vec<(String, i64, Result<()>)> {
+    async fn delete_objects(&self, claimed: Vec<(Digest, i64)>) -> Vec<(Digest, i64, Result<()>)> {
         futures::stream::iter(claimed)
             .map(|(digest, size)| async move {
-                let outcome = match digest.parse::<Digest>() {
-                    Ok(d) => self.blobs.delete_blob(&d).await,
-                    Err(_) => Ok(()),
-                };
+                let outcome = self.blobs.delete_blob(&digest).await;
                 (digest, size, outcome)
             })
             .buffer_unordered(DELETES_IN_FLIGHT)
@@ -586,7 +590,7 @@ impl Registry {
     /// Reports the objects deleted and releases their claims.
     async fn settle_sweep(
         &self,
-        swept: Vec<(String, i64, Result<()>)>,
+        swept: Vec<(Digest, i64, Result<()>)>,
         kind: Swept,
         report: &mut GcReport,
     ) -> Result<()> {
@@ -603,7 +607,7 @@ impl Registry {
                         Swept::Orphans => report.counts.orphans += 1,
                     }
                     report.counts.bytes += size;
-                    report.item(item, None, &digest, size, why);
+                    report.item(item, None, &digest.to_string(), size, why);
                     released.push(digest);
                 }
                 // The claim stays: the next run finishes the deletion.
@@ -623,7 +627,7 @@ impl Registry {
     ) -> Result<()> {
         let mut rows = self.meta.mark_blobs(cutoff);
         // The blob whose rows are being read, and whether it is reclaimable so far.
-        let mut blob: Option<(String, i64, bool)> = None;
+        let mut blob: Option<(Digest, i64, bool)> = None;
         let mut seen = 0;
         while let Some(row) = rows.try_next().await? {
             if blob
@@ -678,14 +682,14 @@ impl Registry {
         while let Some(chunk) = listing.recv().await {
             let chunk = chunk?;
             seen += chunk.len() as u64;
-            let old: Vec<(String, u64)> = chunk
+            let old: Vec<(Digest, u64)> = chunk
                 .into_iter()
                 .filter(|o| o.modified <= cutoff)
-                .filter_map(|o| Blobs::digest_of_key(&o.key).map(|d| (d.to_string(), o.size)))
+                .filter_map(|o| Blobs::digest_of_key(&o.key).map(|d| (d, o.size)))
                 .collect();
-            let digests: Vec<String> = old.iter().map(|(d, _)| d.clone()).collect();
+            let digests: Vec<Digest> = old.iter().map(|(d, _)| d.clone()).collect();
             let known = self.meta.known_or_fenced_blobs(&digests).await?;
-            let orphans: Vec<&(String, u64)> =
+            let orphans: Vec<&(Digest, u64)> =
                 old.iter().filter(|(d, _)| !known.contains(d)).collect();
             if options.dry_run {
                 for (d, size) in orphans {
@@ -694,22 +698,20 @@ impl Registry {
                     report.item(
                         "orphan",
                         None,
-                        d,
+                        &d.to_string(),
                         *size as i64,
                         "object the index does not know",
                     );
                 }
             } else {
-                let candidates: Vec<String> = orphans.iter().map(|(d, _)| d.clone()).collect();
-                let sizes: HashMap<&str, i64> = orphans
-                    .iter()
-                    .map(|(d, s)| (d.as_str(), *s as i64))
-                    .collect();
+                let candidates: Vec<Digest> = orphans.iter().map(|(d, _)| d.clone()).collect();
+                let sizes: HashMap<&Digest, i64> =
+                    orphans.iter().map(|(d, s)| (d, *s as i64)).collect();
                 let claimed = self.meta.claim_orphans(&candidates).await?;
                 let claimed = claimed
                     .into_iter()
                     .map(|d| {
-                        let size = sizes.get(d.as_str()).copied().unwrap_or(0);
+                        let size = sizes.get(&d).copied().unwrap_or(0);
                         (d, size)
                     })
                     .collect();
@@ -765,11 +767,7 @@ impl Registry {
             let rules = self.tag_rules(repo).await?;
             if !rules.protected_patterns.is_empty() {
                 for tag in self.meta.tag_facts(repo).await? {
-                    let reference = crate::oci::Reference::Tag(
-                        tag.name
-                            .parse()
-                            .map_err(|_| Error::Internal(anyhow::anyhow!("bad tag")))?,
-                    );
+                    let reference = crate::oci::Reference::Tag(tag.name);
                     self.check_delete(repo, &reference, who).await?;
                 }
             }

@@ -6,7 +6,7 @@ use futures::TryStreamExt;
 use super::{Override, Registry};
 use crate::{
     error::{Error, Result},
-    meta::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
+    meta::manifests::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
     oci::{Digest, Hasher, Manifest, Reference, RepoName, Tag, manifest::Platform},
 };
 
@@ -194,7 +194,7 @@ impl Registry {
         }
         let last = last.map(Tag::as_str).unwrap_or("");
         let items = self.meta.list_tags(repository_id, last, n + 1).await?;
-        Ok(paged(items, n))
+        Ok(paged(items.iter().map(Tag::to_string).collect(), n))
     }
 
     /// Repositories in byte order after `last`, `n` at most.
@@ -207,7 +207,7 @@ impl Registry {
             });
         }
         let items = self.meta.catalog(last.unwrap_or(""), n + 1).await?;
-        Ok(paged(items, n))
+        Ok(paged(items.iter().map(RepoName::to_string).collect(), n))
     }
 
     /// Manifests in `repo` whose subject is `subject` (end-12), optionally of one artifact type.

@@ -15,6 +15,7 @@
 
 mod blobs;
 mod gc;
+mod jobs;
 mod manifests;
 pub mod policies;
 mod settings;
@@ -30,8 +31,9 @@ pub use uploads::Mounted;
 
 use crate::{
     blobs::Blobs,
+    clock::Clock,
     config::{Config, GcConfig, Limits},
-    meta::{Meta, PullStats, RepositorySummary},
+    meta::{Meta, repositories::RepositorySummary, stats::PullStats},
     oci::Hasher,
 };
 
@@ -44,18 +46,13 @@ pub struct Registry {
     gc: GcConfig,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
+    clock: Clock,
 }
 
 impl Registry {
     /// Opens the index and the blob store `config` names.
     pub async fn open(config: &Config) -> anyhow::Result<Registry> {
-        let mut meta = Meta::connect(
-            &config.database_config()?,
-            &config.limits,
-            config.durability.fsync,
-        )
-        .await?;
-        meta.set_review_delay(config.gc.continuous.then_some(config.gc.review_delay_secs));
+        let meta = Meta::open(config).await?;
         let blobs = Blobs::open(config)?;
         Ok(Registry {
             meta,
@@ -63,7 +60,8 @@ impl Registry {
             limits: config.limits.clone(),
             gc: config.gc.clone(),
             running_hashes: Arc::default(),
-            pulls: Arc::default(),
+            pulls: Arc::new(PullStats::new(config.clock.clone())),
+            clock: config.clock.clone(),
         })
     }
 
@@ -80,6 +78,11 @@ impl Registry {
     /// the workers' job queue).
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// The registry's wall clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn limits(&self) -> &Limits {

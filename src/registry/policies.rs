@@ -21,8 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Registry;
 use crate::{
-    meta::{GcCounts, GcRunRecord, StoredPolicy, TagFacts, UntaggedFacts, now},
-    oci::{Digest, RepoName},
+    meta::{
+        gc::{GcCounts, GcRunRecord},
+        now,
+        policies::StoredPolicy,
+        tags::{TagFacts, UntaggedFacts},
+    },
+    oci::{Digest, RepoName, Tag},
 };
 
 /// A regex that could not be compiled: which field, where in the pattern, and why.
@@ -331,7 +336,7 @@ pub fn evaluate(
         // As GitLab: keep-regex matches leave the candidates before keep_n counts.
         let mut candidates: Vec<&TagFacts> = tags
             .iter()
-            .filter(|t| name_regex.is_match(&t.name) && !kept.contains(t.name.as_str()))
+            .filter(|t| name_regex.is_match(t.name.as_str()) && !kept.contains(t.name.as_str()))
             .collect();
         candidates.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.manifest_id)));
         for (rank, t) in candidates.into_iter().enumerate() {
@@ -341,10 +346,10 @@ pub fn evaluate(
             if rules.older_than.is_some_and(|age| t.updated_at > now - age) {
                 continue;
             }
-            removed_tags.insert(&t.name);
+            removed_tags.insert(t.name.as_str());
             removals.push(Removal {
-                tag: Some(t.name.clone()),
-                digest: t.digest.clone(),
+                tag: Some(t.name.to_string()),
+                digest: t.digest.to_string(),
                 image: false,
                 reason: gitlab_reason(rules),
             });
@@ -354,15 +359,15 @@ pub fn evaluate(
     // ECR: images (manifests with their tags), each decided by the first rule that selects it.
     let mut images: BTreeMap<&str, Image> = BTreeMap::new();
     for t in tags {
-        let image = images.entry(&t.digest).or_insert_with(|| Image {
+        let image = images.entry(t.digest.as_str()).or_insert_with(|| Image {
             tags: Vec::new(),
             pushed_at: t.manifest_pushed_at,
             order: t.manifest_id,
         });
-        image.tags.push(&t.name);
+        image.tags.push(t.name.as_str());
     }
     for u in untagged {
-        images.entry(&u.digest).or_insert(Image {
+        images.entry(u.digest.as_str()).or_insert(Image {
             tags: Vec::new(),
             pushed_at: u.pushed_at,
             order: u.manifest_id,
@@ -417,7 +422,7 @@ fn kept_tags<'t>(rules: &Compiled, tags: &'t [TagFacts], now: i64) -> HashSet<&'
     if let Some(keep) = &rules.name_regex_keep {
         kept.extend(
             tags.iter()
-                .filter(|t| keep.is_match(&t.name))
+                .filter(|t| keep.is_match(t.name.as_str()))
                 .map(|t| t.name.as_str()),
         );
     }
@@ -678,16 +683,16 @@ impl Registry {
         'repos: loop {
             let page = self.meta.repository_ids(after, 500).await?;
             for (_, repository) in &page {
-                if !pattern.is_match(repository) {
+                if !pattern.is_match(repository.as_str()) {
                     continue;
                 }
-                let Ok(repo) = repository.parse::<RepoName>() else {
-                    continue;
-                };
-                match self.apply_rules(&repo, &rules, dry_run, &mut counts).await {
+                match self
+                    .apply_rules(repository, &rules, dry_run, &mut counts)
+                    .await
+                {
                     Ok(removals) => outcome.removals.extend(removals.into_iter().map(|removal| {
                         RepositoryRemoval {
-                            repository: repository.clone(),
+                            repository: repository.to_string(),
                             removal,
                         }
                     })),
@@ -785,7 +790,7 @@ impl Registry {
         let is_protected = |t: &str| protected.iter().any(|r| r.is_match(t));
         let protected_digests: HashSet<&str> = tags
             .iter()
-            .filter(|t| is_protected(&t.name))
+            .filter(|t| is_protected(t.name.as_str()))
             .map(|t| t.digest.as_str())
             .collect();
         let mut removals = evaluate(rules, &tags, &untagged, now());
@@ -814,7 +819,15 @@ impl Registry {
                 }
             } else {
                 match &r.tag {
-                    Some(tag) => self.meta.delete_tag_if_at(repo, tag, &r.digest).await?,
+                    Some(tag) => {
+                        let tag: Tag = tag.parse().map_err(|_| {
+                            crate::error::Error::Internal(anyhow::anyhow!("bad tag"))
+                        })?;
+                        let digest: Digest = r.digest.parse().map_err(|_| {
+                            crate::error::Error::Internal(anyhow::anyhow!("bad digest"))
+                        })?;
+                        self.meta.delete_tag_if_at(repo, &tag, &digest).await?
+                    }
                     None => false,
                 }
             };
@@ -841,8 +854,8 @@ mod tests {
     /// A tag pushed `age` days ago on its own image `digest`, pulled `pulled` days ago.
     fn tag(name: &str, digest: &str, age: i64, pulled: Option<i64>) -> TagFacts {
         TagFacts {
-            name: name.into(),
-            digest: digest.into(),
+            name: name.parse().unwrap(),
+            digest: digest_of(digest),
             pushed_at: NOW - age * DAY,
             updated_at: NOW - age * DAY,
             manifest_pushed_at: NOW - age * DAY,
@@ -855,7 +868,7 @@ mod tests {
         let compiled = rules.compile().unwrap();
         evaluate(&compiled, tags, untagged, NOW)
             .into_iter()
-            .map(|r| r.tag.unwrap_or(r.digest))
+            .map(|r| r.tag.unwrap_or_else(|| label_of(&r.digest)))
             .collect()
     }
 
@@ -950,9 +963,26 @@ mod tests {
         }
     }
 
+    /// A digest standing for `label` (its bytes in hex, padded with zeros): digests made
+    /// so keep the order of their labels.
+    fn digest_of(label: &str) -> Digest {
+        format!("sha256:{:0<64}", hex::encode(label))
+            .parse()
+            .unwrap()
+    }
+
+    /// The label [`digest_of`] made `digest` from.
+    fn label_of(digest: &str) -> String {
+        let mut hex = digest.strip_prefix("sha256:").unwrap();
+        while let Some(shorter) = hex.strip_suffix("00") {
+            hex = shorter;
+        }
+        String::from_utf8(hex::decode(hex).unwrap()).unwrap()
+    }
+
     fn untagged(digest: &str, age: i64) -> UntaggedFacts {
         UntaggedFacts {
-            digest: digest.into(),
+            digest: digest_of(digest),
             manifest_id: 1_000 - age,
             pushed_at: NOW - age * DAY,
             last_pulled_at: None,

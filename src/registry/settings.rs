@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Registry, policies::InvalidPattern};
 use crate::{
     error::{Error, Result},
-    meta::StoredSettings,
+    meta::settings::StoredSettings,
     oci::{Digest, Reference, RepoName, Tag},
 };
 
@@ -194,14 +194,13 @@ impl Registry {
         digest: &Digest,
         rules: &Compiled,
     ) -> Result<Option<String>> {
-        let digest = digest.to_string();
         Ok(self
             .meta
             .tag_facts(repo)
             .await?
             .into_iter()
-            .find(|t| t.digest == digest && rules.protected(&t.name))
-            .map(|t| t.name))
+            .find(|t| t.digest == *digest && rules.protected(t.name.as_str()))
+            .map(|t| t.name.to_string()))
     }
 
     async fn compiled_rules(&self, repo: &RepoName) -> Result<Compiled> {

@@ -204,8 +204,7 @@ impl Registry {
                 .repositories_linking(digest, 1)
                 .await?
                 .into_iter()
-                .next()
-                .and_then(|name| name.parse().ok()),
+                .next(),
         };
         if let Some(source) = source
             && let Some(size) = self.meta.linked_blob_size(&source, digest).await?

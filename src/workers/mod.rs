@@ -1,6 +1,7 @@
 //! Background tasks, owned by [`crate::serve`] and stopped by its cancellation token: the
-//! pull statistics flush, and the job queue ([`jobs`]) that drives garbage collection
-//! (reviews, scheduled and requested runs) and cleanup policies on every replica.
+//! pull statistics flush, and the ticking of the registry's job queue ([`jobs`]) that drives
+//! garbage collection (reviews, scheduled and requested runs) and cleanup policies on every
+//! replica. Workers only keep time: what each tick does is the registry's.
 
 mod jobs;
 
