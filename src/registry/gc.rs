@@ -30,7 +30,7 @@ use super::Registry;
 use crate::{
     blobs::{Blobs, StoredObject},
     error::{Error, Result},
-    meta::{GcCounts, GcRunRecord, JOB_GC_RUN, RepositoryEstimate, now},
+    meta::{GcCounts, GcRunRecord, JOB_GC_RUN, RepositoryEstimate},
     oci::Digest,
 };
 
@@ -183,7 +183,7 @@ impl Registry {
     pub async fn queue_gc(&self, trigger: &str, dry_run: bool) -> Result<GcRunRecord> {
         let id = self.meta.create_gc_run(trigger, dry_run, false).await?;
         self.meta
-            .enqueue_job(JOB_GC_RUN, &id.to_string(), None, now())
+            .enqueue_job(JOB_GC_RUN, &id.to_string(), None, self.clock.now())
             .await?;
         self.gc_run(id).await?.ok_or(Error::NotFound)
     }
@@ -207,7 +207,7 @@ impl Registry {
         options: GcOptions,
         progress: Progress<'_>,
     ) -> Result<GcRunRecord> {
-        let lease_start = now() - options.lease_secs as i64;
+        let lease_start = self.clock.now() - options.lease_secs as i64;
         self.meta.fail_interrupted_gc_runs(lease_start, id).await?;
         let outcome = self.collect_garbage(options, progress).await;
         let (report, failed) = match outcome {
@@ -240,7 +240,7 @@ impl Registry {
     /// Bytes per repository in links no manifest needs (past the grace period), and the
     /// blobs and bytes a collection would reclaim now.
     pub async fn gc_estimate(&self) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
-        let cutoff = now() - self.gc.grace_secs as i64;
+        let cutoff = self.clock.now() - self.gc.grace_secs as i64;
         self.meta.refresh_gc_statistics().await?;
         let mut repositories: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let (mut blobs, mut bytes) = (0, 0);
@@ -279,7 +279,7 @@ impl Registry {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        let now = now();
+        let now = self.clock.now();
         let cutoff = now - options.grace_secs as i64;
         let mut lap = Instant::now();
         self.meta.refresh_gc_statistics().await?;
@@ -327,11 +327,11 @@ impl Registry {
     /// no manifest needs, and the blobs that this leaves unlinked.
     pub async fn review_repository(&self, repository_id: i64) -> Result<GcCounts> {
         let options = self.gc_options(false);
-        let cutoff = now() - options.grace_secs as i64;
+        let cutoff = self.clock.now() - options.grace_secs as i64;
         let mut report = GcReport::default();
         let quiet: Progress<'_> = &|_, _| {};
         // Claims of a collector that died would keep writers of their digests waiting.
-        self.finish_stale_claims(now() - options.lease_secs as i64, &mut report)
+        self.finish_stale_claims(self.clock.now() - options.lease_secs as i64, &mut report)
             .await?;
         if options.untagged {
             self.collect_manifests(cutoff, Some(repository_id), &options, &mut report, quiet)
@@ -348,7 +348,7 @@ impl Registry {
 
     /// A review of every unlinked blob (after a repository was deleted).
     pub async fn review_blobs(&self) -> Result<GcCounts> {
-        let cutoff = now() - self.gc.grace_secs as i64;
+        let cutoff = self.clock.now() - self.gc.grace_secs as i64;
         let mut report = GcReport::default();
         self.collect_blobs(cutoff, &mut report, &|_, _| {}).await?;
         Ok(report.counts)
@@ -747,41 +747,6 @@ impl Registry {
                     report.error(format!("deleting {}: {e}", o.key));
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-impl Registry {
-    /// Deletes `repo` with its manifests, tags, links and upload sessions (it leaves the
-    /// catalog); the blobs only it referenced are then unreferenced and collected. `who`
-    /// says whether the caller may delete protected tags (a repository holding any needs it).
-    pub async fn delete_repository(
-        &self,
-        repo: &crate::oci::RepoName,
-        who: super::Override,
-    ) -> Result<()> {
-        if who != super::Override::Allowed {
-            let rules = self.tag_rules(repo).await?;
-            if !rules.protected_patterns.is_empty() {
-                for tag in self.meta.tag_facts(repo).await? {
-                    let reference = crate::oci::Reference::Tag(
-                        tag.name
-                            .parse()
-                            .map_err(|_| Error::Internal(anyhow::anyhow!("bad tag")))?,
-                    );
-                    self.check_delete(repo, &reference, who).await?;
-                }
-            }
-        }
-        let parts = self
-            .meta
-            .delete_repository(repo)
-            .await?
-            .ok_or(Error::NameUnknown)?;
-        if let Err(e) = self.blobs.delete_parts(&parts).await {
-            // Left as orphans for the collector.
-            tracing::warn!(error = %e, "could not delete the staged parts of a deleted repository");
         }
         Ok(())
     }

@@ -1,5 +1,11 @@
-//! The registry domain: the OCI rules for blobs, uploads, manifests and tags. Handlers call
-//! this and nothing below it.
+//! The registry domain: the OCI rules for blobs, uploads, manifests and tags, repositories,
+//! garbage collection and cleanup policies. Handlers (`http`, `api`) and the workers call
+//! this; this calls only the index ([`crate::meta`], every SQL statement) and the blob store
+//! ([`crate::blobs`], every object), and never reaches back up to a handler.
+//!
+//! One room per noun, each with its own `impl Registry`: [`blobs`](self::blobs) and uploads,
+//! manifests (with tags and referrers), repositories (the catalog, summaries, deletion),
+//! settings (tag rules), [`gc`] and [`policies`]; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -12,11 +18,14 @@
 //! - **Repository isolation.** A blob is served from a repository only through that
 //!   repository's link to it (pushed there, or mounted from a repository it came from).
 //! - **Bounded memory.** Bodies stream to the store; listings are paged by the database.
+//! - **One clock.** Every time-based rule reads [`Registry::clock`], which tests move.
 
 mod blobs;
 mod gc;
 mod manifests;
+mod paging;
 pub mod policies;
+mod repositories;
 mod settings;
 mod uploads;
 
@@ -24,14 +33,16 @@ use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
-pub use manifests::{ManifestPut, Page};
-pub use settings::{Override, TagRules};
+pub use manifests::ManifestPut;
+pub use paging::{Page, page_size};
+pub use settings::{Mutability, Override, TagRules};
 pub use uploads::Mounted;
 
 use crate::{
     blobs::Blobs,
+    clock::Clock,
     config::{Config, GcConfig, Limits},
-    meta::{Meta, PullStats, RepositorySummary},
+    meta::{Meta, PullStats},
     oci::Hasher,
 };
 
@@ -42,52 +53,66 @@ pub struct Registry {
     blobs: Blobs,
     limits: Limits,
     gc: GcConfig,
+    clock: Clock,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
 }
 
 impl Registry {
-    /// Opens the index and the blob store `config` names.
+    /// The registry over an index and a blob store already open, with the limits, collection
+    /// settings and clock of `config`. Its handle on the index queues repository reviews when
+    /// collection is continuous.
+    pub fn new(meta: Meta, blobs: Blobs, config: &Config) -> Registry {
+        let mut meta = meta;
+        meta.set_review_delay(config.gc.continuous.then_some(config.gc.review_delay_secs));
+        Registry {
+            meta,
+            blobs,
+            limits: config.limits.clone(),
+            gc: config.gc.clone(),
+            clock: config.clock.clone(),
+            running_hashes: Arc::default(),
+            pulls: Arc::default(),
+        }
+    }
+
+    /// Opens the index and the blob store `config` names, and the registry over them.
     pub async fn open(config: &Config) -> anyhow::Result<Registry> {
-        let mut meta = Meta::connect(
+        let meta = Meta::connect(
             &config.database_config()?,
             &config.limits,
             config.durability.fsync,
         )
         .await?;
-        meta.set_review_delay(config.gc.continuous.then_some(config.gc.review_delay_secs));
         let blobs = Blobs::open(config)?;
-        Ok(Registry {
-            meta,
-            blobs,
-            limits: config.limits.clone(),
-            gc: config.gc.clone(),
-            running_hashes: Arc::default(),
-            pulls: Arc::default(),
-        })
+        Ok(Registry::new(meta, blobs, config))
     }
 
-    /// Repositories after `last` in name order, `n` at most, with their usage figures.
-    pub async fn repository_summaries(
-        &self,
-        last: &str,
-        n: u32,
-    ) -> crate::error::Result<Vec<RepositorySummary>> {
-        self.meta.repository_summaries(last, n).await
-    }
-
-    /// The index handle, for services beside the registry on the same index (access control,
-    /// the workers' job queue).
+    /// The index handle, for the workers' job queue until it sits behind registry methods
+    /// (`registry/jobs.rs`); nothing else may reach around the domain through it.
     pub fn meta(&self) -> &Meta {
         &self.meta
     }
 
+    /// The size limits this registry enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
+    /// The garbage collection settings.
     pub fn gc_config(&self) -> &GcConfig {
         &self.gc
+    }
+
+    /// The wall clock every time-based rule of the registry reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The entries a listing page holds: the client's `n` up to `limits.page_max_entries`,
+    /// that many without one.
+    pub fn page_size(&self, n: Option<u32>) -> u32 {
+        page_size(n, self.limits.page_max_entries)
     }
 
     /// Writes the pull counts gathered in memory to the index.
@@ -95,6 +120,7 @@ impl Registry {
         self.meta.flush_pull_stats(&self.pulls).await
     }
 
+    /// Writes what is held in memory and closes the index (at shutdown).
     pub async fn close(&self) {
         if let Err(e) = self.flush_pull_stats().await {
             tracing::warn!(error = %e, "could not write pull statistics at shutdown");
