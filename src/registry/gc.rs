@@ -50,21 +50,30 @@ const JOB_HISTORY_SECS: i64 = 7 * 24 * 3600;
 /// How one collection runs.
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {
+    /// Report what would be removed, and remove nothing.
     pub dry_run: bool,
+    /// Rows and objects younger than this are never candidates.
     pub grace_secs: u64,
+    /// Collect untagged manifests too.
     pub untagged: bool,
+    /// Upload sessions idle this long are abandoned.
     pub upload_timeout_secs: u64,
+    /// Claims (and runs) older than this belong to a collector that died.
     pub lease_secs: u64,
 }
 
 /// What a collection removed, or would remove, and why.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
+    /// Nothing was deleted: the report is a preview.
     pub dry_run: bool,
+    /// What was removed, by kind, and the bytes reclaimed.
     pub counts: GcCounts,
+    /// What was removed, item by item, with the reason (the first 10,000).
     pub items: Vec<Value>,
     /// More items were removed than `items` lists.
     pub truncated: bool,
+    /// What failed (the first 100); a failed deletion is retried by the next run.
     pub errors: Vec<String>,
     /// Wall seconds each phase took.
     pub phase_secs: BTreeMap<&'static str, f64>,
@@ -228,6 +237,7 @@ impl Registry {
         self.gc_run(id).await?.ok_or(Error::NotFound)
     }
 
+    /// Recorded run `id`, if there is one.
     pub async fn gc_run(&self, id: i64) -> Result<Option<GcRunRecord>> {
         self.meta.gc_run(id).await
     }

@@ -1,4 +1,5 @@
-//! Manifests, tags and referrers (spec end-3, end-7, end-8, end-9, end-12).
+//! Manifests and their referrers (spec end-3, end-7, end-9, end-12); a push or delete by tag
+//! moves or removes the tag here, under the repository's tag rules.
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -166,25 +167,6 @@ impl Registry {
         } else {
             Err(Error::ManifestUnknown)
         }
-    }
-
-    /// Tags of `repo` in lexical order after `last`, `n` at most (end-8).
-    pub async fn list_tags(
-        &self,
-        repo: &RepoName,
-        last: Option<&Tag>,
-        n: Option<u32>,
-    ) -> Result<Page<String>> {
-        let repository_id = self
-            .meta
-            .repository_id(repo)
-            .await?
-            .ok_or(Error::NameUnknown)?;
-        let last = last.map(Tag::as_str).unwrap_or("");
-        Page::fetch(self.page_size(n), |n| {
-            self.meta.list_tags(repository_id, last, n)
-        })
-        .await
     }
 
     /// Manifests in `repo` whose subject is `subject` (end-12), optionally of one artifact type.

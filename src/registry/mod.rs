@@ -3,9 +3,9 @@
 //! this; this calls only the index ([`crate::meta`], every SQL statement) and the blob store
 //! ([`crate::blobs`], every object), and never reaches back up to a handler.
 //!
-//! One room per noun, each with its own `impl Registry`: [`blobs`](self::blobs) and uploads,
-//! manifests (with tags and referrers), repositories (the catalog, summaries, deletion),
-//! settings (tag rules), [`gc`] and [`policies`]; listings are cut into pages by [`Page`].
+//! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
+//! referrers), tags, repositories (the catalog, summaries, deletion), settings (tag rules),
+//! [`gc`] and [`policies`]; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -27,6 +27,7 @@ mod paging;
 pub mod policies;
 mod repositories;
 mod settings;
+mod tags;
 mod uploads;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};

@@ -60,11 +60,13 @@ impl Mutability {
         }
     }
 
-    fn parse(s: &str) -> Mutability {
+    /// The mutability [`Mutability::as_str`] wrote; `None` for anything else.
+    fn parse(s: &str) -> Option<Mutability> {
         match s {
-            "immutable" => Mutability::Immutable,
-            "immutable_with_exclusion" => Mutability::ImmutableWithExclusion,
-            _ => Mutability::Mutable,
+            "mutable" => Some(Mutability::Mutable),
+            "immutable" => Some(Mutability::Immutable),
+            "immutable_with_exclusion" => Some(Mutability::ImmutableWithExclusion),
+            _ => None,
         }
     }
 }
@@ -126,11 +128,21 @@ impl Registry {
         let Some(stored) = self.meta.repository_settings(repo).await? else {
             return Ok(TagRules::default());
         };
-        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+        // Written by `put_tag_rules` only: a row that does not read back is corrupt, and
+        // guessing (say, "mutable" and no protected tags) would lift the rules silently.
+        let invalid = |what: String| {
+            Error::Internal(anyhow::anyhow!(
+                "stored tag rules of {repo} are invalid: {what}"
+            ))
+        };
+        let list = |field: &str, s: &str| {
+            serde_json::from_str::<Vec<String>>(s).map_err(|e| invalid(format!("{field}: {e}")))
+        };
         Ok(TagRules {
-            tag_mutability: Mutability::parse(&stored.tag_mutability),
-            mutable_patterns: list(&stored.mutable_patterns),
-            protected_patterns: list(&stored.protected_patterns),
+            tag_mutability: Mutability::parse(&stored.tag_mutability)
+                .ok_or_else(|| invalid(format!("tag_mutability: {:?}", stored.tag_mutability)))?,
+            mutable_patterns: list("mutable_patterns", &stored.mutable_patterns)?,
+            protected_patterns: list("protected_patterns", &stored.protected_patterns)?,
         })
     }
 

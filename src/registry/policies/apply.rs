@@ -88,16 +88,18 @@ impl Registry {
         })
     }
 
-    /// Every saved policy, in name order.
+    /// Every saved policy, in name order. A stored policy that does not read back is an
+    /// error, never skipped: skipping would stop it running unnoticed.
     pub async fn policies(&self) -> crate::error::Result<Vec<SavedPolicy>> {
-        Ok(self
-            .meta
+        self.meta
             .policies()
             .await?
             .into_iter()
-            .filter_map(|p| {
-                let policy: Policy = serde_json::from_str(&p.rules).ok()?;
-                Some(SavedPolicy {
+            .map(|p| {
+                let policy: Policy = serde_json::from_str(&p.rules).map_err(|e| {
+                    Error::Internal(anyhow::anyhow!("stored policy {} is invalid: {e}", p.name))
+                })?;
+                Ok(SavedPolicy {
                     name: p.name,
                     policy,
                     next_run_at: p.next_run_at,
@@ -105,7 +107,7 @@ impl Registry {
                     updated_at: p.updated_at,
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// Deletes policy `name`; `false` if there was none.
@@ -246,7 +248,7 @@ impl Registry {
         let is_protected = |t: &str| protected.iter().any(|r| r.is_match(t));
         let protected_digests: HashSet<&str> = tags
             .iter()
-            .filter(|t| is_protected(&t.name))
+            .filter(|t| is_protected(t.name.as_str()))
             .map(|t| t.digest.as_str())
             .collect();
         let mut removals = evaluate(rules, &tags, &untagged, self.clock.now());

@@ -41,7 +41,7 @@ pub fn evaluate(
         // As GitLab: keep-regex matches leave the candidates before keep_n counts.
         let mut candidates: Vec<&TagFacts> = tags
             .iter()
-            .filter(|t| name_regex.is_match(&t.name) && !kept.contains(t.name.as_str()))
+            .filter(|t| name_regex.is_match(t.name.as_str()) && !kept.contains(t.name.as_str()))
             .collect();
         candidates.sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.manifest_id)));
         for (rank, t) in candidates.into_iter().enumerate() {
@@ -51,10 +51,10 @@ pub fn evaluate(
             if rules.older_than.is_some_and(|age| t.updated_at > now - age) {
                 continue;
             }
-            removed_tags.insert(&t.name);
+            removed_tags.insert(t.name.as_str());
             removals.push(Removal {
-                tag: Some(t.name.clone()),
-                digest: t.digest.clone(),
+                tag: Some(t.name.to_string()),
+                digest: t.digest.to_string(),
                 image: false,
                 reason: gitlab_reason(rules),
             });
@@ -64,15 +64,15 @@ pub fn evaluate(
     // ECR: images (manifests with their tags), each decided by the first rule that selects it.
     let mut images: BTreeMap<&str, Image> = BTreeMap::new();
     for t in tags {
-        let image = images.entry(&t.digest).or_insert_with(|| Image {
+        let image = images.entry(t.digest.as_str()).or_insert_with(|| Image {
             tags: Vec::new(),
             pushed_at: t.manifest_pushed_at,
             order: t.manifest_id,
         });
-        image.tags.push(&t.name);
+        image.tags.push(t.name.as_str());
     }
     for u in untagged {
-        images.entry(&u.digest).or_insert(Image {
+        images.entry(u.digest.as_str()).or_insert(Image {
             tags: Vec::new(),
             pushed_at: u.pushed_at,
             order: u.manifest_id,
@@ -127,7 +127,7 @@ fn kept_tags<'t>(rules: &Compiled, tags: &'t [TagFacts], now: i64) -> HashSet<&'
     if let Some(keep) = &rules.name_regex_keep {
         kept.extend(
             tags.iter()
-                .filter(|t| keep.is_match(&t.name))
+                .filter(|t| keep.is_match(t.name.as_str()))
                 .map(|t| t.name.as_str()),
         );
     }
