@@ -18,7 +18,9 @@
 //! - **Repository isolation.** A blob is served from a repository only through that
 //!   repository's link to it (pushed there, or mounted from a repository it came from).
 //! - **Bounded memory.** Bodies stream to the store; listings are paged by the database.
-//! - **One clock.** Every time-based rule reads [`Registry::clock`], which tests move.
+//!
+//! Time-based rules (grace periods, leases, policy cadences) read [`Registry::clock`], the
+//! configuration's clock, so tests move time forward instead of waiting for it.
 
 mod blobs;
 mod gc;
@@ -89,8 +91,9 @@ impl Registry {
         Ok(Registry::new(meta, blobs, config))
     }
 
-    /// The index handle, for the workers' job queue until it sits behind registry methods
-    /// (`registry/jobs.rs`); nothing else may reach around the domain through it.
+    /// The index handle. Only two users remain, both on their way out: the workers' job
+    /// queue (moving behind registry methods) and `serve` handing the index to access
+    /// control (which will open it once and use [`Registry::new`]).
     pub fn meta(&self) -> &Meta {
         &self.meta
     }
