@@ -18,10 +18,11 @@ impl Registry {
     ) -> Result<Page<String>> {
         let last = last.unwrap_or("");
         Page::fetch(self.page_size(n), |n| async move {
-            match viewer {
-                Some(viewer) => self.meta.visible_catalog(last, n, viewer).await,
-                None => self.meta.catalog(last, n).await,
-            }
+            let names = match viewer {
+                Some(viewer) => self.meta.visible_catalog(last, n, viewer).await?,
+                None => self.meta.catalog(last, n).await?,
+            };
+            Ok(names.iter().map(ToString::to_string).collect())
         })
         .await
     }
@@ -41,6 +42,7 @@ impl Registry {
                 for tag in self.meta.tag_facts(repo).await? {
                     let reference = Reference::Tag(
                         tag.name
+                            .as_str()
                             .parse()
                             .map_err(|_| Error::Internal(anyhow::anyhow!("bad tag")))?,
                     );

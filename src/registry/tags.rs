@@ -21,8 +21,9 @@ impl Registry {
             .await?
             .ok_or(Error::NameUnknown)?;
         let last = last.map(Tag::as_str).unwrap_or("");
-        Page::fetch(self.page_size(n), |n| {
-            self.meta.list_tags(repository_id, last, n)
+        Page::fetch(self.page_size(n), |n| async move {
+            let tags = self.meta.list_tags(repository_id, last, n).await?;
+            Ok(tags.iter().map(ToString::to_string).collect())
         })
         .await
     }
