@@ -15,7 +15,7 @@ use super::{ApiError, ApiJson, ApiResult, Caller, OptionalJson, Problem};
 use crate::{
     auth::Role,
     http::AppState,
-    registry::policies::{InvalidRules, Policy, SavedPolicy},
+    registry::policies::{Policy, RulesError, SavedPolicy},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -25,17 +25,19 @@ pub fn routes() -> Router<AppState> {
         .route("/policies/{name}/runs", post(run))
 }
 
-/// A policy refused at save: the field, and for a regex the position of the error.
-pub fn invalid(e: InvalidRules) -> ApiError {
+/// A policy refused at save: the field, and for a regex the position of the error (a
+/// registry failure keeps its own status).
+pub fn invalid(e: RulesError) -> ApiError {
     match e {
-        InvalidRules::Pattern(p) => {
+        RulesError::Pattern(p) => {
             ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PATTERN", p.to_string()).with_details(
                 json!({ "field": p.field, "position": p.position, "error": p.message }),
             )
         }
-        InvalidRules::Other(message) => {
+        RulesError::Invalid(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "INVALID_POLICY", message)
         }
+        RulesError::Registry(e) => e.into(),
     }
 }
 
@@ -127,7 +129,7 @@ async fn save(
     let saved = app
         .registry
         .put_policy(&name, policy)
-        .await?
+        .await
         .map_err(invalid)?;
     Ok(Json(saved).into_response())
 }

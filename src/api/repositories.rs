@@ -196,8 +196,8 @@ async fn put_settings(
     caller.require(repo.as_str(), Role::Maintainer).await?;
     app.registry
         .put_tag_rules(repo, &rules)
-        .await?
-        .map_err(|p| invalid(p.into()))?;
+        .await
+        .map_err(invalid)?;
     Ok(Json(rules).into_response())
 }
 
@@ -236,7 +236,7 @@ async fn delete_tags(
     let removed = app
         .registry
         .delete_tags_matching(repo, &rules, f.dry_run)
-        .await?
+        .await
         .map_err(invalid)?;
     Ok(Json(json!({ "dry_run": f.dry_run, "removed": removed })).into_response())
 }

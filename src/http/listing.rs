@@ -40,7 +40,7 @@ pub(super) async fn catalog(ctx: Ctx<'_>) -> Result<Response> {
             .min(ctx.registry.limits().page_max_entries);
         super::access::catalog_page(&ctx, ctx.query.get("last").unwrap_or(""), n).await?
     } else {
-        ctx.registry.catalog(ctx.query.get("last"), n).await?
+        ctx.registry.catalog(None, ctx.query.get("last"), n).await?
     };
     let link = next_link(&page, n, |last, n| {
         format!("/v2/_catalog?n={n}&last={last}")

@@ -56,8 +56,11 @@ impl RangeRequest {
 
 /// An open blob: its size, the part being sent, and the bytes.
 pub struct BlobRead {
+    /// The whole blob's size.
     pub size: u64,
+    /// The part sent, for a `Range` request; `None` for the whole blob.
     pub range: Option<Range<u64>>,
+    /// The bytes (`None` for HEAD).
     pub body: Option<BoxStream<'static, Result<Bytes, object_store::Error>>>,
 }
 

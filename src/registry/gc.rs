@@ -33,7 +33,6 @@ use crate::{
     meta::{
         gc::{GcCounts, GcRunRecord, RepositoryEstimate},
         jobs::Job,
-        now,
     },
     oci::{Digest, RepoName},
 };
@@ -54,21 +53,30 @@ const JOB_HISTORY_SECS: i64 = 7 * 24 * 3600;
 /// How one collection runs.
 #[derive(Debug, Clone, Copy)]
 pub struct GcOptions {
+    /// Report what would be removed, and remove nothing.
     pub dry_run: bool,
+    /// Rows and objects younger than this are never candidates.
     pub grace_secs: u64,
+    /// Collect untagged manifests too.
     pub untagged: bool,
+    /// Upload sessions idle this long are abandoned.
     pub upload_timeout_secs: u64,
+    /// Claims (and runs) older than this belong to a collector that died.
     pub lease_secs: u64,
 }
 
 /// What a collection removed, or would remove, and why.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
+    /// Nothing was deleted: the report is a preview.
     pub dry_run: bool,
+    /// What was removed, by kind, and the bytes reclaimed.
     pub counts: GcCounts,
+    /// What was removed, item by item, with the reason (the first 10,000).
     pub items: Vec<Value>,
     /// More items were removed than `items` lists.
     pub truncated: bool,
+    /// What failed (the first 100); a failed deletion is retried by the next run.
     pub errors: Vec<String>,
     /// Wall seconds each phase took.
     pub phase_secs: BTreeMap<&'static str, f64>,
@@ -215,7 +223,7 @@ impl Registry {
         options: GcOptions,
         progress: Progress<'_>,
     ) -> Result<GcRunRecord> {
-        let lease_start = now() - options.lease_secs as i64;
+        let lease_start = self.clock.now() - options.lease_secs as i64;
         self.meta.fail_interrupted_gc_runs(lease_start, id).await?;
         let outcome = self.collect_garbage(options, progress).await;
         let (report, failed) = match outcome {
@@ -236,6 +244,7 @@ impl Registry {
         self.gc_run(id).await?.ok_or(Error::NotFound)
     }
 
+    /// Recorded run `id`, if there is one.
     pub async fn gc_run(&self, id: i64) -> Result<Option<GcRunRecord>> {
         self.meta.gc_run(id).await
     }
@@ -248,7 +257,7 @@ impl Registry {
     /// Bytes per repository in links no manifest needs (past the grace period), and the
     /// blobs and bytes a collection would reclaim now.
     pub async fn gc_estimate(&self) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
-        let cutoff = now() - self.gc.grace_secs as i64;
+        let cutoff = self.clock.now() - self.gc.grace_secs as i64;
         self.meta.refresh_gc_statistics().await?;
         let mut repositories: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let (mut blobs, mut bytes) = (0, 0);
@@ -287,7 +296,7 @@ impl Registry {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        let now = now();
+        let now = self.clock.now();
         let cutoff = now - options.grace_secs as i64;
         let mut lap = Instant::now();
         self.meta.refresh_gc_statistics().await?;
@@ -335,11 +344,11 @@ impl Registry {
     /// no manifest needs, and the blobs that this leaves unlinked.
     pub async fn review_repository(&self, repository_id: i64) -> Result<GcCounts> {
         let options = self.gc_options(false);
-        let cutoff = now() - options.grace_secs as i64;
+        let cutoff = self.clock.now() - options.grace_secs as i64;
         let mut report = GcReport::default();
         let quiet: Progress<'_> = &|_, _| {};
         // Claims of a collector that died would keep writers of their digests waiting.
-        self.finish_stale_claims(now() - options.lease_secs as i64, &mut report)
+        self.finish_stale_claims(self.clock.now() - options.lease_secs as i64, &mut report)
             .await?;
         if options.untagged {
             self.collect_manifests(cutoff, Some(repository_id), &options, &mut report, quiet)
@@ -356,7 +365,7 @@ impl Registry {
 
     /// A review of every unlinked blob (after a repository was deleted).
     pub async fn review_blobs(&self) -> Result<GcCounts> {
-        let cutoff = now() - self.gc.grace_secs as i64;
+        let cutoff = self.clock.now() - self.gc.grace_secs as i64;
         let mut report = GcReport::default();
         self.collect_blobs(cutoff, &mut report, &|_, _| {}).await?;
         Ok(report.counts)
@@ -749,37 +758,6 @@ impl Registry {
                     report.error(format!("deleting {}: {e}", o.key));
                 }
             }
-        }
-        Ok(())
-    }
-}
-
-impl Registry {
-    /// Deletes `repo` with its manifests, tags, links and upload sessions (it leaves the
-    /// catalog); the blobs only it referenced are then unreferenced and collected. `who`
-    /// says whether the caller may delete protected tags (a repository holding any needs it).
-    pub async fn delete_repository(
-        &self,
-        repo: &crate::oci::RepoName,
-        who: super::Override,
-    ) -> Result<()> {
-        if who != super::Override::Allowed {
-            let rules = self.tag_rules(repo).await?;
-            if !rules.protected_patterns.is_empty() {
-                for tag in self.meta.tag_facts(repo).await? {
-                    let reference = crate::oci::Reference::Tag(tag.name);
-                    self.check_delete(repo, &reference, who).await?;
-                }
-            }
-        }
-        let parts = self
-            .meta
-            .delete_repository(repo)
-            .await?
-            .ok_or(Error::NameUnknown)?;
-        if let Err(e) = self.blobs.delete_parts(&parts).await {
-            // Left as orphans for the collector.
-            tracing::warn!(error = %e, "could not delete the staged parts of a deleted repository");
         }
         Ok(())
     }

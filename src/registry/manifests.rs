@@ -1,9 +1,10 @@
-//! Manifests, tags, the catalog and referrers (spec end-3, end-7, end-8, end-9, end-12).
+//! Manifests and their referrers (spec end-3, end-7, end-9, end-12); a push or delete by tag
+//! moves or removes the tag here, under the repository's tag rules.
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::{Override, Registry};
+use super::{Override, Page, Registry};
 use crate::{
     error::{Error, Result},
     meta::manifests::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
@@ -15,15 +16,10 @@ const CONFIG_READ_MAX: u64 = 1024 * 1024;
 
 /// The result of a manifest push.
 pub struct ManifestPut {
+    /// The manifest's digest, as stored (`Docker-Content-Digest`).
     pub digest: Digest,
     /// The manifest's `subject`, echoed as `OCI-Subject` (spec: "Pushing Manifests with Subject").
     pub subject: Option<Digest>,
-}
-
-/// One page of a listing, and whether more follow.
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub more: bool,
 }
 
 impl Registry {
@@ -173,43 +169,6 @@ impl Registry {
         }
     }
 
-    /// Tags of `repo` in lexical order after `last`, `n` at most (end-8).
-    pub async fn list_tags(
-        &self,
-        repo: &RepoName,
-        last: Option<&Tag>,
-        n: Option<u32>,
-    ) -> Result<Page<String>> {
-        let repository_id = self
-            .meta
-            .repository_id(repo)
-            .await?
-            .ok_or(Error::NameUnknown)?;
-        let n = self.page_size(n);
-        if n == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                more: false,
-            });
-        }
-        let last = last.map(Tag::as_str).unwrap_or("");
-        let items = self.meta.list_tags(repository_id, last, n + 1).await?;
-        Ok(paged(items.iter().map(Tag::to_string).collect(), n))
-    }
-
-    /// Repositories in byte order after `last`, `n` at most.
-    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page<String>> {
-        let n = self.page_size(n);
-        if n == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                more: false,
-            });
-        }
-        let items = self.meta.catalog(last.unwrap_or(""), n + 1).await?;
-        Ok(paged(items.iter().map(RepoName::to_string).collect(), n))
-    }
-
     /// Manifests in `repo` whose subject is `subject` (end-12), optionally of one artifact type.
     pub async fn referrers(
         &self,
@@ -219,23 +178,11 @@ impl Registry {
         last: Option<&str>,
         n: Option<u32>,
     ) -> Result<Page<Referrer>> {
-        let n = self.page_size(n);
-        if n == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                more: false,
-            });
-        }
-        let items = self
-            .meta
-            .referrers(repo, subject, artifact_type, last.unwrap_or(""), n + 1)
-            .await?;
-        Ok(paged(items, n))
-    }
-
-    fn page_size(&self, n: Option<u32>) -> u32 {
-        n.unwrap_or(self.limits.page_max_entries)
-            .min(self.limits.page_max_entries)
+        let last = last.unwrap_or("");
+        Page::fetch(self.page_size(n), |n| {
+            self.meta.referrers(repo, subject, artifact_type, last, n)
+        })
+        .await
     }
 
     /// The platform an image's config declares; unknown when the config is not an image
@@ -258,10 +205,4 @@ impl Registry {
         };
         Platform::from_config(media_type, &bytes)
     }
-}
-
-fn paged<T>(mut items: Vec<T>, n: u32) -> Page<T> {
-    let more = items.len() > n as usize;
-    items.truncate(n as usize);
-    Page { items, more }
 }

@@ -1,5 +1,11 @@
-//! The registry domain: the OCI rules for blobs, uploads, manifests and tags. Handlers call
-//! this and nothing below it.
+//! The registry domain: the OCI rules for blobs, uploads, manifests and tags, repositories,
+//! garbage collection and cleanup policies. Handlers (`http`, `api`) and the workers call
+//! this; this calls only the index ([`crate::meta`], every SQL statement) and the blob store
+//! ([`crate::blobs`], every object), and never reaches back up to a handler.
+//!
+//! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
+//! referrers), tags, repositories (the catalog, summaries, deletion), settings (tag rules),
+//! [`gc`] and [`policies`]; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -12,28 +18,35 @@
 //! - **Repository isolation.** A blob is served from a repository only through that
 //!   repository's link to it (pushed there, or mounted from a repository it came from).
 //! - **Bounded memory.** Bodies stream to the store; listings are paged by the database.
+//!
+//! Time-based rules (grace periods, leases, policy cadences) read [`Registry::clock`], the
+//! configuration's clock, so tests move time forward instead of waiting for it.
 
 mod blobs;
 mod gc;
 mod jobs;
 mod manifests;
+mod paging;
 pub mod policies;
+mod repositories;
 mod settings;
+mod tags;
 mod uploads;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
-pub use manifests::{ManifestPut, Page};
-pub use settings::{Override, TagRules};
+pub use manifests::ManifestPut;
+pub use paging::{Page, page_size};
+pub use settings::{Mutability, Override, TagRules};
 pub use uploads::Mounted;
 
 use crate::{
     blobs::Blobs,
     clock::Clock,
     config::{Config, GcConfig, Limits},
-    meta::{Meta, repositories::RepositorySummary, stats::PullStats},
+    meta::{Meta, stats::PullStats},
     oci::Hasher,
 };
 
@@ -44,53 +57,53 @@ pub struct Registry {
     blobs: Blobs,
     limits: Limits,
     gc: GcConfig,
+    clock: Clock,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
-    clock: Clock,
 }
 
 impl Registry {
-    /// Opens the index and the blob store `config` names.
-    pub async fn open(config: &Config) -> anyhow::Result<Registry> {
-        let meta = Meta::open(config).await?;
-        let blobs = Blobs::open(config)?;
-        Ok(Registry {
+    /// The registry over an index and a blob store already open, with the limits, collection
+    /// settings and clock of `config`. Its handle on the index queues repository reviews when
+    /// collection is continuous.
+    pub fn new(meta: Meta, blobs: Blobs, config: &Config) -> Registry {
+        Registry {
             meta,
             blobs,
             limits: config.limits.clone(),
             gc: config.gc.clone(),
+            clock: config.clock.clone(),
             running_hashes: Arc::default(),
             pulls: Arc::new(PullStats::new(config.clock.clone())),
-            clock: config.clock.clone(),
-        })
+        }
     }
 
-    /// Repositories after `last` in name order, `n` at most, with their usage figures.
-    pub async fn repository_summaries(
-        &self,
-        last: &str,
-        n: u32,
-    ) -> crate::error::Result<Vec<RepositorySummary>> {
-        self.meta.repository_summaries(last, n).await
+    /// Opens the index and the blob store `config` names, and the registry over them.
+    pub async fn open(config: &Config) -> anyhow::Result<Registry> {
+        let meta = Meta::open(config).await?;
+        let blobs = Blobs::open(config)?;
+        Ok(Registry::new(meta, blobs, config))
     }
 
-    /// The index handle, for services beside the registry on the same index (access control,
-    /// the workers' job queue).
-    pub fn meta(&self) -> &Meta {
-        &self.meta
-    }
-
-    /// The registry's wall clock.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
+    /// The size limits this registry enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
+    /// The garbage collection settings.
     pub fn gc_config(&self) -> &GcConfig {
         &self.gc
+    }
+
+    /// The wall clock every time-based rule of the registry reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The entries a listing page holds: the client's `n` up to `limits.page_max_entries`,
+    /// that many without one.
+    pub fn page_size(&self, n: Option<u32>) -> u32 {
+        page_size(n, self.limits.page_max_entries)
     }
 
     /// Writes the pull counts gathered in memory to the index.
@@ -98,6 +111,7 @@ impl Registry {
         self.meta.flush_pull_stats(&self.pulls).await
     }
 
+    /// Writes what is held in memory and closes the index (at shutdown).
     pub async fn close(&self) {
         if let Err(e) = self.flush_pull_stats().await {
             tracing::warn!(error = %e, "could not write pull statistics at shutdown");

@@ -7,7 +7,10 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{Registry, policies::InvalidPattern};
+use super::{
+    Registry,
+    policies::{InvalidPattern, RulesError},
+};
 use crate::{
     error::{Error, Result},
     meta::settings::StoredSettings,
@@ -18,7 +21,9 @@ use crate::{
 /// administrators) may; access control decides, and the HTTP layer passes its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Override {
+    /// The caller may push and delete protected tags.
     Allowed,
+    /// Protected tags are refused to the caller.
     Denied,
 }
 
@@ -33,11 +38,14 @@ impl Override {
     }
 }
 
+/// Whether the tags of a repository may move to another manifest once pushed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mutability {
+    /// Every tag may move.
     #[default]
     Mutable,
+    /// No tag may move.
     Immutable,
     /// Immutable, except tags matching `mutable_patterns`.
     ImmutableWithExclusion,
@@ -52,11 +60,13 @@ impl Mutability {
         }
     }
 
-    fn parse(s: &str) -> Mutability {
+    /// The mutability [`Mutability::as_str`] wrote; `None` for anything else.
+    fn parse(s: &str) -> Option<Mutability> {
         match s {
-            "immutable" => Mutability::Immutable,
-            "immutable_with_exclusion" => Mutability::ImmutableWithExclusion,
-            _ => Mutability::Mutable,
+            "mutable" => Some(Mutability::Mutable),
+            "immutable" => Some(Mutability::Immutable),
+            "immutable_with_exclusion" => Some(Mutability::ImmutableWithExclusion),
+            _ => None,
         }
     }
 }
@@ -65,6 +75,7 @@ impl Mutability {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TagRules {
+    /// Whether tags may move.
     pub tag_mutability: Mutability,
     /// With `immutable_with_exclusion`: tags matching any of these stay mutable.
     pub mutable_patterns: Vec<String>,
@@ -117,23 +128,27 @@ impl Registry {
         let Some(stored) = self.meta.repository_settings(repo).await? else {
             return Ok(TagRules::default());
         };
-        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+        // Written by `put_tag_rules` only: a row that does not read back is corrupt, and
+        // guessing (say, "mutable" and no protected tags) would lift the rules silently.
+        let invalid = |what: String| {
+            Error::Internal(anyhow::anyhow!(
+                "stored tag rules of {repo} are invalid: {what}"
+            ))
+        };
+        let list = |field: &str, s: &str| {
+            serde_json::from_str::<Vec<String>>(s).map_err(|e| invalid(format!("{field}: {e}")))
+        };
         Ok(TagRules {
-            tag_mutability: Mutability::parse(&stored.tag_mutability),
-            mutable_patterns: list(&stored.mutable_patterns),
-            protected_patterns: list(&stored.protected_patterns),
+            tag_mutability: Mutability::parse(&stored.tag_mutability)
+                .ok_or_else(|| invalid(format!("tag_mutability: {:?}", stored.tag_mutability)))?,
+            mutable_patterns: list("mutable_patterns", &stored.mutable_patterns)?,
+            protected_patterns: list("protected_patterns", &stored.protected_patterns)?,
         })
     }
 
     /// Replaces the tag rules of `repo`, after checking every pattern.
-    pub async fn put_tag_rules(
-        &self,
-        repo: &RepoName,
-        rules: &TagRules,
-    ) -> Result<Result<(), InvalidPattern>> {
-        if let Err(e) = rules.compile() {
-            return Ok(Err(e));
-        }
+    pub async fn put_tag_rules(&self, repo: &RepoName, rules: &TagRules) -> Result<(), RulesError> {
+        rules.compile()?;
         let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         let stored = StoredSettings {
             tag_mutability: rules.tag_mutability.as_str().into(),
@@ -141,7 +156,7 @@ impl Registry {
             protected_patterns: json(&rules.protected_patterns),
         };
         self.meta.put_repository_settings(repo, &stored).await?;
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// For a push under `tag`: refuses a protected tag without an override, and says whether

@@ -20,9 +20,15 @@ use crate::{
 /// Outcome of a mount request (end-11).
 pub enum Mounted {
     /// The blob is now linked into the target repository.
-    Blob { size: u64 },
+    Blob {
+        /// The blob's size.
+        size: u64,
+    },
     /// It could not be mounted; a normal upload session was opened instead.
-    Session { id: String },
+    Session {
+        /// The new session's id.
+        id: String,
+    },
 }
 
 fn valid_session_id(id: &str) -> bool {

@@ -1,0 +1,64 @@
+//! Repositories as a whole: the catalog, the management API's summaries, and deleting one.
+
+use super::{Override, Page, Registry};
+use crate::{
+    error::{Error, Result},
+    meta::repositories::{CatalogViewer, RepositorySummary},
+    oci::{Reference, RepoName},
+};
+
+impl Registry {
+    /// Repositories holding a manifest, in byte order after `last`, `n` at most (clamped to
+    /// `limits.page_max_entries`). With a `viewer` (access control on), only those it may see.
+    pub async fn catalog(
+        &self,
+        viewer: Option<&CatalogViewer<'_>>,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<Page<String>> {
+        let last = last.unwrap_or("");
+        Page::fetch(self.page_size(n), |n| async move {
+            let names = match viewer {
+                Some(viewer) => self.meta.visible_catalog(last, n, viewer).await?,
+                None => self.meta.catalog(last, n).await?,
+            };
+            Ok(names.iter().map(ToString::to_string).collect())
+        })
+        .await
+    }
+
+    /// Repositories after `last` in name order, `n` at most, with their usage figures.
+    pub async fn repository_summaries(&self, last: &str, n: u32) -> Result<Vec<RepositorySummary>> {
+        self.meta.repository_summaries(last, n).await
+    }
+
+    /// Deletes `repo` with its manifests, tags, links and upload sessions (it leaves the
+    /// catalog); the blobs only it referenced are then unreferenced and collected. `who`
+    /// says whether the caller may delete protected tags (a repository holding any needs it).
+    pub async fn delete_repository(&self, repo: &RepoName, who: Override) -> Result<()> {
+        if who != Override::Allowed {
+            let rules = self.tag_rules(repo).await?;
+            if !rules.protected_patterns.is_empty() {
+                for tag in self.meta.tag_facts(repo).await? {
+                    let reference = Reference::Tag(
+                        tag.name
+                            .as_str()
+                            .parse()
+                            .map_err(|_| Error::Internal(anyhow::anyhow!("bad tag")))?,
+                    );
+                    self.check_delete(repo, &reference, who).await?;
+                }
+            }
+        }
+        let parts = self
+            .meta
+            .delete_repository(repo)
+            .await?
+            .ok_or(Error::NameUnknown)?;
+        if let Err(e) = self.blobs.delete_parts(&parts).await {
+            // Left as orphans for the collector.
+            tracing::warn!(error = %e, "could not delete the staged parts of a deleted repository");
+        }
+        Ok(())
+    }
+}
