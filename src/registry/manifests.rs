@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::{Override, Registry};
+use super::{Override, Page, Registry};
 use crate::{
     error::{Error, Result},
-    meta::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
+    meta::{CatalogViewer, NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
     oci::{Digest, Hasher, Manifest, Reference, RepoName, Tag, manifest::Platform},
 };
 
@@ -18,12 +18,6 @@ pub struct ManifestPut {
     pub digest: Digest,
     /// The manifest's `subject`, echoed as `OCI-Subject` (spec: "Pushing Manifests with Subject").
     pub subject: Option<Digest>,
-}
-
-/// One page of a listing, and whether more follow.
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub more: bool,
 }
 
 impl Registry {
@@ -197,17 +191,22 @@ impl Registry {
         Ok(paged(items, n))
     }
 
-    /// Repositories in byte order after `last`, `n` at most.
-    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page<String>> {
-        let n = self.page_size(n);
-        if n == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                more: false,
-            });
-        }
-        let items = self.meta.catalog(last.unwrap_or(""), n + 1).await?;
-        Ok(paged(items, n))
+    /// Repositories holding a manifest, in byte order after `last`, `n` at most (clamped to
+    /// `limits.page_max_entries`). With a `viewer` (access control on), only those it may see.
+    pub async fn catalog(
+        &self,
+        viewer: Option<&CatalogViewer<'_>>,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<Page<String>> {
+        let last = last.unwrap_or("");
+        Page::fetch(self.page_size(n), |n| async move {
+            match viewer {
+                Some(viewer) => self.meta.visible_catalog(last, n, viewer).await,
+                None => self.meta.catalog(last, n).await,
+            }
+        })
+        .await
     }
 
     /// Manifests in `repo` whose subject is `subject` (end-12), optionally of one artifact type.
@@ -260,8 +259,6 @@ impl Registry {
     }
 }
 
-fn paged<T>(mut items: Vec<T>, n: u32) -> Page<T> {
-    let more = items.len() > n as usize;
-    items.truncate(n as usize);
-    Page { items, more }
+fn paged<T>(items: Vec<T>, n: u32) -> Page<T> {
+    Page::from_rows(items, n)
 }

@@ -16,6 +16,7 @@
 mod blobs;
 mod gc;
 mod manifests;
+mod paging;
 pub mod policies;
 mod settings;
 mod uploads;
@@ -24,7 +25,8 @@ use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
-pub use manifests::{ManifestPut, Page};
+pub use manifests::ManifestPut;
+pub use paging::{Page, page_size};
 pub use settings::{Override, TagRules};
 pub use uploads::Mounted;
 
@@ -47,24 +49,31 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the index and the blob store `config` names.
-    pub async fn open(config: &Config) -> anyhow::Result<Registry> {
-        let mut meta = Meta::connect(
-            &config.database_config()?,
-            &config.limits,
-            config.durability.fsync,
-        )
-        .await?;
+    /// The registry over an index and a blob store already open, with the limits and
+    /// collection settings of `config`.
+    pub fn new(meta: Meta, blobs: Blobs, config: &Config) -> Registry {
+        let mut meta = meta;
         meta.set_review_delay(config.gc.continuous.then_some(config.gc.review_delay_secs));
-        let blobs = Blobs::open(config)?;
-        Ok(Registry {
+        Registry {
             meta,
             blobs,
             limits: config.limits.clone(),
             gc: config.gc.clone(),
             running_hashes: Arc::default(),
             pulls: Arc::default(),
-        })
+        }
+    }
+
+    /// Opens the index and the blob store `config` names.
+    pub async fn open(config: &Config) -> anyhow::Result<Registry> {
+        let meta = Meta::connect(
+            &config.database_config()?,
+            &config.limits,
+            config.durability.fsync,
+        )
+        .await?;
+        let blobs = Blobs::open(config)?;
+        Ok(Registry::new(meta, blobs, config))
     }
 
     /// Repositories after `last` in name order, `n` at most, with their usage figures.
