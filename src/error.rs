@@ -195,20 +195,68 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// A server-side failure behind a response (a 500 or 503), carried to [`log_faults`] as a
+/// response extension: the conversion to a response only describes it, and the boundary
+/// logs it once.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The backend that was unavailable, if that was the failure.
+    backend: Option<&'static str>,
+    /// The error, formatted for the log.
+    error: String,
+    /// Answered by the management API, which logs the error's debug form.
+    api: bool,
+}
+
+impl Fault {
+    /// The fault behind `e` as `/v2/` reports it, if `e` is a server error.
+    fn of(e: &Error) -> Option<Fault> {
+        let (backend, error) = match e {
+            Error::Internal(e) => (None, format!("{e:#}")),
+            Error::Unavailable { what, source } => (Some(*what), format!("{source:#}")),
+            _ => return None,
+        };
+        Some(Fault {
+            backend,
+            error,
+            api: false,
+        })
+    }
+
+    /// The fault behind `e` as the management API reports it, if `e` is a server error.
+    pub fn of_api(e: &Error) -> Option<Fault> {
+        matches!(e, Error::Internal(_) | Error::Unavailable { .. }).then(|| Fault {
+            backend: None,
+            error: format!("{e:?}"),
+            api: true,
+        })
+    }
+
+    /// Marks `response` as answering this fault, for [`log_faults`].
+    pub fn attach(self, response: &mut Response) {
+        response.extensions_mut().insert(self);
+    }
+}
+
+/// Logs the server-side failure a response answers, once, where responses leave the
+/// application (a layer [`crate::serve`] puts inside the request's trace span).
+pub async fn log_faults(response: Response) -> Response {
+    if let Some(fault) = response.extensions().get::<Fault>() {
+        let error = fault.error.as_str();
+        match (fault.api, fault.backend) {
+            // Recorded as the debug text it is (unquoted), as `?e` recorded it.
+            (true, _) => tracing::error!(error = %error, "api request failed"),
+            (false, Some(backend)) => tracing::error!(backend, error, "request failed"),
+            (false, None) => tracing::error!(error, "request failed"),
+        }
+    }
+    response
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
-            Error::Unavailable { what, source } => {
-                tracing::error!(
-                    backend = what,
-                    error = format!("{source:#}"),
-                    "request failed"
-                )
-            }
-            _ => {}
-        }
+        let fault = Fault::of(&self);
         let detail = self.detail();
         let mut entry = serde_json::json!({ "code": self.code(), "message": self.to_string() });
         if !detail.is_null() {
@@ -237,6 +285,9 @@ impl IntoResponse for Error {
                 }
             }
             _ => {}
+        }
+        if let Some(fault) = fault {
+            fault.attach(&mut response);
         }
         response
     }

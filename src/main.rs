@@ -541,7 +541,7 @@ async fn gc_command(registry: &berth::registry::Registry, args: &GcArgs) -> anyh
 async fn open_auth(server: &ServerArgs) -> anyhow::Result<Auth> {
     let config = server.load()?;
     let meta = berth::meta::Meta::connect(&config.database_config()?, &config.limits, true).await?;
-    Auth::open(meta, &config.auth).await
+    Auth::open(meta, &config.auth, config.clock.clone()).await
 }
 
 fn parse_visibility(s: &str) -> anyhow::Result<Visibility> {

@@ -23,18 +23,24 @@ use axum::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use crate::{error::Error, http::AppState};
+use crate::{
+    error::{Error, Fault},
+    registry,
+    state::AppState,
+};
 
-/// Every `/api/v1` route, relative to that prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every `/api/v1` route, under that prefix. [`crate::serve`] merges them with the `/v2/`
+/// routes and attaches the state.
+pub fn routes() -> Router<AppState> {
+    let v1 = Router::new()
         .route("/openapi.json", axum::routing::get(openapi))
         .merge(repositories::routes())
         .merge(users::routes())
         .merge(namespaces::routes())
         .merge(gc::routes())
         .merge(policies::routes())
-        .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
+        .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") });
+    Router::new().nest("/api/v1", v1)
 }
 
 /// The OpenAPI document of `/api/v1`, generated from the handlers' annotations.
@@ -110,6 +116,8 @@ pub struct ApiError {
     pub details: Value,
     /// Seconds for a `Retry-After` header (rate limiting).
     pub retry_after: Option<u64>,
+    /// The server-side failure behind it, logged once the response leaves.
+    fault: Option<Box<Fault>>,
 }
 
 impl ApiError {
@@ -120,6 +128,7 @@ impl ApiError {
             message: message.into(),
             details: Value::Null,
             retry_after: None,
+            fault: None,
         }
     }
 
@@ -140,15 +149,14 @@ impl ApiError {
 /// Domain errors keep their status and spec code, so `/v2/` and `/api/v1` agree.
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        if matches!(e, Error::Internal(_) | Error::Unavailable { .. }) {
-            tracing::error!(error = ?e, "api request failed");
-        }
+        let fault = Fault::of_api(&e).map(Box::new);
         let retry_after = match e {
             Error::TooManyRequests { retry_after } => Some(retry_after),
             _ => None,
         };
         let mut api = ApiError::new(e.status(), e.code(), e.to_string());
         api.retry_after = retry_after;
+        api.fault = fault;
         api
     }
 }
@@ -169,6 +177,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"berth\""),
             );
+        }
+        if let Some(fault) = self.fault {
+            (*fault).attach(&mut response);
         }
         response
     }
@@ -241,7 +252,7 @@ impl Paging {
         match self.limit {
             None => Ok(PAGE_DEFAULT),
             Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
-            Some(n) => Ok(n.min(PAGE_MAX)),
+            Some(n) => Ok(registry::page_size(Some(n), PAGE_MAX)),
         }
     }
 
@@ -263,13 +274,12 @@ pub struct Page<T> {
 /// that a next page exists, whose cursor `cursor_of` takes from the last item kept. `path` is
 /// the listing's own path (with any filters) for the `Link` header.
 pub fn paged<T: Serialize>(
-    mut items: Vec<T>,
+    rows: Vec<T>,
     limit: u32,
     path: &str,
     cursor_of: impl Fn(&T) -> String,
 ) -> Response {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
+    let registry::Page { items, more } = registry::Page::from_rows(rows, limit);
     let next = more.then(|| items.last().map(&cursor_of)).flatten();
     let link = next.as_ref().map(|cursor| {
         let sep = if path.contains('?') { '&' } else { '?' };

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    meta::{MemberRow, NewToken, TokenRow, UserRow, now},
+    meta::{MemberRow, NewToken, TokenRow, UserRow},
     oci::RepoName,
 };
 
@@ -137,7 +137,12 @@ impl Auth {
         check_name("user name", name)?;
         check_password(password)?;
         let hash = hash_password(password).await?;
-        if self.meta().create_user(name, &hash, admin).await?.is_none() {
+        if self
+            .index()
+            .create_user(name, &hash, admin)
+            .await?
+            .is_none()
+        {
             return Err(Error::Conflict(format!("user {name} exists")));
         }
         self.changed(who, "user.create", name).await;
@@ -146,7 +151,7 @@ impl Auth {
 
     pub async fn delete_user(&self, who: &Identity, name: &str) -> Result<()> {
         require_admin(who)?;
-        if !self.meta().delete_user(name).await? {
+        if !self.index().delete_user(name).await? {
             return Err(Error::BadRequest(format!("no user {name}")));
         }
         self.changed(who, "user.delete", name).await;
@@ -160,7 +165,7 @@ impl Auth {
         }
         check_password(password)?;
         let hash = hash_password(password).await?;
-        if !self.meta().set_password(name, &hash).await? {
+        if !self.index().set_password(name, &hash).await? {
             return Err(Error::BadRequest(format!("no user {name}")));
         }
         self.changed(who, "user.password", name).await;
@@ -169,7 +174,7 @@ impl Auth {
 
     pub async fn set_admin(&self, who: &Identity, name: &str, admin: bool) -> Result<()> {
         require_admin(who)?;
-        if !self.meta().set_admin(name, admin).await? {
+        if !self.index().set_admin(name, admin).await? {
             return Err(Error::BadRequest(format!("no user {name}")));
         }
         self.changed(who, "user.admin", name).await;
@@ -179,7 +184,7 @@ impl Auth {
     pub async fn list_users(&self, who: &Identity, last: &str, n: u32) -> Result<Vec<UserView>> {
         require_admin(who)?;
         Ok(self
-            .meta()
+            .index()
             .list_users(last, n)
             .await?
             .into_iter()
@@ -200,7 +205,7 @@ impl Auth {
             return Err(Error::Denied("only tokens of your own".into()));
         }
         let owner = self
-            .meta()
+            .index()
             .user_by_name(user)
             .await?
             .ok_or_else(|| Error::BadRequest(format!("no user {user}")))?;
@@ -238,13 +243,13 @@ impl Auth {
             ));
         }
         let scopes = Scopes::parse(&request.scopes.join(",")).map_err(Error::BadRequest)?;
-        if request.expires_at.is_some_and(|at| at <= now()) {
+        if request.expires_at.is_some_and(|at| at <= self.now()) {
             return Err(Error::BadRequest("expires_at is in the past".into()));
         }
         let secret = new_secret();
         let names = scopes.names();
         let id = self
-            .meta()
+            .index()
             .insert_token(NewToken {
                 kind,
                 name: &request.name,
@@ -282,10 +287,10 @@ impl Auth {
         if require_admin(who).is_err() && signed_in_user(who)?.1 != user {
             return Err(Error::Denied("only tokens of your own".into()));
         }
-        let Some(owner) = self.meta().user_by_name(user).await? else {
+        let Some(owner) = self.index().user_by_name(user).await? else {
             return Err(Error::BadRequest(format!("no user {user}")));
         };
-        self.meta().list_tokens(Some(owner.id), None).await
+        self.index().list_tokens(Some(owner.id), None).await
     }
 
     pub async fn list_deploy_tokens(
@@ -294,14 +299,14 @@ impl Auth {
         namespace: &str,
     ) -> Result<Vec<TokenRow>> {
         self.require_on(who, namespace, Action::Maintain).await?;
-        self.meta().list_tokens(None, Some(namespace)).await
+        self.index().list_tokens(None, Some(namespace)).await
     }
 
     /// Revokes token `id`: its owner, a maintainer of a deploy token's namespace, or an
     /// administrator. A token unknown to the caller answers as missing.
     pub async fn revoke_token(&self, who: &Identity, id: i64) -> Result<()> {
         let missing = || Error::BadRequest(format!("no token {id}"));
-        let row = self.meta().token_by_id(id).await?.ok_or_else(missing)?;
+        let row = self.index().token_by_id(id).await?.ok_or_else(missing)?;
         let allowed = require_admin(who).is_ok()
             || match (&row.namespace, row.user_id) {
                 (Some(ns), _) => self.may_on_namespace(who, ns, Action::Maintain).await?,
@@ -311,7 +316,7 @@ impl Auth {
         if !allowed {
             return Err(missing());
         }
-        if !self.meta().revoke_token(id).await? {
+        if !self.index().revoke_token(id).await? {
             return Err(Error::Conflict(format!("token {id} is revoked already")));
         }
         self.changed(
@@ -337,7 +342,7 @@ impl Auth {
         check_name("namespace", name)?;
         let visibility = visibility.unwrap_or_else(|| self.default_visibility());
         if !self
-            .meta()
+            .index()
             .create_namespace(name, visibility.as_str())
             .await?
         {
@@ -353,7 +358,7 @@ impl Auth {
     /// The namespace row, created on first management of a namespace its caller owns (a
     /// user's own namespace exists without one).
     async fn ensure_namespace(&self, name: &str) -> Result<()> {
-        self.meta()
+        self.index()
             .create_namespace(name, self.default_visibility().as_str())
             .await?;
         Ok(())
@@ -368,7 +373,7 @@ impl Auth {
         check_name("namespace", namespace)?;
         self.require_on(who, namespace, Action::Own).await?;
         self.ensure_namespace(namespace).await?;
-        self.meta()
+        self.index()
             .set_namespace_visibility(namespace, visibility.as_str())
             .await?;
         self.changed(
@@ -390,12 +395,12 @@ impl Auth {
         check_name("namespace", namespace)?;
         self.require_on(who, namespace, Action::Own).await?;
         let target = self
-            .meta()
+            .index()
             .user_by_name(user)
             .await?
             .ok_or_else(|| Error::BadRequest(format!("no user {user}")))?;
         self.ensure_namespace(namespace).await?;
-        self.meta()
+        self.index()
             .set_member(namespace, target.id, role as i64)
             .await?;
         self.changed(who, "member.set", &format!("{namespace}:{user}:{role:?}"))
@@ -406,11 +411,11 @@ impl Auth {
     pub async fn remove_member(&self, who: &Identity, namespace: &str, user: &str) -> Result<()> {
         self.require_on(who, namespace, Action::Own).await?;
         let target = self
-            .meta()
+            .index()
             .user_by_name(user)
             .await?
             .ok_or_else(|| Error::BadRequest(format!("no user {user}")))?;
-        if !self.meta().remove_member(namespace, target.id).await? {
+        if !self.index().remove_member(namespace, target.id).await? {
             return Err(Error::BadRequest(format!(
                 "{user} is not a member of {namespace}"
             )));
@@ -422,7 +427,7 @@ impl Auth {
 
     pub async fn list_members(&self, who: &Identity, namespace: &str) -> Result<Vec<MemberRow>> {
         self.require_on(who, namespace, Action::Maintain).await?;
-        self.meta().list_members(namespace).await
+        self.index().list_members(namespace).await
     }
 
     /// Sets one repository's visibility (owners of its namespace), before or after its
@@ -435,7 +440,7 @@ impl Auth {
     ) -> Result<()> {
         self.require_on(who, namespace_of(repo.as_str()), Action::Own)
             .await?;
-        self.meta()
+        self.index()
             .set_repository_visibility(repo.as_str(), visibility.as_str())
             .await?;
         self.changed(
