@@ -8,40 +8,64 @@ use axum::{
 
 use crate::oci::Digest;
 
+/// The request path's result: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything a request can fail with, each variant one spec error code (or a server fault).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The blob is not in this repository (BLOB_UNKNOWN, 404).
     #[error("blob unknown to registry")]
     BlobUnknown,
+    /// The upload cannot go on as asked (BLOB_UPLOAD_INVALID, 400).
     #[error("{0}")]
     BlobUploadInvalid(String),
+    /// No such upload session (BLOB_UPLOAD_UNKNOWN, 404).
     #[error("blob upload unknown to registry")]
     BlobUploadUnknown,
     /// An out-of-order or overlapping chunk (spec: 416 on PATCH); `size` is what was received.
     #[error("chunk does not start at the current end of the upload ({size} bytes received)")]
-    ChunkOutOfOrder { size: u64 },
+    ChunkOutOfOrder {
+        /// Bytes the session holds.
+        size: u64,
+    },
+    /// A malformed digest, or content that does not match its digest (DIGEST_INVALID, 400).
     #[error("{0}")]
     DigestInvalid(String),
+    /// A manifest names a blob or manifest this repository lacks (MANIFEST_BLOB_UNKNOWN, 400).
     #[error("manifest references {0}, which is unknown to this repository")]
     ManifestBlobUnknown(Digest),
+    /// A manifest that does not parse or breaks a rule (MANIFEST_INVALID, 400).
     #[error("{0}")]
     ManifestInvalid(String),
+    /// No such manifest or tag in this repository (MANIFEST_UNKNOWN, 404).
     #[error("manifest unknown to registry")]
     ManifestUnknown,
+    /// A repository name outside the spec's grammar (NAME_INVALID, 400).
     #[error("{0}")]
     NameInvalid(String),
+    /// No such repository (NAME_UNKNOWN, 404).
     #[error("repository name not known to registry")]
     NameUnknown,
+    /// A length that does not match the content (SIZE_INVALID, 400).
     #[error("{0}")]
     SizeInvalid(String),
+    /// Content over a configured limit (SIZE_INVALID, 413).
     #[error("{message}")]
-    TooLarge { message: String },
+    TooLarge {
+        /// Which limit, and what it is.
+        message: String,
+    },
     /// A `Range` the blob cannot satisfy; the client learns the real size.
     #[error("requested range not satisfiable for a blob of {size} bytes")]
-    RangeNotSatisfiable { size: u64 },
+    RangeNotSatisfiable {
+        /// The blob's size in bytes.
+        size: u64,
+    },
+    /// Something the spec allows a registry not to do (UNSUPPORTED, 400).
     #[error("{0}")]
     Unsupported(String),
+    /// A malformed request outside the spec's own codes (UNSUPPORTED, 400).
     #[error("{0}")]
     BadRequest(String),
     /// No identity, or one that could not be verified (spec: UNAUTHORIZED, 401).
@@ -52,26 +76,35 @@ pub enum Error {
     Denied(String),
     /// Too many failed logins from this address or for this user (spec: TOOMANYREQUESTS).
     #[error("too many failed logins; retry after {retry_after} seconds")]
-    TooManyRequests { retry_after: u64 },
+    TooManyRequests {
+        /// Seconds until the window ends (`Retry-After`).
+        retry_after: u64,
+    },
     /// The thing to create exists already (management API only).
     #[error("{0}")]
     Conflict(String),
+    /// No such endpoint (404).
     #[error("no such endpoint")]
     NotFound,
+    /// The endpoint exists, not with this method (405).
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
     /// A backend (blob store or index) that failed after its client's retries: the request
     /// may succeed later, so it is a 503 rather than a 500. `what` names the backend.
     #[error("the {what} is unavailable; try again later")]
     Unavailable {
+        /// The backend: "blob store" or "metadata index".
         what: &'static str,
+        /// What its client reported.
         source: anyhow::Error,
     },
+    /// A fault of ours (500); the client learns nothing more, the log everything.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
 
 impl Error {
+    /// The spec's error code (`errors[].code`).
     pub fn code(&self) -> &'static str {
         match self {
             Error::BlobUnknown => "BLOB_UNKNOWN",
@@ -101,6 +134,7 @@ impl Error {
         }
     }
 
+    /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BlobUnknown

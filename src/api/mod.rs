@@ -91,28 +91,37 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
+/// A handler's result: an [`ApiError`] answers as a JSON problem.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// The body of every error of `/api/v1` (for the OpenAPI document; [`ApiError`] writes it).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// What went wrong.
     pub error: ProblemDetail,
 }
 
+/// The `error` of a [`Problem`].
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProblemDetail {
     /// Stable and machine-readable, e.g. `BAD_REQUEST`, `NOT_FOUND`, `DENIED`.
     pub code: String,
+    /// A sentence for people.
     pub message: String,
+    /// Structured details (e.g. which field was invalid); `null` without any.
     pub details: Value,
 }
 
 /// A JSON problem: a stable machine-readable `code`, a sentence for people, optional details.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// Stable and machine-readable, e.g. `BAD_REQUEST`.
     pub code: &'static str,
+    /// A sentence for people.
     pub message: String,
+    /// Structured details; `null` without any.
     pub details: Value,
     /// Seconds for a `Retry-After` header (rate limiting).
     pub retry_after: Option<u64>,
@@ -121,6 +130,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A problem with `status`, `code` and `message`, without details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -132,14 +142,17 @@ impl ApiError {
         }
     }
 
+    /// 400 BAD_REQUEST.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
     }
 
+    /// 404 NOT_FOUND.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
+    /// The same problem with structured `details`.
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = details;
         self
@@ -243,11 +256,13 @@ pub struct Paging {
     pub cursor: Option<String>,
 }
 
-/// Page sizes without `limit`, and the most a client may ask for.
+/// Entries a page holds when the client gives no `limit`.
 pub const PAGE_DEFAULT: u32 = 100;
+/// The most entries a page holds, whatever `limit` asks.
 pub const PAGE_MAX: u32 = 1000;
 
 impl Paging {
+    /// The page size: `limit` up to [`PAGE_MAX`], [`PAGE_DEFAULT`] without one; 0 is refused.
     pub fn limit(&self) -> ApiResult<u32> {
         match self.limit {
             None => Ok(PAGE_DEFAULT),
@@ -256,6 +271,7 @@ impl Paging {
         }
     }
 
+    /// Where the page starts: after this key ("" for the first page).
     pub fn cursor(&self) -> &str {
         self.cursor.as_deref().unwrap_or("")
     }
@@ -264,6 +280,7 @@ impl Paging {
 /// One page of a listing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
+    /// The entries, in the listing's order.
     pub items: Vec<T>,
     /// The cursor of the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]

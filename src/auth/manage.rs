@@ -29,20 +29,26 @@ pub struct TokenRequest {
 /// A created token: the only time its secret is shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewTokenSecret {
+    /// The token's id (to list or revoke it).
     pub id: i64,
     /// The user name to log in with.
     pub username: String,
     /// The password to log in with; stored only as a hash, so shown this once.
     pub secret: String,
+    /// The scopes' names (`read_registry`, ...).
     pub scopes: Vec<&'static str>,
+    /// Unix seconds; none for a token that does not expire.
     pub expires_at: Option<i64>,
 }
 
 /// A user as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
+    /// The user name.
     pub name: String,
+    /// An administrator.
     pub admin: bool,
+    /// Unix seconds.
     pub created_at: i64,
 }
 
@@ -126,6 +132,7 @@ impl Auth {
 
     // ---------------------------------------------------------------- users
 
+    /// Creates user `name` with `password` (administrators only); CONFLICT if it exists.
     pub async fn create_user(
         &self,
         who: &Identity,
@@ -149,6 +156,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Deletes user `name` (administrators only); their tokens stop working.
     pub async fn delete_user(&self, who: &Identity, name: &str) -> Result<()> {
         require_admin(who)?;
         if !self.index().delete_user(name).await? {
@@ -172,6 +180,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Makes user `name` an administrator or not (administrators only).
     pub async fn set_admin(&self, who: &Identity, name: &str, admin: bool) -> Result<()> {
         require_admin(who)?;
         if !self.index().set_admin(name, admin).await? {
@@ -181,6 +190,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Users after `last` in name order, `n` at most (administrators only).
     pub async fn list_users(&self, who: &Identity, last: &str, n: u32) -> Result<Vec<UserView>> {
         require_admin(who)?;
         Ok(self
@@ -293,6 +303,7 @@ impl Auth {
         self.index().list_tokens(Some(owner.id), None).await
     }
 
+    /// The deploy tokens of `namespace` (its maintainers and owners).
     pub async fn list_deploy_tokens(
         &self,
         who: &Identity,
@@ -364,6 +375,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Sets the visibility of `namespace`'s repositories without their own (its owners).
     pub async fn set_namespace_visibility(
         &self,
         who: &Identity,
@@ -385,6 +397,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Gives `user` `role` in `namespace` (its owners).
     pub async fn set_member(
         &self,
         who: &Identity,
@@ -408,6 +421,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Takes `user` out of `namespace` (its owners).
     pub async fn remove_member(&self, who: &Identity, namespace: &str, user: &str) -> Result<()> {
         self.require_on(who, namespace, Action::Own).await?;
         let target = self
@@ -425,6 +439,7 @@ impl Auth {
         Ok(())
     }
 
+    /// The members of `namespace` with their roles (its maintainers and owners).
     pub async fn list_members(&self, who: &Identity, namespace: &str) -> Result<Vec<MemberRow>> {
         self.require_on(who, namespace, Action::Maintain).await?;
         self.index().list_members(namespace).await

@@ -11,22 +11,33 @@ use crate::oci::RepoName;
 /// One entry of the `access` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceActions {
+    /// The resource type: `repository` or `registry`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The resource: a repository name, or `catalog`.
     pub name: String,
+    /// The granted actions (`pull`, `push`, `delete`, `*`).
     pub actions: Vec<String>,
 }
 
 /// The claims Berth signs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    /// Issuer (`auth.issuer`).
     pub iss: String,
+    /// Subject: `anonymous`, `user:<id>` or `token:<id>`.
     pub sub: String,
+    /// Audience: the registry's service name (`auth.service`).
     pub aud: String,
+    /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Not before, Unix seconds.
     pub nbf: i64,
+    /// Issued at, Unix seconds.
     pub iat: i64,
+    /// A unique id.
     pub jti: String,
+    /// What the token grants.
     #[serde(default)]
     pub access: Vec<ResourceActions>,
     /// `refresh` for refresh tokens, which never authorize a registry request.
@@ -44,6 +55,7 @@ impl Claims {
             .collect()
     }
 
+    /// Whether the token grants `registry:catalog:*`.
     pub fn allows_catalog(&self) -> bool {
         self.access
             .iter()
@@ -54,10 +66,14 @@ impl Claims {
 /// A requested scope: `repository:<name>:<actions>` or `registry:catalog:*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// Actions on one repository.
     Repository {
+        /// The repository.
         name: RepoName,
+        /// The actions asked for (`pull`, `push`, `delete`, `*`).
         actions: Vec<String>,
     },
+    /// The catalog.
     Catalog,
 }
 

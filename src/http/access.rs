@@ -23,8 +23,6 @@ pub struct Access {
     pub identity: Identity,
     /// What the caller may do on the repository of the route (everything without auth).
     pub grant: Grant,
-    /// Credentials were presented (and verified).
-    pub credentialed: bool,
     /// A cross-repository mount asked for in the query may be tried ([`may_mount`]); when
     /// not, an upload start ignores `mount` and `from` and opens a plain session.
     pub may_mount: bool,
@@ -37,7 +35,6 @@ impl Access {
         Access {
             identity: Identity::local_admin(),
             grant: Grant::ALL,
-            credentialed: false,
             may_mount: true,
         }
     }
@@ -132,7 +129,6 @@ impl Requester {
     /// The access of this requester, with `grant` on the route's repository.
     fn into_access(self, grant: Grant, may_mount: bool) -> Access {
         Access {
-            credentialed: self.credentialed(),
             identity: self.identity,
             grant,
             may_mount,

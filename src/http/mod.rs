@@ -2,11 +2,11 @@
 //! Every `/v2/` request goes through [`dispatch`], which parses the [`Route`], and a thin
 //! handler per spec noun that extracts, calls the registry once and shapes the response.
 
-pub mod access;
+mod access;
 mod blobs;
 mod listing;
 mod manifests;
-pub mod route;
+mod route;
 mod token;
 mod uploads;
 
@@ -26,8 +26,8 @@ use crate::{
     registry::Registry,
     state::{AppState, client_address},
 };
-pub use access::Access;
-pub use route::Route;
+use access::Access;
+use route::Route;
 
 /// The registry's own routes: the `/v2/` API, the token endpoint and the health check.
 /// [`crate::serve`] merges them with [`crate::api::routes`] and attaches the state.
