@@ -1,4 +1,6 @@
-//! The management API under `/api/v1`: JSON in and out over the same domain layer as `/v2/`.
+//! The management API under `/api/v1`: JSON in and out over the same domain layer as `/v2/`
+//! ([`crate::registry`] and [`crate::auth`], reached through [`crate::state::AppState`]; the
+//! `/v2/` handlers are not imported here, nor this there).
 //!
 //! Conventions shared by every resource (one module per area):
 //! - errors are `{"error": {"code", "message", "details"}}` with the right status ([`ApiError`]);

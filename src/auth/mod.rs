@@ -2,7 +2,9 @@
 //! signed JWTs, roles in namespaces and repository visibility. [`policy::decide`] is the one
 //! function that says whether an identity may do an action on a repository; everything here
 //! gathers its facts (with short-lived caches, so the hot path is a few map lookups) or
-//! manages the rows they come from.
+//! manages the rows they come from. [`Credentials`] reads the `Authorization` header for
+//! every surface. It sits beside the registry, over the metadata index; token times, cache
+//! ages and rate-limit windows read the registry's [`Clock`].
 //!
 //! Secrets are never stored nor logged: passwords as argon2id hashes, tokens as the sha256 of
 //! their 256-bit random text (fast to look up, and no dictionary to attack).

@@ -1,6 +1,10 @@
-//! HTTP: axum only. Knows headers and status codes; knows nothing of SQL or object keys.
-//! Every `/v2/` request goes through [`dispatch`], which parses the [`Route`], and a thin
-//! handler per spec noun that extracts, calls the registry once and shapes the response.
+//! HTTP: the `/v2/` API, the token endpoint and the health check, axum only. Knows headers
+//! and status codes; knows nothing of SQL or object keys. Every `/v2/` request goes through
+//! `dispatch`, which parses the `Route` and checks access once, and a thin handler per
+//! spec noun that extracts, calls the registry once and shapes the response.
+//!
+//! Layering: handlers call [`crate::registry`] and [`crate::auth`] through the shared
+//! [`crate::state::AppState`]; nothing here knows the management API, nor it this.
 
 mod access;
 mod blobs;
@@ -30,7 +34,7 @@ use access::Access;
 use route::Route;
 
 /// The registry's own routes: the `/v2/` API, the token endpoint and the health check.
-/// [`crate::serve`] merges them with [`crate::api::routes`] and attaches the state.
+/// [`crate::serve`] merges them with the management API's and attaches the state.
 pub fn routes() -> Router<AppState> {
     let v2 = Router::new()
         .route("/v2", axum::routing::any(dispatch))
