@@ -403,6 +403,23 @@ mod tests {
     }
 
     #[test]
+    fn only_server_errors_carry_a_fault_to_log() {
+        let r = Error::Internal(anyhow::anyhow!("disk on fire")).into_response();
+        let fault = r.extensions().get::<Fault>().expect("a fault to log");
+        assert_eq!(fault.error, "disk on fire");
+        assert_eq!(fault.backend, None);
+        let r = Error::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(
+            r.extensions().get::<Fault>().and_then(|f| f.backend),
+            Some("metadata index")
+        );
+        let r = Error::NameUnknown.into_response();
+        assert!(r.extensions().get::<Fault>().is_none());
+        assert!(Fault::of_api(&Error::NameUnknown).is_none());
+        assert!(Fault::of_api(&Error::Internal(anyhow::anyhow!("x"))).is_some_and(|f| f.api));
+    }
+
+    #[test]
     fn range_errors_carry_their_headers() {
         let r = Error::RangeNotSatisfiable { size: 10 }.into_response();
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
