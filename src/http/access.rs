@@ -275,38 +275,36 @@ async fn may_mount(
 /// claims for a bearer token.
 async fn identify(auth: &Auth, parts: &Parts, client: &str) -> Result<Requester, Error> {
     let presented = Credentials::parse(parts.headers.get(header::AUTHORIZATION));
-    let basic_refused = || {
-        Error::Unauthorized(
-            "this registry takes bearer tokens: get one from the token endpoint".into(),
-        )
-    };
     let (identity, claims) = match presented {
         Ok(Credentials::None) => (Identity::anonymous(), None),
         Ok(Credentials::Bearer(token)) => {
             let (identity, claims) = auth.bearer(&token).await?;
             (identity, Some(claims))
         }
+        // Token-only mode refuses Basic before looking inside it.
         Ok(Credentials::Basic { .. }) | Err(CredentialsError::MalformedBasic)
             if !auth.config().basic_on_v2 =>
         {
-            return Err(basic_refused());
+            return Err(Error::Unauthorized(
+                "this registry takes bearer tokens: get one from the token endpoint".into(),
+            ));
         }
         Ok(Credentials::Basic { user, password }) => {
             (auth.login(&user, &password, client).await?, None)
         }
-        Err(e) => {
-            return Err(Error::Unauthorized(
-                match e {
-                    CredentialsError::TooLarge => "credentials too large",
-                    CredentialsError::Malformed => "malformed Authorization header",
-                    CredentialsError::MalformedBasic => "malformed Basic credentials",
-                    CredentialsError::UnsupportedScheme => {
-                        "unsupported Authorization scheme: use Basic or Bearer"
-                    }
-                }
-                .into(),
-            ));
-        }
+        Err(e) => return Err(Error::Unauthorized(unreadable(e).into())),
     };
     Ok(Requester { identity, claims })
+}
+
+/// How `/v2/` words an unreadable `Authorization` header.
+fn unreadable(e: CredentialsError) -> &'static str {
+    match e {
+        CredentialsError::TooLarge => "credentials too large",
+        CredentialsError::Malformed => "malformed Authorization header",
+        CredentialsError::MalformedBasic => "malformed Basic credentials",
+        CredentialsError::UnsupportedScheme => {
+            "unsupported Authorization scheme: use Basic or Bearer"
+        }
+    }
 }
