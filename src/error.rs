@@ -8,40 +8,64 @@ use axum::{
 
 use crate::oci::Digest;
 
+/// The request path's result: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything a request can fail with, each variant one spec error code (or a server fault).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The blob is not in this repository (BLOB_UNKNOWN, 404).
     #[error("blob unknown to registry")]
     BlobUnknown,
+    /// The upload cannot go on as asked (BLOB_UPLOAD_INVALID, 400).
     #[error("{0}")]
     BlobUploadInvalid(String),
+    /// No such upload session (BLOB_UPLOAD_UNKNOWN, 404).
     #[error("blob upload unknown to registry")]
     BlobUploadUnknown,
     /// An out-of-order or overlapping chunk (spec: 416 on PATCH); `size` is what was received.
     #[error("chunk does not start at the current end of the upload ({size} bytes received)")]
-    ChunkOutOfOrder { size: u64 },
+    ChunkOutOfOrder {
+        /// Bytes the session holds.
+        size: u64,
+    },
+    /// A malformed digest, or content that does not match its digest (DIGEST_INVALID, 400).
     #[error("{0}")]
     DigestInvalid(String),
+    /// A manifest names a blob or manifest this repository lacks (MANIFEST_BLOB_UNKNOWN, 400).
     #[error("manifest references {0}, which is unknown to this repository")]
     ManifestBlobUnknown(Digest),
+    /// A manifest that does not parse or breaks a rule (MANIFEST_INVALID, 400).
     #[error("{0}")]
     ManifestInvalid(String),
+    /// No such manifest or tag in this repository (MANIFEST_UNKNOWN, 404).
     #[error("manifest unknown to registry")]
     ManifestUnknown,
+    /// A repository name outside the spec's grammar (NAME_INVALID, 400).
     #[error("{0}")]
     NameInvalid(String),
+    /// No such repository (NAME_UNKNOWN, 404).
     #[error("repository name not known to registry")]
     NameUnknown,
+    /// A length that does not match the content (SIZE_INVALID, 400).
     #[error("{0}")]
     SizeInvalid(String),
+    /// Content over a configured limit (SIZE_INVALID, 413).
     #[error("{message}")]
-    TooLarge { message: String },
+    TooLarge {
+        /// Which limit, and what it is.
+        message: String,
+    },
     /// A `Range` the blob cannot satisfy; the client learns the real size.
     #[error("requested range not satisfiable for a blob of {size} bytes")]
-    RangeNotSatisfiable { size: u64 },
+    RangeNotSatisfiable {
+        /// The blob's size in bytes.
+        size: u64,
+    },
+    /// Something the spec allows a registry not to do (UNSUPPORTED, 400).
     #[error("{0}")]
     Unsupported(String),
+    /// A malformed request outside the spec's own codes (UNSUPPORTED, 400).
     #[error("{0}")]
     BadRequest(String),
     /// No identity, or one that could not be verified (spec: UNAUTHORIZED, 401).
@@ -52,26 +76,35 @@ pub enum Error {
     Denied(String),
     /// Too many failed logins from this address or for this user (spec: TOOMANYREQUESTS).
     #[error("too many failed logins; retry after {retry_after} seconds")]
-    TooManyRequests { retry_after: u64 },
+    TooManyRequests {
+        /// Seconds until the window ends (`Retry-After`).
+        retry_after: u64,
+    },
     /// The thing to create exists already (management API only).
     #[error("{0}")]
     Conflict(String),
+    /// No such endpoint (404).
     #[error("no such endpoint")]
     NotFound,
+    /// The endpoint exists, not with this method (405).
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
     /// A backend (blob store or index) that failed after its client's retries: the request
     /// may succeed later, so it is a 503 rather than a 500. `what` names the backend.
     #[error("the {what} is unavailable; try again later")]
     Unavailable {
+        /// The backend: "blob store" or "metadata index".
         what: &'static str,
+        /// What its client reported.
         source: anyhow::Error,
     },
+    /// A fault of ours (500); the client learns nothing more, the log everything.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
 
 impl Error {
+    /// The spec's error code (`errors[].code`).
     pub fn code(&self) -> &'static str {
         match self {
             Error::BlobUnknown => "BLOB_UNKNOWN",
@@ -101,6 +134,7 @@ impl Error {
         }
     }
 
+    /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BlobUnknown
@@ -195,20 +229,68 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// A server-side failure behind a response (a 500 or 503), carried to [`log_faults`] as a
+/// response extension: the conversion to a response only describes it, and the boundary
+/// logs it once.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// The backend that was unavailable, if that was the failure.
+    backend: Option<&'static str>,
+    /// The error, formatted for the log.
+    error: String,
+    /// Answered by the management API, which logs the error's debug form.
+    api: bool,
+}
+
+impl Fault {
+    /// The fault behind `e` as `/v2/` reports it, if `e` is a server error.
+    fn of(e: &Error) -> Option<Fault> {
+        let (backend, error) = match e {
+            Error::Internal(e) => (None, format!("{e:#}")),
+            Error::Unavailable { what, source } => (Some(*what), format!("{source:#}")),
+            _ => return None,
+        };
+        Some(Fault {
+            backend,
+            error,
+            api: false,
+        })
+    }
+
+    /// The fault behind `e` as the management API reports it, if `e` is a server error.
+    pub fn of_api(e: &Error) -> Option<Fault> {
+        matches!(e, Error::Internal(_) | Error::Unavailable { .. }).then(|| Fault {
+            backend: None,
+            error: format!("{e:?}"),
+            api: true,
+        })
+    }
+
+    /// Marks `response` as answering this fault, for [`log_faults`].
+    pub fn attach(self, response: &mut Response) {
+        response.extensions_mut().insert(self);
+    }
+}
+
+/// Logs the server-side failure a response answers, once, where responses leave the
+/// application (a layer [`crate::serve`] puts inside the request's trace span).
+pub async fn log_faults(response: Response) -> Response {
+    if let Some(fault) = response.extensions().get::<Fault>() {
+        let error = fault.error.as_str();
+        match (fault.api, fault.backend) {
+            // Recorded as the debug text it is (unquoted), as `?e` recorded it.
+            (true, _) => tracing::error!(error = %error, "api request failed"),
+            (false, Some(backend)) => tracing::error!(backend, error, "request failed"),
+            (false, None) => tracing::error!(error, "request failed"),
+        }
+    }
+    response
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
-            Error::Unavailable { what, source } => {
-                tracing::error!(
-                    backend = what,
-                    error = format!("{source:#}"),
-                    "request failed"
-                )
-            }
-            _ => {}
-        }
+        let fault = Fault::of(&self);
         let detail = self.detail();
         let mut entry = serde_json::json!({ "code": self.code(), "message": self.to_string() });
         if !detail.is_null() {
@@ -237,6 +319,9 @@ impl IntoResponse for Error {
                 }
             }
             _ => {}
+        }
+        if let Some(fault) = fault {
+            fault.attach(&mut response);
         }
         response
     }
@@ -315,6 +400,23 @@ mod tests {
         );
         let r = Error::from(sqlx::Error::PoolTimedOut).into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn only_server_errors_carry_a_fault_to_log() {
+        let r = Error::Internal(anyhow::anyhow!("disk on fire")).into_response();
+        let fault = r.extensions().get::<Fault>().expect("a fault to log");
+        assert_eq!(fault.error, "disk on fire");
+        assert_eq!(fault.backend, None);
+        let r = Error::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(
+            r.extensions().get::<Fault>().and_then(|f| f.backend),
+            Some("metadata index")
+        );
+        let r = Error::NameUnknown.into_response();
+        assert!(r.extensions().get::<Fault>().is_none());
+        assert!(Fault::of_api(&Error::NameUnknown).is_none());
+        assert!(Fault::of_api(&Error::Internal(anyhow::anyhow!("x"))).is_some_and(|f| f.api));
     }
 
     #[test]

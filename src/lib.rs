@@ -4,11 +4,17 @@
 //! `object_store` and a metadata index in SQL.
 //!
 //! # Layout (data flows downwards; a module only calls those below it)
-//! - [`http`]: axum routes and thin handlers, one per spec endpoint; [`api`]: `/api/v1`.
-//! - [`registry`]: the domain rules (uploads, manifests, tags, isolation).
-//! - [`meta`]: the metadata index (sqlx); [`blobs`]: the blob store (object_store).
-//! - [`oci`]: pure types (digests, names, manifests); [`error`]: the spec's error codes.
-//! - [`workers`]: background tasks owned by [`serve`].
+//! - [`http`]: axum routes and thin handlers, one per spec endpoint (`/v2/`, `/token`);
+//!   [`api`]: the management API (`/api/v1`). Neither imports the other: [`serve`] merges
+//!   their routes.
+//! - [`state`]: what both share per request (the services, the peer address), below both.
+//! - [`registry`]: the domain rules (uploads, manifests, tags, isolation, collection);
+//!   [`auth`]: access control (identities, tokens, roles, visibility), beside it.
+//! - [`meta`]: the metadata index (sqlx, every SQL statement); [`blobs`]: the blob store
+//!   (object_store).
+//! - [`oci`]: pure types (digests, names, manifests); [`error`]: the spec's error codes;
+//!   [`clock`]: the wall clock; [`config`]: the settings, parsed once.
+//! - [`workers`]: background tasks owned by [`serve`], over the registry.
 
 pub mod api;
 pub mod auth;
@@ -20,13 +26,16 @@ pub mod http;
 pub mod meta;
 pub mod oci;
 pub mod registry;
+pub mod state;
 pub mod workers;
 
 use std::future::Future;
 
+use axum::Router;
 pub use config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
 
 /// Serves the registry on `listener` until `shutdown` completes, then stops the workers and
 /// flushes what they hold. The caller binds, so tests can use port 0 without races.
@@ -35,14 +44,26 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let registry = registry::Registry::open(&config).await?;
-    let auth = auth::Auth::open(registry.meta().clone(), &config.auth).await?;
+    // One index for both services: on SQLite it holds the one writer.
+    let index = meta::Meta::open(&config).await?;
+    let registry = registry::Registry::new(index.clone(), blobs::Blobs::open(&config)?, &config);
+    let auth = auth::Auth::open(index, &config.auth, config.clock.clone()).await?;
     if !auth.enabled() {
         tracing::warn!("auth is disabled: anyone who can reach this address may push and delete");
     }
     let stop = CancellationToken::new();
     let workers = workers::spawn(registry.clone(), stop.clone());
-    let app = http::router(registry.clone(), auth, config.tls_cert.is_some())
+    let state = state::AppState {
+        registry: registry.clone(),
+        auth,
+        https: config.tls_cert.is_some(),
+    };
+    let app = Router::new()
+        .merge(http::routes())
+        .merge(api::routes())
+        .layer(axum::middleware::map_response(error::log_faults))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, "berth is serving");
 

@@ -543,7 +543,7 @@ async fn open_auth(server: &ServerArgs) -> anyhow::Result<Auth> {
     // Offline commands commit durably (SQLite synchronous=FULL) whatever the server runs with.
     config.durability.fsync = true;
     let meta = berth::meta::Meta::open(&config).await?;
-    Auth::open(meta, &config.auth).await
+    Auth::open(meta, &config.auth, config.clock.clone()).await
 }
 
 fn parse_visibility(s: &str) -> anyhow::Result<Visibility> {

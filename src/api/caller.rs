@@ -8,14 +8,17 @@ use axum::{
 
 use super::{ApiError, ApiResult};
 use crate::{
-    auth::{Action, Auth, Identity, Role, namespace_of, require_admin},
+    auth::{
+        Action, Auth, Credentials, CredentialsError, Identity, Role, namespace_of, require_admin,
+    },
     error::Error,
-    http::{AppState, client_address},
     oci::RepoName,
+    state::{AppState, client_address},
 };
 
 /// Who is calling: Basic credentials (password or token) or a bearer token from `/token`.
 pub struct Caller {
+    /// The verified identity (anonymous without credentials, local admin without auth).
     pub identity: Identity,
     auth: Auth,
 }
@@ -31,28 +34,15 @@ impl FromRequestParts<AppState> for Caller {
                 auth,
             });
         }
-        let identity = match parts.headers.get(header::AUTHORIZATION) {
-            None => Identity::anonymous(),
-            Some(value) => {
-                let value = value
-                    .to_str()
-                    .ok()
-                    .filter(|v| v.len() <= 8 * 1024)
-                    .ok_or_else(|| Error::Unauthorized("malformed Authorization header".into()))?;
-                let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-                if scheme.eq_ignore_ascii_case("basic") {
-                    let (user, password) = crate::http::access::basic_credentials(rest)
-                        .ok_or_else(|| Error::Unauthorized("malformed Basic credentials".into()))?;
-                    let client = client_address(&parts.extensions);
-                    auth.login(&user, &password, &client).await?
-                } else if scheme.eq_ignore_ascii_case("bearer") {
-                    auth.bearer(rest.trim()).await?.0
-                } else {
-                    return Err(
-                        Error::Unauthorized("use Basic or Bearer credentials".into()).into(),
-                    );
-                }
+        let presented = Credentials::parse(parts.headers.get(header::AUTHORIZATION))
+            .map_err(|e| Error::Unauthorized(refusal(e).into()))?;
+        let identity = match presented {
+            Credentials::None => Identity::anonymous(),
+            Credentials::Basic { user, password } => {
+                let client = client_address(&parts.extensions);
+                auth.login(&user, &password, &client).await?
             }
+            Credentials::Bearer(token) => auth.bearer(&token).await?.0,
         };
         Ok(Caller { identity, auth })
     }
@@ -96,7 +86,19 @@ impl Caller {
         }
     }
 
+    /// The access-control service, for the management calls it answers itself.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+}
+
+/// How `/api/v1` words an unreadable `Authorization` header.
+fn refusal(e: CredentialsError) -> &'static str {
+    match e {
+        CredentialsError::TooLarge | CredentialsError::Malformed => {
+            "malformed Authorization header"
+        }
+        CredentialsError::MalformedBasic => "malformed Basic credentials",
+        CredentialsError::UnsupportedScheme => "use Basic or Bearer credentials",
     }
 }

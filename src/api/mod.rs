@@ -1,4 +1,6 @@
-//! The management API under `/api/v1`: JSON in and out over the same domain layer as `/v2/`.
+//! The management API under `/api/v1`: JSON in and out over the same domain layer as `/v2/`
+//! ([`crate::registry`] and [`crate::auth`], reached through [`crate::state::AppState`]; the
+//! `/v2/` handlers are not imported here, nor this there).
 //!
 //! Conventions shared by every resource (one module per area):
 //! - errors are `{"error": {"code", "message", "details"}}` with the right status ([`ApiError`]);
@@ -23,18 +25,24 @@ use axum::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use crate::{error::Error, http::AppState};
+use crate::{
+    error::{Error, Fault},
+    registry,
+    state::AppState,
+};
 
-/// Every `/api/v1` route, relative to that prefix.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every `/api/v1` route, under that prefix. [`crate::serve`] merges them with the `/v2/`
+/// routes and attaches the state.
+pub fn routes() -> Router<AppState> {
+    let v1 = Router::new()
         .route("/openapi.json", axum::routing::get(openapi))
         .merge(repositories::routes())
         .merge(users::routes())
         .merge(namespaces::routes())
         .merge(gc::routes())
         .merge(policies::routes())
-        .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") })
+        .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") });
+    Router::new().nest("/api/v1", v1)
 }
 
 /// The OpenAPI document of `/api/v1`, generated from the handlers' annotations.
@@ -85,34 +93,46 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
+/// A handler's result: an [`ApiError`] answers as a JSON problem.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// The body of every error of `/api/v1` (for the OpenAPI document; [`ApiError`] writes it).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// What went wrong.
     pub error: ProblemDetail,
 }
 
+/// The `error` of a [`Problem`].
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProblemDetail {
     /// Stable and machine-readable, e.g. `BAD_REQUEST`, `NOT_FOUND`, `DENIED`.
     pub code: String,
+    /// A sentence for people.
     pub message: String,
+    /// Structured details (e.g. which field was invalid); `null` without any.
     pub details: Value,
 }
 
 /// A JSON problem: a stable machine-readable `code`, a sentence for people, optional details.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// Stable and machine-readable, e.g. `BAD_REQUEST`.
     pub code: &'static str,
+    /// A sentence for people.
     pub message: String,
+    /// Structured details; `null` without any.
     pub details: Value,
     /// Seconds for a `Retry-After` header (rate limiting).
     pub retry_after: Option<u64>,
+    /// The server-side failure behind it, logged once the response leaves.
+    fault: Option<Box<Fault>>,
 }
 
 impl ApiError {
+    /// A problem with `status`, `code` and `message`, without details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -120,17 +140,21 @@ impl ApiError {
             message: message.into(),
             details: Value::Null,
             retry_after: None,
+            fault: None,
         }
     }
 
+    /// 400 BAD_REQUEST.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
     }
 
+    /// 404 NOT_FOUND.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
+    /// The same problem with structured `details`.
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = details;
         self
@@ -140,15 +164,14 @@ impl ApiError {
 /// Domain errors keep their status and spec code, so `/v2/` and `/api/v1` agree.
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        if matches!(e, Error::Internal(_) | Error::Unavailable { .. }) {
-            tracing::error!(error = ?e, "api request failed");
-        }
+        let fault = Fault::of_api(&e).map(Box::new);
         let retry_after = match e {
             Error::TooManyRequests { retry_after } => Some(retry_after),
             _ => None,
         };
         let mut api = ApiError::new(e.status(), e.code(), e.to_string());
         api.retry_after = retry_after;
+        api.fault = fault;
         api
     }
 }
@@ -169,6 +192,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"berth\""),
             );
+        }
+        if let Some(fault) = self.fault {
+            (*fault).attach(&mut response);
         }
         response
     }
@@ -232,19 +258,22 @@ pub struct Paging {
     pub cursor: Option<String>,
 }
 
-/// Page sizes without `limit`, and the most a client may ask for.
+/// Entries a page holds when the client gives no `limit`.
 pub const PAGE_DEFAULT: u32 = 100;
+/// The most entries a page holds, whatever `limit` asks.
 pub const PAGE_MAX: u32 = 1000;
 
 impl Paging {
+    /// The page size: `limit` up to [`PAGE_MAX`], [`PAGE_DEFAULT`] without one; 0 is refused.
     pub fn limit(&self) -> ApiResult<u32> {
         match self.limit {
             None => Ok(PAGE_DEFAULT),
             Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
-            Some(n) => Ok(n.min(PAGE_MAX)),
+            Some(n) => Ok(registry::page_size(Some(n), PAGE_MAX)),
         }
     }
 
+    /// Where the page starts: after this key ("" for the first page).
     pub fn cursor(&self) -> &str {
         self.cursor.as_deref().unwrap_or("")
     }
@@ -253,6 +282,7 @@ impl Paging {
 /// One page of a listing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
+    /// The entries, in the listing's order.
     pub items: Vec<T>,
     /// The cursor of the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,13 +293,12 @@ pub struct Page<T> {
 /// that a next page exists, whose cursor `cursor_of` takes from the last item kept. `path` is
 /// the listing's own path (with any filters) for the `Link` header.
 pub fn paged<T: Serialize>(
-    mut items: Vec<T>,
+    rows: Vec<T>,
     limit: u32,
     path: &str,
     cursor_of: impl Fn(&T) -> String,
 ) -> Response {
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
+    let registry::Page { items, more } = registry::Page::from_rows(rows, limit);
     let next = more.then(|| items.last().map(&cursor_of)).flatten();
     let link = next.as_ref().map(|cursor| {
         let sep = if path.contains('?') { '&' } else { '?' };

@@ -14,8 +14,8 @@ use serde_json::json;
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Paging, Problem, paged};
 use crate::{
     auth::{Role, TokenRequest, Visibility},
-    http::AppState,
     oci::RepoName,
+    state::AppState,
 };
 
 pub fn routes() -> Router<AppState> {

@@ -14,8 +14,8 @@ use serde_json::json;
 use super::{ApiError, ApiJson, ApiResult, Caller, OptionalJson, Problem};
 use crate::{
     auth::Role,
-    http::AppState,
     registry::policies::{Policy, RulesError, SavedPolicy},
+    state::AppState,
 };
 
 pub fn routes() -> Router<AppState> {

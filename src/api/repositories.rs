@@ -20,10 +20,10 @@ use super::{
 };
 use crate::{
     auth::Role,
-    http::AppState,
     meta::repositories::RepositorySummary,
     oci::RepoName,
     registry::{Override, TagRules, policies::PolicyRules},
+    state::AppState,
 };
 
 pub fn routes() -> Router<AppState> {

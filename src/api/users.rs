@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiJson, ApiQuery, ApiResult, Caller, Paging, Problem, paged};
-use crate::{auth::TokenRequest, http::AppState};
+use crate::{auth::TokenRequest, state::AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

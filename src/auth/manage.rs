@@ -11,7 +11,6 @@ use crate::{
     error::{Error, Result},
     meta::{
         namespaces::MemberRow,
-        now,
         tokens::{NewToken, TokenRow},
         users::UserRow,
     },
@@ -34,20 +33,26 @@ pub struct TokenRequest {
 /// A created token: the only time its secret is shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewTokenSecret {
+    /// The token's id (to list or revoke it).
     pub id: i64,
     /// The user name to log in with.
     pub username: String,
     /// The password to log in with; stored only as a hash, so shown this once.
     pub secret: String,
+    /// The scopes' names (`read_registry`, ...).
     pub scopes: Vec<&'static str>,
+    /// Unix seconds; none for a token that does not expire.
     pub expires_at: Option<i64>,
 }
 
 /// A user as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
+    /// The user name.
     pub name: String,
+    /// An administrator.
     pub admin: bool,
+    /// Unix seconds.
     pub created_at: i64,
 }
 
@@ -131,6 +136,7 @@ impl Auth {
 
     // ---------------------------------------------------------------- users
 
+    /// Creates user `name` with `password` (administrators only); CONFLICT if it exists.
     pub async fn create_user(
         &self,
         who: &Identity,
@@ -142,16 +148,22 @@ impl Auth {
         check_name("user name", name)?;
         check_password(password)?;
         let hash = hash_password(password).await?;
-        if self.meta().create_user(name, &hash, admin).await?.is_none() {
+        if self
+            .index()
+            .create_user(name, &hash, admin)
+            .await?
+            .is_none()
+        {
             return Err(Error::Conflict(format!("user {name} exists")));
         }
         self.changed(who, "user.create", name).await;
         Ok(())
     }
 
+    /// Deletes user `name` (administrators only); their tokens stop working.
     pub async fn delete_user(&self, who: &Identity, name: &str) -> Result<()> {
         require_admin(who)?;
-        if !self.meta().delete_user(name).await? {
+        if !self.index().delete_user(name).await? {
             return Err(Error::BadRequest(format!("no user {name}")));
         }
         self.changed(who, "user.delete", name).await;
@@ -165,26 +177,28 @@ impl Auth {
         }
         check_password(password)?;
         let hash = hash_password(password).await?;
-        if !self.meta().set_password(name, &hash).await? {
+        if !self.index().set_password(name, &hash).await? {
             return Err(Error::BadRequest(format!("no user {name}")));
         }
         self.changed(who, "user.password", name).await;
         Ok(())
     }
 
+    /// Makes user `name` an administrator or not (administrators only).
     pub async fn set_admin(&self, who: &Identity, name: &str, admin: bool) -> Result<()> {
         require_admin(who)?;
-        if !self.meta().set_admin(name, admin).await? {
+        if !self.index().set_admin(name, admin).await? {
             return Err(Error::BadRequest(format!("no user {name}")));
         }
         self.changed(who, "user.admin", name).await;
         Ok(())
     }
 
+    /// Users after `last` in name order, `n` at most (administrators only).
     pub async fn list_users(&self, who: &Identity, last: &str, n: u32) -> Result<Vec<UserView>> {
         require_admin(who)?;
         Ok(self
-            .meta()
+            .index()
             .list_users(last, n)
             .await?
             .into_iter()
@@ -205,7 +219,7 @@ impl Auth {
             return Err(Error::Denied("only tokens of your own".into()));
         }
         let owner = self
-            .meta()
+            .index()
             .user_by_name(user)
             .await?
             .ok_or_else(|| Error::BadRequest(format!("no user {user}")))?;
@@ -243,13 +257,13 @@ impl Auth {
             ));
         }
         let scopes = Scopes::parse(&request.scopes.join(",")).map_err(Error::BadRequest)?;
-        if request.expires_at.is_some_and(|at| at <= now()) {
+        if request.expires_at.is_some_and(|at| at <= self.now()) {
             return Err(Error::BadRequest("expires_at is in the past".into()));
         }
         let secret = new_secret();
         let names = scopes.names();
         let id = self
-            .meta()
+            .index()
             .insert_token(NewToken {
                 kind,
                 name: &request.name,
@@ -287,26 +301,27 @@ impl Auth {
         if require_admin(who).is_err() && signed_in_user(who)?.1 != user {
             return Err(Error::Denied("only tokens of your own".into()));
         }
-        let Some(owner) = self.meta().user_by_name(user).await? else {
+        let Some(owner) = self.index().user_by_name(user).await? else {
             return Err(Error::BadRequest(format!("no user {user}")));
         };
-        self.meta().list_tokens(Some(owner.id), None).await
+        self.index().list_tokens(Some(owner.id), None).await
     }
 
+    /// The deploy tokens of `namespace` (its maintainers and owners).
     pub async fn list_deploy_tokens(
         &self,
         who: &Identity,
         namespace: &str,
     ) -> Result<Vec<TokenRow>> {
         self.require_on(who, namespace, Action::Maintain).await?;
-        self.meta().list_tokens(None, Some(namespace)).await
+        self.index().list_tokens(None, Some(namespace)).await
     }
 
     /// Revokes token `id`: its owner, a maintainer of a deploy token's namespace, or an
     /// administrator. A token unknown to the caller answers as missing.
     pub async fn revoke_token(&self, who: &Identity, id: i64) -> Result<()> {
         let missing = || Error::BadRequest(format!("no token {id}"));
-        let row = self.meta().token_by_id(id).await?.ok_or_else(missing)?;
+        let row = self.index().token_by_id(id).await?.ok_or_else(missing)?;
         let allowed = require_admin(who).is_ok()
             || match (&row.namespace, row.user_id) {
                 (Some(ns), _) => self.may_on_namespace(who, ns, Action::Maintain).await?,
@@ -316,7 +331,7 @@ impl Auth {
         if !allowed {
             return Err(missing());
         }
-        if !self.meta().revoke_token(id).await? {
+        if !self.index().revoke_token(id).await? {
             return Err(Error::Conflict(format!("token {id} is revoked already")));
         }
         self.changed(
@@ -342,7 +357,7 @@ impl Auth {
         check_name("namespace", name)?;
         let visibility = visibility.unwrap_or_else(|| self.default_visibility());
         if !self
-            .meta()
+            .index()
             .create_namespace(name, visibility.as_str())
             .await?
         {
@@ -358,12 +373,13 @@ impl Auth {
     /// The namespace row, created on first management of a namespace its caller owns (a
     /// user's own namespace exists without one).
     async fn ensure_namespace(&self, name: &str) -> Result<()> {
-        self.meta()
+        self.index()
             .create_namespace(name, self.default_visibility().as_str())
             .await?;
         Ok(())
     }
 
+    /// Sets the visibility of `namespace`'s repositories without their own (its owners).
     pub async fn set_namespace_visibility(
         &self,
         who: &Identity,
@@ -373,7 +389,7 @@ impl Auth {
         check_name("namespace", namespace)?;
         self.require_on(who, namespace, Action::Own).await?;
         self.ensure_namespace(namespace).await?;
-        self.meta()
+        self.index()
             .set_namespace_visibility(namespace, visibility.as_str())
             .await?;
         self.changed(
@@ -385,6 +401,7 @@ impl Auth {
         Ok(())
     }
 
+    /// Gives `user` `role` in `namespace` (its owners).
     pub async fn set_member(
         &self,
         who: &Identity,
@@ -395,12 +412,12 @@ impl Auth {
         check_name("namespace", namespace)?;
         self.require_on(who, namespace, Action::Own).await?;
         let target = self
-            .meta()
+            .index()
             .user_by_name(user)
             .await?
             .ok_or_else(|| Error::BadRequest(format!("no user {user}")))?;
         self.ensure_namespace(namespace).await?;
-        self.meta()
+        self.index()
             .set_member(namespace, target.id, role as i64)
             .await?;
         self.changed(who, "member.set", &format!("{namespace}:{user}:{role:?}"))
@@ -408,14 +425,15 @@ impl Auth {
         Ok(())
     }
 
+    /// Takes `user` out of `namespace` (its owners).
     pub async fn remove_member(&self, who: &Identity, namespace: &str, user: &str) -> Result<()> {
         self.require_on(who, namespace, Action::Own).await?;
         let target = self
-            .meta()
+            .index()
             .user_by_name(user)
             .await?
             .ok_or_else(|| Error::BadRequest(format!("no user {user}")))?;
-        if !self.meta().remove_member(namespace, target.id).await? {
+        if !self.index().remove_member(namespace, target.id).await? {
             return Err(Error::BadRequest(format!(
                 "{user} is not a member of {namespace}"
             )));
@@ -425,9 +443,10 @@ impl Auth {
         Ok(())
     }
 
+    /// The members of `namespace` with their roles (its maintainers and owners).
     pub async fn list_members(&self, who: &Identity, namespace: &str) -> Result<Vec<MemberRow>> {
         self.require_on(who, namespace, Action::Maintain).await?;
-        self.meta().list_members(namespace).await
+        self.index().list_members(namespace).await
     }
 
     /// Sets one repository's visibility (owners of its namespace), before or after its
@@ -440,7 +459,7 @@ impl Auth {
     ) -> Result<()> {
         self.require_on(who, namespace_of(repo.as_str()), Action::Own)
             .await?;
-        self.meta()
+        self.index()
             .set_repository_visibility(repo.as_str(), visibility.as_str())
             .await?;
         self.changed(

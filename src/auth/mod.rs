@@ -2,11 +2,14 @@
 //! signed JWTs, roles in namespaces and repository visibility. [`policy::decide`] is the one
 //! function that says whether an identity may do an action on a repository; everything here
 //! gathers its facts (with short-lived caches, so the hot path is a few map lookups) or
-//! manages the rows they come from.
+//! manages the rows they come from. [`Credentials`] reads the `Authorization` header for
+//! every surface. It sits beside the registry, over the metadata index; token times, cache
+//! ages and rate-limit windows read the registry's [`Clock`].
 //!
 //! Secrets are never stored nor logged: passwords as argon2id hashes, tokens as the sha256 of
 //! their 256-bit random text (fast to look up, and no dictionary to attack).
 
+mod credentials;
 mod limiter;
 mod manage;
 pub mod policy;
@@ -17,7 +20,7 @@ use std::{
     hash::Hash,
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -25,14 +28,16 @@ use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_ha
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+pub use credentials::{AUTHORIZATION_MAX, Credentials, CredentialsError};
 pub use manage::{NewTokenSecret, TokenRequest};
 pub use policy::{Action, Grant, Identity, Role, Scopes, Target, Visibility, decide};
 pub use token::{Claims, Keys, ResourceActions, Scope};
 
 use crate::{
+    clock::Clock,
     config::AuthConfig,
     error::{Error, Result},
-    meta::{Meta, now, repositories::CatalogViewer},
+    meta::{Meta, repositories::CatalogViewer},
     oci::RepoName,
 };
 
@@ -48,10 +53,14 @@ const CACHE_MAX: usize = 65_536;
 pub struct Auth(Arc<Inner>);
 
 struct Inner {
-    meta: Meta,
+    /// The metadata index, where users, tokens, roles and the audit log live.
+    index: Meta,
     config: AuthConfig,
     keys: Keys,
-    cache_ttl: Duration,
+    /// The registry's clock: token times, cache ages and rate-limit windows read it.
+    clock: Clock,
+    /// Seconds a cached decision lives.
+    cache_ttl: i64,
     /// Verified access tokens (text → claims): a signature is checked once per token.
     verified: Cache<String, Claims>,
     /// Subjects → live identities (`None`: deleted or revoked).
@@ -67,41 +76,59 @@ struct Inner {
     limiter: limiter::Limiter,
 }
 
-/// A map of values that expire, emptied whole when full or when rows change.
-struct Cache<K, V>(Mutex<HashMap<K, (Instant, V)>>);
+/// A map of values that expire, emptied whole when full or when rows change. Entries are
+/// stamped with the registry's clock (Unix seconds), so moving the clock ages them.
+struct Cache<K, V> {
+    clock: Clock,
+    entries: Mutex<HashMap<K, (i64, V)>>,
+}
 
 impl<K: Eq + Hash, V: Clone> Cache<K, V> {
-    fn new() -> Self {
-        Cache(Mutex::new(HashMap::new()))
+    fn new(clock: &Clock) -> Self {
+        Cache {
+            clock: clock.clone(),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
-    fn get(&self, key: &K, ttl: Duration) -> Option<V> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    /// The value of `key` if it was put less than `ttl_secs` seconds ago.
+    fn get(&self, key: &K, ttl_secs: i64) -> Option<V> {
+        let now = self.clock.now();
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         map.get(key)
-            .filter(|(at, _)| at.elapsed() < ttl)
+            .filter(|(at, _)| now.saturating_sub(*at) < ttl_secs)
             .map(|(_, v)| v.clone())
     }
 
     fn put(&self, key: K, value: V) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now();
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CACHE_MAX {
             map.clear();
         }
-        map.insert(key, (Instant::now(), value));
+        map.insert(key, (now, value));
     }
 
     fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
 /// What the token endpoint answers (auth-token.md, "Token Response Fields").
 #[derive(Debug, serde::Serialize)]
 pub struct IssuedToken {
+    /// The access token (the Docker token flow's name for it).
     pub token: String,
+    /// The same access token (the OAuth2 name for it).
     pub access_token: String,
+    /// Seconds the access token is valid.
     pub expires_in: i64,
+    /// When the token was issued, RFC 3339 UTC.
     pub issued_at: String,
+    /// A refresh token, when one was asked for (`offline`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// The granted scopes, space separated (OAuth2 responses).
@@ -110,35 +137,38 @@ pub struct IssuedToken {
 }
 
 impl Auth {
-    /// Opens the service over `meta`: loads (or creates) the signing key and creates the
-    /// first administrator when `config.admin_password` is set and that user is absent.
-    pub async fn open(meta: Meta, config: &AuthConfig) -> anyhow::Result<Auth> {
+    /// Opens the service over the metadata index `index`: loads (or creates) the signing
+    /// key and creates the first administrator when `config.admin_password` is set and that
+    /// user is absent. Token times, cache ages and rate-limit windows read `clock`.
+    pub async fn open(index: Meta, config: &AuthConfig, clock: Clock) -> anyhow::Result<Auth> {
         let key = match &config.signing_key_path {
             Some(path) => key_from_file(path)?,
-            None => meta
+            None => index
                 .signing_key(Keys::generate)
                 .await
                 .context("reading the token signing key from the metadata index")?,
         };
         let keys = Keys::load(&key, &config.issuer, &config.service)?;
         let auth = Auth(Arc::new(Inner {
-            meta,
+            index,
             config: config.clone(),
             keys,
-            cache_ttl: Duration::from_secs(config.cache_secs),
-            verified: Cache::new(),
-            subjects: Cache::new(),
-            logins: Cache::new(),
+            cache_ttl: i64::try_from(config.cache_secs).unwrap_or(i64::MAX),
+            verified: Cache::new(&clock),
+            subjects: Cache::new(&clock),
+            logins: Cache::new(&clock),
             checking: Mutex::new(HashMap::new()),
-            grants: Cache::new(),
+            grants: Cache::new(&clock),
             limiter: limiter::Limiter::new(
                 config.max_failures,
                 Duration::from_secs(config.failure_window_secs),
+                clock.clone(),
             ),
+            clock,
         }));
         if let Some(password) = &config.admin_password
             && auth
-                .meta()
+                .index()
                 .user_by_name(&config.admin_user)
                 .await?
                 .is_none()
@@ -151,16 +181,24 @@ impl Auth {
         Ok(auth)
     }
 
+    /// Access control is on (`auth.enabled`); off, everyone is the local administrator.
     pub fn enabled(&self) -> bool {
         self.0.config.enabled
     }
 
+    /// The `[auth]` settings the service was opened with.
     pub fn config(&self) -> &AuthConfig {
         &self.0.config
     }
 
-    fn meta(&self) -> &Meta {
-        &self.0.meta
+    /// The metadata index the identities and roles live in.
+    fn index(&self) -> &Meta {
+        &self.0.index
+    }
+
+    /// Now, by the registry's clock (Unix seconds).
+    fn now(&self) -> i64 {
+        self.0.clock.now()
     }
 
     /// Forgets every cached decision: called after any change to users, tokens or roles.
@@ -221,7 +259,7 @@ impl Auth {
 
     async fn check_credentials(&self, username: &str, password: &str) -> Result<Option<Identity>> {
         if password.starts_with(TOKEN_PREFIX) {
-            let Some(row) = self.meta().token_by_hash(&secret_hash(password)).await? else {
+            let Some(row) = self.index().token_by_hash(&secret_hash(password)).await? else {
                 return Ok(None);
             };
             if row.username != username {
@@ -229,11 +267,11 @@ impl Auth {
             }
             let identity = self.token_identity(row.id).await?;
             if identity.is_some() {
-                self.meta().touch_token(row.id).await?;
+                self.index().touch_token(row.id).await?;
             }
             return Ok(identity);
         }
-        let Some(user) = self.meta().user_by_name(username).await? else {
+        let Some(user) = self.index().user_by_name(username).await? else {
             // Spend the same time as a real check, so that names cannot be probed by timing.
             let _ = verify_password(password, DUMMY_HASH).await;
             return Ok(None);
@@ -246,15 +284,15 @@ impl Auth {
 
     /// The live identity of token `id`: `None` when revoked, expired or its owner is gone.
     async fn token_identity(&self, id: i64) -> Result<Option<Identity>> {
-        let Some(row) = self.meta().token_by_id(id).await? else {
+        let Some(row) = self.index().token_by_id(id).await? else {
             return Ok(None);
         };
-        if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now()) {
+        if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= self.now()) {
             return Ok(None);
         }
         let scopes = Scopes::parse(&row.scopes).map_err(|e| anyhow::anyhow!(e))?;
         let mut identity = match row.user_id {
-            Some(user_id) => match self.meta().user_by_id(user_id).await? {
+            Some(user_id) => match self.index().user_by_id(user_id).await? {
                 Some(u) => user_identity(u.id, &u.name, u.is_admin),
                 None => return Ok(None),
             },
@@ -282,7 +320,7 @@ impl Auth {
             _ if subject == "anonymous" => Some(Identity::anonymous()),
             Some(("user", id)) => match id.parse::<i64>() {
                 Ok(id) => self
-                    .meta()
+                    .index()
                     .user_by_id(id)
                     .await?
                     .map(|u| user_identity(u.id, &u.name, u.is_admin)),
@@ -300,10 +338,10 @@ impl Auth {
 
     /// Verifies a registry access token and returns who it is for with its claims.
     pub async fn bearer(&self, token: &str) -> Result<(Identity, Claims)> {
-        let claims = match self.0.verified.get(&token.to_owned(), Duration::MAX) {
-            Some(c) if c.exp > now() => c,
+        let claims = match self.0.verified.get(&token.to_owned(), i64::MAX) {
+            Some(c) if c.exp > self.now() => c,
             _ => {
-                let claims = self.0.keys.verify(token).map_err(|e| {
+                let claims = self.0.keys.verify_at(token, self.now()).map_err(|e| {
                     tracing::debug!(error = %e, "refused a bearer token");
                     Error::Unauthorized("invalid or expired token".into())
                 })?;
@@ -333,7 +371,7 @@ impl Auth {
         }
         let namespace = namespace_of(repo.as_str());
         let facts = self
-            .meta()
+            .index()
             .access_facts(
                 repo.as_str(),
                 namespace,
@@ -364,7 +402,7 @@ impl Auth {
         action: Action,
     ) -> Result<bool> {
         let facts = self
-            .meta()
+            .index()
             .access_facts("", namespace, who.user.as_ref().map_or(-1, |u| u.0))
             .await?;
         let target = Target {
@@ -382,15 +420,16 @@ impl Auth {
         Visibility::parse(&self.0.config.default_visibility).unwrap_or(Visibility::Private)
     }
 
-    /// The catalog page `who` may see.
-    pub async fn visible_catalog(&self, who: &Identity, last: &str, n: u32) -> Result<Vec<String>> {
+    /// What `who` may see of the catalog (auth on): the registry lists the repositories the
+    /// viewer opens. A token without `read_registry` sees only PUBLIC repositories.
+    pub fn catalog_viewer<'a>(&'a self, who: &'a Identity) -> CatalogViewer<'a> {
+        let readable = who.scopes.is_none_or(|s| s.read);
         let own = match (&who.namespace, &who.user) {
             (Some(ns), _) => ns.as_str(),
-            (None, Some((_, name))) if who.scopes.is_none_or(|s| s.read) => name.as_str(),
+            (None, Some((_, name))) if readable => name.as_str(),
             _ => "",
         };
-        let readable = who.scopes.is_none_or(|s| s.read);
-        let viewer = CatalogViewer {
+        CatalogViewer {
             admin: who.admin && readable,
             signed_in: who.user.is_some() && readable,
             user_id: match &who.user {
@@ -399,9 +438,7 @@ impl Auth {
             },
             own_namespace: own,
             default_visibility: self.0.config.default_visibility.as_str(),
-        };
-        let names = self.meta().visible_catalog(last, n, &viewer).await?;
-        Ok(names.iter().map(ToString::to_string).collect())
+        }
     }
 
     // ---------------------------------------------------------------- token endpoint
@@ -439,7 +476,7 @@ impl Auth {
             .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
             .collect::<Vec<_>>()
             .join(" ");
-        let at = now();
+        let at = self.now();
         let ttl = self.0.config.token_ttl_secs as i64;
         let token = self.0.keys.sign(&who.subject, access, at, ttl, None)?;
         let refresh_token = if offline && !who.is_anonymous() {
@@ -467,7 +504,7 @@ impl Auth {
         let claims = self
             .0
             .keys
-            .verify(refresh_token)
+            .verify_at(refresh_token, self.now())
             .map_err(|_| Error::Unauthorized("invalid or expired refresh token".into()))?;
         if claims.typ.as_deref() != Some("refresh") {
             return Err(Error::Unauthorized("not a refresh token".into()));
@@ -489,7 +526,7 @@ impl Auth {
         detail: Option<&str>,
     ) {
         if let Err(e) = self
-            .meta()
+            .index()
             .audit(actor, client, action, target, detail)
             .await
         {
@@ -497,6 +534,8 @@ impl Auth {
         }
     }
 
+    /// The audit log, newest first, before id `before` (0: from the newest), `n` at most:
+    /// administrators only.
     pub async fn audit_entries(
         &self,
         who: &Identity,
@@ -504,7 +543,7 @@ impl Auth {
         n: u32,
     ) -> Result<Vec<crate::meta::audit::AuditRow>> {
         require_admin(who)?;
-        self.meta().audit_entries(before, n).await
+        self.index().audit_entries(before, n).await
     }
 }
 

@@ -22,6 +22,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role stored as `level` (its numeric value); `None` for an unknown level.
     pub fn from_level(level: i64) -> Option<Role> {
         [
             Role::Guest,
@@ -34,6 +35,7 @@ impl Role {
         .find(|r| *r as i64 == level)
     }
 
+    /// A role by name, in any case (`developer`, `Maintainer`).
     pub fn parse(s: &str) -> Option<Role> {
         serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
     }
@@ -42,8 +44,11 @@ impl Role {
 /// What can be done to a repository (or its namespace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Read manifests, blobs, tags and referrers.
     Pull,
+    /// Upload blobs, push manifests and tags.
     Push,
+    /// Delete manifests, tags and blobs.
     Delete,
     /// Maintainer work: policies, protected tags.
     Maintain,
@@ -54,12 +59,16 @@ pub enum Action {
 /// The registry scopes a token may carry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scopes {
+    /// `read_registry`: pull.
     pub read: bool,
+    /// `write_registry`: push.
     pub write: bool,
+    /// `delete_registry`: delete.
     pub delete: bool,
 }
 
 impl Scopes {
+    /// Every scope's name, in the order [`Scopes::names`] lists them.
     pub const ALL: [&'static str; 3] = ["read_registry", "write_registry", "delete_registry"];
 
     /// Parses `read_registry,write_registry,...` (commas or spaces); unknown names are errors.
@@ -83,6 +92,7 @@ impl Scopes {
         Ok(scopes)
     }
 
+    /// The names of the scopes this holds.
     pub fn names(&self) -> Vec<&'static str> {
         [self.read, self.write, self.delete]
             .into_iter()
@@ -101,6 +111,7 @@ pub struct Identity {
     pub name: String,
     /// The user acting (the owner of a personal token); `None` for anonymous and deploy tokens.
     pub user: Option<(i64, String)>,
+    /// An administrator (everything, everywhere; a token of one is still limited by scopes).
     pub admin: bool,
     /// A token's limits; `None` for a password login (everything the user may do).
     pub scopes: Option<Scopes>,
@@ -109,6 +120,7 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Nobody: a request without credentials.
     pub fn anonymous() -> Identity {
         Identity {
             subject: "anonymous".into(),
@@ -120,6 +132,7 @@ impl Identity {
         }
     }
 
+    /// Neither a user nor a deploy token.
     pub fn is_anonymous(&self) -> bool {
         self.user.is_none() && self.namespace.is_none()
     }
@@ -130,6 +143,7 @@ impl Identity {
 pub struct Target<'a> {
     /// First path component of the repository name.
     pub namespace: &'a str,
+    /// The repository's visibility (its own, its namespace's, or the default).
     pub visibility: Visibility,
     /// The user's role in the namespace, if a member.
     pub role: Option<Role>,
@@ -180,8 +194,11 @@ pub fn decide(who: &Identity, target: &Target<'_>, action: Action) -> bool {
 /// What a caller may do on one repository, decided once per request and handed to handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Grant {
+    /// May pull.
     pub pull: bool,
+    /// May push.
     pub push: bool,
+    /// May delete.
     pub delete: bool,
     /// Maintainer rights (protected tags, policies).
     pub maintain: bool,
@@ -196,6 +213,7 @@ impl Grant {
         maintain: true,
     };
 
+    /// What `who` may do on `target`, every action decided by [`decide`].
     pub fn of(who: &Identity, target: &Target<'_>) -> Grant {
         Grant {
             pull: decide(who, target, Action::Pull),
@@ -205,6 +223,7 @@ impl Grant {
         }
     }
 
+    /// Whether this grant allows `action` (owner work counts as maintainer work here).
     pub fn allows(&self, action: Action) -> bool {
         match action {
             Action::Pull => self.pull,

@@ -11,22 +11,33 @@ use crate::oci::RepoName;
 /// One entry of the `access` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceActions {
+    /// The resource type: `repository` or `registry`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The resource: a repository name, or `catalog`.
     pub name: String,
+    /// The granted actions (`pull`, `push`, `delete`, `*`).
     pub actions: Vec<String>,
 }
 
 /// The claims Berth signs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    /// Issuer (`auth.issuer`).
     pub iss: String,
+    /// Subject: `anonymous`, `user:<id>` or `token:<id>`.
     pub sub: String,
+    /// Audience: the registry's service name (`auth.service`).
     pub aud: String,
+    /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Not before, Unix seconds.
     pub nbf: i64,
+    /// Issued at, Unix seconds.
     pub iat: i64,
+    /// A unique id.
     pub jti: String,
+    /// What the token grants.
     #[serde(default)]
     pub access: Vec<ResourceActions>,
     /// `refresh` for refresh tokens, which never authorize a registry request.
@@ -44,6 +55,7 @@ impl Claims {
             .collect()
     }
 
+    /// Whether the token grants `registry:catalog:*`.
     pub fn allows_catalog(&self) -> bool {
         self.access
             .iter()
@@ -54,10 +66,14 @@ impl Claims {
 /// A requested scope: `repository:<name>:<actions>` or `registry:catalog:*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// Actions on one repository.
     Repository {
+        /// The repository.
         name: RepoName,
+        /// The actions asked for (`pull`, `push`, `delete`, `*`).
         actions: Vec<String>,
     },
+    /// The catalog.
     Catalog,
 }
 
@@ -96,6 +112,9 @@ impl Scope {
     }
 }
 
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const CLOCK_LEEWAY_SECS: i64 = 30;
+
 /// The signing key and what verifies its tokens.
 pub struct Keys {
     encoding: EncodingKey,
@@ -124,8 +143,10 @@ impl Keys {
         validation.set_audience(&[service]);
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-        validation.validate_nbf = true;
-        validation.leeway = 30;
+        // Expiry and not-before are checked against the registry's clock in `verify_at`,
+        // not against the system clock the library would read.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         Ok(Keys {
             encoding: EncodingKey::from_ed_der(&der),
             decoding: DecodingKey::from_ed_der(pair.public_key().as_ref()),
@@ -160,11 +181,27 @@ impl Keys {
         Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
     }
 
-    /// Verifies signature, algorithm, issuer, audience, expiry and not-before.
+    /// Verifies signature, algorithm, issuer, audience, expiry and not-before, the times
+    /// against the system clock (for verifiers outside the server).
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        self.verify_at(token, crate::clock::Clock::default().now())
+    }
+
+    /// Verifies signature, algorithm, issuer, audience, expiry and not-before, the times
+    /// against `now` (Unix seconds, the registry's clock) with [`CLOCK_LEEWAY_SECS`] of
+    /// leeway either way.
+    pub fn verify_at(&self, token: &str, now: i64) -> Result<Claims, String> {
+        use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if claims.exp < now - CLOCK_LEEWAY_SECS {
+            return Err(JwtError::from(ErrorKind::ExpiredSignature).to_string());
+        }
+        if claims.nbf > now + CLOCK_LEEWAY_SECS {
+            return Err(JwtError::from(ErrorKind::ImmatureSignature).to_string());
+        }
+        Ok(claims)
     }
 
     /// The public key, raw (32 bytes), for tests and for other verifiers.
@@ -208,12 +245,17 @@ mod tests {
     fn tokens_round_trip_and_check_audience() {
         let key = Keys::generate();
         let keys = Keys::load(&key, "berth", "svc").unwrap();
-        let now = crate::meta::now();
+        let now = crate::clock::Clock::default().now();
         let t = keys.sign("user:1", vec![], now, 60, None).unwrap();
         assert_eq!(keys.verify(&t).unwrap().sub, "user:1");
         let other = Keys::load(&key, "berth", "elsewhere").unwrap();
         assert!(other.verify(&t).is_err());
         let expired = keys.sign("user:1", vec![], now - 3600, 60, None).unwrap();
         assert!(keys.verify(&expired).is_err());
+        // The registry's clock decides: a valid token expires when it moves past `exp`.
+        assert!(keys.verify_at(&t, now + 60 + CLOCK_LEEWAY_SECS).is_ok());
+        assert!(keys.verify_at(&t, now + 61 + CLOCK_LEEWAY_SECS).is_err());
+        assert!(keys.verify_at(&t, now - 1 - CLOCK_LEEWAY_SECS).is_err());
+        assert!(keys.verify_at(&expired, now - 3600).is_ok());
     }
 }

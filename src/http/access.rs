@@ -8,34 +8,34 @@ use axum::{
     http::{HeaderValue, Method, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use base64::Engine as _;
 
-use super::{Ctx, Query, Route};
+use super::{Query, Route};
 use crate::{
-    auth::{Action, Auth, Claims, Grant, Identity},
+    auth::{Action, Auth, Claims, Credentials, CredentialsError, Grant, Identity},
     error::Error,
     oci::RepoName,
 };
 
-/// Largest `Authorization` header looked at; a JWT of many scopes stays far below.
-const AUTHORIZATION_MAX: usize = 8 * 1024;
-
 /// Who is asking and what they may do on the route's repository.
 #[derive(Debug, Clone)]
 pub struct Access {
+    /// The verified identity (anonymous without credentials).
     pub identity: Identity,
     /// What the caller may do on the repository of the route (everything without auth).
     pub grant: Grant,
-    /// Credentials were presented (and verified).
-    pub credentialed: bool,
+    /// A cross-repository mount asked for in the query may be tried ([`may_mount`]); when
+    /// not, an upload start ignores `mount` and `from` and opens a plain session.
+    pub may_mount: bool,
 }
 
 impl Access {
+    /// Everything allowed to the local administrator: the access of every request when
+    /// auth is off.
     pub fn open() -> Access {
         Access {
             identity: Identity::local_admin(),
             grant: Grant::ALL,
-            credentialed: false,
+            may_mount: true,
         }
     }
 }
@@ -66,24 +66,142 @@ fn needs(method: &Method, route: &Route) -> Option<(RepoName, Action)> {
 }
 
 /// Authenticates and authorizes one request. `Err` is the response to send instead.
+/// `realm` makes the absolute URL of a path on this registry (for the challenge's realm).
 pub(super) async fn check(
     auth: &Auth,
     parts: &Parts,
     route: &Route,
-    query: &mut Query,
+    query: &Query,
     client: &str,
-    ctx_for_realm: impl Fn(&str) -> String,
+    realm: impl Fn(&str) -> String + Sync,
 ) -> Result<Access, Response> {
-    let challenge = |scope: Option<String>, error: Option<&str>, e: Error| {
-        let realm = auth
-            .config()
+    let challenge = Challenge {
+        auth,
+        realm: &realm,
+    };
+    let needed = needs(&parts.method, route);
+    let requester = match identify(auth, parts, client).await {
+        Ok(found) => found,
+        Err(e @ Error::TooManyRequests { .. }) => return Err(e.into_response()),
+        Err(e) => return Err(challenge.respond(needed.as_ref().map(scope_of), None, e)),
+    };
+    let Some((repo, action)) = needed else {
+        // The base route and the catalog act on no repository: the base route needs
+        // credentials (clients probe it to learn how to sign in), the catalog filters itself.
+        if matches!(route, Route::Base) && !requester.credentialed() {
+            return Err(challenge.respond(
+                None,
+                None,
+                Error::Unauthorized("sign in to use this registry".into()),
+            ));
+        }
+        return Ok(requester.into_access(Grant::default(), false));
+    };
+    let live = auth
+        .grant(&requester.identity, &repo)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let grant = requester.token_limits(live, &repo);
+    // Referrers answer an empty list to those who may not read (the handler checks).
+    if !grant.allows(action) && !matches!(route, Route::Referrers { .. }) {
+        return Err(refusal(
+            &challenge, route, &requester, &repo, action, live, grant,
+        ));
+    }
+    let may_mount = matches!(route, Route::Uploads { .. })
+        && may_mount(auth, &requester, query.get("mount"), query.get("from")).await;
+    Ok(requester.into_access(grant, may_mount))
+}
+
+/// The verified credentials of a request.
+struct Requester {
+    identity: Identity,
+    /// The claims of a bearer token; `None` for Basic credentials or none.
+    claims: Option<Claims>,
+}
+
+impl Requester {
+    /// Credentials were presented (an anonymous bearer token counts).
+    fn credentialed(&self) -> bool {
+        !self.identity.is_anonymous() || self.claims.is_some()
+    }
+
+    /// The access of this requester, with `grant` on the route's repository.
+    fn into_access(self, grant: Grant, may_mount: bool) -> Access {
+        Access {
+            identity: self.identity,
+            grant,
+            may_mount,
+        }
+    }
+
+    /// `live` (what the identity may do on `repo`) cut down to what a bearer token grants.
+    fn token_limits(&self, live: Grant, repo: &RepoName) -> Grant {
+        match &self.claims {
+            Some(c) => live.limit_to(&c.actions_on(repo.as_str())),
+            None => live,
+        }
+    }
+}
+
+/// The answer to a request whose grant does not allow `action` on `repo`: a challenge to
+/// sign in or to ask for a wider token, 403 DENIED for a known identity without the right,
+/// and for a read the caller may not see, exactly the answer a missing repository gets.
+fn refusal(
+    challenge: &Challenge<'_>,
+    route: &Route,
+    requester: &Requester,
+    repo: &RepoName,
+    action: Action,
+    live: Grant,
+    grant: Grant,
+) -> Response {
+    let scope = scope_of(&(repo.clone(), action));
+    let scope_actions = scope.rsplit(':').next().unwrap_or("").to_owned();
+    if !requester.credentialed() {
+        return challenge.respond(
+            Some(scope),
+            None,
+            Error::Unauthorized(format!("sign in to {} {repo}", verb(action))),
+        );
+    }
+    if requester.claims.is_some() && live.allows(action) {
+        // The identity may, the token was asked for less: the client asks again.
+        return challenge.respond(
+            Some(scope),
+            Some("insufficient_scope"),
+            Error::Unauthorized(format!(
+                "the token does not grant {scope_actions} on {repo}"
+            )),
+        );
+    }
+    match (action, route) {
+        (Action::Pull, Route::Manifest { .. }) => Error::ManifestUnknown,
+        (Action::Pull, Route::Blob { .. }) => Error::BlobUnknown,
+        (Action::Pull, _) => Error::NameUnknown,
+        _ if live.pull || grant.pull => Error::Denied(denial(&requester.identity, action, repo)),
+        // Not even visible: say no more than to a missing repository's pusher.
+        _ => Error::Denied(format!("{} {repo} is not allowed", verb(action))),
+    }
+    .into_response()
+}
+
+/// The token spec's 401: a `WWW-Authenticate` challenge naming where to get a token and,
+/// when known, the scope to ask for.
+struct Challenge<'a> {
+    auth: &'a Auth,
+    /// Makes the absolute URL of a path on this registry.
+    realm: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+impl Challenge<'_> {
+    fn respond(&self, scope: Option<String>, error: Option<&str>, e: Error) -> Response {
+        let config = self.auth.config();
+        let realm = config
             .realm
             .clone()
-            .unwrap_or_else(|| ctx_for_realm("/token"));
-        let mut value = format!(
-            "Bearer realm=\"{realm}\",service=\"{}\"",
-            auth.config().service
-        );
+            .unwrap_or_else(|| (self.realm)("/token"));
+        let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", config.service);
         if let Some(scope) = scope {
             value.push_str(&format!(",scope=\"{scope}\""));
         }
@@ -95,96 +213,17 @@ pub(super) async fn check(
             response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         response
-    };
-    let needed = needs(&parts.method, route);
-    let scope_of = |(repo, action): &(RepoName, Action)| {
-        let actions = match action {
-            Action::Pull => "pull",
-            Action::Delete => "delete",
-            _ => "pull,push",
-        };
-        format!("repository:{repo}:{actions}")
-    };
-    let (identity, claims) = match identify(auth, parts, client).await {
-        Ok(found) => found,
-        Err(e @ Error::TooManyRequests { .. }) => return Err(e.into_response()),
-        Err(e) => return Err(challenge(needed.as_ref().map(scope_of), None, e)),
-    };
-    let credentialed = !identity.is_anonymous() || claims.is_some();
-    let Some((repo, action)) = needed else {
-        if matches!(route, Route::Base) && !credentialed {
-            return Err(challenge(
-                None,
-                None,
-                Error::Unauthorized("sign in to use this registry".into()),
-            ));
-        }
-        return Ok(Access {
-            identity,
-            grant: Grant::default(),
-            credentialed,
-        });
-    };
-    let live = auth
-        .grant(&identity, &repo)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let grant = match &claims {
-        Some(c) => live.limit_to(&c.actions_on(repo.as_str())),
-        None => live,
-    };
-    if action == Action::Push
-        && let Some(from) = query.get("from").map(str::to_owned)
-    {
-        // A mount reads from another repository: only one the caller may pull from.
-        let readable = match from.parse::<RepoName>() {
-            Ok(from) => mount_source_allowed(auth, &identity, claims.as_ref(), &from).await,
-            Err(_) => false,
-        };
-        if !readable {
-            query.remove("mount");
-            query.remove("from");
-        }
-    } else if action == Action::Push && query.get("mount").is_some() {
-        // Without `from` the registry would search every repository for the digest.
-        query.remove("mount");
     }
-    if grant.allows(action) || matches!(route, Route::Referrers { .. }) {
-        return Ok(Access {
-            identity,
-            grant,
-            credentialed,
-        });
-    }
-    let scope_text = scope_of(&(repo.clone(), action));
-    let scope_actions = scope_text.rsplit(':').next().unwrap_or("").to_owned();
-    let scope = Some(scope_text);
-    if !credentialed {
-        return Err(challenge(
-            scope,
-            None,
-            Error::Unauthorized(format!("sign in to {} {repo}", verb(action))),
-        ));
-    }
-    if claims.is_some() && live.allows(action) {
-        // The identity may, the token was asked for less: the client asks again.
-        return Err(challenge(
-            scope,
-            Some("insufficient_scope"),
-            Error::Unauthorized(format!(
-                "the token does not grant {scope_actions} on {repo}"
-            )),
-        ));
-    }
-    Err(match (action, route) {
-        (Action::Pull, Route::Manifest { .. }) => Error::ManifestUnknown,
-        (Action::Pull, Route::Blob { .. }) => Error::BlobUnknown,
-        (Action::Pull, _) => Error::NameUnknown,
-        _ if live.pull || grant.pull => Error::Denied(denial(&identity, action, &repo)),
-        // Not even visible: say no more than to a missing repository's pusher.
-        _ => Error::Denied(format!("{} {repo} is not allowed", verb(action))),
-    }
-    .into_response())
+}
+
+/// The scope a client asks the token endpoint for to do `action` on `repo`.
+fn scope_of((repo, action): &(RepoName, Action)) -> String {
+    let actions = match action {
+        Action::Pull => "pull",
+        Action::Delete => "delete",
+        _ => "pull,push",
+    };
+    format!("repository:{repo}:{actions}")
 }
 
 fn verb(action: Action) -> &'static str {
@@ -208,78 +247,64 @@ fn denial(who: &Identity, action: Action, repo: &RepoName) -> String {
     }
 }
 
-async fn mount_source_allowed(
+/// Whether an upload start's cross-repository mount (`?mount=<digest>&from=<repo>`) may be
+/// tried. A mount reads from another repository, so only from one the requester may pull
+/// from (with a bearer token, one its claims let it pull from); without `from` the registry
+/// would search every repository for the digest, so that is never tried. A refused mount is
+/// not an error: the spec lets a registry answer a mount it will not do with a plain upload
+/// session, and the client then pushes the blob.
+async fn may_mount(
     auth: &Auth,
-    who: &Identity,
-    claims: Option<&Claims>,
-    from: &RepoName,
+    requester: &Requester,
+    mount: Option<&str>,
+    from: Option<&str>,
 ) -> bool {
-    let Ok(grant) = auth.grant(who, from).await else {
+    let (Some(_), Some(from)) = (mount, from) else {
         return false;
     };
-    match claims {
-        Some(c) => grant.limit_to(&c.actions_on(from.as_str())).pull,
-        None => grant.pull,
+    let Ok(from) = from.parse::<RepoName>() else {
+        return false;
+    };
+    match auth.grant(&requester.identity, &from).await {
+        Ok(live) => requester.token_limits(live, &from).pull,
+        Err(_) => false,
     }
 }
 
 /// The identity of the request's credentials (anonymous without any), with the token's
 /// claims for a bearer token.
-async fn identify(
-    auth: &Auth,
-    parts: &Parts,
-    client: &str,
-) -> Result<(Identity, Option<Claims>), Error> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        return Ok((Identity::anonymous(), None));
-    };
-    if value.len() > AUTHORIZATION_MAX {
-        return Err(Error::Unauthorized("credentials too large".into()));
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| Error::Unauthorized("malformed Authorization header".into()))?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let (identity, claims) = auth.bearer(rest.trim()).await?;
-        return Ok((identity, Some(claims)));
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        if !auth.config().basic_on_v2 {
+async fn identify(auth: &Auth, parts: &Parts, client: &str) -> Result<Requester, Error> {
+    let presented = Credentials::parse(parts.headers.get(header::AUTHORIZATION));
+    let (identity, claims) = match presented {
+        Ok(Credentials::None) => (Identity::anonymous(), None),
+        Ok(Credentials::Bearer(token)) => {
+            let (identity, claims) = auth.bearer(&token).await?;
+            (identity, Some(claims))
+        }
+        // Token-only mode refuses Basic before looking inside it.
+        Ok(Credentials::Basic { .. }) | Err(CredentialsError::MalformedBasic)
+            if !auth.config().basic_on_v2 =>
+        {
             return Err(Error::Unauthorized(
                 "this registry takes bearer tokens: get one from the token endpoint".into(),
             ));
         }
-        let (user, password) = basic_credentials(rest)
-            .ok_or_else(|| Error::Unauthorized("malformed Basic credentials".into()))?;
-        return Ok((auth.login(&user, &password, client).await?, None));
+        Ok(Credentials::Basic { user, password }) => {
+            (auth.login(&user, &password, client).await?, None)
+        }
+        Err(e) => return Err(Error::Unauthorized(unreadable(e).into())),
+    };
+    Ok(Requester { identity, claims })
+}
+
+/// How `/v2/` words an unreadable `Authorization` header.
+fn unreadable(e: CredentialsError) -> &'static str {
+    match e {
+        CredentialsError::TooLarge => "credentials too large",
+        CredentialsError::Malformed => "malformed Authorization header",
+        CredentialsError::MalformedBasic => "malformed Basic credentials",
+        CredentialsError::UnsupportedScheme => {
+            "unsupported Authorization scheme: use Basic or Bearer"
+        }
     }
-    Err(Error::Unauthorized(
-        "unsupported Authorization scheme: use Basic or Bearer".into(),
-    ))
-}
-
-/// `user:password` of a Basic `Authorization` value.
-pub(crate) fn basic_credentials(encoded: &str) -> Option<(String, String)> {
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-/// The `/v2/` catalog as the caller may see it (auth on).
-pub(super) async fn catalog_page(
-    ctx: &Ctx<'_>,
-    last: &str,
-    n: u32,
-) -> crate::error::Result<crate::registry::Page<String>> {
-    let mut items = ctx
-        .auth
-        .visible_catalog(&ctx.access.identity, last, n.saturating_add(1))
-        .await?;
-    let more = items.len() > n as usize;
-    items.truncate(n as usize);
-    Ok(crate::registry::Page { items, more })
 }

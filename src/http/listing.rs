@@ -34,14 +34,14 @@ pub(super) async fn tags(ctx: Ctx<'_>, name: RepoName) -> Result<Response> {
 
 pub(super) async fn catalog(ctx: Ctx<'_>) -> Result<Response> {
     let n = ctx.query.page_size()?;
-    let page = if ctx.auth.enabled() {
-        let n = n
-            .unwrap_or(ctx.registry.limits().page_max_entries)
-            .min(ctx.registry.limits().page_max_entries);
-        super::access::catalog_page(&ctx, ctx.query.get("last").unwrap_or(""), n).await?
-    } else {
-        ctx.registry.catalog(None, ctx.query.get("last"), n).await?
-    };
+    let viewer = ctx
+        .auth
+        .enabled()
+        .then(|| ctx.auth.catalog_viewer(&ctx.access.identity));
+    let page = ctx
+        .registry
+        .catalog(viewer.as_ref(), ctx.query.get("last"), n)
+        .await?;
     let link = next_link(&page, n, |last, n| {
         format!("/v2/_catalog?n={n}&last={last}")
     });
@@ -60,10 +60,7 @@ pub(super) async fn referrers(ctx: Ctx<'_>, name: RepoName, subject: Digest) -> 
             .referrers(&name, &subject, artifact_type, ctx.query.get("last"), n)
             .await?
     } else {
-        Page {
-            items: Vec::new(),
-            more: false,
-        }
+        Page::empty()
     };
     let link = next_link(&page, n, |last, n| {
         let filter = artifact_type

@@ -1,44 +1,41 @@
-//! HTTP: axum only. Knows headers and status codes; knows nothing of SQL or object keys.
-//! Every `/v2/` request goes through [`dispatch`], which parses the [`Route`], and a thin
-//! handler per spec noun that extracts, calls the registry once and shapes the response.
+//! HTTP: the `/v2/` API, the token endpoint and the health check, axum only. Knows headers
+//! and status codes; knows nothing of SQL or object keys. Every `/v2/` request goes through
+//! `dispatch`, which parses the `Route` and checks access once, and a thin handler per
+//! spec noun that extracts, calls the registry once and shapes the response.
+//!
+//! Layering: handlers call [`crate::registry`] and [`crate::auth`] through the shared
+//! [`crate::state::AppState`]; nothing here knows the management API, nor it this.
 
-pub mod access;
+mod access;
 mod blobs;
 mod listing;
 mod manifests;
-pub mod route;
+mod route;
 mod token;
 mod uploads;
 
 use axum::{
     Router,
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::{
     auth::Auth,
     error::{Error, Result},
     registry::Registry,
+    state::{AppState, client_address},
 };
-pub use access::Access;
-pub use route::Route;
+use access::Access;
+use route::Route;
 
-/// What every handler shares: the domain, and what the request path needs beside it.
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Registry,
-    pub auth: Auth,
-    /// Served over TLS by Berth itself: absolute URLs it builds are `https`.
-    pub https: bool,
-}
-
-/// Builds the whole HTTP surface over `registry`, guarded by `auth`.
-pub fn router(registry: Registry, auth: Auth, https: bool) -> Router {
+/// The registry's own routes: the `/v2/` API, the token endpoint and the health check.
+/// [`crate::serve`] merges them with the management API's and attaches the state.
+pub fn routes() -> Router<AppState> {
     let v2 = Router::new()
         .route("/v2", axum::routing::any(dispatch))
         .route("/v2/", axum::routing::any(dispatch))
@@ -49,24 +46,8 @@ pub fn router(registry: Registry, auth: Auth, https: bool) -> Router {
         ));
     Router::new()
         .merge(v2)
-        .nest("/api/v1", crate::api::router())
         .route("/token", get(token::get).post(token::post))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(AppState {
-            registry,
-            auth,
-            https,
-        })
-}
-
-/// The peer address of a request, as the listener saw it (proxies' headers are not trusted:
-/// they would let anyone escape the login rate limit).
-pub(crate) fn client_address(extensions: &axum::http::Extensions) -> String {
-    extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Routes one `/v2/` request to its handler.
@@ -78,7 +59,7 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
         percent_encoding::percent_decode_str(raw_path.strip_prefix("/v2").unwrap_or(raw_path))
             .decode_utf8_lossy()
             .into_owned();
-    let mut query = Query::parse(parts.uri.query());
+    let query = Query::parse(parts.uri.query());
     let route = match Route::parse(&path) {
         Ok(route) => route,
         Err(e) => return e.into_response(),
@@ -102,7 +83,7 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             }
             .location(path)
         };
-        match access::check(auth, &parts, &route, &mut query, &client, realm).await {
+        match access::check(auth, &parts, &route, &query, &client, realm).await {
             Ok(access) => access,
             Err(refusal) => return close_if_body_unread(has_body, refusal),
         }
@@ -249,10 +230,6 @@ impl Query {
                 .into_owned()
                 .collect(),
         )
-    }
-
-    fn remove(&mut self, key: &str) {
-        self.0.retain(|(k, _)| k != key);
     }
 
     fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {

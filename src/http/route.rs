@@ -82,6 +82,7 @@ impl Route {
     }
 }
 
+/// A digest from a path or query parameter; malformed is DIGEST_INVALID.
 pub fn parse_digest(s: &str) -> Result<Digest, Error> {
     s.parse()
         .map_err(|e: crate::oci::digest::DigestError| Error::DigestInvalid(e.to_string()))

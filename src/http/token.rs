@@ -9,10 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{AppState, Query, access::basic_credentials, client_address};
+use super::Query;
 use crate::{
-    auth::{Identity, Scope},
+    auth::{Credentials, CredentialsError, Identity, Scope},
     error::{Error, Result},
+    state::{AppState, client_address},
 };
 
 /// Largest form accepted by POST.
@@ -95,20 +96,17 @@ fn check_service(app: &AppState, service: Option<&str>) -> Result<()> {
     }
 }
 
+/// The token endpoint takes Basic credentials only (a bearer token cannot mint another).
 async fn basic_login(app: &AppState, headers: &HeaderMap, client: &str) -> Result<Identity> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("basic") || value.len() > 8 * 1024 {
-        return Err(Error::Unauthorized(
+    match Credentials::parse(headers.get(header::AUTHORIZATION)) {
+        Ok(Credentials::Basic { user, password }) => app.auth.login(&user, &password, client).await,
+        Err(CredentialsError::MalformedBasic) => {
+            Err(Error::Unauthorized("malformed Basic credentials".into()))
+        }
+        _ => Err(Error::Unauthorized(
             "the token endpoint takes Basic credentials".into(),
-        ));
+        )),
     }
-    let (user, password) = basic_credentials(rest)
-        .ok_or_else(|| Error::Unauthorized("malformed Basic credentials".into()))?;
-    app.auth.login(&user, &password, client).await
 }
 
 fn parse_scopes<'a>(raw: impl Iterator<Item = &'a str>) -> Result<Vec<Scope>> {

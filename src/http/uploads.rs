@@ -15,7 +15,8 @@ use crate::{
 };
 
 pub(super) async fn start(ctx: Ctx<'_>, name: RepoName, body: Body) -> Result<Response> {
-    if let Some(mount) = ctx.query.get("mount") {
+    // Access control decided whether a mount may be tried; when not, a plain session.
+    if let Some(mount) = ctx.query.get("mount").filter(|_| ctx.access.may_mount) {
         let digest = parse_digest(mount)?;
         let from = match ctx.query.get("from") {
             Some(f) => Some(

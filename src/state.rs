@@ -1,0 +1,27 @@
+//! What every request handler shares, `/v2/` and `/api/v1` alike: the domain services and
+//! the peer address. It sits below both [`crate::http`] and [`crate::api`] so that neither
+//! imports the other; [`crate::serve`] builds it once and attaches it to the merged routes.
+
+use axum::extract::ConnectInfo;
+
+use crate::{auth::Auth, registry::Registry};
+
+/// The state attached to every route: the domain, access control, and how we are reached.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry domain: blobs, uploads, manifests, tags and the catalog.
+    pub registry: Registry,
+    /// Access control: who is asking and what they may do.
+    pub auth: Auth,
+    /// Served over TLS by Berth itself: absolute URLs it builds are `https`.
+    pub https: bool,
+}
+
+/// The peer address of a request, as the listener saw it (proxies' headers are not trusted:
+/// they would let anyone escape the login rate limit).
+pub fn client_address(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
