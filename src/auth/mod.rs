@@ -379,7 +379,7 @@ impl Auth {
     }
 
     fn default_visibility(&self) -> Visibility {
-        Visibility::parse(&self.0.config.default_visibility).unwrap_or(Visibility::Private)
+        self.0.config.default_visibility
     }
 
     /// The catalog page `who` may see.

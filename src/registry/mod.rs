@@ -49,12 +49,8 @@ pub struct Registry {
 impl Registry {
     /// Opens the index and the blob store `config` names.
     pub async fn open(config: &Config) -> anyhow::Result<Registry> {
-        let mut meta = Meta::connect(
-            &config.database_config()?,
-            &config.limits,
-            config.durability.fsync,
-        )
-        .await?;
+        let mut meta =
+            Meta::connect(&config.database, &config.limits, config.durability.fsync).await?;
         meta.set_review_delay(config.gc.continuous.then_some(config.gc.review_delay_secs));
         let blobs = Blobs::open(config)?;
         Ok(Registry {
