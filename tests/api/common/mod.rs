@@ -99,6 +99,9 @@ pub struct TestServer {
     pub database_url: String,
     /// The configuration it runs with.
     pub config: berth::Config,
+    /// The server's clock: [`berth::clock::Clock::advance`] moves the time every rule of the
+    /// server (and of replicas opened from `config`) reads, instead of a test waiting for it.
+    pub clock: berth::clock::Clock,
     dir: Option<TempDir>,
     token: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -148,6 +151,7 @@ impl TestServer {
             client: Client::new(),
             data_dir,
             database_url,
+            clock: config.clock.clone(),
             config,
             dir: Some(dir),
             token,
