@@ -36,7 +36,7 @@ const WRITES_IN_FLIGHT: usize = 2;
 const FILE_PART: usize = 1024 * 1024;
 
 /// Part size of streamed writes to a cloud store: S3 refuses parts under 5 MiB (but the last).
-/// With [`WRITES_IN_FLIGHT`], an upload holds at most about 24 MiB.
+/// With `WRITES_IN_FLIGHT` parts in flight, an upload holds at most about 24 MiB.
 pub const CLOUD_PART: usize = 8 * 1024 * 1024;
 
 /// An object as listed by the store.
