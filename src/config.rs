@@ -1,42 +1,84 @@
 //! Configuration: defaults, then a TOML file, then `BERTH_*` environment variables, then
-//! command-line flags. Everything is validated once at start; a bad value names its key.
+//! command-line flags. The layers meet in a [`ConfigFile`] (the keys as written), which is
+//! checked and resolved once into a [`Config`] of typed values; a bad value names its key.
+//! Nothing here opens a store or a database: that is for `meta` and `blobs`, given a `Config`.
 
 use std::{
+    collections::BTreeMap,
+    fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use object_store::{aws::AmazonS3ConfigKey, azure::AzureConfigKey, gcp::GoogleConfigKey};
+use serde::{Deserialize, Deserializer};
 
-/// The whole configuration. See `config/berth.example.toml` for every key with its default.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+use crate::{clock::Clock, oci::Visibility};
+
+/// The configuration the registry runs with: every value checked and typed. Built by
+/// [`Config::load`] (or [`ConfigFile::resolve`]); tests start from [`Config::with_data_dir`].
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Where the embedded defaults keep their files (SQLite index, blob tree).
     pub data_dir: PathBuf,
-    /// Metadata index; default `sqlite://<data_dir>/berth.db`.
-    pub database_url: Option<String>,
-    /// Blob store; default `file://<data_dir>/blobs`.
-    pub storage_url: Option<String>,
-    pub storage: StorageSettings,
+    /// The metadata index (`database_url`; default `sqlite://<data_dir>/berth.db`).
+    pub database: DatabaseConfig,
+    /// The blob store and how Berth uses it.
+    pub storage: Storage,
+    /// Sizes, pools and timeouts.
     pub limits: Limits,
+    /// What is flushed to disk before a push is acknowledged.
     pub durability: Durability,
+    /// Access control.
     pub auth: AuthConfig,
-    /// PEM certificate chain to serve HTTPS with (rustls); needs `tls_key`.
+    /// PEM certificate chain to serve HTTPS with (rustls); set together with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Garbage collection and cleanup policies.
     pub gc: GcConfig,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
-    #[serde(skip)]
-    pub clock: crate::clock::Clock,
+    pub clock: Clock,
+    /// This process's name in job leases (the `berth` command sets it from `HOSTNAME`; not
+    /// a configuration key).
+    pub node_name: String,
+}
+
+/// The configuration as written: the TOML file's keys with their defaults, after the
+/// environment and flags are applied and before anything is resolved. `berth check-config`
+/// prints it. See `config/berth.example.toml` for every key with its default.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    /// `listen`.
+    pub listen: SocketAddr,
+    /// `data_dir`.
+    pub data_dir: PathBuf,
+    /// `database_url`: resolved into [`Config::database`].
+    pub database_url: Option<String>,
+    /// `storage_url`: resolved, with `storage.options`, into [`Storage::backend`].
+    pub storage_url: Option<String>,
+    /// `[storage]`.
+    pub storage: StorageSettings,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[durability]`.
+    pub durability: Durability,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+    /// `tls_cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`.
+    pub tls_key: Option<PathBuf>,
+    /// `[gc]`.
+    pub gc: GcConfig,
 }
 
 /// Access control: users, tokens, roles and visibility (README, "Roles and visibility").
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Require identities on `/v2/` and `/api/v1`. Off by default, for zero setup on loopback.
@@ -61,10 +103,12 @@ pub struct AuthConfig {
     /// it the key lives in the metadata index, shared by every replica using it.
     pub signing_key_path: Option<PathBuf>,
     /// Visibility of repositories in namespaces without a setting of their own.
-    pub default_visibility: String,
+    #[serde(deserialize_with = "visibility")]
+    pub default_visibility: Visibility,
     /// Failed logins per client address, and per user name, within `failure_window_secs`
     /// before further attempts get 429.
     pub max_failures: u32,
+    /// The window `max_failures` counts in, in seconds.
     pub failure_window_secs: u64,
     /// How long a decision (identity, repository → grant) is reused, in seconds. Changes
     /// made on this replica apply at once; on other replicas within this delay.
@@ -88,7 +132,7 @@ impl Default for AuthConfig {
             token_ttl_secs: 300,
             refresh_ttl_secs: 30 * 24 * 3600,
             signing_key_path: None,
-            default_visibility: "private".into(),
+            default_visibility: Visibility::Private,
             max_failures: 10,
             failure_window_secs: 300,
             cache_secs: 5,
@@ -98,7 +142,19 @@ impl Default for AuthConfig {
     }
 }
 
-/// How Berth uses a cloud blob store.
+/// `auth.default_visibility`: one of the lowercase names, as the file has always taken them.
+fn visibility<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Visibility, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    Visibility::parse(&name)
+        .filter(|v| v.as_str() == name)
+        .ok_or_else(|| {
+            serde::de::Error::custom(
+                "auth.default_visibility: expected public, internal or private",
+            )
+        })
+}
+
+/// `[storage]` as written: how Berth uses a cloud blob store.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
@@ -111,7 +167,7 @@ pub struct StorageSettings {
     /// object_store configuration keys (`aws_endpoint`, `aws_region`,
     /// `azure_storage_account_name`, `google_service_account`, ...), applied over what the
     /// environment sets.
-    pub options: std::collections::BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
 }
 
 impl Default for StorageSettings {
@@ -122,6 +178,17 @@ impl Default for StorageSettings {
             options: Default::default(),
         }
     }
+}
+
+/// The blob store, resolved: where it is (with its checked options) and how it is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Storage {
+    /// The store `storage_url` names.
+    pub backend: StorageConfig,
+    /// Redirect blob GETs to presigned URLs of the store (a cloud `backend` only).
+    pub redirect: bool,
+    /// How long a presigned URL stays valid, in seconds (at least 1).
+    pub redirect_expiry_secs: u64,
 }
 
 /// Garbage collection and cleanup policies (README, "Storage lifecycle").
@@ -165,6 +232,7 @@ impl Default for GcConfig {
     }
 }
 
+/// What is made durable before a write is acknowledged (README, "Durability").
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Durability {
@@ -174,6 +242,7 @@ pub struct Durability {
     pub fsync: bool,
 }
 
+/// Sizes, connection pools and timeouts.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -192,9 +261,9 @@ pub struct Limits {
     pub storage_retry_timeout_secs: u64,
 }
 
-impl Default for Config {
+impl Default for ConfigFile {
     fn default() -> Self {
-        Config {
+        ConfigFile {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("berth-data"),
             database_url: None,
@@ -206,7 +275,6 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             gc: GcConfig::default(),
-            clock: crate::clock::Clock::default(),
         }
     }
 }
@@ -224,51 +292,79 @@ impl Default for Limits {
     }
 }
 
-/// Overrides from the environment or the command line, each named for error messages.
+/// Overrides from the environment or the command line; each value comes with the name of
+/// the variable or flag it came from, for error messages.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
+    /// `listen` (`--listen`, `BERTH_LISTEN`).
     pub listen: Option<(String, String)>,
+    /// `data_dir` (`--data-dir`, `BERTH_DATA_DIR`).
     pub data_dir: Option<PathBuf>,
+    /// `database_url` (`BERTH_DATABASE_URL`).
     pub database_url: Option<(String, String)>,
+    /// `storage_url` (`BERTH_STORAGE_URL`).
     pub storage_url: Option<(String, String)>,
+    /// `auth.enabled` (`BERTH_AUTH_ENABLED`): true/1/yes or false/0/no.
     pub auth_enabled: Option<(String, String)>,
+    /// `--allow-open-network`: sets `auth.allow_open_network` when true.
     pub allow_open_network: bool,
+    /// `BERTH_ADMIN_PASSWORD`.
     pub admin_password: Option<String>,
+    /// `tls_cert` (`--tls-cert`, `BERTH_TLS_CERT`).
     pub tls_cert: Option<PathBuf>,
+    /// `tls_key` (`--tls-key`, `BERTH_TLS_KEY`).
     pub tls_key: Option<PathBuf>,
 }
 
-/// Where the blobs live.
+/// Where the blobs live, with the store's checked `storage.options`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageConfig {
+    /// `file:///path` (or the default `<data_dir>/blobs`): a local directory.
     Fs {
+        /// The directory holding the key tree.
         root: PathBuf,
     },
-    /// `s3://bucket/prefix`; credentials, region and endpoint from the `AWS_*` environment.
+    /// `s3://bucket/prefix`; credentials, region and endpoint from the `AWS_*` environment,
+    /// then `options`.
     S3 {
+        /// The bucket.
         bucket: String,
+        /// Key prefix inside it (may be empty).
         prefix: String,
+        /// `storage.options`, as S3 keys.
+        options: Vec<(AmazonS3ConfigKey, String)>,
     },
-    /// `az://container/prefix`; account and key from the `AZURE_*` environment.
+    /// `az://container/prefix`; account and key from the `AZURE_*` environment, then `options`.
     Azure {
+        /// The container.
         container: String,
+        /// Key prefix inside it (may be empty).
         prefix: String,
+        /// `storage.options`, as Azure keys.
+        options: Vec<(AzureConfigKey, String)>,
     },
-    /// `gs://bucket/prefix`; credentials from the `GOOGLE_*` environment.
+    /// `gs://bucket/prefix`; credentials from the `GOOGLE_*` environment, then `options`.
     Gcs {
+        /// The bucket.
         bucket: String,
+        /// Key prefix inside it (may be empty).
         prefix: String,
+        /// `storage.options`, as Google Cloud Storage keys.
+        options: Vec<(GoogleConfigKey, String)>,
     },
 }
 
 /// Which database holds the metadata index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DatabaseConfig {
+    /// A SQLite file of this replica's own.
     Sqlite {
+        /// The database file.
         path: PathBuf,
     },
     /// A PostgreSQL server shared by every replica.
     Postgres {
+        /// The connection URL, as configured.
         url: String,
     },
 }
@@ -276,14 +372,31 @@ pub enum DatabaseConfig {
 impl Config {
     /// A default configuration keeping everything under `data_dir`.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
-        Config {
+        ConfigFile {
             data_dir: data_dir.into(),
-            ..Config::default()
+            ..ConfigFile::default()
         }
+        .resolve()
+        .expect("the default configuration is valid")
     }
 
-    /// Reads `file` (if any), applies `overrides`, and validates.
+    /// Reads `file` (if any), applies `overrides`, checks every value and resolves it.
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
+        ConfigFile::load(file, overrides)?.resolve()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::with_data_dir(ConfigFile::default().data_dir)
+    }
+}
+
+impl ConfigFile {
+    /// Reads `file` (if any) and applies `overrides`. An override is checked as it is
+    /// applied, so that a bad one is named by its variable or flag; the rest is checked by
+    /// [`ConfigFile::resolve`].
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<ConfigFile> {
         let mut config = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -291,7 +404,7 @@ impl Config {
                 toml::from_str(&text)
                     .with_context(|| format!("invalid config file {}", path.display()))?
             }
-            None => Config::default(),
+            None => ConfigFile::default(),
         };
         if let Some((key, value)) = overrides.listen {
             config.listen = value.parse().with_context(|| {
@@ -302,15 +415,11 @@ impl Config {
             config.data_dir = dir;
         }
         if let Some((key, value)) = overrides.database_url {
-            config
-                .database(Some(&value))
-                .with_context(|| format!("{key}: {value:?}"))?;
+            DatabaseConfig::from_url(&value).with_context(|| format!("{key}: {value:?}"))?;
             config.database_url = Some(value);
         }
         if let Some((key, value)) = overrides.storage_url {
-            config
-                .storage(Some(&value))
-                .with_context(|| format!("{key}: {value:?}"))?;
+            StorageConfig::from_url(&value).with_context(|| format!("{key}: {value:?}"))?;
             config.storage_url = Some(value);
         }
         if let Some((key, value)) = overrides.auth_enabled {
@@ -330,23 +439,32 @@ impl Config {
         if overrides.tls_key.is_some() {
             config.tls_key = overrides.tls_key;
         }
-        config.validate()?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> anyhow::Result<()> {
-        self.database(self.database_url.as_deref())
-            .context("database_url")?;
-        self.storage(self.storage_url.as_deref())
-            .context("storage_url")?;
-        let on_files = matches!(self.storage_config()?, StorageConfig::Fs { .. });
+    /// Checks every value and resolves the URLs (with their `data_dir` defaults) and the
+    /// store options into typed values; an error names the key at fault.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let database = match &self.database_url {
+            Some(url) => DatabaseConfig::from_url(url).context("database_url")?,
+            None => DatabaseConfig::Sqlite {
+                path: self.data_dir.join("berth.db"),
+            },
+        };
+        let location = match &self.storage_url {
+            Some(url) => StorageConfig::from_url(url).context("storage_url")?,
+            None => StorageConfig::Fs {
+                root: self.data_dir.join("blobs"),
+            },
+        };
+        let on_files = matches!(location, StorageConfig::Fs { .. });
         if on_files && self.storage.redirect {
             bail!("storage.redirect: needs a cloud storage_url (s3://, az:// or gs://)");
         }
         if on_files && !self.storage.options.is_empty() {
             bail!("storage.options: only apply to a cloud storage_url (s3://, az:// or gs://)");
         }
-        crate::blobs::check_options(&self.storage_config()?, &self.storage.options)?;
+        let backend = location.with_options(&self.storage.options)?;
         if self.storage.redirect_expiry_secs == 0 {
             bail!("storage.redirect_expiry_secs: must be at least 1");
         }
@@ -376,9 +494,6 @@ impl Config {
                 self.listen
             );
         }
-        if !["public", "internal", "private"].contains(&self.auth.default_visibility.as_str()) {
-            bail!("auth.default_visibility: expected public, internal or private");
-        }
         if self.auth.token_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
             bail!("auth.token_ttl_secs and auth.refresh_ttl_secs: must be at least 1");
         }
@@ -388,23 +503,74 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key: give both or neither");
         }
-        Ok(())
+        Ok(Config {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            database,
+            storage: Storage {
+                backend,
+                redirect: self.storage.redirect,
+                redirect_expiry_secs: self.storage.redirect_expiry_secs,
+            },
+            limits: self.limits,
+            durability: self.durability,
+            auth: self.auth,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            gc: self.gc,
+            clock: Clock::default(),
+            node_name: "berth".into(),
+        })
     }
+}
 
-    pub fn database_config(&self) -> anyhow::Result<DatabaseConfig> {
-        self.database(self.database_url.as_deref())
+/// `berth check-config` prints this, in the layout (and under the name) it has always
+/// shown: the keys as written, and the clock the resolved configuration starts with.
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url)
+            .field("storage_url", &self.storage_url)
+            .field("storage", &self.storage)
+            .field("limits", &self.limits)
+            .field("durability", &self.durability)
+            .field("auth", &self.auth)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("gc", &self.gc)
+            .field("clock", &Clock::default())
+            .finish()
     }
+}
 
-    pub fn storage_config(&self) -> anyhow::Result<StorageConfig> {
-        self.storage(self.storage_url.as_deref())
+/// Shows `default_visibility` by the name the file takes (`"private"`), as written.
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("allow_open_network", &self.allow_open_network)
+            .field("service", &self.service)
+            .field("issuer", &self.issuer)
+            .field("basic_on_v2", &self.basic_on_v2)
+            .field("realm", &self.realm)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("refresh_ttl_secs", &self.refresh_ttl_secs)
+            .field("signing_key_path", &self.signing_key_path)
+            .field("default_visibility", &self.default_visibility.as_str())
+            .field("max_failures", &self.max_failures)
+            .field("failure_window_secs", &self.failure_window_secs)
+            .field("cache_secs", &self.cache_secs)
+            .field("admin_user", &self.admin_user)
+            .field("admin_password", &self.admin_password)
+            .finish()
     }
+}
 
-    fn database(&self, url: Option<&str>) -> anyhow::Result<DatabaseConfig> {
-        let Some(url) = url else {
-            return Ok(DatabaseConfig::Sqlite {
-                path: self.data_dir.join("berth.db"),
-            });
-        };
+impl DatabaseConfig {
+    /// The index a `sqlite://PATH` or `postgres://…` URL names.
+    pub fn from_url(url: &str) -> anyhow::Result<DatabaseConfig> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
@@ -418,13 +584,11 @@ impl Config {
         }
         bail!("unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DB")
     }
+}
 
-    fn storage(&self, url: Option<&str>) -> anyhow::Result<StorageConfig> {
-        let Some(url) = url else {
-            return Ok(StorageConfig::Fs {
-                root: self.data_dir.join("blobs"),
-            });
-        };
+impl StorageConfig {
+    /// The store a `file://`, `s3://`, `az://` or `gs://` URL names, without options.
+    pub fn from_url(url: &str) -> anyhow::Result<StorageConfig> {
         let parsed = url::Url::parse(url).context("not a URL")?;
         match parsed.scheme() {
             "file" => {
@@ -447,12 +611,21 @@ impl Config {
                     .to_owned();
                 let prefix = parsed.path().trim_matches('/').to_owned();
                 Ok(match scheme {
-                    "s3" => StorageConfig::S3 { bucket, prefix },
+                    "s3" => StorageConfig::S3 {
+                        bucket,
+                        prefix,
+                        options: Vec::new(),
+                    },
                     "az" => StorageConfig::Azure {
                         container: bucket,
                         prefix,
+                        options: Vec::new(),
                     },
-                    _ => StorageConfig::Gcs { bucket, prefix },
+                    _ => StorageConfig::Gcs {
+                        bucket,
+                        prefix,
+                        options: Vec::new(),
+                    },
                 })
             }
             other => bail!(
@@ -461,17 +634,46 @@ impl Config {
             ),
         }
     }
+
+    /// This store with `storage.options` parsed as its own keys; an unknown key is refused.
+    fn with_options(mut self, given: &BTreeMap<String, String>) -> anyhow::Result<StorageConfig> {
+        fn parsed<K: std::str::FromStr<Err = object_store::Error>>(
+            given: &BTreeMap<String, String>,
+        ) -> anyhow::Result<Vec<(K, String)>> {
+            given
+                .iter()
+                .map(|(key, value)| {
+                    let key = key.parse().with_context(|| {
+                        format!("storage.options: unknown key {key:?} for this store")
+                    })?;
+                    Ok((key, value.clone()))
+                })
+                .collect()
+        }
+        match &mut self {
+            StorageConfig::Fs { .. } => {}
+            StorageConfig::S3 { options, .. } => *options = parsed(given)?,
+            StorageConfig::Azure { options, .. } => *options = parsed(given)?,
+            StorageConfig::Gcs { options, .. } => *options = parsed(given)?,
+        }
+        Ok(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The configuration a TOML text resolves to.
+    fn resolved(text: &str) -> anyhow::Result<Config> {
+        toml::from_str::<ConfigFile>(text)?.resolve()
+    }
+
     #[test]
     fn example_config_parses_and_matches_defaults() {
         let text = include_str!("../config/berth.example.toml");
-        let parsed: Config = toml::from_str(text).unwrap();
-        let default = Config::default();
+        let parsed: ConfigFile = toml::from_str(text).unwrap();
+        let default = ConfigFile::default();
         assert_eq!(parsed.listen, default.listen);
         assert_eq!(parsed.data_dir, default.data_dir);
         assert_eq!(
@@ -482,23 +684,20 @@ mod tests {
             parsed.limits.page_max_entries,
             default.limits.page_max_entries
         );
-        parsed.validate().unwrap();
+        parsed.resolve().unwrap();
     }
 
     #[test]
     fn ha_example_config_selects_shared_backends() {
         let text = include_str!("../config/berth.ha.example.toml");
-        let parsed: Config = toml::from_str(text).unwrap();
-        parsed.validate().unwrap();
-        assert!(matches!(
-            parsed.database_config().unwrap(),
-            DatabaseConfig::Postgres { .. }
-        ));
+        let parsed = resolved(text).unwrap();
+        assert!(matches!(parsed.database, DatabaseConfig::Postgres { .. }));
         assert_eq!(
-            parsed.storage_config().unwrap(),
+            parsed.storage.backend,
             StorageConfig::S3 {
                 bucket: "registry-blobs".into(),
-                prefix: "berth".into()
+                prefix: "berth".into(),
+                options: vec![(AmazonS3ConfigKey::Region, "eu-west-1".into())],
             }
         );
     }
@@ -521,22 +720,36 @@ mod tests {
             ..Default::default()
         });
         assert!(e.contains("BERTH_DATABASE_URL"), "{e}");
-        let e = format!("{:#}", toml::from_str::<Config>("listn = 1").unwrap_err());
+        let e = format!(
+            "{:#}",
+            toml::from_str::<ConfigFile>("listn = 1").unwrap_err()
+        );
         assert!(e.contains("listn"), "{e}");
+    }
+
+    /// A visibility that is not one of the three names is refused, naming the key.
+    #[test]
+    fn default_visibility_is_typed() {
+        let parsed = resolved("[auth]\ndefault_visibility = \"internal\"").unwrap();
+        assert_eq!(parsed.auth.default_visibility, Visibility::Internal);
+        assert_eq!(
+            Config::default().auth.default_visibility,
+            Visibility::Private
+        );
+        for bad in ["secret", "Public"] {
+            let text = format!("[auth]\ndefault_visibility = {bad:?}");
+            let e = format!("{:#}", resolved(&text).unwrap_err());
+            assert!(
+                e.contains("auth.default_visibility: expected public, internal or private"),
+                "{e}"
+            );
+        }
     }
 
     /// Store settings that cannot work are refused at start, naming the key.
     #[test]
     fn storage_settings_are_checked() {
-        let refused = |text: &str| {
-            format!(
-                "{:#}",
-                toml::from_str::<Config>(text)
-                    .unwrap()
-                    .validate()
-                    .unwrap_err()
-            )
-        };
+        let refused = |text: &str| format!("{:#}", resolved(text).unwrap_err());
         let e = refused("[storage]\nredirect = true");
         assert!(e.contains("storage.redirect") && e.contains("cloud"), "{e}");
         let e = refused("[storage.options]\naws_region = \"x\"");
@@ -548,12 +761,12 @@ mod tests {
         );
         let e = refused("storage_url = \"s3://b\"\n[storage]\nredirect_expiry_secs = 0");
         assert!(e.contains("storage.redirect_expiry_secs"), "{e}");
-        let ok: Config = toml::from_str(
+        let ok = resolved(
             "storage_url = \"az://c\"\n[storage]\nredirect = true\n\
              [storage.options]\nazure_storage_account_name = \"acct\"",
         )
         .unwrap();
-        ok.validate().unwrap();
+        assert!(ok.storage.redirect);
     }
 
     /// Zero setup stays safe: without auth Berth listens on loopback only, unless told.
@@ -605,48 +818,56 @@ mod tests {
     fn urls_select_backends() {
         let c = Config::with_data_dir("/d");
         assert_eq!(
-            c.storage_config().unwrap(),
+            c.storage.backend,
             StorageConfig::Fs {
                 root: "/d/blobs".into()
             }
         );
         assert_eq!(
-            c.database(Some("sqlite:///x/y.db?mode=rwc")).unwrap(),
+            c.database,
+            DatabaseConfig::Sqlite {
+                path: "/d/berth.db".into()
+            }
+        );
+        assert_eq!(
+            DatabaseConfig::from_url("sqlite:///x/y.db?mode=rwc").unwrap(),
             DatabaseConfig::Sqlite {
                 path: "/x/y.db".into()
             }
         );
         assert_eq!(
-            c.database(Some("postgres://u:p@127.0.0.1:5432/berth"))
-                .unwrap(),
+            DatabaseConfig::from_url("postgres://u:p@127.0.0.1:5432/berth").unwrap(),
             DatabaseConfig::Postgres {
                 url: "postgres://u:p@127.0.0.1:5432/berth".into()
             }
         );
         assert_eq!(
-            c.storage(Some("s3://bucket/a/b/")).unwrap(),
+            StorageConfig::from_url("s3://bucket/a/b/").unwrap(),
             StorageConfig::S3 {
                 bucket: "bucket".into(),
-                prefix: "a/b".into()
+                prefix: "a/b".into(),
+                options: vec![],
             }
         );
         assert_eq!(
-            c.storage(Some("az://box")).unwrap(),
+            StorageConfig::from_url("az://box").unwrap(),
             StorageConfig::Azure {
                 container: "box".into(),
-                prefix: String::new()
+                prefix: String::new(),
+                options: vec![],
             }
         );
         assert_eq!(
-            c.storage(Some("gs://b/p")).unwrap(),
+            StorageConfig::from_url("gs://b/p").unwrap(),
             StorageConfig::Gcs {
                 bucket: "b".into(),
-                prefix: "p".into()
+                prefix: "p".into(),
+                options: vec![],
             }
         );
-        assert!(c.storage(Some("s3:///nobucket")).is_err());
+        assert!(StorageConfig::from_url("s3:///nobucket").is_err());
         assert_eq!(
-            c.storage(Some("file:///srv/blobs")).unwrap(),
+            StorageConfig::from_url("file:///srv/blobs").unwrap(),
             StorageConfig::Fs {
                 root: "/srv/blobs".into()
             }

@@ -9,7 +9,9 @@
 //!
 //! Needs `BERTH_TEST_DATABASE_URL` (a PostgreSQL server whose user may create databases) and
 //! `BERTH_TEST_STORAGE_URL` (`s3://bucket` or `az://container`, with the backend's own
-//! environment); each test skips itself when they are not set. `scripts/test.sh` sets them.
+//! environment), so every test is `#[ignore]`d and fails when run without them:
+//! `scripts/test.sh` starts the backends, sets the variables and runs these with
+//! `--include-ignored`.
 
 mod support;
 
@@ -37,15 +39,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// `None` (the test skips) unless both backends are configured.
-    async fn new() -> Option<Shared> {
-        let (Ok(server), Ok(store)) = (
-            std::env::var("BERTH_TEST_DATABASE_URL"),
-            std::env::var("BERTH_TEST_STORAGE_URL"),
-        ) else {
-            eprintln!("BERTH_TEST_DATABASE_URL and BERTH_TEST_STORAGE_URL not both set: skipped");
-            return None;
-        };
+    /// A fresh database and store prefix on the backends the environment names.
+    async fn new() -> Shared {
+        let server = std::env::var("BERTH_TEST_DATABASE_URL").expect(
+            "BERTH_TEST_DATABASE_URL names a PostgreSQL server (scripts/test.sh starts it)",
+        );
+        let store = std::env::var("BERTH_TEST_STORAGE_URL")
+            .expect("BERTH_TEST_STORAGE_URL names an object store (scripts/test.sh starts it)");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("berth_test_{id}");
         let mut conn = PgConnection::connect(&server).await.expect("connect");
@@ -56,11 +56,11 @@ impl Shared {
         conn.close().await.ok();
         let mut url = url::Url::parse(&server).expect("database URL");
         url.set_path(&format!("/{name}"));
-        Some(Shared {
+        Shared {
             database_url: url.to_string(),
             storage_url: format!("{}/replicas-{id}", store.trim_end_matches('/')),
             dir: tempfile::tempdir().expect("temporary directory"),
-        })
+        }
     }
 
     /// Starts `n` replicas together (they migrate the fresh database concurrently).
@@ -359,10 +359,9 @@ impl Drop for Replica {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn pushed_through_one_pulled_through_another() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let r = shared.replicas(2);
     // One layer large enough to be written in several parts of a multipart upload.
     let (small, large) = (random_bytes(1, 3000), random_bytes(2, 9 * MIB + 123));
@@ -383,10 +382,9 @@ async fn pushed_through_one_pulled_through_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn chunked_upload_moves_between_replicas() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let r = shared.replicas(2);
     let repo = "chunks/app";
     let first = random_bytes(3, 2 * MIB + 5);
@@ -429,10 +427,9 @@ async fn chunked_upload_moves_between_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn same_blob_pushed_to_two_replicas_at_once_is_one_blob() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let r = shared.replicas(2);
     for (round, size) in [(0u64, 100_000), (1, 3 * MIB + 7)] {
         let blob = random_bytes(10 + round, size);
@@ -470,10 +467,9 @@ async fn same_blob_pushed_to_two_replicas_at_once_is_one_blob() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn tag_moved_on_one_replica_is_seen_by_the_other() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let r = shared.replicas(2);
     let repo = "moving/app";
     let (d1, m1) = r[0].push_image(repo, "latest", &[b"first"]).await;
@@ -503,10 +499,9 @@ async fn tag_moved_on_one_replica_is_seen_by_the_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn concurrent_pushes_through_every_replica_are_pullable_everywhere() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let r = shared.replicas(3);
     let base = random_bytes(100, 600_000);
     // Four images per replica, all at once; every image shares a base layer and has its own.
@@ -638,10 +633,9 @@ async fn error_of(resp: reqwest::Response) -> (StatusCode, String, String) {
 /// that names the backend, nothing half-written becomes visible, and once the backend is back
 /// the same pushes succeed through the same (never restarted) server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn backends_going_away_fail_cleanly_and_recover() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let endpoint_var = if shared.storage_url.starts_with("s3:") {
         "AWS_ENDPOINT"
     } else if shared.storage_url.starts_with("az:") {
@@ -761,10 +755,9 @@ async fn backends_going_away_fail_cleanly_and_recover() {
 /// The store goes away while a chunk is streaming in: the PATCH fails with 503, the session
 /// keeps only what it had, and once the store is back the same chunk completes the upload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn store_going_away_mid_chunk_leaves_the_session_usable() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let Some((endpoint_var, endpoint)) = store_endpoint(&shared) else {
         return;
     };
@@ -842,10 +835,9 @@ async fn store_going_away_mid_chunk_leaves_the_session_usable() {
 /// Pull counts are kept per replica and added to the shared index: pulls through every
 /// replica are all counted once the replicas have stopped (they flush at shutdown).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and an object store: BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh starts them)"]
 async fn pull_counts_from_every_replica_add_up() {
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    let shared = Shared::new().await;
     let mut r = shared.replicas(2);
     let repo = "counted/app";
     r[0].push_image(repo, "v1", &[b"counted"]).await;
@@ -963,6 +955,7 @@ enum Stopped {
 
 /// PostgreSQL itself is stopped (not cut off by a forwarder) in the middle of a chunked push.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs backends of its own to stop: BERTH_TEST_OUTAGES=1 with BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh sets them)"]
 async fn postgres_stopped_mid_push_then_started_again() {
     real_outage_mid_push(Stopped::Postgres).await;
 }
@@ -970,6 +963,7 @@ async fn postgres_stopped_mid_push_then_started_again() {
 /// The object store (Azurite, which keeps its data on disk) is stopped in the middle of a
 /// chunked push.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs backends of its own to stop: BERTH_TEST_OUTAGES=1 with BERTH_TEST_DATABASE_URL, BERTH_TEST_STORAGE_URL (scripts/test.sh sets them)"]
 async fn object_store_stopped_mid_push_then_started_again() {
     real_outage_mid_push(Stopped::Azurite).await;
 }
@@ -977,15 +971,14 @@ async fn object_store_stopped_mid_push_then_started_again() {
 /// The backend `stopped`, of the test's own, is stopped between two chunks of a push:
 /// requests fail with a 503 naming it, nothing half-written becomes visible, and once it is
 /// started again the same, never restarted, Berth finishes the same push. Needs the
-/// services' programs; runs when `BERTH_TEST_OUTAGES=1` (`scripts/test.sh` sets it).
+/// services' programs, which `BERTH_TEST_OUTAGES=1` vouches for (`scripts/test.sh` sets it).
 async fn real_outage_mid_push(stopped: Stopped) {
-    if std::env::var("BERTH_TEST_OUTAGES").as_deref() != Ok("1") {
-        eprintln!("BERTH_TEST_OUTAGES is not 1: real outage test skipped");
-        return;
-    }
-    let Some(shared) = Shared::new().await else {
-        return;
-    };
+    assert_eq!(
+        std::env::var("BERTH_TEST_OUTAGES").as_deref(),
+        Ok("1"),
+        "BERTH_TEST_OUTAGES=1 says the services' programs are installed (scripts/test.sh sets it)"
+    );
+    let shared = Shared::new().await;
     let config = shared.dir.path().join("outage.toml");
     std::fs::write(
         &config,

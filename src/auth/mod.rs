@@ -417,7 +417,7 @@ impl Auth {
     }
 
     fn default_visibility(&self) -> Visibility {
-        Visibility::parse(&self.0.config.default_visibility).unwrap_or(Visibility::Private)
+        self.0.config.default_visibility
     }
 
     /// What `who` may see of the catalog (auth on): the registry lists the repositories the

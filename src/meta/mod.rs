@@ -74,7 +74,7 @@ impl Meta {
     /// review delay of continuous collection, and the clock.
     pub async fn open(config: &Config) -> anyhow::Result<Meta> {
         let mut meta = Meta::connect(
-            &config.database_config()?,
+            &config.database,
             &config.limits,
             config.durability.fsync,
             config.clock.clone(),

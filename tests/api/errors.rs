@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use berth::config::{DatabaseConfig, StorageConfig};
 use reqwest::{Method, StatusCode};
 
 use crate::common::{OCI_MANIFEST, TestServer, assert_error, error_code, sha256, unknown_digest};
@@ -170,7 +171,18 @@ fn files_under(root: &Path) -> Vec<String> {
 /// outside the data directory.
 #[tokio::test]
 async fn path_traversal_is_refused() {
-    let s = TestServer::start_with(|cfg| cfg.data_dir = cfg.data_dir.join("inner")).await;
+    let s = TestServer::start_with(|cfg| {
+        // The embedded index and blob tree move with the data directory, as from a file.
+        let inner = cfg.data_dir.join("inner");
+        if let DatabaseConfig::Sqlite { path } = &mut cfg.database {
+            *path = inner.join("berth.db");
+        }
+        if let StorageConfig::Fs { root } = &mut cfg.storage.backend {
+            *root = inner.join("blobs");
+        }
+        cfg.data_dir = inner;
+    })
+    .await;
     let root = s.data_dir.parent().unwrap().to_path_buf();
     let body = b"escape attempt";
     let digest = sha256(body);

@@ -708,13 +708,6 @@ async fn repeated_push_is_idempotent() {
     assert_manifest(&s, repo, "v1", OCI_MANIFEST, &manifest).await;
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// A connection to the index of a server whose index is at `database_url`.
 async fn open_index(database_url: &str) -> AnyConnection {
     sqlx::any::install_default_drivers();
@@ -729,7 +722,8 @@ async fn open_index(database_url: &str) -> AnyConnection {
 #[tokio::test]
 async fn statistics_recorded() {
     let s = TestServer::start().await;
-    let before = unix_now();
+    let clock = s.clock.clone();
+    let before = clock.now();
     let repo = "stats/app";
     let arm = image_config("linux", "arm", Some("v7"));
     let (l1, l2) = (random_bytes(1000), random_bytes(2345));
@@ -759,7 +753,7 @@ async fn statistics_recorded() {
     assert_eq!(resp.status(), StatusCode::OK);
     let database_url = s.database_url.clone();
     let _dir = s.stop().await;
-    let after = unix_now();
+    let after = clock.now();
 
     let mut db = open_index(&database_url).await;
     let manifest_row = |digest: String| {

@@ -9,6 +9,7 @@ pub mod auth;
 
 use std::path::PathBuf;
 
+use berth::config::{DatabaseConfig, StorageConfig};
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256, Sha512};
@@ -98,6 +99,9 @@ pub struct TestServer {
     pub database_url: String,
     /// The configuration it runs with.
     pub config: berth::Config,
+    /// The server's clock: [`berth::clock::Clock::advance`] moves the time every rule of the
+    /// server (and of replicas opened from `config`) reads, instead of a test waiting for it.
+    pub clock: berth::clock::Clock,
     dir: Option<TempDir>,
     token: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -121,16 +125,18 @@ impl TestServer {
         let mut cfg = berth::Config::with_data_dir(dir.path());
         cfg.durability.fsync = false;
         let (database_url, storage_url) = backends(dir.path()).await;
-        cfg.database_url = database_url;
-        cfg.storage_url = storage_url;
+        if let Some(url) = database_url {
+            cfg.database = DatabaseConfig::from_url(&url).expect("database URL");
+        }
+        if let Some(url) = storage_url {
+            cfg.storage.backend = StorageConfig::from_url(&url).expect("storage URL");
+        }
         cfg.limits.database_connections = 4;
         configure(&mut cfg);
         let data_dir = cfg.data_dir.clone();
-        let database_url = match cfg.database_config().expect("database URL") {
-            berth::config::DatabaseConfig::Sqlite { path } => {
-                format!("sqlite://{}", path.display())
-            }
-            berth::config::DatabaseConfig::Postgres { url } => url,
+        let database_url = match &cfg.database {
+            DatabaseConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
+            DatabaseConfig::Postgres { url } => url.clone(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
@@ -145,6 +151,7 @@ impl TestServer {
             client: Client::new(),
             data_dir,
             database_url,
+            clock: config.clock.clone(),
             config,
             dir: Some(dir),
             token,

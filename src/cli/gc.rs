@@ -1,0 +1,165 @@
+//! `berth gc`: collect garbage now, list past runs (`history`), or estimate what a run
+//! would reclaim (`estimate`), beside running servers on the same index and store.
+
+use berth::{config::Config, registry::Registry};
+use clap::Subcommand;
+
+use super::ServerArgs;
+
+#[derive(clap::Args)]
+pub(super) struct GcArgs {
+    #[command(flatten)]
+    pub(super) server: ServerArgs,
+    /// Report what would be deleted, and why, without deleting.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print every item (what, where, bytes, why), not only the counts.
+    #[arg(long)]
+    verbose: bool,
+    /// Grace period for this run instead of the configured `gc.grace_secs`.
+    #[arg(long, value_name = "SECONDS")]
+    grace_secs: Option<u64>,
+    #[command(subcommand)]
+    action: Option<GcAction>,
+}
+
+#[derive(Subcommand)]
+enum GcAction {
+    /// List recorded runs, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Reclaimable bytes per repository and in total.
+    Estimate,
+}
+
+/// `berth gc`: a collection, its history, or an estimate, on the configured index and store.
+pub(super) async fn run(config: Config, args: &GcArgs) -> anyhow::Result<()> {
+    let registry = Registry::open(&config).await?;
+    let outcome = command(&registry, args).await;
+    registry.close().await;
+    outcome
+}
+
+async fn command(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
+    match args.action {
+        Some(GcAction::History { limit }) => history(registry, limit).await,
+        Some(GcAction::Estimate) => estimate(registry).await,
+        None => collect(registry, args).await,
+    }
+}
+
+/// Prints the `limit` most recent runs, one line each under a header.
+async fn history(registry: &Registry, limit: i64) -> anyhow::Result<()> {
+    println!(
+        "{:>6}  {:<16} {:<7} {:<8} {:>10} {:>10} {:>9} {:>7} {:>7} {:>8} {:>12} {:>6}",
+        "run",
+        "trigger",
+        "dry-run",
+        "state",
+        "started",
+        "seconds",
+        "manifests",
+        "links",
+        "blobs",
+        "uploads+o",
+        "bytes",
+        "errors"
+    );
+    for run in registry.gc_runs(None, limit).await? {
+        let seconds = match (run.started_at, run.finished_at) {
+            (Some(s), Some(f)) => (f - s).to_string(),
+            _ => "-".into(),
+        };
+        let c = run.counts;
+        println!(
+            "{:>6}  {:<16} {:<7} {:<8} {:>10} {:>10} {:>9} {:>7} {:>7} {:>8} {:>12} {:>6}",
+            run.id,
+            run.trigger,
+            run.dry_run,
+            run.state,
+            run.started_at.unwrap_or_default(),
+            seconds,
+            c.manifests,
+            c.links,
+            c.blobs,
+            c.uploads + c.orphans,
+            c.bytes,
+            c.errors
+        );
+    }
+    Ok(())
+}
+
+/// Prints the reclaimable links and bytes of each repository, then the total.
+async fn estimate(registry: &Registry) -> anyhow::Result<()> {
+    let (repositories, blobs, bytes) = registry.gc_estimate().await?;
+    println!("{:<50} {:>8} {:>14}", "repository", "links", "bytes");
+    for r in repositories {
+        println!(
+            "{:<50} {:>8} {:>14}",
+            r.repository, r.unreferenced_links, r.unreferenced_bytes
+        );
+    }
+    println!("reclaimable now: {blobs} blobs, {bytes} bytes");
+    Ok(())
+}
+
+/// Runs a collection with a progress spinner and prints what it deleted (or would delete).
+async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let progress = |phase: &str, n: u64| bar.set_message(format!("{phase}: {n} checked"));
+    let mut options = registry.gc_options(args.dry_run);
+    if let Some(grace) = args.grace_secs {
+        options.grace_secs = grace;
+    }
+    let run = registry.run_gc("cli", options, &progress).await?;
+    bar.finish_and_clear();
+    if args.verbose
+        && let Some(items) = run
+            .report
+            .as_ref()
+            .and_then(|r| r.get("items"))
+            .and_then(|i| i.as_array())
+    {
+        for item in items {
+            println!("{item}");
+        }
+    }
+    let c = run.counts;
+    println!(
+        "run {} {}: {} manifests, {} links, {} blobs, {} upload sessions, {} orphan objects, \
+         {} bytes{}; {} errors",
+        run.id,
+        if run.dry_run {
+            "(dry run) would delete"
+        } else {
+            "deleted"
+        },
+        c.manifests,
+        c.links,
+        c.blobs,
+        c.uploads,
+        c.orphans,
+        c.bytes,
+        if run.dry_run {
+            " reclaimable"
+        } else {
+            " reclaimed"
+        },
+        c.errors
+    );
+    if let Some(phases) = run.report.as_ref().and_then(|r| r.get("phase_secs")) {
+        println!("phases (wall seconds): {phases}");
+    }
+    if run.state == "failed" {
+        anyhow::bail!("the run failed: {}", run.report.unwrap_or_default());
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! The command line: arguments, how they and the `BERTH_*` environment become a
+//! configuration, and which module runs each command: [`server`] (serve, migrate,
+//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`].
+
+mod access;
+mod gc;
+mod server;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth::config::{Config, ConfigFile, Overrides};
+use clap::{Parser, Subcommand};
+
+use access::{NamespaceCommand, TokenCommand, UserCommand};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A container registry (OCI Distribution v1.1)"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry (defaults: 127.0.0.1:5000, data under ./berth-data).
+    Serve(ServerArgs),
+    /// Bring the metadata index to the current schema and exit.
+    Migrate(ServerArgs),
+    /// Validate the configuration and print it.
+    CheckConfig(ServerArgs),
+    /// Users (offline, on the configured database).
+    User {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Personal access and deploy tokens.
+    Token {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Namespaces: visibility and members.
+    Namespace {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(subcommand)]
+        command: NamespaceCommand,
+    },
+    /// Set a repository's visibility (public, internal, private).
+    Visibility {
+        #[command(flatten)]
+        server: ServerArgs,
+        repository: String,
+        visibility: String,
+    },
+    /// Collect garbage now (works beside running servers, on the same index and store).
+    Gc(gc::GcArgs),
+}
+
+// The flags every command takes (the doc comments below are their help).
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// TOML configuration file [env: BERTH_CONFIG].
+    #[arg(long, value_name = "FILE", env = "BERTH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on [env: BERTH_LISTEN].
+    #[arg(long, value_name = "ADDR", global = true)]
+    listen: Option<String>,
+    /// Directory for the embedded defaults [env: BERTH_DATA_DIR].
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Serve without auth on a non-loopback address (anyone there may push and delete).
+    #[arg(long, global = true)]
+    allow_open_network: bool,
+    /// PEM certificate chain to serve HTTPS with [env: BERTH_TLS_CERT].
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: BERTH_TLS_KEY].
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_key: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The configuration file with the environment and these flags applied over it, not yet
+    /// resolved. Flags win over the environment, which wins over the file.
+    fn file(&self) -> anyhow::Result<ConfigFile> {
+        let env = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (key.to_owned(), v))
+        };
+        let overrides = Overrides {
+            listen: self
+                .listen
+                .clone()
+                .map(|v| ("--listen".to_owned(), v))
+                .or_else(|| env("BERTH_LISTEN")),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| env("BERTH_DATA_DIR").map(|(_, v)| v.into())),
+            database_url: env("BERTH_DATABASE_URL"),
+            storage_url: env("BERTH_STORAGE_URL"),
+            auth_enabled: env("BERTH_AUTH_ENABLED"),
+            allow_open_network: self.allow_open_network,
+            admin_password: env("BERTH_ADMIN_PASSWORD").map(|(_, v)| v),
+            tls_cert: self
+                .tls_cert
+                .clone()
+                .or_else(|| env("BERTH_TLS_CERT").map(|(_, v)| v.into())),
+            tls_key: self
+                .tls_key
+                .clone()
+                .or_else(|| env("BERTH_TLS_KEY").map(|(_, v)| v.into())),
+        };
+        ConfigFile::load(self.config.as_deref(), overrides)
+    }
+
+    /// The configuration to run with: [`ServerArgs::file`] resolved, named after the host.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = self.file()?.resolve()?;
+        config.node_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
+        Ok(config)
+    }
+}
+
+/// Runs the command `cli` names to its end.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.load()?;
+            runtime.block_on(server::serve(config))
+        }
+        Command::Migrate(args) => {
+            let config = args.load()?;
+            runtime.block_on(server::migrate(&config))
+        }
+        Command::CheckConfig(args) => server::check_config(&args),
+        Command::User { server, command } => runtime.block_on(access::user(&server, command)),
+        Command::Token { server, command } => runtime.block_on(access::token(&server, command)),
+        Command::Namespace { server, command } => {
+            runtime.block_on(access::namespace(&server, command))
+        }
+        Command::Visibility {
+            server,
+            repository,
+            visibility,
+        } => runtime.block_on(access::repository_visibility(
+            &server,
+            &repository,
+            &visibility,
+        )),
+        Command::Gc(args) => {
+            let config = args.server.load()?;
+            runtime.block_on(gc::run(config, &args))
+        }
+    }
+}
