@@ -52,7 +52,7 @@ pub async fn serve(
         tracing::warn!("auth is disabled: anyone who can reach this address may push and delete");
     }
     let stop = CancellationToken::new();
-    let workers = workers::spawn(registry.clone(), stop.clone());
+    let workers = workers::spawn(registry.clone(), &config.node_name, stop.clone());
     let state = state::AppState {
         registry: registry.clone(),
         auth,

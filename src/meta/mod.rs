@@ -60,14 +60,6 @@ pub struct Meta {
     clock: Clock,
 }
 
-/// Seconds since the Unix epoch by the system clock.
-///
-/// Kept for callers that do not hold the registry's [`Clock`] yet; the index itself reads
-/// the clock it was opened with.
-pub fn now() -> i64 {
-    Clock::default().now()
-}
-
 impl Meta {
     /// Opens (creating if needed) and migrates the index `config` names, with everything else
     /// it needs from `config`: pool sizes (`limits`), durability (`durability.fsync`), the

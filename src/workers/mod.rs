@@ -11,13 +11,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
-pub use jobs::{run_due_jobs, worker_id};
+pub use jobs::worker_id;
 
 /// How often pull statistics gathered in memory are written to the index.
 const PULL_STATS_PERIOD: Duration = Duration::from_secs(5);
 
-/// Starts every worker; they end when `stop` is cancelled.
-pub fn spawn(registry: Registry, stop: CancellationToken) -> JoinSet<()> {
+/// Starts every worker, leasing jobs under `node_name`; they end when `stop` is cancelled.
+pub fn spawn(registry: Registry, node_name: &str, stop: CancellationToken) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let flusher = registry.clone();
     set.spawn(every(PULL_STATS_PERIOD, stop.clone(), move || {
@@ -30,7 +30,7 @@ pub fn spawn(registry: Registry, stop: CancellationToken) -> JoinSet<()> {
     }));
     if registry.gc_config().continuous {
         let period = Duration::from_millis(registry.gc_config().poll_millis.max(10));
-        let owner = worker_id();
+        let owner = worker_id(node_name);
         set.spawn(every(period, stop, move || {
             let registry = registry.clone();
             let owner = owner.clone();

@@ -331,9 +331,7 @@ async fn abandoned_uploads_and_orphan_objects_are_collected() {
     let queued = json_body(queued).await;
     assert_eq!(queued["state"], "queued");
     let replica = s.replica().await;
-    let ran = berth::workers::run_due_jobs(&replica, "test-replica")
-        .await
-        .unwrap();
+    let ran = replica.run_due_jobs("test-replica").await.unwrap();
     assert_eq!(ran, 1);
     let run = json_body(s.get(&format!("/api/v1/gc/runs/{}", queued["id"])).await).await;
     assert_eq!(run["state"], "done", "{run}");
@@ -467,20 +465,14 @@ async fn reviews_after_events_collect_on_any_replica() {
     s.push_image_with("svc", "v2", b"c2", &[b"layer-2"]).await;
     let replica = s.replica().await;
     // The pushes queued one review (deduplicated); it finds nothing to collect.
-    assert_eq!(
-        berth::workers::run_due_jobs(&replica, "r1").await.unwrap(),
-        1
-    );
+    assert_eq!(replica.run_due_jobs("r1").await.unwrap(), 1);
     assert_eq!(
         pull_blob(&s, "svc", &sha256(b"layer-1")).await,
         Ok(b"layer-1".to_vec())
     );
 
     s.delete(&format!("/v2/svc/manifests/{old}")).await;
-    assert_eq!(
-        berth::workers::run_due_jobs(&replica, "r1").await.unwrap(),
-        1
-    );
+    assert_eq!(replica.run_due_jobs("r1").await.unwrap(), 1);
     assert_eq!(pull_blob(&s, "svc", &sha256(b"layer-1")).await, Err(404));
     assert_eq!(
         pull_blob(&s, "svc", &sha256(b"layer-2")).await,
@@ -894,9 +886,7 @@ async fn queued_jobs_run_exactly_once_across_replicas() {
     s.push_image("once", "v1", &[b"kept"]).await;
     let replicas = [s.replica().await, s.replica().await, s.replica().await];
     // The push queued a review; let it run first, so that only the collections remain.
-    berth::workers::run_due_jobs(&replicas[0], "warm-up")
-        .await
-        .unwrap();
+    replicas[0].run_due_jobs("warm-up").await.unwrap();
     let mut queued = std::collections::BTreeSet::new();
     for _ in 0..6 {
         let resp = s
@@ -912,7 +902,7 @@ async fn queued_jobs_run_exactly_once_across_replicas() {
         replicas
             .iter()
             .enumerate()
-            .map(|(i, r)| async move { berth::workers::run_due_jobs(r, &format!("r{i}")).await }),
+            .map(|(i, r)| async move { r.run_due_jobs(&format!("r{i}")).await }),
     )
     .await
     .into_iter()
@@ -929,12 +919,7 @@ async fn queued_jobs_run_exactly_once_across_replicas() {
     }
     // Nothing is left to lease.
     for (i, r) in replicas.iter().enumerate() {
-        assert_eq!(
-            berth::workers::run_due_jobs(r, &format!("r{i}"))
-                .await
-                .unwrap(),
-            0
-        );
+        assert_eq!(r.run_due_jobs(&format!("r{i}")).await.unwrap(), 0);
     }
     for r in replicas {
         r.close().await;
