@@ -427,16 +427,21 @@ mod tests {
         out
     }
 
+    /// A fresh SQLite index in `dir`.
+    async fn sqlite_index(dir: &std::path::Path) -> Meta {
+        let sqlite = DatabaseConfig::Sqlite {
+            path: dir.join("berth.db"),
+        };
+        Meta::connect(&sqlite, &Limits::default(), false, Clock::default())
+            .await
+            .unwrap()
+    }
+
     /// The listings of the index on SQLite, in byte order (catalog) and the spec's lexical
     /// order (tags).
     async fn sqlite_listings() -> Vec<Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = DatabaseConfig::Sqlite {
-            path: dir.path().join("berth.db"),
-        };
-        let meta = Meta::connect(&sqlite, &Limits::default(), false, Clock::default())
-            .await
-            .unwrap();
+        let meta = sqlite_index(dir.path()).await;
         let listings = listings(&meta).await;
         meta.close().await;
         listings
@@ -447,12 +452,7 @@ mod tests {
     #[tokio::test]
     async fn a_stored_value_that_does_not_parse_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = DatabaseConfig::Sqlite {
-            path: dir.path().join("berth.db"),
-        };
-        let meta = Meta::connect(&sqlite, &Limits::default(), false, Clock::default())
-            .await
-            .unwrap();
+        let meta = sqlite_index(dir.path()).await;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ('sha256:nothex', 1, 0)")
             .execute(&meta.writer)
             .await

@@ -5,7 +5,8 @@
 //!
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
 //! referrers), tags, repositories (the catalog, summaries, deletion), settings (tag rules),
-//! [`gc`] and [`policies`]; listings are cut into pages by [`Page`].
+//! [`gc`], [`policies`] and the job queue that drives them; listings are cut into pages by
+//! [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest

@@ -215,6 +215,7 @@ impl CompiledEcrRule {
 mod tests {
     use super::*;
     use crate::registry::policies::PolicyRules;
+    use crate::registry::policies::rules::tests::gitlab;
 
     const DAY: i64 = 86_400;
     const NOW: i64 = 1_000 * DAY;
@@ -238,21 +239,6 @@ mod tests {
             .into_iter()
             .map(|r| r.tag.unwrap_or_else(|| label_of(&r.digest)))
             .collect()
-    }
-
-    fn gitlab(
-        keep_n: Option<usize>,
-        older_than: Option<&str>,
-        regex: &str,
-        keep: Option<&str>,
-    ) -> PolicyRules {
-        PolicyRules {
-            keep_n,
-            older_than: older_than.map(Into::into),
-            name_regex: Some(regex.into()),
-            name_regex_keep: keep.map(Into::into),
-            ..PolicyRules::default()
-        }
     }
 
     /// Ten tags v0..v9, v9 the newest (pushed 1 day ago), v0 the oldest (10 days ago), and

@@ -378,12 +378,13 @@ pub(super) fn cadence_secs(cadence: &str) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const DAY: i64 = 86_400;
 
-    fn gitlab(
+    /// GitLab-style rules from the fields the tables vary.
+    pub(in crate::registry::policies) fn gitlab(
         keep_n: Option<usize>,
         older_than: Option<&str>,
         regex: &str,
