@@ -73,6 +73,8 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     /// `tls_key`.
     pub tls_key: Option<PathBuf>,
+    /// `external_url`: resolved into [`AuthConfig::external_url`].
+    pub external_url: Option<String>,
     /// `[gc]`.
     pub gc: GcConfig,
 }
@@ -118,6 +120,13 @@ pub struct AuthConfig {
     /// Password of that administrator (`BERTH_ADMIN_PASSWORD`); used only if the user is absent.
     #[serde(skip)]
     pub admin_password: Option<String>,
+    /// How clients reach the registry, from the top-level `external_url` (checked: `http` or
+    /// `https`, a host, an optional port, nothing else), e.g. `https://registry.example.com`.
+    /// The docker and podman commands the management API shows name it; without it they name
+    /// the host each request came to. Kept here because access control is what the API
+    /// handlers carry of the configuration.
+    #[serde(skip)]
+    pub external_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -138,6 +147,7 @@ impl Default for AuthConfig {
             cache_secs: 5,
             admin_user: "admin".into(),
             admin_password: None,
+            external_url: None,
         }
     }
 }
@@ -274,6 +284,7 @@ impl Default for ConfigFile {
             auth: AuthConfig::default(),
             tls_cert: None,
             tls_key: None,
+            external_url: None,
             gc: GcConfig::default(),
         }
     }
@@ -503,6 +514,13 @@ impl ConfigFile {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key: give both or neither");
         }
+        let mut auth = self.auth;
+        auth.external_url = self
+            .external_url
+            .as_deref()
+            .map(external_url)
+            .transpose()
+            .context("external_url")?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -514,7 +532,7 @@ impl ConfigFile {
             },
             limits: self.limits,
             durability: self.durability,
-            auth: self.auth,
+            auth,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             gc: self.gc,
@@ -522,6 +540,28 @@ impl ConfigFile {
             node_name: "berth".into(),
         })
     }
+}
+
+/// `external_url` checked and normalised to `scheme://host[:port]`: docker names a registry
+/// by its host and port only, so a path, query or credentials would make wrong commands.
+fn external_url(text: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(text).with_context(|| format!("{text:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{text:?}: the scheme must be http or https");
+    }
+    let Some(host) = url.host_str() else {
+        bail!("{text:?}: names no host");
+    };
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        bail!("{text:?}: only scheme, host and port (docker names a registry by its host)");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("{text:?}: must not hold credentials");
+    }
+    Ok(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
 }
 
 /// `berth check-config` prints this, in the layout (and under the name) it has always
@@ -539,6 +579,7 @@ impl fmt::Debug for ConfigFile {
             .field("auth", &self.auth)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("external_url", &self.external_url)
             .field("gc", &self.gc)
             .field("clock", &Clock::default())
             .finish()
@@ -872,5 +913,30 @@ mod tests {
                 root: "/srv/blobs".into()
             }
         );
+    }
+
+    #[test]
+    fn external_url_is_a_scheme_a_host_and_a_port() {
+        let url =
+            |text: &str| resolved(&format!("external_url = {text:?}")).map(|c| c.auth.external_url);
+        assert_eq!(
+            url("https://Registry.Example.com/").unwrap().as_deref(),
+            Some("https://registry.example.com")
+        );
+        assert_eq!(
+            url("http://10.0.0.5:5000").unwrap().as_deref(),
+            Some("http://10.0.0.5:5000")
+        );
+        assert_eq!(resolved("").unwrap().auth.external_url, None);
+        for bad in [
+            "registry.example.com",
+            "ftp://registry.example.com",
+            "https://registry.example.com/v2",
+            "https://user:pw@registry.example.com",
+            "https://registry.example.com/?x=1",
+        ] {
+            let e = format!("{:#}", url(bad).unwrap_err());
+            assert!(e.contains("external_url"), "{bad}: {e}");
+        }
     }
 }

@@ -54,8 +54,11 @@ pub fn routes() -> Router<AppState> {
     ),
     paths(
         repositories::list,
+        repositories::create,
+        repositories::show,
         repositories::delete_repository,
-        repositories::set_visibility,
+        repositories::update,
+        repositories::commands,
         repositories::get_settings,
         repositories::put_settings,
         repositories::delete_tags,

@@ -1,5 +1,4 @@
-//! `/api/v1/namespaces` (visibility, members, deploy tokens), repository visibility, and the
-//! audit log.
+//! `/api/v1/namespaces` (visibility, members, deploy tokens) and the audit log.
 
 use axum::{
     Json, Router,
@@ -14,7 +13,6 @@ use serde_json::json;
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Paging, Problem, paged};
 use crate::{
     auth::{Role, TokenRequest, Visibility},
-    oci::RepoName,
     state::AppState,
 };
 
@@ -71,7 +69,7 @@ async fn create(caller: Caller, ApiJson(ns): ApiJson<NewNamespace>) -> ApiResult
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct VisibilityBody {
+struct VisibilityBody {
     visibility: String,
 }
 
@@ -218,21 +216,6 @@ async fn create_deploy_token(
         .create_deploy_token(&caller.identity, &ns, &request)
         .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
-}
-
-/// `PATCH /api/v1/repositories/{name}` (routed by the repositories module, which owns that
-/// path): the repository's own visibility.
-pub(super) async fn set_repository_visibility(
-    caller: &Caller,
-    repo: &RepoName,
-    body: &VisibilityBody,
-) -> ApiResult<()> {
-    let visibility = parse_visibility(&body.visibility)?;
-    caller
-        .auth()
-        .set_repository_visibility(&caller.identity, repo, visibility)
-        .await?;
-    Ok(())
 }
 
 /// The audit log, newest first (administrators).

@@ -7,13 +7,19 @@ use super::{
 };
 use crate::{error::Result, oci::RepoName};
 
-/// A repository with its usage figures, as the management API lists it.
+/// A repository with its description, visibility and usage figures, as the management API
+/// shows it (alone and in the listing).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct RepositorySummary {
     /// The repository's name.
     #[schema(value_type = String)]
     pub name: RepoName,
-    /// When the repository was first pushed to (unix seconds).
+    /// What the repository holds, in its owners' words ("" when none was given).
+    pub description: String,
+    /// Who may pull: `public`, `internal` or `private` (its own setting, else its
+    /// namespace's, else the registry's default).
+    pub visibility: String,
+    /// When the repository was created, ahead of its first push or by it (unix seconds).
     pub created_at: i64,
     /// Manifest pushes counted so far.
     pub push_count: i64,
@@ -31,6 +37,77 @@ pub struct RepositorySummary {
     pub blob_bytes: i64,
 }
 
+/// The order of the repository listing. Every order ends with the name, so that a page ends
+/// at a (key, name) pair that the next page starts after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepositoryOrder {
+    /// By name, ascending.
+    #[default]
+    Name,
+    /// Most pulled first.
+    Pulls,
+    /// Most recently pushed first (never pushed last).
+    Pushed,
+    /// Largest first (`blob_bytes`).
+    Size,
+}
+
+impl RepositoryOrder {
+    /// Every order by its `sort=` name.
+    pub const ALL: [(&'static str, RepositoryOrder); 4] = [
+        ("name", RepositoryOrder::Name),
+        ("pulls", RepositoryOrder::Pulls),
+        ("pushed", RepositoryOrder::Pushed),
+        ("size", RepositoryOrder::Size),
+    ];
+
+    /// The order named `name` (`name`, `pulls`, `pushed`, `size`).
+    pub fn parse(name: &str) -> Option<RepositoryOrder> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, order)| *order)
+    }
+
+    /// The value `summary` is sorted by before its name (0 for [`RepositoryOrder::Name`]).
+    pub fn key_of(self, summary: &RepositorySummary) -> i64 {
+        match self {
+            RepositoryOrder::Name => 0,
+            RepositoryOrder::Pulls => summary.pull_count,
+            RepositoryOrder::Pushed => summary.last_push_at.unwrap_or(NEVER_PUSHED),
+            RepositoryOrder::Size => summary.blob_bytes,
+        }
+    }
+
+    /// The SQL of the key (over the listing's columns), or `None` for the name alone.
+    fn key_sql(self) -> Option<&'static str> {
+        match self {
+            RepositoryOrder::Name => None,
+            RepositoryOrder::Pulls => Some("s.pull_count"),
+            RepositoryOrder::Pushed => Some("COALESCE(s.last_push_at, -1)"),
+            RepositoryOrder::Size => Some("s.blob_bytes"),
+        }
+    }
+}
+
+/// The key a never-pushed repository sorts by in [`RepositoryOrder::Pushed`] (after every
+/// real time).
+const NEVER_PUSHED: i64 = -1;
+
+/// What the repository listing shows and where a page starts.
+#[derive(Debug, Clone, Default)]
+pub struct RepositoryQuery {
+    /// Only names containing this (lowercase; repository names are).
+    pub name_contains: Option<String>,
+    /// Only repositories with this visibility (`public`, `internal`, `private`).
+    pub visibility: Option<String>,
+    /// The order.
+    pub order: RepositoryOrder,
+    /// The page starts after this (key, name) of `order` (the key is ignored for
+    /// [`RepositoryOrder::Name`]); `None` for the first page.
+    pub after: Option<(i64, String)>,
+}
+
 /// Who may see what in the catalog: the filter [`Meta::visible_catalog`] applies.
 pub struct CatalogViewer<'a> {
     /// Sees every repository.
@@ -43,6 +120,46 @@ pub struct CatalogViewer<'a> {
     pub own_namespace: &'a str,
     /// Visibility of repositories in namespaces that have no row.
     pub default_visibility: &'a str,
+}
+
+/// The columns of a [`RepositorySummary`] over `repositories r`; `$1` is the registry's
+/// default visibility. Counts come from correlated subqueries on indexed columns, so a row
+/// costs a few probes.
+const SUMMARY_SELECT: &str = concat!(
+    "SELECT r.name, r.description, r.created_at, r.push_count, r.pull_count, \
+     r.last_push_at, r.last_pull_at, \
+     COALESCE((SELECT v.visibility FROM repository_visibility v WHERE v.name = r.name), \
+     (SELECT ns.default_visibility FROM namespaces ns WHERE ",
+    in_namespace!("r.name", "ns.name"),
+    "), $1) AS visibility, \
+     (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS manifest_count, \
+     (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tag_count, \
+     (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
+      JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) AS blob_bytes"
+);
+
+/// Whether the viewer of [`CatalogViewer`] may read the summary row `s`: `$2` admin, `$3`
+/// the visibility open to it besides `public`, `$4` its user id, `$5` its own namespace.
+const VISIBLE_TO_VIEWER: &str = concat!(
+    "($2 = 1 OR s.visibility IN ('public', $3) \
+      OR EXISTS (SELECT 1 FROM members mb WHERE mb.user_id = $4 AND mb.role >= 20 AND ",
+    in_namespace!("s.name", "mb.namespace"),
+    ") OR ",
+    in_namespace!("s.name", "$5"),
+    ")"
+);
+
+/// `text` as a `LIKE` pattern matching itself (escape character `!`), lowercased as
+/// repository names are.
+fn like_escaped(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len());
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern
 }
 
 impl Meta {
@@ -107,22 +224,101 @@ impl Meta {
             .await?)
     }
 
-    /// Repositories after `last` in name order, `n` at most, with their usage figures.
-    /// Counts come from correlated subqueries on indexed columns, so a page costs `n` probes.
-    pub async fn repository_summaries(&self, last: &str, n: u32) -> Result<Vec<RepositorySummary>> {
-        Ok(sqlx::query_as(
-            "SELECT r.name, r.created_at, r.push_count, r.pull_count, r.last_push_at, \
-             r.last_pull_at, \
-             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS manifest_count, \
-             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tag_count, \
-             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
-              JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) AS blob_bytes \
-             FROM repositories r WHERE r.name > $1 ORDER BY r.name LIMIT $2",
+    /// A page of the repositories `viewer` may read (all for an administrator), filtered and
+    /// ordered by `query`, `n` at most, with their figures. The filters, the visibility
+    /// check and the keyset all run in the database, so pages stay full and bounded.
+    pub async fn repository_summaries(
+        &self,
+        query: &RepositoryQuery,
+        viewer: &CatalogViewer<'_>,
+        n: u32,
+    ) -> Result<Vec<RepositorySummary>> {
+        // $1-$5: the viewer; $6 the name the page starts after; $7, $8 the filters; $9 the
+        // page size; $10, $11 (ordered by a key only) whether a page came before and its key.
+        let (keyset, order_by) = match query.order.key_sql() {
+            None => ("s.name > $6".to_owned(), "s.name".to_owned()),
+            Some(key) => (
+                format!("($10 = 0 OR {key} < $11 OR ({key} = $11 AND s.name > $6))"),
+                format!("{key} DESC, s.name"),
+            ),
+        };
+        let sql = format!(
+            "SELECT * FROM ({SUMMARY_SELECT} FROM repositories r) s WHERE {VISIBLE_TO_VIEWER} \
+             AND s.name LIKE '%' || $7 || '%' ESCAPE '!' \
+             AND ($8 = '' OR s.visibility = $8) AND {keyset} \
+             ORDER BY {order_by} LIMIT $9"
+        );
+        let (after_key, after_name) = query
+            .after
+            .as_ref()
+            .map_or((0, ""), |(key, name)| (*key, name.as_str()));
+        let pattern = query
+            .name_contains
+            .as_deref()
+            .map(like_escaped)
+            .unwrap_or_default();
+        let mut statement = sqlx::query_as(&sql)
+            .bind(viewer.default_visibility)
+            .bind(i64::from(viewer.admin))
+            .bind(if viewer.signed_in {
+                "internal"
+            } else {
+                "public"
+            })
+            .bind(viewer.user_id)
+            .bind(viewer.own_namespace)
+            .bind(after_name)
+            .bind(pattern)
+            .bind(query.visibility.as_deref().unwrap_or(""))
+            .bind(i64::from(n));
+        if query.order.key_sql().is_some() {
+            statement = statement
+                .bind(i64::from(query.after.is_some()))
+                .bind(after_key);
+        }
+        Ok(statement.fetch_all(&self.reader).await?)
+    }
+
+    /// `repo` with its figures, its visibility falling back to `default_visibility`.
+    pub async fn repository_summary(
+        &self,
+        repo: &RepoName,
+        default_visibility: &str,
+    ) -> Result<Option<RepositorySummary>> {
+        let sql = format!("{SUMMARY_SELECT} FROM repositories r WHERE r.name = $2");
+        Ok(sqlx::query_as(&sql)
+            .bind(default_visibility)
+            .bind(repo.as_str())
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// Creates `repo` (created `now`) with `description`, ahead of its first push; `false`
+    /// when it exists already.
+    pub async fn create_repository(&self, repo: &RepoName, description: &str) -> Result<bool> {
+        let created: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO repositories (name, created_at, description) VALUES ($1, $2, $3)              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
-        .bind(last)
-        .bind(i64::from(n))
-        .fetch_all(&self.reader)
-        .await?)
+        .bind(repo.as_str())
+        .bind(self.now())
+        .bind(description)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(created.is_some())
+    }
+
+    /// Sets the description of `repo`; `false` when there is no such repository.
+    pub async fn set_repository_description(
+        &self,
+        repo: &RepoName,
+        description: &str,
+    ) -> Result<bool> {
+        let changed = sqlx::query("UPDATE repositories SET description = $2 WHERE name = $1")
+            .bind(repo.as_str())
+            .bind(description)
+            .execute(&self.writer)
+            .await?;
+        Ok(changed.rows_affected() > 0)
     }
 
     /// Ids and names of repositories after id `after`, `n` at most.

@@ -3,9 +3,12 @@
 use super::{Override, Page, Registry};
 use crate::{
     error::{Error, Result},
-    meta::repositories::{CatalogViewer, RepositorySummary},
+    meta::repositories::{CatalogViewer, RepositoryQuery, RepositorySummary},
     oci::{Reference, RepoName},
 };
+
+/// The longest description a repository takes, in characters.
+const DESCRIPTION_MAX_CHARS: usize = 2000;
 
 impl Registry {
     /// Repositories holding a manifest, in byte order after `last`, `n` at most (clamped to
@@ -27,9 +30,56 @@ impl Registry {
         .await
     }
 
-    /// Repositories after `last` in name order, `n` at most, with their usage figures.
-    pub async fn repository_summaries(&self, last: &str, n: u32) -> Result<Vec<RepositorySummary>> {
-        self.meta.repository_summaries(last, n).await
+    /// A page of the repositories `viewer` may read, as `query` filters and orders them,
+    /// `n` at most (fetch one more to learn whether a page follows).
+    pub async fn repository_summaries(
+        &self,
+        query: &RepositoryQuery,
+        viewer: &CatalogViewer<'_>,
+        n: u32,
+    ) -> Result<Vec<RepositorySummary>> {
+        self.meta.repository_summaries(query, viewer, n).await
+    }
+
+    /// `repo` with its figures; its visibility falls back to `default_visibility` (the
+    /// registry's, for namespaces without one). `NameUnknown` when there is no such repository.
+    pub async fn repository_summary(
+        &self,
+        repo: &RepoName,
+        default_visibility: &str,
+    ) -> Result<RepositorySummary> {
+        self.meta
+            .repository_summary(repo, default_visibility)
+            .await?
+            .ok_or(Error::NameUnknown)
+    }
+
+    /// Creates `repo` ahead of its first push, with `description`; `Conflict` if it exists.
+    pub async fn create_repository(&self, repo: &RepoName, description: &str) -> Result<()> {
+        check_description(description)?;
+        if self.meta.create_repository(repo, description).await? {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!("repository {repo} exists already")))
+        }
+    }
+
+    /// Replaces the description of `repo`; `NameUnknown` when there is no such repository.
+    pub async fn set_repository_description(
+        &self,
+        repo: &RepoName,
+        description: &str,
+    ) -> Result<()> {
+        check_description(description)?;
+        if self
+            .meta
+            .set_repository_description(repo, description)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NameUnknown)
+        }
     }
 
     /// Deletes `repo` with its manifests, tags, links and upload sessions (it leaves the
@@ -61,4 +111,15 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// Refuses a description longer than [`DESCRIPTION_MAX_CHARS`].
+fn check_description(description: &str) -> Result<()> {
+    let chars = description.chars().count();
+    if chars > DESCRIPTION_MAX_CHARS {
+        return Err(Error::BadRequest(format!(
+            "description: {chars} characters, at most {DESCRIPTION_MAX_CHARS}"
+        )));
+    }
+    Ok(())
 }
