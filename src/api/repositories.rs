@@ -51,6 +51,24 @@ fn parse_visibility(parameter: &str, name: &str) -> ApiResult<Visibility> {
     })
 }
 
+/// A JSON body whose every refusal is a 400 naming the field at fault, unknown fields
+/// included (axum answers those 422).
+struct Body400<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body400<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        match ApiJson::<T>::from_request(request, state).await {
+            Ok(ApiJson(body)) => Ok(Body400(body)),
+            Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+                Err(ApiError::bad_request(e.message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A repository name, or a 400 naming `parameter`.
 fn parse_name(parameter: &str, name: &str) -> ApiResult<RepoName> {
     name.parse().map_err(|e| bad_parameter(parameter, e))
@@ -201,7 +219,7 @@ struct NewRepository {
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
-    ApiJson(new): ApiJson<NewRepository>,
+    Body400(new): Body400<NewRepository>,
 ) -> ApiResult<Response> {
     let repo = parse_name("name", &new.name)?;
     let visibility = new
@@ -293,7 +311,7 @@ async fn one(
         (None, Method::GET) => show(&app, &caller, &repo).await,
         (None, Method::DELETE) => delete_repository(&app, &caller, &repo).await,
         (None, Method::PATCH) => {
-            let ApiJson(body) = ApiJson::from_request(request, &app).await?;
+            let Body400(body) = Body400::from_request(request, &app).await?;
             update(&app, &caller, &repo, body).await
         }
         (Some("commands"), Method::GET) => {

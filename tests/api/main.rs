@@ -17,6 +17,7 @@ mod lifecycle;
 mod management;
 mod manifests;
 mod referrers;
+mod repositories;
 mod tags;
 mod tls;
 mod uploads;
