@@ -53,14 +53,14 @@ fn parse_visibility(parameter: &str, name: &str) -> ApiResult<Visibility> {
 
 /// A JSON body whose every refusal is a 400 naming the field at fault, unknown fields
 /// included (axum answers those 422).
-struct Body400<T>(T);
+struct StrictJson<T>(T);
 
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body400<T> {
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for StrictJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
         match ApiJson::<T>::from_request(request, state).await {
-            Ok(ApiJson(body)) => Ok(Body400(body)),
+            Ok(ApiJson(body)) => Ok(StrictJson(body)),
             Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
                 Err(ApiError::bad_request(e.message))
             }
@@ -219,7 +219,7 @@ struct NewRepository {
 async fn create(
     State(app): State<AppState>,
     caller: Caller,
-    Body400(new): Body400<NewRepository>,
+    StrictJson(new): StrictJson<NewRepository>,
 ) -> ApiResult<Response> {
     let repo = parse_name("name", &new.name)?;
     let visibility = new
@@ -311,7 +311,7 @@ async fn one(
         (None, Method::GET) => show(&app, &caller, &repo).await,
         (None, Method::DELETE) => delete_repository(&app, &caller, &repo).await,
         (None, Method::PATCH) => {
-            let Body400(body) = Body400::from_request(request, &app).await?;
+            let StrictJson(body) = StrictJson::from_request(request, &app).await?;
             update(&app, &caller, &repo, body).await
         }
         (Some("commands"), Method::GET) => {
@@ -431,6 +431,16 @@ async fn update(
             .set_repository_description(repo, description)
             .await
             .map_err(description_error)?;
+        caller
+            .auth()
+            .audit(
+                &caller.identity.name,
+                None,
+                "repository.description",
+                Some(repo.as_str()),
+                None,
+            )
+            .await;
     }
     if let Some(visibility) = visibility {
         caller

@@ -759,3 +759,56 @@ async fn commands_name_the_registry() {
         })
     );
 }
+
+/// The OpenAPI document describes the new operations with their typed bodies, so that a
+/// client generated from it gets the fields.
+#[tokio::test]
+async fn openapi_documents_the_repository_bodies() {
+    let s = TestServer::start().await;
+    let doc = json_body(s.get("/api/v1/openapi.json").await).await;
+    let paths = &doc["paths"];
+    let create = &paths["/api/v1/repositories"]["post"];
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/NewRepository"
+    );
+    let change = &paths["/api/v1/repositories/{name}"]["patch"];
+    assert_eq!(
+        change["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/RepositoryChanges"
+    );
+    assert!(paths["/api/v1/repositories/{name}"]["get"].is_object());
+    assert!(paths["/api/v1/repositories/{name}/-/commands"]["get"].is_object());
+    let listing: Vec<&str> = paths["/api/v1/repositories"]["get"]["parameters"]
+        .as_array()
+        .expect("listing parameters")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listing, ["limit", "cursor", "name", "visibility", "sort"]);
+    let schemas = &doc["components"]["schemas"];
+    for field in ["name", "description", "visibility"] {
+        assert!(
+            schemas["NewRepository"]["properties"][field].is_object(),
+            "NewRepository.{field}"
+        );
+    }
+    for field in [
+        "description",
+        "visibility",
+        "created_at",
+        "pull_count",
+        "blob_bytes",
+    ] {
+        assert!(
+            schemas["RepositorySummary"]["properties"][field].is_object(),
+            "RepositorySummary.{field}"
+        );
+    }
+    for field in ["registry", "image", "login", "push", "pull", "podman"] {
+        assert!(
+            schemas["RepositoryCommands"]["properties"][field].is_object(),
+            "RepositoryCommands.{field}"
+        );
+    }
+}
