@@ -111,7 +111,7 @@ struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of repositories; `next` and `Link` lead on", body = Page<RepositorySummary>),
-        (status = 400, description = "An unknown parameter, sort key or visibility, or bad paging; `details.parameter` names it", body = Problem),
+        (status = 400, description = "An unknown parameter, sort key or visibility, or bad paging; the message names the parameter", body = Problem),
     )
 )]
 async fn list(
@@ -144,7 +144,7 @@ async fn list(
     };
     let query = RepositoryQuery {
         name_contains: q.name.clone().filter(|n| !n.is_empty()),
-        visibility: visibility.map(|v| v.as_str().to_owned()),
+        visibility,
         order,
         after,
     };

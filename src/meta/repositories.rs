@@ -5,7 +5,10 @@ use super::{
     Meta, in_namespace,
     jobs::{Job, insert_job},
 };
-use crate::{error::Result, oci::RepoName};
+use crate::{
+    error::Result,
+    oci::{RepoName, Visibility},
+};
 
 /// A repository with its description, visibility and usage figures, as the management API
 /// shows it (alone and in the listing).
@@ -84,6 +87,7 @@ impl RepositoryOrder {
         match self {
             RepositoryOrder::Name => None,
             RepositoryOrder::Pulls => Some("s.pull_count"),
+            // -1: NEVER_PUSHED.
             RepositoryOrder::Pushed => Some("COALESCE(s.last_push_at, -1)"),
             RepositoryOrder::Size => Some("s.blob_bytes"),
         }
@@ -99,8 +103,8 @@ const NEVER_PUSHED: i64 = -1;
 pub struct RepositoryQuery {
     /// Only names containing this (lowercase; repository names are).
     pub name_contains: Option<String>,
-    /// Only repositories with this visibility (`public`, `internal`, `private`).
-    pub visibility: Option<String>,
+    /// Only repositories with this visibility.
+    pub visibility: Option<Visibility>,
     /// The order.
     pub order: RepositoryOrder,
     /// The page starts after this (key, name) of `order` (the key is ignored for
@@ -269,7 +273,7 @@ impl Meta {
             .bind(viewer.own_namespace)
             .bind(after_name)
             .bind(pattern)
-            .bind(query.visibility.as_deref().unwrap_or(""))
+            .bind(query.visibility.map_or("", Visibility::as_str))
             .bind(i64::from(n));
         if query.order.key_sql().is_some() {
             statement = statement
