@@ -103,7 +103,19 @@ async fn one(
             let ApiQuery(filters) = ApiQuery::from_request_parts(&mut parts, &app).await?;
             delete_tags(&app, &caller, &repo, filters).await
         }
-        (None | Some("settings") | Some("tags"), _) => Err(ApiError::new(
+        (Some("images"), Method::GET) => {
+            let ApiQuery(query) = query_of(request, &app).await?;
+            super::images::list(&app, &caller, &repo, query).await
+        }
+        (Some(sub), method) if sub.starts_with("images/") => {
+            super::images::one(&app, &caller, &repo, &sub["images/".len()..], method).await
+        }
+        (Some("tags"), Method::GET) => {
+            let ApiQuery(query) = query_of(request, &app).await?;
+            super::tags::list(&app, &caller, &repo, query).await
+        }
+        (Some("tags"), Method::POST) => super::tags::retag(&app, &caller, &repo, request).await,
+        (None | Some("settings") | Some("tags") | Some("images"), _) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
             "method not allowed on this resource",
@@ -112,6 +124,15 @@ async fn one(
             "no resource {other:?} under a repository"
         ))),
     }
+}
+
+/// The query of a sub-resource's request, refused as a JSON problem naming what is wrong.
+async fn query_of<T: serde::de::DeserializeOwned>(
+    request: Request<Body>,
+    app: &AppState,
+) -> ApiResult<ApiQuery<T>> {
+    let (mut parts, _) = request.into_parts();
+    ApiQuery::from_request_parts(&mut parts, app).await
 }
 
 /// Deletes the repository with its manifests, tags, links and sessions (maintainers: its
