@@ -765,3 +765,97 @@ async fn bad_image_and_tag_inputs_are_refused_by_name() {
         (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED".into())
     );
 }
+
+/// A protected tag is retagged only by those who may override it (maintainers), as on a
+/// `/v2/` tag push.
+#[tokio::test]
+async fn retag_to_a_protected_tag_needs_a_maintainer() {
+    let mut s = start_auth(|_| {}).await;
+    s.admin_api(
+        Method::POST,
+        "/namespaces",
+        Some(json!({ "name": "team", "visibility": "private" })),
+    )
+    .await;
+    for (user, role) in [("dev", "developer"), ("maint", "maintainer")] {
+        s.create_user(user).await;
+        s.set_role("team", user, role).await;
+    }
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let (digest, _) = s
+        .push_image("team/app", "build-1", &[b"layer".as_slice()])
+        .await;
+    s.admin_api(
+        Method::PUT,
+        "/repositories/team/app/-/settings",
+        Some(json!({ "protected_patterns": ["v.*"] })),
+    )
+    .await;
+    let retag = |user: &'static str, tag: &str| {
+        let body = json!({ "tag": tag, "digest": digest.as_str() });
+        let (s, password) = (&s, password_of(user));
+        async move {
+            s.api_as(
+                Some((user, &password)),
+                Method::POST,
+                "/repositories/team/app/-/tags",
+                Some(body),
+            )
+            .await
+        }
+    };
+    assert_eq!(retag("dev", "nightly").await.status(), StatusCode::CREATED);
+    let refused = retag("dev", "v1.0").await;
+    assert_eq!(
+        problem(refused).await,
+        (StatusCode::FORBIDDEN, "DENIED".into())
+    );
+    assert_eq!(
+        s.get("/v2/team/app/manifests/v1.0").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(retag("maint", "v1.0").await.status(), StatusCode::CREATED);
+    let pulled = s.get("/v2/team/app/manifests/v1.0").await;
+    assert_eq!(
+        header(&pulled, "docker-content-digest"),
+        Some(digest.clone())
+    );
+}
+
+/// The OpenAPI document describes the new operations with typed bodies.
+#[tokio::test]
+async fn openapi_documents_images_and_tags() {
+    let s = TestServer::start().await;
+    let doc = api(&s, "/openapi.json").await;
+    let paths = &doc["paths"];
+    let images = &paths["/api/v1/repositories/{name}/-/images"]["get"];
+    let parameters: Vec<&str> = images["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "tag",
+        "architecture",
+        "os",
+        "status",
+        "sort",
+        "limit",
+        "cursor",
+    ] {
+        assert!(parameters.contains(&name), "{name} in {parameters:?}");
+    }
+    let one = &paths["/api/v1/repositories/{name}/-/images/{digest}"];
+    assert!(one["get"].is_object() && one["delete"].is_object(), "{one}");
+    let tags = &paths["/api/v1/repositories/{name}/-/tags"];
+    assert!(
+        tags["get"].is_object() && tags["post"].is_object(),
+        "{tags}"
+    );
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["ImageSummary", "ImageDetail", "TagSummary", "RetagBody"] {
+        assert!(schemas[schema].is_object(), "{schema} missing");
+    }
+    assert!(schemas["RetagBody"]["properties"]["from"].is_object());
+}
