@@ -19,17 +19,6 @@ pub enum ImageSort {
     Pulls,
 }
 
-impl ImageSort {
-    /// The column of the listing's derived table the order reads.
-    fn column(self) -> &'static str {
-        match self {
-            ImageSort::Pushed => "pushed_at",
-            ImageSort::Size => "size_bytes",
-            ImageSort::Pulls => "pull_count",
-        }
-    }
-}
-
 /// Whether an image is in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageStatus {
@@ -140,10 +129,21 @@ pub struct ChildPlatform {
     pub variant: Option<String>,
 }
 
-/// Ids of the indexes of the repository that list manifest `m`.
+/// Ids of the indexes of the repository that list manifest `m`. Driven from the reference's
+/// digest index, with the parent's repository read by its key (a join lets SQLite scan the
+/// repository's manifests instead, for every row).
 const PARENTS_OF_M: &str = "SELECT pr.manifest_id FROM manifest_references pr \
-     JOIN manifests p ON p.id = pr.manifest_id \
-     WHERE pr.digest = m.digest AND pr.kind = 'manifest' AND p.repository_id = m.repository_id";
+     WHERE pr.digest = m.digest AND pr.kind = 'manifest' \
+     AND (SELECT p.repository_id FROM manifests p WHERE p.id = pr.manifest_id) = m.repository_id";
+
+/// Bytes of the blobs manifest `m` and its children reference, each blob once.
+const SIZE_OF_M: &str = "(SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
+     WHERE b.digest IN (SELECT r1.digest FROM manifest_references r1 WHERE r1.kind = 'blob' \
+       AND r1.manifest_id IN ( \
+         SELECT c.id FROM manifest_references r2 JOIN manifests c \
+           ON c.digest = r2.digest AND c.repository_id = m.repository_id \
+         WHERE r2.manifest_id = m.id AND r2.kind = 'manifest' \
+         UNION ALL SELECT m.id)))";
 
 impl Meta {
     /// Images of repository `repository_id` that `filter` selects, in `sort` order after
@@ -157,36 +157,37 @@ impl Meta {
         after: Option<ImageCursor>,
         n: u32,
     ) -> Result<Vec<ImageRow>> {
-        let key = sort.column();
+        // Each expression is correlated on `m` and reaches its rows through an index (no
+        // OR across columns), so a page costs about its own rows under the push order.
+        let in_use = format!(
+            "(EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id) \
+              OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id IN ({PARENTS_OF_M})))"
+        );
+        let key = match sort {
+            ImageSort::Pushed => "m.pushed_at",
+            ImageSort::Size => SIZE_OF_M,
+            ImageSort::Pulls => "m.pull_count",
+        };
         let sql = format!(
-            "SELECT * FROM ( \
-               SELECT m.id, m.digest, m.media_type, m.os, m.architecture, m.variant, m.pushed_at, \
-                 m.last_pulled_at, m.pull_count, \
-                 (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE b.digest IN ( \
-                    SELECT r1.digest FROM manifest_references r1 WHERE r1.kind = 'blob' AND ( \
-                      r1.manifest_id = m.id OR r1.manifest_id IN ( \
-                        SELECT c.id FROM manifest_references r2 JOIN manifests c \
-                          ON c.digest = r2.digest AND c.repository_id = m.repository_id \
-                        WHERE r2.manifest_id = m.id AND r2.kind = 'manifest')))) AS size_bytes, \
-                 (SELECT MIN(p.digest) FROM manifests p WHERE p.id IN ({PARENTS_OF_M})) AS index_digest, \
-                 CAST(CASE WHEN EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id \
-                        OR t.manifest_id IN ({PARENTS_OF_M})) THEN 1 ELSE 0 END AS BIGINT) AS in_use \
-               FROM manifests m \
-               WHERE m.repository_id = $1 \
-                 AND (CAST($11 AS TEXT) IS NOT NULL OR $6 = 1 OR ( \
-                   m.subject IS NULL AND (NOT EXISTS ({PARENTS_OF_M}) \
-                     OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)))) \
-                 AND (CAST($11 AS TEXT) IS NULL OR m.digest = $11) \
-                 AND (CAST($2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM tags t \
-                   WHERE t.repository_id = m.repository_id AND t.name = $2 \
-                   AND (t.manifest_id = m.id OR t.manifest_id IN ({PARENTS_OF_M})))) \
-                 AND (CAST($3 AS TEXT) IS NULL OR m.os = $3) \
-                 AND (CAST($4 AS TEXT) IS NULL OR m.architecture = $4) \
-             ) x \
-             WHERE (CAST($5 AS TEXT) IS NULL \
-                 OR ($5 = 'active' AND x.in_use = 1) OR ($5 = 'untagged' AND x.in_use = 0)) \
-               AND ($9 = 0 OR x.{key} < $7 OR (x.{key} = $7 AND x.id < $8)) \
-             ORDER BY x.{key} DESC, x.id DESC LIMIT $10"
+            "SELECT m.id, m.digest, m.media_type, m.os, m.architecture, m.variant, m.pushed_at, \
+               m.last_pulled_at, m.pull_count, {SIZE_OF_M} AS size_bytes, \
+               (SELECT MIN(p.digest) FROM manifests p WHERE p.id IN ({PARENTS_OF_M})) AS index_digest, \
+               CAST(CASE WHEN {in_use} THEN 1 ELSE 0 END AS BIGINT) AS in_use \
+             FROM manifests m \
+             WHERE m.repository_id = $1 \
+               AND (CAST($11 AS TEXT) IS NOT NULL OR $6 = 1 OR ( \
+                 m.subject IS NULL AND (NOT EXISTS ({PARENTS_OF_M}) \
+                   OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)))) \
+               AND (CAST($11 AS TEXT) IS NULL OR m.digest = $11) \
+               AND (CAST($2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM tags t \
+                 WHERE t.repository_id = m.repository_id AND t.name = $2 \
+                 AND (t.manifest_id = m.id OR t.manifest_id IN ({PARENTS_OF_M})))) \
+               AND (CAST($3 AS TEXT) IS NULL OR m.os = $3) \
+               AND (CAST($4 AS TEXT) IS NULL OR m.architecture = $4) \
+               AND (CAST($5 AS TEXT) IS NULL OR ($5 = 'active' AND {in_use}) \
+                 OR ($5 = 'untagged' AND NOT {in_use})) \
+               AND ($9 = 0 OR {key} < $7 OR ({key} = $7 AND m.id < $8)) \
+             ORDER BY {key} DESC, m.id DESC LIMIT $10"
         );
         let platform_filter = filter.os.is_some() || filter.architecture.is_some();
         let cursor = after.unwrap_or(ImageCursor { key: 0, id: 0 });
