@@ -20,7 +20,8 @@ pub enum ImageSort {
 }
 
 /// Whether an image is in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ImageStatus {
     /// Tagged, or a child of a tagged index.
     Active,

@@ -70,7 +70,7 @@ pub struct ImageSummary {
     pub pull_count: i64,
     /// `active` (tagged, or a child of a tagged index), `untagged`, or `quarantined`
     /// (reserved for image scanning; nothing sets it yet).
-    pub status: String,
+    pub status: ImageStatus,
     /// The index of the repository that lists this image, when it is a child of one.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -483,7 +483,7 @@ impl Registry {
                     cursor: format!("{}:{}", r.sort_key(sort), r.id),
                     tags: tags.remove(&r.id).unwrap_or_default(),
                     platform,
-                    status: status.as_str().to_owned(),
+                    status,
                     digest: r.digest,
                     media_type: r.media_type,
                     size_bytes: r.size_bytes,

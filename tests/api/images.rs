@@ -859,3 +859,43 @@ async fn openapi_documents_images_and_tags() {
     }
     assert!(schemas["RetagBody"]["properties"]["from"].is_object());
 }
+
+/// Deleting an image through the API queues the repository's review as a `/v2/` delete does:
+/// the review collects the layers only that image used, and nothing else.
+#[tokio::test]
+async fn delete_image_queues_a_review_that_collects_its_layers() {
+    let s = TestServer::start_with(|c| {
+        c.gc.grace_secs = 0;
+        c.gc.review_delay_secs = 0;
+        c.gc.poll_millis = 3_600_000;
+        c.gc.schedule_secs = 0;
+    })
+    .await;
+    let (old, _) = s
+        .push_image_with("svc", "v1", b"c1", &[b"only in v1".as_slice()])
+        .await;
+    s.push_image_with("svc", "v2", b"c2", &[b"only in v2".as_slice()])
+        .await;
+    let replica = s.replica().await;
+    assert_eq!(replica.run_due_jobs("r1").await.unwrap(), 1);
+
+    let resp = s
+        .delete(&format!("/api/v1/repositories/svc/-/images/{old}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        replica.run_due_jobs("r1").await.unwrap(),
+        1,
+        "a review was queued"
+    );
+    let blob = |bytes: &[u8]| format!("/v2/svc/blobs/{}", sha256(bytes));
+    assert_eq!(
+        s.get(&blob(b"only in v1")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(s.get(&blob(b"only in v2")).await.status(), StatusCode::OK);
+    let tags = api(&s, "/repositories/svc/-/tags").await;
+    assert_eq!(tags["items"].as_array().unwrap().len(), 1, "{tags}");
+    assert_eq!(tags["items"][0]["name"], "v2");
+    replica.close().await;
+}
