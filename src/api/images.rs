@@ -43,6 +43,22 @@ pub(super) struct ImageQuery {
     cursor: Option<String>,
 }
 
+impl ImageQuery {
+    /// The query with `?os=` and the like (as forms send them) taken as not given.
+    fn without_empty_values(self) -> ImageQuery {
+        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+        ImageQuery {
+            tag: given(self.tag),
+            architecture: given(self.architecture),
+            os: given(self.os),
+            status: given(self.status),
+            sort: given(self.sort),
+            limit: self.limit,
+            cursor: given(self.cursor),
+        }
+    }
+}
+
 /// Images of a repository, one per manifest. Without `architecture` or `os`, the children of
 /// an index are not listed on their own (the index lists their platforms) unless tagged
 /// themselves, and referrers (signatures, SBOMs) are shown only in an image's detail.
@@ -64,6 +80,7 @@ pub(super) async fn list(
     query: ImageQuery,
 ) -> ApiResult<Response> {
     caller.require(repo.as_str(), Role::Reporter).await?;
+    let query = query.without_empty_values();
     let paging = Paging {
         limit: query.limit,
         cursor: query.cursor.clone(),

@@ -257,6 +257,16 @@ async fn images_filter_by_platform_tag_and_status() {
     assert_eq!(digests(&active), [p.index.as_str(), p.single.as_str()]);
     let quarantined = api(&s, "/repositories/app/-/images?status=quarantined").await;
     assert_eq!(quarantined["items"], json!([]));
+    // Empty values, as a form sends them, are no filter.
+    let blank = api(
+        &s,
+        "/repositories/app/-/images?tag=&architecture=&os=&status=&sort=",
+    )
+    .await;
+    assert_eq!(
+        digests(&blank),
+        [p.untagged.as_str(), p.index.as_str(), p.single.as_str()]
+    );
 }
 
 /// Pulls (GETs by tag or digest) are counted per image once the statistics are flushed (at
