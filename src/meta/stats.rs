@@ -138,3 +138,24 @@ fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
     entries.sort_by(|a, b| a.0.cmp(b.0));
     entries
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GETs count per manifest, HEADs only refresh the time; counts put back after a failed
+    /// flush add to those recorded meanwhile.
+    #[test]
+    fn manifest_pulls_count_gets_and_survive_a_failed_flush() {
+        let stats = PullStats::new(Clock::default());
+        stats.record(1, 7, Some("v1"), true);
+        stats.record(1, 7, None, true);
+        stats.record(1, 7, Some("v1"), false);
+        let taken = stats.take();
+        assert_eq!(taken.manifests[&7].0, 2);
+        assert_eq!(taken.repositories[&1].0, 2);
+        stats.record(1, 7, None, true);
+        stats.restore(taken);
+        assert_eq!(stats.take().manifests[&7].0, 3);
+    }
+}
