@@ -38,6 +38,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// How clients reach the registry (`external_url`); without it, the host each request
+    /// came to.
+    pub external_url: Option<ExternalUrl>,
     /// Garbage collection and cleanup policies.
     pub gc: GcConfig,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
@@ -73,7 +76,7 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     /// `tls_key`.
     pub tls_key: Option<PathBuf>,
-    /// `external_url`: resolved into [`AuthConfig::external_url`].
+    /// `external_url`: resolved into [`Config::external_url`].
     pub external_url: Option<String>,
     /// `[gc]`.
     pub gc: GcConfig,
@@ -120,13 +123,6 @@ pub struct AuthConfig {
     /// Password of that administrator (`BERTH_ADMIN_PASSWORD`); used only if the user is absent.
     #[serde(skip)]
     pub admin_password: Option<String>,
-    /// How clients reach the registry, from the top-level `external_url` (checked: `http` or
-    /// `https`, a host, an optional port, nothing else), e.g. `https://registry.example.com`.
-    /// The docker and podman commands the management API shows name it; without it they name
-    /// the host each request came to. Kept here because access control is what the API
-    /// handlers carry of the configuration.
-    #[serde(skip)]
-    pub external_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -147,7 +143,6 @@ impl Default for AuthConfig {
             cache_secs: 5,
             admin_user: "admin".into(),
             admin_password: None,
-            external_url: None,
         }
     }
 }
@@ -514,11 +509,10 @@ impl ConfigFile {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key: give both or neither");
         }
-        let mut auth = self.auth;
-        auth.external_url = self
+        let external_url = self
             .external_url
             .as_deref()
-            .map(external_url)
+            .map(str::parse::<ExternalUrl>)
             .transpose()
             .context("external_url")?;
         Ok(Config {
@@ -532,9 +526,10 @@ impl ConfigFile {
             },
             limits: self.limits,
             durability: self.durability,
-            auth,
+            auth: self.auth,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
+            external_url,
             gc: self.gc,
             clock: Clock::default(),
             node_name: "berth".into(),
@@ -542,26 +537,49 @@ impl ConfigFile {
     }
 }
 
-/// `external_url` checked and normalised to `scheme://host[:port]`: docker names a registry
-/// by its host and port only, so a path, query or credentials would make wrong commands.
-fn external_url(text: &str) -> anyhow::Result<String> {
-    let url = url::Url::parse(text).with_context(|| format!("{text:?} is not a URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        bail!("{text:?}: the scheme must be http or https");
+/// How clients reach the registry, checked and reduced to what docker names a registry by:
+/// the scheme and the host with its port (a path, query or credentials would make wrong
+/// commands).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalUrl {
+    /// Reached over HTTPS.
+    pub https: bool,
+    /// The host and optional port, lowercase, as `docker login` takes it.
+    pub host: String,
+}
+
+impl std::str::FromStr for ExternalUrl {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<ExternalUrl> {
+        let url = url::Url::parse(text).with_context(|| format!("{text:?} is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("{text:?}: the scheme must be http or https");
+        }
+        let Some(host) = url.host_str() else {
+            bail!("{text:?}: names no host");
+        };
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            bail!("{text:?}: only scheme, host and port (docker names a registry by its host)");
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            bail!("{text:?}: must not hold credentials");
+        }
+        Ok(ExternalUrl {
+            https: url.scheme() == "https",
+            host: match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            },
+        })
     }
-    let Some(host) = url.host_str() else {
-        bail!("{text:?}: names no host");
-    };
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        bail!("{text:?}: only scheme, host and port (docker names a registry by its host)");
+}
+
+impl fmt::Display for ExternalUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.host)
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        bail!("{text:?}: must not hold credentials");
-    }
-    Ok(match url.port() {
-        Some(port) => format!("{}://{host}:{port}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
-    })
 }
 
 /// `berth check-config` prints this, in the layout (and under the name) it has always
@@ -917,8 +935,10 @@ mod tests {
 
     #[test]
     fn external_url_is_a_scheme_a_host_and_a_port() {
-        let url =
-            |text: &str| resolved(&format!("external_url = {text:?}")).map(|c| c.auth.external_url);
+        let url = |text: &str| {
+            resolved(&format!("external_url = {text:?}"))
+                .map(|c| c.external_url.map(|u| u.to_string()))
+        };
         assert_eq!(
             url("https://Registry.Example.com/").unwrap().as_deref(),
             Some("https://registry.example.com")
@@ -927,7 +947,7 @@ mod tests {
             url("http://10.0.0.5:5000").unwrap().as_deref(),
             Some("http://10.0.0.5:5000")
         );
-        assert_eq!(resolved("").unwrap().auth.external_url, None);
+        assert_eq!(resolved("").unwrap().external_url, None);
         for bad in [
             "registry.example.com",
             "ftp://registry.example.com",

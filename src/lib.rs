@@ -57,6 +57,7 @@ pub async fn serve(
         registry: registry.clone(),
         auth,
         https: config.tls_cert.is_some(),
+        external_url: config.external_url.clone(),
     };
     let app = Router::new()
         .merge(http::routes())

@@ -4,7 +4,7 @@
 
 use axum::extract::ConnectInfo;
 
-use crate::{auth::Auth, registry::Registry};
+use crate::{auth::Auth, config::ExternalUrl, registry::Registry};
 
 /// The state attached to every route: the domain, access control, and how we are reached.
 #[derive(Clone)]
@@ -15,6 +15,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Served over TLS by Berth itself: absolute URLs it builds are `https`.
     pub https: bool,
+    /// How clients reach the registry, when configured (`external_url`).
+    pub external_url: Option<ExternalUrl>,
 }
 
 /// The peer address of a request, as the listener saw it (proxies' headers are not trusted:

@@ -9,9 +9,11 @@
 
 mod caller;
 mod gc;
+mod images;
 mod namespaces;
 mod policies;
 mod repositories;
+mod tags;
 mod users;
 
 pub use caller::Caller;
@@ -62,6 +64,11 @@ pub fn routes() -> Router<AppState> {
         repositories::get_settings,
         repositories::put_settings,
         repositories::delete_tags,
+        images::list,
+        images::show,
+        images::delete,
+        tags::list,
+        tags::retag,
         gc::list,
         gc::create,
         gc::show,

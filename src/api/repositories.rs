@@ -329,15 +329,38 @@ async fn one(
             let ApiQuery(filters) = ApiQuery::from_request_parts(&mut parts, &app).await?;
             delete_tags(&app, &caller, &repo, filters).await
         }
-        (None | Some("settings") | Some("tags") | Some("commands"), _) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "method not allowed on this resource",
-        )),
+        (Some("images"), Method::GET) => {
+            let ApiQuery(query) = query_of(request, &app).await?;
+            super::images::list(&app, &caller, &repo, query).await
+        }
+        (Some(sub), method) if sub.starts_with("images/") => {
+            super::images::one(&app, &caller, &repo, &sub["images/".len()..], method).await
+        }
+        (Some("tags"), Method::GET) => {
+            let ApiQuery(query) = query_of(request, &app).await?;
+            super::tags::list(&app, &caller, &repo, query).await
+        }
+        (Some("tags"), Method::POST) => super::tags::retag(&app, &caller, &repo, request).await,
+        (None | Some("settings") | Some("tags") | Some("commands") | Some("images"), _) => {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this resource",
+            ))
+        }
         (Some(other), _) => Err(ApiError::not_found(format!(
             "no resource {other:?} under a repository"
         ))),
     }
+}
+
+/// The query of a sub-resource's request, refused as a JSON problem naming what is wrong.
+async fn query_of<T: serde::de::DeserializeOwned>(
+    request: Request<Body>,
+    app: &AppState,
+) -> ApiResult<ApiQuery<T>> {
+    let (mut parts, _) = request.into_parts();
+    ApiQuery::from_request_parts(&mut parts, app).await
 }
 
 /// Deletes the repository with its manifests, tags, links and sessions (maintainers: its
@@ -517,11 +540,8 @@ async fn commands(
         .map_err(|e| bad_parameter("tag", e))?;
     require_readable(caller, repo).await?;
     summary(app, repo).await?;
-    let (https, registry) = match &app.auth.config().external_url {
-        Some(url) => match url.split_once("://") {
-            Some((scheme, host)) => (scheme == "https", host.to_owned()),
-            None => (true, url.clone()),
-        },
+    let (https, registry) = match &app.external_url {
+        Some(url) => (url.https, url.host.clone()),
         None => request_host(headers, app.https)
             .ok_or_else(|| ApiError::bad_request("the request names no host; set external_url"))?,
     };

@@ -30,6 +30,7 @@ pub mod access;
 pub mod audit;
 pub mod blobs;
 pub mod gc;
+pub mod images;
 pub mod jobs;
 pub mod manifests;
 pub mod namespaces;

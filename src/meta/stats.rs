@@ -20,8 +20,8 @@ pub struct PullStats {
 struct Pending {
     /// repository id → (pulls, last pull time)
     repositories: HashMap<i64, (i64, i64)>,
-    /// manifest id → last pull time
-    manifests: HashMap<i64, i64>,
+    /// manifest id → (pulls, last pull time)
+    manifests: HashMap<i64, (i64, i64)>,
     /// (repository id, tag) → last pull time
     tags: HashMap<(i64, String), i64>,
 }
@@ -42,7 +42,9 @@ impl PullStats {
         let repo = p.repositories.entry(repository_id).or_insert((0, now));
         repo.0 += i64::from(counts);
         repo.1 = now;
-        p.manifests.insert(manifest_id, now);
+        let manifest = p.manifests.entry(manifest_id).or_insert((0, now));
+        manifest.0 += i64::from(counts);
+        manifest.1 = now;
         if let Some(tag) = tag {
             p.tags.insert((repository_id, tag.to_owned()), now);
         }
@@ -61,9 +63,10 @@ impl PullStats {
             repo.0 += count;
             repo.1 = repo.1.max(at);
         }
-        for (id, at) in old.manifests {
-            let t = p.manifests.entry(id).or_insert(at);
-            *t = (*t).max(at);
+        for (id, (count, at)) in old.manifests {
+            let manifest = p.manifests.entry(id).or_insert((0, at));
+            manifest.0 += count;
+            manifest.1 = manifest.1.max(at);
         }
         for (key, at) in old.tags {
             let t = p.tags.entry(key).or_insert(at);
@@ -102,13 +105,14 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
-        for (id, at) in sorted(&p.manifests) {
+        for (id, (count, at)) in sorted(&p.manifests) {
             sqlx::query(
-                "UPDATE manifests SET last_pulled_at = \
+                "UPDATE manifests SET pull_count = pull_count + $3, last_pulled_at = \
                  CASE WHEN last_pulled_at > $2 THEN last_pulled_at ELSE $2 END WHERE id = $1",
             )
             .bind(id)
             .bind(at)
+            .bind(count)
             .execute(&mut *tx)
             .await?;
         }
@@ -133,4 +137,25 @@ fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
     let mut entries: Vec<_> = map.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
     entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GETs count per manifest, HEADs only refresh the time; counts put back after a failed
+    /// flush add to those recorded meanwhile.
+    #[test]
+    fn manifest_pulls_count_gets_and_survive_a_failed_flush() {
+        let stats = PullStats::new(Clock::default());
+        stats.record(1, 7, Some("v1"), true);
+        stats.record(1, 7, None, true);
+        stats.record(1, 7, Some("v1"), false);
+        let taken = stats.take();
+        assert_eq!(taken.manifests[&7].0, 2);
+        assert_eq!(taken.repositories[&1].0, 2);
+        stats.record(1, 7, None, true);
+        stats.restore(taken);
+        assert_eq!(stats.take().manifests[&7].0, 3);
+    }
 }

@@ -123,3 +123,87 @@ impl Meta {
         .await?)
     }
 }
+
+/// The order of the management API's tag listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagSort {
+    /// By name, in byte order.
+    Name,
+    /// Most recently pushed first, then by name.
+    Pushed,
+    /// Most recently pulled first (never pulled last), then by name.
+    Pulled,
+}
+
+impl TagSort {
+    /// The expression of `t` the order reads, descending (a constant for `Name`).
+    fn key(self) -> &'static str {
+        match self {
+            // An expression, not a literal: a bare number in ORDER BY names a column.
+            TagSort::Name => "CAST(0 AS BIGINT)",
+            TagSort::Pushed => "t.updated_at",
+            TagSort::Pulled => "COALESCE(t.last_pulled_at, -1)",
+        }
+    }
+}
+
+/// Where a page of the tag listing starts: after the tag with this sort value and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCursor {
+    /// The sort value of the last tag of the previous page (0 when sorted by name).
+    pub key: i64,
+    /// That tag's name.
+    pub name: String,
+}
+
+/// A tag of the management API's listing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TagRow {
+    /// The tag.
+    pub name: Tag,
+    /// The manifest it points at.
+    pub digest: Digest,
+    /// When a push last pointed it at its manifest.
+    pub updated_at: i64,
+    /// When it was last pulled by name, if ever.
+    pub last_pulled_at: Option<i64>,
+}
+
+impl TagRow {
+    /// The value the listing's order `sort` reads, for the next page's cursor.
+    pub fn sort_key(&self, sort: TagSort) -> i64 {
+        match sort {
+            TagSort::Name => 0,
+            TagSort::Pushed => self.updated_at,
+            TagSort::Pulled => self.last_pulled_at.unwrap_or(-1),
+        }
+    }
+}
+
+impl Meta {
+    /// Tags of `repository_id` in `sort` order after `after`, at most `n`.
+    pub async fn tag_listing(
+        &self,
+        repository_id: i64,
+        sort: TagSort,
+        after: Option<&TagCursor>,
+        n: u32,
+    ) -> Result<Vec<TagRow>> {
+        let key = sort.key();
+        let sql = format!(
+            "SELECT t.name, m.digest, t.updated_at, t.last_pulled_at FROM tags t \
+             JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 \
+             AND ($5 = 0 OR {key} < $2 OR ({key} = $2 AND t.name > $3)) \
+             ORDER BY {key} DESC, t.name LIMIT $4"
+        );
+        let (cursor_key, cursor_name) = after.map_or((0, ""), |c| (c.key, c.name.as_str()));
+        Ok(sqlx::query_as(&sql)
+            .bind(repository_id)
+            .bind(cursor_key)
+            .bind(cursor_name)
+            .bind(i64::from(n))
+            .bind(i64::from(after.is_some()))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+}

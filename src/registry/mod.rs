@@ -4,9 +4,9 @@
 //! ([`crate::blobs`], every object), and never reaches back up to a handler.
 //!
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
-//! referrers), tags, repositories (the catalog, summaries, deletion), settings (tag rules),
-//! [`gc`], [`policies`] and the job queue that drives them; listings are cut into pages by
-//! [`Page`].
+//! referrers), tags, images (the management API's view of manifests and tags), repositories
+//! (the catalog, summaries, deletion), settings (tag rules), [`gc`], [`policies`] and the job
+//! queue that drives them; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -25,6 +25,7 @@
 
 mod blobs;
 mod gc;
+mod images;
 mod jobs;
 mod manifests;
 mod paging;
@@ -38,6 +39,15 @@ use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
+pub use images::{
+    ChildSummary, ConfigSummary, ImageDetail, ImageSummary, LayerSummary, PlatformSummary,
+    Platforms, ReferrerSummary, TagSummary,
+};
+// The listing parameters are the index's own: re-exported so handlers need not reach it.
+pub use crate::meta::{
+    images::{ImageCursor, ImageFilter, ImageSort, ImageStatus},
+    tags::{TagCursor, TagSort},
+};
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use settings::{Mutability, Override, TagRules};

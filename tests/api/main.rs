@@ -12,6 +12,7 @@ mod blobs;
 mod catalog;
 mod errors;
 mod gc_concurrency;
+mod images;
 mod isolation;
 mod lifecycle;
 mod management;

@@ -732,7 +732,7 @@ async fn commands_name_the_registry() {
     );
 
     let s = TestServer::start_with(|cfg| {
-        cfg.auth.external_url = Some("https://registry.example.com".into());
+        cfg.external_url = Some("https://registry.example.com".parse().unwrap());
     })
     .await;
     s.push_image("team/app", "v1", &[b"x".as_slice()]).await;
