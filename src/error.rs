@@ -272,9 +272,16 @@ impl Fault {
     }
 }
 
-/// Logs the server-side failure a response answers, once, where responses leave the
-/// application (a layer [`crate::serve`] puts inside the request's trace span).
-pub async fn log_faults(response: Response) -> Response {
+/// The request trace's end: tower-http's usual line, then the server-side failure the
+/// response answers, logged once inside the request's span. [`crate::serve`] hands it to its
+/// `TraceLayer` rather than adding a layer of its own, which every request would pay for.
+pub fn log_faults<B>(
+    response: &axum::http::Response<B>,
+    latency: std::time::Duration,
+    span: &tracing::Span,
+) {
+    use tower_http::trace::OnResponse as _;
+    tower_http::trace::DefaultOnResponse::default().on_response(response, latency, span);
     if let Some(fault) = response.extensions().get::<Fault>() {
         let error = fault.error.as_str();
         match (fault.api, fault.backend) {
@@ -284,7 +291,6 @@ pub async fn log_faults(response: Response) -> Response {
             (false, None) => tracing::error!(error, "request failed"),
         }
     }
-    response
 }
 
 impl IntoResponse for Error {

@@ -62,8 +62,7 @@ pub async fn serve(
     let app = Router::new()
         .merge(http::routes())
         .merge(api::routes())
-        .layer(axum::middleware::map_response(error::log_faults))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_response(error::log_faults))
         .with_state(state)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, "berth is serving");
