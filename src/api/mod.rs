@@ -251,9 +251,10 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(OptionalJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        // axum's reading names the field that is wrong (`grace_secs: invalid value ...`).
+        Json::<T>::from_bytes(&bytes)
+            .map(|j| OptionalJson(j.0))
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))
     }
 }
 

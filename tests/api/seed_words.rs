@@ -1,0 +1,254 @@
+//! The words the seed's API used, taken beside Berth's own: cleanup cadences
+//! (`daily|weekly|monthly`), `older_than` as a number of days, a collection's
+//! `remove_untagged` and `grace_secs`, and the estimate's `grace_secs`.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, json_body};
+
+const DAY: i64 = 86_400;
+
+/// A server whose configured grace period (an hour) and `gc.untagged` (off) are the
+/// defaults a request overrides; its own worker never ticks during a test.
+async fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.gc.grace_secs = 3600;
+        c.gc.untagged = false;
+        c.gc.review_delay_secs = 3600;
+        c.gc.poll_millis = 3_600_000;
+        c.gc.schedule_secs = 0;
+    })
+    .await
+}
+
+async fn put_policy(s: &TestServer, name: &str, body: Value) -> (StatusCode, Value) {
+    let resp = s
+        .req(Method::PUT, &format!("/api/v1/policies/{name}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT policy");
+    (resp.status(), json_body(resp).await)
+}
+
+/// Asserts a 400 whose message names `field`.
+fn assert_names(status: StatusCode, body: &Value, field: &str) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(field), "{field} not named in {body}");
+}
+
+#[tokio::test]
+async fn cadence_words_schedule_like_their_durations() {
+    let s = server().await;
+    for (word, secs) in [("daily", DAY), ("weekly", 7 * DAY), ("monthly", 30 * DAY)] {
+        let (status, saved) = put_policy(
+            &s,
+            word,
+            json!({ "repository": "app", "name_regex": ".*", "enabled": true, "cadence": word }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        assert_eq!(
+            saved["cadence"], word,
+            "the policy keeps the word it was given"
+        );
+        assert_eq!(
+            saved["next_run_at"].as_i64().unwrap(),
+            s.clock.now() + secs,
+            "{word} runs every {secs} s"
+        );
+    }
+    for bad in ["fortnightly", "Daily", "2d", ""] {
+        let (status, body) = put_policy(
+            &s,
+            "bad",
+            json!({ "repository": "app", "name_regex": ".*", "cadence": bad }),
+        )
+        .await;
+        assert_names(status, &body, "cadence");
+        assert_eq!(body["error"]["code"], "INVALID_POLICY");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("daily, weekly, monthly"),
+            "the message lists the words: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn older_than_takes_days_as_a_number_or_a_string() {
+    let s = server().await;
+    for (given, kept) in [
+        (json!(90), "90d"),
+        (json!("90"), "90"),
+        (json!("90d"), "90d"),
+        (json!("1month"), "1month"),
+    ] {
+        let (status, saved) = put_policy(
+            &s,
+            "old",
+            json!({ "repository": "app", "name_regex": ".*", "older_than": given }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{given}: {saved}");
+        assert_eq!(saved["older_than"], kept, "{given}");
+    }
+    let shown = json_body(s.get("/api/v1/policies/old").await).await;
+    assert_eq!(shown["older_than"], "1month");
+
+    for bad in [
+        json!(-5),
+        json!(1.5),
+        json!(true),
+        json!("ninety"),
+        json!(""),
+    ] {
+        let (status, body) = put_policy(
+            &s,
+            "old",
+            json!({ "repository": "app", "name_regex": ".*", "older_than": bad }),
+        )
+        .await;
+        assert_names(status, &body, "older_than");
+        assert_eq!(body["error"]["code"], "INVALID_POLICY", "{bad}");
+    }
+}
+
+/// A policy with `older_than: 90` (days) keeps a tag pushed 89 days ago and deletes it
+/// once it is 91 days old.
+#[tokio::test]
+async fn older_than_in_days_decides_by_age() {
+    let s = server().await;
+    s.push_image("app", "v1", &[b"old layer"]).await;
+    let (status, body) = put_policy(
+        &s,
+        "age",
+        json!({ "repository": "app", "name_regex": ".*", "older_than": 90 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let run = |s: &TestServer| {
+        s.req(Method::POST, "/api/v1/policies/age/runs")
+            .json(&json!({ "dry_run": true }))
+            .send()
+    };
+    s.clock.advance(89 * DAY);
+    let preview = json_body(run(&s).await.unwrap()).await;
+    assert_eq!(preview["removed"], json!([]), "89 days old is kept");
+    s.clock.advance(2 * DAY);
+    let preview = json_body(run(&s).await.unwrap()).await;
+    assert_eq!(preview["removed"][0]["tag"], "v1", "{preview}");
+}
+
+async fn estimate(s: &TestServer, query: &str) -> (StatusCode, Value) {
+    let resp = s.get(&format!("/api/v1/gc/estimate{query}")).await;
+    (resp.status(), json_body(resp).await)
+}
+
+async fn post_run(s: &TestServer, body: Value) -> (StatusCode, Value) {
+    let resp = s
+        .req(Method::POST, "/api/v1/gc/runs")
+        .json(&body)
+        .send()
+        .await
+        .expect("POST gc run");
+    (resp.status(), json_body(resp).await)
+}
+
+/// Right after a delete the configured hour of grace hides the freed bytes; the estimate
+/// with `grace_secs=0` reports them, and a run with `grace_secs: 0` frees exactly them.
+#[tokio::test]
+async fn estimate_with_no_grace_reports_what_a_delete_freed() {
+    let s = server().await;
+    let layer = b"bytes only this image holds".as_slice();
+    let (digest, _) = s.push_image("app", "v1", &[layer]).await;
+    let resp = s.delete(&format!("/v2/app/manifests/{digest}")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    let (status, configured) = estimate(&s, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(configured["grace_secs"], 3600);
+    assert_eq!(configured["reclaimable_bytes"], 0, "{configured}");
+
+    let (status, now) = estimate(&s, "?grace_secs=0").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(now["grace_secs"], 0);
+    assert_eq!(
+        now["reclaimable_blobs"], 2,
+        "the layer and the config: {now}"
+    );
+    let freed = now["reclaimable_bytes"].as_i64().unwrap();
+    assert!(freed > layer.len() as i64, "{now}");
+
+    let (status, run) = post_run(&s, json!({ "wait": true, "grace_secs": 0 })).await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert_eq!(
+        run["bytes"], freed,
+        "the run frees what the estimate said: {run}"
+    );
+    assert_eq!(
+        estimate(&s, "?grace_secs=0").await.1["reclaimable_bytes"],
+        0
+    );
+}
+
+/// `remove_untagged` collects an untagged image although `gc.untagged` is off; without it
+/// the configuration decides and the image stays.
+#[tokio::test]
+async fn remove_untagged_overrides_the_configuration_for_one_run() {
+    let s = server().await;
+    let (digest, _) = s.push_image("app", "v1", &[b"soon untagged"]).await;
+    assert_eq!(
+        s.delete("/v2/app/manifests/v1").await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    let (_, kept) = post_run(&s, json!({ "wait": true, "grace_secs": 0 })).await;
+    assert_eq!(kept["manifests"], 0, "gc.untagged is off: {kept}");
+    let by_digest = format!("/v2/app/manifests/{digest}");
+    assert_eq!(s.get(&by_digest).await.status(), StatusCode::OK);
+
+    let (status, run) = post_run(
+        &s,
+        json!({ "wait": true, "grace_secs": 0, "remove_untagged": true }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert_eq!(run["manifests"], 1, "{run}");
+    assert_eq!(run["blobs"], 2, "its layer and config: {run}");
+    assert_eq!(s.get(&by_digest).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_gc_options_are_refused_naming_them() {
+    let s = server().await;
+    for (body, field) in [
+        (json!({ "wait": true, "grace_secs": -1 }), "grace_secs"),
+        (json!({ "wait": true, "grace_secs": "0" }), "grace_secs"),
+        (
+            json!({ "wait": true, "remove_untagged": "yes" }),
+            "remove_untagged",
+        ),
+        (json!({ "remove_untagged": true }), "remove_untagged"),
+        (json!({ "grace_secs": 0 }), "grace_secs"),
+        (json!({ "wait": true, "grace": 0 }), "grace"),
+    ] {
+        let (status, problem) = post_run(&s, body.clone()).await;
+        assert_names(status, &problem, field);
+        assert_eq!(problem["error"]["code"], "BAD_REQUEST", "{body}");
+    }
+    for (query, field) in [
+        ("?grace_secs=-1", "grace_secs"),
+        ("?grace_secs=soon", "grace_secs"),
+        ("?grace=0", "grace"),
+    ] {
+        let (status, problem) = estimate(&s, query).await;
+        assert_names(status, &problem, field);
+    }
+    let runs = json_body(s.get("/api/v1/gc/runs").await).await;
+    assert_eq!(runs["items"], json!([]), "no refused request ran: {runs}");
+}
