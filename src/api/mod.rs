@@ -43,6 +43,9 @@ pub fn routes() -> Router<AppState> {
         .merge(namespaces::routes())
         .merge(gc::routes())
         .merge(policies::routes())
+        // Last but the fallback: it covers every method router merged above (axum's own
+        // 405 has an empty body; its `Allow` header is kept).
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") });
     Router::new().nest("/api/v1", v1)
 }
@@ -98,6 +101,19 @@ pub fn routes() -> Router<AppState> {
     components(schemas(Problem))
 )]
 pub struct ApiDoc;
+
+/// A method the path does not serve: the same JSON problem as every other refusal.
+pub(crate) fn method_not_allowed_problem() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this resource",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    method_not_allowed_problem()
+}
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(<ApiDoc as utoipa::OpenApi>::openapi())

@@ -1,11 +1,12 @@
 //! The words the seed's API used, taken beside Berth's own: cleanup cadences
 //! (`daily|weekly|monthly`), `older_than` as a number of days, a collection's
-//! `remove_untagged` and `grace_secs`, and the estimate's `grace_secs`.
+//! `remove_untagged` and `grace_secs`, and the estimate's `grace_secs`; typed request bodies
+//! in the OpenAPI document, and a JSON problem for every 405 of `/api/v1`.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, json_body};
+use crate::common::{TestServer, header, json_body, sha256};
 
 const DAY: i64 = 86_400;
 
@@ -251,4 +252,147 @@ async fn bad_gc_options_are_refused_naming_them() {
     }
     let runs = json_body(s.get("/api/v1/gc/runs").await).await;
     assert_eq!(runs["items"], json!([]), "no refused request ran: {runs}");
+}
+
+/// The schema `schema` names, following `$ref`s into the document's components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(target) => {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("unexpected $ref {target}"));
+            let named = &doc["components"]["schemas"][name];
+            assert!(named.is_object(), "{target} is not in the document");
+            resolve(doc, named)
+        }
+        None => schema,
+    }
+}
+
+/// The property names of `schema`, through `$ref`s and `allOf` (a flattened struct), sorted.
+fn properties(doc: &Value, schema: &Value) -> Vec<String> {
+    let schema = resolve(doc, schema);
+    let mut names: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        names.extend(properties(doc, part));
+    }
+    names.sort();
+    names
+}
+
+/// Every operation that takes a body documents it as a typed JSON schema with its fields,
+/// so a client generated from the document gets them (no bare `object`).
+#[tokio::test]
+async fn every_request_body_is_a_typed_schema() {
+    let s = TestServer::start().await;
+    let doc = json_body(s.get("/api/v1/openapi.json").await).await;
+    let mut checked = Vec::new();
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().unwrap() {
+            if !["post", "put", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            assert!(
+                schema.is_object(),
+                "{method} {path} documents no JSON request body: {operation}"
+            );
+            let fields = properties(&doc, schema);
+            assert!(!fields.is_empty(), "{method} {path}: a body without fields");
+            checked.push((format!("{method} {path}"), fields));
+        }
+    }
+    let fields_of = |operation: &str| -> Vec<String> {
+        checked
+            .iter()
+            .find(|(o, _)| o == operation)
+            .unwrap_or_else(|| panic!("{operation} not documented"))
+            .1
+            .clone()
+    };
+    let gc_run = fields_of("post /api/v1/gc/runs");
+    for field in ["dry_run", "wait", "grace_secs", "remove_untagged"] {
+        assert!(gc_run.contains(&field.to_owned()), "gc run lacks {field}");
+    }
+    let policy = fields_of("put /api/v1/policies/{name}");
+    for field in [
+        "repository",
+        "repositories",
+        "cadence",
+        "older_than",
+        "name_regex",
+        "ecr",
+    ] {
+        assert!(policy.contains(&field.to_owned()), "policy lacks {field}");
+    }
+    assert_eq!(
+        fields_of("post /api/v1/users/{name}/tokens"),
+        ["expires_at", "name", "scopes"]
+    );
+    assert_eq!(
+        fields_of("put /api/v1/namespaces/{ns}/members/{user}"),
+        ["role"]
+    );
+    let estimate: Vec<&str> = doc["paths"]["/api/v1/gc/estimate"]["get"]["parameters"]
+        .as_array()
+        .expect("estimate parameters")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(estimate, ["grace_secs"]);
+}
+
+/// A documented path asked with a method it does not serve answers 405 with the JSON
+/// problem every other refusal has (axum's own 405 has an empty body).
+#[tokio::test]
+async fn every_wrong_method_is_a_json_problem() {
+    let s = TestServer::start().await;
+    let doc = json_body(s.get("/api/v1/openapi.json").await).await;
+    let digest = sha256(b"no such image");
+    let mut tried = 0;
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        let served: Vec<String> = operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        // Path parameters get values that parse, so the method is what is refused.
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{digest}", &digest)
+            .replace("repositories/{name}", "repositories/doc/check")
+            .replace(['{', '}'], "");
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if served.iter().any(|m| m == method) {
+                continue;
+            }
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = s.req(method.clone(), &concrete).send().await.unwrap();
+            let status = resp.status();
+            if let Some(allow) = header(&resp, "allow") {
+                for documented in &served {
+                    assert!(allow.contains(documented.as_str()), "{path}: Allow {allow}");
+                }
+            }
+            let body = resp.text().await.unwrap();
+            assert_eq!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {body}"
+            );
+            let problem: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body:?}"));
+            assert_eq!(
+                problem["error"]["code"], "METHOD_NOT_ALLOWED",
+                "{method} {path}"
+            );
+            assert!(problem["error"]["message"].is_string(), "{problem}");
+            tried += 1;
+        }
+    }
+    assert!(tried > 40, "only {tried} wrong methods tried");
 }

@@ -118,7 +118,7 @@ fn days_or_duration<'de, D: serde::Deserializer<'de>>(
 }
 
 /// The rules of a policy, as the API takes them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyRules {
     /// Keep the N most recent of the tags `name_regex` selects.
@@ -126,6 +126,7 @@ pub struct PolicyRules {
     /// Only delete tags pushed longer ago than this: `7d`, `1month`, or a number of days
     /// (`90`, kept as `90d`).
     #[serde(deserialize_with = "days_or_duration")]
+    #[schema(value_type = Option<String>, example = "90d")]
     pub older_than: Option<String>,
     /// Tags to delete (whole-tag regular expression).
     pub name_regex: Option<String>,
@@ -140,14 +141,14 @@ pub struct PolicyRules {
 }
 
 /// An AWS ECR lifecycle policy document.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EcrPolicy {
     /// The rules, in any order (`rulePriority` orders them).
     pub rules: Vec<EcrRule>,
 }
 
 /// One ECR lifecycle rule.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcrRule {
     /// Unique; lower priorities decide first.
@@ -162,7 +163,7 @@ pub struct EcrRule {
 }
 
 /// The images an ECR rule selects, and its expiry condition.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcrSelection {
     /// Tagged, untagged, or any image.
@@ -183,7 +184,7 @@ pub struct EcrSelection {
 }
 
 /// ECR's `tagStatus`: which images a rule may select.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TagStatus {
     /// Images with a tag matching the rule's prefixes or patterns.
@@ -195,7 +196,7 @@ pub enum TagStatus {
 }
 
 /// ECR's `countType`: when a selected image expires.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum CountType {
     /// Beyond the `countNumber` most recently pushed.
     #[serde(rename = "imageCountMoreThan")]
@@ -206,7 +207,7 @@ pub enum CountType {
 }
 
 /// ECR's `action`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EcrAction {
     /// Only `expire` (the image, its manifest and every tag, is removed).
     #[serde(rename = "type")]
@@ -358,7 +359,7 @@ impl PolicyRules {
 }
 
 /// A policy as the API takes it: which repositories, when, and the rules.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Policy {
     /// One repository, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
