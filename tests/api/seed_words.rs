@@ -1,12 +1,17 @@
 //! The words the seed's API used, taken beside Berth's own: cleanup cadences
 //! (`daily|weekly|monthly`), `older_than` as a number of days, a collection's
 //! `remove_untagged` and `grace_secs`, and the estimate's `grace_secs`; typed request bodies
-//! in the OpenAPI document, and a JSON problem for every 405 of `/api/v1`.
+//! in the OpenAPI document, and a JSON problem for every 405 of `/api/v1`; anonymous pulls of
+//! a private or missing repository answered as Docker Hub answers them.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, header, json_body, sha256};
+use crate::common::{
+    OCI_MANIFEST, TestServer,
+    auth::{ADMIN, ADMIN_PASSWORD, basic, password_of, start_auth},
+    error_code, header, json_body, sha256,
+};
 
 const DAY: i64 = 86_400;
 
@@ -395,4 +400,149 @@ async fn every_wrong_method_is_a_json_problem() {
         }
     }
     assert!(tried > 40, "only {tried} wrong methods tried");
+}
+
+/// One `/v2/` read with `authorization` (none: anonymous): status, challenge, spec code.
+async fn read_as(
+    s: &TestServer,
+    authorization: Option<&str>,
+    method: Method,
+    path: &str,
+) -> (StatusCode, Option<String>, String) {
+    let mut req = reqwest::Client::new()
+        .request(method.clone(), s.url(path))
+        .header("accept", OCI_MANIFEST);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.expect("read");
+    let status = resp.status();
+    let challenge = header(&resp, "www-authenticate");
+    let code = if status.is_success() || method == Method::HEAD {
+        String::new()
+    } else {
+        error_code(resp).await
+    };
+    (status, challenge, code)
+}
+
+/// Docker Hub's answer: an anonymous read of a private repository and of one that does not
+/// exist get the same 401 with the challenge naming the pull scope (with an anonymous token
+/// already, `insufficient_scope`), so `docker pull` says to log in and private stays
+/// indistinguishable from missing. Signed-in callers without the right keep the 404s; a
+/// public repository stays open to anonymous pulls.
+#[tokio::test]
+async fn anonymous_pulls_of_private_or_missing_repositories_are_challenged() {
+    let mut s = start_auth(|_| {}).await;
+    s.admin_api(
+        Method::POST,
+        "/namespaces",
+        Some(json!({ "name": "team", "visibility": "private" })),
+    )
+    .await;
+    s.admin_api(
+        Method::POST,
+        "/namespaces",
+        Some(json!({ "name": "open", "visibility": "public" })),
+    )
+    .await;
+    s.create_user("outsider").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let (digest, _) = s.push_image("team/secret", "v1", &[b"private layer"]).await;
+    let (public_digest, _) = s.push_image("open/app", "v1", &[b"public layer"]).await;
+
+    let anonymous_token = s.bearer(None, &["repository:team/secret:pull"]).await;
+    let missing_token = s.bearer(None, &["repository:team/nothing:pull"]).await;
+    let public_missing_token = s.bearer(None, &["repository:open/nothing:pull"]).await;
+    let realm = format!("Bearer realm=\"{}/token\",service=\"berth\"", s.base);
+    for (repo, token) in [
+        ("team/secret", &anonymous_token),
+        ("team/nothing", &missing_token),
+        ("open/nothing", &public_missing_token),
+    ] {
+        let scope = format!(",scope=\"repository:{repo}:pull\"");
+        for path in [
+            format!("/v2/{repo}/manifests/v1"),
+            format!("/v2/{repo}/manifests/{digest}"),
+            format!("/v2/{repo}/blobs/{digest}"),
+            format!("/v2/{repo}/tags/list"),
+        ] {
+            for method in [Method::GET, Method::HEAD] {
+                let (status, challenge, code) = read_as(&s, None, method.clone(), &path).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "anonymous {method} {path}"
+                );
+                assert_eq!(
+                    challenge,
+                    Some(format!("{realm}{scope}")),
+                    "{method} {path}"
+                );
+                if method == Method::GET {
+                    assert_eq!(code, "UNAUTHORIZED", "{path}");
+                }
+                let (status, challenge, _) = read_as(&s, Some(token), method.clone(), &path).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "anonymous token {method} {path}"
+                );
+                assert_eq!(
+                    challenge,
+                    Some(format!("{realm}{scope},error=\"insufficient_scope\"")),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
+    // Signed in without a role: today's answers, exactly what a missing repository gets.
+    let outsider = basic("outsider", &password_of("outsider"));
+    for repo in ["team/secret", "team/nothing"] {
+        let manifest = format!("/v2/{repo}/manifests/v1");
+        let (status, _, code) = read_as(&s, Some(&outsider), Method::GET, &manifest).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+        );
+        let tags = format!("/v2/{repo}/tags/list");
+        let (status, _, code) = read_as(&s, Some(&outsider), Method::GET, &tags).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+        );
+    }
+    let (status, _, code) = read_as(
+        &s,
+        Some(&outsider),
+        Method::GET,
+        "/v2/open/nothing/manifests/v1",
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        "a signed-in reader of a public namespace learns it is missing"
+    );
+
+    // A public repository: anonymous pulls work, without and with an anonymous token, and
+    // a tag it lacks is the usual 404.
+    let public_token = s.bearer(None, &["repository:open/app:pull"]).await;
+    for authorization in [None, Some(public_token.as_str())] {
+        let (status, _, _) =
+            read_as(&s, authorization, Method::GET, "/v2/open/app/manifests/v1").await;
+        assert_eq!(status, StatusCode::OK);
+        let by_digest = format!("/v2/open/app/manifests/{public_digest}");
+        assert_eq!(
+            read_as(&s, authorization, Method::HEAD, &by_digest).await.0,
+            StatusCode::OK
+        );
+        let (status, _, code) =
+            read_as(&s, authorization, Method::GET, "/v2/open/app/manifests/v2").await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+        );
+    }
 }
