@@ -125,7 +125,7 @@ async fn older_than_takes_days_as_a_number_or_a_string() {
 }
 
 /// A policy with `older_than: 90` (days) keeps a tag pushed 89 days ago and deletes it
-/// once it is 91 days old.
+/// once it is 91 days old; so does bulk tag deletion with `older_than=90`.
 #[tokio::test]
 async fn older_than_in_days_decides_by_age() {
     let s = server().await;
@@ -142,12 +142,30 @@ async fn older_than_in_days_decides_by_age() {
             .json(&json!({ "dry_run": true }))
             .send()
     };
+    // Bulk tag deletion reads its `older_than` the same way.
+    let bulk = "/api/v1/repositories/app/-/tags?name_regex_delete=.*&older_than=90&dry_run=true";
     s.clock.advance(89 * DAY);
     let preview = json_body(run(&s).await.unwrap()).await;
     assert_eq!(preview["removed"], json!([]), "89 days old is kept");
+    assert_eq!(json_body(s.delete(bulk).await).await["removed"], json!([]));
     s.clock.advance(2 * DAY);
     let preview = json_body(run(&s).await.unwrap()).await;
     assert_eq!(preview["removed"][0]["tag"], "v1", "{preview}");
+    let removed = json_body(s.delete(bulk).await).await;
+    assert_eq!(removed["removed"][0]["tag"], "v1", "{removed}");
+
+    let bad = s
+        .delete("/api/v1/repositories/app/-/tags?name_regex_delete=.*&older_than=-5")
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let bad = json_body(bad).await;
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("older_than"),
+        "{bad}"
+    );
 }
 
 async fn estimate(s: &TestServer, query: &str) -> (StatusCode, Value) {
