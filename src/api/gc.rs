@@ -79,6 +79,18 @@ pub(super) struct EstimateQuery {
     grace_secs: Option<u64>,
 }
 
+/// A grace period given in a request, checked: the collector counts in signed seconds, so a
+/// larger value would wrap around and make everything look old.
+fn checked_grace(grace_secs: u64) -> ApiResult<u64> {
+    if i64::try_from(grace_secs).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "grace_secs: {grace_secs} is too large (at most {})",
+            i64::MAX
+        )));
+    }
+    Ok(grace_secs)
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/gc/runs",
@@ -99,7 +111,7 @@ async fn create(
     if request.wait {
         let mut options = app.registry.gc_options(request.dry_run);
         if let Some(grace) = request.grace_secs {
-            options.grace_secs = grace;
+            options.grace_secs = checked_grace(grace)?;
         }
         if let Some(untagged) = request.remove_untagged {
             options.untagged = untagged;
@@ -165,9 +177,10 @@ async fn estimate(
     ApiQuery(query): ApiQuery<EstimateQuery>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    let grace_secs = query
-        .grace_secs
-        .unwrap_or(app.registry.gc_config().grace_secs);
+    let grace_secs = match query.grace_secs {
+        Some(grace) => checked_grace(grace)?,
+        None => app.registry.gc_config().grace_secs,
+    };
     let (repositories, blobs, bytes) = app.registry.gc_estimate_with_grace(grace_secs).await?;
     Ok(Json(json!({
         "grace_secs": grace_secs,

@@ -254,6 +254,10 @@ async fn bad_gc_options_are_refused_naming_them() {
         (json!({ "wait": true, "grace_secs": -1 }), "grace_secs"),
         (json!({ "wait": true, "grace_secs": "0" }), "grace_secs"),
         (
+            json!({ "wait": true, "grace_secs": u64::MAX }),
+            "grace_secs",
+        ),
+        (
             json!({ "wait": true, "remove_untagged": "yes" }),
             "remove_untagged",
         ),
@@ -268,6 +272,7 @@ async fn bad_gc_options_are_refused_naming_them() {
     for (query, field) in [
         ("?grace_secs=-1", "grace_secs"),
         ("?grace_secs=soon", "grace_secs"),
+        ("?grace_secs=18446744073709551615", "grace_secs"),
         ("?grace=0", "grace"),
     ] {
         let (status, problem) = estimate(&s, query).await;
