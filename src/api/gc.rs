@@ -53,9 +53,10 @@ async fn list(
     Ok(paged(runs, limit, "/api/v1/gc/runs", |r| r.id.to_string()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A collection to run: every field is optional.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
-struct NewRun {
+pub(super) struct NewRun {
     /// Report what would be deleted, delete nothing.
     dry_run: bool,
     /// Run in this request and answer with the finished run (else queue it: 202).
@@ -63,13 +64,38 @@ struct NewRun {
     /// Overrides `gc.grace_secs` for this run (with `wait`): after pushes have stopped, 0
     /// collects everything unreferenced at once.
     grace_secs: Option<u64>,
+    /// Overrides `gc.untagged` for this run (with `wait`): also delete manifests no tag,
+    /// index or subject holds.
+    remove_untagged: Option<bool>,
+}
+
+/// `?grace_secs=` of the estimate.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EstimateQuery {
+    /// Count only what is older than this many seconds (default: `gc.grace_secs`); 0 shows
+    /// what a run with `grace_secs: 0` would free now.
+    grace_secs: Option<u64>,
+}
+
+/// A grace period given in a request, checked: the collector counts in signed seconds, so a
+/// larger value would wrap around and make everything look old.
+fn checked_grace(grace_secs: u64) -> ApiResult<u64> {
+    if i64::try_from(grace_secs).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "grace_secs: {grace_secs} is too large (at most {})",
+            i64::MAX
+        )));
+    }
+    Ok(grace_secs)
 }
 
 #[utoipa::path(
     post,
     path = "/api/v1/gc/runs",
     tag = "gc",
-    request_body(content = Object, description = r#"{"dry_run": false, "wait": false, "grace_secs": null} (all optional)"#),
+    request_body = NewRun,
     responses(
         (status = 201, description = "Run in the request (wait): the finished run"),
         (status = 202, description = "Queued"),
@@ -85,7 +111,10 @@ async fn create(
     if request.wait {
         let mut options = app.registry.gc_options(request.dry_run);
         if let Some(grace) = request.grace_secs {
-            options.grace_secs = grace;
+            options.grace_secs = checked_grace(grace)?;
+        }
+        if let Some(untagged) = request.remove_untagged {
+            options.untagged = untagged;
         }
         let run = app.registry.run_gc("api", options, &|_, _| {}).await?;
         return Ok((StatusCode::CREATED, Json(run)).into_response());
@@ -93,6 +122,11 @@ async fn create(
     if request.grace_secs.is_some() {
         return Err(ApiError::bad_request(
             "grace_secs: only with wait (a queued run uses the configured grace period)",
+        ));
+    }
+    if request.remove_untagged.is_some() {
+        return Err(ApiError::bad_request(
+            "remove_untagged: only with wait (a queued run uses the configured gc.untagged)",
         ));
     }
     let run = app.registry.queue_gc("api", request.dry_run).await?;
@@ -131,16 +165,25 @@ async fn show(
     get,
     path = "/api/v1/gc/estimate",
     tag = "gc",
+    params(EstimateQuery),
     responses(
         (status = 200, description = "Reclaimable blobs and bytes, per repository and in total"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
     )
 )]
-async fn estimate(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
+async fn estimate(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<EstimateQuery>,
+) -> ApiResult<Response> {
     caller.require_admin()?;
-    let (repositories, blobs, bytes) = app.registry.gc_estimate().await?;
+    let grace_secs = match query.grace_secs {
+        Some(grace) => checked_grace(grace)?,
+        None => app.registry.gc_config().grace_secs,
+    };
+    let (repositories, blobs, bytes) = app.registry.gc_estimate_with_grace(grace_secs).await?;
     Ok(Json(json!({
-        "grace_secs": app.registry.gc_config().grace_secs,
+        "grace_secs": grace_secs,
         "reclaimable_blobs": blobs,
         "reclaimable_bytes": bytes,
         "repositories": repositories,

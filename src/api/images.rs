@@ -206,11 +206,7 @@ pub(super) async fn one(
     match method {
         Method::GET => show(app, caller, repo, &digest).await,
         Method::DELETE => delete(app, caller, repo, &digest).await,
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "method not allowed on this resource",
-        )),
+        _ => Err(super::method_not_allowed_problem()),
     }
 }
 

@@ -43,6 +43,9 @@ pub fn routes() -> Router<AppState> {
         .merge(namespaces::routes())
         .merge(gc::routes())
         .merge(policies::routes())
+        // Last but the fallback: it covers every method router merged above (axum's own
+        // 405 has an empty body; its `Allow` header is kept).
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") });
     Router::new().nest("/api/v1", v1)
 }
@@ -98,6 +101,19 @@ pub fn routes() -> Router<AppState> {
     components(schemas(Problem))
 )]
 pub struct ApiDoc;
+
+/// A method the path does not serve: the same JSON problem as every other refusal.
+pub(crate) fn method_not_allowed_problem() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this resource",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    method_not_allowed_problem()
+}
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(<ApiDoc as utoipa::OpenApi>::openapi())
@@ -251,9 +267,10 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(OptionalJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        // axum's reading names the field that is wrong (`grace_secs: invalid value ...`).
+        Json::<T>::from_bytes(&bytes)
+            .map(|j| OptionalJson(j.0))
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))
     }
 }
 

@@ -40,11 +40,15 @@ fn parse_visibility(s: &str) -> ApiResult<Visibility> {
     })
 }
 
-#[derive(Deserialize)]
+/// A namespace to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewNamespace {
+    /// The first component of the repository names it holds (`myorg`).
     name: String,
+    /// `public`, `internal` or `private` (default: private).
     visibility: Option<String>,
+    /// A user made its owner.
     owner: Option<String>,
 }
 
@@ -52,7 +56,7 @@ struct NewNamespace {
     post,
     path = "/api/v1/namespaces",
     tag = "namespaces",
-    request_body(content = Object, description = r#"{"name": "myorg", "visibility": "private", "owner": "alice"}"#),
+    request_body = NewNamespace,
     responses(
         (status = 201, description = "Created"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
@@ -67,9 +71,11 @@ async fn create(caller: Caller, ApiJson(ns): ApiJson<NewNamespace>) -> ApiResult
     Ok((StatusCode::CREATED, Json(json!({ "name": ns.name }))).into_response())
 }
 
-#[derive(Deserialize)]
+/// A namespace's new visibility.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VisibilityBody {
+    /// `public`, `internal` or `private`.
     visibility: String,
 }
 
@@ -78,7 +84,7 @@ struct VisibilityBody {
     path = "/api/v1/namespaces/{ns}/visibility",
     tag = "namespaces",
     params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
-    request_body(content = Object, description = r#"{"visibility": "internal"}"#),
+    request_body = VisibilityBody,
     responses(
         (status = 204, description = "Changed"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
@@ -121,9 +127,11 @@ async fn members(caller: Caller, Path(ns): Path<String>) -> ApiResult<Response> 
     Ok(Json(json!({ "items": items })).into_response())
 }
 
-#[derive(Deserialize)]
+/// A member's role in a namespace.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleBody {
+    /// `guest`, `reporter`, `developer`, `maintainer` or `owner`.
     role: String,
 }
 
@@ -132,7 +140,7 @@ struct RoleBody {
     path = "/api/v1/namespaces/{ns}/members/{user}",
     tag = "namespaces",
     params(("ns" = String, Path, description = "Namespace (first component of repository names)"), ("user" = String, Path, description = "User name")),
-    request_body(content = Object, description = r#"{"role": "developer"}"#),
+    request_body = RoleBody,
     responses(
         (status = 204, description = "Set"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
@@ -200,7 +208,7 @@ async fn deploy_tokens(caller: Caller, Path(ns): Path<String>) -> ApiResult<Resp
     path = "/api/v1/namespaces/{ns}/deploy-tokens",
     tag = "tokens",
     params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
-    request_body(content = Object, description = r#"{"name": "ci", "scopes": ["read_registry", "write_registry"], "expires_at": null}"#),
+    request_body = TokenRequest,
     responses(
         (status = 201, description = "Created: its login name and secret, shown once"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),

@@ -103,7 +103,7 @@ async fn show(
     path = "/api/v1/policies/{name}",
     tag = "policies",
     params(("name" = String, Path, description = "Name")),
-    request_body(content = Object, description = "repository or repositories, enabled, cadence, keep_n, older_than, name_regex, name_regex_keep, ecr, keep_pulled_within, keep_most_recently_pulled"),
+    request_body = Policy,
     responses(
         (status = 200, description = "The saved policy"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
@@ -157,9 +157,11 @@ async fn remove(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// How to apply a policy now (the body may be left out).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 struct RunRequest {
+    /// Report what would be removed, remove nothing.
     dry_run: bool,
 }
 
@@ -169,7 +171,7 @@ struct RunRequest {
     path = "/api/v1/policies/{name}/runs",
     tag = "policies",
     params(("name" = String, Path, description = "Name")),
-    request_body(content = Object, description = r#"{"dry_run": true} previews"#),
+    request_body = RunRequest,
     responses(
         (status = 200, description = "Dry run: what it would remove, and why"),
         (status = 201, description = "Run: what it removed, and why"),

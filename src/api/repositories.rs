@@ -342,11 +342,7 @@ async fn one(
         }
         (Some("tags"), Method::POST) => super::tags::retag(&app, &caller, &repo, request).await,
         (None | Some("settings") | Some("tags") | Some("commands") | Some("images"), _) => {
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                "method not allowed on this resource",
-            ))
+            Err(super::method_not_allowed_problem())
         }
         (Some(other), _) => Err(ApiError::not_found(format!(
             "no resource {other:?} under a repository"
@@ -610,7 +606,7 @@ async fn get_settings(app: &AppState, caller: &Caller, repo: &RepoName) -> ApiRe
     path = "/api/v1/repositories/{name}/-/settings",
     tag = "repositories",
     params(("name" = String, Path, description = "Repository name")),
-    request_body(content = Object, description = r#"{"tag_mutability": "immutable_with_exclusion", "mutable_patterns": ["latest"], "protected_patterns": ["v.*"]}"#),
+    request_body = TagRules,
     responses(
         (status = 200, description = "The saved rules"),
         (status = "4XX", description = "Refused or invalid", body = Problem),

@@ -62,11 +62,15 @@ async fn list(caller: Caller, ApiQuery(paging): ApiQuery<Paging>) -> ApiResult<R
     Ok(paged(users, limit, "/api/v1/users", |u| u.name.clone()))
 }
 
-#[derive(Deserialize)]
+/// A user to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
+    /// The name to log in with.
     name: String,
+    /// The password to log in with.
     password: String,
+    /// Whether the user administers the registry (default: false).
     #[serde(default)]
     admin: bool,
 }
@@ -75,7 +79,7 @@ struct NewUser {
     post,
     path = "/api/v1/users",
     tag = "users",
-    request_body(content = Object, description = r#"{"name": "alice", "password": "…", "admin": false}"#),
+    request_body = NewUser,
     responses(
         (status = 201, description = "Created"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
@@ -108,9 +112,11 @@ async fn remove(caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCod
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// A user's new password.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewPassword {
+    /// The new password.
     password: String,
 }
 
@@ -119,7 +125,7 @@ struct NewPassword {
     path = "/api/v1/users/{name}/password",
     tag = "users",
     params(("name" = String, Path, description = "Name")),
-    request_body(content = Object, description = r#"{"password": "…"}"#),
+    request_body = NewPassword,
     responses(
         (status = 204, description = "Changed"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),
@@ -160,7 +166,7 @@ async fn tokens(caller: Caller, Path(name): Path<String>) -> ApiResult<Response>
     path = "/api/v1/users/{name}/tokens",
     tag = "tokens",
     params(("name" = String, Path, description = "Name")),
-    request_body(content = Object, description = r#"{"name": "laptop", "scopes": ["read_registry"], "expires_at": null}"#),
+    request_body = TokenRequest,
     responses(
         (status = 201, description = "Created: the secret, shown once"),
         (status = "4XX", description = "Refused, unknown or invalid", body = Problem),

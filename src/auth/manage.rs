@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// What a caller asks for when creating a token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// A label, e.g. the pipeline using it.

@@ -393,6 +393,12 @@ impl Auth {
         Ok(grant)
     }
 
+    /// Whether repository `repo` exists: an anonymous read of a missing one is answered
+    /// like one of a private repository (Docker Hub's answer), so the two look the same.
+    pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
+        Ok(self.index().repository_id(repo).await?.is_some())
+    }
+
     /// Whether `who` may do `action` on namespace `namespace` (as on its repositories with
     /// the namespace's own visibility): for management checks.
     pub async fn may_on_namespace(

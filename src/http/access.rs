@@ -2,7 +2,9 @@
 //! (Basic credentials, a bearer token, or nobody), what the route needs, and the [`Grant`]
 //! handlers receive. Refusals follow the token spec: 401 with a `WWW-Authenticate` challenge
 //! naming the scope to ask for, 403 DENIED for a known identity without the right, and for a
-//! read the caller may not see, exactly the answer a missing repository gets.
+//! read the caller may not see, exactly the answer a missing repository gets. An anonymous
+//! read (no credentials, or an anonymous token) of a repository it may not see or that does
+//! not exist gets Docker Hub's answer, the challenge, so `docker pull` says to log in.
 
 use axum::{
     http::{HeaderValue, Method, header, request::Parts},
@@ -108,6 +110,21 @@ pub(super) async fn check(
             &challenge, route, &requester, &repo, action, live, grant,
         ));
     }
+    // A missing repository answers an anonymous read as a private one does (it may be one
+    // the caller cannot see yet); signed-in callers get the handlers' 404s.
+    if action == Action::Pull
+        && requester.identity.is_anonymous()
+        && matches!(
+            route,
+            Route::Manifest { .. } | Route::Blob { .. } | Route::Tags { .. }
+        )
+        && !auth
+            .repository_exists(&repo)
+            .await
+            .map_err(IntoResponse::into_response)?
+    {
+        return Err(sign_in_to_read(&challenge, &requester, &repo));
+    }
     let may_mount = matches!(route, Route::Uploads { .. })
         && may_mount(auth, &requester, query.get("mount"), query.get("from")).await;
     Ok(requester.into_access(grant, may_mount))
@@ -158,6 +175,9 @@ fn refusal(
 ) -> Response {
     let scope = scope_of(&(repo.clone(), action));
     let scope_actions = scope.rsplit(':').next().unwrap_or("").to_owned();
+    if action == Action::Pull && requester.identity.is_anonymous() {
+        return sign_in_to_read(challenge, requester, repo);
+    }
     if !requester.credentialed() {
         return challenge.respond(
             Some(scope),
@@ -184,6 +204,18 @@ fn refusal(
         _ => Error::Denied(format!("{} {repo} is not allowed", verb(action))),
     }
     .into_response()
+}
+
+/// Docker Hub's answer to an anonymous read of a repository that is private or missing (the
+/// same for both): 401 with the challenge naming the pull scope; with an anonymous token
+/// already, `insufficient_scope`. Clients then say to log in, not "manifest unknown".
+fn sign_in_to_read(challenge: &Challenge<'_>, requester: &Requester, repo: &RepoName) -> Response {
+    let error = requester.claims.is_some().then_some("insufficient_scope");
+    challenge.respond(
+        Some(scope_of(&(repo.clone(), Action::Pull))),
+        error,
+        Error::Unauthorized(format!("sign in to {} {repo}", verb(Action::Pull))),
+    )
 }
 
 /// The token spec's 401: a `WWW-Authenticate` challenge naming where to get a token and,

@@ -254,10 +254,19 @@ impl Registry {
         self.meta.gc_runs(before, n).await
     }
 
-    /// Bytes per repository in links no manifest needs (past the grace period), and the
-    /// blobs and bytes a collection would reclaim now.
+    /// Bytes per repository in links no manifest needs (past the configured grace period),
+    /// and the blobs and bytes a collection would reclaim now.
     pub async fn gc_estimate(&self) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
-        let cutoff = self.clock.now() - self.gc.grace_secs as i64;
+        self.gc_estimate_with_grace(self.gc.grace_secs).await
+    }
+
+    /// [`Registry::gc_estimate`] as a collection with `grace_secs` would see it (0: what a
+    /// run with no grace period frees right after a delete).
+    pub async fn gc_estimate_with_grace(
+        &self,
+        grace_secs: u64,
+    ) -> Result<(Vec<RepositoryEstimate>, i64, i64)> {
+        let cutoff = self.clock.now() - grace_secs as i64;
         self.meta.refresh_gc_statistics().await?;
         let mut repositories: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let (mut blobs, mut bytes) = (0, 0);

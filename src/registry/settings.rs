@@ -39,7 +39,7 @@ impl Override {
 }
 
 /// Whether the tags of a repository may move to another manifest once pushed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mutability {
     /// Every tag may move.
@@ -72,7 +72,7 @@ impl Mutability {
 }
 
 /// The tag rules of one repository, as the API reads and writes them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TagRules {
     /// Whether tags may move.

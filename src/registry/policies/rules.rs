@@ -48,9 +48,15 @@ pub fn compile(field: &str, pattern: &str) -> Result<Regex, InvalidPattern> {
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| invalid(0, e.to_string()))
 }
 
-/// A duration as GitLab writes it: `7d`, `90d`, `1month`, `3month`, `12h`, `1w`.
+/// A duration as GitLab writes it: `7d`, `90d`, `1month`, `3month`, `12h`, `1w`; a bare
+/// number is days (`90`), as the seed's `older_than` counts.
 pub fn parse_duration(field: &str, s: &str) -> Result<i64, String> {
     let s = s.trim();
+    if s.is_empty() {
+        return Err(format!(
+            "{field}: {s:?} is not a duration like 7d, 90d or 1month"
+        ));
+    }
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: i64 = n
@@ -60,7 +66,7 @@ pub fn parse_duration(field: &str, s: &str) -> Result<i64, String> {
         "s" => 1,
         "m" | "min" => 60,
         "h" => 3600,
-        "d" | "day" | "days" => 86_400,
+        "" | "d" | "day" | "days" => 86_400,
         "w" | "week" | "weeks" => 7 * 86_400,
         "month" | "months" => 30 * 86_400,
         "y" | "year" | "years" => 365 * 86_400,
@@ -76,13 +82,51 @@ pub fn parse_duration(field: &str, s: &str) -> Result<i64, String> {
 /// GitLab's cadences.
 pub const CADENCES: [&str; 5] = ["1d", "7d", "14d", "1month", "3month"];
 
+/// The cadence words the seed's policies use, and the GitLab cadence each stands for.
+pub const CADENCE_WORDS: [(&str, &str); 3] =
+    [("daily", "1d"), ("weekly", "7d"), ("monthly", "1month")];
+
+/// The GitLab form of a cadence: a word (`daily`, `weekly`, `monthly`) stands for its
+/// duration, so both spellings are checked and scheduled alike; others are kept as given.
+fn gitlab_cadence(cadence: &str) -> &str {
+    CADENCE_WORDS
+        .iter()
+        .find(|(word, _)| *word == cadence)
+        .map_or(cadence, |(_, gitlab)| gitlab)
+}
+
+/// `older_than` as the seed writes it: a number of days (`90`) or a duration string
+/// (`"90d"`, `"1month"`); a number is kept as `"<n>d"`, so it reads back the same.
+fn days_or_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum DaysOrDuration {
+        Days(u64),
+        Duration(String),
+        // Anything else (-5, 1.5, true) is kept as text for `compile` to refuse, so the
+        // answer is the same 400 naming the field as for a bad string.
+        Other(serde_json::Value),
+    }
+    Ok(match Option::<DaysOrDuration>::deserialize(deserializer)? {
+        None => None,
+        Some(DaysOrDuration::Days(days)) => Some(format!("{days}d")),
+        Some(DaysOrDuration::Duration(s)) => Some(s),
+        Some(DaysOrDuration::Other(v)) => Some(v.to_string()),
+    })
+}
+
 /// The rules of a policy, as the API takes them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyRules {
     /// Keep the N most recent of the tags `name_regex` selects.
     pub keep_n: Option<usize>,
-    /// Only delete tags pushed longer ago than this (`7d`, `1month`).
+    /// Only delete tags pushed longer ago than this: `7d`, `1month`, or a number of days
+    /// (`90`, kept as `90d`).
+    #[serde(deserialize_with = "days_or_duration")]
+    #[schema(value_type = Option<String>, example = "90d")]
     pub older_than: Option<String>,
     /// Tags to delete (whole-tag regular expression).
     pub name_regex: Option<String>,
@@ -97,14 +141,14 @@ pub struct PolicyRules {
 }
 
 /// An AWS ECR lifecycle policy document.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EcrPolicy {
     /// The rules, in any order (`rulePriority` orders them).
     pub rules: Vec<EcrRule>,
 }
 
 /// One ECR lifecycle rule.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcrRule {
     /// Unique; lower priorities decide first.
@@ -119,7 +163,7 @@ pub struct EcrRule {
 }
 
 /// The images an ECR rule selects, and its expiry condition.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcrSelection {
     /// Tagged, untagged, or any image.
@@ -140,7 +184,7 @@ pub struct EcrSelection {
 }
 
 /// ECR's `tagStatus`: which images a rule may select.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TagStatus {
     /// Images with a tag matching the rule's prefixes or patterns.
@@ -152,7 +196,7 @@ pub enum TagStatus {
 }
 
 /// ECR's `countType`: when a selected image expires.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum CountType {
     /// Beyond the `countNumber` most recently pushed.
     #[serde(rename = "imageCountMoreThan")]
@@ -163,7 +207,7 @@ pub enum CountType {
 }
 
 /// ECR's `action`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EcrAction {
     /// Only `expire` (the image, its manifest and every tag, is removed).
     #[serde(rename = "type")]
@@ -315,7 +359,7 @@ impl PolicyRules {
 }
 
 /// A policy as the API takes it: which repositories, when, and the rules.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Policy {
     /// One repository, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,7 +370,8 @@ pub struct Policy {
     /// Runs on its cadence; a disabled policy runs only when asked.
     #[serde(default)]
     pub enabled: bool,
-    /// How often it runs: 1d, 7d, 14d, 1month or 3month.
+    /// How often it runs: 1d, 7d, 14d, 1month or 3month; `daily`, `weekly` and `monthly`
+    /// are taken for 1d, 7d and 1month.
     #[serde(default = "default_cadence")]
     pub cadence: String,
     /// What it removes.
@@ -355,11 +400,13 @@ impl Policy {
 
     /// Checks every field: the repository pattern and the compiled rules.
     pub(super) fn check(&self) -> Result<(String, Compiled), RulesError> {
-        if !CADENCES.contains(&self.cadence.as_str()) {
+        if !CADENCES.contains(&gitlab_cadence(&self.cadence)) {
+            let words: Vec<&str> = CADENCE_WORDS.iter().map(|(word, _)| *word).collect();
             return Err(RulesError::Invalid(format!(
-                "cadence: {:?} is not one of {}",
+                "cadence: {:?} is not one of {}, {}",
                 self.cadence,
-                CADENCES.join(", ")
+                CADENCES.join(", "),
+                words.join(", ")
             )));
         }
         let compiled = self.rules.compile()?;
@@ -374,7 +421,7 @@ impl Policy {
 
 /// Seconds between runs of a cadence.
 pub(super) fn cadence_secs(cadence: &str) -> i64 {
-    parse_duration("cadence", cadence).unwrap_or(86_400)
+    parse_duration("cadence", gitlab_cadence(cadence)).unwrap_or(86_400)
 }
 
 #[cfg(test)]
@@ -430,6 +477,15 @@ pub(super) mod tests {
         assert!(e.to_string().starts_with("older_than:"), "{e}");
         assert_eq!(parse_duration("x", "1month"), Ok(30 * DAY));
         assert_eq!(parse_duration("x", "90d"), Ok(90 * DAY));
+        assert_eq!(
+            parse_duration("x", "90"),
+            Ok(90 * DAY),
+            "a bare number is days"
+        );
+        assert!(parse_duration("x", "").is_err());
+        assert_eq!(cadence_secs("monthly"), 30 * DAY);
+        assert_eq!(cadence_secs("weekly"), 7 * DAY);
+        assert_eq!(cadence_secs("daily"), DAY);
         let dup = ecr(r#"{"rules": [
             {"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}},
             {"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 2}, "action": {"type": "expire"}}
