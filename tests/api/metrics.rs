@@ -231,6 +231,87 @@ async fn scraping_with_auth_needs_an_admin_or_the_metrics_token() {
     );
 }
 
+/// Every `access` log line of this test process, as JSON objects (the layout of
+/// `log.format = "json"`). The subscriber is global: lines of other tests' servers are here
+/// too, so a test picks its own by path.
+fn access_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        struct Line(&'static Mutex<Vec<u8>>);
+        impl std::io::Write for Line {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("access=info"))
+            .with_writer(move || Line(log))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        log
+    })
+}
+
+/// The access log lines whose path starts with `prefix`, in order.
+fn access_lines(prefix: &str) -> Vec<Value> {
+    let log = access_log().lock().unwrap();
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["fields"].clone())
+        .filter(|fields| {
+            fields["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(prefix))
+        })
+        .collect()
+}
+
+/// One access line per request: method, path without the query (which may carry state),
+/// status, bytes, duration, and the verified user; anonymous requests name none.
+#[tokio::test]
+async fn access_log_has_a_json_line_per_request() {
+    access_log();
+    let mut s = start_auth(|_| {}).await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let (_, manifest) = s.push_image("logs/app", "v1", &[b"logged layer"]).await;
+    let pulled = s.get("/v2/logs/app/manifests/v1").await;
+    assert_eq!(pulled.status(), StatusCode::OK);
+    let listed = s.get("/v2/logs/app/tags/list?n=1&last=secret-state").await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    s.sign_out();
+    let anonymous = s.get("/v2/logs/app/manifests/v1").await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    let lines = access_lines("/v2/logs/app/");
+    let pulls: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["path"] == "/v2/logs/app/manifests/v1" && l["method"] == "GET")
+        .collect();
+    assert_eq!(pulls.len(), 2, "{lines:?}");
+    assert_eq!(pulls[0]["status"], 200);
+    assert_eq!(pulls[0]["bytes"], manifest.len() as u64);
+    assert_eq!(pulls[0]["user"], ADMIN);
+    assert!(pulls[0]["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    assert_eq!(pulls[1]["status"], 401);
+    assert!(pulls[1].get("user").is_none(), "{}", pulls[1]);
+    let pushes = lines.iter().filter(|l| l["method"] == "PUT").count();
+    assert_eq!(pushes, 1);
+    let listing = lines
+        .iter()
+        .find(|l| l["path"] == "/v2/logs/app/tags/list")
+        .expect("the listing's line");
+    assert_eq!(listing["status"], 200);
+    assert!(!format!("{lines:?}").contains("secret-state"));
+}
+
 /// Runs `promtool` with `args` and `stdin`; fails loudly when it is not installed.
 fn promtool(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write as _;
