@@ -816,6 +816,22 @@ mod tests {
     }
 
     #[test]
+    fn log_format_and_metrics_token() {
+        let parsed = resolved("[log]\nformat = \"json\"\n[metrics]\ntoken = \"t0k\"").unwrap();
+        assert_eq!(parsed.log.format, LogFormat::Json);
+        assert_eq!(parsed.metrics.token.as_deref(), Some("t0k"));
+        assert!(!format!("{:?}", parsed.metrics).contains("t0k"));
+        let e = format!("{:#}", resolved("[log]\nformat = \"xml\"").unwrap_err());
+        assert!(e.contains("format"), "{e}");
+        let bad = Overrides {
+            log_format: Some(("BERTH_LOG_FORMAT".into(), "yaml".into())),
+            ..Overrides::default()
+        };
+        let e = format!("{:#}", Config::load(None, bad).unwrap_err());
+        assert!(e.contains("BERTH_LOG_FORMAT") && e.contains("yaml"), "{e}");
+    }
+
+    #[test]
     fn ha_example_config_selects_shared_backends() {
         let text = include_str!("../config/berth.ha.example.toml");
         let parsed = resolved(text).unwrap();
