@@ -15,7 +15,7 @@ pub use endpoint::{AccessUser, observe};
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicI64, Ordering},
     },
     time::Instant,
@@ -29,6 +29,7 @@ use prometheus::{
 
 /// The endpoint a request was for, as the `handler` label names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Handler {
     /// `/v2/`, the version check.
     Base,
@@ -146,7 +147,10 @@ struct Inner {
     collected: Collected,
     requests: IntCounterVec,
     durations: HistogramVec,
-    in_flight: IntGaugeVec,
+    /// Series of `durations` by handler and method, and of `in_flight` by handler, looked up
+    /// once: the label hashing is not paid again on every request.
+    durations_by: Vec<OnceLock<prometheus::Histogram>>,
+    in_flight_by: Vec<IntGauge>,
     storage: StorageMetrics,
     pulls: IntCounter,
     pushes: IntCounter,
@@ -279,14 +283,18 @@ impl Metrics {
         for outcome in ["succeeded", "failed"] {
             gc_runs.with_label_values(&[outcome]);
         }
-        for handler in Handler::ALL {
-            in_flight.with_label_values(&[handler.as_str()]);
-        }
+        let in_flight_by = Handler::ALL
+            .iter()
+            .map(|handler| in_flight.with_label_values(&[handler.as_str()]))
+            .collect();
         Metrics(Arc::new(Inner {
             collected,
             requests,
             durations,
-            in_flight,
+            durations_by: (0..Handler::ALL.len() * METHODS.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            in_flight_by,
             storage: StorageMetrics(storage),
             pulls,
             pushes,
@@ -309,7 +317,7 @@ impl Metrics {
     /// Counts a request to `handler` as started; the returned guard counts it as finished
     /// when dropped (also when the client goes away mid-request).
     pub fn start(&self, handler: Handler) -> InFlight {
-        let gauge = self.0.in_flight.with_label_values(&[handler.as_str()]);
+        let gauge = self.0.in_flight_by[handler as usize].clone();
         gauge.inc();
         InFlight(gauge)
     }
@@ -317,15 +325,19 @@ impl Metrics {
     /// Records an answered request: its count, its duration, and a pull, a push or a
     /// version check when it was one.
     pub fn answered(&self, handler: Handler, method: &Method, status: StatusCode, secs: f64) {
-        let method = method_label(method);
+        let method_index = method_index(method);
+        let method = METHODS[method_index];
         let inner = &self.0;
         inner
             .requests
             .with_label_values(&[status.as_str(), handler.as_str(), method])
             .inc();
-        inner
-            .durations
-            .with_label_values(&[handler.as_str(), method])
+        inner.durations_by[handler as usize * METHODS.len() + method_index]
+            .get_or_init(|| {
+                inner
+                    .durations
+                    .with_label_values(&[handler.as_str(), method])
+            })
             .observe(secs);
         if handler == Handler::Manifest && status.is_success() {
             match method {
@@ -416,18 +428,23 @@ impl Drop for StorageTimer {
     }
 }
 
-/// The method label: the spec's methods as they are, anything else as `OTHER` (methods are
+/// The method labels: the spec's methods as they are, anything else as `OTHER` (methods are
 /// client-chosen, and a label must not grow without bound).
-fn method_label(method: &Method) -> &'static str {
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
+/// The index of `method`'s label in [`METHODS`].
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::PUT => "PUT",
-        Method::POST => "POST",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::PUT => 2,
+        Method::POST => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
     }
 }
 
@@ -456,6 +473,13 @@ mod tests {
         ];
         for (path, handler) in cases {
             assert_eq!(Handler::of_path(path), handler, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_handler_has_its_slot() {
+        for (i, handler) in Handler::ALL.iter().enumerate() {
+            assert_eq!(*handler as usize, i, "{handler:?}");
         }
     }
 
