@@ -7,7 +7,8 @@
 # What it installs
 #   - Debian packages: the real registry clients used by tests/clients/run.sh (skopeo, podman,
 #     buildah, docker.io with its dockerd/containerd/ctr, uidmap), the control registry
-#     (docker-registry = CNCF Distribution), PostgreSQL, and small tools (jq, curl, python3-venv);
+#     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), and small
+#     tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below.
 #
@@ -28,6 +29,7 @@ APT_PKGS=(
   docker.io containerd runc             # dockerd + docker CLI, containerd + ctr
   docker-registry                       # control registry for the client suite
   postgresql                            # metadata backend tests
+  prometheus                            # promtool: checks /metrics and config/prometheus-alerts.yml
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )
 

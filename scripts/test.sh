@@ -27,6 +27,9 @@ cargo build --workspace --all-targets --locked
 say "unit and integration tests"
 cargo test --workspace --locked
 
+say "metrics and alert rules checked by promtool"
+cargo test --locked --test api metrics:: -- --include-ignored
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-test.XXXXXX")
 BERTH_PID=
 SERVICES=()

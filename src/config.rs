@@ -43,6 +43,10 @@ pub struct Config {
     pub external_url: Option<ExternalUrl>,
     /// Garbage collection and cleanup policies.
     pub gc: GcConfig,
+    /// Who may scrape `/metrics`.
+    pub metrics: MetricsConfig,
+    /// How the `berth` command writes its log.
+    pub log: LogConfig,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
     pub clock: Clock,
     /// This process's name in job leases (the `berth` command sets it from `HOSTNAME`; not
@@ -80,6 +84,60 @@ pub struct ConfigFile {
     pub external_url: Option<String>,
     /// `[gc]`.
     pub gc: GcConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[metrics]`: access to `GET /metrics` (README, "Metrics and logs").
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token that may scrape `/metrics` when auth is on, besides administrators and
+    /// loopback peers (`Authorization: Bearer <token>`).
+    pub token: Option<String>,
+}
+
+/// Never shows the scrape token itself.
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// `[log]`: the log's layout.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one human line per event) or `json` (one JSON object per line, for
+    /// collectors); `BERTH_LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+}
+
+/// The log's layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<LogFormat> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => bail!("{s:?} is not a log format (text or json)"),
+        }
+    }
 }
 
 /// Access control: users, tokens, roles and visibility (README, "Roles and visibility").
@@ -281,6 +339,8 @@ impl Default for ConfigFile {
             tls_key: None,
             external_url: None,
             gc: GcConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -320,6 +380,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `tls_key` (`--tls-key`, `BERTH_TLS_KEY`).
     pub tls_key: Option<PathBuf>,
+    /// `log.format` (`BERTH_LOG_FORMAT`): text or json.
+    pub log_format: Option<(String, String)>,
 }
 
 /// Where the blobs live, with the store's checked `storage.options`.
@@ -436,6 +498,9 @@ impl ConfigFile {
             };
         }
         config.auth.allow_open_network |= overrides.allow_open_network;
+        if let Some((key, value)) = overrides.log_format {
+            config.log.format = value.parse().with_context(|| key.clone())?;
+        }
         if overrides.admin_password.is_some() {
             config.auth.admin_password = overrides.admin_password;
         }
@@ -531,6 +596,8 @@ impl ConfigFile {
             tls_key: self.tls_key,
             external_url,
             gc: self.gc,
+            metrics: self.metrics,
+            log: self.log,
             clock: Clock::default(),
             node_name: "berth".into(),
         })
@@ -599,6 +666,8 @@ impl fmt::Debug for ConfigFile {
             .field("tls_key", &self.tls_key)
             .field("external_url", &self.external_url)
             .field("gc", &self.gc)
+            .field("metrics", &self.metrics)
+            .field("log", &self.log)
             .field("clock", &Clock::default())
             .finish()
     }
@@ -744,6 +813,22 @@ mod tests {
             default.limits.page_max_entries
         );
         parsed.resolve().unwrap();
+    }
+
+    #[test]
+    fn log_format_and_metrics_token() {
+        let parsed = resolved("[log]\nformat = \"json\"\n[metrics]\ntoken = \"t0k\"").unwrap();
+        assert_eq!(parsed.log.format, LogFormat::Json);
+        assert_eq!(parsed.metrics.token.as_deref(), Some("t0k"));
+        assert!(!format!("{:?}", parsed.metrics).contains("t0k"));
+        let e = format!("{:#}", resolved("[log]\nformat = \"xml\"").unwrap_err());
+        assert!(e.contains("format"), "{e}");
+        let bad = Overrides {
+            log_format: Some(("BERTH_LOG_FORMAT".into(), "yaml".into())),
+            ..Overrides::default()
+        };
+        let e = format!("{:#}", Config::load(None, bad).unwrap_err());
+        assert!(e.contains("BERTH_LOG_FORMAT") && e.contains("yaml"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! - [`oci`]: pure types (digests, names, manifests); [`error`]: the spec's error codes;
 //!   [`clock`]: the wall clock; [`config`]: the settings, parsed once.
 //! - [`workers`]: background tasks owned by [`serve`], over the registry.
+//! - [`metrics`]: the Prometheus metrics each registry keeps (the blob store times its calls
+//!   into them) and, in [`metrics::endpoint`], the layer that counts and logs every request
+//!   and `GET /metrics`.
 
 pub mod api;
 pub mod auth;
@@ -24,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod state;
@@ -53,6 +57,11 @@ pub async fn serve(
     }
     let stop = CancellationToken::new();
     let workers = workers::spawn(registry.clone(), &config.node_name, stop.clone());
+    let metrics_routes = metrics::endpoint::routes(
+        registry.clone(),
+        auth.clone(),
+        config.metrics.token.as_deref(),
+    );
     let state = state::AppState {
         registry: registry.clone(),
         auth,
@@ -62,6 +71,12 @@ pub async fn serve(
     let app = Router::new()
         .merge(http::routes())
         .merge(api::routes())
+        .merge(metrics_routes)
+        // One layer counts, times and logs each request (inside the trace's span).
+        .layer(axum::middleware::from_fn_with_state(
+            registry.metrics().clone(),
+            metrics::observe,
+        ))
         .layer(TraceLayer::new_for_http().on_response(error::log_faults))
         .with_state(state)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -10,19 +10,22 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                // PostgreSQL's notices ("relation ... already exists, skipping" at each
-                // migration check) are not worth a line at every start.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn")
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match cli::run(cli::Cli::parse()) {
+    let cli = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        // PostgreSQL's notices ("relation ... already exists, skipping" at each migration
+        // check) are not worth a line at every start.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format() {
+        // One object per line, for log collectors: no colours, the span's fields included.
+        berth::config::LogFormat::Json => log.json().with_current_span(false).init(),
+        berth::config::LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");

@@ -12,6 +12,7 @@ use crate::{
         Action, Auth, Credentials, CredentialsError, Identity, Role, namespace_of, require_admin,
     },
     error::Error,
+    metrics::AccessUser,
     oci::RepoName,
     state::{AppState, client_address},
 };
@@ -44,6 +45,9 @@ impl FromRequestParts<AppState> for Caller {
             }
             Credentials::Bearer(token) => auth.bearer(&token).await?.0,
         };
+        if !identity.is_anonymous() {
+            AccessUser::note(&parts.extensions, &identity.name);
+        }
         Ok(Caller { identity, auth })
     }
 }

@@ -9,7 +9,7 @@ mod server;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use berth::config::{Config, ConfigFile, Overrides};
+use berth::config::{Config, ConfigFile, LogFormat, Overrides};
 use clap::{Parser, Subcommand};
 
 use access::{NamespaceCommand, TokenCommand, UserCommand};
@@ -121,6 +121,7 @@ impl ServerArgs {
                 .tls_key
                 .clone()
                 .or_else(|| env("BERTH_TLS_KEY").map(|(_, v)| v.into())),
+            log_format: env("BERTH_LOG_FORMAT"),
         };
         ConfigFile::load(self.config.as_deref(), overrides)
     }
@@ -130,6 +131,21 @@ impl ServerArgs {
         let mut config = self.file()?.resolve()?;
         config.node_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
         Ok(config)
+    }
+}
+
+impl Cli {
+    /// The log's layout, needed before the command runs: `BERTH_LOG_FORMAT`, else (for
+    /// `serve`) `log.format` of its configuration. A bad value falls back to text here and
+    /// stops the command when its configuration is loaded.
+    pub(crate) fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Serve(args) => args.file().map(|f| f.log.format).unwrap_or_default(),
+            _ => std::env::var("BERTH_LOG_FORMAT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+        }
     }
 }
 

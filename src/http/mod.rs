@@ -27,6 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::{
     auth::Auth,
     error::{Error, Result},
+    metrics::AccessUser,
     registry::Registry,
     state::{AppState, client_address},
 };
@@ -84,7 +85,12 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             .location(path)
         };
         match access::check(auth, &parts, &route, &query, &client, realm).await {
-            Ok(access) => access,
+            Ok(access) => {
+                if !access.identity.is_anonymous() {
+                    AccessUser::note(&parts.extensions, &access.identity.name);
+                }
+                access
+            }
             Err(refusal) => return close_if_body_unread(has_body, refusal),
         }
     } else {

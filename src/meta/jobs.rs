@@ -188,6 +188,14 @@ impl Meta {
         Ok(())
     }
 
+    /// Jobs in the `queued` state (due or not, leased or not).
+    pub async fn queued_jobs(&self) -> Result<i64> {
+        let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(queued)
+    }
+
     /// Forgets finished jobs older than `before`.
     pub async fn prune_jobs(&self, before: i64) -> Result<u64> {
         let done =

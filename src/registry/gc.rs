@@ -237,6 +237,12 @@ impl Registry {
                 (report, true)
             }
         };
+        self.metrics.gc_finished(
+            failed,
+            report.dry_run,
+            report.counts.blobs,
+            report.counts.bytes,
+        );
         let body = serde_json::to_value(&report).unwrap_or(Value::Null);
         self.meta
             .finish_gc_run(id, &report.counts, failed, &body)

@@ -54,6 +54,11 @@ impl Registry {
         Ok(())
     }
 
+    /// Jobs waiting in the queue, leased or not (`berth_jobs_queued`).
+    pub async fn queued_jobs(&self) -> Result<i64> {
+        self.meta.queued_jobs().await
+    }
+
     /// Queues `job`, due now.
     pub(super) async fn queue_job(&self, job: &Job) -> Result<()> {
         self.meta.enqueue_job(job, self.clock().now()).await?;
@@ -68,10 +73,15 @@ impl Registry {
         match job {
             Job::ReviewRepository { repository_id } => {
                 let counts = self.review_repository(*repository_id).await?;
+                self.metrics.gc_freed(counts.blobs, counts.bytes);
                 tracing::debug!(?counts, "repository reviewed");
                 Ok(())
             }
-            Job::ReviewBlobs => self.review_blobs().await.map(drop),
+            Job::ReviewBlobs => {
+                let counts = self.review_blobs().await?;
+                self.metrics.gc_freed(counts.blobs, counts.bytes);
+                Ok(())
+            }
             Job::RunGc { run_id } => self.run_queued_gc(*run_id).await,
             Job::ScheduledGc => {
                 let options = self.gc_options(false);

@@ -58,6 +58,7 @@ use crate::{
     clock::Clock,
     config::{Config, GcConfig, Limits},
     meta::{Meta, stats::PullStats},
+    metrics::Metrics,
     oci::Hasher,
 };
 
@@ -71,6 +72,7 @@ pub struct Registry {
     clock: Clock,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
+    metrics: Metrics,
 }
 
 impl Registry {
@@ -78,9 +80,11 @@ impl Registry {
     /// settings and clock of `config`. Its handle on the index queues repository reviews when
     /// collection is continuous.
     pub fn new(meta: Meta, blobs: Blobs, config: &Config) -> Registry {
+        let metrics = Metrics::new();
         Registry {
             meta,
-            blobs,
+            blobs: blobs.with_metrics(metrics.storage()),
+            metrics,
             limits: config.limits.clone(),
             gc: config.gc.clone(),
             clock: config.clock.clone(),
@@ -117,9 +121,16 @@ impl Registry {
         page_size(n, self.limits.page_max_entries)
     }
 
+    /// This registry's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Writes the pull counts gathered in memory to the index.
     pub async fn flush_pull_stats(&self) -> crate::error::Result<()> {
-        self.meta.flush_pull_stats(&self.pulls).await
+        self.meta.flush_pull_stats(&self.pulls).await?;
+        self.metrics.stats_flushed(self.clock.now());
+        Ok(())
     }
 
     /// Writes what is held in memory and closes the index (at shutdown).

@@ -17,6 +17,7 @@ mod isolation;
 mod lifecycle;
 mod management;
 mod manifests;
+mod metrics;
 mod referrers;
 mod repositories;
 mod seed_words;
