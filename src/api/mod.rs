@@ -13,6 +13,7 @@ mod images;
 mod namespaces;
 mod policies;
 mod repositories;
+mod stats;
 mod tags;
 mod users;
 
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(namespaces::routes())
         .merge(gc::routes())
         .merge(policies::routes())
+        .merge(stats::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint in /api/v1") });
     Router::new().nest("/api/v1", v1)
 }
@@ -78,6 +80,9 @@ pub fn routes() -> Router<AppState> {
         policies::save,
         policies::remove,
         policies::run,
+        stats::totals,
+        stats::popular,
+        stats::trends,
         namespaces::create,
         namespaces::visibility,
         namespaces::members,

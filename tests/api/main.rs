@@ -19,6 +19,7 @@ mod management;
 mod manifests;
 mod referrers;
 mod repositories;
+mod stats;
 mod tags;
 mod tls;
 mod uploads;
