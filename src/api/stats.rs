@@ -65,11 +65,24 @@ fn csv(lines: String) -> Response {
         .into_response()
 }
 
+/// A `namespace` parameter ("" without one), or a 400 naming it.
+fn parse_namespace(namespace: Option<&str>) -> ApiResult<String> {
+    match namespace {
+        None | Some("") => Ok(String::new()),
+        Some(name) => name
+            .parse::<RepoName>()
+            .map(|n| n.to_string())
+            .map_err(|e| bad_parameter("namespace", e)),
+    }
+}
+
 /// The query of `GET /api/v1/stats`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct TotalsQuery {
+    /// Only the repositories of this namespace (e.g. `team`, or `team/sub`).
+    namespace: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
@@ -88,6 +101,9 @@ struct Windows {
 /// The registry's totals, over what the caller may read.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StatsTotals {
+    /// The namespace counted, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
     /// Repositories.
     repositories: i64,
     /// Manifests (images, indexes, artifacts).
@@ -97,17 +113,20 @@ struct StatsTotals {
     /// Blobs, each once however many repositories link it (for an administrator every
     /// stored blob, including those awaiting collection).
     blobs: i64,
-    /// Bytes of those blobs.
+    /// Bytes of those blobs (the deduplicated size).
     bytes: i64,
+    /// Bytes that deleting the repositories counted would free: blobs they link and no other
+    /// repository does.
+    exclusive_bytes: i64,
     /// Manifest GETs.
     pulls: Windows,
     /// Manifest PUTs.
     pushes: Windows,
 }
 
-/// Totals: repositories, manifests, tags, blobs and bytes; pulls and pushes today, over 7
-/// and over 30 days. An administrator sees the registry; anyone else the repositories they
-/// may read.
+/// Totals: repositories, manifests, tags, blobs, bytes and exclusive bytes; pulls and pushes
+/// today, over 7 and over 30 days; in one namespace or everywhere. An administrator sees the
+/// registry; anyone else the repositories they may read.
 #[utoipa::path(
     get,
     path = "/api/v1/stats",
@@ -125,14 +144,17 @@ async fn totals(
     ApiQuery(q): ApiQuery<TotalsQuery>,
 ) -> ApiResult<Response> {
     let as_csv = wants_csv(q.format.as_deref(), &headers)?;
+    let namespace = parse_namespace(q.namespace.as_deref())?;
     let viewer = caller.auth().catalog_viewer(&caller.identity);
-    let t = app.registry.usage_totals(&viewer).await?;
+    let t = app.registry.usage_totals(&viewer, &namespace).await?;
     let shown = StatsTotals {
+        namespace: (!namespace.is_empty()).then_some(namespace),
         repositories: t.repositories,
         manifests: t.manifests,
         tags: t.tags,
         blobs: t.blobs,
         bytes: t.bytes,
+        exclusive_bytes: t.exclusive_bytes,
         pulls: Windows {
             today: t.pulls_today,
             last_7_days: t.pulls_7d,
@@ -154,6 +176,7 @@ async fn totals(
         ("tags", shown.tags),
         ("blobs", shown.blobs),
         ("bytes", shown.bytes),
+        ("exclusive_bytes", shown.exclusive_bytes),
         ("pulls_today", shown.pulls.today),
         ("pulls_7d", shown.pulls.last_7_days),
         ("pulls_30d", shown.pulls.last_30_days),
@@ -177,6 +200,8 @@ struct PopularQuery {
     limit: Option<String>,
     /// `repository` (default) or `tag`.
     by: Option<String>,
+    /// Only the repositories of this namespace.
+    namespace: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
@@ -258,11 +283,12 @@ async fn popular(
             })?,
     };
     let by = q.by.as_deref().unwrap_or("repository");
+    let namespace = parse_namespace(q.namespace.as_deref())?;
     let viewer = caller.auth().catalog_viewer(&caller.identity);
     let items: Vec<PopularEntry> = match by {
         "repository" => app
             .registry
-            .popular_repositories(&viewer, days, limit)
+            .popular_repositories(&viewer, &namespace, days, limit)
             .await?
             .into_iter()
             .map(|p| PopularEntry {
@@ -273,7 +299,7 @@ async fn popular(
             .collect(),
         "tag" => app
             .registry
-            .popular_tags(&viewer, days, limit)
+            .popular_tags(&viewer, &namespace, days, limit)
             .await?
             .into_iter()
             .map(|p| PopularEntry {
@@ -325,6 +351,8 @@ struct TrendsQuery {
     /// Only this repository (the caller must be able to read it); default every repository
     /// the caller may read.
     repository: Option<String>,
+    /// Only the repositories of this namespace (not with `repository`).
+    namespace: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
@@ -444,10 +472,17 @@ async fn trends(
         }
         None => None,
     };
+    let namespace = parse_namespace(q.namespace.as_deref())?;
+    if repository.is_some() && !namespace.is_empty() {
+        return Err(bad_parameter(
+            "namespace",
+            "give a repository or a namespace, not both",
+        ));
+    }
     let viewer = caller.auth().catalog_viewer(&caller.identity);
     let series = app
         .registry
-        .usage_trend(&viewer, repository.as_ref(), from, to)
+        .usage_trend(&viewer, &namespace, repository.as_ref(), from, to)
         .await?;
     let point = |f: &DayFigures| TrendPoint {
         date: format_date(f.day),

@@ -9,11 +9,14 @@ use crate::{
     oci::{RepoName, Tag},
 };
 
-/// `WITH readable AS (...)`: the ids of the repositories the viewer may read. `$1` admin,
-/// `$2` the registry's default visibility, `$3` the visibility open to the viewer besides
-/// `public`, `$4` its user id, `$5` its own namespace; later parameters are the query's.
+/// `WITH readable AS (...)`: the ids of the repositories the viewer may read, in one
+/// namespace or everywhere. `$1` admin, `$2` the registry's default visibility, `$3` the
+/// visibility open to the viewer besides `public`, `$4` its user id, `$5` its own namespace,
+/// `$6` the namespace counted ("" for all); later parameters are the query's.
 const READABLE: &str = concat!(
-    "WITH readable AS (SELECT r.id, r.name FROM repositories r WHERE $1 = 1 \
+    "WITH readable AS (SELECT r.id, r.name FROM repositories r WHERE ($6 = '' OR ",
+    in_namespace!("r.name", "$6"),
+    ") AND ($1 = 1 \
      OR COALESCE((SELECT v.visibility FROM repository_visibility v WHERE v.name = r.name), \
         (SELECT ns.default_visibility FROM namespaces ns WHERE ",
     in_namespace!("r.name", "ns.name"),
@@ -22,12 +25,12 @@ const READABLE: &str = concat!(
     in_namespace!("r.name", "mb.namespace"),
     ") OR ",
     in_namespace!("r.name", "$5"),
-    ") "
+    ")) "
 );
 
-/// Binds the viewer's five parameters of [`READABLE`].
+/// Binds the viewer's and the namespace's six parameters of [`READABLE`].
 macro_rules! bind_viewer {
-    ($query:expr, $viewer:expr) => {
+    ($query:expr, $viewer:expr, $namespace:expr) => {
         $query
             .bind(i64::from($viewer.admin))
             .bind($viewer.default_visibility)
@@ -38,11 +41,13 @@ macro_rules! bind_viewer {
             })
             .bind($viewer.user_id)
             .bind($viewer.own_namespace)
+            .bind($namespace)
     };
 }
 
 /// What the registry holds and how much it was used, over the repositories a viewer may
-/// read. Blobs and bytes are physical (each blob once, however many repositories link it).
+/// read (in one namespace, or everywhere). Blobs and bytes are physical (each blob once,
+/// however many repositories link it).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Totals {
     /// Repositories.
@@ -55,6 +60,9 @@ pub struct Totals {
     pub blobs: i64,
     /// Bytes of those blobs.
     pub bytes: i64,
+    /// Bytes that deleting the repositories counted would free: blobs they link and no
+    /// other repository does.
+    pub exclusive_bytes: i64,
     /// Pulls today (UTC).
     pub pulls_today: i64,
     /// Pulls over the last 7 days, today included.
@@ -105,8 +113,14 @@ pub struct PopularTag {
 }
 
 impl Meta {
-    /// The totals `viewer` may see, with pulls and pushes counted up to `today` (a UTC day).
-    pub async fn usage_totals(&self, viewer: &CatalogViewer<'_>, today: i64) -> Result<Totals> {
+    /// The totals `viewer` may see in `namespace` ("" for every one), with pulls and pushes
+    /// counted up to `today` (a UTC day).
+    pub async fn usage_totals(
+        &self,
+        viewer: &CatalogViewer<'_>,
+        namespace: &str,
+        today: i64,
+    ) -> Result<Totals> {
         let sql = format!(
             "{READABLE}SELECT \
              (SELECT COUNT(*) FROM readable) AS repositories, \
@@ -114,21 +128,27 @@ impl Meta {
               WHERE m.repository_id IN (SELECT id FROM readable)) AS manifests, \
              (SELECT COUNT(*) FROM tags t \
               WHERE t.repository_id IN (SELECT id FROM readable)) AS tags, \
-             (SELECT COUNT(*) FROM blobs b WHERE $1 = 1 OR EXISTS (SELECT 1 FROM \
+             (SELECT COUNT(*) FROM blobs b WHERE ($1 = 1 AND $6 = '') OR EXISTS (SELECT 1 FROM \
               repository_blobs rb WHERE rb.digest = b.digest \
               AND rb.repository_id IN (SELECT id FROM readable))) AS blobs, \
-             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE $1 = 1 \
-              OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest \
-              AND rb.repository_id IN (SELECT id FROM readable))) AS bytes, \
+             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
+              WHERE ($1 = 1 AND $6 = '') OR EXISTS (SELECT 1 FROM repository_blobs rb \
+              WHERE rb.digest = b.digest AND rb.repository_id IN (SELECT id FROM readable))) \
+              AS bytes, \
+             (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE EXISTS \
+              (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest \
+               AND rb.repository_id IN (SELECT id FROM readable)) \
+              AND NOT EXISTS (SELECT 1 FROM repository_blobs o WHERE o.digest = b.digest \
+               AND o.repository_id NOT IN (SELECT id FROM readable))) AS exclusive_bytes, \
              {today}, {week}, {month}, {ptoday}, {pweek}, {pmonth}",
-            today = window_sum("pulls", "$6", "pulls_today"),
-            week = window_sum("pulls", "$7", "pulls_7d"),
-            month = window_sum("pulls", "$8", "pulls_30d"),
-            ptoday = window_sum("pushes", "$6", "pushes_today"),
-            pweek = window_sum("pushes", "$7", "pushes_7d"),
-            pmonth = window_sum("pushes", "$8", "pushes_30d"),
+            today = window_sum("pulls", "$7", "pulls_today"),
+            week = window_sum("pulls", "$8", "pulls_7d"),
+            month = window_sum("pulls", "$9", "pulls_30d"),
+            ptoday = window_sum("pushes", "$7", "pushes_today"),
+            pweek = window_sum("pushes", "$8", "pushes_7d"),
+            pmonth = window_sum("pushes", "$9", "pushes_30d"),
         );
-        Ok(bind_viewer!(sqlx::query_as(&sql), viewer)
+        Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
             .bind(today)
             .bind(today - 6)
             .bind(today - 29)
@@ -137,16 +157,18 @@ impl Meta {
     }
 
     /// Usage per day from `from` to `to` (UTC days, both included) over the repositories
-    /// `viewer` may read, or over `repository` alone; only days with a row, in day order.
+    /// `viewer` may read in `namespace` ("" for every one), or over `repository` alone; only
+    /// days with a row, in day order.
     pub async fn usage_by_day(
         &self,
         viewer: &CatalogViewer<'_>,
+        namespace: &str,
         repository: Option<&RepoName>,
         from: i64,
         to: i64,
     ) -> Result<Vec<DayFigures>> {
         let only = if repository.is_some() {
-            "AND u.repository_id = (SELECT id FROM readable WHERE name = $8) "
+            "AND u.repository_id = (SELECT id FROM readable WHERE name = $9) "
         } else {
             "AND u.repository_id IN (SELECT id FROM readable) "
         };
@@ -154,10 +176,10 @@ impl Meta {
             "{READABLE}SELECT u.day, CAST(SUM(u.pulls) AS BIGINT) AS pulls, \
              CAST(SUM(u.heads) AS BIGINT) AS heads, CAST(SUM(u.pushes) AS BIGINT) AS pushes, \
              CAST(SUM(u.bytes_out) AS BIGINT) AS bytes_out \
-             FROM repository_usage u WHERE u.day >= $6 AND u.day <= $7 {only}\
+             FROM repository_usage u WHERE u.day >= $7 AND u.day <= $8 {only}\
              GROUP BY u.day ORDER BY u.day"
         );
-        let query = bind_viewer!(sqlx::query_as(&sql), viewer)
+        let query = bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
             .bind(from)
             .bind(to);
         let query = match repository {
@@ -167,42 +189,45 @@ impl Meta {
         Ok(query.fetch_all(&self.reader).await?)
     }
 
-    /// The `n` most pulled repositories `viewer` may read since `since` (a UTC day), most
-    /// pulled first, ties by name.
+    /// The `n` most pulled repositories `viewer` may read in `namespace` ("" for every one)
+    /// since `since` (a UTC day), most pulled first, ties by name.
     pub async fn popular_repositories(
         &self,
         viewer: &CatalogViewer<'_>,
+        namespace: &str,
         since: i64,
         n: u32,
     ) -> Result<Vec<PopularRepository>> {
         let sql = format!(
             "{READABLE}SELECT r.name AS repository, CAST(SUM(u.pulls) AS BIGINT) AS pulls \
              FROM repository_usage u JOIN readable r ON r.id = u.repository_id \
-             WHERE u.day >= $6 GROUP BY r.name HAVING SUM(u.pulls) > 0 \
-             ORDER BY SUM(u.pulls) DESC, r.name LIMIT $7"
+             WHERE u.day >= $7 GROUP BY r.name HAVING SUM(u.pulls) > 0 \
+             ORDER BY SUM(u.pulls) DESC, r.name LIMIT $8"
         );
-        Ok(bind_viewer!(sqlx::query_as(&sql), viewer)
+        Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
             .bind(since)
             .bind(i64::from(n))
             .fetch_all(&self.reader)
             .await?)
     }
 
-    /// The `n` most pulled tags of the repositories `viewer` may read since `since` (a UTC
-    /// day), most pulled first, ties by repository and tag.
+    /// The `n` most pulled tags of the repositories `viewer` may read in `namespace` (""
+    /// for every one) since `since` (a UTC day), most pulled first, ties by repository and
+    /// tag.
     pub async fn popular_tags(
         &self,
         viewer: &CatalogViewer<'_>,
+        namespace: &str,
         since: i64,
         n: u32,
     ) -> Result<Vec<PopularTag>> {
         let sql = format!(
             "{READABLE}SELECT r.name AS repository, t.tag, CAST(SUM(t.pulls) AS BIGINT) AS pulls \
              FROM tag_usage t JOIN readable r ON r.id = t.repository_id \
-             WHERE t.day >= $6 GROUP BY r.name, t.tag HAVING SUM(t.pulls) > 0 \
-             ORDER BY SUM(t.pulls) DESC, r.name, t.tag LIMIT $7"
+             WHERE t.day >= $7 GROUP BY r.name, t.tag HAVING SUM(t.pulls) > 0 \
+             ORDER BY SUM(t.pulls) DESC, r.name, t.tag LIMIT $8"
         );
-        Ok(bind_viewer!(sqlx::query_as(&sql), viewer)
+        Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
             .bind(since)
             .bind(i64::from(n))
             .fetch_all(&self.reader)

@@ -23,18 +23,26 @@ impl Registry {
     }
 
     /// The totals over the repositories `viewer` may read (the registry for an
-    /// administrator), with pulls and pushes today, over 7 and over 30 days.
-    pub async fn usage_totals(&self, viewer: &CatalogViewer<'_>) -> Result<Totals> {
-        self.meta.usage_totals(viewer, self.today()).await
+    /// administrator) in `namespace` ("" for every one), with pulls and pushes today, over 7
+    /// and over 30 days.
+    pub async fn usage_totals(
+        &self,
+        viewer: &CatalogViewer<'_>,
+        namespace: &str,
+    ) -> Result<Totals> {
+        self.meta
+            .usage_totals(viewer, namespace, self.today())
+            .await
     }
 
     /// Usage per day from `from` to `to` (UTC days, both included; the caller bounds the
     /// range), one entry per day, zero for days without use; over `repository` alone or over
-    /// every repository `viewer` may read. A repository that does not exist is
+    /// every repository `viewer` may read in `namespace` ("" for every one). A repository that does not exist is
     /// [`Error::NameUnknown`].
     pub async fn usage_trend(
         &self,
         viewer: &CatalogViewer<'_>,
+        namespace: &str,
         repository: Option<&RepoName>,
         from: i64,
         to: i64,
@@ -44,7 +52,10 @@ impl Registry {
         {
             return Err(Error::NameUnknown);
         }
-        let rows = self.meta.usage_by_day(viewer, repository, from, to).await?;
+        let rows = self
+            .meta
+            .usage_by_day(viewer, namespace, repository, from, to)
+            .await?;
         let mut rows = rows.into_iter().peekable();
         let mut series = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0));
         for day in from..=to {
@@ -59,26 +70,31 @@ impl Registry {
         Ok(series)
     }
 
-    /// The `n` most pulled repositories `viewer` may read over the last `days` days (today
-    /// included).
+    /// The `n` most pulled repositories `viewer` may read in `namespace` ("" for every one)
+    /// over the last `days` days (today included).
     pub async fn popular_repositories(
         &self,
         viewer: &CatalogViewer<'_>,
+        namespace: &str,
         days: i64,
         n: u32,
     ) -> Result<Vec<PopularRepository>> {
         let since = self.today() - days + 1;
-        self.meta.popular_repositories(viewer, since, n).await
+        self.meta
+            .popular_repositories(viewer, namespace, since, n)
+            .await
     }
 
-    /// The `n` most pulled tags `viewer` may read over the last `days` days (today included).
+    /// The `n` most pulled tags `viewer` may read in `namespace` ("" for every one) over the
+    /// last `days` days (today included).
     pub async fn popular_tags(
         &self,
         viewer: &CatalogViewer<'_>,
+        namespace: &str,
         days: i64,
         n: u32,
     ) -> Result<Vec<PopularTag>> {
         let since = self.today() - days + 1;
-        self.meta.popular_tags(viewer, since, n).await
+        self.meta.popular_tags(viewer, namespace, since, n).await
     }
 }

@@ -244,6 +244,52 @@ async fn exclusive_size_is_what_deleting_frees() {
     assert_eq!(run["bytes"], exclusive, "{run}");
 }
 
+/// A namespace's figures: its repositories only, its bytes each blob once, and its exclusive
+/// bytes those no repository outside it links.
+#[tokio::test]
+async fn a_namespace_is_counted_on_its_own() {
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    let shared: &[u8] = b"a base layer everyone uses";
+    let (x, y): (&[u8], &[u8]) = (b"team/a's own layer", b"team/b's own layer, longer");
+    s.push_image("team/a", "v1", &[shared, x]).await;
+    s.push_image("team/b", "v1", &[shared, y]).await;
+    s.push_image("other", "v1", &[shared]).await;
+    repeat(&s, Method::GET, "team/a/manifests/v1", 1).await;
+    repeat(&s, Method::GET, "other/manifests/v1", 2).await;
+    let s = restarted(s).await;
+
+    let other = get_json(&s.client, &s, "/repositories/other").await;
+    let config_and_shared = other["deduplicated_bytes"].as_i64().unwrap();
+    let team = get_json(&s.client, &s, "/stats?namespace=team").await;
+    assert_eq!(team["namespace"], "team", "{team}");
+    assert_eq!(team["repositories"], 2, "{team}");
+    assert_eq!(
+        team["blobs"], 4,
+        "config, shared and one layer each: {team}"
+    );
+    assert_eq!(
+        team["bytes"],
+        config_and_shared + (x.len() + y.len()) as i64,
+        "{team}"
+    );
+    assert_eq!(
+        team["exclusive_bytes"],
+        (x.len() + y.len()) as i64,
+        "{team}"
+    );
+    assert_eq!(team["pulls"]["today"], 1, "{team}");
+    assert_eq!(team["pushes"]["today"], 2, "{team}");
+
+    let popular = get_json(&s.client, &s, "/stats/popular?namespace=team").await;
+    assert_eq!(
+        popular["items"],
+        json!([{ "repository": "team/a", "pulls": 1 }])
+    );
+    let today = &last_points(&s, "?namespace=team", 1).await[0];
+    assert_eq!(today["pulls"], 1, "{today}");
+}
+
 /// Asserts a 400 whose problem names `parameter` in its message.
 async fn assert_bad(s: &TestServer, path: &str, parameter: &str) {
     let resp = s.get(&format!("/api/v1{path}")).await;
@@ -282,6 +328,9 @@ async fn bad_input_is_refused_naming_it() {
         ("/stats/trends?from=2000-01-01&to=2024-01-01", "to"),
         ("/stats/trends?repository=Not..A..Name", "repository"),
         ("/stats/trends?sort=pulls", "sort"),
+        ("/stats?namespace=Not..A..Name", "namespace"),
+        ("/stats/popular?namespace=-team", "namespace"),
+        ("/stats/trends?repository=a/b&namespace=a", "namespace"),
     ] {
         assert_bad(&s, path, parameter).await;
     }
