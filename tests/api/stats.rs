@@ -196,6 +196,39 @@ async fn a_graceful_stop_loses_no_counts() {
     assert_eq!(shown["pull_count"], 200, "{shown}");
 }
 
+/// Replicas count in their own memory and flush increments: their counts add up, and a
+/// second flush onto the same (repository, day) row adds to it.
+#[tokio::test]
+async fn replicas_add_up() {
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    s.push_image("shared", "v1", &[b"shared layer"]).await;
+    let replica = s.replica().await;
+    let repo: berth::oci::RepoName = "shared".parse().unwrap();
+    let tag = berth::oci::Reference::Tag("v1".parse().unwrap());
+    for _ in 0..3 {
+        replica.get_manifest(&repo, &tag, true).await.expect("pull");
+    }
+    replica.flush_pull_stats().await.expect("first flush");
+    replica.get_manifest(&repo, &tag, true).await.expect("pull");
+    replica
+        .get_manifest(&repo, &tag, false)
+        .await
+        .expect("HEAD");
+    replica.flush_pull_stats().await.expect("second flush");
+    replica.close().await;
+    repeat(&s, Method::GET, "shared/manifests/v1", 2).await;
+    let s = restarted(s).await;
+    let today = &last_points(&s, "?repository=shared", 1).await[0];
+    assert_eq!(today["pulls"], 6, "{today}");
+    assert_eq!(today["heads"], 1, "{today}");
+    let tags = get_json(&s.client, &s, "/stats/popular?by=tag").await;
+    assert_eq!(
+        tags["items"],
+        json!([{ "repository": "shared", "tag": "v1", "pulls": 6 }])
+    );
+}
+
 /// The exclusive size of a repository is exactly what deleting it and collecting frees;
 /// the deduplicated size counts each blob its manifests need once.
 #[tokio::test]
