@@ -23,3 +23,16 @@ CREATE TABLE tag_usage (
     PRIMARY KEY (repository_id, tag, day)
 );
 CREATE INDEX tag_usage_by_day ON tag_usage (day, repository_id, tag);
+
+-- Pulls and pushes by who made them (the identity's stable subject: `anonymous`,
+-- `user:<id>`, `token:<id>`; `name` is how it was last shown) per repository and day.
+CREATE TABLE subject_usage (
+    subject       TEXT COLLATE "C" NOT NULL,
+    repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    day           BIGINT NOT NULL,
+    name          TEXT NOT NULL,
+    pulls         BIGINT NOT NULL DEFAULT 0,
+    pushes        BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (subject, repository_id, day)
+);
+CREATE INDEX subject_usage_by_day ON subject_usage (day, subject);

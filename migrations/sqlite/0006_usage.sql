@@ -23,3 +23,16 @@ CREATE TABLE tag_usage (
     PRIMARY KEY (repository_id, tag, day)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX tag_usage_by_day ON tag_usage (day, repository_id, tag);
+
+-- Pulls and pushes by who made them (the identity's stable subject: `anonymous`,
+-- `user:<id>`, `token:<id>`; `name` is how it was last shown) per repository and day.
+CREATE TABLE subject_usage (
+    subject       TEXT NOT NULL,
+    repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    day           INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    pulls         INTEGER NOT NULL DEFAULT 0,
+    pushes        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (subject, repository_id, day)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX subject_usage_by_day ON subject_usage (day, subject);

@@ -53,7 +53,16 @@ fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> ApiResult<bool> {
     }
 }
 
-/// A CSV body (RFC 4180 lines; no field here needs quoting: names, tags, dates, numbers).
+/// `text` as one CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A CSV body of lines already written.
 fn csv(lines: String) -> Response {
     (
         [(
@@ -198,7 +207,7 @@ struct PopularQuery {
     window: Option<String>,
     /// How many (1 to 100, default 10).
     limit: Option<String>,
-    /// `repository` (default) or `tag`.
+    /// `repository` (default), `tag`, or `user` (who pulled most; administrators only).
     by: Option<String>,
     /// Only the repositories of this namespace.
     namespace: Option<String>,
@@ -226,16 +235,27 @@ fn parse_window(window: &str) -> ApiResult<i64> {
 }
 
 /// One entry of the popular listing.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 struct PopularEntry {
-    /// The repository.
-    #[schema(value_type = String)]
-    repository: RepoName,
+    /// The repository (with `by=repository` and `by=tag`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    repository: Option<RepoName>,
     /// The tag (with `by=tag` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     tag: Option<String>,
-    /// Manifest GETs in the window (by that tag, with `by=tag`).
+    /// The identity's stable subject, `user:<id>`, `token:<id>` or `anonymous` (with
+    /// `by=user` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    /// The name it was shown by (with `by=user` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    /// Manifest GETs in the window (by that tag, or by that identity).
     pulls: i64,
+    /// Manifest PUTs in the window (with `by=user` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pushes: Option<i64>,
 }
 
 /// The popular listing.
@@ -249,7 +269,8 @@ struct Popular {
     items: Vec<PopularEntry>,
 }
 
-/// The most pulled repositories (or tags) over a window, among those the caller may read.
+/// The most pulled repositories (or tags) over a window, among those the caller may read;
+/// for administrators, who pulled and pushed most (`by=user`).
 #[utoipa::path(
     get,
     path = "/api/v1/stats/popular",
@@ -258,6 +279,7 @@ struct Popular {
     responses(
         (status = 200, description = "Most pulled first (JSON, or CSV)", body = Popular),
         (status = 400, description = "An unknown parameter, `by` or format, a bad window or limit; the message names the parameter", body = Problem),
+        (status = 403, description = "`by=user` by a caller who is not an administrator", body = Problem),
     )
 )]
 async fn popular(
@@ -292,9 +314,9 @@ async fn popular(
             .await?
             .into_iter()
             .map(|p| PopularEntry {
-                repository: p.repository,
-                tag: None,
+                repository: Some(p.repository),
                 pulls: p.pulls,
+                ..PopularEntry::default()
             })
             .collect(),
         "tag" => app
@@ -303,15 +325,32 @@ async fn popular(
             .await?
             .into_iter()
             .map(|p| PopularEntry {
-                repository: p.repository,
+                repository: Some(p.repository),
                 tag: Some(p.tag.to_string()),
                 pulls: p.pulls,
+                ..PopularEntry::default()
             })
             .collect(),
+        "user" => {
+            // Who pulls what is the administrators' to see.
+            caller.require_admin()?;
+            app.registry
+                .popular_subjects(&viewer, &namespace, days, limit)
+                .await?
+                .into_iter()
+                .map(|p| PopularEntry {
+                    subject: Some(p.subject),
+                    user: Some(p.name),
+                    pulls: p.pulls,
+                    pushes: Some(p.pushes),
+                    ..PopularEntry::default()
+                })
+                .collect()
+        }
         other => {
             return Err(bad_parameter(
                 "by",
-                format!("unknown grouping {other:?}: repository or tag"),
+                format!("unknown grouping {other:?}: repository, tag or user"),
             ));
         }
     };
@@ -323,16 +362,27 @@ async fn popular(
         })
         .into_response());
     }
-    let mut lines = if by == "tag" {
-        String::from("repository,tag,pulls\n")
-    } else {
-        String::from("repository,pulls\n")
-    };
+    let mut lines = String::from(match by {
+        "tag" => "repository,tag,pulls\n",
+        "user" => "subject,user,pulls,pushes\n",
+        _ => "repository,pulls\n",
+    });
     for item in &items {
-        match &item.tag {
-            Some(tag) => lines.push_str(&format!("{},{tag},{}\n", item.repository, item.pulls)),
-            None => lines.push_str(&format!("{},{}\n", item.repository, item.pulls)),
-        }
+        let text = |t: &Option<String>| csv_field(t.as_deref().unwrap_or(""));
+        let repository = item.repository.as_ref().map(RepoName::to_string);
+        let line = match by {
+            "tag" => format!("{},{},{}", text(&repository), text(&item.tag), item.pulls),
+            "user" => format!(
+                "{},{},{},{}",
+                text(&item.subject),
+                text(&item.user),
+                item.pulls,
+                item.pushes.unwrap_or(0)
+            ),
+            _ => format!("{},{}", text(&repository), item.pulls),
+        };
+        lines.push_str(&line);
+        lines.push('\n');
     }
     Ok(csv(lines))
 }
@@ -514,6 +564,13 @@ async fn trends(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("team/app"), "team/app");
+        assert_eq!(csv_field("alice (token a,b)"), "\"alice (token a,b)\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
 
     #[test]
     fn dates_round_trip_through_days() {

@@ -33,6 +33,16 @@ struct Pending {
     usage: HashMap<(String, i64), DayUsage>,
     /// (repository name, tag, day) → pulls by that tag
     tag_pulls: HashMap<(String, String, i64), i64>,
+    /// (subject, repository name, day) → what that identity did there that day
+    subjects: HashMap<(String, String, i64), SubjectUsage>,
+}
+
+/// What one identity did in one repository on one day, and the name it was last shown by.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct SubjectUsage {
+    name: String,
+    pulls: i64,
+    pushes: i64,
 }
 
 /// What one repository saw on one day, as counted in memory.
@@ -116,6 +126,23 @@ impl PullStats {
         self.add_usage(repository, |u| u.bytes_out += bytes);
     }
 
+    /// Records a manifest pull (`push` false) or push in `repository` by the identity whose
+    /// stable subject is `subject` (`user:<id>`, `token:<id>`, `anonymous`), shown as `name`.
+    pub fn record_subject(&self, repository: &str, subject: &str, name: &str, push: bool) {
+        let day = day_of(self.clock.now());
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (subject.to_owned(), repository.to_owned(), day);
+        let usage = p.subjects.entry(key).or_default();
+        if usage.name != name {
+            usage.name = name.to_owned();
+        }
+        if push {
+            usage.pushes += 1;
+        } else {
+            usage.pulls += 1;
+        }
+    }
+
     fn add_usage(&self, repository: &str, change: impl FnOnce(&mut DayUsage)) {
         let day = day_of(self.clock.now());
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,6 +177,14 @@ impl PullStats {
         for (key, pulls) in old.tag_pulls {
             *p.tag_pulls.entry(key).or_default() += pulls;
         }
+        for (key, old) in old.subjects {
+            let usage = p.subjects.entry(key).or_insert_with(|| SubjectUsage {
+                name: old.name,
+                ..SubjectUsage::default()
+            });
+            usage.pulls += old.pulls;
+            usage.pushes += old.pushes;
+        }
     }
 }
 
@@ -157,7 +192,7 @@ impl Meta {
     /// Writes the pulls recorded in `stats` since the last flush.
     pub async fn flush_pull_stats(&self, stats: &PullStats) -> Result<()> {
         let p = stats.take();
-        if p.repositories.is_empty() && p.usage.is_empty() {
+        if p.repositories.is_empty() && p.usage.is_empty() && p.subjects.is_empty() {
             return Ok(());
         }
         if let Err(e) = self.write_pull_stats(&p).await {
@@ -241,6 +276,23 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
+        for ((subject, repository, day), u) in sorted(&p.subjects) {
+            sqlx::query(
+                "INSERT INTO subject_usage (subject, repository_id, day, name, pulls, pushes) \
+                 SELECT $1, id, $3, $4, $5, $6 FROM repositories WHERE name = $2 \
+                 ON CONFLICT (subject, repository_id, day) DO UPDATE SET \
+                 name = excluded.name, pulls = subject_usage.pulls + excluded.pulls, \
+                 pushes = subject_usage.pushes + excluded.pushes",
+            )
+            .bind(subject)
+            .bind(repository)
+            .bind(day)
+            .bind(&u.name)
+            .bind(u.pulls)
+            .bind(u.pushes)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -294,9 +346,15 @@ mod tests {
         assert_eq!(taken.usage[&("app".to_owned(), day)], expected);
         assert_eq!(taken.tag_pulls[&("app".into(), "v1".into(), day)], 1);
         stats.record_bytes_out("app", 5);
+        stats.record_subject("app", "user:1", "alice", false);
         stats.restore(taken);
         let again = stats.take();
         assert_eq!(again.usage[&("app".to_owned(), day)].bytes_out, 15);
         assert_eq!(again.usage[&("app".to_owned(), day)].pulls, 2);
+        let alice = &again.subjects[&("user:1".into(), "app".into(), day)];
+        assert_eq!(
+            (alice.name.as_str(), alice.pulls, alice.pushes),
+            ("alice", 1, 0)
+        );
     }
 }

@@ -112,6 +112,19 @@ pub struct PopularTag {
     pub pulls: i64,
 }
 
+/// An identity and what it pulled and pushed over a window.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PopularSubject {
+    /// Its stable subject: `user:<id>`, `token:<id>` or `anonymous`.
+    pub subject: String,
+    /// The name it was shown by (a user name, `alice (token ci)`, ...).
+    pub name: String,
+    /// Manifest GETs in the window.
+    pub pulls: i64,
+    /// Manifest PUTs in the window.
+    pub pushes: i64,
+}
+
 impl Meta {
     /// The totals `viewer` may see in `namespace` ("" for every one), with pulls and pushes
     /// counted up to `today` (a UTC day).
@@ -226,6 +239,31 @@ impl Meta {
              FROM tag_usage t JOIN readable r ON r.id = t.repository_id \
              WHERE t.day >= $7 GROUP BY r.name, t.tag HAVING SUM(t.pulls) > 0 \
              ORDER BY SUM(t.pulls) DESC, r.name, t.tag LIMIT $8"
+        );
+        Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
+            .bind(since)
+            .bind(i64::from(n))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+}
+
+impl Meta {
+    /// The `n` identities that pulled most from the repositories `viewer` may read in
+    /// `namespace` ("" for every one) since `since` (a UTC day), ties by pushes and subject.
+    pub async fn popular_subjects(
+        &self,
+        viewer: &CatalogViewer<'_>,
+        namespace: &str,
+        since: i64,
+        n: u32,
+    ) -> Result<Vec<PopularSubject>> {
+        let sql = format!(
+            "{READABLE}SELECT s.subject, MAX(s.name) AS name, \
+             CAST(SUM(s.pulls) AS BIGINT) AS pulls, CAST(SUM(s.pushes) AS BIGINT) AS pushes \
+             FROM subject_usage s JOIN readable r ON r.id = s.repository_id \
+             WHERE s.day >= $7 GROUP BY s.subject \
+             ORDER BY SUM(s.pulls) DESC, SUM(s.pushes) DESC, s.subject LIMIT $8"
         );
         Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
             .bind(since)

@@ -54,7 +54,7 @@ pub use paging::{Page, page_size};
 pub use settings::{Mutability, Override, TagRules};
 pub use stats::TREND_DAYS_MAX;
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
-pub use crate::meta::usage::{DayFigures, PopularRepository, PopularTag, Totals};
+pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
 pub use uploads::Mounted;
 
 use crate::{

@@ -8,7 +8,7 @@ use crate::{
     meta::{
         repositories::CatalogViewer,
         stats::day_of,
-        usage::{DayFigures, PopularRepository, PopularTag, Totals},
+        usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals},
     },
     oci::RepoName,
 };
@@ -17,6 +17,14 @@ use crate::{
 pub const TREND_DAYS_MAX: i64 = 3660;
 
 impl Registry {
+    /// Counts a manifest pull (`push` false) or push in `repo` for the identity whose stable
+    /// subject is `subject` (`user:<id>`, `token:<id>`, `anonymous`), shown as `name`: the
+    /// `/v2/` handlers know who asks, the domain does not.
+    pub fn count_by(&self, repo: &RepoName, subject: &str, name: &str, push: bool) {
+        self.pulls
+            .record_subject(repo.as_str(), subject, name, push);
+    }
+
     /// Today, as a UTC day since the unix epoch, on the registry's clock.
     pub fn today(&self) -> i64 {
         day_of(self.clock.now())
@@ -96,5 +104,20 @@ impl Registry {
     ) -> Result<Vec<PopularTag>> {
         let since = self.today() - days + 1;
         self.meta.popular_tags(viewer, namespace, since, n).await
+    }
+
+    /// The `n` identities that pulled most from what `viewer` may read in `namespace` (""
+    /// for every one) over the last `days` days (today included).
+    pub async fn popular_subjects(
+        &self,
+        viewer: &CatalogViewer<'_>,
+        namespace: &str,
+        days: i64,
+        n: u32,
+    ) -> Result<Vec<PopularSubject>> {
+        let since = self.today() - days + 1;
+        self.meta
+            .popular_subjects(viewer, namespace, since, n)
+            .await
     }
 }

@@ -343,7 +343,7 @@ async fn bad_input_is_refused_naming_it() {
         ("/stats?bogus=1", "bogus"),
         ("/stats?format=xml", "format"),
         ("/stats/popular?user=alice", "user"),
-        ("/stats/popular?by=user", "by"),
+        ("/stats/popular?by=owner", "by"),
         ("/stats/popular?window=0d", "window"),
         ("/stats/popular?window=366d", "window"),
         ("/stats/popular?window=7", "window"),
@@ -464,4 +464,66 @@ async fn openapi_documents_the_statistics() {
     for field in ["deduplicated_bytes", "exclusive_bytes"] {
         assert!(summary[field].is_object(), "RepositorySummary.{field}");
     }
+}
+
+/// Who pulled and pushed most is counted per identity (users, tokens, anonymous callers)
+/// and shown to administrators only.
+#[tokio::test]
+async fn pulls_and_pushes_by_user_are_for_administrators() {
+    let mut s = start_auth(|_| {}).await;
+    to_next_noon(&s);
+    s.create_user("outsider").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    s.set_visibility("pub/app", "public").await;
+    s.push_image("pub/app", "v1", &[b"a public layer"]).await;
+    repeat(&s, Method::GET, "pub/app/manifests/v1", 1).await;
+    let outsider = client_with(&basic("outsider", &password_of("outsider")));
+    for client in [&outsider, &outsider, &Client::new()] {
+        let resp = client
+            .get(s.url("/v2/pub/app/manifests/v1"))
+            .send()
+            .await
+            .expect("pull");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let s = restarted(s).await;
+    let admin = client_with(&basic(ADMIN, ADMIN_PASSWORD));
+
+    let users = get_json(&admin, &s, "/stats/popular?by=user").await;
+    let shown: Vec<_> = users["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| (u["user"].clone(), u["pulls"].clone(), u["pushes"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (json!("outsider"), json!(2), json!(0)),
+            (json!(ADMIN), json!(1), json!(1)),
+            (json!("anonymous"), json!(1), json!(0)),
+        ],
+        "{users}"
+    );
+    assert_eq!(users["items"][2]["subject"], "anonymous", "{users}");
+    let csv = admin
+        .get(s.url("/api/v1/stats/popular?by=user&format=csv&limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let subject = users["items"][0]["subject"].as_str().unwrap();
+    assert_eq!(
+        csv,
+        format!("subject,user,pulls,pushes\n{subject},outsider,2,0\n")
+    );
+
+    let refused = outsider
+        .get(s.url("/api/v1/stats/popular?by=user"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
