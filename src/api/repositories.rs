@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A 400 naming the query parameter or body field at fault (in `details.parameter`).
-fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("{parameter}: {message}"))
         .with_details(json!({ "parameter": parameter }))
 }

@@ -1,6 +1,7 @@
-//! `/api/v1/stats`: usage figures. The registry's totals, the most pulled repositories or
-//! tags over a window, and a daily time series of pulls, HEADs, pushes and bytes served;
-//! each as JSON, or as CSV with `format=csv` or `Accept: text/csv`.
+//! `/api/v1/stats`: usage figures. The registry's totals, the most pulled repositories, tags
+//! or (for administrators) identities over a window, and a daily time series of pulls,
+//! HEADs, pushes and bytes served; in one namespace or everywhere; each as JSON, or as CSV
+//! with `format=csv` or `Accept: text/csv`.
 //!
 //! Every figure counts only the repositories the caller may read: an administrator sees the
 //! registry, anyone else the repositories open to them (an anonymous caller the public ones).
@@ -14,9 +15,11 @@ use axum::{
     routing::get,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::{ApiError, ApiQuery, ApiResult, Caller, Problem, repositories::require_readable};
+use super::{
+    ApiQuery, ApiResult, Caller, Problem,
+    repositories::{bad_parameter, require_readable},
+};
 use crate::{
     oci::RepoName,
     registry::{DayFigures, TREND_DAYS_MAX},
@@ -28,12 +31,6 @@ pub fn routes() -> Router<AppState> {
         .route("/stats", get(totals))
         .route("/stats/popular", get(popular))
         .route("/stats/trends", get(trends))
-}
-
-/// A 400 naming the query parameter at fault (in `details.parameter`).
-fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("{parameter}: {message}"))
-        .with_details(json!({ "parameter": parameter }))
 }
 
 /// Whether the answer is CSV: `format=csv`, or no `format` and an `Accept` naming
