@@ -13,6 +13,7 @@ mod images;
 mod namespaces;
 mod policies;
 mod repositories;
+mod stats;
 mod tags;
 mod users;
 
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(namespaces::routes())
         .merge(gc::routes())
         .merge(policies::routes())
+        .merge(stats::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -81,6 +83,9 @@ pub fn routes() -> Router<AppState> {
         policies::save,
         policies::remove,
         policies::run,
+        stats::totals,
+        stats::popular,
+        stats::trends,
         namespaces::create,
         namespaces::visibility,
         namespaces::members,

@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A 400 naming the query parameter or body field at fault (in `details.parameter`).
-fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
+pub(super) fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("{parameter}: {message}"))
         .with_details(json!({ "parameter": parameter }))
 }
@@ -270,7 +270,7 @@ async fn summary(app: &AppState, repo: &RepoName) -> ApiResult<RepositorySummary
 
 /// Refuses a caller who may not read `repo` exactly as a missing repository is refused, so
 /// that a private repository stays indistinguishable from none.
-async fn require_readable(caller: &Caller, repo: &RepoName) -> ApiResult<()> {
+pub(super) async fn require_readable(caller: &Caller, repo: &RepoName) -> ApiResult<()> {
     match caller.require(repo.as_str(), Role::Reporter).await {
         Ok(()) => Ok(()),
         Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {

@@ -21,6 +21,10 @@ pub(super) async fn get(
     head: bool,
 ) -> Result<Response> {
     let manifest = ctx.registry.get_manifest(&name, &reference, !head).await?;
+    let who = &ctx.access.identity;
+    if !head {
+        ctx.registry.count_by(&name, &who.subject, &who.name, false);
+    }
     let headers = [
         (header::CONTENT_TYPE, manifest.media_type.clone()),
         (header::CONTENT_LENGTH, manifest.size.to_string()),
@@ -76,6 +80,8 @@ pub(super) async fn put(
             Override::for_maintainer(ctx.access.grant.maintain),
         )
         .await?;
+    let who = &ctx.access.identity;
+    ctx.registry.count_by(&name, &who.subject, &who.name, true);
     let mut headers = vec![
         (
             header::LOCATION,
@@ -98,6 +104,8 @@ pub(super) async fn delete(ctx: Ctx<'_>, name: RepoName, reference: Reference) -
             Override::for_maintainer(ctx.access.grant.maintain),
         )
         .await?;
+    let who = &ctx.access.identity;
+    ctx.registry.count_by(&name, &who.subject, &who.name, true);
     Ok(empty(
         StatusCode::ACCEPTED,
         &[(header::CONTENT_LENGTH, "0".into())],

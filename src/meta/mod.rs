@@ -41,6 +41,7 @@ pub mod stats;
 pub mod tags;
 pub mod tokens;
 pub mod uploads;
+pub mod usage;
 pub mod users;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

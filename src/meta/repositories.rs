@@ -38,6 +38,12 @@ pub struct RepositorySummary {
     pub tag_count: i64,
     /// Bytes of the blobs linked into the repository (shared blobs count in each).
     pub blob_bytes: i64,
+    /// Deduplicated size: the bytes of the blobs the repository's manifests need (configs
+    /// and layers, through nested indexes), each blob once.
+    pub deduplicated_bytes: i64,
+    /// Bytes that deleting the repository would free: its blobs that no other repository
+    /// links.
+    pub exclusive_bytes: i64,
 }
 
 /// The order of the repository listing. Every order ends with the name, so that a page ends
@@ -139,7 +145,14 @@ const SUMMARY_SELECT: &str = concat!(
      (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS manifest_count, \
      (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tag_count, \
      (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
-      JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) AS blob_bytes"
+      JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) AS blob_bytes, \
+     (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE b.digest IN \
+      (SELECT mr.digest FROM manifests m JOIN manifest_references mr ON mr.manifest_id = m.id \
+       WHERE m.repository_id = r.id AND mr.kind = 'blob')) AS deduplicated_bytes, \
+     (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
+      JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id \
+      AND NOT EXISTS (SELECT 1 FROM repository_blobs o \
+       WHERE o.digest = rb.digest AND o.repository_id <> r.id)) AS exclusive_bytes"
 );
 
 /// Whether the viewer of [`CatalogViewer`] may read the summary row `s`: `$2` admin, `$3`

@@ -3,6 +3,11 @@
 //! shutdown). A crash loses at most one interval of counts, never content; counts that could
 //! not be written (index unavailable) are kept for the next flush. Each replica flushes its
 //! own counts as increments, so replicas add up, and a last-pull time never moves back.
+//!
+//! Besides the running totals, usage is counted per repository and UTC day (Docker Hub's
+//! semantics: a pull is a manifest GET, by tag or by digest; a HEAD is a version check,
+//! counted apart; pushes are manifest PUTs; blob bytes served) and pulls per tag and day,
+//! each flushed as one upsert per key into `repository_usage` and `tag_usage`.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -24,6 +29,46 @@ struct Pending {
     manifests: HashMap<i64, (i64, i64)>,
     /// (repository id, tag) → last pull time
     tags: HashMap<(i64, String), i64>,
+    /// (repository name, day) → what happened that day
+    usage: HashMap<(String, i64), DayUsage>,
+    /// (repository name, tag, day) → pulls by that tag
+    tag_pulls: HashMap<(String, String, i64), i64>,
+    /// (subject, repository name, day) → what that identity did there that day
+    subjects: HashMap<(String, String, i64), SubjectUsage>,
+}
+
+/// What one identity did in one repository on one day, and the name it was last shown by.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct SubjectUsage {
+    name: String,
+    pulls: i64,
+    pushes: i64,
+}
+
+/// What one repository saw on one day, as counted in memory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct DayUsage {
+    pulls: i64,
+    heads: i64,
+    pushes: i64,
+    bytes_out: i64,
+}
+
+impl DayUsage {
+    fn add(&mut self, other: DayUsage) {
+        self.pulls += other.pulls;
+        self.heads += other.heads;
+        self.pushes += other.pushes;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+/// Seconds in a day: usage days are UTC days since the unix epoch.
+pub const DAY_SECS: i64 = 86_400;
+
+/// The UTC day (since the unix epoch) of the unix time `secs`.
+pub fn day_of(secs: i64) -> i64 {
+    secs.div_euclid(DAY_SECS)
 }
 
 impl PullStats {
@@ -35,10 +80,30 @@ impl PullStats {
         }
     }
 
-    /// Records a manifest fetch; `counts` is true for a GET (a HEAD only refreshes times).
-    pub fn record(&self, repository_id: i64, manifest_id: i64, tag: Option<&str>, counts: bool) {
+    /// Records a manifest fetch from `repository` (whose id is `repository_id`); `counts` is
+    /// true for a GET, a pull (a HEAD only refreshes times and counts as a version check).
+    pub fn record(
+        &self,
+        repository: &str,
+        repository_id: i64,
+        manifest_id: i64,
+        tag: Option<&str>,
+        counts: bool,
+    ) {
         let now = self.clock.now();
+        let day = day_of(now);
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = p.usage.entry((repository.to_owned(), day)).or_default();
+        if counts {
+            usage.pulls += 1;
+        } else {
+            usage.heads += 1;
+        }
+        if let (Some(tag), true) = (tag, counts) {
+            *p.tag_pulls
+                .entry((repository.to_owned(), tag.to_owned(), day))
+                .or_default() += 1;
+        }
         let repo = p.repositories.entry(repository_id).or_insert((0, now));
         repo.0 += i64::from(counts);
         repo.1 = now;
@@ -48,6 +113,40 @@ impl PullStats {
         if let Some(tag) = tag {
             p.tags.insert((repository_id, tag.to_owned()), now);
         }
+    }
+
+    /// Records a manifest push (PUT) to `repository`.
+    pub fn record_push(&self, repository: &str) {
+        self.add_usage(repository, |u| u.pushes += 1);
+    }
+
+    /// Records `bytes` of blob content served from `repository`.
+    pub fn record_bytes_out(&self, repository: &str, bytes: u64) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.add_usage(repository, |u| u.bytes_out += bytes);
+    }
+
+    /// Records a manifest pull (`push` false) or push in `repository` by the identity whose
+    /// stable subject is `subject` (`user:<id>`, `token:<id>`, `anonymous`), shown as `name`.
+    pub fn record_subject(&self, repository: &str, subject: &str, name: &str, push: bool) {
+        let day = day_of(self.clock.now());
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (subject.to_owned(), repository.to_owned(), day);
+        let usage = p.subjects.entry(key).or_default();
+        if usage.name != name {
+            usage.name = name.to_owned();
+        }
+        if push {
+            usage.pushes += 1;
+        } else {
+            usage.pulls += 1;
+        }
+    }
+
+    fn add_usage(&self, repository: &str, change: impl FnOnce(&mut DayUsage)) {
+        let day = day_of(self.clock.now());
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        change(p.usage.entry((repository.to_owned(), day)).or_default());
     }
 
     fn take(&self) -> Pending {
@@ -72,6 +171,20 @@ impl PullStats {
             let t = p.tags.entry(key).or_insert(at);
             *t = (*t).max(at);
         }
+        for (key, usage) in old.usage {
+            p.usage.entry(key).or_default().add(usage);
+        }
+        for (key, pulls) in old.tag_pulls {
+            *p.tag_pulls.entry(key).or_default() += pulls;
+        }
+        for (key, old) in old.subjects {
+            let usage = p.subjects.entry(key).or_insert_with(|| SubjectUsage {
+                name: old.name,
+                ..SubjectUsage::default()
+            });
+            usage.pulls += old.pulls;
+            usage.pushes += old.pushes;
+        }
     }
 }
 
@@ -79,7 +192,7 @@ impl Meta {
     /// Writes the pulls recorded in `stats` since the last flush.
     pub async fn flush_pull_stats(&self, stats: &PullStats) -> Result<()> {
         let p = stats.take();
-        if p.repositories.is_empty() {
+        if p.repositories.is_empty() && p.usage.is_empty() && p.subjects.is_empty() {
             return Ok(());
         }
         if let Err(e) = self.write_pull_stats(&p).await {
@@ -128,6 +241,58 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
+        // A repository deleted since the count has no row to add to: its counts go with it.
+        for ((repository, day), u) in sorted(&p.usage) {
+            sqlx::query(
+                "INSERT INTO repository_usage \
+                 (repository_id, day, pulls, heads, pushes, bytes_out) \
+                 SELECT id, $2, $3, $4, $5, $6 FROM repositories WHERE name = $1 \
+                 ON CONFLICT (repository_id, day) DO UPDATE SET \
+                 pulls = repository_usage.pulls + excluded.pulls, \
+                 heads = repository_usage.heads + excluded.heads, \
+                 pushes = repository_usage.pushes + excluded.pushes, \
+                 bytes_out = repository_usage.bytes_out + excluded.bytes_out",
+            )
+            .bind(repository)
+            .bind(day)
+            .bind(u.pulls)
+            .bind(u.heads)
+            .bind(u.pushes)
+            .bind(u.bytes_out)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((repository, tag, day), pulls) in sorted(&p.tag_pulls) {
+            sqlx::query(
+                "INSERT INTO tag_usage (repository_id, tag, day, pulls) \
+                 SELECT id, $2, $3, $4 FROM repositories WHERE name = $1 \
+                 ON CONFLICT (repository_id, tag, day) DO UPDATE SET \
+                 pulls = tag_usage.pulls + excluded.pulls",
+            )
+            .bind(repository)
+            .bind(tag)
+            .bind(day)
+            .bind(pulls)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((subject, repository, day), u) in sorted(&p.subjects) {
+            sqlx::query(
+                "INSERT INTO subject_usage (subject, repository_id, day, name, pulls, pushes) \
+                 SELECT $1, id, $3, $4, $5, $6 FROM repositories WHERE name = $2 \
+                 ON CONFLICT (subject, repository_id, day) DO UPDATE SET \
+                 name = excluded.name, pulls = subject_usage.pulls + excluded.pulls, \
+                 pushes = subject_usage.pushes + excluded.pushes",
+            )
+            .bind(subject)
+            .bind(repository)
+            .bind(day)
+            .bind(&u.name)
+            .bind(u.pulls)
+            .bind(u.pushes)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -148,14 +313,48 @@ mod tests {
     #[test]
     fn manifest_pulls_count_gets_and_survive_a_failed_flush() {
         let stats = PullStats::new(Clock::default());
-        stats.record(1, 7, Some("v1"), true);
-        stats.record(1, 7, None, true);
-        stats.record(1, 7, Some("v1"), false);
+        stats.record("app", 1, 7, Some("v1"), true);
+        stats.record("app", 1, 7, None, true);
+        stats.record("app", 1, 7, Some("v1"), false);
         let taken = stats.take();
         assert_eq!(taken.manifests[&7].0, 2);
         assert_eq!(taken.repositories[&1].0, 2);
-        stats.record(1, 7, None, true);
+        stats.record("app", 1, 7, None, true);
         stats.restore(taken);
         assert_eq!(stats.take().manifests[&7].0, 3);
+    }
+
+    /// A day's usage counts GETs and HEADs apart, pulls by tag, pushes and bytes out; counts
+    /// put back after a failed flush add to those recorded meanwhile.
+    #[test]
+    fn daily_usage_counts_each_kind_and_survives_a_failed_flush() {
+        let clock = Clock::default();
+        let stats = PullStats::new(clock.clone());
+        let day = day_of(clock.now());
+        stats.record("app", 1, 7, Some("v1"), true);
+        stats.record("app", 1, 7, None, true);
+        stats.record("app", 1, 7, Some("v1"), false);
+        stats.record_push("app");
+        stats.record_bytes_out("app", 10);
+        let taken = stats.take();
+        let expected = DayUsage {
+            pulls: 2,
+            heads: 1,
+            pushes: 1,
+            bytes_out: 10,
+        };
+        assert_eq!(taken.usage[&("app".to_owned(), day)], expected);
+        assert_eq!(taken.tag_pulls[&("app".into(), "v1".into(), day)], 1);
+        stats.record_bytes_out("app", 5);
+        stats.record_subject("app", "user:1", "alice", false);
+        stats.restore(taken);
+        let again = stats.take();
+        assert_eq!(again.usage[&("app".to_owned(), day)].bytes_out, 15);
+        assert_eq!(again.usage[&("app".to_owned(), day)].pulls, 2);
+        let alice = &again.subjects[&("user:1".into(), "app".into(), day)];
+        assert_eq!(
+            (alice.name.as_str(), alice.pulls, alice.pushes),
+            ("alice", 1, 0)
+        );
     }
 }

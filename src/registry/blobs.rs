@@ -79,11 +79,17 @@ impl Registry {
         if !self.blobs.redirects() {
             return Ok(None);
         }
-        self.stat_blob(repo, digest).await?;
-        self.blobs.presigned_get(digest).await
+        let size = self.stat_blob(repo, digest).await?;
+        let url = self.blobs.presigned_get(digest).await?;
+        // The client fetches the whole blob from the store: it counts as served.
+        if url.is_some() {
+            self.pulls.record_bytes_out(repo.as_str(), size);
+        }
+        Ok(url)
     }
 
-    /// Opens `digest` in `repo`, or the part of it `range` asks for (GET).
+    /// Opens `digest` in `repo`, or the part of it `range` asks for (GET); the bytes count as
+    /// served in the usage statistics.
     pub async fn open_blob(
         &self,
         repo: &RepoName,
@@ -100,6 +106,9 @@ impl Registry {
         } else {
             Some(self.blobs.read(digest, range.clone()).await?)
         };
+        // Counted when the read opens: the bytes the response is about to carry.
+        let served = range.as_ref().map_or(size, |r| r.end - r.start);
+        self.pulls.record_bytes_out(repo.as_str(), served);
         Ok(BlobRead { size, range, body })
     }
 

@@ -24,7 +24,7 @@ pub struct ManifestPut {
 
 impl Registry {
     /// The manifest `reference` names in `repo` (GET, or HEAD without `payload`). Counts as a
-    /// pull for the statistics.
+    /// pull for the statistics (a HEAD as a version check).
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -42,8 +42,13 @@ impl Registry {
             Reference::Tag(tag) => Some(tag.as_str()),
             Reference::Digest(_) => None,
         };
-        self.pulls
-            .record(manifest.repository_id, manifest.id, tag, payload);
+        self.pulls.record(
+            repo.as_str(),
+            manifest.repository_id,
+            manifest.id,
+            tag,
+            payload,
+        );
         Ok(manifest)
     }
 
@@ -97,6 +102,7 @@ impl Registry {
             .await?
         {
             Repushed::Done => {
+                self.pulls.record_push(repo.as_str());
                 return Ok(ManifestPut {
                     digest,
                     subject: manifest.subject,
@@ -143,6 +149,7 @@ impl Registry {
                 )),
                 PutManifestError::Other(e) => e,
             })?;
+        self.pulls.record_push(repo.as_str());
         Ok(ManifestPut {
             digest,
             subject: manifest.subject,

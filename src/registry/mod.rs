@@ -5,7 +5,7 @@
 //!
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
 //! referrers), tags, images (the management API's view of manifests and tags), repositories
-//! (the catalog, summaries, deletion), settings (tag rules), [`gc`], [`policies`] and the job
+//! (the catalog, summaries, deletion), settings (tag rules), stats (usage figures), [`gc`], [`policies`] and the job
 //! queue that drives them; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
@@ -32,6 +32,7 @@ mod paging;
 pub mod policies;
 mod repositories;
 mod settings;
+mod stats;
 mod tags;
 mod uploads;
 
@@ -51,6 +52,9 @@ pub use crate::meta::{
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use settings::{Mutability, Override, TagRules};
+pub use stats::TREND_DAYS_MAX;
+// The usage figures are the index's own rows: re-exported so handlers need not reach it.
+pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
 pub use uploads::Mounted;
 
 use crate::{

@@ -21,6 +21,7 @@ mod metrics;
 mod referrers;
 mod repositories;
 mod seed_words;
+mod stats;
 mod tags;
 mod tls;
 mod uploads;

@@ -1,0 +1,529 @@
+//! Usage statistics through HTTP: pulls (manifest GETs), HEADs, pushes and blob bytes
+//! counted per repository and day, read back as totals, popular repositories and tags, and
+//! daily trends (JSON and CSV); storage per repository (deduplicated and exclusive bytes);
+//! what each caller may see; every bad parameter named. Counts are read after a graceful
+//! restart of the server, which flushes them (so the restart also shows that none is lost);
+//! days are moved with the server's clock.
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{
+    TestServer,
+    auth::{ADMIN, ADMIN_PASSWORD, basic, client_with, password_of, start_auth},
+    json_body, sha256,
+};
+
+const DAY: i64 = 86_400;
+
+/// Moves the server's clock to noon (UTC) of the next day, so that a test's requests of "one
+/// day" cannot straddle a midnight.
+fn to_next_noon(s: &TestServer) {
+    let now = s.clock.now();
+    s.clock.advance(DAY - now.rem_euclid(DAY) + DAY / 2);
+}
+
+/// Stops the server gracefully (which flushes the counts held in memory) and serves the same
+/// directory again with the same configuration and clock.
+async fn restarted(s: TestServer) -> TestServer {
+    let config = s.config.clone();
+    let dir = s.stop().await;
+    TestServer::start_in(dir, move |c| *c = config).await
+}
+
+/// The JSON of `GET /api/v1{path}` with `client`, insisting on 200.
+async fn get_json(client: &Client, s: &TestServer, path: &str) -> Value {
+    let resp = client
+        .get(s.url(&format!("/api/v1{path}")))
+        .send()
+        .await
+        .expect("GET");
+    let status = resp.status();
+    let body = json_body(resp).await;
+    assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    body
+}
+
+/// Sends `method` to `/v2/{path}` `times` times, insisting on 200.
+async fn repeat(s: &TestServer, method: Method, path: &str, times: usize) {
+    for _ in 0..times {
+        let resp = s.req(method.clone(), &format!("/v2/{path}")).send().await;
+        assert_eq!(
+            resp.expect(path).status(),
+            StatusCode::OK,
+            "{method} {path}"
+        );
+    }
+}
+
+/// The last `n` points of the default (30-day) trend at `query`.
+async fn last_points(s: &TestServer, query: &str, n: usize) -> Vec<Value> {
+    let trend = get_json(&s.client, s, &format!("/stats/trends{query}")).await;
+    let points = trend["points"].as_array().expect("points").clone();
+    assert_eq!(points.len(), 30, "{trend}");
+    assert_eq!(points[29]["date"], trend["to"], "{trend}");
+    points[30 - n..].to_vec()
+}
+
+/// Pulls (GETs by tag and by digest), HEADs, pushes and blob bytes land on the day they
+/// happened; the totals, popular listings and trends agree; CSV carries the same figures.
+#[tokio::test]
+async fn usage_is_counted_per_day_and_read_back() {
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    let layer = b"the layer of app, counted when served";
+    let (digest, _) = s.push_image("app", "v1", &[layer]).await;
+    s.push_image("other", "v1", &[b"the layer of other"]).await;
+    repeat(&s, Method::GET, "app/manifests/v1", 2).await;
+    repeat(&s, Method::GET, &format!("app/manifests/{digest}"), 1).await;
+    repeat(&s, Method::HEAD, "app/manifests/v1", 1).await;
+    repeat(&s, Method::GET, &format!("app/blobs/{}", sha256(layer)), 1).await;
+    let part = s
+        .req(Method::GET, &format!("/v2/app/blobs/{}", sha256(layer)))
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .expect("range GET");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    s.clock.advance(DAY);
+    repeat(&s, Method::GET, "app/manifests/v1", 1).await;
+    repeat(&s, Method::GET, "other/manifests/v1", 1).await;
+    let s = restarted(s).await;
+
+    let [yesterday, today] =
+        <[Value; 2]>::try_from(last_points(&s, "?repository=app", 2).await).expect("two points");
+    let figures =
+        |p: &Value| ["pulls", "heads", "pushes", "bytes_out"].map(|k| p[k].as_i64().unwrap_or(-1));
+    assert_eq!(
+        figures(&yesterday),
+        [3, 1, 1, layer.len() as i64 + 4],
+        "{yesterday}"
+    );
+    assert_eq!(figures(&today), [1, 0, 0, 0], "{today}");
+    let everywhere = last_points(&s, "", 2).await;
+    assert_eq!(figures(&everywhere[0]), [3, 1, 2, layer.len() as i64 + 4]);
+    assert_eq!(figures(&everywhere[1]), [2, 0, 0, 0]);
+
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(totals["repositories"], 2, "{totals}");
+    assert_eq!(totals["manifests"], 2, "{totals}");
+    assert_eq!(totals["tags"], 2, "{totals}");
+    // One config shared by both images, and one layer each.
+    assert_eq!(totals["blobs"], 3, "{totals}");
+    assert_eq!(
+        totals["pulls"],
+        json!({ "today": 2, "last_7_days": 5, "last_30_days": 5 })
+    );
+    assert_eq!(
+        totals["pushes"],
+        json!({ "today": 0, "last_7_days": 2, "last_30_days": 2 })
+    );
+
+    let popular = get_json(&s.client, &s, "/stats/popular?window=1d").await;
+    assert_eq!(
+        popular["items"],
+        json!([{ "repository": "app", "pulls": 1 }, { "repository": "other", "pulls": 1 }])
+    );
+    let popular = get_json(&s.client, &s, "/stats/popular").await;
+    assert_eq!(popular["window"], "7d");
+    assert_eq!(
+        popular["items"],
+        json!([{ "repository": "app", "pulls": 4 }, { "repository": "other", "pulls": 1 }])
+    );
+    let limited = get_json(&s.client, &s, "/stats/popular?limit=1&by=tag").await;
+    // The GET by digest names no tag.
+    assert_eq!(
+        limited["items"],
+        json!([{ "repository": "app", "tag": "v1", "pulls": 3 }])
+    );
+
+    let csv = s
+        .req(Method::GET, "/api/v1/stats/popular?by=tag")
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("CSV");
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(
+        csv.text().await.unwrap(),
+        "repository,tag,pulls\napp,v1,3\nother,v1,1\n"
+    );
+    let from = yesterday["date"].as_str().unwrap();
+    let to = today["date"].as_str().unwrap();
+    let csv = s
+        .get(&format!(
+            "/api/v1/stats/trends?repository=app&from={from}&to={to}&format=csv"
+        ))
+        .await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    let expected = format!(
+        "date,pulls,heads,pushes,bytes_out\n{from},3,1,1,{}\n{to},1,0,0,0\n",
+        layer.len() + 4
+    );
+    assert_eq!(csv.text().await.unwrap(), expected);
+    let csv = s
+        .get("/api/v1/stats?format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("metric,value\nrepositories,2\n"), "{csv}");
+    assert!(csv.contains("\npulls_7d,5\n"), "{csv}");
+}
+
+/// Pulls counted in memory are all written by a graceful stop, however many came at once.
+#[tokio::test]
+async fn a_graceful_stop_loses_no_counts() {
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    s.push_image("busy", "latest", &[b"busy layer"]).await;
+    let pulls = (0..200).map(|_| {
+        let request = s.req(Method::GET, "/v2/busy/manifests/latest").send();
+        async move { request.await.expect("pull").status() }
+    });
+    for status in futures::future::join_all(pulls).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let s = restarted(s).await;
+    let today = &last_points(&s, "?repository=busy", 1).await[0];
+    assert_eq!(today["pulls"], 200, "{today}");
+    let shown = get_json(&s.client, &s, "/repositories/busy").await;
+    assert_eq!(shown["pull_count"], 200, "{shown}");
+}
+
+/// Replicas count in their own memory and flush increments: their counts add up, and a
+/// second flush onto the same (repository, day) row adds to it.
+#[tokio::test]
+async fn replicas_add_up() {
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    s.push_image("shared", "v1", &[b"shared layer"]).await;
+    let replica = s.replica().await;
+    let repo: berth::oci::RepoName = "shared".parse().unwrap();
+    let tag = berth::oci::Reference::Tag("v1".parse().unwrap());
+    for _ in 0..3 {
+        replica.get_manifest(&repo, &tag, true).await.expect("pull");
+    }
+    replica.flush_pull_stats().await.expect("first flush");
+    replica.get_manifest(&repo, &tag, true).await.expect("pull");
+    replica
+        .get_manifest(&repo, &tag, false)
+        .await
+        .expect("HEAD");
+    replica.flush_pull_stats().await.expect("second flush");
+    replica.close().await;
+    repeat(&s, Method::GET, "shared/manifests/v1", 2).await;
+    let s = restarted(s).await;
+    let today = &last_points(&s, "?repository=shared", 1).await[0];
+    assert_eq!(today["pulls"], 6, "{today}");
+    assert_eq!(today["heads"], 1, "{today}");
+    let tags = get_json(&s.client, &s, "/stats/popular?by=tag").await;
+    assert_eq!(
+        tags["items"],
+        json!([{ "repository": "shared", "tag": "v1", "pulls": 6 }])
+    );
+}
+
+/// The exclusive size of a repository is exactly what deleting it and collecting frees;
+/// the deduplicated size counts each blob its manifests need once.
+#[tokio::test]
+async fn exclusive_size_is_what_deleting_frees() {
+    let s = TestServer::start_with(|c| {
+        c.gc.grace_secs = 0;
+        c.gc.review_delay_secs = 0;
+        c.gc.upload_timeout_secs = 0;
+        c.gc.poll_millis = 3_600_000;
+        c.gc.schedule_secs = 0;
+    })
+    .await;
+    let shared: &[u8] = b"a base layer both repositories use";
+    let mine: &[u8] = b"a layer only solo has, somewhat longer than the rest";
+    let also_mine: &[u8] = b"another of solo's own";
+    s.push_image("solo", "a", &[shared, mine]).await;
+    s.push_image("solo", "b", &[shared, also_mine, mine]).await;
+    s.push_image("peer", "v1", &[shared]).await;
+
+    let solo = get_json(&s.client, &s, "/repositories/solo").await;
+    let exclusive = (mine.len() + also_mine.len()) as i64;
+    assert_eq!(solo["exclusive_bytes"], exclusive, "{solo}");
+    let config = solo["deduplicated_bytes"].as_i64().unwrap() - exclusive - shared.len() as i64;
+    assert!(config > 0, "the config counts once: {solo}");
+    let peer = get_json(&s.client, &s, "/repositories/peer").await;
+    assert_eq!(peer["exclusive_bytes"], 0, "{peer}");
+    assert_eq!(
+        peer["deduplicated_bytes"],
+        config + shared.len() as i64,
+        "{peer}"
+    );
+
+    assert_eq!(
+        s.delete("/api/v1/repositories/solo").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let resp = s
+        .req(Method::POST, "/api/v1/gc/runs")
+        .json(&json!({ "wait": true }))
+        .send()
+        .await
+        .expect("gc");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let run = json_body(resp).await;
+    assert_eq!(run["state"], "done", "{run}");
+    assert_eq!(run["bytes"], exclusive, "{run}");
+}
+
+/// A namespace's figures: its repositories only, its bytes each blob once, and its exclusive
+/// bytes those no repository outside it links.
+#[tokio::test]
+async fn a_namespace_is_counted_on_its_own() {
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    let shared: &[u8] = b"a base layer everyone uses";
+    let (x, y): (&[u8], &[u8]) = (b"team/a's own layer", b"team/b's own layer, longer");
+    s.push_image("team/a", "v1", &[shared, x]).await;
+    s.push_image("team/b", "v1", &[shared, y]).await;
+    s.push_image("other", "v1", &[shared]).await;
+    repeat(&s, Method::GET, "team/a/manifests/v1", 1).await;
+    repeat(&s, Method::GET, "other/manifests/v1", 2).await;
+    let s = restarted(s).await;
+
+    let other = get_json(&s.client, &s, "/repositories/other").await;
+    let config_and_shared = other["deduplicated_bytes"].as_i64().unwrap();
+    let team = get_json(&s.client, &s, "/stats?namespace=team").await;
+    assert_eq!(team["namespace"], "team", "{team}");
+    assert_eq!(team["repositories"], 2, "{team}");
+    assert_eq!(
+        team["blobs"], 4,
+        "config, shared and one layer each: {team}"
+    );
+    assert_eq!(
+        team["bytes"],
+        config_and_shared + (x.len() + y.len()) as i64,
+        "{team}"
+    );
+    assert_eq!(
+        team["exclusive_bytes"],
+        (x.len() + y.len()) as i64,
+        "{team}"
+    );
+    assert_eq!(team["pulls"]["today"], 1, "{team}");
+    assert_eq!(team["pushes"]["today"], 2, "{team}");
+
+    let popular = get_json(&s.client, &s, "/stats/popular?namespace=team").await;
+    assert_eq!(
+        popular["items"],
+        json!([{ "repository": "team/a", "pulls": 1 }])
+    );
+    let today = &last_points(&s, "?namespace=team", 1).await[0];
+    assert_eq!(today["pulls"], 1, "{today}");
+}
+
+/// Asserts a 400 whose problem names `parameter` in its message.
+async fn assert_bad(s: &TestServer, path: &str, parameter: &str) {
+    let resp = s.get(&format!("/api/v1{path}")).await;
+    let status = resp.status();
+    let body = json_body(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    assert_eq!(body["error"]["code"], "BAD_REQUEST", "{path}: {body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(parameter), "{path}: {body}");
+}
+
+/// Unknown parameters, groupings, intervals and formats, bad windows, limits, dates and
+/// ranges are refused with a 400 naming the parameter.
+#[tokio::test]
+async fn bad_input_is_refused_naming_it() {
+    let s = TestServer::start().await;
+    for (path, parameter) in [
+        ("/stats?bogus=1", "bogus"),
+        ("/stats?format=xml", "format"),
+        ("/stats/popular?user=alice", "user"),
+        ("/stats/popular?by=owner", "by"),
+        ("/stats/popular?window=0d", "window"),
+        ("/stats/popular?window=366d", "window"),
+        ("/stats/popular?window=7", "window"),
+        ("/stats/popular?window=-1d", "window"),
+        ("/stats/popular?window=week", "window"),
+        ("/stats/popular?limit=0", "limit"),
+        ("/stats/popular?limit=101", "limit"),
+        ("/stats/popular?limit=ten", "limit"),
+        ("/stats/popular?format=yaml", "format"),
+        ("/stats/trends?interval=week", "interval"),
+        ("/stats/trends?from=2024-13-01", "from"),
+        ("/stats/trends?from=2023-02-29", "from"),
+        ("/stats/trends?to=yesterday", "to"),
+        ("/stats/trends?from=2024-03-02&to=2024-03-01", "from"),
+        ("/stats/trends?from=2000-01-01&to=2024-01-01", "to"),
+        ("/stats/trends?repository=Not..A..Name", "repository"),
+        ("/stats/trends?sort=pulls", "sort"),
+        ("/stats?namespace=Not..A..Name", "namespace"),
+        ("/stats/popular?namespace=-team", "namespace"),
+        ("/stats/trends?repository=a/b&namespace=a", "namespace"),
+    ] {
+        assert_bad(&s, path, parameter).await;
+    }
+    let missing = s.get("/api/v1/stats/trends?repository=nothing/here").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+/// Usage figures are visible to whoever may read the repository: totals, popular listings
+/// and trends count only those; a trend of a repository the caller may not read answers
+/// what a missing one does.
+#[tokio::test]
+async fn usage_figures_follow_read_access() {
+    let mut s = start_auth(|_| {}).await;
+    to_next_noon(&s);
+    s.admin_api(
+        Method::POST,
+        "/namespaces",
+        Some(json!({ "name": "team", "visibility": "private" })),
+    )
+    .await;
+    s.create_user("outsider").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    for (visibility, pulls) in [("public", 1), ("private", 2)] {
+        let repo = format!("team/{visibility}");
+        s.set_visibility(&repo, visibility).await;
+        s.push_image(&repo, "v1", &[visibility.as_bytes()]).await;
+        repeat(&s, Method::GET, &format!("{repo}/manifests/v1"), pulls).await;
+    }
+    let s = restarted(s).await;
+    let admin = client_with(&basic(ADMIN, ADMIN_PASSWORD));
+    let outsider = client_with(&basic("outsider", &password_of("outsider")));
+
+    for (who, client, repositories, popular) in [
+        (
+            "admin",
+            &admin,
+            2,
+            json!([
+                { "repository": "team/private", "pulls": 2 },
+                { "repository": "team/public", "pulls": 1 }
+            ]),
+        ),
+        (
+            "outsider",
+            &outsider,
+            1,
+            json!([{ "repository": "team/public", "pulls": 1 }]),
+        ),
+        (
+            "anonymous",
+            &Client::new(),
+            1,
+            json!([{ "repository": "team/public", "pulls": 1 }]),
+        ),
+    ] {
+        let totals = get_json(client, &s, "/stats").await;
+        assert_eq!(totals["repositories"], repositories, "{who}: {totals}");
+        assert_eq!(
+            totals["pulls"]["today"],
+            popular
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["pulls"].as_i64().unwrap())
+                .sum::<i64>(),
+            "{who}: {totals}"
+        );
+        let shown = get_json(client, &s, "/stats/popular").await;
+        assert_eq!(shown["items"], popular, "{who}");
+        let trend = get_json(client, &s, "/stats/trends?repository=team/public").await;
+        assert_eq!(trend["points"][29]["pulls"], 1, "{who}: {trend}");
+    }
+    for client in [&outsider, &Client::new()] {
+        let resp = client
+            .get(s.url("/api/v1/stats/trends?repository=team/private"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+    let trend = get_json(&admin, &s, "/stats/trends?repository=team/private").await;
+    assert_eq!(trend["points"][29]["pulls"], 2, "{trend}");
+}
+
+/// The OpenAPI document lists the statistics operations.
+#[tokio::test]
+async fn openapi_documents_the_statistics() {
+    let s = TestServer::start().await;
+    let doc = json_body(s.get("/api/v1/openapi.json").await).await;
+    for path in [
+        "/api/v1/stats",
+        "/api/v1/stats/popular",
+        "/api/v1/stats/trends",
+    ] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path}");
+    }
+    let summary = &doc["components"]["schemas"]["RepositorySummary"]["properties"];
+    for field in ["deduplicated_bytes", "exclusive_bytes"] {
+        assert!(summary[field].is_object(), "RepositorySummary.{field}");
+    }
+}
+
+/// Who pulled and pushed most is counted per identity (users, tokens, anonymous callers)
+/// and shown to administrators only.
+#[tokio::test]
+async fn pulls_and_pushes_by_user_are_for_administrators() {
+    let mut s = start_auth(|_| {}).await;
+    to_next_noon(&s);
+    s.create_user("outsider").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    s.set_visibility("pub/app", "public").await;
+    s.push_image("pub/app", "v1", &[b"a public layer"]).await;
+    repeat(&s, Method::GET, "pub/app/manifests/v1", 1).await;
+    let outsider = client_with(&basic("outsider", &password_of("outsider")));
+    for client in [&outsider, &outsider, &Client::new()] {
+        let resp = client
+            .get(s.url("/v2/pub/app/manifests/v1"))
+            .send()
+            .await
+            .expect("pull");
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let s = restarted(s).await;
+    let admin = client_with(&basic(ADMIN, ADMIN_PASSWORD));
+
+    let users = get_json(&admin, &s, "/stats/popular?by=user").await;
+    let shown: Vec<_> = users["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| (u["user"].clone(), u["pulls"].clone(), u["pushes"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (json!("outsider"), json!(2), json!(0)),
+            (json!(ADMIN), json!(1), json!(1)),
+            (json!("anonymous"), json!(1), json!(0)),
+        ],
+        "{users}"
+    );
+    assert_eq!(users["items"][2]["subject"], "anonymous", "{users}");
+    let csv = admin
+        .get(s.url("/api/v1/stats/popular?by=user&format=csv&limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let subject = users["items"][0]["subject"].as_str().unwrap();
+    assert_eq!(
+        csv,
+        format!("subject,user,pulls,pushes\n{subject},outsider,2,0\n")
+    );
+
+    let refused = outsider
+        .get(s.url("/api/v1/stats/popular?by=user"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
