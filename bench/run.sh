@@ -132,7 +132,9 @@ if [ "$redirect" = 1 ]; then
 fi
 berth_args=(serve --data-dir "$tmp/berth-data" --listen 127.0.0.1:0)
 [ -n "$berth_config" ] && berth_args+=(--config "$berth_config")
-NO_COLOR=1 BERTH_LOG=info "$berth" "${berth_args[@]}" 2>"$tmp/berth.log" &
+# Distribution runs with its access log off (below); so does Berth (its line per request is
+# at level info under the target `access`).
+NO_COLOR=1 BERTH_LOG=info,access=warn "$berth" "${berth_args[@]}" 2>"$tmp/berth.log" &
 berth_pid=$!
 berth_addr=
 for _ in $(seq 300); do
