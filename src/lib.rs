@@ -16,8 +16,8 @@
 //!   [`clock`]: the wall clock; [`config`]: the settings, parsed once.
 //! - [`workers`]: background tasks owned by [`serve`], over the registry.
 //! - [`metrics`]: the Prometheus metrics each registry keeps (the blob store times its calls
-//!   into them) and, in [`metrics::endpoint`], the layer that counts and logs every request
-//!   and `GET /metrics`.
+//!   into them), below the registry; [`http::metrics`] holds the layer that counts and logs
+//!   every request and `GET /metrics`.
 
 pub mod api;
 pub mod auth;
@@ -57,7 +57,7 @@ pub async fn serve(
     }
     let stop = CancellationToken::new();
     let workers = workers::spawn(registry.clone(), &config.node_name, stop.clone());
-    let metrics_routes = metrics::endpoint::routes(
+    let metrics_routes = http::metrics::routes(
         registry.clone(),
         auth.clone(),
         config.metrics.token.as_deref(),
@@ -75,7 +75,7 @@ pub async fn serve(
         // One layer counts, times and logs each request (inside the trace's span).
         .layer(axum::middleware::from_fn_with_state(
             registry.metrics().clone(),
-            metrics::observe,
+            http::metrics::observe,
         ))
         .layer(TraceLayer::new_for_http().on_response(error::log_faults))
         .with_state(state)

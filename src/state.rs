@@ -1,6 +1,8 @@
-//! What every request handler shares, `/v2/` and `/api/v1` alike: the domain services and
-//! the peer address. It sits below both [`crate::http`] and [`crate::api`] so that neither
+//! What every request handler shares, `/v2/` and `/api/v1` alike: the domain services, the
+//! peer address, and the slot where the verified user is noted for the access log. It sits below both [`crate::http`] and [`crate::api`] so that neither
 //! imports the other; [`crate::serve`] builds it once and attaches it to the merged routes.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ConnectInfo;
 
@@ -26,4 +28,23 @@ pub fn client_address(extensions: &axum::http::Extensions) -> String {
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Who made a request, once a handler has checked it: the access log's `user`. The layer
+/// puts an empty slot in the request's extensions; the code that verifies credentials fills it.
+#[derive(Clone, Default)]
+pub struct AccessUser(Arc<OnceLock<String>>);
+
+impl AccessUser {
+    /// Records `name` as the request's verified user (the first one recorded stays).
+    pub fn note(extensions: &axum::http::Extensions, name: &str) {
+        if let Some(slot) = extensions.get::<AccessUser>() {
+            let _ = slot.0.set(name.to_owned());
+        }
+    }
+
+    /// The user noted for the request, if credentials were verified.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
 }

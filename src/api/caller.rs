@@ -12,9 +12,8 @@ use crate::{
         Action, Auth, Credentials, CredentialsError, Identity, Role, namespace_of, require_admin,
     },
     error::Error,
-    metrics::AccessUser,
     oci::RepoName,
-    state::{AppState, client_address},
+    state::{AccessUser, AppState, client_address},
 };
 
 /// Who is calling: Basic credentials (password or token) or a bearer token from `/token`.

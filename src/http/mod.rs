@@ -10,6 +10,7 @@ mod access;
 mod blobs;
 mod listing;
 mod manifests;
+pub mod metrics;
 mod route;
 mod token;
 mod uploads;
@@ -27,9 +28,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::{
     auth::Auth,
     error::{Error, Result},
-    metrics::AccessUser,
     registry::Registry,
-    state::{AppState, client_address},
+    state::{AccessUser, AppState, client_address},
 };
 use access::Access;
 use route::Route;

@@ -3,15 +3,12 @@
 //! (`berth_*`). Each [`crate::registry::Registry`] owns one [`Metrics`] (two servers in one
 //! process, as in the tests, count apart); [`crate::serve`] serves it on `GET /metrics`.
 //!
-//! [`endpoint`] holds the HTTP side: the layer every request passes (counts, times, the
-//! access log) and the scrape endpoint.
+//! The HTTP side (the layer every request passes, which counts, times and writes the access
+//! log, and the scrape endpoint) is [`crate::http::metrics`]; this module knows no HTTP
+//! beyond method and status, so the registry and the blob store can count into it.
 //!
 //! Labels are small fixed sets: `handler` names the endpoint ([`Handler`]), never the raw
 //! path, and no label carries a repository name, so the number of series stays bounded.
-
-pub mod endpoint;
-
-pub use endpoint::{AccessUser, observe};
 
 use std::{
     sync::{

@@ -1,11 +1,8 @@
 //! The HTTP side of the metrics: the layer that counts, times and logs every request (one
-//! layer for the three, since each layer costs every request), and `GET /metrics`. This sits
-//! above the registry and access control, beside [`crate::http`] and [`crate::api`].
+//! layer for the three, since each layer costs every request), and `GET /metrics`.
+//! [`crate::serve`] wraps both route sets (`/v2/` and `/api/v1`) in the layer.
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Instant,
-};
+use std::time::Instant;
 
 use axum::{
     Router,
@@ -18,26 +15,12 @@ use axum::{
 };
 use sha2::{Digest as _, Sha256};
 
-use super::{Handler, Metrics};
 use crate::{
     auth::{Auth, Credentials},
+    metrics::{Handler, Metrics},
     registry::Registry,
-    state::client_address,
+    state::{AccessUser, client_address},
 };
-
-/// Who made a request, once a handler has checked it: the access log's `user`. The layer
-/// puts an empty slot in the request's extensions; the code that verifies credentials fills it.
-#[derive(Clone, Default)]
-pub struct AccessUser(Arc<OnceLock<String>>);
-
-impl AccessUser {
-    /// Records `name` as the request's verified user (the first one recorded stays).
-    pub fn note(extensions: &axum::http::Extensions, name: &str) {
-        if let Some(slot) = extensions.get::<AccessUser>() {
-            let _ = slot.0.set(name.to_owned());
-        }
-    }
-}
 
 /// The layer of every request: the in-flight gauge, the request count and duration, and one
 /// access log line (target `access`, level info): method, path (never the query, which may
@@ -64,7 +47,7 @@ pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next:
         status = status.as_u16(),
         bytes,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
-        user = user.0.get().map(String::as_str),
+        user = user.get(),
         "request"
     );
     response
