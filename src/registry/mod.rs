@@ -1,7 +1,8 @@
-//! The registry domain: the OCI rules for blobs, uploads, manifests and tags, repositories,
-//! garbage collection and cleanup policies. Handlers (`http`, `api`) and the workers call
-//! this; this calls only the index ([`crate::meta`], every SQL statement) and the blob store
-//! ([`crate::blobs`], every object), and never reaches back up to a handler.
+//! The registry domain: the OCI rules for blobs, uploads, manifests and tags, images,
+//! repositories, usage statistics, garbage collection and cleanup policies. Handlers (`http`,
+//! `api`) and the workers call this; this calls only the index ([`crate::meta`], every SQL
+//! statement) and the blob store ([`crate::blobs`], every object), counts into
+//! [`crate::metrics`], and never reaches back up to a handler.
 //!
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
 //! referrers), tags, images (the management API's view of manifests and tags), repositories
