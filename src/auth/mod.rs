@@ -73,6 +73,9 @@ struct Inner {
     checking: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     /// (subject, repository) → grant.
     grants: Cache<(String, String), Grant>,
+    /// Repositories seen to exist. Only found ones are kept: a repository pushed since is
+    /// seen at once, and one deleted since answers with its 404 for a few seconds more.
+    existing: Cache<String, ()>,
     limiter: limiter::Limiter,
 }
 
@@ -159,6 +162,7 @@ impl Auth {
             logins: Cache::new(&clock),
             checking: Mutex::new(HashMap::new()),
             grants: Cache::new(&clock),
+            existing: Cache::new(&clock),
             limiter: limiter::Limiter::new(
                 config.max_failures,
                 Duration::from_secs(config.failure_window_secs),
@@ -395,8 +399,17 @@ impl Auth {
 
     /// Whether repository `repo` exists: an anonymous read of a missing one is answered
     /// like one of a private repository (Docker Hub's answer), so the two look the same.
+    /// Repeated anonymous pulls find the answer in memory, as their grants.
     pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
-        Ok(self.index().repository_id(repo).await?.is_some())
+        let key = repo.as_str().to_owned();
+        if self.0.existing.get(&key, self.0.cache_ttl).is_some() {
+            return Ok(true);
+        }
+        let exists = self.index().repository_id(repo).await?.is_some();
+        if exists {
+            self.0.existing.put(key, ());
+        }
+        Ok(exists)
     }
 
     /// Whether `who` may do `action` on namespace `namespace` (as on its repositories with
