@@ -3,6 +3,7 @@
 #
 #   bench/run.sh --regbench DIR [--rounds N] [--smoke] [--out FILE] [--berth-config FILE]
 #                [--no-build] [--backend fs|s3] [--redirect] [--scenarios a,b,...]
+#                [--peer-berth-config FILE]
 #
 # DIR is regbench's source (its own Cargo workspace); it is built with
 # `cargo build --release --manifest-path DIR/Cargo.toml`, into this repository's
@@ -20,7 +21,10 @@
 # --redirect (with --backend s3) turns redirects on for both: blob GETs answer 307 to a
 # presigned URL of the store (Berth's storage.redirect, Distribution's default).
 # --scenarios runs only the named scenarios (default: all six).
-# Environment: REGBENCH_FLAGS adds flags to every regbench call.
+# --peer-berth-config FILE measures Berth against Berth: the peer (label `berth-peer`) is a
+# second Berth serving with FILE instead of Distribution (e.g. `[stats] enabled = false`).
+# Environment: REGBENCH_FLAGS adds flags to every regbench call; REGBENCH_FLAGS_<scenario>
+# (dashes as underscores, e.g. REGBENCH_FLAGS_pull_many="--concurrency 64") to one scenario's.
 set -euo pipefail
 
 regbench_src=
@@ -32,6 +36,7 @@ build=1
 backend=fs
 redirect=0
 only=
+peer_config=
 while [ $# -gt 0 ]; do
   case $1 in
     --regbench) regbench_src=${2:?}; shift 2 ;;
@@ -43,7 +48,8 @@ while [ $# -gt 0 ]; do
     --backend) backend=${2:?}; shift 2 ;;
     --redirect) redirect=1; shift ;;
     --scenarios) only=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --peer-berth-config) peer_config=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -55,7 +61,13 @@ if [ "$redirect" = 1 ]; then
   [ "$backend" = s3 ] || { echo "--redirect needs --backend s3" >&2; exit 64; }
   [ -z "$berth_config" ] || { echo "--redirect writes Berth's config; drop --berth-config" >&2; exit 64; }
 fi
-command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 1; }
+if [ -n "$peer_config" ]; then
+  [ -f "$peer_config" ] || { echo "--peer-berth-config: $peer_config not found" >&2; exit 64; }
+  [ "$backend" = fs ] || { echo "--peer-berth-config runs on the filesystem backend only" >&2; exit 64; }
+  peer_config=$(cd "$(dirname "$peer_config")" && pwd)/$(basename "$peer_config")
+else
+  command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 1; }
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 regbench_target="$root/target/regbench"
@@ -130,32 +142,43 @@ if [ "$redirect" = 1 ]; then
   berth_config=$tmp/berth-redirect.toml
   printf '[storage]\nredirect = true\n' >"$berth_config"
 fi
-berth_args=(serve --data-dir "$tmp/berth-data" --listen 127.0.0.1:0)
-[ -n "$berth_config" ] && berth_args+=(--config "$berth_config")
-# Distribution runs with its access log off (below); so does Berth (its line per request is
-# at level info under the target `access`).
-NO_COLOR=1 BERTH_LOG=info,access=warn "$berth" "${berth_args[@]}" 2>"$tmp/berth.log" &
-berth_pid=$!
-berth_addr=
-for _ in $(seq 300); do
-  berth_addr=$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/berth.log" |
-    sed -n 's/.*berth is serving.*address=\([0-9.]*:[0-9]*\).*/\1/p' | head -n1)
-  [ -n "$berth_addr" ] && break
-  kill -0 "$berth_pid" 2>/dev/null || { cat "$tmp/berth.log" >&2; echo "berth exited" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$berth_addr" ] || { echo "berth did not start in 30 s" >&2; exit 1; }
-berth_url="http://$berth_addr"
-wait_ready berth "$berth_pid" "$berth_url"
+start_berth() { # name config: sets started_pid and started_url
+  local args=(serve --data-dir "$tmp/$1-data" --listen 127.0.0.1:0) addr=
+  [ -n "$2" ] && args+=(--config "$2")
+  # Distribution runs with its access log off (below); so does Berth (its line per request
+  # is at level info under the target `access`).
+  NO_COLOR=1 BERTH_LOG=info,access=warn "$berth" "${args[@]}" 2>"$tmp/$1.log" &
+  started_pid=$!
+  for _ in $(seq 300); do
+    addr=$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/$1.log" |
+      sed -n 's/.*berth is serving.*address=\([0-9.]*:[0-9]*\).*/\1/p' | head -n1)
+    [ -n "$addr" ] && break
+    kill -0 "$started_pid" 2>/dev/null || { cat "$tmp/$1.log" >&2; echo "$1 exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "$1 did not start in 30 s" >&2; exit 1; }
+  started_url="http://$addr"
+  wait_ready "$1" "$started_pid" "$started_url"
+}
+start_berth berth "$berth_config"
+berth_pid=$started_pid
+berth_url=$started_url
 
-# --- Distribution: a free loopback port, filesystem storage in the temp dir (or S3) ---
-dist_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$tmp/dist-data"
-if [ "$backend" = s3 ]; then
-  # Without --redirect, redirects are disabled: blobs flow through the registry, as with
-  # Berth (else GETs go to moto).
-  dist_redirect=true; [ "$redirect" = 1 ] && dist_redirect=false
-  dist_storage="  s3:
+peer=distribution
+if [ -n "$peer_config" ]; then
+  peer=berth-peer
+  start_berth berth-peer "$peer_config"
+  dist_pid=$started_pid
+  dist_url=$started_url
+else
+  # --- Distribution: a free loopback port, filesystem storage in the temp dir (or S3) ---
+  dist_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$tmp/dist-data"
+  if [ "$backend" = s3 ]; then
+    # Without --redirect, redirects are disabled: blobs flow through the registry, as with
+    # Berth (else GETs go to moto).
+    dist_redirect=true; [ "$redirect" = 1 ] && dist_redirect=false
+    dist_storage="  s3:
     accesskey: $AWS_ACCESS_KEY_ID
     secretkey: $AWS_SECRET_ACCESS_KEY
     region: $AWS_REGION
@@ -167,11 +190,11 @@ if [ "$backend" = s3 ]; then
     v4auth: true
   redirect:
     disable: $dist_redirect"
-else
-  dist_storage="  filesystem:
+  else
+    dist_storage="  filesystem:
     rootdirectory: $tmp/dist-data"
-fi
-cat >"$tmp/distribution.yml" <<EOF
+  fi
+  cat >"$tmp/distribution.yml" <<EOF
 version: 0.1
 log:
   level: error
@@ -192,16 +215,21 @@ health:
   storagedriver:
     enabled: false
 EOF
-# AWS_CA_BUNDLE (if the environment sets one) makes Distribution's aws-sdk-go panic at start
-# ("HTTPClient's transport unsupported type"); the endpoint is plain HTTP anyway. env execs, so
-# $! is the registry's PID.
-env -u AWS_CA_BUNDLE docker-registry serve "$tmp/distribution.yml" >"$tmp/distribution.log" 2>&1 &
-dist_pid=$!
-dist_url="http://127.0.0.1:$dist_port"
-wait_ready distribution "$dist_pid" "$dist_url"
+  # AWS_CA_BUNDLE (if the environment sets one) makes Distribution's aws-sdk-go panic at start
+  # ("HTTPClient's transport unsupported type"); the endpoint is plain HTTP anyway. env execs, so
+  # $! is the registry's PID.
+  env -u AWS_CA_BUNDLE docker-registry serve "$tmp/distribution.yml" >"$tmp/distribution.log" 2>&1 &
+  dist_pid=$!
+  dist_url="http://127.0.0.1:$dist_port"
+  wait_ready distribution "$dist_pid" "$dist_url"
+fi
 
 echo "berth        pid $berth_pid  $berth_url  ($("$berth" --version))"
-echo "distribution pid $dist_pid  $dist_url  ($(docker-registry --version))"
+if [ -n "$peer_config" ]; then
+  echo "berth-peer   pid $dist_pid  $dist_url  (config $peer_config)"
+else
+  echo "distribution pid $dist_pid  $dist_url  ($(docker-registry --version))"
+fi
 [ "$backend" = s3 ] && echo "storage      PostgreSQL database $berth_db, S3 $AWS_ENDPOINT bucket $s3_bucket prefix bench-$run_id/{berth,distribution} (moto pid $(cat "$BERTH_S3_PID_FILE"))"
 echo "regbench     $("$regbench" --version); rounds $rounds$([ "$smoke" = 1 ] && echo ', smoke sizes')"
 echo "results      $out"
@@ -222,6 +250,9 @@ run_one() { # label url pid scenario
   local args
   # shellcheck disable=SC2206
   args=(${sizes[$4]:-})
+  local own=REGBENCH_FLAGS_${4//-/_}
+  # shellcheck disable=SC2206
+  args+=(${!own:-})
   echo "== $1 $4"
   if ! "$regbench" --registry "$2" --json "$out" --label "$1" --state "$tmp/state-$1.json" \
     --server-pid "$3" "${extra[@]}" "$4" "${args[@]}" 2>&1 | sed 's/^/   /'; then
@@ -233,9 +264,9 @@ for ((round = 1; round <= rounds; round++)); do
   for scenario in "${scenarios[@]}"; do
     if ((round % 2 == 1)); then
       run_one berth "$berth_url" "$berth_pid" "$scenario"
-      run_one distribution "$dist_url" "$dist_pid" "$scenario"
+      run_one "$peer" "$dist_url" "$dist_pid" "$scenario"
     else
-      run_one distribution "$dist_url" "$dist_pid" "$scenario"
+      run_one "$peer" "$dist_url" "$dist_pid" "$scenario"
       run_one berth "$berth_url" "$berth_pid" "$scenario"
     fi
   done
@@ -251,10 +282,10 @@ totals() { # name pid: whole-run CPU seconds and VmHWM of the server
 }
 echo
 totals berth "$berth_pid"
-totals distribution "$dist_pid"
+totals "$peer" "$dist_pid"
 [ "$backend" = s3 ] && totals "moto (S3, both)" "$(cat "$BERTH_S3_PID_FILE")"
 echo
-python3 "$root/bench/summarize.py" "$out" --a berth --b distribution
+python3 "$root/bench/summarize.py" "$out" --a berth --b "$peer"
 echo
 echo "(2-core machine shared with other work: single figures are noisy; compare ratios and medians over rounds)"
 [ "$failures" = 0 ] || { echo "$failures regbench run(s) reported errors" >&2; exit 2; }

@@ -45,6 +45,8 @@ pub struct Config {
     pub gc: GcConfig,
     /// Who may scrape `/metrics`.
     pub metrics: MetricsConfig,
+    /// Whether usage statistics are counted.
+    pub stats: StatsConfig,
     /// How the `berth` command writes its log.
     pub log: LogConfig,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
@@ -86,6 +88,8 @@ pub struct ConfigFile {
     pub gc: GcConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[stats]`.
+    pub stats: StatsConfig,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -105,6 +109,22 @@ impl fmt::Debug for MetricsConfig {
         f.debug_struct("MetricsConfig")
             .field("token", &self.token.as_ref().map(|_| "***"))
             .finish()
+    }
+}
+
+/// `[stats]`: usage statistics (pulls, pushes, bytes served; per repository, tag, day and
+/// identity).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Count usage (default true). Off, nothing is counted (who pulled what is not kept) and
+    /// the figures in `/api/v1/stats` stop growing; `/metrics` still counts requests.
+    pub enabled: bool,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig { enabled: true }
     }
 }
 
@@ -340,6 +360,7 @@ impl Default for ConfigFile {
             external_url: None,
             gc: GcConfig::default(),
             metrics: MetricsConfig::default(),
+            stats: StatsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -597,6 +618,7 @@ impl ConfigFile {
             external_url,
             gc: self.gc,
             metrics: self.metrics,
+            stats: self.stats,
             log: self.log,
             clock: Clock::default(),
             node_name: "berth".into(),
@@ -667,6 +689,7 @@ impl fmt::Debug for ConfigFile {
             .field("external_url", &self.external_url)
             .field("gc", &self.gc)
             .field("metrics", &self.metrics)
+            .field("stats", &self.stats)
             .field("log", &self.log)
             .field("clock", &Clock::default())
             .finish()

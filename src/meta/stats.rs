@@ -19,6 +19,8 @@ pub struct PullStats {
     pending: Mutex<Pending>,
     /// Times the pulls it records.
     clock: Clock,
+    /// False when `stats.enabled` is off: nothing is recorded, nothing is flushed.
+    enabled: bool,
 }
 
 #[derive(Default)]
@@ -72,11 +74,13 @@ pub fn day_of(secs: i64) -> i64 {
 }
 
 impl PullStats {
-    /// Nothing recorded yet; pulls are timed by `clock`.
-    pub fn new(clock: Clock) -> PullStats {
+    /// Nothing recorded yet; pulls are timed by `clock`. When `enabled` is false every
+    /// record is dropped (the figures stop growing; nothing else changes).
+    pub fn new(clock: Clock, enabled: bool) -> PullStats {
         PullStats {
             pending: Mutex::default(),
             clock,
+            enabled,
         }
     }
 
@@ -90,6 +94,9 @@ impl PullStats {
         tag: Option<&str>,
         counts: bool,
     ) {
+        if !self.enabled {
+            return;
+        }
         let now = self.clock.now();
         let day = day_of(now);
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -129,6 +136,9 @@ impl PullStats {
     /// Records a manifest pull (`push` false) or push in `repository` by the identity whose
     /// stable subject is `subject` (`user:<id>`, `token:<id>`, `anonymous`), shown as `name`.
     pub fn record_subject(&self, repository: &str, subject: &str, name: &str, push: bool) {
+        if !self.enabled {
+            return;
+        }
         let day = day_of(self.clock.now());
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let key = (subject.to_owned(), repository.to_owned(), day);
@@ -144,6 +154,9 @@ impl PullStats {
     }
 
     fn add_usage(&self, repository: &str, change: impl FnOnce(&mut DayUsage)) {
+        if !self.enabled {
+            return;
+        }
         let day = day_of(self.clock.now());
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         change(p.usage.entry((repository.to_owned(), day)).or_default());
@@ -312,7 +325,7 @@ mod tests {
     /// flush add to those recorded meanwhile.
     #[test]
     fn manifest_pulls_count_gets_and_survive_a_failed_flush() {
-        let stats = PullStats::new(Clock::default());
+        let stats = PullStats::new(Clock::default(), true);
         stats.record("app", 1, 7, Some("v1"), true);
         stats.record("app", 1, 7, None, true);
         stats.record("app", 1, 7, Some("v1"), false);
@@ -329,7 +342,7 @@ mod tests {
     #[test]
     fn daily_usage_counts_each_kind_and_survives_a_failed_flush() {
         let clock = Clock::default();
-        let stats = PullStats::new(clock.clone());
+        let stats = PullStats::new(clock.clone(), true);
         let day = day_of(clock.now());
         stats.record("app", 1, 7, Some("v1"), true);
         stats.record("app", 1, 7, None, true);

@@ -94,7 +94,7 @@ impl Registry {
             gc: config.gc.clone(),
             clock: config.clock.clone(),
             running_hashes: Arc::default(),
-            pulls: Arc::new(PullStats::new(config.clock.clone())),
+            pulls: Arc::new(PullStats::new(config.clock.clone(), config.stats.enabled)),
         }
     }
 

@@ -137,6 +137,26 @@ async fn counts_match_the_traffic_made() {
     );
 }
 
+/// With `stats.enabled` off nothing of the traffic reaches the usage figures (not even
+/// after the graceful stop that flushes), while `/metrics` still counts every request.
+#[tokio::test]
+async fn with_stats_off_usage_is_not_counted_but_metrics_are() {
+    let s = TestServer::start_with(|c| c.stats.enabled = false).await;
+    traffic(&s).await;
+    let m = samples(&scrape(&s).await);
+    assert_eq!(m["berth_pulls_total"], 3.0);
+    let config = s.config.clone();
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, move |c| *c = config).await;
+    let resp = s.get("/api/v1/repositories/metrics/app").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let shown = json_body(resp).await;
+    assert_eq!(shown["pull_count"], 0, "{shown}");
+    let totals = json_body(s.get("/api/v1/stats").await).await;
+    assert_eq!(totals["pulls"]["last_30_days"], 0, "{totals}");
+    assert_eq!(totals["pushes"]["last_30_days"], 0, "{totals}");
+}
+
 /// A garbage collection run is counted with the bytes it freed, as the run reports them; the
 /// review a delete queues shows in the queue depth until it runs.
 #[tokio::test]
