@@ -41,6 +41,11 @@ pub enum Error {
     /// No such manifest or tag in this repository (MANIFEST_UNKNOWN, 404).
     #[error("manifest unknown to registry")]
     ManifestUnknown,
+    /// A manifest reference outside the tag grammar (MANIFEST_INVALID, 400, to a PUT: the
+    /// spec keeps TAG_INVALID for legacy schema1 only); reads and deletes of such a reference
+    /// answer [`Error::ManifestUnknown`], as for any manifest that is not there.
+    #[error("{0}")]
+    TagInvalid(String),
     /// A repository name outside the spec's grammar (NAME_INVALID, 400).
     #[error("{0}")]
     NameInvalid(String),
@@ -112,7 +117,7 @@ impl Error {
             Error::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
             Error::DigestInvalid(_) => "DIGEST_INVALID",
             Error::ManifestBlobUnknown(_) => "MANIFEST_BLOB_UNKNOWN",
-            Error::ManifestInvalid(_) => "MANIFEST_INVALID",
+            Error::ManifestInvalid(_) | Error::TagInvalid(_) => "MANIFEST_INVALID",
             Error::ManifestUnknown => "MANIFEST_UNKNOWN",
             Error::NameInvalid(_) => "NAME_INVALID",
             Error::NameUnknown => "NAME_UNKNOWN",
@@ -158,6 +163,7 @@ impl Error {
             | Error::ManifestBlobUnknown(_)
             | Error::ManifestInvalid(_)
             | Error::NameInvalid(_)
+            | Error::TagInvalid(_)
             | Error::SizeInvalid(_)
             | Error::Unsupported(_)
             | Error::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -143,6 +143,20 @@ pub fn run(ctx: &Ctx, r: &mut Report) {
         let resp = c.send(c.get(&blob_url).header("Range", range))?;
         check::status(&resp, &[416])
     });
+    // RFC 9110 §14.1.1: a range whose last byte comes before its first is invalid; §14.2
+    // lets the server ignore it (200, the whole blob) or call it unsatisfiable (416).
+    r.check(
+        WF,
+        "GET blob with an inverted Range (bytes=500-0) returns 200 or 416",
+        || {
+            let resp = c.send(c.get(&blob_url).header("Range", "bytes=500-0"))?;
+            check::status(&resp, &[200, 416])?;
+            if resp.status == 200 {
+                check::body_eq(&resp, &img.layer)?;
+            }
+            Ok(())
+        },
+    );
 
     // "If the blob is not found in the repository, the response code MUST be 404".
     let unknown = fixtures::unknown_digest();
@@ -178,6 +192,16 @@ pub fn run(ctx: &Ctx, r: &mut Report) {
     r.check(WF, "HEAD unknown manifest returns 404", || {
         check::status(&c.head_manifest(repo, "no-such-tag")?, &[404])
     });
+    // A reference that cannot be a tag names no manifest: the spec's own conformance suite
+    // expects 404 (and so do its peers), not a 400 for the form of the name.
+    r.check(
+        WF,
+        "GET and HEAD of a reference that is not a valid tag return 404",
+        || {
+            check::error(&c.get_manifest(repo, ".hidden")?, 404, "MANIFEST_UNKNOWN")?;
+            check::status(&c.head_manifest(repo, ".hidden")?, &[404])
+        },
+    );
     // Push section: "An attempt to pull a nonexistent repository MUST return 404".
     let missing = ctx.repo("no-such-repo");
     r.check(WF, "GET manifest in unknown repository returns 404", || {

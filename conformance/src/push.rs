@@ -174,6 +174,33 @@ pub fn run(ctx: &Ctx, r: &mut Report) {
         check::status(&resp, &[416])
     });
 
+    // A closing PUT's chunk is a chunk like a PATCH's: one that does not start where the
+    // upload ends is refused with 416, and the upload goes on from its Range.
+    r.check(
+        WF,
+        "closing PUT with an out-of-order Content-Range returns 416; the upload survives",
+        || {
+            let s = open(c, &repo)?;
+            let n = s.chunk;
+            let blob = fixtures::random_bytes(3 * n);
+            let digest = fixtures::sha256(&blob);
+            let first = patch(c, &s.location, &blob[..n], Some(0))?;
+            let loc = progress(c, &first, 202, n - 1)?;
+            let url = with_query(&loc, "digest", &digest);
+            let resp = c.send(
+                c.with_bytes(Method::PUT, &url, blob[2 * n..].to_vec())
+                    .header("Content-Range", format!("{}-{}", 2 * n, 3 * n - 1)),
+            )?;
+            check::status(&resp, &[416])?;
+            let status = c.send(c.get(&loc))?;
+            let loc = progress(c, &status, 204, n - 1)?;
+            let second = patch(c, &loc, &blob[n..], Some(n))?;
+            let loc = progress(c, &second, 202, 3 * n - 1)?;
+            close(c, &loc, &digest, Vec::new())?;
+            stored(c, &repo, &blob, &digest)
+        },
+    );
+
     // end-13: "The response to an active upload <location> MUST be a 204 ... Location ... Range",
     // and the upload goes on from there (the "Resumable Push" use case).
     r.check(

@@ -8,7 +8,7 @@ use axum::{
 
 use super::{Ctx, docker_content_digest, empty};
 use crate::{
-    error::{Error, Result},
+    error::Result,
     oci::{Digest, RepoName},
     registry::RangeRequest,
 };
@@ -42,14 +42,9 @@ pub(super) async fn get(
             ],
         ));
     }
-    let range = match ctx.header(header::RANGE) {
-        None => None,
-        Some(h) => Some(RangeRequest::parse(h).ok_or_else(|| {
-            Error::BadRequest(format!(
-                "unsupported Range header {h:?}: expected bytes=START-END"
-            ))
-        })?),
-    };
+    // RFC 9110 §14.2: a Range that does not parse (another unit, several ranges, last
+    // before first) is ignored and the whole blob served; one past the end is a 416.
+    let range = ctx.header(header::RANGE).and_then(RangeRequest::parse);
     let blob = ctx.registry.open_blob(&name, &digest, range).await?;
     let (status, length) = match &blob.range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),

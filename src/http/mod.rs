@@ -63,6 +63,11 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
     let query = Query::parse(parts.uri.query());
     let route = match Route::parse(&path) {
         Ok(route) => route,
+        // Only a PUT names a tag to make; to a read or a delete, a reference that cannot be
+        // a tag is a manifest that is not there (as the spec's conformance and peers answer).
+        Err(Error::TagInvalid(_)) if parts.method != Method::PUT => {
+            return Error::ManifestUnknown.into_response();
+        }
         Err(e) => return e.into_response(),
     };
     let auth = &app.auth;

@@ -94,7 +94,7 @@ fn parse_reference(s: &str) -> Result<Reference, Error> {
     }
     s.parse()
         .map(Reference::Tag)
-        .map_err(|e: crate::oci::name::NameError| Error::ManifestInvalid(e.to_string()))
+        .map_err(|e: crate::oci::name::NameError| Error::TagInvalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -56,12 +56,7 @@ pub(super) async fn append(
     id: String,
     body: Body,
 ) -> Result<Response> {
-    let range = match ctx.header(header::CONTENT_RANGE) {
-        None => None,
-        Some(h) => Some(parse_content_range(h).ok_or_else(|| {
-            Error::BlobUploadInvalid(format!("Content-Range {h:?} is not of the form START-END"))
-        })?),
-    };
+    let range = content_range(ctx)?;
     let size = ctx
         .registry
         .append_upload(&name, &id, range, body.into_data_stream())
@@ -84,8 +79,9 @@ pub(super) async fn finish(
             )
         })
         .and_then(parse_digest)?;
+    let range = content_range(ctx)?;
     ctx.registry
-        .finish_upload(&name, &id, &digest, body.into_data_stream())
+        .finish_upload(&name, &id, &digest, range, body.into_data_stream())
         .await?;
     Ok(created_blob(ctx, &name, &digest))
 }
@@ -93,6 +89,16 @@ pub(super) async fn finish(
 pub(super) async fn cancel(ctx: Ctx<'_>, name: RepoName, id: String) -> Result<Response> {
     ctx.registry.cancel_upload(&name, &id).await?;
     Ok(empty(StatusCode::NO_CONTENT, &[]))
+}
+
+/// The chunk's `Content-Range`, if the client sent one.
+fn content_range(ctx: Ctx<'_>) -> Result<Option<(u64, u64)>> {
+    match ctx.header(header::CONTENT_RANGE) {
+        None => Ok(None),
+        Some(h) => parse_content_range(h).map(Some).ok_or_else(|| {
+            Error::BlobUploadInvalid(format!("Content-Range {h:?} is not of the form START-END"))
+        }),
+    }
 }
 
 /// `Content-Range: START-END` as the spec writes it; `bytes START-END/TOTAL` (RFC 9110) is

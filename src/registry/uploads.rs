@@ -68,22 +68,20 @@ impl Registry {
         E: Display,
     {
         let size = self.upload_status(repo, id).await?;
-        if let Some((start, end)) = range
-            && (start != size || end < start)
-        {
-            return Err(Error::ChunkOutOfOrder { size });
-        }
-        let declared = range.map(|(start, end)| (end - start).saturating_add(1));
+        let declared = chunk_length(range, size)?;
         let written = self.stage_chunk(id, size, declared, body).await?;
         Ok(size + written)
     }
 
-    /// Completes session `id` as blob `digest` (end-6), with an optional last chunk.
+    /// Completes session `id` as blob `digest` (end-6), with an optional last chunk whose
+    /// `Content-Range`, when sent, must start where the session ends (else 416, the session
+    /// left as it was).
     pub async fn finish_upload<S, E>(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
+        range: Option<(u64, u64)>,
         body: S,
     ) -> Result<()>
     where
@@ -91,8 +89,11 @@ impl Registry {
         E: Display,
     {
         let size = self.upload_status(repo, id).await?;
+        let declared = chunk_length(range, size)?;
         self.begin_blob_write(digest).await?;
-        let finished = self.finish_fenced(repo, id, digest, size, body).await;
+        let finished = self
+            .finish_fenced(repo, id, digest, size, declared, body)
+            .await;
         if !matches!(finished, Ok(true)) {
             // The fence is released with the row on success only.
             self.meta.end_blob_write(digest).await.ok();
@@ -112,6 +113,7 @@ impl Registry {
         id: &str,
         digest: &Digest,
         size: u64,
+        declared: Option<u64>,
         body: S,
     ) -> Result<bool>
     where
@@ -119,12 +121,12 @@ impl Registry {
         E: Display,
     {
         if size == 0 {
-            // Monolithic: stream straight to the blob's key, verifying on the way.
-            // A failed attempt leaves the empty session open for a retry.
+            // Monolithic: stream straight to the blob's key, verifying on the way (the digest
+            // checks the length too). A failed attempt leaves the empty session open.
             let size = self.blobs.write_verified(digest, body).await?;
             return self.commit_upload(repo, id, digest, size, &[]).await;
         }
-        let total = size + self.stage_chunk(id, size, None, body).await?;
+        let total = size + self.stage_chunk(id, size, declared, body).await?;
         let parts: Vec<String> = self
             .meta
             .upload_parts(id)
@@ -337,5 +339,17 @@ impl Registry {
             self.blobs.delete_parts(parts).await?;
         }
         Ok(true)
+    }
+}
+
+/// The length a chunk's `Content-Range` declares, checked against the `size` the session
+/// holds: a chunk must start where the session ends ([`Error::ChunkOutOfOrder`] otherwise).
+fn chunk_length(range: Option<(u64, u64)>, size: u64) -> Result<Option<u64>> {
+    match range {
+        None => Ok(None),
+        Some((start, end)) if start == size && end >= start => {
+            Ok(Some((end - start).saturating_add(1)))
+        }
+        Some(_) => Err(Error::ChunkOutOfOrder { size }),
     }
 }

@@ -314,8 +314,6 @@ async fn client_mistakes_are_never_5xx() {
 
     let huge = u64::MAX.to_string();
     let cases: Vec<Mistake> = vec![
-        ("GET", format!("/v2/mistakes/repo/blobs/{blob}"), vec![("range", format!("bytes=0-{huge}0"))], vec![]),
-        ("GET", format!("/v2/mistakes/repo/blobs/{blob}"), vec![("range", "bytes=".into())], vec![]),
         ("GET", format!("/v2/mistakes/repo/blobs/{blob}"), vec![("range", format!("bytes={huge}-"))], vec![]),
         ("PATCH", session_path.clone(), vec![("content-range", format!("{huge}-{huge}"))], b"abc".to_vec()),
         ("PATCH", session_path.clone(), vec![("content-range", "10-5".into())], b"abc".to_vec()),

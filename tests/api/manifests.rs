@@ -175,6 +175,42 @@ async fn content_type_parameters_are_ignored() {
     assert_manifest(&s, "man/params", "v1", OCI_MANIFEST, &manifest).await;
 }
 
+/// A reference that cannot be a tag (a leading dot or dash, too long, a bad character) names
+/// no manifest: GET, HEAD and DELETE answer 404 MANIFEST_UNKNOWN as for any missing manifest
+/// (the spec's conformance and peers do); only a PUT, which would create it, is 400
+/// MANIFEST_INVALID (the spec's TAG_INVALID is a legacy schema1 code).
+#[tokio::test]
+async fn a_reference_that_cannot_be_a_tag_is_unknown_except_to_a_put() {
+    let s = TestServer::start().await;
+    s.push_image("man/badref", "v1", &[b"layer"]).await;
+    let long = "t".repeat(129);
+    for reference in [".dot", "-dash", "a+b", long.as_str()] {
+        let path = format!("/v2/man/badref/manifests/{reference}");
+        assert_error(s.get(&path).await, 404, "MANIFEST_UNKNOWN").await;
+        assert_eq!(
+            s.head(&path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{reference}"
+        );
+        assert_error(s.delete(&path).await, 404, "MANIFEST_UNKNOWN").await;
+        let config = image_config("linux", "amd64", None);
+        let manifest = to_vec(&json!({
+            "schemaVersion": 2,
+            "config": descriptor(OCI_CONFIG, &config),
+            "layers": [],
+        }));
+        let resp = s
+            .put_manifest("man/badref", reference, Some(OCI_MANIFEST), &manifest)
+            .await;
+        assert_error(resp, 400, "MANIFEST_INVALID").await;
+    }
+    // The repository's real tag is untouched.
+    assert_eq!(
+        s.get("/v2/man/badref/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+}
+
 /// A Content-Type that contradicts the body's `mediaType` is MANIFEST_INVALID.
 #[tokio::test]
 async fn content_type_contradicting_media_type() {

@@ -241,6 +241,63 @@ async fn out_of_order_chunk_is_416_and_session_survives() {
     assert_blob(&s, "up/order", &digest, &data).await;
 }
 
+/// end-6 with a last chunk: a `Content-Range` that does not start where the session ends (or
+/// declares another length than the body has) is refused like an out-of-order PATCH, with
+/// 416 and the session's `Range`; the session keeps its bytes and completes afterwards.
+#[tokio::test]
+async fn closing_chunk_out_of_order_is_416_and_session_survives() {
+    let s = TestServer::start().await;
+    let data = random_bytes(30);
+    let digest = sha256(&data);
+    let location = s.start_upload("up/closing").await;
+    let resp = patch(&s, &location, Some("0-9"), &data[..10]).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    for (start, end) in [(15usize, 29usize), (0, 29), (5, 29)] {
+        let resp = s
+            .client
+            .put(with_digest(&location, &digest))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{start}-{end}"))
+            .body(data[start..=end].to_vec())
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(
+            resp.status(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "closing chunk {start}-{end}"
+        );
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-9"));
+        let resp = status(&s, &location).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(&resp, "range").as_deref(), Some("0-9"));
+    }
+    // A right start with a wrong length is the client's size mistake; nothing is kept.
+    let resp = s
+        .client
+        .put(with_digest(&location, &digest))
+        .header("content-range", "10-39")
+        .body(data[10..].to_vec())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        header(&status(&s, &location).await, "range").as_deref(),
+        Some("0-9")
+    );
+    let resp = s
+        .client
+        .put(with_digest(&location, &digest))
+        .header("content-range", "10-29")
+        .body(data[10..].to_vec())
+        .send()
+        .await
+        .expect("PUT");
+    assert_created(&s, &resp, "up/closing", &digest);
+    assert_blob(&s, "up/closing", &digest, &data).await;
+}
+
 /// Two chunks racing for the same offset: exactly one is taken, the other is 416, and the
 /// session holds the winner's bytes once.
 #[tokio::test]
