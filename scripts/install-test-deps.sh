@@ -30,6 +30,7 @@ APT_PKGS=(
   docker-registry                       # control registry for the client suite
   postgresql                            # metadata backend tests
   prometheus                            # promtool: checks /metrics and config/prometheus-alerts.yml
+  openssl                               # a certificate for the HTTPS run of the Python clients
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )
 

@@ -95,6 +95,23 @@ bash tests/clients/run.sh --auth admin:admin-e2e-password "$ADDR" || {
 }
 stop_berth
 
+# oras-py's default token flow and python-dxf (which sends credentials over HTTPS only)
+# through access control over HTTPS, with a certificate made here.
+say "python clients with auth on over HTTPS (sqlite)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+start_berth sqlite-https BERTH_AUTH_ENABLED=true BERTH_ADMIN_PASSWORD=admin-e2e-password \
+  BERTH_TLS_CERT="$WORK/tls.crt" BERTH_TLS_KEY="$WORK/tls.key"
+"${BERTH_TEST_VENV:-target/test-venv}/bin/python" tests/clients/py_auth.py --registry "$ADDR" --repo e2e/https-py \
+  --user admin --password admin-e2e-password --ca "$WORK/tls.crt" --workdir "$WORK/py-https" \
+  | tee "$WORK/py-https.out"
+if ! grep -q '^ok - python-dxf' "$WORK/py-https.out" || grep -q '^not ok' "$WORK/py-https.out"; then
+  status=1
+  echo "--- berth log on sqlite-https (last 50 lines)"; tail -n 50 "$WORK/berth-sqlite-https.log"
+fi
+stop_berth
+
 if [ "${SKIP_SCALE_OUT:-0}" = 1 ]; then
   exit "$status"
 fi

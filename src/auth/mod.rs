@@ -48,6 +48,10 @@ const TOKEN_PREFIX: &str = "berth_";
 /// Entries each cache holds before it is emptied (a bound on memory, not a tuning knob).
 const CACHE_MAX: usize = 65_536;
 
+/// Seconds a token's refusal for a scope is remembered (see [`Auth::refused_again`]): long
+/// enough for a client's immediate retry, short enough to hold little.
+const REFUSAL_MEMORY_SECS: i64 = 60;
+
 /// The access-control service, cheap to clone.
 #[derive(Clone)]
 pub struct Auth(Arc<Inner>);
@@ -76,6 +80,8 @@ struct Inner {
     /// Repositories seen to exist. Only found ones are kept: a repository pushed since is
     /// seen at once, and one deleted since answers with its 404 for a few seconds more.
     existing: Cache<String, ()>,
+    /// (token id, scope) → refused once for lacking that scope.
+    refused: Cache<(String, String), ()>,
     limiter: limiter::Limiter,
 }
 
@@ -163,6 +169,7 @@ impl Auth {
             checking: Mutex::new(HashMap::new()),
             grants: Cache::new(&clock),
             existing: Cache::new(&clock),
+            refused: Cache::new(&clock),
             limiter: limiter::Limiter::new(
                 config.max_failures,
                 Duration::from_secs(config.failure_window_secs),
@@ -183,6 +190,19 @@ impl Auth {
             tracing::info!(user = %config.admin_user, "created the first administrator");
         }
         Ok(auth)
+    }
+
+    /// Notes that the access token `jti` was refused for lacking `scope`, and says whether it
+    /// had been refused for it moments before. The token spec answers such a token with 401
+    /// and `insufficient_scope`, on which docker, containerd and python-dxf ask for a wider
+    /// token; some clients (oras-py) re-send the same token on a 401 and ask again only after
+    /// a 403, RFC 6750's answer. The second refusal is therefore a 403: each client gets the
+    /// answer it acts on.
+    pub fn refused_again(&self, jti: &str, scope: &str) -> bool {
+        let key = (jti.to_owned(), scope.to_owned());
+        let again = self.0.refused.get(&key, REFUSAL_MEMORY_SECS).is_some();
+        self.0.refused.put(key, ());
+        again
     }
 
     /// Access control is on (`auth.enabled`); off, everyone is the local administrator.

@@ -1,7 +1,8 @@
 //! The access check of every `/v2/` request, made once before dispatch: who is asking
 //! (Basic credentials, a bearer token, or nobody), what the route needs, and the [`Grant`]
 //! handlers receive. Refusals follow the token spec: 401 with a `WWW-Authenticate` challenge
-//! naming the scope to ask for, 403 DENIED for a known identity without the right, and for a
+//! naming the scope to ask for (a 403 with the same challenge for a token re-sent after that
+//! 401), 403 DENIED for a known identity without the right, and for a
 //! read the caller may not see, exactly the answer a missing repository gets. An anonymous
 //! read (no credentials, or an anonymous token) of a repository it may not see or that does
 //! not exist gets Docker Hub's answer, the challenge, so `docker pull` says to log in.
@@ -185,15 +186,18 @@ fn refusal(
             Error::Unauthorized(format!("sign in to {} {repo}", verb(action))),
         );
     }
-    if requester.claims.is_some() && live.allows(action) {
-        // The identity may, the token was asked for less: the client asks again.
-        return challenge.respond(
-            Some(scope),
-            Some("insufficient_scope"),
-            Error::Unauthorized(format!(
-                "the token does not grant {scope_actions} on {repo}"
-            )),
-        );
+    if let Some(claims) = &requester.claims
+        && live.allows(action)
+    {
+        // The identity may, the token was asked for less: the client asks again, after a
+        // 401 or (re-sent the same token) after a 403.
+        let why = format!("the token does not grant {scope_actions} on {repo}");
+        let refusal = if challenge.auth.refused_again(&claims.jti, &scope) {
+            Error::Denied(format!("{why}; ask the token endpoint for {scope}"))
+        } else {
+            Error::Unauthorized(why)
+        };
+        return challenge.respond(Some(scope), Some("insufficient_scope"), refusal);
     }
     match (action, route) {
         (Action::Pull, Route::Manifest { .. }) => Error::ManifestUnknown,
@@ -218,8 +222,9 @@ fn sign_in_to_read(challenge: &Challenge<'_>, requester: &Requester, repo: &Repo
     )
 }
 
-/// The token spec's 401: a `WWW-Authenticate` challenge naming where to get a token and,
-/// when known, the scope to ask for.
+/// The token spec's challenge (with a 401, or a 403 for a token re-sent after a 401): a
+/// `WWW-Authenticate` header naming where to get a token and, when known, the scope to ask
+/// for.
 struct Challenge<'a> {
     auth: &'a Auth,
     /// Makes the absolute URL of a path on this registry.

@@ -296,7 +296,8 @@ async fn deploy_token_is_bound_to_its_namespace() {
 }
 
 /// Hostile tokens, each refused with 401: alg none, HS256 keyed with the public key, a bad
-/// signature, expired, not yet valid, another audience; and tokens used beyond their grant.
+/// signature, expired, not yet valid, another audience; and tokens used beyond their grant
+/// (401, then 403 when the same token is re-sent).
 #[tokio::test]
 async fn hostile_tokens_are_refused() {
     let mut s = start_auth(|_| {}).await;
@@ -400,14 +401,30 @@ async fn hostile_tokens_are_refused() {
             .unwrap()
             .contains("error=\"insufficient_scope\"")
     );
-    // A pull token used to push.
-    let r = Client::new()
-        .post(s.url("/v2/frank/a/blobs/uploads/"))
-        .header("authorization", &good)
-        .send()
-        .await
-        .unwrap();
+    // A pull token used to push: 401 asking for a wider token (the token spec); the same
+    // token re-sent gets 403 with the same challenge (RFC 6750), on which clients that only
+    // ask again after a 403 (oras-py) do; a token for the scope named then pushes.
+    let push_with = |token: String| {
+        Client::new()
+            .post(s.url("/v2/frank/a/blobs/uploads/"))
+            .header("authorization", token)
+            .send()
+    };
+    let wanted = "scope=\"repository:frank/a:pull,push\",error=\"insufficient_scope\"";
+    let r = push_with(good.clone()).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(header(&r, "www-authenticate").unwrap().contains(wanted));
+    let r = push_with(good.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(header(&r, "www-authenticate").unwrap().contains(wanted));
+    assert_eq!(error_code(r).await, "DENIED");
+    let wider = s
+        .bearer(Some((creds.0, &creds.1)), &["repository:frank/a:pull,push"])
+        .await;
+    assert_eq!(
+        push_with(wider).await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
 
     // Malformed scopes are refused by the token endpoint, not silently narrowed.
     for scope in [

@@ -777,7 +777,7 @@ run_auth() {
   if have docker; then
     check docker "login with password, PAT, deploy token; read-only push denied" c_auth_docker
   else cannot docker "auth" "docker not installed"; fi
-  check oras-py "login, push, pull; read-only token refused" c_auth_oras
+  check oras-py "default token flow and basic: login, push, pull; read-only token refused" c_auth_oras
 }
 
 # ============================================================================= python clients
