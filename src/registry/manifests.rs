@@ -111,6 +111,9 @@ impl Registry {
             Repushed::TagImmutable => return Err(immutable()),
             Repushed::NotThere => {}
         }
+        // A first push may create the repository. Manifests are never refused for their
+        // bytes (a few KiB that make the admitted blobs usable); they count in the usage.
+        self.admit_repository(repo).await?;
         let platform = self.platform_of(&manifest).await;
         let annotations = manifest
             .annotations
