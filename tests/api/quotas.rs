@@ -609,3 +609,49 @@ async fn quota_gauges_follow_the_namespaces_with_a_quota() {
     let text = scrape(&s).await;
     assert!(!text.contains("namespace=\"team\""), "{text}");
 }
+
+/// Copying an image from another namespace with the management API's retag mounts its blobs:
+/// they count as a push would, so a copy that would cross the limit is refused and links
+/// nothing; within the namespace the same copy is free.
+#[tokio::test]
+async fn a_retag_from_another_namespace_counts_against_the_quota() {
+    let s = server().await;
+    let layer = random_bytes(600);
+    let (digest, _) = s.push_image("other/app", "v1", &[&layer]).await;
+    s.push_image("team/app", "v1", &[b"small"]).await;
+    let used = quota(&s, "team").await["used_bytes"].as_i64().unwrap();
+    set_quota(&s, "team", json!({ "storage_bytes": used + 100 })).await;
+    let retag = |repo: &'static str, from: &'static str| {
+        let request = s
+            .req(Method::POST, &format!("/api/v1/repositories/{repo}/-/tags"))
+            .json(&json!({ "tag": "copied", "digest": digest, "from": from }));
+        async move { request.send().await.expect("retag") }
+    };
+
+    let resp = retag("team/copy", "other/app").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let problem = json_body(resp).await;
+    assert_eq!(problem["error"]["code"], "DENIED", "{problem}");
+    assert!(
+        problem["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage quota exceeded"),
+        "{problem}"
+    );
+    assert_eq!(
+        blob_status(&s, "team/copy", &layer).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(quota(&s, "team").await["used_bytes"], used);
+
+    // Once the namespace holds the image, copying it inside the namespace is free.
+    set_quota(&s, "team", json!({ "storage_bytes": 1_000_000 })).await;
+    let resp = retag("team/copy", "other/app").await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let full = quota(&s, "team").await["used_bytes"].as_i64().unwrap();
+    set_quota(&s, "team", json!({ "storage_bytes": full })).await;
+    let resp = retag("team/second", "team/copy").await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(quota(&s, "team").await["used_bytes"], full);
+}
