@@ -1,6 +1,10 @@
 //! Namespace quotas: their rows, and what a namespace uses against them (deduplicated bytes
 //! and repositories).
 //!
+//! Counting the usage reads every link of the namespace, so each quota also keeps
+//! `counted_bytes`: the usage as last counted plus what was admitted since, an upper bound
+//! that lets most pushes be admitted by one conditional update.
+//!
 //! A namespace's repositories are found by a range over `repositories.name` (its unique
 //! index; names compare as bytes on both dialects): `ns` itself and every name in
 //! `[ns/, ns0)`, `0` being the byte after `/`.
@@ -88,6 +92,42 @@ impl Meta {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Adds `bytes` to the counted usage of `namespace` if the sum stays within its storage
+    /// limit; returns whether it did (false also without a quota or a storage limit).
+    pub async fn reserve_quota_bytes(&self, namespace: &str, bytes: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE namespace_quotas SET counted_bytes = counted_bytes + $2 \
+             WHERE namespace = $1 AND counted_bytes + $2 <= storage_bytes",
+        )
+        .bind(namespace)
+        .bind(bytes)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Adds `bytes` to the counted usage of `namespace` (if it has a quota), whatever the limit.
+    pub async fn add_counted_bytes(&self, namespace: &str, bytes: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE namespace_quotas SET counted_bytes = counted_bytes + $2 WHERE namespace = $1",
+        )
+        .bind(namespace)
+        .bind(bytes)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the counted usage of `namespace` (if it has a quota) to `bytes`, just counted.
+    pub async fn set_counted_bytes(&self, namespace: &str, bytes: i64) -> Result<()> {
+        sqlx::query("UPDATE namespace_quotas SET counted_bytes = $2 WHERE namespace = $1")
+            .bind(namespace)
+            .bind(bytes)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     /// What `namespace` holds: its deduplicated bytes (each blob linked into any of its

@@ -1,9 +1,11 @@
 //! Namespace quotas (Harbor's project quotas): a limit on the deduplicated bytes a namespace
 //! holds and on its number of repositories, with a warning threshold.
 //!
-//! Usage is counted from the index when it is needed (one statement, see
-//! [`crate::meta::quotas`]), never kept as a running counter: deletes and collections free
-//! quota as soon as their rows are gone, with nothing to keep in step.
+//! Usage is counted from the index (one statement, see [`crate::meta::quotas`]) when it is
+//! shown, and when a blob does not fit under the quota's counted usage: the usage as last
+//! counted plus what was admitted since. Deletes and collections lower the usage, not that
+//! count, so it only ever errs high, and a refusal is always decided on a fresh count: what
+//! they free is usable at once, with no counter to keep in step with every delete.
 //!
 //! Enforcement runs where bytes or repositories would be added: a blob is admitted at the
 //! closing PUT of its upload (after its bytes are staged, before they are published as the
@@ -142,7 +144,11 @@ impl Registry {
                 warn_percent: limits.warn_percent,
             })
             .await?;
-        self.namespace_quota(namespace).await
+        let status = self.namespace_quota(namespace).await?;
+        self.meta
+            .set_counted_bytes(namespace, status.used_bytes)
+            .await?;
+        Ok(status)
     }
 
     /// Removes the quota of `namespace`; false when it had none.
@@ -197,13 +203,28 @@ impl Registry {
         {
             return Ok(());
         }
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        if self
+            .meta
+            .reserve_quota_bytes(&quota.namespace, size)
+            .await?
+        {
+            return Ok(());
+        }
+        // The count says no, but deletes and collections may have freed room since it was
+        // taken: count again (a concurrent reservation may be lost to it: an underestimate by
+        // what is in flight, which the next count corrects).
         let used = self
             .meta
             .namespace_usage(&quota.namespace)
             .await?
             .used_bytes;
-        let size = i64::try_from(size).unwrap_or(i64::MAX);
-        if used.saturating_add(size) <= quota.limit {
+        let fits = used.saturating_add(size) <= quota.limit;
+        let counted = if fits { used + size } else { used };
+        self.meta
+            .set_counted_bytes(&quota.namespace, counted)
+            .await?;
+        if fits {
             return Ok(());
         }
         Err(Error::Denied(format!(
@@ -215,24 +236,35 @@ impl Registry {
         )))
     }
 
-    /// Refuses to create `repo` with `Denied` when its namespace holds as many repositories
-    /// as its quota allows. An existing repository passes.
-    pub(super) async fn admit_repository(&self, repo: &RepoName) -> Result<()> {
+    /// Counts a manifest of `bytes` stored in `repo` into its namespace's counted usage
+    /// (manifests are not refused for their bytes, but blobs after them must see them).
+    pub(super) async fn count_manifest(&self, repo: &RepoName, bytes: usize) {
         let namespace = namespace_of(repo.as_str());
-        let Some(limit) = self
-            .meta
-            .quota(namespace)
-            .await?
-            .and_then(|q| q.repositories)
-        else {
-            return Ok(());
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        if let Err(e) = self.meta.add_counted_bytes(namespace, bytes).await {
+            // Only the estimate is behind; the next count of the usage corrects it.
+            tracing::warn!(error = %e, namespace, "could not count a manifest into its quota");
+        }
+    }
+
+    /// Refuses to create `repo` with `Denied` when its namespace holds as many repositories
+    /// as its quota allows. An existing repository passes. Returns whether the namespace has
+    /// a storage limit.
+    pub(super) async fn admit_repository(&self, repo: &RepoName) -> Result<bool> {
+        let namespace = namespace_of(repo.as_str());
+        let Some(quota) = self.meta.quota(namespace).await? else {
+            return Ok(false);
+        };
+        let limited = quota.storage_bytes.is_some();
+        let Some(limit) = quota.repositories else {
+            return Ok(limited);
         };
         if self.meta.repository_id(repo).await?.is_some() {
-            return Ok(());
+            return Ok(limited);
         }
         let used = self.meta.namespace_repositories(namespace).await?;
         if used < limit {
-            return Ok(());
+            return Ok(limited);
         }
         Err(Error::Denied(format!(
             "namespace {namespace:?} repository quota exceeded: limit {limit}, used {used}; \
