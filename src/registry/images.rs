@@ -381,8 +381,7 @@ impl Registry {
         let manifest = Manifest::parse(payload, Some(media_type))
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored manifest: {e}")))?;
         // Mounted blobs count against the namespace's quota as pushed ones do.
-        self.admit_repository(to).await?;
-        let quota = self.storage_quota(to).await?;
+        let quota = self.admit_repository(to).await?;
         for blob in manifest.required_blobs() {
             if self
                 .meta

@@ -113,7 +113,7 @@ impl Registry {
         }
         // A first push may create the repository. Manifests are never refused for their
         // bytes (a few KiB that make the admitted blobs usable); they count in the usage.
-        let limited = self.admit_repository(repo).await?;
+        let limited = self.admit_repository(repo).await?.is_some();
         let payload_bytes = payload.len();
         let platform = self.platform_of(&manifest).await;
         let annotations = manifest

@@ -248,14 +248,17 @@ impl Registry {
     }
 
     /// Refuses to create `repo` with `Denied` when its namespace holds as many repositories
-    /// as its quota allows. An existing repository passes. Returns whether the namespace has
-    /// a storage limit.
-    pub(super) async fn admit_repository(&self, repo: &RepoName) -> Result<bool> {
+    /// as its quota allows; an existing repository passes. Returns the namespace's storage
+    /// limit, if it has one, for the blobs the push brings.
+    pub(super) async fn admit_repository(&self, repo: &RepoName) -> Result<Option<StorageQuota>> {
         let namespace = namespace_of(repo.as_str());
         let Some(quota) = self.meta.quota(namespace).await? else {
-            return Ok(false);
+            return Ok(None);
         };
-        let limited = quota.storage_bytes.is_some();
+        let limited = quota.storage_bytes.map(|limit| StorageQuota {
+            namespace: namespace.to_owned(),
+            limit,
+        });
         let Some(limit) = quota.repositories else {
             return Ok(limited);
         };

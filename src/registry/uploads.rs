@@ -199,8 +199,7 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
-        self.admit_repository(repo).await?;
-        if let Some(quota) = self.storage_quota(repo).await? {
+        if let Some(quota) = self.admit_repository(repo).await? {
             // Through a session of its own, so that the bytes are staged and admitted before
             // they are published; the session ends with the request either way.
             let id = uuid::Uuid::new_v4().to_string();
@@ -263,8 +262,7 @@ impl Registry {
             && let Some(size) = self.meta.linked_blob_size(&source, digest).await?
         {
             // A mount adds the blob to the namespace as a push would.
-            self.admit_repository(repo).await?;
-            if let Some(quota) = self.storage_quota(repo).await? {
+            if let Some(quota) = self.admit_repository(repo).await? {
                 self.admit_blob(&quota, digest, size).await?;
             }
             if self.meta.mount_blob(repo, digest).await? {
