@@ -9,9 +9,11 @@
 //!
 //! Enforcement runs where bytes or repositories would be added: a blob is admitted at the
 //! closing PUT of its upload (after its bytes are staged, before they are published as the
-//! blob) and at a mount; a repository when it would be created. The check reads and then
-//! writes, outside the write's transaction: pushes racing into one namespace may together go
-//! over the limit by what they carry at that moment; no single push does.
+//! blob) and at a mount; a repository when it would be created. A blob that fits under the
+//! count reserves its bytes in one conditional update, so racing pushes cannot both take the
+//! last room; a fresh count (near the limit) sees only what is linked, so pushes racing then
+//! may together go over the limit by what they carry at that moment. No single push does.
+//! The repository check reads, then the push creates: racing first pushes may exceed it alike.
 
 use serde::Serialize;
 
