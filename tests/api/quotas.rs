@@ -275,6 +275,14 @@ async fn the_blob_that_would_cross_the_limit_is_refused_and_not_kept() {
         post_blob(&s, "other/app", &crossing).await.status(),
         StatusCode::CREATED
     );
+    // Held elsewhere is not held here: still refused, and the other namespace's copy is
+    // untouched by the refusal.
+    denied(post_blob(&s, "team/app", &crossing).await).await;
+    let served = s
+        .get(&format!("/v2/other/app/blobs/{}", sha256(&crossing)))
+        .await;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), crossing.as_slice());
 }
 
 /// `warning` turns on when the usage reaches `warn_percent` of the limit; `exceeded` once the
