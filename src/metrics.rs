@@ -8,7 +8,8 @@
 //! beyond method and status, so the registry and the blob store can count into it.
 //!
 //! Labels are small fixed sets: `handler` names the endpoint ([`Handler`]), never the raw
-//! path, and no label carries a repository name, so the number of series stays bounded.
+//! path, and no label carries a repository name, so the number of series stays bounded. The
+//! quota gauges carry a `namespace`, only for the namespaces an administrator gave a quota.
 
 use std::{
     sync::{
@@ -157,6 +158,7 @@ struct Inner {
     gc_blobs_deleted: IntCounter,
     jobs_queued: IntGauge,
     stats_flush_lag: prometheus::Gauge,
+    quotas: QuotaGauges,
     /// When pull statistics were last written to the index (Unix seconds; 0: not yet).
     last_flush: AtomicI64,
     /// When these metrics were created (the lag's origin before the first flush).
@@ -260,6 +262,24 @@ impl Metrics {
             .namespace("berth"),
         )
         .expect("valid metric");
+        let quota_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help).namespace("berth"), &["namespace"])
+                .expect("valid metric")
+        };
+        let quotas = QuotaGauges {
+            used_bytes: quota_gauge(
+                "quota_used_bytes",
+                "Deduplicated bytes a namespace with a quota holds, read at scrape time.",
+            ),
+            limit_bytes: quota_gauge(
+                "quota_limit_bytes",
+                "The storage limit of a namespace's quota (namespaces with one).",
+            ),
+            warning: quota_gauge(
+                "quota_warning",
+                "1 when a namespace's usage has reached its quota's warning threshold.",
+            ),
+        };
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(durations.clone()),
@@ -273,6 +293,9 @@ impl Metrics {
             Box::new(gc_blobs_deleted.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(stats_flush_lag.clone()),
+            Box::new(quotas.used_bytes.clone()),
+            Box::new(quotas.limit_bytes.clone()),
+            Box::new(quotas.warning.clone()),
         ] {
             collected.register(metric).expect("unique metric names");
         }
@@ -301,6 +324,7 @@ impl Metrics {
             gc_blobs_deleted,
             jobs_queued,
             stats_flush_lag,
+            quotas,
             last_flush: AtomicI64::new(0),
             started: Instant::now(),
         }))
@@ -366,6 +390,28 @@ impl Metrics {
         self.0.last_flush.store(now, Ordering::Relaxed);
     }
 
+    /// Replaces the quota gauges with `quotas`: namespaces whose quota was removed disappear.
+    pub fn set_quotas(&self, quotas: &[QuotaGauge]) {
+        let gauges = &self.0.quotas;
+        gauges.used_bytes.reset();
+        gauges.limit_bytes.reset();
+        gauges.warning.reset();
+        for quota in quotas {
+            let label = [quota.namespace.as_str()];
+            gauges
+                .used_bytes
+                .with_label_values(&label)
+                .set(quota.used_bytes);
+            if let Some(limit) = quota.limit_bytes {
+                gauges.limit_bytes.with_label_values(&label).set(limit);
+            }
+            gauges
+                .warning
+                .with_label_values(&label)
+                .set(i64::from(quota.warning));
+        }
+    }
+
     /// The metrics in the Prometheus text format, after setting the gauges read at scrape
     /// time: the job queue's depth (`None` when it could not be read) and the flush lag at
     /// `now` (Unix seconds).
@@ -387,6 +433,26 @@ impl Metrics {
             .expect("the text encoder writes to memory");
         String::from_utf8(text).expect("the text format is UTF-8")
     }
+}
+
+/// One namespace's quota figures, for the `berth_quota_*` gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaGauge {
+    /// The namespace.
+    pub namespace: String,
+    /// Deduplicated bytes it holds.
+    pub used_bytes: i64,
+    /// Its storage limit, if it has one.
+    pub limit_bytes: Option<i64>,
+    /// Its usage has reached the warning threshold.
+    pub warning: bool,
+}
+
+/// `berth_quota_used_bytes`, `berth_quota_limit_bytes` and `berth_quota_warning`, by namespace.
+struct QuotaGauges {
+    used_bytes: IntGaugeVec,
+    limit_bytes: IntGaugeVec,
+    warning: IntGaugeVec,
 }
 
 /// A request being answered; decrements the in-flight gauge when dropped.

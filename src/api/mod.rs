@@ -12,6 +12,7 @@ mod gc;
 mod images;
 mod namespaces;
 mod policies;
+mod quotas;
 mod repositories;
 mod stats;
 mod tags;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .merge(repositories::routes())
         .merge(users::routes())
         .merge(namespaces::routes())
+        .merge(quotas::routes())
         .merge(gc::routes())
         .merge(policies::routes())
         .merge(stats::routes())
@@ -94,6 +96,9 @@ pub fn routes() -> Router<AppState> {
         namespaces::deploy_tokens,
         namespaces::create_deploy_token,
         namespaces::audit,
+        quotas::show,
+        quotas::set,
+        quotas::remove,
         users::whoami,
         users::list,
         users::create,

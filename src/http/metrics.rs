@@ -94,6 +94,9 @@ async fn metrics(State(scrape): State<Scrape>, request: Request) -> Response {
             None
         }
     };
+    if let Err(e) = registry.refresh_quota_metrics().await {
+        tracing::warn!(error = %e, "metrics: could not read the namespace quotas");
+    }
     let text = registry.metrics().render(queued, registry.clock().now());
     (
         [(

@@ -380,6 +380,8 @@ impl Registry {
     ) -> Result<()> {
         let manifest = Manifest::parse(payload, Some(media_type))
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored manifest: {e}")))?;
+        // Mounted blobs count against the namespace's quota as pushed ones do.
+        let quota = self.admit_repository(to).await?;
         for blob in manifest.required_blobs() {
             if self
                 .meta
@@ -389,12 +391,10 @@ impl Registry {
             {
                 continue;
             }
-            if self
-                .meta
-                .linked_blob_size(from, &blob.digest)
-                .await?
-                .is_some()
-            {
+            if let Some(size) = self.meta.linked_blob_size(from, &blob.digest).await? {
+                if let Some(quota) = &quota {
+                    self.admit_blob(quota, &blob.digest, size).await?;
+                }
                 // A blob collected meanwhile is reported by the push below.
                 self.meta.mount_blob(to, &blob.digest).await?;
             }

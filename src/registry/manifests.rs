@@ -111,6 +111,10 @@ impl Registry {
             Repushed::TagImmutable => return Err(immutable()),
             Repushed::NotThere => {}
         }
+        // A first push may create the repository. Manifests are never refused for their
+        // bytes (a few KiB that make the admitted blobs usable); they count in the usage.
+        let limited = self.admit_repository(repo).await?.is_some();
+        let payload_bytes = payload.len();
         let platform = self.platform_of(&manifest).await;
         let annotations = manifest
             .annotations
@@ -149,6 +153,9 @@ impl Registry {
                 )),
                 PutManifestError::Other(e) => e,
             })?;
+        if limited {
+            self.count_manifest(repo, payload_bytes).await;
+        }
         self.pulls.record_push(repo.as_str());
         Ok(ManifestPut {
             digest,

@@ -6,8 +6,9 @@
 //!
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
 //! referrers), tags, images (the management API's view of manifests and tags), repositories
-//! (the catalog, summaries, deletion), settings (tag rules), stats (usage figures), [`gc`], [`policies`] and the job
-//! queue that drives them; listings are cut into pages by [`Page`].
+//! (the catalog, summaries, deletion), settings (tag rules), stats (usage figures), quotas
+//! (namespace limits, checked where pushes add bytes or repositories), [`gc`], [`policies`]
+//! and the job queue that drives them; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -31,6 +32,7 @@ mod jobs;
 mod manifests;
 mod paging;
 pub mod policies;
+mod quotas;
 mod repositories;
 mod settings;
 mod stats;
@@ -52,6 +54,7 @@ pub use crate::meta::{
 };
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
+pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
 pub use settings::{Mutability, Override, TagRules};
 pub use stats::TREND_DAYS_MAX;
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.

@@ -57,6 +57,7 @@ impl Registry {
     /// Creates `repo` ahead of its first push, with `description`; `Conflict` if it exists.
     pub async fn create_repository(&self, repo: &RepoName, description: &str) -> Result<()> {
         check_description(description)?;
+        self.admit_repository(repo).await?;
         if self.meta.create_repository(repo, description).await? {
             Ok(())
         } else {

@@ -4,13 +4,16 @@
 //! so any replica can continue it and its `Location` stays valid until it completes. Each
 //! request that carries data becomes one staged object; completion verifies the digest and
 //! publishes the blob (a rename for one part, a verified copy for several).
+//!
+//! In a namespace with a storage quota the blob is admitted between the two: every upload is
+//! staged (a monolithic one too), so that a blob the quota refuses is never published.
 
 use std::fmt::Display;
 
 use bytes::Bytes;
 use futures::Stream;
 
-use super::Registry;
+use super::{Registry, quotas::StorageQuota};
 use crate::{
     blobs::Blobs,
     error::{Error, Result},
@@ -38,6 +41,7 @@ fn valid_session_id(id: &str) -> bool {
 impl Registry {
     /// Opens an upload session in `repo` and returns its id.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
+        self.admit_repository(repo).await?;
         let id = uuid::Uuid::new_v4().to_string();
         self.meta.create_upload(repo, &id).await?;
         Ok(id)
@@ -75,7 +79,7 @@ impl Registry {
 
     /// Completes session `id` as blob `digest` (end-6), with an optional last chunk whose
     /// `Content-Range`, when sent, must start where the session ends (else 416, the session
-    /// left as it was).
+    /// left as it was); returns the blob's size.
     pub async fn finish_upload<S, E>(
         &self,
         repo: &RepoName,
@@ -83,50 +87,82 @@ impl Registry {
         digest: &Digest,
         range: Option<(u64, u64)>,
         body: S,
-    ) -> Result<()>
+    ) -> Result<u64>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
-        let size = self.upload_status(repo, id).await?;
-        let declared = chunk_length(range, size)?;
+        let quota = self.storage_quota(repo).await?;
+        self.finish_within(repo, id, digest, range, quota.as_ref(), body)
+            .await
+    }
+
+    /// [`Registry::finish_upload`] under the namespace's storage `quota`, if it has one.
+    async fn finish_within<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        quota: Option<&StorageQuota>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let received = self.upload_status(repo, id).await?;
+        let closing = Closing {
+            received,
+            declared: chunk_length(range, received)?,
+        };
         self.begin_blob_write(digest).await?;
         let finished = self
-            .finish_fenced(repo, id, digest, size, declared, body)
+            .finish_fenced(repo, id, digest, closing, quota, body)
             .await;
-        if !matches!(finished, Ok(true)) {
+        if !matches!(finished, Ok(Some(_))) {
             // The fence is released with the row on success only.
             self.meta.end_blob_write(digest).await.ok();
         }
-        match finished {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::BlobUploadUnknown),
-            Err(e) => Err(e),
-        }
+        finished?.ok_or(Error::BlobUploadUnknown)
     }
 
-    /// [`Registry::finish_upload`] once the writer is counted in on `digest`. Returns false if
-    /// the session was gone when the blob was to be recorded.
+    /// [`Registry::finish_upload`] once the writer is counted in on `digest`; returns the
+    /// blob's size, or `None` if the session was gone when the blob was to be recorded.
     async fn finish_fenced<S, E>(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
-        size: u64,
-        declared: Option<u64>,
+        closing: Closing,
+        quota: Option<&StorageQuota>,
         body: S,
-    ) -> Result<bool>
+    ) -> Result<Option<u64>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
-        if size == 0 {
+        let Closing {
+            received: size,
+            declared,
+        } = closing;
+        if size == 0 && quota.is_none() {
             // Monolithic: stream straight to the blob's key, verifying on the way (the digest
             // checks the length too). A failed attempt leaves the empty session open.
             let size = self.blobs.write_verified(digest, body).await?;
-            return self.commit_upload(repo, id, digest, size, &[]).await;
+            let committed = self.commit_upload(repo, id, digest, size, &[]).await?;
+            return Ok(committed.then_some(size));
         }
         let total = size + self.stage_chunk(id, size, declared, body).await?;
+        if let Some(quota) = quota
+            && let Err(e) = self.admit_blob(quota, digest, total).await
+        {
+            if matches!(e, Error::Denied(_)) {
+                // Refused before publication: the session and its staged bytes go.
+                self.cancel_upload(repo, id).await.ok();
+            }
+            return Err(e);
+        }
         let parts: Vec<String> = self
             .meta
             .upload_parts(id)
@@ -142,7 +178,8 @@ impl Registry {
             }
             return Err(e);
         }
-        self.commit_upload(repo, id, digest, total, &parts).await
+        let committed = self.commit_upload(repo, id, digest, total, &parts).await?;
+        Ok(committed.then_some(total))
     }
 
     /// Cancels session `id` and drops its staged bytes.
@@ -168,6 +205,19 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
+        if let Some(quota) = self.admit_repository(repo).await? {
+            // Through a session of its own, so that the bytes are staged and admitted before
+            // they are published; the session ends with the request either way.
+            let id = uuid::Uuid::new_v4().to_string();
+            self.meta.create_upload(repo, &id).await?;
+            let finished = self
+                .finish_within(repo, &id, digest, None, Some(&quota), body)
+                .await;
+            if finished.is_err() {
+                self.cancel_upload(repo, &id).await.ok();
+            }
+            return finished;
+        }
         self.begin_blob_write(digest).await?;
         let written = match self.blobs.write_verified(digest, body).await {
             Ok(size) => self.meta.link_blob(repo, digest, size).await.map(|()| size),
@@ -216,9 +266,14 @@ impl Registry {
         };
         if let Some(source) = source
             && let Some(size) = self.meta.linked_blob_size(&source, digest).await?
-            && self.meta.mount_blob(repo, digest).await?
         {
-            return Ok(Mounted::Blob { size });
+            // A mount adds the blob to the namespace as a push would.
+            if let Some(quota) = self.admit_repository(repo).await? {
+                self.admit_blob(&quota, digest, size).await?;
+            }
+            if self.meta.mount_blob(repo, digest).await? {
+                return Ok(Mounted::Blob { size });
+            }
         }
         Ok(Mounted::Session {
             id: self.start_upload(repo).await?,
@@ -340,6 +395,15 @@ impl Registry {
         }
         Ok(true)
     }
+}
+
+/// Where a session stands when its closing request arrives.
+#[derive(Clone, Copy)]
+struct Closing {
+    /// The bytes the session holds.
+    received: u64,
+    /// The length the closing chunk's `Content-Range` declares, if it sent one.
+    declared: Option<u64>,
 }
 
 /// The length a chunk's `Content-Range` declares, checked against the `size` the session

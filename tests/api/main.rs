@@ -18,6 +18,7 @@ mod lifecycle;
 mod management;
 mod manifests;
 mod metrics;
+mod quotas;
 mod referrers;
 mod repositories;
 mod seed_words;
