@@ -1,10 +1,19 @@
 //! The command line: arguments, how they and the `BERTH_*` environment become a
 //! configuration, and which module runs each command: [`server`] (serve, migrate,
-//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`].
+//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`], offline on the
+//! configured database; and against a running server's `/api/v1` ([`remote`]): [`repo`],
+//! [`image`], [`tag`], [`stats`], [`policy`], printing through [`output`].
 
 mod access;
 mod gc;
+mod image;
+mod output;
+mod policy;
+mod remote;
+mod repo;
 mod server;
+mod stats;
+mod tag;
 
 use std::path::PathBuf;
 
@@ -63,6 +72,36 @@ enum Command {
     },
     /// Collect garbage now (works beside running servers, on the same index and store).
     Gc(gc::GcArgs),
+    /// Repositories of a running server: list, show, create, delete.
+    Repo {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: repo::RepoCommand,
+    },
+    /// Images of a repository on a running server: list, show.
+    Image {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
+    /// Tags of a repository on a running server: list, add, remove.
+    Tag {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: tag::TagCommand,
+    },
+    /// Usage statistics of a running server: totals, the most pulled, pulls per day.
+    Stats(stats::StatsArgs),
+    /// Cleanup policies of a running server: list, show, apply (or preview).
+    Policy {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
 }
 
 // The flags every command takes (the doc comments below are their help).
@@ -180,5 +219,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.server.load()?;
             runtime.block_on(gc::run(config, &args))
         }
+        Command::Repo { remote, command } => runtime.block_on(repo::run(&remote, command)),
+        Command::Image { remote, command } => runtime.block_on(image::run(&remote, command)),
+        Command::Tag { remote, command } => runtime.block_on(tag::run(&remote, command)),
+        Command::Stats(args) => runtime.block_on(stats::run(args)),
+        Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
     }
 }
