@@ -155,7 +155,7 @@ async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
     let c = run.counts;
     println!(
         "run {} {}: {} manifests, {} links, {} blobs, {} upload sessions, {} orphan objects, \
-         {} bytes{}; {} errors",
+         {}{}; {} errors",
         run.id,
         if run.dry_run {
             "(dry run) would delete"
@@ -167,7 +167,7 @@ async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
         c.blobs,
         c.uploads,
         c.orphans,
-        c.bytes,
+        size(c.bytes),
         if run.dry_run {
             " reclaimable"
         } else {

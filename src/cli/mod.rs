@@ -107,7 +107,7 @@ enum Command {
 // The flags every command takes (the doc comments below are their help).
 #[derive(clap::Args)]
 struct ServerArgs {
-    /// TOML configuration file [env: BERTH_CONFIG].
+    /// TOML configuration file.
     #[arg(long, value_name = "FILE", env = "BERTH_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Address to listen on [env: BERTH_LISTEN].

@@ -48,6 +48,15 @@ pub(super) struct RemoteArgs {
     /// Print the server's JSON, unchanged, instead of a table.
     #[arg(long, global = true)]
     pub(super) json: bool,
+    /// Rows asked for per request of a listing (smaller pages answer sooner).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        hide = true,
+        global = true
+    )]
+    page_size: usize,
 }
 
 /// A connection to one server's `/api/v1`, with the caller's credentials.
@@ -56,6 +65,8 @@ pub(super) struct Remote {
     base: String,
     http: reqwest::Client,
     authorization: Option<header::HeaderValue>,
+    /// Rows asked for per page of a listing.
+    page_size: usize,
 }
 
 /// A listing gathered from its pages: the items as the server wrote them, and the cursor
@@ -182,6 +193,7 @@ impl Remote {
             base: url.as_str().trim_end_matches('/').to_owned(),
             http: builder.build().context("setting up the HTTP client")?,
             authorization,
+            page_size: args.page_size.clamp(1, PAGE_MAX),
         })
     }
 
@@ -217,7 +229,12 @@ impl Remote {
     /// Why a request got no answer, naming the server.
     fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
         let cause = root_cause(e);
-        if e.is_connect() {
+        if cause.contains("certificate") {
+            anyhow!(
+                "cannot connect to {}: {cause} (trust its CA with --ca-cert FILE)",
+                self.base
+            )
+        } else if e.is_connect() {
             anyhow!(
                 "cannot connect to {} ({cause}); is Berth serving there? (--registry, \
                  BERTH_REGISTRY)",
@@ -269,10 +286,13 @@ impl Remote {
         query: &[(&str, String)],
         limit: usize,
     ) -> anyhow::Result<Listing> {
+        if limit == 0 {
+            bail!("--limit: at least 1 row");
+        }
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let wanted = limit.saturating_sub(items.len()).clamp(1, PAGE_MAX);
+            let wanted = limit.saturating_sub(items.len()).clamp(1, self.page_size);
             let mut page_query = query.to_vec();
             page_query.push(("limit", wanted.to_string()));
             if let Some(cursor) = &cursor {

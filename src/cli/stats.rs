@@ -11,8 +11,6 @@ use super::{
 /// The flags of `berth stats`.
 #[derive(clap::Args)]
 pub(super) struct StatsArgs {
-    #[command(flatten)]
-    pub(super) remote: RemoteArgs,
     /// The most pulled repositories (or tags, or users) instead of the totals.
     #[arg(long, conflicts_with = "trends")]
     popular: bool,
@@ -40,6 +38,9 @@ pub(super) struct StatsArgs {
     /// Only the repositories of this namespace (e.g. team).
     #[arg(long)]
     namespace: Option<String>,
+    // Last: its flags come under their own heading in the help.
+    #[command(flatten)]
+    pub(super) remote: RemoteArgs,
 }
 
 /// Counts today and over 7 and 30 days.
