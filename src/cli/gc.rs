@@ -5,14 +5,14 @@ use berth::{config::Config, registry::Registry};
 use clap::Subcommand;
 
 use super::{
-    ServerArgs,
+    IndexArgs,
     output::{Table, maybe_date, size},
 };
 
 #[derive(clap::Args)]
 pub(super) struct GcArgs {
     #[command(flatten)]
-    pub(super) server: ServerArgs,
+    pub(super) index: IndexArgs,
     /// Report what would be deleted, and why, without deleting.
     #[arg(long)]
     dry_run: bool,
@@ -155,7 +155,7 @@ async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
     let c = run.counts;
     println!(
         "run {} {}: {} manifests, {} links, {} blobs, {} upload sessions, {} orphan objects, \
-         {}{}; {} errors",
+         {} bytes{}; {} errors",
         run.id,
         if run.dry_run {
             "(dry run) would delete"
@@ -167,7 +167,7 @@ async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
         c.blobs,
         c.uploads,
         c.orphans,
-        size(c.bytes),
+        c.bytes,
         if run.dry_run {
             " reclaimable"
         } else {

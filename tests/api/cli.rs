@@ -608,7 +608,8 @@ async fn bad_and_unreachable_registries() {
     );
 }
 
-/// Each remote command's help shows its own flags and the connection's, none of the server's.
+/// Each remote command's help shows its own flags and the connection's, none of the server's;
+/// the offline ones show the index's, not the listening ones.
 #[tokio::test]
 async fn remote_help_lists_only_their_flags() {
     for (command, own) in [
@@ -629,10 +630,24 @@ async fn remote_help_lists_only_their_flags() {
             );
         }
     }
+    // The offline commands take the index's flags, not the listening ones.
     let estimate = berth_with_env(&["gc", "estimate", "--help"], &[])
         .await
         .ok();
     assert!(estimate.contains("--grace-secs"), "{estimate}");
+    for offline in [
+        &["gc", "estimate", "--help"][..],
+        &["token", "create", "--help"][..],
+    ] {
+        let help = berth_with_env(offline, &[]).await.ok();
+        assert!(
+            help.contains("--data-dir") && help.contains("--config"),
+            "{help}"
+        );
+        for serve_flag in ["--listen", "--tls-cert", "--allow-open-network"] {
+            assert!(!help.contains(serve_flag), "{offline:?} lists {serve_flag}");
+        }
+    }
 }
 
 /// The offline `berth gc estimate --grace-secs 0` counts what a delete just freed (the
@@ -682,7 +697,7 @@ async fn offline_gc_estimate_and_history_tables() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let collected = berth_with_env(&args, &env).await.ok();
     assert!(
-        collected.contains("2 blobs") && collected.contains("2.0 MiB reclaimed"),
+        collected.contains("2 blobs") && collected.contains("2097242 bytes reclaimed"),
         "{collected}"
     );
     let args = offline(&["gc", "history"]);
