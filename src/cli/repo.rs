@@ -145,8 +145,11 @@ pub(super) async fn run(args: &RemoteArgs, command: RepoCommand) -> anyhow::Resu
                 return Ok(());
             }
             let r: Repository = serde_json::from_str(&text)?;
-            let commands: Commands =
-                serde_json::from_str(&remote.get_text(&format!("{path}/-/commands"), &[]).await?)?;
+            // The command lines are a convenience: the repository shows without them.
+            let commands = remote
+                .get_text(&format!("{path}/-/commands"), &[])
+                .await
+                .and_then(|text| Ok(serde_json::from_str::<Commands>(&text)?));
             let description = if r.description.is_empty() {
                 "-".to_owned()
             } else {
@@ -167,15 +170,20 @@ pub(super) async fn run(args: &RemoteArgs, command: RepoCommand) -> anyhow::Resu
                 ("last pull", maybe_date(r.last_pull_at)),
             ]);
             println!();
-            for line in [
-                commands.login,
-                commands.push,
-                commands.pull,
-                commands.podman.login,
-                commands.podman.push,
-                commands.podman.pull,
-            ] {
-                println!("{line}");
+            match commands {
+                Ok(c) => {
+                    for line in [
+                        c.login,
+                        c.push,
+                        c.pull,
+                        c.podman.login,
+                        c.podman.push,
+                        c.podman.pull,
+                    ] {
+                        println!("{line}");
+                    }
+                }
+                Err(e) => println!("(no command lines: {e:#})"),
             }
         }
         RepoCommand::Create {

@@ -107,26 +107,20 @@ pub(super) async fn run(args: StatsArgs) -> anyhow::Result<()> {
     if let Some(namespace) = &args.namespace {
         query.push(("namespace", namespace.clone()));
     }
+    // clap lets each view's flags through only with that view, so they can all be passed on.
     let (path, pairs) = if args.popular {
-        (
-            "/stats/popular",
-            [
-                ("window", args.window),
-                ("by", args.by),
-                ("limit", args.limit.map(|l| l.to_string())),
-            ],
-        )
+        let limit = args.limit.map(|l| l.to_string());
+        let pairs = vec![("window", args.window), ("by", args.by), ("limit", limit)];
+        ("/stats/popular", pairs)
     } else if args.trends {
-        (
-            "/stats/trends",
-            [
-                ("from", args.from),
-                ("to", args.to),
-                ("repository", args.repository),
-            ],
-        )
+        let pairs = vec![
+            ("from", args.from),
+            ("to", args.to),
+            ("repository", args.repository),
+        ];
+        ("/stats/trends", pairs)
     } else {
-        ("/stats", [("", None), ("", None), ("", None)])
+        ("/stats", Vec::new())
     };
     query.extend(pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     let text = remote.get_text(path, &query).await?;
