@@ -512,8 +512,9 @@ async fn policy_commands() {
     );
 }
 
-/// With auth on: a personal token as `--user` and `BERTH_TOKEN`, or as `NAME:TOKEN`; without
-/// one a refusal says to set it; the server's refusals are printed with their code.
+/// With auth on: a personal token as `--user` and `BERTH_TOKEN`, or as `NAME:TOKEN` (also in
+/// `--token-file`), and a token from `/token` as Bearer; without one a refusal says to set
+/// it; the server's refusals are printed with their code.
 #[tokio::test]
 async fn tokens_and_the_servers_refusals() {
     let s = start_auth(|_| {}).await;
@@ -572,6 +573,15 @@ async fn tokens_and_the_servers_refusals() {
     assert!(not_admin.contains("(DENIED)"), "{not_admin}");
     let admin = format!("{ADMIN}:{ADMIN_PASSWORD}");
     let policies = berth_as(&s, Some(&admin), &["policy", "ls", "--json"])
+        .await
+        .json();
+    assert_eq!(policies["items"], json!([]));
+
+    // A registry access token from `/token` goes as Bearer.
+    let (status, issued) = s.token(Some((ADMIN, ADMIN_PASSWORD)), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let bearer = issued["token"].as_str().expect("token");
+    let policies = berth_as(&s, Some(bearer), &["policy", "ls", "--json"])
         .await
         .json();
     assert_eq!(policies["items"], json!([]));
@@ -777,4 +787,62 @@ async fn https_with_a_private_ca() {
         .await
         .ok();
     assert_eq!(row(&insecure, "repositories")[1], "0", "{insecure}");
+}
+
+/// An index is one row listing its children's platforms; `image show` lists the children.
+#[tokio::test]
+async fn an_index_shows_its_platforms() {
+    let s = TestServer::start().await;
+    let mut descriptors = Vec::new();
+    let mut children = Vec::new();
+    for (architecture, variant) in [("amd64", None), ("arm64", Some("v8"))] {
+        let config = image_config("linux", architecture, variant);
+        let layer = format!("the {architecture} layer").into_bytes();
+        let (digest, manifest) = s
+            .push_image_with("team/multi", "", &config, &[layer.as_slice()])
+            .await;
+        let mut d = crate::common::descriptor(crate::common::OCI_MANIFEST, &manifest);
+        d["platform"] = json!({ "os": "linux", "architecture": architecture });
+        if let Some(v) = variant {
+            d["platform"]["variant"] = json!(v);
+        }
+        descriptors.push(d);
+        children.push(digest);
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": crate::common::OCI_INDEX,
+        "manifests": descriptors,
+    }))
+    .unwrap();
+    let index_digest = s
+        .put_manifest_ok("team/multi", "v1", crate::common::OCI_INDEX, &index)
+        .await;
+
+    let table = berth(&s, &["image", "ls", "team/multi"]).await.ok();
+    assert_eq!(table.lines().count(), 2, "one image: the index\n{table}");
+    let row_of_index = row(&table, &index_digest[..7 + 12]);
+    assert_eq!(
+        row_of_index[1..=2],
+        ["v1", "linux/amd64,linux/arm64/v8"],
+        "{table}"
+    );
+
+    let arm = berth(&s, &["image", "ls", "team/multi", "--arch", "arm64"])
+        .await
+        .ok();
+    let child = row(&arm, &children[1][..7 + 12]);
+    assert_eq!(child[2], "linux/arm64/v8", "{arm}");
+    assert_eq!(
+        child.last(),
+        Some(&format!("{})", &index_digest[..7 + 12]).as_str()),
+        "the child names its index\n{arm}"
+    );
+
+    let detail = berth(&s, &["image", "show", "team/multi", &index_digest])
+        .await
+        .ok();
+    assert!(headers(&detail).starts_with("digest"), "{detail}");
+    assert_eq!(row(&detail, &children[0])[1], "linux/amd64", "{detail}");
+    assert_eq!(row(&detail, &children[1])[1], "linux/arm64/v8", "{detail}");
 }
