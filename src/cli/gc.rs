@@ -20,7 +20,12 @@ pub(super) struct GcArgs {
     #[arg(long)]
     verbose: bool,
     /// Grace period for this run instead of the configured `gc.grace_secs`.
-    #[arg(long, value_name = "SECONDS")]
+    // The collector counts in signed seconds: a larger value would make everything old.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64)
+    )]
     grace_secs: Option<u64>,
     #[command(subcommand)]
     action: Option<GcAction>,
@@ -38,7 +43,12 @@ enum GcAction {
     Estimate {
         /// Count only what is older than this many seconds, as a run with this grace
         /// period would (default: `gc.grace_secs`; 0 shows what a delete just freed).
-        #[arg(long, value_name = "SECONDS")]
+        // The collector counts in signed seconds: a larger value would make everything old.
+        #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64)
+    )]
         grace_secs: Option<u64>,
     },
 }

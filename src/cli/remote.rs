@@ -175,10 +175,14 @@ impl Remote {
         if let Some(path) = &args.ca_cert {
             let pem = std::fs::read(path)
                 .with_context(|| format!("--ca-cert: cannot read {}", path.display()))?;
-            let certificate = reqwest::Certificate::from_pem(&pem).with_context(|| {
-                format!("--ca-cert: {} is not a PEM certificate", path.display())
-            })?;
-            builder = builder.add_root_certificate(certificate);
+            let not_pem = || format!("--ca-cert: {} holds no PEM certificate", path.display());
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(not_pem)?;
+            if certificates.is_empty() {
+                bail!(not_pem());
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
         }
         let authorization = args
             .authorization()?

@@ -661,8 +661,8 @@ async fn remote_help_lists_only_their_flags() {
 }
 
 /// The offline `berth gc estimate --grace-secs 0` counts what a delete just freed (the
-/// configured grace period hides it), and `gc history` lists the run that freed it, with
-/// sizes and dates.
+/// configured grace period hides it; a negative, non-numeric or too large grace is refused),
+/// and `gc history` lists the run that freed it, with sizes and dates.
 #[tokio::test]
 async fn offline_gc_estimate_and_history_tables() {
     let s = TestServer::start().await;
@@ -693,6 +693,14 @@ async fn offline_gc_estimate_and_history_tables() {
     let graced = berth_with_env(&args, &env).await.ok();
     assert!(headers(&graced).starts_with("REPOSITORY"), "{graced}");
     assert!(graced.contains("reclaimable now: 0 blobs, 0 B"), "{graced}");
+
+    for bad in ["-1", "soon", "9223372036854775808"] {
+        let flag = format!("--grace-secs={bad}");
+        let args = offline(&["gc", "estimate", &flag]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let refused = berth_with_env(&args, &env).await.failed();
+        assert!(refused.contains("--grace-secs"), "{bad}: {refused}");
+    }
 
     let args = offline(&["gc", "estimate", "--grace-secs", "0"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -845,4 +853,66 @@ async fn an_index_shows_its_platforms() {
     assert!(headers(&detail).starts_with("digest"), "{detail}");
     assert_eq!(row(&detail, &children[0])[1], "linux/amd64", "{detail}");
     assert_eq!(row(&detail, &children[1])[1], "linux/arm64/v8", "{detail}");
+}
+
+/// Every bad input is refused naming what is wrong: by the server (its message and code) or
+/// before any request (names, tags, files).
+#[tokio::test]
+async fn bad_inputs_are_named() {
+    let s = TestServer::start().await;
+    for (args, expected) in [
+        (
+            &["repo", "ls", "--sort", "bogus"][..],
+            "sort: unknown sort key \"bogus\"",
+        ),
+        (
+            &["repo", "ls", "--visibility", "secret"][..],
+            "visibility: unknown visibility \"secret\"",
+        ),
+        (
+            &["stats", "--trends", "--from", "yesterday"][..],
+            "from: \"yesterday\" is not a date",
+        ),
+        (
+            &["stats", "--popular", "--by", "planet"][..],
+            "by: unknown grouping \"planet\"",
+        ),
+        (&["stats", "--popular", "--limit", "0"][..], "limit: \"0\""),
+        (
+            &["tag", "ls", "team/app", "--sort", "size"][..],
+            "sort: unknown value \"size\"",
+        ),
+    ] {
+        let refused = berth(&s, args).await.failed();
+        assert!(
+            refused.contains(expected) && refused.contains("(BAD_REQUEST)"),
+            "{args:?}: {refused}"
+        );
+    }
+
+    let bad_name = berth(&s, &["repo", "show", "Team/App"]).await.failed();
+    assert!(bad_name.contains("repository \"Team/App\""), "{bad_name}");
+    let bad_tag = berth(&s, &["tag", "rm", "team/app", "bad!tag"])
+        .await
+        .failed();
+    assert!(bad_tag.contains("tag \"bad!tag\""), "{bad_tag}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let no_file = berth(&s, &["repo", "ls", "--token-file", missing])
+        .await
+        .failed();
+    assert!(no_file.contains("--token-file: cannot read"), "{no_file}");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    let no_token = berth(&s, &["repo", "ls", "--token-file", empty])
+        .await
+        .failed();
+    assert!(no_token.contains("holds no token"), "{no_token}");
+    let not_pem = berth(&s, &["repo", "ls", "--ca-cert", empty])
+        .await
+        .failed();
+    assert!(not_pem.contains("--ca-cert:"), "{not_pem}");
 }
