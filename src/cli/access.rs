@@ -10,23 +10,29 @@ use berth::{
 };
 use clap::Subcommand;
 
-use super::ServerArgs;
+use super::IndexArgs;
 
 #[derive(Subcommand)]
 pub(super) enum UserCommand {
     /// Create a user; the password is read from the first line of standard input.
     Create {
+        /// The user's login name.
         name: String,
+        /// Make the user an administrator.
         #[arg(long)]
         admin: bool,
     },
     /// Set a user's password, read from the first line of standard input.
     Passwd {
+        /// The user's login name.
         name: String,
     },
+    /// Delete a user with their tokens.
     Delete {
+        /// The user's login name.
         name: String,
     },
+    /// List the users.
     List,
 }
 
@@ -34,7 +40,9 @@ pub(super) enum UserCommand {
 pub(super) enum TokenCommand {
     /// Create a personal access token for USER; prints the secret once.
     Create {
+        /// The user the token acts for.
         user: String,
+        /// A name to tell the token by.
         #[arg(long)]
         name: String,
         /// read_registry, write_registry, delete_registry (comma separated).
@@ -46,21 +54,29 @@ pub(super) enum TokenCommand {
     },
     /// Create a deploy token for NAMESPACE; prints the login name and secret once.
     Deploy {
+        /// The namespace the token may reach.
         namespace: String,
+        /// A name to tell the token by.
         #[arg(long)]
         name: String,
+        /// read_registry, write_registry, delete_registry (comma separated).
         #[arg(long, default_value = "read_registry")]
         scopes: String,
+        /// Days until it expires (none: never).
         #[arg(long)]
         expires_days: Option<u32>,
     },
     /// List the tokens of a user, or of a namespace with --namespace.
     List {
+        /// The user whose tokens to list.
         user: Option<String>,
+        /// List the deploy tokens of this namespace instead.
         #[arg(long)]
         namespace: Option<String>,
     },
+    /// Revoke a token.
     Revoke {
+        /// The token's id (from `token list`).
         id: i64,
     },
 }
@@ -69,29 +85,48 @@ pub(super) enum TokenCommand {
 pub(super) enum NamespaceCommand {
     /// Create a namespace, optionally with its first owner.
     Create {
+        /// The namespace, e.g. team.
         name: String,
+        /// The default visibility of its repositories: public, internal or private.
         #[arg(long)]
         visibility: Option<String>,
+        /// A user to make its owner.
         #[arg(long)]
         owner: Option<String>,
     },
     /// Set the default visibility of the namespace's repositories.
-    Visibility { name: String, visibility: String },
+    Visibility {
+        /// The namespace, e.g. team.
+        name: String,
+        /// public, internal or private.
+        visibility: String,
+    },
     /// Add a member or change their role (guest, reporter, developer, maintainer, owner).
     Member {
+        /// The namespace, e.g. team.
         name: String,
+        /// The user's login name.
         user: String,
+        /// guest, reporter, developer, maintainer or owner.
         role: String,
     },
     /// Remove a member.
-    RemoveMember { name: String, user: String },
+    RemoveMember {
+        /// The namespace, e.g. team.
+        name: String,
+        /// The user's login name.
+        user: String,
+    },
     /// List the members.
-    Members { name: String },
+    Members {
+        /// The namespace, e.g. team.
+        name: String,
+    },
 }
 
 /// `berth user …`.
-pub(super) async fn user(server: &ServerArgs, command: UserCommand) -> anyhow::Result<()> {
-    let auth = open_auth(&server.load()?).await?;
+pub(super) async fn user(index: &IndexArgs, command: UserCommand) -> anyhow::Result<()> {
+    let auth = open_auth(&index.load()?).await?;
     let me = Identity::local_admin();
     match command {
         UserCommand::Create { name, admin } => {
@@ -117,8 +152,8 @@ pub(super) async fn user(server: &ServerArgs, command: UserCommand) -> anyhow::R
 }
 
 /// `berth token …`.
-pub(super) async fn token(server: &ServerArgs, command: TokenCommand) -> anyhow::Result<()> {
-    let config = server.load()?;
+pub(super) async fn token(index: &IndexArgs, command: TokenCommand) -> anyhow::Result<()> {
+    let config = index.load()?;
     let auth = open_auth(&config).await?;
     let me = Identity::local_admin();
     let request = |name: String, scopes: &str, days: Option<u32>| TokenRequest {
@@ -176,11 +211,8 @@ pub(super) async fn token(server: &ServerArgs, command: TokenCommand) -> anyhow:
 }
 
 /// `berth namespace …`.
-pub(super) async fn namespace(
-    server: &ServerArgs,
-    command: NamespaceCommand,
-) -> anyhow::Result<()> {
-    let auth = open_auth(&server.load()?).await?;
+pub(super) async fn namespace(index: &IndexArgs, command: NamespaceCommand) -> anyhow::Result<()> {
+    let auth = open_auth(&index.load()?).await?;
     let me = Identity::local_admin();
     match command {
         NamespaceCommand::Create {
@@ -223,11 +255,11 @@ pub(super) async fn namespace(
 
 /// `berth visibility REPOSITORY VISIBILITY`.
 pub(super) async fn repository_visibility(
-    server: &ServerArgs,
+    index: &IndexArgs,
     repository: &str,
     visibility: &str,
 ) -> anyhow::Result<()> {
-    let auth = open_auth(&server.load()?).await?;
+    let auth = open_auth(&index.load()?).await?;
     let repo: RepoName = repository
         .parse()
         .map_err(|e| anyhow::anyhow!("{repository:?}: {e}"))?;

@@ -4,12 +4,15 @@
 use berth::{config::Config, registry::Registry};
 use clap::Subcommand;
 
-use super::ServerArgs;
+use super::{
+    IndexArgs,
+    output::{Table, maybe_date, size},
+};
 
 #[derive(clap::Args)]
 pub(super) struct GcArgs {
     #[command(flatten)]
-    pub(super) server: ServerArgs,
+    pub(super) index: IndexArgs,
     /// Report what would be deleted, and why, without deleting.
     #[arg(long)]
     dry_run: bool,
@@ -17,7 +20,12 @@ pub(super) struct GcArgs {
     #[arg(long)]
     verbose: bool,
     /// Grace period for this run instead of the configured `gc.grace_secs`.
-    #[arg(long, value_name = "SECONDS")]
+    // The collector counts in signed seconds: a larger value would make everything old.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64)
+    )]
     grace_secs: Option<u64>,
     #[command(subcommand)]
     action: Option<GcAction>,
@@ -27,11 +35,22 @@ pub(super) struct GcArgs {
 enum GcAction {
     /// List recorded runs, newest first.
     History {
+        /// How many runs to list.
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
     /// Reclaimable bytes per repository and in total.
-    Estimate,
+    Estimate {
+        /// Count only what is older than this many seconds, as a run with this grace
+        /// period would (default: `gc.grace_secs`; 0 shows what a delete just freed).
+        // The collector counts in signed seconds: a larger value would make everything old.
+        #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64)
+    )]
+        grace_secs: Option<u64>,
+    },
 }
 
 /// `berth gc`: a collection, its history, or an estimate, on the configured index and store.
@@ -45,64 +64,75 @@ pub(super) async fn run(config: Config, args: &GcArgs) -> anyhow::Result<()> {
 async fn command(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
     match args.action {
         Some(GcAction::History { limit }) => history(registry, limit).await,
-        Some(GcAction::Estimate) => estimate(registry).await,
+        Some(GcAction::Estimate { grace_secs }) => {
+            let grace = grace_secs
+                .or(args.grace_secs)
+                .unwrap_or(registry.gc_config().grace_secs);
+            estimate(registry, grace).await
+        }
         None => collect(registry, args).await,
     }
 }
 
-/// Prints the `limit` most recent runs, one line each under a header.
+/// Prints the `limit` most recent runs, newest first, as a table.
 async fn history(registry: &Registry, limit: i64) -> anyhow::Result<()> {
-    println!(
-        "{:>6}  {:<16} {:<7} {:<8} {:>10} {:>10} {:>9} {:>7} {:>7} {:>8} {:>12} {:>6}",
-        "run",
-        "trigger",
-        "dry-run",
-        "state",
-        "started",
-        "seconds",
-        "manifests",
-        "links",
-        "blobs",
-        "uploads+o",
-        "bytes",
-        "errors"
-    );
+    let mut table = Table::new(&[
+        "RUN",
+        "TRIGGER",
+        "DRY RUN",
+        "STATE",
+        "STARTED",
+        "SECONDS",
+        "MANIFESTS",
+        "LINKS",
+        "BLOBS",
+        "UPLOADS+ORPHANS",
+        "FREED",
+        "ERRORS",
+    ])
+    .right(&[0, 5, 6, 7, 8, 9, 10, 11]);
     for run in registry.gc_runs(None, limit).await? {
         let seconds = match (run.started_at, run.finished_at) {
             (Some(s), Some(f)) => (f - s).to_string(),
             _ => "-".into(),
         };
         let c = run.counts;
-        println!(
-            "{:>6}  {:<16} {:<7} {:<8} {:>10} {:>10} {:>9} {:>7} {:>7} {:>8} {:>12} {:>6}",
-            run.id,
+        table.row(vec![
+            run.id.to_string(),
             run.trigger,
-            run.dry_run,
+            if run.dry_run { "yes" } else { "no" }.to_owned(),
             run.state,
-            run.started_at.unwrap_or_default(),
+            maybe_date(run.started_at),
             seconds,
-            c.manifests,
-            c.links,
-            c.blobs,
-            c.uploads + c.orphans,
-            c.bytes,
-            c.errors
-        );
+            c.manifests.to_string(),
+            c.links.to_string(),
+            c.blobs.to_string(),
+            (c.uploads + c.orphans).to_string(),
+            size(c.bytes),
+            c.errors.to_string(),
+        ]);
     }
+    table.print();
     Ok(())
 }
 
-/// Prints the reclaimable links and bytes of each repository, then the total.
-async fn estimate(registry: &Registry) -> anyhow::Result<()> {
-    let (repositories, blobs, bytes) = registry.gc_estimate().await?;
-    println!("{:<50} {:>8} {:>14}", "repository", "links", "bytes");
+/// Prints the reclaimable links and bytes of each repository as a table, then the total,
+/// as a collection with a grace period of `grace_secs` would see them.
+async fn estimate(registry: &Registry, grace_secs: u64) -> anyhow::Result<()> {
+    let (repositories, blobs, bytes) = registry.gc_estimate_with_grace(grace_secs).await?;
+    let mut table = Table::new(&["REPOSITORY", "LINKS", "RECLAIMABLE"]).right(&[1, 2]);
     for r in repositories {
-        println!(
-            "{:<50} {:>8} {:>14}",
-            r.repository, r.unreferenced_links, r.unreferenced_bytes
-        );
+        table.row(vec![
+            r.repository,
+            r.unreferenced_links.to_string(),
+            size(r.unreferenced_bytes),
+        ]);
     }
-    println!("reclaimable now: {blobs} blobs, {bytes} bytes");
+    table.print();
+    println!(
+        "reclaimable now: {blobs} blobs, {} (grace period {grace_secs} s)",
+        size(bytes)
+    );
     Ok(())
 }
 

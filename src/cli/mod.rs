@@ -1,10 +1,19 @@
 //! The command line: arguments, how they and the `BERTH_*` environment become a
 //! configuration, and which module runs each command: [`server`] (serve, migrate,
-//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`].
+//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`], offline on the
+//! configured database; and against a running server's `/api/v1` ([`remote`]): [`repo`],
+//! [`image`], [`tag`], [`stats`], [`policy`], printing through [`output`].
 
 mod access;
 mod gc;
+mod image;
+mod output;
+mod policy;
+mod remote;
+mod repo;
 mod server;
+mod stats;
+mod tag;
 
 use std::path::PathBuf;
 
@@ -30,53 +39,93 @@ enum Command {
     /// Serve the registry (defaults: 127.0.0.1:5000, data under ./berth-data).
     Serve(ServerArgs),
     /// Bring the metadata index to the current schema and exit.
-    Migrate(ServerArgs),
+    Migrate(IndexArgs),
     /// Validate the configuration and print it.
     CheckConfig(ServerArgs),
     /// Users (offline, on the configured database).
     User {
         #[command(flatten)]
-        server: ServerArgs,
+        index: IndexArgs,
         #[command(subcommand)]
         command: UserCommand,
     },
     /// Personal access and deploy tokens.
     Token {
         #[command(flatten)]
-        server: ServerArgs,
+        index: IndexArgs,
         #[command(subcommand)]
         command: TokenCommand,
     },
     /// Namespaces: visibility and members.
     Namespace {
         #[command(flatten)]
-        server: ServerArgs,
+        index: IndexArgs,
         #[command(subcommand)]
         command: NamespaceCommand,
     },
     /// Set a repository's visibility (public, internal, private).
     Visibility {
         #[command(flatten)]
-        server: ServerArgs,
+        index: IndexArgs,
+        /// The repository, e.g. team/app.
         repository: String,
+        /// public, internal or private.
         visibility: String,
     },
     /// Collect garbage now (works beside running servers, on the same index and store).
     Gc(gc::GcArgs),
+    /// Repositories of a running server: list, show, create, delete.
+    Repo {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: repo::RepoCommand,
+    },
+    /// Images of a repository on a running server: list, show.
+    Image {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
+    /// Tags of a repository on a running server: list, add, remove.
+    Tag {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: tag::TagCommand,
+    },
+    /// Usage statistics of a running server: totals, the most pulled, pulls per day.
+    Stats(stats::StatsArgs),
+    /// Cleanup policies of a running server: list, show, apply (or preview).
+    Policy {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
 }
 
-// The flags every command takes (the doc comments below are their help).
+// The flags of the commands that open the configured index and store (the doc comments
+// below are their help).
 #[derive(clap::Args)]
-struct ServerArgs {
-    /// TOML configuration file [env: BERTH_CONFIG].
+struct IndexArgs {
+    /// TOML configuration file.
     #[arg(long, value_name = "FILE", env = "BERTH_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// Address to listen on [env: BERTH_LISTEN].
-    #[arg(long, value_name = "ADDR", global = true)]
-    listen: Option<String>,
     /// Directory for the embedded defaults [env: BERTH_DATA_DIR].
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+}
+
+// `serve` and `check-config` also take where and how to listen.
+#[derive(clap::Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    index: IndexArgs,
+    /// Address to listen on [env: BERTH_LISTEN].
+    #[arg(long, value_name = "ADDR", global = true)]
+    listen: Option<String>,
     /// Serve without auth on a non-loopback address (anyone there may push and delete).
     #[arg(long, global = true)]
     allow_open_network: bool,
@@ -88,50 +137,66 @@ struct ServerArgs {
     tls_key: Option<PathBuf>,
 }
 
+impl IndexArgs {
+    /// The configuration to work on: the file with the environment and these flags over it.
+    fn load(&self) -> anyhow::Result<Config> {
+        named(config_file(self, None)?)
+    }
+}
+
 impl ServerArgs {
     /// The configuration file with the environment and these flags applied over it, not yet
-    /// resolved. Flags win over the environment, which wins over the file.
+    /// resolved.
     fn file(&self) -> anyhow::Result<ConfigFile> {
-        let env = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| (key.to_owned(), v))
-        };
-        let overrides = Overrides {
-            listen: self
-                .listen
-                .clone()
-                .map(|v| ("--listen".to_owned(), v))
-                .or_else(|| env("BERTH_LISTEN")),
-            data_dir: self
-                .data_dir
-                .clone()
-                .or_else(|| env("BERTH_DATA_DIR").map(|(_, v)| v.into())),
-            database_url: env("BERTH_DATABASE_URL"),
-            storage_url: env("BERTH_STORAGE_URL"),
-            auth_enabled: env("BERTH_AUTH_ENABLED"),
-            allow_open_network: self.allow_open_network,
-            admin_password: env("BERTH_ADMIN_PASSWORD").map(|(_, v)| v),
-            tls_cert: self
-                .tls_cert
-                .clone()
-                .or_else(|| env("BERTH_TLS_CERT").map(|(_, v)| v.into())),
-            tls_key: self
-                .tls_key
-                .clone()
-                .or_else(|| env("BERTH_TLS_KEY").map(|(_, v)| v.into())),
-            log_format: env("BERTH_LOG_FORMAT"),
-        };
-        ConfigFile::load(self.config.as_deref(), overrides)
+        config_file(&self.index, Some(self))
     }
 
-    /// The configuration to run with: [`ServerArgs::file`] resolved, named after the host.
+    /// The configuration to serve with: [`ServerArgs::file`] resolved.
     fn load(&self) -> anyhow::Result<Config> {
-        let mut config = self.file()?.resolve()?;
-        config.node_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
-        Ok(config)
+        named(self.file()?)
     }
+}
+
+/// The configuration file with the environment and the flags applied over it, not yet
+/// resolved. Flags win over the environment, which wins over the file; the commands that do
+/// not serve take the listening settings from the environment and the file only.
+fn config_file(index: &IndexArgs, server: Option<&ServerArgs>) -> anyhow::Result<ConfigFile> {
+    let env = |key: &str| {
+        std::env::var(key)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| (key.to_owned(), v))
+    };
+    let overrides = Overrides {
+        listen: server
+            .and_then(|s| s.listen.clone())
+            .map(|v| ("--listen".to_owned(), v))
+            .or_else(|| env("BERTH_LISTEN")),
+        data_dir: index
+            .data_dir
+            .clone()
+            .or_else(|| env("BERTH_DATA_DIR").map(|(_, v)| v.into())),
+        database_url: env("BERTH_DATABASE_URL"),
+        storage_url: env("BERTH_STORAGE_URL"),
+        auth_enabled: env("BERTH_AUTH_ENABLED"),
+        allow_open_network: server.is_some_and(|s| s.allow_open_network),
+        admin_password: env("BERTH_ADMIN_PASSWORD").map(|(_, v)| v),
+        tls_cert: server
+            .and_then(|s| s.tls_cert.clone())
+            .or_else(|| env("BERTH_TLS_CERT").map(|(_, v)| v.into())),
+        tls_key: server
+            .and_then(|s| s.tls_key.clone())
+            .or_else(|| env("BERTH_TLS_KEY").map(|(_, v)| v.into())),
+        log_format: env("BERTH_LOG_FORMAT"),
+    };
+    ConfigFile::load(index.config.as_deref(), overrides)
+}
+
+/// `file` resolved, the node named after the host.
+fn named(file: ConfigFile) -> anyhow::Result<Config> {
+    let mut config = file.resolve()?;
+    config.node_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
+    Ok(config)
 }
 
 impl Cli {
@@ -162,23 +227,28 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(server::migrate(&config))
         }
         Command::CheckConfig(args) => server::check_config(&args),
-        Command::User { server, command } => runtime.block_on(access::user(&server, command)),
-        Command::Token { server, command } => runtime.block_on(access::token(&server, command)),
-        Command::Namespace { server, command } => {
-            runtime.block_on(access::namespace(&server, command))
+        Command::User { index, command } => runtime.block_on(access::user(&index, command)),
+        Command::Token { index, command } => runtime.block_on(access::token(&index, command)),
+        Command::Namespace { index, command } => {
+            runtime.block_on(access::namespace(&index, command))
         }
         Command::Visibility {
-            server,
+            index,
             repository,
             visibility,
         } => runtime.block_on(access::repository_visibility(
-            &server,
+            &index,
             &repository,
             &visibility,
         )),
         Command::Gc(args) => {
-            let config = args.server.load()?;
+            let config = args.index.load()?;
             runtime.block_on(gc::run(config, &args))
         }
+        Command::Repo { remote, command } => runtime.block_on(repo::run(&remote, command)),
+        Command::Image { remote, command } => runtime.block_on(image::run(&remote, command)),
+        Command::Tag { remote, command } => runtime.block_on(tag::run(&remote, command)),
+        Command::Stats(args) => runtime.block_on(stats::run(args)),
+        Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
     }
 }

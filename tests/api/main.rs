@@ -10,6 +10,7 @@ mod auth_tokens;
 mod base;
 mod blobs;
 mod catalog;
+mod cli;
 mod errors;
 mod gc_concurrency;
 mod images;
