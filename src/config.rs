@@ -342,6 +342,12 @@ pub struct Limits {
     /// How long a blob store request is retried (5xx, throttling, lost connections) before
     /// it fails with 503. object_store's default.
     pub storage_retry_timeout_secs: u64,
+    /// Client connections served at once; one more is closed as soon as it is accepted
+    /// (keep it under the process's open-file limit, `ulimit -n`).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive connection
+    /// to start its next request) before the connection is closed.
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for ConfigFile {
@@ -375,6 +381,8 @@ impl Default for Limits {
             database_connections: 16,
             database_acquire_timeout_secs: 30,
             storage_retry_timeout_secs: 180,
+            max_connections: 768,
+            header_read_timeout_secs: 20,
         }
     }
 }
@@ -577,6 +585,12 @@ impl ConfigFile {
         }
         if self.limits.storage_retry_timeout_secs == 0 {
             bail!("limits.storage_retry_timeout_secs: must be at least 1");
+        }
+        if self.limits.max_connections == 0 {
+            bail!("limits.max_connections: must be at least 1");
+        }
+        if self.limits.header_read_timeout_secs == 0 {
+            bail!("limits.header_read_timeout_secs: must be at least 1");
         }
         if !self.auth.enabled && !self.listen.ip().is_loopback() && !self.auth.allow_open_network {
             bail!(

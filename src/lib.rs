@@ -14,7 +14,8 @@
 //!   (object_store).
 //! - [`oci`]: pure types (digests, names, manifests); [`error`]: the spec's error codes;
 //!   [`clock`]: the wall clock; [`config`]: the settings, parsed once.
-//! - [`workers`]: background tasks owned by [`serve`], over the registry.
+//! - [`workers`]: background tasks owned by [`serve`], over the registry; [`connections`]:
+//!   how [`serve`] takes client connections (limits, timeouts, TLS).
 //! - [`metrics`]: the Prometheus metrics each registry keeps (the blob store times its calls
 //!   into them), below the registry; [`http::metrics`] holds the layer that counts and logs
 //!   every request and `GET /metrics`.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod blobs;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod http;
 pub mod meta;
@@ -81,66 +83,9 @@ pub async fn serve(
         .with_state(state)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, "berth is serving");
-
-    let served = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => serve_tls(listener, app, cert, key, shutdown).await,
-        _ => {
-            // Small responses must not wait for a delayed ACK (Nagle) on keep-alive connections.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(anyhow::Error::from)
-        }
-    };
+    let served = connections::serve(listener, app, &config, shutdown).await;
     stop.cancel();
     workers.join_all().await;
     registry.close().await;
     served
-}
-
-/// HTTPS with rustls: the certificate chain and key are PEM files, read once at start.
-async fn serve_tls(
-    listener: TcpListener,
-    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
-        axum::Router,
-        std::net::SocketAddr,
-    >,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("tls_cert: reading PEM certificates from {}", cert.display()))?;
-    let private = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("tls_key: reading a PEM private key from {}", key.display()))?;
-    // The provider is named, not left to rustls' feature detection: several are linked in.
-    let mut server = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, private)
-    .context("tls_cert/tls_key: the key does not match the certificate")?;
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(server));
-    let handle = axum_server::Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    let listener = listener.into_std()?;
-    axum_server::from_tcp_rustls(listener, tls)
-        .handle(handle)
-        .serve(app)
-        .await?;
-    Ok(())
 }

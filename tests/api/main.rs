@@ -11,6 +11,7 @@ mod base;
 mod blobs;
 mod catalog;
 mod cli;
+mod connections;
 mod errors;
 mod gc_concurrency;
 mod images;

@@ -1,0 +1,143 @@
+//! Connections a production registry meets: clients that trickle or stall their request
+//! head are cut off after `limits.header_read_timeout_secs` without holding up anyone else,
+//! and connections beyond `limits.max_connections` are closed at once while those already
+//! open are served.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::common::TestServer;
+
+/// How long a test waits for the server to close a connection (its timeout is one second).
+const CLOSE_WAIT: Duration = Duration::from_secs(15);
+
+fn address(s: &TestServer) -> String {
+    s.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection; what it sent before closing.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(CLOSE_WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    seen
+}
+
+/// One request on an open connection, keep-alive; the status line of the answer.
+async fn get_v2(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // `GET /v2/` answers with an empty body: the head is the whole answer.
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(CLOSE_WAIT, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Slowloris: twenty clients send half a request head and stall. Others are served
+/// meanwhile, and each stalled connection is closed once the header timeout passes; an idle
+/// keep-alive connection is closed the same way.
+#[tokio::test]
+async fn stalled_request_heads_are_cut_off_and_others_served() {
+    let s = TestServer::start_with(|c| c.limits.header_read_timeout_secs = 1).await;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(address(&s)).await.expect("connect");
+        stream
+            .write_all(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\nX-Trickle: ")
+            .await
+            .expect("write");
+        stalled.push(stream);
+    }
+    assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
+    let mut idle = TcpStream::connect(address(&s)).await.expect("connect");
+    assert_eq!(get_v2(&mut idle).await, "HTTP/1.1 200 OK");
+    for stream in &mut stalled {
+        let answer = read_until_closed(stream).await;
+        // hyper closes without an answer, or with 408 once it has one to give.
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "a stalled client got {text}"
+        );
+    }
+    assert!(read_until_closed(&mut idle).await.is_empty());
+    assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
+}
+
+/// With `max_connections = 4`, four open connections are served; a fifth is closed without
+/// an answer; once one of the four goes, a new connection is served again.
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_and_the_rest_served() {
+    let s = TestServer::start_with(|c| c.limits.max_connections = 4).await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(address(&s)).await.expect("connect");
+        assert_eq!(get_v2(&mut stream).await, "HTTP/1.1 200 OK");
+        open.push(stream);
+    }
+    let mut over = TcpStream::connect(address(&s)).await.expect("connect");
+    // The kernel accepted it; the server closes it: the request gets no answer.
+    let _ = over
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n")
+        .await;
+    assert!(read_until_closed(&mut over).await.is_empty());
+    for stream in &mut open {
+        assert_eq!(get_v2(stream).await, "HTTP/1.1 200 OK");
+    }
+    drop(open.pop());
+    // The server learns of the close when it reads the socket: a bounded number of tries.
+    let mut served = false;
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(address(&s)).await.expect("connect");
+        if stream
+            .write_all(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n")
+            .await
+            .is_ok()
+        {
+            let mut buf = [0u8; 64];
+            if let Ok(Ok(n)) = tokio::time::timeout(CLOSE_WAIT, stream.read(&mut buf)).await
+                && buf[..n].starts_with(b"HTTP/1.1 200")
+            {
+                served = true;
+                break;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        served,
+        "no connection was served after one of the four closed"
+    );
+}
