@@ -3,7 +3,7 @@
 #
 #   bench/run.sh --regbench DIR [--rounds N] [--smoke] [--out FILE] [--berth-config FILE]
 #                [--no-build] [--backend fs|s3] [--redirect] [--scenarios a,b,...]
-#                [--peer-berth-config FILE]
+#                [--peer-berth-config FILE] [--peer-berth-binary FILE]
 #
 # DIR is regbench's source (its own Cargo workspace); it is built with
 # `cargo build --release --manifest-path DIR/Cargo.toml`, into this repository's
@@ -22,7 +22,9 @@
 # presigned URL of the store (Berth's storage.redirect, Distribution's default).
 # --scenarios runs only the named scenarios (default: all six).
 # --peer-berth-config FILE measures Berth against Berth: the peer (label `berth-peer`) is a
-# second Berth serving with FILE instead of Distribution (e.g. `[stats] enabled = false`).
+# second Berth serving with FILE instead of Distribution (e.g. `[stats] enabled = false`);
+# --peer-berth-binary FILE makes that second Berth another build (default: the same one), to
+# compare two builds in one run.
 # Environment: REGBENCH_FLAGS adds flags to every regbench call; REGBENCH_FLAGS_<scenario>
 # (dashes as underscores, e.g. REGBENCH_FLAGS_pull_many="--concurrency 64") to one scenario's.
 set -euo pipefail
@@ -37,6 +39,7 @@ backend=fs
 redirect=0
 only=
 peer_config=
+peer_binary=
 while [ $# -gt 0 ]; do
   case $1 in
     --regbench) regbench_src=${2:?}; shift 2 ;;
@@ -49,7 +52,8 @@ while [ $# -gt 0 ]; do
     --redirect) redirect=1; shift ;;
     --scenarios) only=${2:?}; shift 2 ;;
     --peer-berth-config) peer_config=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --peer-berth-binary) peer_binary=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -61,10 +65,13 @@ if [ "$redirect" = 1 ]; then
   [ "$backend" = s3 ] || { echo "--redirect needs --backend s3" >&2; exit 64; }
   [ -z "$berth_config" ] || { echo "--redirect writes Berth's config; drop --berth-config" >&2; exit 64; }
 fi
+if [ -n "$peer_binary" ] && [ -z "$peer_config" ]; then
+  peer_config=/dev/null # the peer's defaults
+fi
 if [ -n "$peer_config" ]; then
-  [ -f "$peer_config" ] || { echo "--peer-berth-config: $peer_config not found" >&2; exit 64; }
+  [ -f "$peer_config" ] || [ "$peer_config" = /dev/null ] || { echo "--peer-berth-config: $peer_config not found" >&2; exit 64; }
   [ "$backend" = fs ] || { echo "--peer-berth-config runs on the filesystem backend only" >&2; exit 64; }
-  peer_config=$(cd "$(dirname "$peer_config")" && pwd)/$(basename "$peer_config")
+  [ "$peer_config" = /dev/null ] || peer_config=$(cd "$(dirname "$peer_config")" && pwd)/$(basename "$peer_config")
 else
   command -v docker-registry >/dev/null || { echo "docker-registry not installed (apt-get install docker-registry)" >&2; exit 1; }
 fi
@@ -142,12 +149,12 @@ if [ "$redirect" = 1 ]; then
   berth_config=$tmp/berth-redirect.toml
   printf '[storage]\nredirect = true\n' >"$berth_config"
 fi
-start_berth() { # name config: sets started_pid and started_url
-  local args=(serve --data-dir "$tmp/$1-data" --listen 127.0.0.1:0) addr=
-  [ -n "$2" ] && args+=(--config "$2")
+start_berth() { # name config [binary]: sets started_pid and started_url
+  local args=(serve --data-dir "$tmp/$1-data" --listen 127.0.0.1:0) addr= bin=${3:-$berth}
+  [ -n "$2" ] && [ "$2" != /dev/null ] && args+=(--config "$2")
   # Distribution runs with its access log off (below); so does Berth (its line per request
   # is at level info under the target `access`).
-  NO_COLOR=1 BERTH_LOG=info,access=warn "$berth" "${args[@]}" 2>"$tmp/$1.log" &
+  NO_COLOR=1 BERTH_LOG=info,access=warn "$bin" "${args[@]}" 2>"$tmp/$1.log" &
   started_pid=$!
   for _ in $(seq 300); do
     addr=$(sed 's/\x1b\[[0-9;]*m//g' "$tmp/$1.log" |
@@ -167,7 +174,7 @@ berth_url=$started_url
 peer=distribution
 if [ -n "$peer_config" ]; then
   peer=berth-peer
-  start_berth berth-peer "$peer_config"
+  start_berth berth-peer "$peer_config" "${peer_binary:-$berth}"
   dist_pid=$started_pid
   dist_url=$started_url
 else
@@ -226,7 +233,7 @@ fi
 
 echo "berth        pid $berth_pid  $berth_url  ($("$berth" --version))"
 if [ -n "$peer_config" ]; then
-  echo "berth-peer   pid $dist_pid  $dist_url  (config $peer_config)"
+  echo "berth-peer   pid $dist_pid  $dist_url  (config $peer_config, $("${peer_binary:-$berth}" --version))"
 else
   echo "distribution pid $dist_pid  $dist_url  ($(docker-registry --version))"
 fi

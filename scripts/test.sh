@@ -30,6 +30,14 @@ cargo test --workspace --locked
 say "metrics and alert rules checked by promtool"
 cargo test --locked --test api metrics:: -- --include-ignored
 
+# A full disk is a small tmpfs the test mounts, which needs root.
+if [ "$(id -u)" = 0 ]; then
+  say "a full disk (a small tmpfs)"
+  cargo test --locked --test api disk_full:: -- --include-ignored
+else
+  say "SKIPPED: the full-disk test mounts a tmpfs and needs root"
+fi
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-test.XXXXXX")
 BERTH_PID=
 SERVICES=()

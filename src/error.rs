@@ -103,6 +103,15 @@ pub enum Error {
         /// What its client reported.
         source: anyhow::Error,
     },
+    /// A backend whose disk (or quota) is full (507): the request may succeed once space is
+    /// freed, with no restart; what was being written was not kept.
+    #[error("the {what} is out of space (no space left on device); free space, then retry")]
+    OutOfSpace {
+        /// The backend: "blob store" or "metadata index".
+        what: &'static str,
+        /// What its client reported.
+        source: anyhow::Error,
+    },
     /// A fault of ours (500); the client learns nothing more, the log everything.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -134,7 +143,7 @@ impl Error {
             | Error::MethodNotAllowed => "UNSUPPORTED",
             // Not spec codes: a server fault is no client's mistake to name. UNAVAILABLE is
             // the code Distribution uses with 503.
-            Error::Unavailable { .. } => "UNAVAILABLE",
+            Error::Unavailable { .. } | Error::OutOfSpace { .. } => "UNAVAILABLE",
             Error::Internal(_) => "UNKNOWN",
         }
     }
@@ -158,6 +167,7 @@ impl Error {
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::OutOfSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Error::BlobUploadInvalid(_)
             | Error::DigestInvalid(_)
             | Error::ManifestBlobUnknown(_)
@@ -181,9 +191,30 @@ impl Error {
     }
 }
 
+/// Whether `e`, or an error it wraps, is a full disk or quota (ENOSPC, EDQUOT).
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
         use object_store::Error as E;
+        if out_of_space(&e) {
+            return Error::OutOfSpace {
+                what: "blob store",
+                source: anyhow::Error::new(e),
+            };
+        }
         match e {
             // Answers about objects: a fault of ours if they reach a client.
             E::NotFound { .. }
@@ -209,6 +240,17 @@ impl From<object_store::Error> for Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        // SQLite's SQLITE_FULL (13) and PostgreSQL's disk_full (53100), or ENOSPC below.
+        let full = match &e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|c| c == "13" || c == "53100"),
+            other => out_of_space(other),
+        };
+        if full {
+            return Error::OutOfSpace {
+                what: "metadata index",
+                source: anyhow::Error::new(e),
+            };
+        }
         match e {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
                 Error::Unavailable {
@@ -253,7 +295,9 @@ impl Fault {
     fn of(e: &Error) -> Option<Fault> {
         let (backend, error) = match e {
             Error::Internal(e) => (None, format!("{e:#}")),
-            Error::Unavailable { what, source } => (Some(*what), format!("{source:#}")),
+            Error::Unavailable { what, source } | Error::OutOfSpace { what, source } => {
+                (Some(*what), format!("{source:#}"))
+            }
             _ => return None,
         };
         Some(Fault {
@@ -265,7 +309,11 @@ impl Fault {
 
     /// The fault behind `e` as the management API reports it, if `e` is a server error.
     pub fn of_api(e: &Error) -> Option<Fault> {
-        matches!(e, Error::Internal(_) | Error::Unavailable { .. }).then(|| Fault {
+        matches!(
+            e,
+            Error::Internal(_) | Error::Unavailable { .. } | Error::OutOfSpace { .. }
+        )
+        .then(|| Fault {
             backend: None,
             error: format!("{e:?}"),
             api: true,

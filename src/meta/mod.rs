@@ -207,9 +207,21 @@ impl Meta {
     /// instead of waiting its turn.
     async fn write_tx(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
         if self.postgres {
-            self.writer.begin().await
-        } else {
-            self.writer.begin_with("BEGIN IMMEDIATE").await
+            return self.writer.begin().await;
+        }
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            // A COMMIT that failed with SQLITE_FULL (disk full) is rolled back by SQLite
+            // itself, so the driver's own rollback fails and it believes the connection is
+            // still in that transaction: every later BEGIN would fail. Such a connection is
+            // closed and a fresh one opened, so writes resume once space is freed.
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                tracing::warn!(
+                    "the index's writer was left inside a failed transaction; reopening it"
+                );
+                self.writer.acquire().await?.close().await?;
+                self.writer.begin_with("BEGIN IMMEDIATE").await
+            }
+            begun => begun,
         }
     }
 

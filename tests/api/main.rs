@@ -12,6 +12,7 @@ mod blobs;
 mod catalog;
 mod cli;
 mod connections;
+mod disk_full;
 mod errors;
 mod gc_concurrency;
 mod images;
