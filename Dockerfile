@@ -12,8 +12,9 @@
 
 # ---- runtime: the base every image below shares (no package installs: nothing to download)
 FROM debian:bookworm-slim AS runtime
-RUN useradd --system --user-group --home-dir /var/lib/berth --create-home \
-      --shell /usr/sbin/nologin berth
+RUN useradd --system --user-group --home-dir /var/lib/berth --no-create-home \
+      --shell /usr/sbin/nologin berth \
+ && install -d -o berth -g berth -m 0750 /var/lib/berth
 WORKDIR /var/lib/berth
 VOLUME /var/lib/berth
 EXPOSE 5000

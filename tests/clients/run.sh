@@ -10,6 +10,7 @@
 #
 # Options:
 #   --only a,b    run only these client groups      --skip a,b   run all but these groups
+#                 (either may be given more than once; the lists add up)
 #                 groups: skopeo multiarch blobs podman docker ctr image oras dxf
 #                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo;
 #                 image builds the Dockerfile offline around target/release/berth, runs it in
@@ -27,6 +28,8 @@
 #   BERTH_TEST_TIMEOUT   seconds allowed for any single client command (default: 300)
 #   BERTH_TEST_DOCKER_HOST          use this docker engine instead of starting a private dockerd
 #   BERTH_TEST_CONTAINERD_ADDRESS   containerd socket for ctr (default: the private dockerd's)
+#   BERTH_TEST_DEBIAN_MIRROR        mirror URL or sources file for the image group's mmdebstrap
+#                                   (default: deb.debian.org, with bookworm-updates and -security)
 #
 # Output: one line per check, "ok - <client>: <check>" or "not ok - <client>: <check>: <reason>",
 # then "N passed, N failed". Exit status 1 if any check failed, 2 on bad usage.
@@ -47,10 +50,10 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'
 REG="" ONLY="" SKIP="" KEEP=0 VERBOSE=0 AUTH=
 while [ $# -gt 0 ]; do
   case $1 in
-    --only) [ $# -ge 2 ] || { echo "--only needs a list" >&2; exit 2; }; ONLY=$2; shift 2 ;;
-    --skip) [ $# -ge 2 ] || { echo "--skip needs a list" >&2; exit 2; }; SKIP=$2; shift 2 ;;
-    --only=*) ONLY=${1#*=}; shift ;;
-    --skip=*) SKIP=${1#*=}; shift ;;
+    --only) [ $# -ge 2 ] || { echo "--only needs a list" >&2; exit 2; }; ONLY=${ONLY:+$ONLY,}$2; shift 2 ;;
+    --skip) [ $# -ge 2 ] || { echo "--skip needs a list" >&2; exit 2; }; SKIP=${SKIP:+$SKIP,}$2; shift 2 ;;
+    --only=*) ONLY=${ONLY:+$ONLY,}${1#*=}; shift ;;
+    --skip=*) SKIP=${SKIP:+$SKIP,}${1#*=}; shift ;;
     --auth) [ $# -ge 2 ] || { echo "--auth needs USER:PASSWORD" >&2; exit 2; }; AUTH=$2; shift 2 ;;
     --auth=*) AUTH=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
@@ -681,11 +684,15 @@ pick_builder() {
 c_image_base() {                        # debian:bookworm-slim in the engine, else made here
   docker_up || return
   if dk image inspect "$BASE_IMAGE" >/dev/null 2>&1; then echo "$BASE_IMAGE already present"; return 0; fi
+  [ ! -d "$BASE_TAR" ] || { fail "$BASE_TAR is a directory, not the cached tarball"; return; }
   if [ ! -f "$BASE_TAR" ] || [ ! -s "$BASE_TAR" ]; then
     have mmdebstrap || { fail "mmdebstrap not installed (scripts/install-test-deps.sh)"; return; }
     mkdir -p "$(dirname "$BASE_TAR")" || return
     local part=${BASE_TAR%.tar}.part.tar   # mmdebstrap picks the output format from ".tar"
+    # the mirror: deb.debian.org with bookworm-updates and -security (mmdebstrap's default),
+    # or BERTH_TEST_DEBIAN_MIRROR (a URL, or a sources file such as the host's debian.sources)
     tm mmdebstrap --variant=minbase --include=ca-certificates bookworm "$part" \
+      ${BERTH_TEST_DEBIAN_MIRROR:+"$BERTH_TEST_DEBIAN_MIRROR"} \
       || { rm -f "$part"; fail "mmdebstrap bookworm failed"; return; }
     mv "$part" "$BASE_TAR" || return
   fi
