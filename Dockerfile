@@ -9,6 +9,8 @@
 # No stage of this file reaches the network except the Rust build (crates.io) and the pulls of
 # the two base images; tests/clients/run.sh (group `image`) builds the prebuilt target offline
 # on a debian:bookworm-slim made locally with mmdebstrap.
+# The Rust stage comes after `prebuilt` so that the legacy builder (DOCKER_BUILDKIT=0), which
+# runs every stage up to the target, builds `--target prebuilt` offline too.
 
 # ---- runtime: the base every image below shares (no package installs: nothing to download)
 FROM debian:bookworm-slim AS runtime
