@@ -6,7 +6,8 @@
 #
 # What it installs
 #   - Debian packages: the real registry clients used by tests/clients/run.sh (skopeo, podman,
-#     buildah, docker.io with its dockerd/containerd/ctr, uidmap), the control registry
+#     buildah, docker.io with its dockerd/containerd/ctr, uidmap; mmdebstrap for the base of
+#     the container image they build), the control registry
 #     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), and small
 #     tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
@@ -31,6 +32,7 @@ APT_PKGS=(
   postgresql                            # metadata backend tests
   prometheus                            # promtool: checks /metrics and config/prometheus-alerts.yml
   openssl                               # a certificate for the HTTPS run of the Python clients
+  mmdebstrap                            # the local debian:bookworm-slim the Dockerfile is built on
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )
 

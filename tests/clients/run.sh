@@ -10,8 +10,11 @@
 #
 # Options:
 #   --only a,b    run only these client groups      --skip a,b   run all but these groups
-#                 groups: skopeo multiarch blobs podman docker ctr oras dxf
-#                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo)
+#                 (either may be given more than once; the lists add up)
+#                 groups: skopeo multiarch blobs podman docker ctr image oras dxf
+#                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo;
+#                 image builds the Dockerfile offline around target/release/berth, runs it in
+#                 the private dockerd with auth on, and pushes/pulls with skopeo)
 #   --auth U:P    the registry has access control on and U:P is an administrator: run only the
 #                 auth group (logins with password, personal and deploy tokens; read-only token
 #                 refused push; anonymous pull of a PUBLIC repository, refused pull of PRIVATE)
@@ -25,6 +28,8 @@
 #   BERTH_TEST_TIMEOUT   seconds allowed for any single client command (default: 300)
 #   BERTH_TEST_DOCKER_HOST          use this docker engine instead of starting a private dockerd
 #   BERTH_TEST_CONTAINERD_ADDRESS   containerd socket for ctr (default: the private dockerd's)
+#   BERTH_TEST_DEBIAN_MIRROR        mirror URL or sources file for the image group's mmdebstrap
+#                                   (default: deb.debian.org, with bookworm-updates and -security)
 #
 # Output: one line per check, "ok - <client>: <check>" or "not ok - <client>: <check>: <reason>",
 # then "N passed, N failed". Exit status 1 if any check failed, 2 on bad usage.
@@ -45,10 +50,10 @@ usage() { sed -n '2,/^set -uo/p' "$0" | sed -e '/^set -uo/d' -e 's/^# \{0,1\}//'
 REG="" ONLY="" SKIP="" KEEP=0 VERBOSE=0 AUTH=
 while [ $# -gt 0 ]; do
   case $1 in
-    --only) [ $# -ge 2 ] || { echo "--only needs a list" >&2; exit 2; }; ONLY=$2; shift 2 ;;
-    --skip) [ $# -ge 2 ] || { echo "--skip needs a list" >&2; exit 2; }; SKIP=$2; shift 2 ;;
-    --only=*) ONLY=${1#*=}; shift ;;
-    --skip=*) SKIP=${1#*=}; shift ;;
+    --only) [ $# -ge 2 ] || { echo "--only needs a list" >&2; exit 2; }; ONLY=${ONLY:+$ONLY,}$2; shift 2 ;;
+    --skip) [ $# -ge 2 ] || { echo "--skip needs a list" >&2; exit 2; }; SKIP=${SKIP:+$SKIP,}$2; shift 2 ;;
+    --only=*) ONLY=${ONLY:+$ONLY,}${1#*=}; shift ;;
+    --skip=*) SKIP=${SKIP:+$SKIP,}${1#*=}; shift ;;
     --auth) [ $# -ge 2 ] || { echo "--auth needs USER:PASSWORD" >&2; exit 2; }; AUTH=$2; shift 2 ;;
     --auth=*) AUTH=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
@@ -64,7 +69,7 @@ case $REG in
   127.*:*|localhost:*|\[::1\]:*) ;;
   *) echo "registry must be a loopback HOST:PORT (127.x.x.x, localhost or [::1]), got '$REG'" >&2; exit 2 ;;
 esac
-ALL_GROUPS="skopeo multiarch blobs podman docker ctr oras dxf auth"
+ALL_GROUPS="skopeo multiarch blobs podman docker ctr image oras dxf auth"
 for g in ${ONLY//,/ } ${SKIP//,/ }; do
   [[ " $ALL_GROUPS " == *" $g "* ]] || { echo "unknown client group '$g' (groups: $ALL_GROUPS)" >&2; exit 2; }
 done
@@ -655,6 +660,140 @@ run_ctr() {
   check ctr "pull --all-platforms + push the index to a new repo" c_ctr_all_platforms_push
 }
 
+# ============================================================================= image (Dockerfile)
+# The Dockerfile, built and run offline: the binary built on the host (target/release/berth),
+# `--target prebuilt` with BuildKit on a debian:bookworm-slim made here with mmdebstrap (cached
+# in target/, imported only when the engine lacks that image), a container on the host network
+# with access control on, a push and a pull back with skopeo, the user and the volume checked.
+BIN=$ROOT/target/release/berth        # what `--target prebuilt` copies from the context
+BASE_TAR=$ROOT/target/debian-bookworm-minbase.tar
+BASE_IMAGE=debian:bookworm-slim         # the name the Dockerfile's runtime stage uses
+IMG_TAG= IMG_CTR= IMG_REG= IMG_PW= IMG_BUILDER=()
+# dkb: a docker CLI that builds with BuildKit. CLIs from 23 on need the buildx plugin for it;
+# older ones (Debian's docker.io 20.10) carry BuildKit's client themselves.
+pick_builder() {
+  [ ${#IMG_BUILDER[@]} -gt 0 ] && return 0
+  if docker buildx version >/dev/null 2>&1; then IMG_BUILDER=(docker); return 0; fi
+  local c v; while IFS= read -r c; do
+    v=$("$c" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1)
+    case $v in ''|*[!0-9]*) continue ;; esac
+    [ "$v" -lt 23 ] && { IMG_BUILDER=("$c"); return 0; }
+  done < <(type -ap docker)
+  fail "no docker CLI builds with BuildKit (install docker-buildx, or Debian's docker.io CLI)"
+}
+c_image_base() {                        # debian:bookworm-slim in the engine, else made here
+  docker_up || return
+  if dk image inspect "$BASE_IMAGE" >/dev/null 2>&1; then echo "$BASE_IMAGE already present"; return 0; fi
+  [ ! -d "$BASE_TAR" ] || { fail "$BASE_TAR is a directory, not the cached tarball"; return; }
+  if [ ! -f "$BASE_TAR" ] || [ ! -s "$BASE_TAR" ]; then
+    have mmdebstrap || { fail "mmdebstrap not installed (scripts/install-test-deps.sh)"; return; }
+    mkdir -p "$(dirname "$BASE_TAR")" || return
+    local part=${BASE_TAR%.tar}.part.tar   # mmdebstrap picks the output format from ".tar"
+    # the mirror: deb.debian.org with bookworm-updates and -security (mmdebstrap's default),
+    # or BERTH_TEST_DEBIAN_MIRROR (a URL, or a sources file such as the host's debian.sources)
+    tm mmdebstrap --variant=minbase --include=ca-certificates bookworm "$part" \
+      ${BERTH_TEST_DEBIAN_MIRROR:+"$BERTH_TEST_DEBIAN_MIRROR"} \
+      || { rm -f "$part"; fail "mmdebstrap bookworm failed"; return; }
+    mv "$part" "$BASE_TAR" || return
+  fi
+  dk import "$BASE_TAR" "$BASE_IMAGE" || return
+  dk run --rm --network none "$BASE_IMAGE" test -s /etc/ssl/certs/ca-certificates.crt \
+    || fail "the imported base has no CA bundle"
+}
+c_image_build() {                       # --target prebuilt, BuildKit, no network at all
+  [ -x "$BIN" ] || { fail "no $BIN (cargo build --release --locked --bin berth)"; return; }
+  pick_builder || return
+  local tag=berth-e2e/berth:$RUN_ID
+  echo "builder: ${IMG_BUILDER[*]} (client $("${IMG_BUILDER[@]}" version --format '{{.Client.Version}}'))"
+  # the context is the repository (.dockerignore keeps it to the sources and this binary)
+  DOCKER_BUILDKIT=1 tm "${IMG_BUILDER[@]}" build --network none --target prebuilt -t "$tag" "$ROOT" || return
+  IMG_TAG=$tag
+  local user; user=$(dk image inspect --format '{{.Config.User}} {{json .Config.Volumes}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$IMG_TAG") || return
+  same "$user" 'berth {"/var/lib/berth":{}} ["berth"] ["serve"]' "user, volume, entrypoint, cmd"
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# img_code PATH [curl args...]: the status of a GET on the containerised registry
+img_code() { local p=$1; shift; curl -sS -m 10 -o /dev/null -w '%{http_code}' "$@" "http://$IMG_REG$p"; }
+c_image_run() {                         # host network, a free loopback port, auth on
+  [ -n "$IMG_TAG" ] || { fail "no image built"; return; }
+  local port; port=$(free_port) || { fail "no free port"; return; }
+  IMG_REG=127.0.0.1:$port IMG_PW=pw-$RUN_ID
+  IMG_CTR=$(dk run -d --name "berth-e2e-$RUN_ID" --network host \
+    -e BERTH_LISTEN="$IMG_REG" -e BERTH_ADMIN_PASSWORD="$IMG_PW" "$IMG_TAG") || return
+  local _ code=
+  for _ in $(seq 1 120); do             # poll (at most ~60 s) until /v2/ answers
+    code=$(img_code /v2/ 2>/dev/null) && [ "$code" = 401 ] && break
+    [ "$(dk inspect --format '{{.State.Running}}' "$IMG_CTR")" = true ] || break
+    sleep 0.5
+  done
+  if [ "$code" != 401 ]; then dk logs "$IMG_CTR" 2>&1 | tail -n 20
+    fail "GET /v2/ on the container: '$code', want 401 (container $(dk inspect --format '{{.State.Status}}' "$IMG_CTR"))"; return; fi
+  same "$(img_code /v2/ -u "admin:$IMG_PW")" 200 "GET /v2/ as admin"
+}
+c_image_user() {                        # the server process is berth's, not root's
+  [ -n "$IMG_CTR" ] || { fail "no container"; return; }
+  local uid want
+  uid=$(dk exec "$IMG_CTR" awk '/^Uid:/ {print $2}' /proc/1/status) || return
+  want=$(dk exec "$IMG_CTR" id -u berth) || return
+  echo "pid 1: uid $uid; berth: uid $want; $(dk exec "$IMG_CTR" cat /proc/1/cmdline | tr '\0' ' ')"
+  [ "$uid" != 0 ] || { fail "the server runs as root"; return; }
+  same "$uid" "$want" "uid of the server process"
+}
+c_image_push_pull() {                   # skopeo with credentials, pulled back byte-identical
+  [ -n "$IMG_CTR" ] || { fail "no container"; return; }
+  tm skopeo copy -q "${SKC[@]}" --dest-creds "admin:$IMG_PW" --digestfile "$WORK/img.digest" \
+    "oci:$LAYOUT:single" "docker://$IMG_REG/$NS/image:v1" || return
+  same "$(cat "$WORK/img.digest")" "${D[man-single]}" "digestfile" || return
+  if tm skopeo inspect "${SK[@]}" --no-creds --raw "docker://$IMG_REG/$NS/image:v1" >/dev/null 2>&1; then
+    fail "anonymous pull from the container's registry succeeded"; return; fi
+  tm skopeo copy -q "${SKC[@]}" --src-creds "admin:$IMG_PW" \
+    "docker://$IMG_REG/$NS/image:v1" "oci:$WORK/img-back:v1" || return
+  local d
+  for d in "${D[man-single]}" "${D[cfg-single]}" "${D[layer-single]}"; do
+    cmp "$(blob "$d")" "$WORK/img-back/blobs/sha256/$(hex "$d")" || { fail "blob $d differs after pull back"; return; }
+  done
+}
+c_image_volume() {                      # the data is in the volume, and outlives a restart
+  [ -n "$IMG_CTR" ] || { fail "no container"; return; }
+  local src; src=$(dk inspect --format '{{range .Mounts}}{{if eq .Destination "/var/lib/berth"}}{{.Type}} {{.Name}}{{end}}{{end}}' "$IMG_CTR") || return
+  [[ $src == volume\ ?* ]] || { fail "no volume at /var/lib/berth (mounts: $src)"; return; }
+  dk exec "$IMG_CTR" find /var/lib/berth -maxdepth 2 || return
+  dk exec "$IMG_CTR" test -s /var/lib/berth/berth.db || { fail "no berth.db in the volume"; return; }
+  local lh; lh=$(hex "${D[layer-single]}")
+  local got; got=$(dk exec "$IMG_CTR" sh -c "find /var/lib/berth -type f -name '$lh' -exec sha256sum {} +") || return
+  [ -n "$got" ] || { fail "the layer blob is not in the volume"; return; }
+  same "${got%% *}" "$lh" "sha256 of the layer file in the volume" || return
+  dk restart -t 10 "$IMG_CTR" >/dev/null || return
+  local _ code=
+  for _ in $(seq 1 120); do
+    code=$(img_code /v2/ -u "admin:$IMG_PW" 2>/dev/null) && [ "$code" = 200 ] && break
+    sleep 0.5
+  done
+  same "$code" 200 "GET /v2/ after restart" || return
+  local f; f=$(mktemp "$WORK/img.XXXXXX")
+  code=$(curl -sS -m "$TMO" -u "admin:$IMG_PW" -o "$f" -w '%{http_code}' -H "Accept: $ACCEPT" \
+    "http://$IMG_REG/v2/$NS/image/manifests/v1") || return
+  same "$code" 200 "manifest after restart" || return
+  same "$(sha_file "$f")" "${D[man-single]}" "manifest digest after restart"
+}
+image_down() {                          # the container (with its volume) and the image
+  [ -n "$IMG_CTR" ] && { dk rm -f -v "$IMG_CTR" >/dev/null || return; IMG_CTR=; }
+  [ -n "$IMG_TAG" ] && { dk rmi "$IMG_TAG" >/dev/null || return; IMG_TAG=; }
+  return 0
+}
+run_image() {
+  have docker || { cannot image "all checks" "docker CLI not installed"; return; }
+  have skopeo || { cannot image "all checks" "skopeo not installed"; return; }
+  check image "base $BASE_IMAGE (mmdebstrap minbase + ca-certificates, docker import)" c_image_base
+  [ -n "${READY[dockerd]:-}" ] || return
+  check image "DOCKER_BUILDKIT=1 docker build --network none --target prebuilt" c_image_build
+  check image "run on the host network, auth on: /v2/ 401, 200 as admin" c_image_run
+  check image "the server process runs as the non-root user berth" c_image_user
+  check image "skopeo push with credentials, pull back byte-identical" c_image_push_pull
+  check image "data in the /var/lib/berth volume, served after a restart" c_image_volume
+  check image "container, volume and image removed" image_down
+}
+
 # ============================================================================= auth (--auth)
 # api METHOD PATH [JSON]: an /api/v1 call as the administrator; body on stdout, fails unless 2xx
 api() {
@@ -832,10 +971,14 @@ client_versions() {                     # one comment line, so results files say
 
 # ============================================================================= main
 cleanup() {
+  if [ -n "$IMG_CTR$IMG_TAG" ]; then image_down >/dev/null 2>&1; fi   # after a failed check
   if [ -n "$DOCKERD_PID" ] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
     kill "$DOCKERD_PID"                 # only the dockerd this run started
     local _; for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$DOCKERD_PID" 2>/dev/null && kill -9 "$DOCKERD_PID"
+    # a container run on the host network leaves dockerd's netns mount behind
+    local ns=$WORK/dockerd/exec/netns/default
+    if mountpoint -q "$ns" 2>/dev/null; then umount "$ns"; fi
   fi
   if [ "$KEEP" = 1 ]; then echo "# work dir kept: $WORK"
   else
@@ -864,6 +1007,7 @@ want blobs && run_blobs
 want podman && run_podman
 want docker && run_docker
 want ctr && run_ctr
+want image && run_image
 want auth && run_auth
 py_groups=
 want oras && py_groups+=oras,
