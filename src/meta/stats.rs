@@ -7,9 +7,17 @@
 //! Besides the running totals, usage is counted per repository and UTC day (Docker Hub's
 //! semantics: a pull is a manifest GET, by tag or by digest; a HEAD is a version check,
 //! counted apart; pushes are manifest PUTs; blob bytes served) and pulls per tag and day,
-//! each flushed as one upsert per key into `repository_usage` and `tag_usage`.
+//! each flushed as one upsert per key into `repository_usage` and `tag_usage`. The first
+//! flush of each UTC day also records the day's storage (`registry_storage`,
+//! `repository_storage`), for the storage history of the trends.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
+};
 
 use super::Meta;
 use crate::{clock::Clock, error::Result};
@@ -19,6 +27,8 @@ pub struct PullStats {
     pending: Mutex<Pending>,
     /// Times the pulls it records.
     clock: Clock,
+    /// The last UTC day whose storage this process saw recorded (at its first flush).
+    storage_day: AtomicI64,
 }
 
 #[derive(Default)]
@@ -77,6 +87,7 @@ impl PullStats {
         PullStats {
             pending: Mutex::default(),
             clock,
+            storage_day: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -189,15 +200,24 @@ impl PullStats {
 }
 
 impl Meta {
-    /// Writes the pulls recorded in `stats` since the last flush.
+    /// Writes the pulls recorded in `stats` since the last flush; at the first flush of a
+    /// UTC day, also the day's storage (see [`Meta::record_storage`]).
     pub async fn flush_pull_stats(&self, stats: &PullStats) -> Result<()> {
         let p = stats.take();
-        if p.repositories.is_empty() && p.usage.is_empty() && p.subjects.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.write_pull_stats(&p).await {
+        if !(p.repositories.is_empty() && p.usage.is_empty() && p.subjects.is_empty())
+            && let Err(e) = self.write_pull_stats(&p).await
+        {
             stats.restore(p);
             return Err(e);
+        }
+        let today = day_of(stats.clock.now());
+        if stats.storage_day.load(Ordering::Relaxed) != today {
+            // One read a day per process when another replica (or a run before a restart)
+            // recorded it already.
+            if !self.storage_recorded(today).await? {
+                self.record_storage(today).await?;
+            }
+            stats.storage_day.store(today, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -290,6 +310,49 @@ impl Meta {
             .bind(&u.name)
             .bind(u.pulls)
             .bind(u.pushes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Meta {
+    /// Whether the storage of `day` (a UTC day) was recorded already.
+    pub async fn storage_recorded(&self, day: i64) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT day FROM registry_storage WHERE day = $1")
+                .bind(day)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Records the storage of `day` (a UTC day) unless a replica did first: the registry's
+    /// physical bytes (every stored blob once) and each repository's deduplicated bytes (each
+    /// blob its manifests need once), in one transaction.
+    pub async fn record_storage(&self, day: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO registry_storage (day, bytes) \
+             SELECT $1, CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE true \
+             ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            sqlx::query(
+                "INSERT INTO repository_storage (repository_id, day, bytes) \
+                 SELECT r.id, $1, (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
+                  WHERE b.digest IN (SELECT mr.digest FROM manifests m \
+                   JOIN manifest_references mr ON mr.manifest_id = m.id \
+                   WHERE m.repository_id = r.id AND mr.kind = 'blob')) \
+                 FROM repositories r WHERE true ON CONFLICT (repository_id, day) DO NOTHING",
+            )
+            .bind(day)
             .execute(&mut *tx)
             .await?;
         }

@@ -53,7 +53,7 @@ pub use crate::meta::{
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use settings::{Mutability, Override, TagRules};
-pub use stats::TREND_DAYS_MAX;
+pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
 pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
 pub use uploads::Mounted;
