@@ -14,3 +14,7 @@ CREATE TABLE repository_storage (
     PRIMARY KEY (repository_id, day)
 );
 
+-- The options a queued collection was asked for, used when a worker runs it (NULL: the
+-- configuration's gc.grace_secs / gc.untagged).
+ALTER TABLE gc_runs ADD COLUMN grace_secs BIGINT;
+ALTER TABLE gc_runs ADD COLUMN remove_untagged BIGINT;

@@ -47,6 +47,7 @@ pub use images::{
 };
 // The listing parameters are the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::{
+    gc::QueuedGcOptions,
     images::{ImageCursor, ImageFilter, ImageSort, ImageStatus},
     tags::{TagCursor, TagSort},
 };
