@@ -1,5 +1,5 @@
 //! Images: the manifests of a repository as the management API lists them, with their size
-//! (config and layers; an index's children with shared layers counted once), tags, pull
+//! (config and layers; an index's descendants with shared layers counted once), tags, pull
 //! figures and status, filtered and sorted in SQL and paged by a keyset cursor.
 
 use super::Meta;
@@ -120,6 +120,10 @@ pub struct ManifestTag {
 pub struct ChildPlatform {
     /// The index.
     pub index_id: i64,
+    /// The child manifest's row id.
+    pub id: i64,
+    /// Its media type (an index may list indexes).
+    pub media_type: String,
     /// The child manifest.
     pub digest: Digest,
     /// Its operating system.
@@ -137,14 +141,16 @@ const PARENTS_OF_M: &str = "SELECT pr.manifest_id FROM manifest_references pr \
      WHERE pr.digest = m.digest AND pr.kind = 'manifest' \
      AND (SELECT p.repository_id FROM manifests p WHERE p.id = pr.manifest_id) = m.repository_id";
 
-/// Bytes of the blobs manifest `m` and its children reference, each blob once.
+/// Bytes of the blobs manifest `m` and its descendants reference (an index's children, the
+/// children of an index among them, and so on down to the images), each blob once. `UNION`
+/// (not `UNION ALL`) visits a manifest listed twice once.
 const SIZE_OF_M: &str = "(SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
-     WHERE b.digest IN (SELECT r1.digest FROM manifest_references r1 WHERE r1.kind = 'blob' \
-       AND r1.manifest_id IN ( \
-         SELECT c.id FROM manifest_references r2 JOIN manifests c \
-           ON c.digest = r2.digest AND c.repository_id = m.repository_id \
-         WHERE r2.manifest_id = m.id AND r2.kind = 'manifest' \
-         UNION ALL SELECT m.id)))";
+     WHERE b.digest IN (WITH RECURSIVE tree (id) AS ( \
+         SELECT m.id UNION SELECT c.id FROM tree \
+           JOIN manifest_references r2 ON r2.manifest_id = tree.id AND r2.kind = 'manifest' \
+           JOIN manifests c ON c.digest = r2.digest AND c.repository_id = m.repository_id) \
+       SELECT r1.digest FROM manifest_references r1 \
+       WHERE r1.kind = 'blob' AND r1.manifest_id IN (SELECT id FROM tree)))";
 
 impl Meta {
     /// Images of repository `repository_id` that `filter` selects, in `sort` order after
@@ -235,7 +241,8 @@ impl Meta {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT r.manifest_id AS index_id, c.digest, c.os, c.architecture, c.variant \
+            "SELECT r.manifest_id AS index_id, c.id, c.media_type, c.digest, c.os, \
+             c.architecture, c.variant \
              FROM manifest_references r JOIN manifests c ON c.digest = r.digest \
              WHERE r.kind = 'manifest' AND c.repository_id = $1 AND r.manifest_id IN ({}) \
              ORDER BY c.os, c.architecture, c.variant, c.digest",
