@@ -368,6 +368,53 @@ async fn a_graceful_stop_loses_no_counts() {
     assert_eq!(shown["pull_count"], 200, "{shown}");
 }
 
+/// Pulls made at once through HTTP.
+const CONCURRENT_PULLS: usize = 32;
+
+/// 10,000 pulls made 32 at a time are counted exactly: in `berth_pulls_total` as they are
+/// answered, and in the usage figures and the repository's count once flushed (by the
+/// graceful stop of a restart).
+#[tokio::test]
+async fn ten_thousand_concurrent_pulls_are_counted_exactly() {
+    use futures::StreamExt;
+    const PULLS: usize = 10_000;
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    s.push_image("hot", "latest", &[b"the layer everyone pulls"])
+        .await;
+    let url = s.url("/v2/hot/manifests/latest");
+    let statuses: Vec<StatusCode> = futures::stream::iter(0..PULLS)
+        .map(|_| {
+            let request = s.client.get(&url).send();
+            async move { request.await.expect("pull").status() }
+        })
+        .buffer_unordered(CONCURRENT_PULLS)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("\nberth_pulls_total {PULLS}\n")),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("pulls"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let s = restarted(s).await;
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(
+        totals["pulls"],
+        json!({ "today": PULLS, "last_7_days": PULLS, "last_30_days": PULLS })
+    );
+    let shown = get_json(&s.client, &s, "/repositories/hot").await;
+    assert_eq!(shown["pull_count"], PULLS, "{shown}");
+    let tags = get_json(&s.client, &s, "/stats/popular?by=tag").await;
+    assert_eq!(tags["items"][0]["pulls"], PULLS, "{tags}");
+}
+
 /// Replicas count in their own memory and flush increments: their counts add up, and a
 /// second flush onto the same (repository, day) row adds to it.
 #[tokio::test]
