@@ -143,14 +143,17 @@ const PARENTS_OF_M: &str = "SELECT pr.manifest_id FROM manifest_references pr \
 
 /// Bytes of the blobs manifest `m` and its descendants reference (an index's children, the
 /// children of an index among them, and so on down to the images), each blob once. `UNION`
-/// (not `UNION ALL`) visits a manifest listed twice once.
-const SIZE_OF_M: &str = "(SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
-     WHERE b.digest IN (WITH RECURSIVE tree (id) AS ( \
-         SELECT m.id UNION SELECT c.id FROM tree \
-           JOIN manifest_references r2 ON r2.manifest_id = tree.id AND r2.kind = 'manifest' \
-           JOIN manifests c ON c.digest = r2.digest AND c.repository_id = m.repository_id) \
-       SELECT r1.digest FROM manifest_references r1 \
-       WHERE r1.kind = 'blob' AND r1.manifest_id IN (SELECT id FROM tree)))";
+/// (not `UNION ALL`) visits a manifest listed twice once. Each blob's size is read by its
+/// key: as `IN (...)` PostgreSQL cannot tell how few digests the tree yields and scans
+/// every blob instead.
+const SIZE_OF_M: &str = "(WITH RECURSIVE tree (id) AS ( \
+       SELECT m.id UNION SELECT c.id FROM tree \
+         JOIN manifest_references r2 ON r2.manifest_id = tree.id AND r2.kind = 'manifest' \
+         JOIN manifests c ON c.digest = r2.digest AND c.repository_id = m.repository_id), \
+     needed (digest) AS (SELECT DISTINCT r1.digest FROM tree \
+       JOIN manifest_references r1 ON r1.manifest_id = tree.id AND r1.kind = 'blob') \
+     SELECT CAST(COALESCE(SUM((SELECT b.size FROM blobs b WHERE b.digest = needed.digest)), 0) \
+       AS BIGINT) FROM needed)";
 
 impl Meta {
     /// Images of repository `repository_id` that `filter` selects, in `sort` order after

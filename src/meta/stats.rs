@@ -19,7 +19,7 @@ use std::{
     },
 };
 
-use super::Meta;
+use super::{Meta, placeholders};
 use crate::{clock::Clock, error::Result};
 
 /// Pulls seen since the last flush.
@@ -331,34 +331,67 @@ impl Meta {
 
     /// Records the storage of `day` (a UTC day) unless a replica did first: the registry's
     /// physical bytes (every stored blob once) and each repository's deduplicated bytes (each
-    /// blob its manifests need once), in one transaction.
+    /// blob its manifests need once). The figures are read before the write transaction:
+    /// at a million manifests they take seconds, and SQLite has one writer.
     pub async fn record_storage(&self, day: i64) -> Result<()> {
+        let registry_bytes: i64 =
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs")
+                .fetch_one(&self.reader)
+                .await?;
+        // Each blob's size is read by its key (see `images::SIZE_OF_M`).
+        let repositories: Vec<RepositoryBytes> = sqlx::query_as(
+            "SELECT r.id, (SELECT CAST(COALESCE(SUM( \
+               (SELECT b.size FROM blobs b WHERE b.digest = needed.digest)), 0) AS BIGINT) \
+             FROM (SELECT DISTINCT mr.digest FROM manifests m \
+               JOIN manifest_references mr ON mr.manifest_id = m.id \
+               WHERE m.repository_id = r.id AND mr.kind = 'blob') needed) AS bytes \
+             FROM repositories r",
+        )
+        .fetch_all(&self.reader)
+        .await?;
         let mut tx = self.write_tx().await?;
         let claimed = sqlx::query(
-            "INSERT INTO registry_storage (day, bytes) \
-             SELECT $1, CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE true \
+            "INSERT INTO registry_storage (day, bytes) VALUES ($1, $2) \
              ON CONFLICT (day) DO NOTHING",
         )
         .bind(day)
+        .bind(registry_bytes)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if claimed == 1 {
-            sqlx::query(
-                "INSERT INTO repository_storage (repository_id, day, bytes) \
-                 SELECT r.id, $1, (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b \
-                  WHERE b.digest IN (SELECT mr.digest FROM manifests m \
-                   JOIN manifest_references mr ON mr.manifest_id = m.id \
-                   WHERE m.repository_id = r.id AND mr.kind = 'blob')) \
-                 FROM repositories r WHERE true ON CONFLICT (repository_id, day) DO NOTHING",
-            )
-            .bind(day)
-            .execute(&mut *tx)
-            .await?;
+            // A repository deleted meanwhile has no row to refer to: it is left out.
+            for chunk in repositories.chunks(STORAGE_ROWS_PER_INSERT) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("({})", placeholders(2 + 2 * i, 2)))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO repository_storage (repository_id, day, bytes) \
+                     SELECT v.column1, $1, v.column2 FROM (VALUES {}) AS v \
+                     WHERE EXISTS (SELECT 1 FROM repositories r WHERE r.id = v.column1) \
+                     ON CONFLICT (repository_id, day) DO NOTHING",
+                    rows.join(", ")
+                );
+                let mut insert = sqlx::query(&sql).bind(day);
+                for r in chunk {
+                    insert = insert.bind(r.id).bind(r.bytes);
+                }
+                insert.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Repositories recorded per statement (two parameters each).
+const STORAGE_ROWS_PER_INSERT: usize = 500;
+
+/// A repository's deduplicated bytes, as read for the day's storage record.
+#[derive(sqlx::FromRow)]
+struct RepositoryBytes {
+    id: i64,
+    bytes: i64,
 }
 
 fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
