@@ -94,13 +94,26 @@ pub struct ConfigFile {
     pub log: LogConfig,
 }
 
-/// `[metrics]`: access to `GET /metrics` (README, "Metrics and logs").
-#[derive(Clone, Default, Deserialize)]
+/// `[metrics]`: access to `GET /metrics` (README, "Metrics and logs"), and how often the
+/// usage counted in memory is written to the index.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// A bearer token that may scrape `/metrics` when auth is on, besides administrators and
     /// loopback peers (`Authorization: Bearer <token>`).
     pub token: Option<String>,
+    /// How often pull statistics counted in memory are written to the index, in
+    /// milliseconds: a crash loses at most this much of them.
+    pub stats_flush_millis: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            token: None,
+            stats_flush_millis: 5000,
+        }
+    }
 }
 
 /// Never shows the scrape token itself.
@@ -108,6 +121,7 @@ impl fmt::Debug for MetricsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsConfig")
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("stats_flush_millis", &self.stats_flush_millis)
             .finish()
     }
 }

@@ -58,7 +58,13 @@ pub async fn serve(
         tracing::warn!("auth is disabled: anyone who can reach this address may push and delete");
     }
     let stop = CancellationToken::new();
-    let workers = workers::spawn(registry.clone(), &config.node_name, stop.clone());
+    let flush_period = std::time::Duration::from_millis(config.metrics.stats_flush_millis.max(10));
+    let workers = workers::spawn(
+        registry.clone(),
+        &config.node_name,
+        flush_period,
+        stop.clone(),
+    );
     let metrics_routes = http::metrics::routes(
         registry.clone(),
         auth.clone(),

@@ -18,6 +18,10 @@
 //! This repeats for a few kill/restart cycles on the same directory, with `[durability]
 //! fsync = true` and with `fsync = false` (each passed in a config file with `--config`): a
 //! crash of the process, unlike one of the machine, must lose nothing in either mode.
+//!
+//! Pull statistics are the exception by design: counted in memory and written every
+//! `metrics.stats_flush_millis`, a kill loses at most the pulls since the last write, and a
+//! graceful stop (SIGTERM) none.
 
 mod support;
 
@@ -965,4 +969,86 @@ async fn kill9_loses_nothing_with_fsync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill9_loses_nothing_without_fsync() {
     crash_loses_nothing(false).await;
+}
+
+/// The pull count of `repo` as `/api/v1/repositories/{repo}` shows it.
+async fn pull_count(registry: &Registry, repo: &str) -> i64 {
+    let shown: serde_json::Value = registry
+        .client
+        .get(registry.url(&format!("/api/v1/repositories/{repo}")))
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .expect("GET repository")
+        .json()
+        .await
+        .expect("repository JSON");
+    shown["pull_count"].as_i64().expect("pull_count")
+}
+
+/// Pulls (manifest GETs by tag) `image` `times` times, insisting on 200.
+async fn pull(registry: &Registry, image: &Image, times: usize) {
+    for _ in 0..times {
+        let path = format!("/v2/{}/manifests/{}", image.repo, image.tag);
+        let got = registry.get(&path).await.expect("pull");
+        assert!(got.is_some(), "{path} is missing");
+    }
+}
+
+/// Pulls counted in memory after the last write are what a kill -9 may lose, and no more:
+/// N pulls, one write observed through the API, M more, SIGKILL; after the restart between
+/// N and N+M are counted. M more, a graceful stop (SIGTERM): all of them are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_loses_at_most_the_pulls_of_one_flush_interval() {
+    const N: usize = 20;
+    const M: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("berth.toml");
+    std::fs::write(&config, "[metrics]\nstats_flush_millis = 300\n").unwrap();
+    let image = Image::generate(CYCLES + 1, 0, 1);
+
+    let server = start_server(&data_dir, &config);
+    let registry = Registry::new(&server.base);
+    for (seq, blob) in image.blobs().enumerate() {
+        registry.push_blob(blob, seq).await.expect("blob push");
+    }
+    registry.put_manifest(&image).await.expect("manifest push");
+    pull(&registry, &image, N).await;
+    // A write is seen when the API shows the N pulls (bounded: 30 s of polling).
+    let mut polls = tokio::time::interval(Duration::from_millis(20));
+    let mut seen = 0;
+    for _ in 0..1500 {
+        polls.tick().await;
+        seen = pull_count(&registry, &image.repo).await;
+        if seen == N as i64 {
+            break;
+        }
+    }
+    assert_eq!(seen, N as i64, "no flush seen; stderr:\n{}", server.log());
+    pull(&registry, &image, M).await;
+    server.kill9();
+
+    let server = start_server(&data_dir, &config);
+    let registry = Registry::new(&server.base);
+    let after_kill = pull_count(&registry, &image.repo).await;
+    assert!(
+        (N as i64..=(N + M) as i64).contains(&after_kill),
+        "{after_kill} pulls counted after the kill; {N} were written before it, {M} came after"
+    );
+    eprintln!(
+        "kill -9: {} of the {M} pulls since the last write lost",
+        (N + M) as i64 - after_kill
+    );
+    pull(&registry, &image, M).await;
+    tokio::task::block_in_place(|| server.terminate());
+
+    let server = start_server(&data_dir, &config);
+    let registry = Registry::new(&server.base);
+    assert_eq!(
+        pull_count(&registry, &image.repo).await,
+        after_kill + M as i64,
+        "a graceful stop writes every pull; stderr:\n{}",
+        server.log()
+    );
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiQuery, ApiResult, Caller, OptionalJson, Paging, Problem, paged};
-use crate::state::AppState;
+use crate::{registry::QueuedGcOptions, state::AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -61,11 +61,11 @@ pub(super) struct NewRun {
     dry_run: bool,
     /// Run in this request and answer with the finished run (else queue it: 202).
     wait: bool,
-    /// Overrides `gc.grace_secs` for this run (with `wait`): after pushes have stopped, 0
-    /// collects everything unreferenced at once.
+    /// Overrides `gc.grace_secs` for this run (waited for or queued): after pushes have
+    /// stopped, 0 collects everything unreferenced at once.
     grace_secs: Option<u64>,
-    /// Overrides `gc.untagged` for this run (with `wait`): also delete manifests no tag,
-    /// index or subject holds.
+    /// Overrides `gc.untagged` for this run (waited for or queued): also delete manifests no
+    /// tag, index or subject holds.
     remove_untagged: Option<bool>,
 }
 
@@ -108,10 +108,11 @@ async fn create(
     OptionalJson(request): OptionalJson<NewRun>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
+    let grace_secs = request.grace_secs.map(checked_grace).transpose()?;
     if request.wait {
         let mut options = app.registry.gc_options(request.dry_run);
-        if let Some(grace) = request.grace_secs {
-            options.grace_secs = checked_grace(grace)?;
+        if let Some(grace) = grace_secs {
+            options.grace_secs = grace;
         }
         if let Some(untagged) = request.remove_untagged {
             options.untagged = untagged;
@@ -119,17 +120,12 @@ async fn create(
         let run = app.registry.run_gc("api", options, &|_, _| {}).await?;
         return Ok((StatusCode::CREATED, Json(run)).into_response());
     }
-    if request.grace_secs.is_some() {
-        return Err(ApiError::bad_request(
-            "grace_secs: only with wait (a queued run uses the configured grace period)",
-        ));
-    }
-    if request.remove_untagged.is_some() {
-        return Err(ApiError::bad_request(
-            "remove_untagged: only with wait (a queued run uses the configured gc.untagged)",
-        ));
-    }
-    let run = app.registry.queue_gc("api", request.dry_run).await?;
+    // Stored with the run: the worker that runs it, on any replica, applies them.
+    let asked = QueuedGcOptions {
+        grace_secs: grace_secs.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+        remove_untagged: request.remove_untagged,
+    };
+    let run = app.registry.queue_gc("api", request.dry_run, asked).await?;
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())
 }
 

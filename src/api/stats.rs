@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     oci::RepoName,
-    registry::{DayFigures, TREND_DAYS_MAX},
+    registry::{Interval, TREND_DAYS_MAX, TrendBucket},
     state::AppState,
 };
 
@@ -393,7 +393,8 @@ struct TrendsQuery {
     from: Option<String>,
     /// The last day, `YYYY-MM-DD` (UTC; default today). At most 3,660 days after `from`.
     to: Option<String>,
-    /// `day` (the only interval so far, and the default).
+    /// `day` (default), `week` (ISO weeks, from Monday) or `month` (calendar months): `from`
+    /// is moved back to the first day of its week or month and `to` forward to the last.
     interval: Option<String>,
     /// Only this repository (the caller must be able to read it); default every repository
     /// the caller may read.
@@ -404,10 +405,10 @@ struct TrendsQuery {
     format: Option<String>,
 }
 
-/// One day of the time series.
+/// One day, week or month of the time series.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TrendPoint {
-    /// The UTC day, `YYYY-MM-DD`.
+    /// The first UTC day of the day, week or month, `YYYY-MM-DD`.
     date: String,
     /// Manifest GETs.
     pulls: i64,
@@ -417,22 +418,40 @@ struct TrendPoint {
     pushes: i64,
     /// Blob bytes served.
     bytes_out: i64,
+    /// Bytes stored, as recorded at the start of the last day of the interval (or the last
+    /// record before): the registry's physical bytes for an administrator counting every
+    /// namespace, a repository's deduplicated bytes, or the sum of those of the repositories
+    /// counted. `null` before the first record.
+    storage_bytes: Option<i64>,
 }
 
 /// The time series.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Trend {
-    /// `day`.
+    /// `day`, `week` or `month`.
     interval: String,
-    /// The first day.
+    /// The first day (the first of its week or month).
     from: String,
-    /// The last day.
+    /// The last day (the last of its week or month).
     to: String,
     /// The repository, when one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     repository: Option<String>,
-    /// One point per day from `from` to `to`, zero on days without use.
+    /// One point per interval from `from` to `to`, zero when unused.
     points: Vec<TrendPoint>,
+}
+
+/// An `interval` parameter, or a 400 naming it.
+fn parse_interval(interval: Option<&str>) -> ApiResult<(Interval, &'static str)> {
+    match interval {
+        None | Some("day") => Ok((Interval::Day, "day")),
+        Some("week") => Ok((Interval::Week, "week")),
+        Some("month") => Ok((Interval::Month, "month")),
+        Some(other) => Err(bad_parameter(
+            "interval",
+            format!("unknown interval {other:?}: day, week or month"),
+        )),
+    }
 }
 
 /// Days between the unix epoch and the Julian day 0.
@@ -465,15 +484,15 @@ fn format_date(day: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Pulls, HEADs, pushes and bytes served per day, over one repository or every repository
-/// the caller may read.
+/// Pulls, HEADs, pushes and bytes served per day, ISO week or month, and the storage
+/// recorded, over one repository or every repository the caller may read.
 #[utoipa::path(
     get,
     path = "/api/v1/stats/trends",
     tag = "stats",
     params(TrendsQuery),
     responses(
-        (status = 200, description = "One point per day (JSON, or CSV)", body = Trend),
+        (status = 200, description = "One point per interval (JSON, or CSV)", body = Trend),
         (status = 400, description = "An unknown parameter, interval or format, a bad date or range; the message names the parameter", body = Problem),
         (status = 404, description = "The repository does not exist or the caller may not read it", body = Problem),
     )
@@ -485,15 +504,7 @@ async fn trends(
     ApiQuery(q): ApiQuery<TrendsQuery>,
 ) -> ApiResult<Response> {
     let as_csv = wants_csv(q.format.as_deref(), &headers)?;
-    match q.interval.as_deref() {
-        None | Some("day") => {}
-        Some(other) => {
-            return Err(bad_parameter(
-                "interval",
-                format!("unknown interval {other:?}: day"),
-            ));
-        }
-    }
+    let (interval, interval_name) = parse_interval(q.interval.as_deref())?;
     let to = match q.to.as_deref() {
         Some(to) => parse_date("to", to)?,
         None => app.registry.today(),
@@ -505,7 +516,9 @@ async fn trends(
     if from > to {
         return Err(bad_parameter("from", "is after to"));
     }
-    if to - from + 1 > TREND_DAYS_MAX {
+    let (from, to) = (interval.start(from), interval.start(to));
+    let last = interval.next(to) - 1;
+    if last - from + 1 > TREND_DAYS_MAX {
         return Err(bad_parameter(
             "to",
             format!("the range is longer than {TREND_DAYS_MAX} days"),
@@ -529,29 +542,32 @@ async fn trends(
     let viewer = caller.auth().catalog_viewer(&caller.identity);
     let series = app
         .registry
-        .usage_trend(&viewer, &namespace, repository.as_ref(), from, to)
+        .usage_trend(&viewer, &namespace, repository.as_ref(), interval, from, to)
         .await?;
-    let point = |f: &DayFigures| TrendPoint {
-        date: format_date(f.day),
-        pulls: f.pulls,
-        heads: f.heads,
-        pushes: f.pushes,
-        bytes_out: f.bytes_out,
+    let point = |b: &TrendBucket| TrendPoint {
+        date: format_date(b.start),
+        pulls: b.pulls,
+        heads: b.heads,
+        pushes: b.pushes,
+        bytes_out: b.bytes_out,
+        storage_bytes: b.storage_bytes,
     };
     if as_csv {
-        let mut lines = String::from("date,pulls,heads,pushes,bytes_out\n");
+        let mut lines = String::from("date,pulls,heads,pushes,bytes_out,storage_bytes\n");
         for p in series.iter().map(point) {
+            // No storage recorded yet: an empty field.
+            let storage = p.storage_bytes.map(|b| b.to_string()).unwrap_or_default();
             lines.push_str(&format!(
-                "{},{},{},{},{}\n",
+                "{},{},{},{},{},{storage}\n",
                 p.date, p.pulls, p.heads, p.pushes, p.bytes_out
             ));
         }
         return Ok(csv(lines));
     }
     Ok(Json(Trend {
-        interval: "day".to_owned(),
+        interval: interval_name.to_owned(),
         from: format_date(from),
-        to: format_date(to),
+        to: format_date(last),
         repository: repository.map(|r| r.to_string()),
         points: series.iter().map(point).collect(),
     })

@@ -45,10 +45,25 @@ pub fn routes() -> Router<AppState> {
             HeaderName::from_static("docker-distribution-api-version"),
             HeaderValue::from_static("registry/2.0"),
         ));
-    Router::new()
-        .merge(v2)
+    let plain = Router::new()
         .route("/token", get(token::get).post(token::post))
         .route("/healthz", get(|| async { "ok" }))
+        // axum's own 405 has an empty body; its `Allow` header is kept.
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new().merge(v2).merge(plain)
+}
+
+/// A method `/token` or `/healthz` does not serve: the JSON problem `/api/v1` answers with,
+/// so a client reads every refusal outside `/v2/` the same way.
+async fn method_not_allowed() -> Response {
+    let body = serde_json::json!({
+        "error": {
+            "code": "METHOD_NOT_ALLOWED",
+            "message": "method not allowed on this resource",
+            "details": null,
+        }
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 /// Routes one `/v2/` request to its handler.

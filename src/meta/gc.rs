@@ -79,6 +79,22 @@ pub struct GcRunRecord {
     pub report: Option<serde_json::Value>,
 }
 
+/// What a queued run overrides of the configuration when a worker runs it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedGcOptions {
+    /// Rows and objects younger than this many seconds are kept (`gc.grace_secs`).
+    pub grace_secs: Option<i64>,
+    /// Collect untagged manifests too (`gc.untagged`).
+    pub remove_untagged: Option<bool>,
+}
+
+/// [`QueuedGcOptions`] as stored (booleans are integers).
+#[derive(sqlx::FromRow)]
+struct QueuedGcOptionsRow {
+    grace_secs: Option<i64>,
+    remove_untagged: Option<i64>,
+}
+
 /// A run's row as stored (its report as JSON text).
 #[derive(sqlx::FromRow)]
 struct GcRunRow {
@@ -249,6 +265,41 @@ impl Meta {
         .bind(running.then(|| self.now()))
         .fetch_one(&self.writer)
         .await?)
+    }
+
+    /// Records a run for a worker to start, with the options it was asked for (`None`: the
+    /// configuration's when it runs).
+    pub async fn queue_gc_run(
+        &self,
+        trigger: &str,
+        dry_run: bool,
+        options: QueuedGcOptions,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO gc_runs (trigger, dry_run, state, grace_secs, remove_untagged) \
+             VALUES ($1, $2, 'queued', $3, $4) RETURNING id",
+        )
+        .bind(trigger)
+        .bind(i64::from(dry_run))
+        .bind(options.grace_secs)
+        .bind(options.remove_untagged.map(i64::from))
+        .fetch_one(&self.writer)
+        .await?)
+    }
+
+    /// The options queued run `id` was asked for (nothing for an unknown run).
+    pub async fn queued_gc_options(&self, id: i64) -> Result<QueuedGcOptions> {
+        let row: Option<QueuedGcOptionsRow> =
+            sqlx::query_as("SELECT grace_secs, remove_untagged FROM gc_runs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(
+            row.map_or_else(QueuedGcOptions::default, |r| QueuedGcOptions {
+                grace_secs: r.grace_secs,
+                remove_untagged: r.remove_untagged.map(|v| v != 0),
+            }),
+        )
     }
 
     /// Marks a queued run as running; false if it is not queued (another replica took it).

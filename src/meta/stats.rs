@@ -7,11 +7,19 @@
 //! Besides the running totals, usage is counted per repository and UTC day (Docker Hub's
 //! semantics: a pull is a manifest GET, by tag or by digest; a HEAD is a version check,
 //! counted apart; pushes are manifest PUTs; blob bytes served) and pulls per tag and day,
-//! each flushed as one upsert per key into `repository_usage` and `tag_usage`.
+//! each flushed as one upsert per key into `repository_usage` and `tag_usage`. The first
+//! flush of each UTC day also records the day's storage (`registry_storage`,
+//! `repository_storage`), for the storage history of the trends.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
+};
 
-use super::Meta;
+use super::{Meta, placeholders};
 use crate::{clock::Clock, error::Result};
 
 /// Pulls seen since the last flush.
@@ -21,6 +29,8 @@ pub struct PullStats {
     clock: Clock,
     /// False when `stats.enabled` is off: nothing is recorded, nothing is flushed.
     enabled: bool,
+    /// The last UTC day whose storage this process saw recorded (at its first flush).
+    storage_day: AtomicI64,
 }
 
 #[derive(Default)]
@@ -81,6 +91,7 @@ impl PullStats {
             pending: Mutex::default(),
             clock,
             enabled,
+            storage_day: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -202,15 +213,24 @@ impl PullStats {
 }
 
 impl Meta {
-    /// Writes the pulls recorded in `stats` since the last flush.
+    /// Writes the pulls recorded in `stats` since the last flush; at the first flush of a
+    /// UTC day, also the day's storage (see [`Meta::record_storage`]).
     pub async fn flush_pull_stats(&self, stats: &PullStats) -> Result<()> {
         let p = stats.take();
-        if p.repositories.is_empty() && p.usage.is_empty() && p.subjects.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.write_pull_stats(&p).await {
+        if !(p.repositories.is_empty() && p.usage.is_empty() && p.subjects.is_empty())
+            && let Err(e) = self.write_pull_stats(&p).await
+        {
             stats.restore(p);
             return Err(e);
+        }
+        let today = day_of(stats.clock.now());
+        if stats.storage_day.load(Ordering::Relaxed) != today {
+            // One read a day per process when another replica (or a run before a restart)
+            // recorded it already.
+            if !self.storage_recorded(today).await? {
+                self.record_storage(today).await?;
+            }
+            stats.storage_day.store(today, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -309,6 +329,82 @@ impl Meta {
         tx.commit().await?;
         Ok(())
     }
+}
+
+impl Meta {
+    /// Whether the storage of `day` (a UTC day) was recorded already.
+    pub async fn storage_recorded(&self, day: i64) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT day FROM registry_storage WHERE day = $1")
+                .bind(day)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Records the storage of `day` (a UTC day) unless a replica did first: the registry's
+    /// physical bytes (every stored blob once) and each repository's deduplicated bytes (each
+    /// blob its manifests need once). The figures are read before the write transaction:
+    /// at a million manifests they take seconds, and SQLite has one writer.
+    pub async fn record_storage(&self, day: i64) -> Result<()> {
+        let registry_bytes: i64 =
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs")
+                .fetch_one(&self.reader)
+                .await?;
+        // Each blob's size is read by its key (see `images::SIZE_OF_M`).
+        let repositories: Vec<RepositoryBytes> = sqlx::query_as(
+            "SELECT r.id, (SELECT CAST(COALESCE(SUM( \
+               (SELECT b.size FROM blobs b WHERE b.digest = needed.digest)), 0) AS BIGINT) \
+             FROM (SELECT DISTINCT mr.digest FROM manifests m \
+               JOIN manifest_references mr ON mr.manifest_id = m.id \
+               WHERE m.repository_id = r.id AND mr.kind = 'blob') needed) AS bytes \
+             FROM repositories r",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut tx = self.write_tx().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO registry_storage (day, bytes) VALUES ($1, $2) \
+             ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(registry_bytes)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 1 {
+            // A repository deleted meanwhile has no row to refer to: it is left out.
+            for chunk in repositories.chunks(STORAGE_ROWS_PER_INSERT) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("({})", placeholders(2 + 2 * i, 2)))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO repository_storage (repository_id, day, bytes) \
+                     SELECT v.column1, $1, v.column2 FROM (VALUES {}) AS v \
+                     WHERE EXISTS (SELECT 1 FROM repositories r WHERE r.id = v.column1) \
+                     ON CONFLICT (repository_id, day) DO NOTHING",
+                    rows.join(", ")
+                );
+                let mut insert = sqlx::query(&sql).bind(day);
+                for r in chunk {
+                    insert = insert.bind(r.id).bind(r.bytes);
+                }
+                insert.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Repositories recorded per statement (two parameters each).
+const STORAGE_ROWS_PER_INSERT: usize = 500;
+
+/// A repository's deduplicated bytes, as read for the day's storage record.
+#[derive(sqlx::FromRow)]
+struct RepositoryBytes {
+    id: i64,
+    bytes: i64,
 }
 
 fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {

@@ -31,7 +31,7 @@ use crate::{
     blobs::{Blobs, StoredObject},
     error::{Error, Result},
     meta::{
-        gc::{GcCounts, GcRunRecord, RepositoryEstimate},
+        gc::{GcCounts, GcRunRecord, QueuedGcOptions, RepositoryEstimate},
         jobs::Job,
     },
     oci::{Digest, RepoName},
@@ -197,9 +197,15 @@ impl Registry {
         self.finish_run(id, options, progress).await
     }
 
-    /// Records a collection to be run by a worker (any replica) and queues it.
-    pub async fn queue_gc(&self, trigger: &str, dry_run: bool) -> Result<GcRunRecord> {
-        let id = self.meta.create_gc_run(trigger, dry_run, false).await?;
+    /// Records a collection to be run by a worker (any replica) with `options` (the
+    /// configuration's where they are `None`) and queues it.
+    pub async fn queue_gc(
+        &self,
+        trigger: &str,
+        dry_run: bool,
+        options: QueuedGcOptions,
+    ) -> Result<GcRunRecord> {
+        let id = self.meta.queue_gc_run(trigger, dry_run, options).await?;
         self.queue_job(&Job::RunGc { run_id: id }).await?;
         self.gc_run(id).await?.ok_or(Error::NotFound)
     }
@@ -212,9 +218,15 @@ impl Registry {
         if !self.meta.start_gc_run(id).await? {
             return Ok(());
         }
-        self.finish_run(id, self.gc_options(run.dry_run), &|_, _| {})
-            .await
-            .map(drop)
+        let asked = self.meta.queued_gc_options(id).await?;
+        let mut options = self.gc_options(run.dry_run);
+        if let Some(grace) = asked.grace_secs {
+            options.grace_secs = u64::try_from(grace).unwrap_or(0);
+        }
+        if let Some(untagged) = asked.remove_untagged {
+            options.untagged = untagged;
+        }
+        self.finish_run(id, options, &|_, _| {}).await.map(drop)
     }
 
     async fn finish_run(

@@ -25,6 +25,8 @@ use crate::{
 const CONFIG_SUMMARY_MAX: u64 = 1024 * 1024;
 /// Referrers shown in the detail view of an image.
 const DETAIL_REFERRERS_MAX: u32 = 100;
+/// Levels of indexes listing indexes looked through for the platforms of an index's images.
+const NESTING_MAX: usize = 8;
 
 /// An image's platform, as its config declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -451,17 +453,7 @@ impl Registry {
             .filter(|r| is_index(&r.media_type))
             .map(|r| r.id)
             .collect();
-        let mut children: HashMap<i64, Vec<PlatformSummary>> = HashMap::new();
-        for c in self.meta.child_platforms(repository_id, &index_ids).await? {
-            children
-                .entry(c.index_id)
-                .or_default()
-                .push(PlatformSummary {
-                    os: c.os,
-                    architecture: c.architecture,
-                    variant: c.variant,
-                });
-        }
+        let mut children = self.leaf_platforms(repository_id, &index_ids).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -492,6 +484,61 @@ impl Registry {
                     pull_count: r.pull_count,
                     index: r.index_digest,
                 }
+            })
+            .collect())
+    }
+
+    /// The platforms of the images under each of `index_ids` (indexes of repository
+    /// `repository_id`): an index listed by an index is looked through to its images, down to
+    /// [`NESTING_MAX`] levels; each image once, in platform order.
+    async fn leaf_platforms(
+        &self,
+        repository_id: i64,
+        index_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<PlatformSummary>>> {
+        let mut leaves: HashMap<i64, Vec<(Digest, PlatformSummary)>> = HashMap::new();
+        // The indexes to look into next, each with the listed indexes it lies under.
+        let mut under: HashMap<i64, Vec<i64>> =
+            index_ids.iter().map(|&id| (id, vec![id])).collect();
+        for _ in 0..NESTING_MAX {
+            if under.is_empty() {
+                break;
+            }
+            let ids: Vec<i64> = under.keys().copied().collect();
+            let mut next: HashMap<i64, Vec<i64>> = HashMap::new();
+            for c in self.meta.child_platforms(repository_id, &ids).await? {
+                let roots = under.get(&c.index_id).cloned().unwrap_or_default();
+                if is_index(&c.media_type) {
+                    next.entry(c.id).or_default().extend(roots);
+                    continue;
+                }
+                let platform = PlatformSummary {
+                    os: c.os,
+                    architecture: c.architecture,
+                    variant: c.variant,
+                };
+                for root in roots {
+                    leaves
+                        .entry(root)
+                        .or_default()
+                        .push((c.digest.clone(), platform.clone()));
+                }
+            }
+            under = next;
+        }
+        Ok(leaves
+            .into_iter()
+            .map(|(root, mut found)| {
+                found.sort_by(|(da, a), (db, b)| {
+                    (&a.os, &a.architecture, &a.variant, da).cmp(&(
+                        &b.os,
+                        &b.architecture,
+                        &b.variant,
+                        db,
+                    ))
+                });
+                found.dedup_by(|a, b| a.0 == b.0);
+                (root, found.into_iter().map(|(_, p)| p).collect())
             })
             .collect())
     }

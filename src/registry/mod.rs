@@ -49,6 +49,7 @@ pub use images::{
 };
 // The listing parameters are the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::{
+    gc::QueuedGcOptions,
     images::{ImageCursor, ImageFilter, ImageSort, ImageStatus},
     tags::{TagCursor, TagSort},
 };
@@ -56,7 +57,7 @@ pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
 pub use settings::{Mutability, Override, TagRules};
-pub use stats::TREND_DAYS_MAX;
+pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
 pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
 pub use uploads::Mounted;

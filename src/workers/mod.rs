@@ -13,14 +13,17 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 pub use jobs::worker_id;
 
-/// How often pull statistics gathered in memory are written to the index.
-const PULL_STATS_PERIOD: Duration = Duration::from_secs(5);
-
-/// Starts every worker, leasing jobs under `node_name`; they end when `stop` is cancelled.
-pub fn spawn(registry: Registry, node_name: &str, stop: CancellationToken) -> JoinSet<()> {
+/// Starts every worker, leasing jobs under `node_name` and writing pull statistics every
+/// `flush_period` (`metrics.stats_flush_millis`); they end when `stop` is cancelled.
+pub fn spawn(
+    registry: Registry,
+    node_name: &str,
+    flush_period: Duration,
+    stop: CancellationToken,
+) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let flusher = registry.clone();
-    set.spawn(every(PULL_STATS_PERIOD, stop.clone(), move || {
+    set.spawn(every(flush_period, stop.clone(), move || {
         let registry = flusher.clone();
         async move {
             if let Err(e) = registry.flush_pull_stats().await {

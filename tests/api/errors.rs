@@ -403,3 +403,35 @@ async fn errors_before_the_body_is_read_close_the_connection() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_eq!(resp.headers().get("connection"), None);
 }
+
+/// `/token` and `/healthz` refuse a method they do not take as `/api/v1` does: 405, the
+/// methods they take in `Allow`, and a JSON problem `METHOD_NOT_ALLOWED`.
+#[tokio::test]
+async fn token_and_health_refuse_other_methods_with_a_json_problem() {
+    let s = TestServer::start().await;
+    for (method, path, allowed) in [
+        (Method::DELETE, "/token", ["GET", "POST"].as_slice()),
+        (Method::PUT, "/token", &["GET", "POST"]),
+        (Method::POST, "/healthz", &["GET"]),
+        (Method::DELETE, "/healthz", &["GET"]),
+    ] {
+        let resp = s.req(method.clone(), path).send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let allow = crate::common::header(&resp, "allow").unwrap_or_default();
+        for m in allowed {
+            assert!(allow.contains(m), "{method} {path}: Allow {allow:?}");
+        }
+        let body = crate::common::json_body(resp).await;
+        assert_eq!(
+            body["error"]["code"], "METHOD_NOT_ALLOWED",
+            "{method} {path}: {body}"
+        );
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    // What they take still works.
+    assert_eq!(s.get("/healthz").await.text().await.unwrap(), "ok");
+}

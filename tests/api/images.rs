@@ -217,6 +217,77 @@ async fn images_list_platforms_sizes_tags_and_status() {
     assert!(single["pushed_at"].as_i64().unwrap() > 0);
 }
 
+/// An index whose children include an index: its size sums the images at the bottom with
+/// every blob once (the layer all of them share, and an image listed twice, through the inner
+/// index and directly), and its platforms are those images', each once; the inner index is
+/// listed only inside the outer one and has its own size and platforms.
+#[tokio::test]
+async fn an_index_of_an_index_counts_its_images_once() {
+    let s = TestServer::start().await;
+    let shared: &[u8] = b"the base layer of every image below the outer index";
+    let mut leaves = Vec::new();
+    for architecture in ["arm64", "amd64", "s390x"] {
+        let config = image_config("linux", architecture, None);
+        let own = format!("the {architecture} layer of the nested images").into_bytes();
+        let (digest, manifest) = s
+            .push_image_with("nested", "", &config, &[shared, own.as_slice()])
+            .await;
+        let mut d = descriptor(OCI_MANIFEST, &manifest);
+        d["platform"] = json!({ "os": "linux", "architecture": architecture });
+        leaves.push((digest, d, config.len() + own.len()));
+    }
+    let index_of = |children: Vec<Value>| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
+        }))
+        .unwrap()
+    };
+    let inner = index_of(vec![leaves[0].1.clone(), leaves[1].1.clone()]);
+    let inner_digest = s
+        .put_manifest_ok("nested", &sha256(&inner), OCI_INDEX, &inner)
+        .await;
+    let outer = index_of(vec![
+        descriptor(OCI_INDEX, &inner),
+        leaves[2].1.clone(),
+        leaves[1].1.clone(),
+    ]);
+    let outer_digest = s.put_manifest_ok("nested", "all", OCI_INDEX, &outer).await;
+
+    let listing = api(&s, "/repositories/nested/-/images").await;
+    assert_eq!(
+        digests(&listing),
+        [outer_digest.as_str()],
+        "the inner index and the images are listed inside the outer index: {listing}"
+    );
+    let item = &listing["items"][0];
+    let all_leaves = shared.len() + leaves.iter().map(|l| l.2).sum::<usize>();
+    assert_eq!(item["size_bytes"], all_leaves as i64, "{item}");
+    let architectures: Vec<&str> = item["platform"]
+        .as_array()
+        .expect("an index lists its images' platforms")
+        .iter()
+        .map(|p| p["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(architectures, ["amd64", "arm64", "s390x"], "{item}");
+
+    let shown = api(&s, &format!("/repositories/nested/-/images/{inner_digest}")).await;
+    assert_eq!(
+        shown["size_bytes"],
+        (shared.len() + leaves[0].2 + leaves[1].2) as i64,
+        "{shown}"
+    );
+    assert_eq!(shown["index"], outer_digest.as_str(), "{shown}");
+    assert_eq!(
+        shown["platform"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
+
+    // The size order ranks the outer index by the same sum.
+    let by_size = api(&s, "/repositories/nested/-/images?sort=size").await;
+    assert_eq!(by_size["items"][0]["size_bytes"], all_leaves as i64);
+}
+
 /// `architecture=arm64` lists the arm64 child of the index and names the index; `os`, `tag`
 /// and `status` filter as documented, alone and together.
 #[tokio::test]

@@ -249,6 +249,70 @@ async fn remove_untagged_overrides_the_configuration_for_one_run() {
     assert_eq!(s.get(&by_digest).await.status(), StatusCode::NOT_FOUND);
 }
 
+/// Runs the due jobs on a replica until queued run `id` has finished (a bounded number of
+/// passes, no waiting); the finished run.
+async fn finished_run(s: &TestServer, id: i64) -> Value {
+    let replica = s.replica().await;
+    for _ in 0..10 {
+        let resp = s.get(&format!("/api/v1/gc/runs/{id}")).await;
+        let run = json_body(resp).await;
+        if run["state"] == "done" || run["state"] == "failed" {
+            replica.close().await;
+            return run;
+        }
+        replica
+            .run_due_jobs("test-replica")
+            .await
+            .expect("jobs run");
+    }
+    panic!("run {id} did not finish");
+}
+
+/// A queued run keeps the options it was asked for: with `grace_secs: 0` it frees what was
+/// just deleted although the configured grace period is an hour, and `remove_untagged`
+/// collects an untagged image although `gc.untagged` is off; the worker that runs it reads
+/// them from the run.
+#[tokio::test]
+async fn a_queued_run_uses_its_own_options() {
+    let s = server().await;
+    let (digest, _) = s
+        .push_image("app", "v1", &[b"bytes a queued run frees"])
+        .await;
+    let resp = s.delete(&format!("/v2/app/manifests/{digest}")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let freed = estimate(&s, "?grace_secs=0").await.1["reclaimable_bytes"]
+        .as_i64()
+        .unwrap();
+    assert!(freed > 0);
+
+    let (status, queued) = post_run(&s, json!({ "grace_secs": 0 })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["state"], "queued", "{queued}");
+    let run = finished_run(&s, queued["id"].as_i64().unwrap()).await;
+    assert_eq!(run["state"], "done", "{run}");
+    assert_eq!(run["blobs"], 2, "the layer and the config: {run}");
+    assert_eq!(run["bytes"], freed, "{run}");
+    assert_eq!(
+        estimate(&s, "?grace_secs=0").await.1["reclaimable_bytes"],
+        0
+    );
+
+    let (untagged, _) = s.push_image("app", "v2", &[b"soon untagged, queued"]).await;
+    assert_eq!(
+        s.delete("/v2/app/manifests/v2").await.status(),
+        StatusCode::ACCEPTED
+    );
+    let (_, kept) = post_run(&s, json!({ "grace_secs": 0 })).await;
+    let kept = finished_run(&s, kept["id"].as_i64().unwrap()).await;
+    assert_eq!(kept["manifests"], 0, "gc.untagged is off: {kept}");
+    let (_, queued) = post_run(&s, json!({ "grace_secs": 0, "remove_untagged": true })).await;
+    let run = finished_run(&s, queued["id"].as_i64().unwrap()).await;
+    assert_eq!(run["manifests"], 1, "{run}");
+    assert_eq!(run["blobs"], 2, "its layer and config: {run}");
+    let by_digest = format!("/v2/app/manifests/{untagged}");
+    assert_eq!(s.get(&by_digest).await.status(), StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn bad_gc_options_are_refused_naming_them() {
     let s = server().await;
@@ -263,8 +327,9 @@ async fn bad_gc_options_are_refused_naming_them() {
             json!({ "wait": true, "remove_untagged": "yes" }),
             "remove_untagged",
         ),
-        (json!({ "remove_untagged": true }), "remove_untagged"),
-        (json!({ "grace_secs": 0 }), "grace_secs"),
+        // Queued runs take the same options, checked the same way.
+        (json!({ "remove_untagged": "yes" }), "remove_untagged"),
+        (json!({ "grace_secs": u64::MAX }), "grace_secs"),
         (json!({ "wait": true, "grace": 0 }), "grace"),
     ] {
         let (status, problem) = post_run(&s, body.clone()).await;

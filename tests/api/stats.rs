@@ -161,11 +161,23 @@ async fn usage_is_counted_per_day_and_read_back() {
         ))
         .await;
     assert_eq!(csv.status(), StatusCode::OK);
-    let expected = format!(
-        "date,pulls,heads,pushes,bytes_out\n{from},3,1,1,{}\n{to},1,0,0,0\n",
-        layer.len() + 4
+    // The storage column (last) depends on when the worker first flushed: see
+    // `trends_carry_storage_by_day_week_and_month`.
+    let text = csv.text().await.unwrap();
+    let without_storage: Vec<&str> = text
+        .lines()
+        .map(|line| line.rsplit_once(',').map_or(line, |(rest, _)| rest))
+        .collect();
+    assert_eq!(
+        without_storage,
+        [
+            "date,pulls,heads,pushes,bytes_out".to_owned(),
+            format!("{from},3,1,1,{}", layer.len() + 4),
+            format!("{to},1,0,0,0"),
+        ],
+        "{text}"
     );
-    assert_eq!(csv.text().await.unwrap(), expected);
+    assert!(text.starts_with("date,pulls,heads,pushes,bytes_out,storage_bytes\n"));
     let csv = s
         .get("/api/v1/stats?format=csv")
         .await
@@ -174,6 +186,166 @@ async fn usage_is_counted_per_day_and_read_back() {
         .unwrap();
     assert!(csv.starts_with("metric,value\nrepositories,2\n"), "{csv}");
     assert!(csv.contains("\npulls_7d,5\n"), "{csv}");
+}
+
+/// Moves the server's clock forward to noon (UTC) of `date` (`YYYY-MM-DD`, in the future).
+fn to_noon_of(s: &TestServer, date: &str) {
+    let part = |range: std::ops::Range<usize>| date[range].parse::<u8>().expect("a date");
+    let year = date[..4].parse::<i32>().expect("a year");
+    let month = time::Month::try_from(part(5..7)).expect("a month");
+    let day = time::Date::from_calendar_date(year, month, part(8..10)).expect("a date");
+    let noon = day.midnight().assume_utc().unix_timestamp() + DAY / 2;
+    let now = s.clock.now();
+    assert!(noon > now, "{date} is in the past");
+    s.clock.advance(noon - now);
+}
+
+/// Writes what a replica holds, as a worker's flush does: the first flush of a day also
+/// records the day's storage.
+async fn flush(s: &TestServer) {
+    let replica = s.replica().await;
+    replica.flush_pull_stats().await.expect("flush");
+    replica.close().await;
+}
+
+/// `storage_bytes` of each point, `None` where nothing was recorded yet.
+fn storage(trend: &Value) -> Vec<Option<i64>> {
+    trend["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["storage_bytes"].as_i64())
+        .collect()
+}
+
+/// The storage history: recorded at the first flush of each day (a repository's deduplicated
+/// bytes, the registry's physical bytes), carried forward over days without a record, `null`
+/// before the first; pulls summed per ISO week (from Monday) and per calendar month, with
+/// the storage recorded last in each; CSV carries the same column.
+#[tokio::test]
+async fn trends_carry_storage_by_day_week_and_month() {
+    let s = TestServer::start().await;
+    s.push_image("app", "v1", &[b"the first layer of app"])
+        .await;
+    s.push_image("other", "v1", &[b"a layer of another repository"])
+        .await;
+    // Thursday 2031-01-30: the first flush records the storage as pushed so far.
+    to_noon_of(&s, "2031-01-30");
+    flush(&s).await;
+    let first = get_json(&s.client, &s, "/repositories/app").await["deduplicated_bytes"]
+        .as_i64()
+        .unwrap();
+    let registry_first = get_json(&s.client, &s, "/stats").await["bytes"]
+        .as_i64()
+        .unwrap();
+    repeat(&s, Method::GET, "app/manifests/v1", 2).await;
+    // More stored the same day is seen at the next day's record.
+    s.push_image("app", "v2", &[b"a second, larger layer of app"])
+        .await;
+    flush(&s).await;
+    to_noon_of(&s, "2031-02-03");
+    flush(&s).await;
+    let second = get_json(&s.client, &s, "/repositories/app").await["deduplicated_bytes"]
+        .as_i64()
+        .unwrap();
+    let registry_second = get_json(&s.client, &s, "/stats").await["bytes"]
+        .as_i64()
+        .unwrap();
+    assert!(second > first && registry_second > registry_first);
+    repeat(&s, Method::GET, "app/manifests/v2", 3).await;
+    to_noon_of(&s, "2031-02-05");
+    let s = restarted(s).await;
+
+    let range = "from=2031-01-28&to=2031-02-05";
+    let days = get_json(
+        &s.client,
+        &s,
+        &format!("/stats/trends?repository=app&{range}"),
+    )
+    .await;
+    assert_eq!(days["interval"], "day");
+    let (a, b) = (Some(first), Some(second));
+    assert_eq!(
+        storage(&days),
+        [None, None, a, a, a, a, b, b, b],
+        "28th to 5th: {days}"
+    );
+    let pulls: Vec<i64> = days["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pulls"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pulls, [0, 0, 2, 0, 0, 0, 3, 0, 0]);
+    let registry = get_json(&s.client, &s, &format!("/stats/trends?{range}")).await;
+    assert_eq!(storage(&registry)[2], Some(registry_first), "{registry}");
+    assert_eq!(storage(&registry)[6], Some(registry_second), "{registry}");
+
+    let weeks = get_json(
+        &s.client,
+        &s,
+        &format!("/stats/trends?repository=app&interval=week&{range}"),
+    )
+    .await;
+    assert_eq!(
+        (&weeks["interval"], &weeks["from"], &weeks["to"]),
+        (&json!("week"), &json!("2031-01-27"), &json!("2031-02-09")),
+        "whole ISO weeks, Monday to Sunday: {weeks}"
+    );
+    assert_eq!(
+        weeks["points"],
+        json!([
+            { "date": "2031-01-27", "pulls": 2, "heads": 0, "pushes": 1, "bytes_out": 0,
+              "storage_bytes": first },
+            { "date": "2031-02-03", "pulls": 3, "heads": 0, "pushes": 0, "bytes_out": 0,
+              "storage_bytes": second },
+        ])
+    );
+
+    let months = get_json(
+        &s.client,
+        &s,
+        &format!("/stats/trends?repository=app&interval=month&{range}"),
+    )
+    .await;
+    assert_eq!(
+        (&months["from"], &months["to"]),
+        (&json!("2031-01-01"), &json!("2031-02-28")),
+        "{months}"
+    );
+    let per_month: Vec<(Value, Value, Value)> = months["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["date"].clone(),
+                p["pulls"].clone(),
+                p["storage_bytes"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_month,
+        [
+            (json!("2031-01-01"), json!(2), json!(first)),
+            (json!("2031-02-01"), json!(3), json!(second)),
+        ]
+    );
+
+    let csv = s
+        .get("/api/v1/stats/trends?repository=app&format=csv&from=2031-01-29&to=2031-01-30")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv,
+        format!(
+            "date,pulls,heads,pushes,bytes_out,storage_bytes\n\
+             2031-01-29,0,0,0,0,\n2031-01-30,2,0,1,0,{first}\n"
+        )
+    );
 }
 
 /// Pulls counted in memory are all written by a graceful stop, however many came at once.
@@ -194,6 +366,53 @@ async fn a_graceful_stop_loses_no_counts() {
     assert_eq!(today["pulls"], 200, "{today}");
     let shown = get_json(&s.client, &s, "/repositories/busy").await;
     assert_eq!(shown["pull_count"], 200, "{shown}");
+}
+
+/// Pulls made at once through HTTP.
+const CONCURRENT_PULLS: usize = 32;
+
+/// 10,000 pulls made 32 at a time are counted exactly: in `berth_pulls_total` as they are
+/// answered, and in the usage figures and the repository's count once flushed (by the
+/// graceful stop of a restart).
+#[tokio::test]
+async fn ten_thousand_concurrent_pulls_are_counted_exactly() {
+    use futures::StreamExt;
+    const PULLS: usize = 10_000;
+    let s = TestServer::start().await;
+    to_next_noon(&s);
+    s.push_image("hot", "latest", &[b"the layer everyone pulls"])
+        .await;
+    let url = s.url("/v2/hot/manifests/latest");
+    let statuses: Vec<StatusCode> = futures::stream::iter(0..PULLS)
+        .map(|_| {
+            let request = s.client.get(&url).send();
+            async move { request.await.expect("pull").status() }
+        })
+        .buffer_unordered(CONCURRENT_PULLS)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK));
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("\nberth_pulls_total {PULLS}\n")),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("pulls"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let s = restarted(s).await;
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(
+        totals["pulls"],
+        json!({ "today": PULLS, "last_7_days": PULLS, "last_30_days": PULLS })
+    );
+    let shown = get_json(&s.client, &s, "/repositories/hot").await;
+    assert_eq!(shown["pull_count"], PULLS, "{shown}");
+    let tags = get_json(&s.client, &s, "/stats/popular?by=tag").await;
+    assert_eq!(tags["items"][0]["pulls"], PULLS, "{tags}");
 }
 
 /// Replicas count in their own memory and flush increments: their counts add up, and a
@@ -353,7 +572,9 @@ async fn bad_input_is_refused_naming_it() {
         ("/stats/popular?limit=101", "limit"),
         ("/stats/popular?limit=ten", "limit"),
         ("/stats/popular?format=yaml", "format"),
-        ("/stats/trends?interval=week", "interval"),
+        ("/stats/trends?interval=year", "interval"),
+        ("/stats/trends?interval=Week", "interval"),
+        ("/stats/trends?interval=", "interval"),
         ("/stats/trends?from=2024-13-01", "from"),
         ("/stats/trends?from=2023-02-29", "from"),
         ("/stats/trends?to=yesterday", "to"),

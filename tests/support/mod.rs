@@ -103,6 +103,25 @@ impl Server {
     }
 }
 
+impl Server {
+    /// SIGTERM (a graceful stop: the server finishes what it holds), then reaps; asserts it
+    /// exited successfully.
+    pub fn terminate(mut self) {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let status = self.child.wait().expect("reaping berth");
+        assert!(
+            status.success(),
+            "berth did not stop cleanly ({status}); stderr:\n{}",
+            self.log()
+        );
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.child.kill().ok();
