@@ -157,8 +157,9 @@ for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
   say "blob store suite, API tests and replicas on PostgreSQL + $kind"
   BERTH_TEST_STORAGE_URL=$store cargo test --locked --lib blobs:: -- --include-ignored ||
     status=1
+  # (the full-disk test fills a local filesystem: it ran above, on the embedded defaults)
   BERTH_TEST_STORAGE_URL=$store cargo test --locked --test api --test replicas \
-    -- --include-ignored || status=1
+    -- --include-ignored --skip disk_full:: || status=1
 
   run=$(date +%s)-$$
   db=$(fresh_database "berth_suites_${kind}_${run//-/_}")
