@@ -12,7 +12,8 @@
 //!   [`auth`]: access control (identities, tokens, roles, visibility), beside it.
 //! - [`meta`]: the metadata index (sqlx, every SQL statement); [`blobs`]: the blob store
 //!   (object_store).
-//! - [`oci`]: pure types (digests, names, manifests); [`error`]: the spec's error codes;
+//! - [`oci`]: pure types (digests, names, manifests); [`scan`]: pure readers of layers,
+//!   package databases, versions and advisories; [`error`]: the spec's error codes;
 //!   [`clock`]: the wall clock; [`config`]: the settings, parsed once.
 //! - [`workers`]: background tasks owned by [`serve`], over the registry; [`connections`]:
 //!   how [`serve`] takes client connections (limits, timeouts, TLS).
@@ -32,6 +33,7 @@ pub mod meta;
 pub mod metrics;
 pub mod oci;
 pub mod registry;
+pub mod scan;
 pub mod state;
 pub mod workers;
 

@@ -1,0 +1,1 @@
+//! (built by the advisories slice)
