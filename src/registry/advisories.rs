@@ -1,0 +1,240 @@
+//! Advisories: importing OSV records (from a request body or, offline, from a file,
+//! directory or zip) into the index, and reading them back.
+//!
+//! Records are read on a blocking thread ([`crate::scan::osv`] works on bytes and files) and
+//! handed over a bounded channel to be stored in batches, so an import of a whole
+//! ecosystem's dump holds one batch in memory, not the dump.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::Registry;
+use crate::{
+    error::{Error, Result},
+    meta::advisories::{AdvisoryPackage, AdvisoryRow, NewAdvisory},
+    scan::osv::{self, Item, Record, Rejected, SourceError},
+};
+
+pub use crate::meta::advisories::AdvisoryPackage as AffectedPackage;
+
+/// Records stored per transaction.
+const BATCH: usize = 500;
+/// Refused records listed one by one in a report; the others are only counted.
+pub const REJECTED_LISTED: usize = 1000;
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    /// Records stored (new, or newer than the stored record of their id).
+    pub imported: u64,
+    /// Records not newer than the stored one, left as they were.
+    pub unchanged: u64,
+    /// Refused records or entries, with the reason (the first 1000).
+    #[schema(value_type = Vec<Object>)]
+    pub rejected: Vec<Rejected>,
+    /// How many were refused in all.
+    pub rejected_count: u64,
+}
+
+/// How a body or a path is read.
+enum Source {
+    Json(Bytes),
+    Zip(Bytes),
+    Path(PathBuf),
+}
+
+/// An advisory as shown: the stored record with the packages it affects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advisory {
+    /// The stored record.
+    pub record: AdvisoryRow,
+    /// The packages it affects, in the record's order.
+    pub packages: Vec<AdvisoryPackage>,
+}
+
+/// `time` in the stored form: UTC with nanoseconds, so text order is time order.
+fn normalised(time: time::OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
+/// The row to store for a record that passed [`Record::check`]. A withdrawn record is kept
+/// without packages, so it no longer matches anything.
+fn prepare(record: Record) -> NewAdvisory {
+    let severity = record.severity().as_str().to_owned();
+    let modified = record
+        .modified_at()
+        .map(normalised)
+        .unwrap_or_else(|| record.modified.clone());
+    let published = record
+        .published
+        .as_deref()
+        .and_then(osv::parse_time)
+        .map(normalised);
+    let packages = if record.withdrawn.is_some() {
+        Vec::new()
+    } else {
+        record
+            .affected
+            .iter()
+            .filter_map(|affected| {
+                let package = affected.package.as_ref()?;
+                Some(AdvisoryPackage {
+                    advisory_id: record.id.clone(),
+                    ecosystem: package.ecosystem.clone(),
+                    package: package.name.clone(),
+                    purl: package.purl.clone(),
+                    ranges: affected.ranges.clone(),
+                    versions: affected.versions.clone(),
+                })
+            })
+            .collect()
+    };
+    NewAdvisory {
+        id: record.id,
+        aliases: record.aliases,
+        summary: record.summary,
+        severity,
+        published,
+        modified,
+        packages,
+    }
+}
+
+impl Registry {
+    /// Imports a request body: one OSV record or a JSON array of them, or (`zip`) a zip of
+    /// such files. A body that is neither JSON nor a zip is a bad request.
+    pub async fn import_advisories(&self, body: Bytes, zip: bool) -> Result<ImportReport> {
+        self.import(if zip {
+            Source::Zip(body)
+        } else {
+            Source::Json(body)
+        })
+        .await
+    }
+
+    /// Imports a file (JSON or zip) or every `*.json`/`*.zip` under a directory.
+    pub async fn import_advisories_from(&self, path: PathBuf) -> Result<ImportReport> {
+        self.import(Source::Path(path)).await
+    }
+
+    async fn import(&self, source: Source) -> Result<ImportReport> {
+        let (sender, mut receiver) = mpsc::channel::<Item>(BATCH * 2);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut each = |item| {
+                // The receiver only goes away when storing failed; that error is reported.
+                let _ = sender.blocking_send(item);
+            };
+            match source {
+                Source::Json(bytes) => osv::read_json(&bytes, "body", &mut each),
+                Source::Zip(bytes) => osv::read_zip(std::io::Cursor::new(bytes), "body", &mut each),
+                Source::Path(path) => osv::read_path(&path, &mut each),
+            }
+        });
+        let mut report = ImportReport::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut stored = Ok(());
+        while let Some(item) = receiver.recv().await {
+            match item {
+                Item::Record(record) => batch.push(prepare(*record)),
+                Item::Rejected(rejected) => {
+                    report.rejected_count += 1;
+                    if report.rejected.len() < REJECTED_LISTED {
+                        report.rejected.push(rejected);
+                    }
+                }
+            }
+            if batch.len() >= BATCH {
+                stored = self.store(&mut batch, &mut report).await;
+                if stored.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(receiver);
+        let read = reader
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("reading advisories: {e}")))?;
+        stored?;
+        self.store(&mut batch, &mut report).await?;
+        match read {
+            Ok(()) => Ok(report),
+            Err(e @ (SourceError::NotJson(..) | SourceError::BadZip(..))) => {
+                Err(Error::BadRequest(e.to_string()))
+            }
+            Err(e @ SourceError::Io(..)) => Err(Error::Internal(anyhow::anyhow!(e))),
+        }
+    }
+
+    async fn store(&self, batch: &mut Vec<NewAdvisory>, report: &mut ImportReport) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let done = self.meta.upsert_advisories(batch).await?;
+        report.imported += done.imported;
+        report.unchanged += done.unchanged;
+        batch.clear();
+        Ok(())
+    }
+
+    /// The advisory `id` with the packages it affects.
+    pub async fn advisory(&self, id: &str) -> Result<Option<Advisory>> {
+        let Some(record) = self.meta.advisory(id).await? else {
+            return Ok(None);
+        };
+        let packages = self.meta.advisory_packages(id).await?;
+        Ok(Some(Advisory { record, packages }))
+    }
+
+    /// Advisories after id `after`, `n` at most (one more than a page, to know whether
+    /// another follows), filtered by the ecosystem and package they affect.
+    pub async fn advisories(
+        &self,
+        ecosystem: Option<&str>,
+        package: Option<&str>,
+        after: &str,
+        n: u32,
+    ) -> Result<Vec<AdvisoryRow>> {
+        self.meta
+            .list_advisories(ecosystem, package, after, n)
+            .await
+    }
+
+    /// Every stored entry affecting one of `package_names` in `ecosystem`, for matching an
+    /// inventory (for Debian, its source package names).
+    pub async fn advisories_for(
+        &self,
+        ecosystem: &str,
+        package_names: &[String],
+    ) -> Result<Vec<AffectedPackage>> {
+        self.meta.advisories_for(ecosystem, package_names).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modified_times_normalise_to_one_sortable_form() {
+        let at = |t: &str| normalised(osv::parse_time(t).unwrap());
+        assert_eq!(at("2024-05-01T00:00:00Z"), "2024-05-01T00:00:00.000000000Z");
+        assert_eq!(
+            at("2024-05-01T02:00:00.5+02:00"),
+            "2024-05-01T00:00:00.500000000Z"
+        );
+        assert!(at("2024-05-01T00:00:00.1Z") > at("2024-05-01T00:00:00Z"));
+    }
+}
