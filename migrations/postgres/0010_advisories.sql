@@ -16,13 +16,13 @@ CREATE TABLE advisories (
 
 CREATE TABLE advisory_packages (
     advisory_id TEXT COLLATE "C" NOT NULL REFERENCES advisories (id) ON DELETE CASCADE,
-    position    BIGINT NOT NULL,
+    entry_index BIGINT NOT NULL,
     ecosystem   TEXT COLLATE "C" NOT NULL,
     package     TEXT COLLATE "C" NOT NULL,
     purl        TEXT,
     ranges      TEXT   NOT NULL,
     versions    TEXT   NOT NULL,
-    PRIMARY KEY (advisory_id, position)
+    PRIMARY KEY (advisory_id, entry_index)
 );
 
 CREATE INDEX advisory_packages_by_package ON advisory_packages (ecosystem, package);

@@ -16,13 +16,13 @@ CREATE TABLE advisories (
 
 CREATE TABLE advisory_packages (
     advisory_id TEXT    NOT NULL REFERENCES advisories (id) ON DELETE CASCADE,
-    position    INTEGER NOT NULL,
+    entry_index INTEGER NOT NULL,
     ecosystem   TEXT    NOT NULL,
     package     TEXT    NOT NULL,
     purl        TEXT,
     ranges      TEXT    NOT NULL,
     versions    TEXT    NOT NULL,
-    PRIMARY KEY (advisory_id, position)
+    PRIMARY KEY (advisory_id, entry_index)
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX advisory_packages_by_package ON advisory_packages (ecosystem, package);

@@ -51,6 +51,28 @@ pub struct AdvisoryPackage {
     pub versions: Vec<String>,
 }
 
+/// An affected package with what a finding names of its advisory, for the matcher.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AffectedEntry {
+    /// The advisory's id.
+    pub advisory_id: String,
+    /// The advisory's other ids.
+    #[sqlx(try_from = "JsonText")]
+    pub aliases: Vec<String>,
+    /// The advisory's severity: critical, high, medium, low or unknown.
+    pub severity: String,
+    /// The OSV ecosystem.
+    pub ecosystem: String,
+    /// The package name in it.
+    pub package: String,
+    /// The version ranges.
+    #[sqlx(try_from = "JsonText")]
+    pub ranges: Vec<Range>,
+    /// The versions listed one by one.
+    #[sqlx(try_from = "JsonText")]
+    pub versions: Vec<String>,
+}
+
 /// A stored advisory.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AdvisoryRow {
@@ -166,7 +188,7 @@ impl Meta {
                     .map_err(|e| anyhow::anyhow!("versions of {}: {e}", advisory.id))?;
                 sqlx::query(
                     "INSERT INTO advisory_packages \
-                     (advisory_id, position, ecosystem, package, purl, ranges, versions) \
+                     (advisory_id, entry_index, ecosystem, package, purl, ranges, versions) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&advisory.id)
@@ -198,7 +220,7 @@ impl Meta {
     pub async fn advisory_packages(&self, id: &str) -> Result<Vec<AdvisoryPackage>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {PACKAGE_COLUMNS} FROM advisory_packages WHERE advisory_id = $1 \
-             ORDER BY position"
+             ORDER BY entry_index"
         ))
         .bind(id)
         .fetch_all(&self.reader)
@@ -246,12 +268,15 @@ impl Meta {
         &self,
         ecosystem: &str,
         package_names: &[String],
-    ) -> Result<Vec<AdvisoryPackage>> {
+    ) -> Result<Vec<AffectedEntry>> {
         let mut found = Vec::new();
         for chunk in package_names.chunks(NAMES_PER_QUERY) {
             let sql = format!(
-                "SELECT {PACKAGE_COLUMNS} FROM advisory_packages \
-                 WHERE ecosystem = $1 AND package IN ({}) ORDER BY advisory_id, position",
+                "SELECT p.advisory_id, a.aliases, a.severity, p.ecosystem, p.package, \
+                 p.ranges, p.versions FROM advisory_packages p \
+                 JOIN advisories a ON a.id = p.advisory_id \
+                 WHERE p.ecosystem = $1 AND p.package IN ({}) \
+                 ORDER BY p.advisory_id, p.entry_index",
                 placeholders(2, chunk.len())
             );
             let mut query = sqlx::query_as(&sql).bind(ecosystem);

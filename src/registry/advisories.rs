@@ -5,7 +5,11 @@
 //! handed over a bounded channel to be stored in batches, so an import of a whole
 //! ecosystem's dump holds one batch in memory, not the dump.
 
-use std::path::PathBuf;
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -15,10 +19,14 @@ use super::Registry;
 use crate::{
     error::{Error, Result},
     meta::advisories::{AdvisoryPackage, AdvisoryRow, NewAdvisory},
-    scan::osv::{self, Item, Record, Rejected, SourceError},
+    scan::{
+        matching,
+        osv::{self, Item, Record, Rejected, Severity, SourceError},
+        versions::{self, Kind},
+    },
 };
 
-pub use crate::meta::advisories::AdvisoryPackage as AffectedPackage;
+pub use crate::meta::advisories::AffectedEntry;
 
 /// Records stored per transaction.
 const BATCH: usize = 500;
@@ -53,6 +61,24 @@ pub struct Advisory {
     pub record: AdvisoryRow,
     /// The packages it affects, in the record's order.
     pub packages: Vec<AdvisoryPackage>,
+}
+
+/// An installed package an advisory affects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Finding {
+    /// The advisory's id.
+    pub id: String,
+    /// Its other ids (CVE ids, for a distribution's own advisories).
+    pub aliases: Vec<String>,
+    /// Its severity.
+    #[schema(value_type = String)]
+    pub severity: Severity,
+    /// The package name the advisory names (for Debian, the source package).
+    pub package: String,
+    /// The installed version matched (for Debian, the source version).
+    pub installed_version: String,
+    /// The lowest version above it that fixes it, when one is known.
+    pub fixed_version: Option<String>,
 }
 
 /// `time` in the stored form: UTC with nanoseconds, so text order is time order.
@@ -218,8 +244,65 @@ impl Registry {
         &self,
         ecosystem: &str,
         package_names: &[String],
-    ) -> Result<Vec<AffectedPackage>> {
+    ) -> Result<Vec<AffectedEntry>> {
         self.meta.advisories_for(ecosystem, package_names).await
+    }
+
+    /// The stored advisories affecting `installed` packages of `ecosystem`, given as
+    /// `(name, version)` (for Debian, the source package and source version), by advisory id
+    /// then package. None for an ecosystem whose version order is not implemented; a version
+    /// the order refuses matches nothing. An advisory with several entries for one package
+    /// is one finding, with the lowest fix.
+    pub async fn match_packages(
+        &self,
+        ecosystem: &str,
+        installed: &[(String, String)],
+    ) -> Result<Vec<Finding>> {
+        let Some(kind) = Kind::of_ecosystem(ecosystem) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = installed.iter().map(|(name, _)| name.clone()).collect();
+        names.sort();
+        names.dedup();
+        let mut by_package: HashMap<String, Vec<AffectedEntry>> = HashMap::new();
+        for entry in self.meta.advisories_for(ecosystem, &names).await? {
+            by_package
+                .entry(entry.package.clone())
+                .or_default()
+                .push(entry);
+        }
+        let mut findings: BTreeMap<(String, String, String), Finding> = BTreeMap::new();
+        for (name, version) in installed {
+            for entry in by_package.get(name).into_iter().flatten() {
+                let Some(fix) = matching::affected(kind, version, &entry.ranges, &entry.versions)
+                else {
+                    continue;
+                };
+                let key = (entry.advisory_id.clone(), name.clone(), version.clone());
+                let lower = |found: &Finding| match (&fix.fixed, &found.fixed_version) {
+                    (Some(new), Some(old)) => {
+                        versions::compare(kind, new, old) == Some(Ordering::Less)
+                    }
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                if findings.get(&key).is_some_and(|found| !lower(found)) {
+                    continue;
+                }
+                findings.insert(
+                    key,
+                    Finding {
+                        id: entry.advisory_id.clone(),
+                        aliases: entry.aliases.clone(),
+                        severity: Severity::parse(&entry.severity).unwrap_or(Severity::Unknown),
+                        package: name.clone(),
+                        installed_version: version.clone(),
+                        fixed_version: fix.fixed,
+                    },
+                );
+            }
+        }
+        Ok(findings.into_values().collect())
     }
 }
 

@@ -42,7 +42,7 @@ mod uploads;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
-pub use advisories::{Advisory, AffectedPackage, ImportReport, REJECTED_LISTED};
+pub use advisories::{Advisory, AffectedEntry, Finding, ImportReport, REJECTED_LISTED};
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
 pub use images::{

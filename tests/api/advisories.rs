@@ -536,3 +536,138 @@ async fn the_cli_imports_a_directory_and_a_zip() {
     assert_ne!(code, 0);
     assert!(err.contains("not a zip"), "{err}");
 }
+
+#[tokio::test]
+async fn stored_advisories_match_installed_source_versions() {
+    let mut s = start_auth(|_| {}).await;
+    let mut expat = record(
+        "DSA-0001-1",
+        "2024-05-01T00:00:00Z",
+        "expat",
+        "2.5.0-1+deb12u1",
+    );
+    expat["aliases"] = json!(["CVE-2024-0100"]);
+    expat["severity"] = json!([]);
+    expat["affected"][0]["ecosystem_specific"] = json!({"urgency": "medium"});
+    // A second entry for the same package with a later fix: the lowest one is named.
+    expat["affected"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"package": {"ecosystem": "Debian:12", "name": "expat"},
+                     "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.5.0-1+deb12u2"}]}]}));
+    let mut alpine = record("CVE-2024-0103", "2024-05-01T00:00:00Z", "zlib", "1.3.1-r0");
+    alpine["affected"][0]["package"]["ecosystem"] = json!("Alpine:v3.19");
+    import(
+        &s,
+        &json!([
+            record(
+                "CVE-2024-0101",
+                "2024-05-01T00:00:00Z",
+                "zlib",
+                "1:1.2.13.dfsg-1+deb12u1"
+            ),
+            record(
+                "CVE-2024-0102",
+                "2024-05-01T00:00:00Z",
+                "openssl",
+                "3.0.13-1~deb12u1"
+            ),
+            expat,
+            alpine,
+        ]),
+    )
+    .await;
+    // The replica opens once the server answers an authorised /v2/.
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let registry = s.replica().await;
+    let installed = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let old = registry
+        .match_packages(
+            "Debian:12",
+            &installed(&[
+                ("zlib", "1:1.2.13.dfsg-1"),
+                ("openssl", "3.0.11-1~deb12u2"),
+                ("expat", "2.5.0-1"),
+                ("bash", "5.2.15-2+b2"),
+            ]),
+        )
+        .await
+        .expect("match");
+    let found: Vec<_> = old
+        .iter()
+        .map(|f| {
+            (
+                f.id.as_str(),
+                f.package.as_str(),
+                f.severity.as_str(),
+                f.fixed_version.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "CVE-2024-0101",
+                "zlib",
+                "critical",
+                Some("1:1.2.13.dfsg-1+deb12u1")
+            ),
+            (
+                "CVE-2024-0102",
+                "openssl",
+                "critical",
+                Some("3.0.13-1~deb12u1")
+            ),
+            ("DSA-0001-1", "expat", "medium", Some("2.5.0-1+deb12u1")),
+        ]
+    );
+    assert_eq!(old[2].aliases, ["CVE-2024-0100"]);
+    assert_eq!(old[0].installed_version, "1:1.2.13.dfsg-1");
+
+    // The upgraded versions are affected by none of them; a version without its epoch is
+    // older than any with one.
+    let upgraded = registry
+        .match_packages(
+            "Debian:12",
+            &installed(&[
+                ("zlib", "1:1.2.13.dfsg-1+deb12u1"),
+                ("openssl", "3.0.13-1~deb12u1"),
+                ("expat", "2.5.0-1+deb12u2"),
+            ]),
+        )
+        .await
+        .expect("match");
+    assert_eq!(upgraded, []);
+    let no_epoch = registry
+        .match_packages("Debian:12", &installed(&[("zlib", "9.9-1")]))
+        .await
+        .expect("match");
+    assert_eq!(no_epoch.len(), 1);
+
+    // Other ecosystems, unknown orders and refused versions match nothing of Debian's.
+    let alpine = registry
+        .match_packages(
+            "Alpine:v3.19",
+            &installed(&[("zlib", "1.3-r2"), ("openssl", "3.0.0-r0")]),
+        )
+        .await
+        .expect("match");
+    assert_eq!(
+        alpine.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["CVE-2024-0103"]
+    );
+    for (ecosystem, version) in [("PyPI", "1.0"), ("Debian:12", "1:"), ("Debian:11", "1.0")] {
+        let none = registry
+            .match_packages(ecosystem, &installed(&[("zlib", version)]))
+            .await
+            .expect("match");
+        assert_eq!(none, [], "{ecosystem} {version}");
+    }
+    registry.close().await;
+}
