@@ -109,6 +109,40 @@ impl From<Advisory> for AdvisoryDetail {
     }
 }
 
+/// An OSV record as `POST /api/v1/advisories` takes it (for the OpenAPI document; the body
+/// is read by [`crate::scan::osv`], which keeps unknown fields out of the way). The body may
+/// also be a JSON array of records, or a zip of `*.json` files holding either.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used.
+struct OsvRecordBody {
+    /// The advisory's id, e.g. `CVE-2024-1234`, `DSA-5678-1`.
+    id: String,
+    /// Other ids of the same vulnerability.
+    aliases: Option<Vec<String>>,
+    /// When the record last changed (RFC 3339); a stored record is replaced only by a later
+    /// one.
+    modified: String,
+    /// When it was published (RFC 3339).
+    published: Option<String>,
+    /// When it was withdrawn: it then affects nothing.
+    withdrawn: Option<String>,
+    /// A one-line summary.
+    summary: Option<String>,
+    /// The description.
+    details: Option<String>,
+    /// `[{"type": "CVSS_V3"|"CVSS_V4"|"CVSS_V2"|…, "score": vector or word}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    severity: Option<Value>,
+    /// `[{"package": {"ecosystem", "name", "purl"}, "ranges": [{"type":
+    /// "ECOSYSTEM"|"SEMVER"|"GIT", "events": [{"introduced"|"fixed"|"last_affected"|"limit":
+    /// version}]}], "versions", "ecosystem_specific", "database_specific"}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    affected: Option<Value>,
+    /// The database's own fields (e.g. a distribution's `urgency`).
+    #[schema(value_type = Option<Object>)]
+    database_specific: Option<Value>,
+}
+
 /// `?ecosystem=&package=&limit=&cursor=` of the listing.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -140,7 +174,7 @@ fn require_signed_in(caller: &Caller) -> ApiResult<()> {
     post,
     path = "/api/v1/advisories",
     tag = "advisories",
-    request_body(content = Object, description = "One OSV record, a JSON array of them, or a zip of such files", content_type = "application/json"),
+    request_body(content = OsvRecordBody, description = "One OSV record, a JSON array of them (`application/json`), or a zip of such files (`application/zip`)", content_type = "application/json"),
     responses(
         (status = 200, description = "Imported: counts, and each refused record with the reason", body = ImportReport),
         (status = 400, description = "The body is not JSON, or not a zip", body = Problem),

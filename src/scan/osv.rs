@@ -27,6 +27,24 @@ pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
 pub const MAX_ZIP_ENTRIES: usize = 1_000_000;
 /// The most files read from one directory tree.
 pub const MAX_FILES: usize = 1_000_000;
+/// The caps of one reading; [`Limits::DEFAULT`] holds the constants above.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    record_bytes: usize,
+    entry_bytes: u64,
+    zip_entries: usize,
+    files: usize,
+}
+
+impl Limits {
+    const DEFAULT: Limits = Limits {
+        record_bytes: MAX_RECORD_BYTES,
+        entry_bytes: MAX_ENTRY_BYTES,
+        zip_entries: MAX_ZIP_ENTRIES,
+        files: MAX_FILES,
+    };
+}
+
 /// The longest advisory id accepted.
 pub const MAX_ID_LEN: usize = 256;
 
@@ -388,6 +406,15 @@ pub enum SourceError {
 /// Reads `bytes` named `name` (a file, a zip entry, a request body) as JSON: one record or
 /// an array of them. `Err` only when the bytes are not JSON at all.
 pub fn read_json(bytes: &[u8], name: &str, each: &mut dyn FnMut(Item)) -> Result<(), SourceError> {
+    json_within(&Limits::DEFAULT, bytes, name, each)
+}
+
+fn json_within(
+    limits: &Limits,
+    bytes: &[u8],
+    name: &str,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
     let start = bytes
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -396,18 +423,18 @@ pub fn read_json(bytes: &[u8], name: &str, each: &mut dyn FnMut(Item)) -> Result
         let records: Vec<&RawValue> = serde_json::from_slice(bytes)
             .map_err(|e| SourceError::NotJson(name.to_owned(), e.to_string()))?;
         for (i, raw) in records.into_iter().enumerate() {
-            each(parse_record(raw.get(), &format!("{name}[{i}]")));
+            each(parse_record(limits, raw.get(), &format!("{name}[{i}]")));
         }
         return Ok(());
     }
     let raw: &RawValue = serde_json::from_slice(bytes)
         .map_err(|e| SourceError::NotJson(name.to_owned(), e.to_string()))?;
-    each(parse_record(raw.get(), name));
+    each(parse_record(limits, raw.get(), name));
     Ok(())
 }
 
 /// One record from its JSON text.
-fn parse_record(json: &str, entry: &str) -> Item {
+fn parse_record(limits: &Limits, json: &str, entry: &str) -> Item {
     let reject = |id: Option<String>, reason: String| {
         Item::Rejected(Rejected {
             id,
@@ -415,12 +442,13 @@ fn parse_record(json: &str, entry: &str) -> Item {
             reason,
         })
     };
-    if json.len() > MAX_RECORD_BYTES {
+    if json.len() > limits.record_bytes {
         return reject(
             None,
             format!(
-                "a record of {} bytes is over the cap of {MAX_RECORD_BYTES}",
-                json.len()
+                "a record of {} bytes is over the cap of {}",
+                json.len(),
+                limits.record_bytes
             ),
         );
     }
@@ -447,12 +475,22 @@ pub fn read_zip<R: Read + Seek>(
     name: &str,
     each: &mut dyn FnMut(Item),
 ) -> Result<(), SourceError> {
+    zip_within(&Limits::DEFAULT, reader, name, each)
+}
+
+fn zip_within<R: Read + Seek>(
+    limits: &Limits,
+    reader: R,
+    name: &str,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
     let bad = |why: String| SourceError::BadZip(name.to_owned(), why);
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| bad(format!("not a zip: {e}")))?;
-    if archive.len() > MAX_ZIP_ENTRIES {
+    if archive.len() > limits.zip_entries {
         return Err(bad(format!(
-            "{} entries, over the cap of {MAX_ZIP_ENTRIES}",
-            archive.len()
+            "{} entries, over the cap of {}",
+            archive.len(),
+            limits.zip_entries
         )));
     }
     for index in 0..archive.len() {
@@ -478,24 +516,22 @@ pub fn read_zip<R: Read + Seek>(
                 reason,
             })
         };
-        if file.size() > MAX_ENTRY_BYTES {
+        let cap = limits.entry_bytes;
+        if file.size() > cap {
             each(reject(format!(
-                "{} bytes, over the cap of {MAX_ENTRY_BYTES}",
+                "{} bytes, over the cap of {cap}",
                 file.size()
             )));
             continue;
         }
         // The header's size may lie: read one byte past the cap at most.
         let mut bytes = Vec::new();
-        match (&mut file)
-            .take(MAX_ENTRY_BYTES + 1)
-            .read_to_end(&mut bytes)
-        {
-            Ok(_) if bytes.len() as u64 > MAX_ENTRY_BYTES => {
-                each(reject(format!("over the cap of {MAX_ENTRY_BYTES} bytes")));
+        match (&mut file).take(cap + 1).read_to_end(&mut bytes) {
+            Ok(_) if bytes.len() as u64 > cap => {
+                each(reject(format!("over the cap of {cap} bytes")));
             }
             Ok(_) => {
-                if let Err(e) = read_json(&bytes, &entry, each) {
+                if let Err(e) = json_within(limits, &bytes, &entry, each) {
                     each(reject(e.to_string()));
                 }
             }
@@ -514,16 +550,29 @@ pub fn looks_like_zip(bytes: &[u8]) -> bool {
 /// (symbolic links are not followed). A file that is not JSON is rejected and the others
 /// are read on; `Err` when `path` itself cannot be read or a zip given directly is broken.
 pub fn read_path(path: &Path, each: &mut dyn FnMut(Item)) -> Result<(), SourceError> {
+    path_within(&Limits::DEFAULT, path, each)
+}
+
+fn path_within(
+    limits: &Limits,
+    path: &Path,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| SourceError::Io(name.clone(), e))?;
     if meta.is_dir() {
         let mut files = 0;
-        return read_dir(path, &mut files, each);
+        return dir_within(limits, path, &mut files, each);
     }
-    read_file(path, each)
+    file_within(limits, path, each)
 }
 
-fn read_dir(dir: &Path, files: &mut usize, each: &mut dyn FnMut(Item)) -> Result<(), SourceError> {
+fn dir_within(
+    limits: &Limits,
+    dir: &Path,
+    files: &mut usize,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
     let io_error = |e| SourceError::Io(dir.display().to_string(), e);
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(io_error)?
@@ -532,22 +581,23 @@ fn read_dir(dir: &Path, files: &mut usize, each: &mut dyn FnMut(Item)) -> Result
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
+        // The entry's own type: a symbolic link is neither a directory nor a file here.
         let kind = entry.file_type().map_err(io_error)?;
         if kind.is_dir() {
-            read_dir(&path, files, each)?;
+            dir_within(limits, &path, files, each)?;
         } else if kind.is_file()
             && path
                 .extension()
                 .is_some_and(|ext| ext == "json" || ext == "zip")
         {
             *files += 1;
-            if *files > MAX_FILES {
+            if *files > limits.files {
                 return Err(SourceError::Io(
                     dir.display().to_string(),
-                    io::Error::other(format!("more than {MAX_FILES} files")),
+                    io::Error::other(format!("more than {} files", limits.files)),
                 ));
             }
-            if let Err(e) = read_file(&path, each) {
+            if let Err(e) = file_within(limits, &path, each) {
                 each(Item::Rejected(Rejected {
                     id: None,
                     entry: path.display().to_string(),
@@ -559,7 +609,11 @@ fn read_dir(dir: &Path, files: &mut usize, each: &mut dyn FnMut(Item)) -> Result
     Ok(())
 }
 
-fn read_file(path: &Path, each: &mut dyn FnMut(Item)) -> Result<(), SourceError> {
+fn file_within(
+    limits: &Limits,
+    path: &Path,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
     let name = path.display().to_string();
     let io_error = |e| SourceError::Io(name.clone(), e);
     let mut file = File::open(path).map_err(io_error)?;
@@ -567,21 +621,22 @@ fn read_file(path: &Path, each: &mut dyn FnMut(Item)) -> Result<(), SourceError>
     let read = file.read(&mut magic).map_err(io_error)?;
     file.rewind().map_err(io_error)?;
     if looks_like_zip(&magic[..read]) {
-        return read_zip(file, &name, each);
+        return zip_within(limits, file, &name, each);
     }
+    let cap = limits.entry_bytes;
     let mut bytes = Vec::new();
-    file.take(MAX_ENTRY_BYTES + 1)
+    file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(io_error)?;
-    if bytes.len() as u64 > MAX_ENTRY_BYTES {
+    if bytes.len() as u64 > cap {
         each(Item::Rejected(Rejected {
             id: None,
             entry: name,
-            reason: format!("over the cap of {MAX_ENTRY_BYTES} bytes"),
+            reason: format!("over the cap of {cap} bytes"),
         }));
         return Ok(());
     }
-    read_json(&bytes, &name, each)
+    json_within(limits, &bytes, &name, each)
 }
 
 #[cfg(test)]
@@ -725,6 +780,115 @@ mod tests {
             Severity::Unknown
         );
         assert_eq!(with(json!({})), Severity::Unknown);
+    }
+
+    /// A zip of `(name, bytes)` entries.
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut buffer = io::Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut buffer);
+            for (name, bytes) in entries {
+                zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                io::Write::write_all(&mut zip, bytes).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        buffer.into_inner()
+    }
+
+    fn collect(
+        read: impl FnOnce(&mut dyn FnMut(Item)) -> Result<(), SourceError>,
+    ) -> (Vec<String>, Vec<Rejected>, Result<(), SourceError>) {
+        let (mut ids, mut rejected) = (Vec::new(), Vec::new());
+        let outcome = read(&mut |item| match item {
+            Item::Record(r) => ids.push(r.id),
+            Item::Rejected(r) => rejected.push(r),
+        });
+        (ids, rejected, outcome)
+    }
+
+    #[test]
+    fn zip_caps_refuse_large_entries_and_too_many_entries() {
+        let small = Limits {
+            entry_bytes: 400,
+            zip_entries: 3,
+            ..Limits::DEFAULT
+        };
+        let one = record(json!({"id": "CVE-1"})).to_string();
+        let big = record(json!({"id": "CVE-2", "details": "x".repeat(400)})).to_string();
+        let bytes = zip_of(&[("one.json", one.as_bytes()), ("big.json", big.as_bytes())]);
+        let (ids, rejected, outcome) =
+            collect(|each| zip_within(&small, io::Cursor::new(bytes), "db.zip", each));
+        outcome.unwrap();
+        assert_eq!(ids, ["CVE-1"]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].entry, "db.zip:big.json");
+        assert!(
+            rejected[0].reason.contains("over the cap of 400"),
+            "{:?}",
+            rejected[0]
+        );
+
+        let four = zip_of(&[
+            ("a.json", b"[]"),
+            ("b.json", b"[]"),
+            ("c.json", b"[]"),
+            ("d.json", b"[]"),
+        ]);
+        let (_, _, outcome) =
+            collect(|each| zip_within(&small, io::Cursor::new(four), "many.zip", each));
+        let error = outcome.unwrap_err().to_string();
+        assert!(error.contains("4 entries, over the cap of 3"), "{error}");
+    }
+
+    #[test]
+    fn a_directory_is_read_recursively_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(
+            dir.path().join("1.json"),
+            record(json!({"id": "CVE-1"})).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            nested.join("2.json"),
+            record(json!({"id": "CVE-2"})).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            nested.join("3.zip"),
+            zip_of(&[(
+                "3.json",
+                record(json!({"id": "CVE-3"})).to_string().as_bytes(),
+            )]),
+        )
+        .unwrap();
+        std::fs::write(nested.join("notes.txt"), "not read").unwrap();
+        std::fs::write(nested.join("bad.json"), "<html>").unwrap();
+        // A link back up would loop if it were followed.
+        std::os::unix::fs::symlink(dir.path(), nested.join("loop")).unwrap();
+        let (mut ids, rejected, outcome) = collect(|each| read_path(dir.path(), each));
+        outcome.unwrap();
+        ids.sort();
+        assert_eq!(ids, ["CVE-1", "CVE-2", "CVE-3"]);
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].entry.ends_with("bad.json"));
+
+        let few = Limits {
+            files: 2,
+            ..Limits::DEFAULT
+        };
+        let (_, _, outcome) = collect(|each| path_within(&few, dir.path(), each));
+        assert!(
+            outcome
+                .unwrap_err()
+                .to_string()
+                .contains("more than 2 files")
+        );
+        let (_, _, outcome) = collect(|each| read_path(&dir.path().join("missing"), each));
+        assert!(matches!(outcome, Err(SourceError::Io(..))));
     }
 
     #[test]
