@@ -671,3 +671,92 @@ async fn stored_advisories_match_installed_source_versions() {
     }
     registry.close().await;
 }
+
+#[tokio::test]
+async fn records_matching_could_not_use_are_refused_by_name() {
+    let s = start_auth(|_| {}).await;
+    let base = || record("CVE-2024-0060", "2024-05-01T00:00:00Z", "openssl", "3");
+    let mut empty_id = base();
+    empty_id["id"] = json!("");
+    let mut long_id = base();
+    long_id["id"] = json!("X".repeat(300));
+    let mut control_id = base();
+    control_id["id"] = json!("CVE-2024\n0060");
+    let mut no_name = base();
+    no_name["affected"][0]["package"]["name"] = json!("");
+    let mut no_events = base();
+    no_events["affected"][0]["ranges"][0]["events"] = json!([]);
+    let mut no_introduced = base();
+    no_introduced["affected"][0]["ranges"][0]["events"] = json!([{"fixed": "3"}]);
+    let mut no_modified = base();
+    no_modified.as_object_mut().unwrap().remove("modified");
+    let mut numeric_id = base();
+    numeric_id["id"] = json!(60);
+    let report = import(
+        &s,
+        &json!([
+            empty_id,
+            long_id,
+            control_id,
+            no_name,
+            no_events,
+            no_introduced,
+            no_modified,
+            numeric_id
+        ]),
+    )
+    .await;
+    assert_eq!(report["imported"], 0);
+    let reasons: Vec<String> = refusals(&report).into_iter().map(|(_, why)| why).collect();
+    let expected = [
+        "the id is empty",
+        "longer than 256 bytes",
+        "control characters",
+        "needs an ecosystem and a name",
+        "has no events",
+        "has no introduced event",
+        "missing field `modified`",
+        "invalid type: integer `60`",
+    ];
+    assert_eq!(reasons.len(), expected.len(), "{reasons:?}");
+    for (reason, want) in reasons.iter().zip(expected) {
+        assert!(reason.contains(want), "{reason:?} should say {want:?}");
+    }
+    let page = s.admin_api(Method::GET, "/advisories", None).await;
+    assert_eq!(page["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_withdrawn_record_affects_nothing_any_more() {
+    let mut s = start_auth(|_| {}).await;
+    import(
+        &s,
+        &record(
+            "CVE-2024-0070",
+            "2024-05-01T00:00:00Z",
+            "openssl",
+            "3.0.13-1",
+        ),
+    )
+    .await;
+    let mut withdrawn = record(
+        "CVE-2024-0070",
+        "2024-06-01T00:00:00Z",
+        "openssl",
+        "3.0.13-1",
+    );
+    withdrawn["withdrawn"] = json!("2024-06-01T00:00:00Z");
+    assert_eq!(import(&s, &withdrawn).await["imported"], 1);
+    assert_eq!(advisory(&s, "CVE-2024-0070").await["affected"], json!([]));
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let registry = s.replica().await;
+    let found = registry
+        .match_packages(
+            "Debian:12",
+            &[("openssl".to_owned(), "3.0.11-1".to_owned())],
+        )
+        .await
+        .expect("match");
+    assert_eq!(found, []);
+    registry.close().await;
+}
