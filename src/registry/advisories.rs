@@ -28,8 +28,12 @@ use crate::{
 
 pub use crate::meta::advisories::AffectedEntry;
 
-/// Records stored per transaction.
+/// Records stored per transaction, at most.
 const BATCH: usize = 500;
+/// Bytes (roughly) of the records of one transaction, at most.
+const BATCH_BYTES: usize = 16 << 20;
+/// Records read ahead of the one being stored (each under the 4 MiB cap of a record).
+const READ_AHEAD: usize = 16;
 /// Refused records listed one by one in a report; the others are only counted.
 pub const REJECTED_LISTED: usize = 1000;
 
@@ -96,6 +100,30 @@ fn normalised(time: time::OffsetDateTime) -> String {
     )
 }
 
+/// Roughly the bytes `advisory` holds, to bound a batch by memory as well as by count.
+fn weight(advisory: &NewAdvisory) -> usize {
+    let events: usize = advisory
+        .packages
+        .iter()
+        .flat_map(|p| &p.ranges)
+        .flat_map(|r| &r.events)
+        .map(|e| e.version().len() + 32)
+        .sum();
+    let listed: usize = advisory
+        .packages
+        .iter()
+        .flat_map(|p| &p.versions)
+        .chain(&advisory.aliases)
+        .map(|v| v.len() + 24)
+        .sum();
+    let names: usize = advisory
+        .packages
+        .iter()
+        .map(|p| p.ecosystem.len() + p.package.len() + 128)
+        .sum();
+    256 + advisory.summary.as_ref().map_or(0, String::len) + events + listed + names
+}
+
 /// The row to store for a record that passed [`Record::check`]. A withdrawn record is kept
 /// without packages, so it no longer matches anything.
 fn prepare(record: Record) -> NewAdvisory {
@@ -157,7 +185,7 @@ impl Registry {
     }
 
     async fn import(&self, source: Source) -> Result<ImportReport> {
-        let (sender, mut receiver) = mpsc::channel::<Item>(BATCH * 2);
+        let (sender, mut receiver) = mpsc::channel::<Item>(READ_AHEAD);
         let reader = tokio::task::spawn_blocking(move || {
             let mut each = |item| {
                 // The receiver only goes away when storing failed; that error is reported.
@@ -171,10 +199,15 @@ impl Registry {
         });
         let mut report = ImportReport::default();
         let mut batch = Vec::with_capacity(BATCH);
+        let mut batch_bytes = 0;
         let mut stored = Ok(());
         while let Some(item) = receiver.recv().await {
             match item {
-                Item::Record(record) => batch.push(prepare(*record)),
+                Item::Record(record) => {
+                    let advisory = prepare(*record);
+                    batch_bytes += weight(&advisory);
+                    batch.push(advisory);
+                }
                 Item::Rejected(rejected) => {
                     report.rejected_count += 1;
                     if report.rejected.len() < REJECTED_LISTED {
@@ -182,7 +215,8 @@ impl Registry {
                     }
                 }
             }
-            if batch.len() >= BATCH {
+            if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
+                batch_bytes = 0;
                 stored = self.store(&mut batch, &mut report).await;
                 if stored.is_err() {
                     break;

@@ -16,7 +16,10 @@ use std::{
     path::Path,
 };
 
-use serde::{Deserialize, Serialize};
+use serde::{
+    Deserialize, Serialize,
+    de::{IgnoredAny, SeqAccess, Visitor},
+};
 use serde_json::{Value, value::RawValue};
 
 /// The largest record read (4 MiB); real ones are a few KiB.
@@ -415,22 +418,55 @@ fn json_within(
     name: &str,
     each: &mut dyn FnMut(Item),
 ) -> Result<(), SourceError> {
+    let not_json = |e: serde_json::Error| SourceError::NotJson(name.to_owned(), e.to_string());
+    // The whole text is checked first (without keeping anything), so that a syntax error
+    // anywhere refuses it all rather than after the records before it were handed on.
+    serde_json::from_slice::<IgnoredAny>(bytes).map_err(not_json)?;
     let start = bytes
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(bytes.len());
     if bytes.get(start) == Some(&b'[') {
-        let records: Vec<&RawValue> = serde_json::from_slice(bytes)
-            .map_err(|e| SourceError::NotJson(name.to_owned(), e.to_string()))?;
-        for (i, raw) in records.into_iter().enumerate() {
-            each(parse_record(limits, raw.get(), &format!("{name}[{i}]")));
-        }
-        return Ok(());
+        // One element at a time: an array of millions of tiny values is never held as a
+        // list.
+        let mut records = EachRecord {
+            limits,
+            name,
+            each,
+            index: 0,
+        };
+        let mut reader = serde_json::Deserializer::from_slice(bytes);
+        serde::Deserializer::deserialize_seq(&mut reader, &mut records).map_err(not_json)?;
+        return reader.end().map_err(not_json);
     }
-    let raw: &RawValue = serde_json::from_slice(bytes)
-        .map_err(|e| SourceError::NotJson(name.to_owned(), e.to_string()))?;
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(not_json)?;
     each(parse_record(limits, raw.get(), name));
     Ok(())
+}
+
+/// Hands each element of a JSON array on as a record (or a refusal naming its index).
+struct EachRecord<'a> {
+    limits: &'a Limits,
+    name: &'a str,
+    each: &'a mut dyn FnMut(Item),
+    index: usize,
+}
+
+impl<'de> Visitor<'de> for &mut EachRecord<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of OSV records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            let entry = format!("{}[{}]", self.name, self.index);
+            (self.each)(parse_record(self.limits, raw.get(), &entry));
+            self.index += 1;
+        }
+        Ok(())
+    }
 }
 
 /// One record from its JSON text.
@@ -730,6 +766,20 @@ mod tests {
             read_json(b"{not json", "body", &mut each),
             Err(SourceError::NotJson(..))
         ));
+    }
+
+    #[test]
+    fn a_syntax_error_late_in_an_array_hands_nothing_on() {
+        let mut handed = 0;
+        let body = format!("[{}, {{\"id\": ", record(json!({})));
+        let outcome = read_json(body.as_bytes(), "body", &mut |_| handed += 1);
+        assert!(matches!(outcome, Err(SourceError::NotJson(..))));
+        assert_eq!(handed, 0);
+        // Values that are not records are refused one by one, by index.
+        let (records, rejected) = read(b"[1, null, [], \"x\"]");
+        assert!(records.is_empty());
+        let entries: Vec<_> = rejected.iter().map(|r| r.entry.as_str()).collect();
+        assert_eq!(entries, ["body[0]", "body[1]", "body[2]", "body[3]"]);
     }
 
     #[test]
