@@ -1,6 +1,6 @@
 //! The version orders of the packaging systems advisories name: dpkg (Debian, Ubuntu),
-//! rpm (Red Hat and its rebuilds, SUSE), apk (Alpine) and semantic versioning (crates.io,
-//! npm, Go).
+//! rpm (Red Hat and its rebuilds, SUSE), apk (Alpine), semantic versioning (crates.io,
+//! npm, Go) and PEP 440 (PyPI, through the `pep440_rs` crate).
 //!
 //! Each order is written after the real tool's own algorithm (dpkg's `verrevcmp`, rpm's
 //! `rpmvercmp` with its epoch:version-release split, apk-tools' tokenizer) because no
@@ -21,6 +21,8 @@ pub enum Kind {
     Apk,
     /// Semantic versioning 2.0 (an optional leading `v` is ignored, as Go writes it).
     Semver,
+    /// Python's PEP 440 (epochs, pre-, post- and dev-releases, local versions).
+    Pep440,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             "Red Hat" | "Rocky Linux" | "AlmaLinux" | "openSUSE" | "SUSE" | "Mageia"
             | "openEuler" => Some(Kind::Rpm),
             "crates.io" | "npm" | "Go" | "Hex" | "Pub" => Some(Kind::Semver),
+            "PyPI" => Some(Kind::Pep440),
             _ => None,
         }
     }
@@ -47,12 +50,17 @@ pub fn compare(kind: Kind, a: &str, b: &str) -> Option<Ordering> {
         Kind::Rpm => rpm::compare_evr(a, b),
         Kind::Apk => apk::compare(a, b),
         Kind::Semver => Some(parse_semver(a)?.cmp(&parse_semver(b)?)),
+        Kind::Pep440 => Some(parse_pep440(a)?.cmp(&parse_pep440(b)?)),
     }
 }
 
 /// Whether `version` is a string `kind` accepts.
 pub fn is_valid(kind: Kind, version: &str) -> bool {
     compare(kind, version, version).is_some()
+}
+
+fn parse_pep440(version: &str) -> Option<pep440_rs::Version> {
+    version.parse().ok()
 }
 
 fn parse_semver(version: &str) -> Option<semver::Version> {

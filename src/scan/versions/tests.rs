@@ -29,7 +29,8 @@ fn ecosystems_name_their_order() {
     assert_eq!(Kind::of_ecosystem("Rocky Linux:9"), Some(Kind::Rpm));
     assert_eq!(Kind::of_ecosystem("Red Hat"), Some(Kind::Rpm));
     assert_eq!(Kind::of_ecosystem("crates.io"), Some(Kind::Semver));
-    assert_eq!(Kind::of_ecosystem("PyPI"), None);
+    assert_eq!(Kind::of_ecosystem("PyPI"), Some(Kind::Pep440));
+    assert_eq!(Kind::of_ecosystem("Maven"), None);
     assert_eq!(Kind::of_ecosystem(""), None);
 }
 
@@ -191,6 +192,28 @@ fn semver_follows_semantic_versioning() {
         ],
     );
     assert!(!is_valid(Kind::Semver, "1.0"));
+}
+
+#[test]
+fn pep440_orders_pre_post_dev_and_local_releases() {
+    check(
+        Kind::Pep440,
+        &[
+            ("1.0", "1.0.0", Equal),
+            ("1.0.dev1", "1.0a1", Less),
+            ("1.0a1", "1.0b1", Less),
+            ("1.0b1", "1.0rc1", Less),
+            ("1.0rc1", "1.0", Less),
+            ("1.0", "1.0.post1", Less),
+            ("1.0.post1", "1.0.1", Less),
+            ("1.0", "1.0+local.1", Less),
+            ("1!0.1", "2.0", Greater),
+            ("1.0-1", "1.0.post1", Equal),
+            ("1.0alpha1", "1.0a1", Equal),
+        ],
+    );
+    assert!(!is_valid(Kind::Pep440, "not a version"));
+    assert!(!is_valid(Kind::Pep440, ""));
 }
 
 #[test]
@@ -423,6 +446,108 @@ fn rpm_agrees_with_rpm_vercmp() {
     assert!(
         disagreements.is_empty(),
         "{} of {} pairs disagree with rpm, e.g. {:?}",
+        disagreements.len(),
+        pairs.len(),
+        &disagreements[..disagreements.len().min(10)]
+    );
+}
+
+/// A random PEP 440 version: epoch, release, pre-, post- and dev-release, local part, in the
+/// spellings PEP 440 allows; sometimes something that is not a version.
+fn random_pep440_version(random: &mut Lcg) -> String {
+    const PRE: [&str; 8] = ["a", "b", "rc", "alpha", "beta", "c", "pre", "preview"];
+    const SEP: [&str; 3] = ["", ".", "-"];
+    let mut version = String::new();
+    if random.below(10) == 0 {
+        version.push_str(&format!("{}!", random.below(3)));
+    }
+    let parts = 1 + random.below(3);
+    let release: Vec<String> = (0..parts).map(|_| random.below(12).to_string()).collect();
+    version.push_str(&release.join("."));
+    if random.below(3) == 0 {
+        version.push_str(SEP[random.below(3)]);
+        version.push_str(PRE[random.below(PRE.len())]);
+        version.push_str(&random.below(3).to_string());
+    }
+    if random.below(4) == 0 {
+        version.push_str([".post", "-post", "post", "-"][random.below(4)]);
+        version.push_str(&random.below(3).to_string());
+    }
+    if random.below(5) == 0 {
+        version.push_str(&format!(".dev{}", random.below(3)));
+    }
+    if random.below(8) == 0 {
+        version.push_str(["+ubuntu.1", "+local", "+1.a", "+abc.2"][random.below(4)]);
+    }
+    if random.below(40) == 0 {
+        version.push_str(["..", "+", "_x", "!"][random.below(4)]);
+    }
+    version
+}
+
+#[test]
+fn pep440_agrees_with_python_packaging() {
+    let mut random = Lcg(440);
+    let mut pairs = Vec::new();
+    while pairs.len() < 5000 {
+        let a = random_pep440_version(&mut random);
+        let b = if random.below(2) == 0 {
+            format!(
+                "{}{}",
+                a.split(['+', '.']).next().unwrap_or(""),
+                random_pep440_version(&mut random).get(1..).unwrap_or("")
+            )
+        } else {
+            random_pep440_version(&mut random)
+        };
+        pairs.push((a, b));
+    }
+    let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
+    for (a, b) in &pairs {
+        writeln!(file, "{a} {b}").expect("write a pair");
+    }
+    let path = file.path().to_str().expect("a UTF-8 temporary path");
+    let script = r#"
+import sys
+try:
+    from packaging.version import Version, InvalidVersion
+except ImportError:
+    sys.exit("python3-packaging is needed as the oracle: install the Debian package python3-packaging (scripts/install-test-deps.sh)")
+for line in open(sys.argv[1]):
+    a, b = line.split()
+    try:
+        va, vb = Version(a), Version(b)
+    except InvalidVersion:
+        print("invalid")
+        continue
+    print(-1 if va < vb else (0 if va == vb else 1))
+"#;
+    let out = run(
+        "/usr/bin/python3",
+        &["-c", script, path],
+        "python3-packaging",
+    );
+    let oracle: Vec<&str> = out.lines().collect();
+    assert_eq!(oracle.len(), pairs.len(), "python answered every pair");
+    let mut disagreements = Vec::new();
+    let mut compared = 0;
+    for ((a, b), want) in pairs.iter().zip(oracle) {
+        let want = match want {
+            "-1" => Some(Less),
+            "0" => Some(Equal),
+            "1" => Some(Greater),
+            _ => None,
+        };
+        compared += usize::from(want.is_some());
+        let ours = compare(Kind::Pep440, a, b);
+        if ours != want {
+            disagreements.push(format!("{a} vs {b}: packaging {want:?}, ours {ours:?}"));
+        }
+    }
+    assert!(compared > 4000, "{compared} pairs were versions to both");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {} pairs disagree with packaging, e.g. {:?}",
         disagreements.len(),
         pairs.len(),
         &disagreements[..disagreements.len().min(10)]
