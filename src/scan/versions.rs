@@ -32,9 +32,14 @@ impl Kind {
         let family = ecosystem.split(':').next().unwrap_or_default().trim();
         match family {
             "Debian" | "Ubuntu" => Some(Kind::Dpkg),
-            "Alpine" | "Wolfi" | "Chainguard" => Some(Kind::Apk),
+            "Alpine"
+            | "Wolfi"
+            | "Chainguard"
+            | "Alpaquita"
+            | "BellSoft Hardened Containers"
+            | "MinimOS" => Some(Kind::Apk),
             "Red Hat" | "Rocky Linux" | "AlmaLinux" | "openSUSE" | "SUSE" | "Mageia"
-            | "openEuler" => Some(Kind::Rpm),
+            | "openEuler" | "Photon OS" | "Azure Linux" | "CBL-Mariner" => Some(Kind::Rpm),
             "crates.io" | "npm" | "Go" | "Hex" | "Pub" => Some(Kind::Semver),
             "PyPI" => Some(Kind::Pep440),
             _ => None,

@@ -1,8 +1,9 @@
 //! Hand-written pairs for each order, and the real tools as oracles: `dpkg
-//! --compare-versions` on pairs drawn from this machine's Debian Packages lists, and rpm's
-//! own `rpm.vercmp` on generated pairs with `~` and `^`. There is no apk tool on a Debian
-//! machine, so the apk vectors are written by hand from apk-tools' documented rules
-//! (`{digit}{.digit}...{letter}{_suf{#}}...{-r#}`, pre-release suffixes before the base).
+//! --compare-versions` on pairs drawn from this machine's Debian Packages lists, rpm's own
+//! `rpm.vercmp` on generated pairs with `~` and `^`, and Python's `packaging` on generated
+//! PEP 440 versions. There is no apk tool on a Debian machine, so the apk vectors are
+//! written by hand from apk-tools' documented rules (`digit{.digit}...{letter}{_suf{#}}...
+//! {~hash}{-r#}`, pre-release suffixes before the base version).
 
 use std::cmp::Ordering::{self, Equal, Greater, Less};
 use std::io::Write;
@@ -28,6 +29,11 @@ fn ecosystems_name_their_order() {
     assert_eq!(Kind::of_ecosystem("Alpine:v3.19"), Some(Kind::Apk));
     assert_eq!(Kind::of_ecosystem("Rocky Linux:9"), Some(Kind::Rpm));
     assert_eq!(Kind::of_ecosystem("Red Hat"), Some(Kind::Rpm));
+    assert_eq!(
+        Kind::of_ecosystem("SUSE:Linux Enterprise Server 15 SP5"),
+        Some(Kind::Rpm)
+    );
+    assert_eq!(Kind::of_ecosystem("Wolfi"), Some(Kind::Apk));
     assert_eq!(Kind::of_ecosystem("crates.io"), Some(Kind::Semver));
     assert_eq!(Kind::of_ecosystem("PyPI"), Some(Kind::Pep440));
     assert_eq!(Kind::of_ecosystem("Maven"), None);
