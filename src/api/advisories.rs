@@ -216,16 +216,27 @@ async fn import(
             ));
         }
     };
+    let too_large = || -> ApiError {
+        Error::TooLarge {
+            message: format!(
+                "the body is over {MAX_IMPORT_BYTES} bytes: import a larger database with \
+                 `berth advisories import`"
+            ),
+        }
+        .into()
+    };
+    // A declared length over the cap is refused before anything is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_IMPORT_BYTES as u64) {
+        return Err(too_large());
+    }
     let body = Bytes::from_request(request, &app).await.map_err(|e| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge {
-                message: format!(
-                    "the body is over {MAX_IMPORT_BYTES} bytes: import a larger database \
-                     with `berth advisories import`"
-                ),
-            }
-            .into()
+            too_large()
         } else {
             ApiError::new(status, "BAD_REQUEST", e.body_text())
         }

@@ -491,16 +491,21 @@ fn parse_record(limits: &Limits, json: &str, entry: &str) -> Item {
     match serde_json::from_str::<Record>(json) {
         Ok(record) => match record.check() {
             Ok(()) => Item::Record(Box::new(record)),
-            Err(reason) => reject(Some(record.id).filter(|id| !id.is_empty()), reason),
+            Err(reason) => reject(Some(record.id).filter(|id| printable_id(id)), reason),
         },
         Err(e) => {
             let id = serde_json::from_str::<Value>(json)
                 .ok()
                 .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
-                .filter(|id| id.len() <= MAX_ID_LEN);
+                .filter(|id| printable_id(id));
             reject(id, format!("not an OSV record: {e}"))
         }
     }
+}
+
+/// Whether `id` may be repeated in a report: not empty, not too long, no control characters.
+fn printable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)
 }
 
 /// Reads every `*.json` entry of a zip (others are skipped). An entry that is too large or

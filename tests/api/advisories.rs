@@ -760,3 +760,16 @@ async fn a_withdrawn_record_affects_nothing_any_more() {
     assert_eq!(found, []);
     registry.close().await;
 }
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_refused_before_it_is_read() {
+    let s = start_auth(|_| {}).await;
+    let head = format!(
+        "POST /api/v1/advisories HTTP/1.1\r\nAuthorization: {}\r\nContent-Type: application/json",
+        crate::common::auth::basic(ADMIN, ADMIN_PASSWORD)
+    );
+    let status = s.truncated_request(&head, b"[", (256 << 20) + 1).await;
+    assert_eq!(status, Some(413));
+    let page = s.admin_api(Method::GET, "/advisories", None).await;
+    assert_eq!(page["items"], json!([]));
+}
