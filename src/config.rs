@@ -134,11 +134,18 @@ pub struct StatsConfig {
     /// Count usage (default true). Off, nothing is counted (who pulled what is not kept) and
     /// the figures in `/api/v1/stats` stop growing; `/metrics` still counts requests.
     pub enabled: bool,
+    /// The most pulled over a window are found by summing the window's daily rows when it
+    /// holds at most this many (default 10,000); a larger window is searched by pulls ever,
+    /// most first, which reads a few hundred rows where summing would read millions.
+    pub popular_summed_rows: u32,
 }
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        StatsConfig { enabled: true }
+        StatsConfig {
+            enabled: true,
+            popular_summed_rows: 10_000,
+        }
     }
 }
 

@@ -270,6 +270,57 @@ impl Meta {
         since: i64,
         n: u32,
     ) -> Result<Vec<PopularRepository>> {
+        if n == 0 {
+            Ok(Vec::new())
+        } else if self.window_rows("repository_usage", since).await? > self.popular_summed_rows {
+            self.popular_repositories_by_bound(viewer, namespace, since, n)
+                .await
+        } else {
+            self.popular_repositories_summed(viewer, namespace, since, n)
+                .await
+        }
+    }
+
+    /// The `n` most pulled tags of the repositories `viewer` may read in `namespace` (""
+    /// for every one) since `since` (a UTC day), most pulled first, ties by repository and
+    /// tag.
+    pub async fn popular_tags(
+        &self,
+        viewer: &CatalogViewer<'_>,
+        namespace: &str,
+        since: i64,
+        n: u32,
+    ) -> Result<Vec<PopularTag>> {
+        if n == 0 {
+            Ok(Vec::new())
+        } else if self.window_rows("tag_usage", since).await? > self.popular_summed_rows {
+            self.popular_tags_by_bound(viewer, namespace, since, n)
+                .await
+        } else {
+            self.popular_tags_summed(viewer, namespace, since, n).await
+        }
+    }
+
+    /// How many daily rows of `table` (`repository_usage` or `tag_usage`) a window from
+    /// `since` holds, counted on its index by day, up to one more than summing allows.
+    async fn window_rows(&self, table: &str, since: i64) -> Result<i64> {
+        let sql =
+            format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE day >= $1 LIMIT $2) w");
+        Ok(sqlx::query_scalar(&sql)
+            .bind(since)
+            .bind(self.popular_summed_rows + 1)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    /// [`Meta::popular_repositories`] by summing every day of the window.
+    async fn popular_repositories_summed(
+        &self,
+        viewer: &CatalogViewer<'_>,
+        namespace: &str,
+        since: i64,
+        n: u32,
+    ) -> Result<Vec<PopularRepository>> {
         let sql = format!(
             "{READABLE}SELECT r.name AS repository, CAST(SUM(u.pulls) AS BIGINT) AS pulls \
              FROM repository_usage u JOIN readable r ON r.id = u.repository_id \
@@ -283,10 +334,8 @@ impl Meta {
             .await?)
     }
 
-    /// The `n` most pulled tags of the repositories `viewer` may read in `namespace` (""
-    /// for every one) since `since` (a UTC day), most pulled first, ties by repository and
-    /// tag.
-    pub async fn popular_tags(
+    /// [`Meta::popular_tags`] by summing every day of the window.
+    async fn popular_tags_summed(
         &self,
         viewer: &CatalogViewer<'_>,
         namespace: &str,
@@ -349,11 +398,11 @@ struct TagCandidate {
 }
 
 impl Meta {
-    /// What [`Meta::popular_repositories`] answers, found for long windows without summing
-    /// every repository's days: a repository's pulls in a window are at most its pulls
-    /// ever, so candidates are read by pulls ever, most first, and the search stops once the
-    /// `n`-th best count in the window is above the next candidate's pulls ever.
-    pub async fn popular_repositories_by_bound(
+    /// [`Meta::popular_repositories`] for windows of many rows, without summing them all: a
+    /// repository's pulls in a window are at most its pulls ever, so candidates are read by
+    /// pulls ever, most first, and the search stops once the `n`-th best count in the window
+    /// is above the next candidate's pulls ever.
+    async fn popular_repositories_by_bound(
         &self,
         viewer: &CatalogViewer<'_>,
         namespace: &str,
@@ -408,9 +457,9 @@ impl Meta {
         Ok(found)
     }
 
-    /// What [`Meta::popular_tags`] answers, found for long windows by the bound of
+    /// [`Meta::popular_tags`] for windows of many rows, by the bound of
     /// [`Meta::popular_repositories_by_bound`] (a tag's pulls ever, kept in `tag_pulls`).
-    pub async fn popular_tags_by_bound(
+    async fn popular_tags_by_bound(
         &self,
         viewer: &CatalogViewer<'_>,
         namespace: &str,

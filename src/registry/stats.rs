@@ -118,11 +118,6 @@ fn buckets(
     series
 }
 
-/// Windows up to this many days find the most pulled by summing their days (few rows);
-/// longer ones search by the bound of pulls ever, which would read more rows than it saves
-/// in a short window where most pulls ever fall outside it.
-const SHORT_WINDOW_DAYS: i64 = 31;
-
 impl Registry {
     /// Counts a manifest pull (`push` false) or push in `repo` for the identity whose stable
     /// subject is `subject` (`user:<id>`, `token:<id>`, `anonymous`), shown as `name`: the
@@ -191,17 +186,9 @@ impl Registry {
         n: u32,
     ) -> Result<Vec<PopularRepository>> {
         let since = self.today() - days + 1;
-        if n == 0 {
-            Ok(Vec::new())
-        } else if days > SHORT_WINDOW_DAYS {
-            self.meta
-                .popular_repositories_by_bound(viewer, namespace, since, n)
-                .await
-        } else {
-            self.meta
-                .popular_repositories(viewer, namespace, since, n)
-                .await
-        }
+        self.meta
+            .popular_repositories(viewer, namespace, since, n)
+            .await
     }
 
     /// The `n` most pulled tags `viewer` may read in `namespace` ("" for every one) over the
@@ -214,15 +201,7 @@ impl Registry {
         n: u32,
     ) -> Result<Vec<PopularTag>> {
         let since = self.today() - days + 1;
-        if n == 0 {
-            Ok(Vec::new())
-        } else if days > SHORT_WINDOW_DAYS {
-            self.meta
-                .popular_tags_by_bound(viewer, namespace, since, n)
-                .await
-        } else {
-            self.meta.popular_tags(viewer, namespace, since, n).await
-        }
+        self.meta.popular_tags(viewer, namespace, since, n).await
     }
 
     /// The `n` identities that pulled most from what `viewer` may read in `namespace` (""

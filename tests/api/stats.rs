@@ -749,12 +749,19 @@ async fn pulls_and_pushes_by_user_are_for_administrators() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
 
-/// Over a long window the most pulled are searched by their pulls ever, a bound on any
-/// window's: pulls outside the window, candidates past the first batch and ties at the bound
-/// (broken by name) give what counting every day gives.
+/// Both ways of finding the most pulled give the same answer: summing the window's days,
+/// and searching by pulls ever (a bound on any window's), through pulls outside the window,
+/// candidates past the first batch and ties at the bound (broken by name).
 #[tokio::test]
-async fn long_windows_rank_by_the_window_not_by_pulls_ever() {
-    let s = TestServer::start().await;
+async fn the_most_pulled_are_the_same_summed_or_searched_by_bound() {
+    // 0: every window is searched by the bound; u32::MAX: every window is summed.
+    for summed_rows in [0, u32::MAX] {
+        most_pulled_by_window(summed_rows).await;
+    }
+}
+
+async fn most_pulled_by_window(summed_rows: u32) {
+    let s = TestServer::start_with(|c| c.stats.popular_summed_rows = summed_rows).await;
     to_next_noon(&s);
     let (_, manifest) = s.push_image("many", "t000", &[b"a layer of many"]).await;
     for i in 1..100 {
@@ -779,24 +786,34 @@ async fn long_windows_rank_by_the_window_not_by_pulls_ever() {
         { "repository": "many", "tag": "t099", "pulls": 2 },
         { "repository": "old", "tag": "v1", "pulls": 1 },
     ]);
-    assert_eq!(items("by=tag&window=60d&limit=2").await, recent);
-    // A short window sums its days; the answer is the same.
-    assert_eq!(items("by=tag&window=7d&limit=2").await, recent);
+    assert_eq!(
+        items("by=tag&window=60d&limit=2").await,
+        recent,
+        "plan {summed_rows}"
+    );
+    assert_eq!(
+        items("by=tag&window=7d&limit=2").await,
+        recent,
+        "plan {summed_rows}"
+    );
     assert_eq!(
         items("by=tag&window=365d&limit=3").await,
         json!([
             { "repository": "old", "tag": "v1", "pulls": 151 },
             { "repository": "many", "tag": "t099", "pulls": 3 },
             { "repository": "many", "tag": "t000", "pulls": 1 },
-        ])
+        ]),
+        "plan {summed_rows}"
     );
     assert_eq!(
         items("window=60d").await,
-        json!([{ "repository": "many", "pulls": 2 }, { "repository": "old", "pulls": 1 }])
+        json!([{ "repository": "many", "pulls": 2 }, { "repository": "old", "pulls": 1 }]),
+        "plan {summed_rows}"
     );
     assert_eq!(
         items("window=365d").await,
-        json!([{ "repository": "old", "pulls": 151 }, { "repository": "many", "pulls": 102 }])
+        json!([{ "repository": "old", "pulls": 151 }, { "repository": "many", "pulls": 102 }]),
+        "plan {summed_rows}"
     );
 }
 
