@@ -94,6 +94,8 @@ endpoints=(
   "popular repositories, 30 days|/api/v1/stats/popular?window=30d"
   "popular tags, 30 days|/api/v1/stats/popular?window=30d&by=tag"
   "popular tags, 90 days|/api/v1/stats/popular?window=90d&by=tag"
+  "popular tags, 7 days|/api/v1/stats/popular?window=7d&by=tag"
+  "popular tags, 1 day|/api/v1/stats/popular?window=1d&by=tag"
   "trend, one year by day|/api/v1/stats/trends?from=$year_ago&to=$today"
   "trend, one year by day, one repository|/api/v1/stats/trends?from=$year_ago&to=$today&repository=$repo"
   "trend, one year by month|/api/v1/stats/trends?from=$year_ago&to=$today&interval=month"

@@ -105,6 +105,9 @@ pub struct MetricsConfig {
     /// How often pull statistics counted in memory are written to the index, in
     /// milliseconds: a crash loses at most this much of them.
     pub stats_flush_millis: u64,
+    /// How long a namespace's usage counted for the quota gauges serves scrapes before it is
+    /// counted again, in seconds (a count reads every blob the namespace links).
+    pub quota_count_secs: u64,
 }
 
 impl Default for MetricsConfig {
@@ -112,6 +115,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             token: None,
             stats_flush_millis: 5000,
+            quota_count_secs: 60,
         }
     }
 }
@@ -122,6 +126,7 @@ impl fmt::Debug for MetricsConfig {
         f.debug_struct("MetricsConfig")
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("stats_flush_millis", &self.stats_flush_millis)
+            .field("quota_count_secs", &self.quota_count_secs)
             .finish()
     }
 }

@@ -82,6 +82,10 @@ pub struct Registry {
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
     metrics: Metrics,
+    /// Namespace usage counted for the quota gauges, reused by scrapes for a while.
+    quota_counts: Arc<quotas::QuotaCounts>,
+    /// How long such a count serves (`metrics.quota_count_secs`).
+    quota_count_secs: i64,
 }
 
 impl Registry {
@@ -99,6 +103,8 @@ impl Registry {
             clock: config.clock.clone(),
             running_hashes: Arc::default(),
             pulls: Arc::new(PullStats::new(config.clock.clone(), config.stats.enabled)),
+            quota_counts: Arc::default(),
+            quota_count_secs: i64::try_from(config.metrics.quota_count_secs).unwrap_or(i64::MAX),
         }
     }
 
