@@ -108,7 +108,7 @@ pub struct ImagePackage {
 
 impl From<PackageRow> for ImagePackage {
     fn from(r: PackageRow) -> ImagePackage {
-        let platform = (r.os.is_some() || r.architecture.is_some()).then(|| PackagePlatform {
+        let platform = (r.os.is_some() || r.architecture.is_some()).then_some(PackagePlatform {
             os: r.os,
             architecture: r.architecture,
             variant: r.variant,
