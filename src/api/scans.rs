@@ -4,7 +4,7 @@
 
 use axum::{
     Json,
-    extract::FromRequestParts,
+    extract::{FromRequest, FromRequestParts},
     http::{Method, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -49,6 +49,15 @@ pub(super) fn scan_resource(sub: &str) -> Option<(&str, ScanResource)> {
 #[into_params(parameter_in = Query)]
 pub(super) struct ScanQuery {
     /// `true`: scan now and answer with the scan's record (200) instead of queueing (202).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// The optional body of a scan request (`{"wait": true}` is the same as `?wait=true`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScanBody {
+    /// Scan now and answer with the scan's record (200) instead of queueing (202).
     #[serde(default)]
     wait: bool,
 }
@@ -98,6 +107,7 @@ pub(super) struct Queued {
         ("digest" = String, Path, description = "The manifest's digest"),
         ScanQuery,
     ),
+    request_body(content = ScanBody, description = "Optional; `{\"wait\": true}` as `?wait=true`"),
     responses(
         (status = 200, description = "Scanned (`?wait=true`); the record says whether a layer could not be read", body = ScanRecord),
         (status = 202, description = "Queued", body = Queued),
@@ -111,9 +121,10 @@ pub(super) async fn scan(
     repo: &RepoName,
     digest: &Digest,
     query: ScanQuery,
+    body: ScanBody,
 ) -> ApiResult<Response> {
     images::grant_needing(caller, repo, |g| g.push, "push").await?;
-    if query.wait {
+    if query.wait || body.wait {
         let record = app.registry.scan_image(repo, digest).await?;
         return Ok(Json(record).into_response());
     }
@@ -257,12 +268,14 @@ pub(super) async fn route(
     let digest: Digest = digest.parse().map_err(|e| {
         ApiError::bad_request(format!("digest: {e}")).with_details(images::param("digest"))
     })?;
-    let (mut parts, _) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     match (resource, method) {
         (ScanResource::Scan, Method::POST) => {
             let super::ApiQuery(query) =
                 super::ApiQuery::from_request_parts(&mut parts, app).await?;
-            scan(app, caller, repo, &digest, query).await
+            let request = axum::extract::Request::from_parts(parts, body);
+            let super::OptionalJson(body) = super::OptionalJson::from_request(request, app).await?;
+            scan(app, caller, repo, &digest, query, body).await
         }
         (ScanResource::Scans, Method::GET) => {
             let super::ApiQuery(query) =

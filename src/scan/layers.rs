@@ -120,7 +120,7 @@ pub fn index_layer(blob: impl Read, limits: LayerLimits) -> Result<LayerIndex, L
         Box::new(blob)
     };
     let mut capped = Capped {
-        inner: decompressed,
+        inner: TarGuard::new(decompressed),
         left: limits.max_layer_bytes,
         tripped: false,
     };
@@ -258,6 +258,163 @@ impl<R: Read> Read for Capped<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// The most bytes of a tar metadata entry (a GNU long name or link, a PAX header): the `tar`
+/// crate reads these whole into memory, so a bigger one is refused before it does.
+pub const MAX_TAR_METADATA_BYTES: u64 = 1 << 20;
+
+const BLOCK: usize = 512;
+
+/// Watches the tar stream as it passes (without changing it) and fails it when a metadata
+/// entry the `tar` crate would read into memory is larger than [`MAX_TAR_METADATA_BYTES`].
+/// It follows the archive's layout as the crate does: header blocks, data rounded up to
+/// blocks, a PAX `size` overriding the next entry's, GNU sparse extension blocks; at the end
+/// of the archive (a zero block) it stops looking.
+struct TarGuard<R> {
+    inner: R,
+    /// The header (or sparse extension) block being gathered.
+    block: [u8; BLOCK],
+    filled: usize,
+    /// Bytes of entry data (and padding) to let pass before the next block.
+    skip: u64,
+    /// Data to skip once the GNU sparse extension blocks have passed.
+    after_extensions: Option<u64>,
+    /// The PAX header being gathered, and how much of it is still to come.
+    pax: Option<(Vec<u8>, u64)>,
+    /// The size a PAX header gives the next entry.
+    pax_size: Option<u64>,
+    done: bool,
+}
+
+impl<R> TarGuard<R> {
+    fn new(inner: R) -> TarGuard<R> {
+        TarGuard {
+            inner,
+            block: [0; BLOCK],
+            filled: 0,
+            skip: 0,
+            after_extensions: None,
+            pax: None,
+            pax_size: None,
+            done: false,
+        }
+    }
+
+    fn observe(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() && !self.done {
+            if self.skip > 0 {
+                let n = (self.skip.min(data.len() as u64)) as usize;
+                if let Some((buf, left)) = &mut self.pax {
+                    let take = (*left).min(n as u64) as usize;
+                    buf.extend_from_slice(&data[..take]);
+                    *left -= take as u64;
+                }
+                self.skip -= n as u64;
+                data = &data[n..];
+                if self.skip == 0
+                    && let Some((buf, _)) = self.pax.take()
+                {
+                    self.pax_size = pax_size_of(&buf);
+                }
+                continue;
+            }
+            let n = (BLOCK - self.filled).min(data.len());
+            self.block[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled < BLOCK {
+                continue;
+            }
+            self.filled = 0;
+            if let Some(after) = self.after_extensions {
+                // A GNU sparse extension block: another follows while its flag is set.
+                if self.block[504] == 0 {
+                    self.after_extensions = None;
+                    self.skip = after;
+                }
+                continue;
+            }
+            self.header()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the header block just gathered.
+    fn header(&mut self) -> io::Result<()> {
+        let block = &self.block;
+        if block.iter().all(|b| *b == 0) {
+            self.done = true;
+            return Ok(());
+        }
+        let Some(size) = size_field(&block[124..136]) else {
+            // The tar crate refuses this header itself.
+            self.done = true;
+            return Ok(());
+        };
+        let recognised = &block[257..262] == b"ustar";
+        let kind = block[156];
+        let extension = recognised && matches!(kind, b'L' | b'K' | b'x' | b'g');
+        if extension && kind != b'g' && size > MAX_TAR_METADATA_BYTES {
+            return Err(io::Error::other(format!(
+                "a tar metadata entry of {size} bytes (more than {MAX_TAR_METADATA_BYTES})"
+            )));
+        }
+        let size = match (extension, self.pax_size) {
+            (false, Some(pax_size)) => {
+                self.pax_size = None;
+                pax_size
+            }
+            _ => size,
+        };
+        if extension && kind == b'x' {
+            self.pax = Some((Vec::with_capacity(size as usize), size));
+        }
+        let padded = size.div_ceil(BLOCK as u64).saturating_mul(BLOCK as u64);
+        if kind == b'S' && block[482] != 0 {
+            self.after_extensions = Some(padded);
+        } else {
+            self.skip = padded;
+            if self.skip == 0
+                && let Some((buf, _)) = self.pax.take()
+            {
+                self.pax_size = pax_size_of(&buf);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for TarGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.observe(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A tar numeric field as the `tar` crate reads it: base-256 when the high bit is set, else
+/// octal text.
+fn size_field(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut n: u64 = 0;
+        for b in &field[field.len() - 8..] {
+            n = (n << 8) | u64::from(*b);
+        }
+        return Some(n);
+    }
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    let text = std::str::from_utf8(&field[..end]).ok()?;
+    u64::from_str_radix(text.trim(), 8).ok()
+}
+
+/// The `size` record of a PAX header (`<len> size=<n>\n`), if it has one.
+fn pax_size_of(pax: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(pax);
+    text.lines().find_map(|record| {
+        let (_, kv) = record.split_once(' ')?;
+        kv.strip_prefix("size=")?.trim().parse().ok()
+    })
 }
 
 /// One package of an image's merged inventory.
@@ -542,6 +699,101 @@ mod tests {
         };
         let err = index_layer(&gzip(&tar)[..], limits).unwrap_err();
         assert!(matches!(err, LayerError::TooBig(_)), "{err}");
+    }
+
+    #[test]
+    fn long_names_and_pax_headers_pass_the_guard() {
+        let long_dir = "d".repeat(120);
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        builder
+            .append_data(&mut header, format!("{long_dir}/file"), &b"12345"[..])
+            .unwrap();
+        builder
+            .append_pax_extensions([("path", &b"var/lib/dpkg/status"[..])])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_size(STATUS.len() as u64);
+        header.set_path("placeholder").unwrap();
+        header.set_cksum();
+        builder.append(&header, STATUS).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let layer = index(&gzip(&tar)).unwrap();
+        assert_eq!(
+            names(&layer, "var/lib/dpkg/status"),
+            ["libc6=2.36-9", "zlib1g=1:1.2.13.dfsg-1"]
+        );
+    }
+
+    #[test]
+    fn a_pax_size_overrides_the_header_size_for_the_guard_too() {
+        let data = [b'x'; 2000];
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_pax_extensions([("size", &b"2000"[..])])
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_path("big").unwrap();
+        header.set_size(0);
+        header.set_cksum();
+        builder.get_mut().extend_from_slice(header.as_bytes());
+        builder.get_mut().extend_from_slice(&data);
+        builder.get_mut().extend_from_slice(&[0u8; 48]);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(STATUS.len() as u64);
+        builder
+            .append_data(&mut header, "var/lib/dpkg/status", STATUS)
+            .unwrap();
+        let layer = index(&builder.into_inner().unwrap()).unwrap();
+        assert_eq!(layer.files.len(), 1);
+    }
+
+    #[test]
+    fn a_huge_long_name_entry_is_refused_before_it_is_read() {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_path("././@LongLink").unwrap();
+        header.set_size(10 << 30);
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(&[b'a'; 4096]);
+        let err = index(&gzip(&tar)).unwrap_err();
+        assert!(err.to_string().contains("metadata entry"), "{err}");
+    }
+
+    #[test]
+    fn a_sparse_entry_is_skipped() {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNUSparse);
+        header.set_path("sparse").unwrap();
+        header.set_size(512);
+        {
+            let gnu = header.as_gnu_mut().unwrap();
+            // Ten GiB of holes, then 512 bytes of data; one extension block.
+            gnu.realsize = *b"120000000000";
+            gnu.sparse[0].offset = *b"117777777000";
+            gnu.sparse[0].numbytes = *b"00000001000\0";
+            gnu.isextended = [1];
+        }
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(&[0u8; 512]); // the extension block: no more
+        tar.extend_from_slice(&[b's'; 512]);
+        let mut status = tar::Header::new_gnu();
+        status.set_size(STATUS.len() as u64);
+        status.set_path("var/lib/dpkg/status").unwrap();
+        status.set_cksum();
+        tar.extend_from_slice(status.as_bytes());
+        tar.extend_from_slice(STATUS);
+        tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+        // The ten GiB are never materialised: the entry is skipped as it streams by, and
+        // the database after it is found.
+        let layer = index(&tar).unwrap();
+        assert_eq!(
+            names(&layer, "var/lib/dpkg/status"),
+            ["libc6=2.36-9", "zlib1g=1:1.2.13.dfsg-1"]
+        );
     }
 
     #[test]
