@@ -13,9 +13,8 @@ use serde::Deserialize;
 use super::{ApiError, ApiResult, Caller, Page, Problem, images, paged};
 use crate::{
     auth::Role,
-    meta::scans::PackageFilter,
     oci::{Digest, RepoName},
-    registry::{ImagePackage, ScanRecord},
+    registry::{ImagePackage, PackageFilter, ScanRecord},
     state::AppState,
 };
 

@@ -258,8 +258,9 @@ impl Meta {
     ) -> Result<Vec<PackageRow>> {
         let sql = format!(
             "SELECT {PACKAGE_COLUMNS} FROM scan_packages WHERE scan_id = $1 AND seq > $2 \
-             AND ($3 IS NULL OR ecosystem = $3) \
-             AND ($4 IS NULL OR name = $4 OR source_name = $4) ORDER BY seq LIMIT $5"
+             AND (CAST($3 AS TEXT) IS NULL OR ecosystem = $3) \
+             AND (CAST($4 AS TEXT) IS NULL OR name = $4 OR source_name = $4) \
+             ORDER BY seq LIMIT $5"
         );
         Ok(sqlx::query_as(&sql)
             .bind(scan_id)

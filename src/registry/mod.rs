@@ -57,7 +57,9 @@ pub use crate::meta::{
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
-pub use scans::{ImagePackage, ScanRecord};
+pub use scans::{ImagePackage, PackagePlatform, ScanRecord};
+// The inventory's filter is the index's own: re-exported so handlers need not reach it.
+pub use crate::meta::scans::PackageFilter;
 pub use settings::{Mutability, Override, TagRules};
 pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
