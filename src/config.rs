@@ -733,6 +733,7 @@ impl fmt::Debug for ConfigFile {
             .field("gc", &self.gc)
             .field("metrics", &self.metrics)
             .field("stats", &self.stats)
+            .field("scan", &self.scan)
             .field("log", &self.log)
             .field("clock", &Clock::default())
             .finish()

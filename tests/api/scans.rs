@@ -513,6 +513,31 @@ async fn bad_requests_are_refused_with_what_is_wrong() {
         let resp = s.get(&image_path("scan/bad", &digest, cursor)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{cursor}");
     }
+    // An artifact (here a signature-like blob) is no image: a failed scan that says so.
+    s.push_blob("scan/bad", b"{}").await;
+    s.push_blob("scan/bad", b"a signature").await;
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": descriptor("application/vnd.oci.empty.v1+json", b"{}"),
+        "layers": [descriptor("application/vnd.example.signature", b"a signature")],
+    }))
+    .unwrap();
+    let artifact = s
+        .put_manifest_ok("scan/bad", &sha256(&artifact), OCI_MANIFEST, &artifact)
+        .await;
+    let record = scan_now(&s, "scan/bad", &artifact).await;
+    assert_eq!(record["status"], "error");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a container image"),
+        "{record}"
+    );
+    assert_eq!(record["layers_read"], 0);
+
     let resp = s
         .req(Method::DELETE, &image_path("scan/bad", &digest, "scans"))
         .send()
