@@ -47,6 +47,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Whether usage statistics are counted.
     pub stats: StatsConfig,
+    /// Image scanning.
+    pub scan: ScanConfig,
     /// How the `berth` command writes its log.
     pub log: LogConfig,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
@@ -90,6 +92,8 @@ pub struct ConfigFile {
     pub metrics: MetricsConfig,
     /// `[stats]`.
     pub stats: StatsConfig,
+    /// `[scan]`.
+    pub scan: ScanConfig,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -152,6 +156,15 @@ impl Default for StatsConfig {
             popular_summed_rows: 10_000,
         }
     }
+}
+
+/// `[scan]`: image scanning (the inventory of installed packages).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Queue a scan of every image manifest and index pushed (default false); scans on
+    /// demand (`POST .../scan`) work either way.
+    pub on_push: bool,
 }
 
 /// `[log]`: the log's layout.
@@ -393,6 +406,7 @@ impl Default for ConfigFile {
             gc: GcConfig::default(),
             metrics: MetricsConfig::default(),
             stats: StatsConfig::default(),
+            scan: ScanConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -659,6 +673,7 @@ impl ConfigFile {
             gc: self.gc,
             metrics: self.metrics,
             stats: self.stats,
+            scan: self.scan,
             log: self.log,
             clock: Clock::default(),
             node_name: "berth".into(),
@@ -730,6 +745,7 @@ impl fmt::Debug for ConfigFile {
             .field("gc", &self.gc)
             .field("metrics", &self.metrics)
             .field("stats", &self.stats)
+            .field("scan", &self.scan)
             .field("log", &self.log)
             .field("clock", &Clock::default())
             .finish()

@@ -37,6 +37,7 @@ pub mod namespaces;
 pub mod policies;
 pub mod quotas;
 pub mod repositories;
+pub mod scans;
 pub mod settings;
 pub mod stats;
 pub mod tags;

@@ -34,6 +34,7 @@ mod paging;
 pub mod policies;
 mod quotas;
 mod repositories;
+mod scans;
 mod settings;
 mod stats;
 mod tags;
@@ -56,6 +57,9 @@ pub use crate::meta::{
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
+pub use scans::{ImagePackage, PackagePlatform, ScanRecord};
+// The inventory's filter is the index's own: re-exported so handlers need not reach it.
+pub use crate::meta::scans::PackageFilter;
 pub use settings::{Mutability, Override, TagRules};
 pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
@@ -65,7 +69,7 @@ pub use uploads::Mounted;
 use crate::{
     blobs::Blobs,
     clock::Clock,
-    config::{Config, GcConfig, Limits},
+    config::{Config, GcConfig, Limits, ScanConfig},
     meta::{Meta, stats::PullStats},
     metrics::Metrics,
     oci::Hasher,
@@ -78,6 +82,7 @@ pub struct Registry {
     blobs: Blobs,
     limits: Limits,
     gc: GcConfig,
+    scan: ScanConfig,
     clock: Clock,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
@@ -100,6 +105,7 @@ impl Registry {
             metrics,
             limits: config.limits.clone(),
             gc: config.gc.clone(),
+            scan: config.scan.clone(),
             clock: config.clock.clone(),
             running_hashes: Arc::default(),
             pulls: Arc::new(PullStats::new(config.clock.clone(), config.stats.enabled)),
