@@ -7,8 +7,10 @@ images), pushed in order over DAYS days ending today; then PULLS pull events ove
 (repositories by a Zipf-like popularity, tags favouring the newest pushed by then), counted
 the way Berth's flush writes them: per repository and day (pulls, HEADs, pushes, bytes
 out), per tag and day, per identity and day, into the running totals of repositories,
-manifests and tags; and the storage recorded at the first flush of each day (the
-registry's physical bytes, each repository's deduplicated bytes).
+manifests and tags, and into the flush's rollups (the registry per day, each tag's pulls
+ever); and the storage recorded at the first flush of each day (the registry's physical
+bytes, each repository's deduplicated bytes). The index's own triggers count manifests,
+tags and blobs as the rows go in.
 
 Rows are what Berth writes on a push and a flush: manifest payloads are real OCI manifest
 JSON whose digest is their sha256; blob digests are sha256 of a name (the bench reads the
@@ -166,6 +168,20 @@ def generate(repos, tags, pulls, days, seed):
                                "bytes_out"], usage
     yield "tag_usage", ["repository_id", "tag", "day", "pulls"], [
         (r, f"1.{i // 100}.{i % 100}", day, n) for (r, i, day), n in sorted(tag_pulls.items())
+    ]
+    # The flush's rollups: the registry's days, and each tag's pulls ever.
+    registry_days = defaultdict(lambda: [0, 0, 0, 0])
+    for (_r, day, pulls_n, heads, pushes, bytes_out) in usage:
+        for k, v in enumerate((pulls_n, heads, pushes, bytes_out)):
+            registry_days[day][k] += v
+    yield "registry_usage", ["day", "pulls", "heads", "pushes", "bytes_out"], [
+        (day, *registry_days[day]) for day in sorted(registry_days)
+    ]
+    tags_ever = Counter()
+    for (r, i, _day), n in tag_pulls.items():
+        tags_ever[(r, i)] += n
+    yield "tag_pulls", ["repository_id", "tag", "pulls"], [
+        (r, f"1.{i // 100}.{i % 100}", n) for (r, i), n in sorted(tags_ever.items())
     ]
     subjects = [("anonymous", r, day, "anonymous", n, 0)
                 for (r, day), n in sorted(repository_pulls.items())]

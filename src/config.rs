@@ -47,6 +47,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Whether usage statistics are counted.
     pub stats: StatsConfig,
+    /// Image scanning.
+    pub scan: ScanConfig,
     /// How the `berth` command writes its log.
     pub log: LogConfig,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
@@ -90,6 +92,8 @@ pub struct ConfigFile {
     pub metrics: MetricsConfig,
     /// `[stats]`.
     pub stats: StatsConfig,
+    /// `[scan]`.
+    pub scan: ScanConfig,
     /// `[log]`.
     pub log: LogConfig,
 }
@@ -105,6 +109,9 @@ pub struct MetricsConfig {
     /// How often pull statistics counted in memory are written to the index, in
     /// milliseconds: a crash loses at most this much of them.
     pub stats_flush_millis: u64,
+    /// How long a namespace's usage counted for the quota gauges serves scrapes before it is
+    /// counted again, in seconds (a count reads every blob the namespace links).
+    pub quota_count_secs: u64,
 }
 
 impl Default for MetricsConfig {
@@ -112,6 +119,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             token: None,
             stats_flush_millis: 5000,
+            quota_count_secs: 60,
         }
     }
 }
@@ -122,6 +130,7 @@ impl fmt::Debug for MetricsConfig {
         f.debug_struct("MetricsConfig")
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("stats_flush_millis", &self.stats_flush_millis)
+            .field("quota_count_secs", &self.quota_count_secs)
             .finish()
     }
 }
@@ -134,12 +143,28 @@ pub struct StatsConfig {
     /// Count usage (default true). Off, nothing is counted (who pulled what is not kept) and
     /// the figures in `/api/v1/stats` stop growing; `/metrics` still counts requests.
     pub enabled: bool,
+    /// The most pulled over a window are found by summing the window's daily rows when it
+    /// holds at most this many (default 10,000); a larger window is searched by pulls ever,
+    /// most first, which reads a few hundred rows where summing would read millions.
+    pub popular_summed_rows: u32,
 }
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        StatsConfig { enabled: true }
+        StatsConfig {
+            enabled: true,
+            popular_summed_rows: 10_000,
+        }
     }
+}
+
+/// `[scan]`: image scanning (the inventory of installed packages).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Queue a scan of every image manifest and index pushed (default false); scans on
+    /// demand (`POST .../scan`) work either way.
+    pub on_push: bool,
 }
 
 /// `[log]`: the log's layout.
@@ -381,6 +406,7 @@ impl Default for ConfigFile {
             gc: GcConfig::default(),
             metrics: MetricsConfig::default(),
             stats: StatsConfig::default(),
+            scan: ScanConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -647,6 +673,7 @@ impl ConfigFile {
             gc: self.gc,
             metrics: self.metrics,
             stats: self.stats,
+            scan: self.scan,
             log: self.log,
             clock: Clock::default(),
             node_name: "berth".into(),
@@ -718,6 +745,7 @@ impl fmt::Debug for ConfigFile {
             .field("gc", &self.gc)
             .field("metrics", &self.metrics)
             .field("stats", &self.stats)
+            .field("scan", &self.scan)
             .field("log", &self.log)
             .field("clock", &Clock::default())
             .finish()

@@ -156,6 +156,7 @@ struct Inner {
     gc_runs: IntCounterVec,
     gc_bytes_freed: IntCounter,
     gc_blobs_deleted: IntCounter,
+    scan_layers_read: IntCounter,
     jobs_queued: IntGauge,
     stats_flush_lag: prometheus::Gauge,
     quotas: QuotaGauges,
@@ -246,6 +247,10 @@ impl Metrics {
             "gc_blobs_deleted_total",
             "Blobs deleted by garbage collection.",
         );
+        let scan_layers_read = counter(
+            "scan_layers_read_total",
+            "Layer blobs decompressed by the scanner (a layer is read once per indexer version).",
+        );
         let jobs_queued = IntGauge::with_opts(
             Opts::new(
                 "jobs_queued",
@@ -291,6 +296,7 @@ impl Metrics {
             Box::new(gc_runs.clone()),
             Box::new(gc_bytes_freed.clone()),
             Box::new(gc_blobs_deleted.clone()),
+            Box::new(scan_layers_read.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(stats_flush_lag.clone()),
             Box::new(quotas.used_bytes.clone()),
@@ -322,6 +328,7 @@ impl Metrics {
             gc_runs,
             gc_bytes_freed,
             gc_blobs_deleted,
+            scan_layers_read,
             jobs_queued,
             stats_flush_lag,
             quotas,
@@ -383,6 +390,11 @@ impl Metrics {
     pub fn gc_freed(&self, blobs: i64, bytes: i64) {
         self.0.gc_blobs_deleted.inc_by(blobs.max(0) as u64);
         self.0.gc_bytes_freed.inc_by(bytes.max(0) as u64);
+    }
+
+    /// Counts a layer blob read (decompressed) by the scanner.
+    pub fn scan_layer_read(&self) {
+        self.0.scan_layers_read.inc();
     }
 
     /// Records that pull statistics were written to the index at `now` (Unix seconds).

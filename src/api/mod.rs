@@ -15,6 +15,7 @@ mod namespaces;
 mod policies;
 mod quotas;
 mod repositories;
+mod scans;
 mod stats;
 mod tags;
 mod users;
@@ -76,6 +77,9 @@ pub fn routes() -> Router<AppState> {
         images::list,
         images::show,
         images::delete,
+        scans::scan,
+        scans::scans,
+        scans::packages,
         tags::list,
         tags::retag,
         gc::list,

@@ -333,6 +333,9 @@ async fn one(
             let ApiQuery(query) = query_of(request, &app).await?;
             super::images::list(&app, &caller, &repo, query).await
         }
+        (Some(sub), method) if super::scans::scan_resource(sub).is_some() => {
+            super::scans::route(&app, &caller, &repo, sub, method, request).await
+        }
         (Some(sub), method) if sub.starts_with("images/") => {
             super::images::one(&app, &caller, &repo, &sub["images/".len()..], method).await
         }

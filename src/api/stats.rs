@@ -122,7 +122,7 @@ struct StatsTotals {
     /// Bytes of those blobs (the deduplicated size).
     bytes: i64,
     /// Bytes that deleting the repositories counted would free: blobs they link and no other
-    /// repository does.
+    /// repository does (for the whole registry, every stored blob).
     exclusive_bytes: i64,
     /// Manifest GETs.
     pulls: Windows,

@@ -10,6 +10,7 @@ const REVIEW_REPOSITORY: &str = "review_repository";
 const REVIEW_BLOBS: &str = "review_blobs";
 const GC_RUN: &str = "gc_run";
 const GC_SCHEDULE: &str = "gc_schedule";
+const SCAN_IMAGE: &str = "scan_image";
 
 /// A unit of background work, with what it works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,13 @@ pub enum Job {
     },
     /// The periodic full collection.
     ScheduledGc,
+    /// Index the layers of one image (or of an index's children) and record the scan.
+    ScanImage {
+        /// The repository's id.
+        repository_id: i64,
+        /// The image's manifest digest.
+        digest: String,
+    },
 }
 
 impl Job {
@@ -40,6 +48,10 @@ impl Job {
             Job::ReviewBlobs => (REVIEW_BLOBS, String::new()),
             Job::RunGc { run_id } => (GC_RUN, run_id.to_string()),
             Job::ScheduledGc => (GC_SCHEDULE, String::new()),
+            Job::ScanImage {
+                repository_id,
+                digest,
+            } => (SCAN_IMAGE, format!("{repository_id} {digest}")),
         }
     }
 
@@ -57,6 +69,15 @@ impl Job {
             REVIEW_BLOBS => Ok(Job::ReviewBlobs),
             GC_RUN => Ok(Job::RunGc { run_id: id()? }),
             GC_SCHEDULE => Ok(Job::ScheduledGc),
+            SCAN_IMAGE => payload
+                .split_once(' ')
+                .and_then(|(id, digest)| {
+                    Some(Job::ScanImage {
+                        repository_id: id.parse().ok()?,
+                        digest: digest.to_owned(),
+                    })
+                })
+                .ok_or_else(|| format!("{kind} job without an image (payload {payload:?})")),
             other => Err(format!("unknown job kind {other}")),
         }
     }
@@ -71,6 +92,10 @@ impl Job {
             Job::ReviewBlobs => Some(REVIEW_BLOBS.into()),
             Job::RunGc { .. } => None,
             Job::ScheduledGc => Some(GC_SCHEDULE.into()),
+            Job::ScanImage {
+                repository_id,
+                digest,
+            } => Some(format!("{SCAN_IMAGE}:{repository_id}:{digest}")),
         }
     }
 }
@@ -241,6 +266,10 @@ mod tests {
             Job::ReviewBlobs,
             Job::RunGc { run_id: 42 },
             Job::ScheduledGc,
+            Job::ScanImage {
+                repository_id: 3,
+                digest: format!("sha256:{}", "a".repeat(64)),
+            },
         ];
         for job in jobs {
             let (kind, payload) = job.to_row();
@@ -264,5 +293,6 @@ mod tests {
         assert_eq!(Job::RunGc { run_id: 1 }.dedupe(), None);
         assert!(Job::from_row("gc_run", "").is_err());
         assert!(Job::from_row("vacuum", "").is_err());
+        assert!(Job::from_row("scan_image", "3").is_err());
     }
 }

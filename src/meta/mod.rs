@@ -21,7 +21,7 @@ use sqlx::{
 
 use crate::{
     clock::Clock,
-    config::{Config, DatabaseConfig, Limits},
+    config::{Config, DatabaseConfig, Limits, StatsConfig},
     error::Result,
     oci::{Digest, RepoName, Tag},
 };
@@ -38,6 +38,7 @@ pub mod namespaces;
 pub mod policies;
 pub mod quotas;
 pub mod repositories;
+pub mod scans;
 pub mod settings;
 pub mod stats;
 pub mod tags;
@@ -60,6 +61,9 @@ pub struct Meta {
     /// Seconds after an event that may leave garbage before its repository is reviewed;
     /// `None` when continuous collection is off.
     review_delay: Option<i64>,
+    /// A window of at most this many daily rows is summed to find the most pulled
+    /// (`stats.popular_summed_rows`); a larger one is searched by pulls ever.
+    popular_summed_rows: i64,
     /// The time every statement that records or compares "now" is given.
     clock: Clock,
 }
@@ -67,7 +71,7 @@ pub struct Meta {
 impl Meta {
     /// Opens (creating if needed) and migrates the index `config` names, with everything else
     /// it needs from `config`: pool sizes (`limits`), durability (`durability.fsync`), the
-    /// review delay of continuous collection, and the clock.
+    /// review delay of continuous collection, how the most pulled are searched, and the clock.
     pub async fn open(config: &Config) -> anyhow::Result<Meta> {
         let mut meta = Meta::connect(
             &config.database,
@@ -80,6 +84,7 @@ impl Meta {
             .gc
             .continuous
             .then_some(config.gc.review_delay_secs as i64);
+        meta.popular_summed_rows = config.stats.popular_summed_rows.into();
         Ok(meta)
     }
 
@@ -157,6 +162,7 @@ impl Meta {
             reader,
             postgres: false,
             review_delay: None,
+            popular_summed_rows: StatsConfig::default().popular_summed_rows.into(),
             clock,
         })
     }
@@ -184,6 +190,7 @@ impl Meta {
             reader: pool,
             postgres: true,
             review_delay: None,
+            popular_summed_rows: StatsConfig::default().popular_summed_rows.into(),
             clock,
         })
     }

@@ -133,8 +133,8 @@ pub struct CatalogViewer<'a> {
 }
 
 /// The columns of a [`RepositorySummary`] over `repositories r`; `$1` is the registry's
-/// default visibility. Counts come from correlated subqueries on indexed columns, so a row
-/// costs a few probes.
+/// default visibility. Manifest and tag counts are kept on the row by triggers; sizes come
+/// from correlated subqueries on indexed columns, so a row costs a few probes.
 const SUMMARY_SELECT: &str = concat!(
     "SELECT r.name, r.description, r.created_at, r.push_count, r.pull_count, \
      r.last_push_at, r.last_pull_at, \
@@ -142,8 +142,7 @@ const SUMMARY_SELECT: &str = concat!(
      (SELECT ns.default_visibility FROM namespaces ns WHERE ",
     in_namespace!("r.name", "ns.name"),
     "), $1) AS visibility, \
-     (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id) AS manifest_count, \
-     (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id) AS tag_count, \
+     r.manifest_count, r.tag_count, \
      (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb \
       JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id) AS blob_bytes, \
      (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM blobs b WHERE b.digest IN \

@@ -7,12 +7,13 @@
 //! Besides the running totals, usage is counted per repository and UTC day (Docker Hub's
 //! semantics: a pull is a manifest GET, by tag or by digest; a HEAD is a version check,
 //! counted apart; pushes are manifest PUTs; blob bytes served) and pulls per tag and day,
-//! each flushed as one upsert per key into `repository_usage` and `tag_usage`. The first
+//! each flushed as one upsert per key into `repository_usage` and `tag_usage`, with their
+//! rollups: the registry's day (`registry_usage`) and each tag's pulls ever (`tag_pulls`). The first
 //! flush of each UTC day also records the day's storage (`registry_storage`,
 //! `repository_storage`), for the storage history of the trends.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Mutex,
         atomic::{AtomicI64, Ordering},
@@ -295,6 +296,37 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
+        for (day, u) in registry_days(&p.usage) {
+            sqlx::query(
+                "INSERT INTO registry_usage (day, pulls, heads, pushes, bytes_out) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (day) DO UPDATE SET \
+                 pulls = registry_usage.pulls + excluded.pulls, \
+                 heads = registry_usage.heads + excluded.heads, \
+                 pushes = registry_usage.pushes + excluded.pushes, \
+                 bytes_out = registry_usage.bytes_out + excluded.bytes_out",
+            )
+            .bind(day)
+            .bind(u.pulls)
+            .bind(u.heads)
+            .bind(u.pushes)
+            .bind(u.bytes_out)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((repository, tag), pulls) in tags_ever(&p.tag_pulls) {
+            sqlx::query(
+                "INSERT INTO tag_pulls (repository_id, tag, pulls) \
+                 SELECT id, $2, $3 FROM repositories WHERE name = $1 \
+                 ON CONFLICT (repository_id, tag) DO UPDATE SET \
+                 pulls = tag_pulls.pulls + excluded.pulls",
+            )
+            .bind(repository)
+            .bind(tag)
+            .bind(pulls)
+            .execute(&mut *tx)
+            .await?;
+        }
         for ((repository, tag, day), pulls) in sorted(&p.tag_pulls) {
             sqlx::query(
                 "INSERT INTO tag_usage (repository_id, tag, day, pulls) \
@@ -405,6 +437,24 @@ const STORAGE_ROWS_PER_INSERT: usize = 500;
 struct RepositoryBytes {
     id: i64,
     bytes: i64,
+}
+
+/// The registry's usage per day: the sum over its repositories, in day order.
+fn registry_days(usage: &HashMap<(String, i64), DayUsage>) -> BTreeMap<i64, DayUsage> {
+    let mut days = BTreeMap::<i64, DayUsage>::new();
+    for ((_, day), u) in usage {
+        days.entry(*day).or_default().add(*u);
+    }
+    days
+}
+
+/// Pulls per (repository, tag) over every day counted, in key order.
+fn tags_ever(pulls: &HashMap<(String, String, i64), i64>) -> BTreeMap<(&str, &str), i64> {
+    let mut tags = BTreeMap::new();
+    for ((repository, tag, _), n) in pulls {
+        *tags.entry((repository.as_str(), tag.as_str())).or_default() += n;
+    }
+    tags
 }
 
 fn sorted<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {

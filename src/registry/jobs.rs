@@ -83,6 +83,10 @@ impl Registry {
                 Ok(())
             }
             Job::RunGc { run_id } => self.run_queued_gc(*run_id).await,
+            Job::ScanImage {
+                repository_id,
+                digest,
+            } => self.run_scan_job(*repository_id, digest).await,
             Job::ScheduledGc => {
                 let options = self.gc_options(false);
                 let run = self.run_gc("schedule", options, &|_, _| {}).await?;

@@ -157,6 +157,7 @@ impl Registry {
             self.count_manifest(repo, payload_bytes).await;
         }
         self.pulls.record_push(repo.as_str());
+        self.scan_after_push(repo, &digest, &manifest).await;
         Ok(ManifestPut {
             digest,
             subject: manifest.subject,

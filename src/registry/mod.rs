@@ -35,6 +35,7 @@ mod paging;
 pub mod policies;
 mod quotas;
 mod repositories;
+mod scans;
 mod settings;
 mod stats;
 mod tags;
@@ -58,6 +59,9 @@ pub use crate::meta::{
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
+pub use scans::{ImagePackage, PackagePlatform, ScanRecord};
+// The inventory's filter is the index's own: re-exported so handlers need not reach it.
+pub use crate::meta::scans::PackageFilter;
 pub use settings::{Mutability, Override, TagRules};
 pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
@@ -67,7 +71,7 @@ pub use uploads::Mounted;
 use crate::{
     blobs::Blobs,
     clock::Clock,
-    config::{Config, GcConfig, Limits},
+    config::{Config, GcConfig, Limits, ScanConfig},
     meta::{Meta, stats::PullStats},
     metrics::Metrics,
     oci::Hasher,
@@ -80,10 +84,15 @@ pub struct Registry {
     blobs: Blobs,
     limits: Limits,
     gc: GcConfig,
+    scan: ScanConfig,
     clock: Clock,
     running_hashes: Arc<RunningHashes>,
     pulls: Arc<PullStats>,
     metrics: Metrics,
+    /// Namespace usage counted for the quota gauges, reused by scrapes for a while.
+    quota_counts: Arc<quotas::QuotaCounts>,
+    /// How long such a count serves (`metrics.quota_count_secs`).
+    quota_count_secs: i64,
 }
 
 impl Registry {
@@ -98,9 +107,12 @@ impl Registry {
             metrics,
             limits: config.limits.clone(),
             gc: config.gc.clone(),
+            scan: config.scan.clone(),
             clock: config.clock.clone(),
             running_hashes: Arc::default(),
             pulls: Arc::new(PullStats::new(config.clock.clone(), config.stats.enabled)),
+            quota_counts: Arc::default(),
+            quota_count_secs: i64::try_from(config.metrics.quota_count_secs).unwrap_or(i64::MAX),
         }
     }
 

@@ -15,6 +15,8 @@
 //! may together go over the limit by what they carry at that moment. No single push does.
 //! The repository check reads, then the push creates: racing first pushes may exceed it alike.
 
+use std::{collections::HashMap, sync::Mutex};
+
 use serde::Serialize;
 
 use super::Registry;
@@ -24,6 +26,32 @@ use crate::{
     metrics::QuotaGauge,
     oci::{Digest, RepoName},
 };
+
+/// Usage counted for the quota gauges per namespace, with when (Unix seconds): a count reads
+/// every blob the namespace links, so scrapes reuse it for `metrics.quota_count_secs`.
+#[derive(Default)]
+pub(super) struct QuotaCounts(Mutex<HashMap<String, (NamespaceUsage, i64)>>);
+
+impl QuotaCounts {
+    fn counted_since(&self, namespace: &str, since: i64) -> Option<NamespaceUsage> {
+        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .get(namespace)
+            .filter(|(_, at)| *at > since)
+            .map(|(usage, _)| *usage)
+    }
+
+    fn put(&self, namespace: &str, usage: NamespaceUsage, at: i64) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.insert(namespace.to_owned(), (usage, at));
+    }
+
+    /// Forgets the namespaces that no longer have a quota.
+    fn keep_only(&self, quotas: &[QuotaRow]) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts.retain(|namespace, _| quotas.iter().any(|q| &q.namespace == namespace));
+    }
+}
 
 /// The warning threshold of a quota set without one, in percent of each limit.
 pub const WARN_PERCENT_DEFAULT: i64 = 80;
@@ -159,11 +187,25 @@ impl Registry {
     }
 
     /// Sets the quota gauges of the metrics from the index: one series per namespace that
-    /// has a quota (read at scrape time, so every replica reports the same figures).
+    /// has a quota (the quotas read at scrape time; each namespace's usage as counted within
+    /// the last `metrics.quota_count_secs`, counted again when older).
     pub async fn refresh_quota_metrics(&self) -> Result<()> {
+        let now = self.clock.now();
+        let quotas = self.meta.quotas().await?;
+        self.quota_counts.keep_only(&quotas);
         let mut gauges = Vec::new();
-        for quota in self.meta.quotas().await? {
-            let usage = self.meta.namespace_usage(&quota.namespace).await?;
+        for quota in quotas {
+            let usage = match self
+                .quota_counts
+                .counted_since(&quota.namespace, now - self.quota_count_secs)
+            {
+                Some(usage) => usage,
+                None => {
+                    let usage = self.meta.namespace_usage(&quota.namespace).await?;
+                    self.quota_counts.put(&quota.namespace, usage, now);
+                    usage
+                }
+            };
             let status = QuotaStatus::of(&quota.namespace, Some(&quota), usage);
             gauges.push(QuotaGauge {
                 namespace: quota.namespace,

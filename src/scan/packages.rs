@@ -1,1 +1,425 @@
-//! (built by the indexer slice)
+//! The package databases an image carries, parsed from their text: dpkg's `status` (and each
+//! file of `status.d/`), apk's `installed`, and `os-release`, which names the distribution and
+//! so the OSV ecosystem of what those databases list (`Debian:12`, `Alpine:v3.19`).
+//!
+//! Each package keeps its binary name and version and its source package and version (both
+//! always filled): advisories of Debian name source packages, those of Alpine origins.
+
+use serde::{Deserialize, Serialize};
+
+/// The packaging system a database belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageKind {
+    /// Debian and derivatives (`var/lib/dpkg/status`, `status.d/`).
+    Dpkg,
+    /// Alpine (`lib/apk/db/installed`).
+    Apk,
+}
+
+/// One installed package as its database lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// The binary package's name (`libssl3`).
+    pub name: String,
+    /// The binary package's version.
+    pub version: String,
+    /// The source package (dpkg `Source:`, apk origin); the name when the database has none.
+    pub source_name: String,
+    /// The source package's version; the binary version when the database gives none.
+    pub source_version: String,
+    /// The architecture (`amd64`, `x86_64`, `all`), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+}
+
+/// The fields of `os-release` that name a distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsRelease {
+    /// `ID` (`debian`, `alpine`, `ubuntu`), lower case.
+    pub id: String,
+    /// `VERSION_ID` (`12`, `3.19.1`), when given (Debian testing has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// `PRETTY_NAME`, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretty_name: Option<String>,
+}
+
+/// Packages of a dpkg status file (or one file of `status.d/`): stanzas separated by blank
+/// lines. Only packages whose `Status` says they are installed without error
+/// (`install ok installed`, or `hold ok installed` for a held one) count; half-installed,
+/// removed-but-configured and stanzas without `Package` or `Version` are left out.
+pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
+    let mut packages = Vec::new();
+    for stanza in stanzas(text) {
+        let mut name = None;
+        let mut version = None;
+        let mut status = None;
+        let mut source = None;
+        let mut architecture = None;
+        for line in stanza {
+            // Continuation lines (descriptions, conffiles) start with a blank.
+            if line.starts_with([' ', '\t']) {
+                continue;
+            }
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match key {
+                "Package" => name = Some(value),
+                "Version" => version = Some(value),
+                "Status" => status = Some(value),
+                "Source" => source = Some(value),
+                "Architecture" => architecture = Some(value),
+                _ => {}
+            }
+        }
+        let (Some(name), Some(version), Some(status)) = (name, version, status) else {
+            continue;
+        };
+        if name.is_empty() || version.is_empty() || !dpkg_installed(status) {
+            continue;
+        }
+        let (source_name, source_version) = match source.map(parse_dpkg_source) {
+            Some((source_name, source_version)) if !source_name.is_empty() => {
+                (source_name, source_version.unwrap_or(version))
+            }
+            _ => (name, version),
+        };
+        packages.push(Package {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source_name: source_name.to_owned(),
+            source_version: source_version.to_owned(),
+            architecture: architecture.filter(|a| !a.is_empty()).map(str::to_owned),
+        });
+    }
+    packages
+}
+
+/// `want flag status` of dpkg: installed, and not in error.
+fn dpkg_installed(status: &str) -> bool {
+    let words: Vec<&str> = status.split_whitespace().collect();
+    matches!(words.as_slice(), ["install" | "hold", "ok", "installed"])
+}
+
+/// `openssl (3.0.11-1~deb12u2)` → (`openssl`, `Some("3.0.11-1~deb12u2")`); `zlib` → (`zlib`, None).
+fn parse_dpkg_source(source: &str) -> (&str, Option<&str>) {
+    match source.split_once('(') {
+        Some((name, rest)) => {
+            let version = rest.split_once(')').map(|(v, _)| v.trim());
+            (name.trim(), version.filter(|v| !v.is_empty()))
+        }
+        None => (source.trim(), None),
+    }
+}
+
+/// Packages of apk's installed database: stanzas of `X:value` lines (`P` name, `V` version,
+/// `A` architecture, `o` origin, whose version is the package's).
+pub fn parse_apk_installed(text: &str) -> Vec<Package> {
+    let mut packages = Vec::new();
+    for stanza in stanzas(text) {
+        let mut name = None;
+        let mut version = None;
+        let mut origin = None;
+        let mut architecture = None;
+        for line in stanza {
+            match line.split_once(':') {
+                Some(("P", v)) => name = Some(v.trim()),
+                Some(("V", v)) => version = Some(v.trim()),
+                Some(("o", v)) => origin = Some(v.trim()),
+                Some(("A", v)) => architecture = Some(v.trim()),
+                _ => {}
+            }
+        }
+        let (Some(name), Some(version)) = (name, version) else {
+            continue;
+        };
+        if name.is_empty() || version.is_empty() {
+            continue;
+        }
+        packages.push(Package {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            source_name: origin.filter(|o| !o.is_empty()).unwrap_or(name).to_owned(),
+            source_version: version.to_owned(),
+            architecture: architecture.filter(|a| !a.is_empty()).map(str::to_owned),
+        });
+    }
+    packages
+}
+
+/// The blank-line separated stanzas of a database, each as its lines (CRLF tolerated).
+fn stanzas(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    let mut lines = text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l));
+    std::iter::from_fn(move || {
+        let mut stanza = Vec::new();
+        for line in lines.by_ref() {
+            if line.trim().is_empty() {
+                if stanza.is_empty() {
+                    continue;
+                }
+                return Some(stanza);
+            }
+            stanza.push(line);
+        }
+        (!stanza.is_empty()).then_some(stanza)
+    })
+}
+
+/// The distribution named by an `os-release` file (`KEY=value`, values optionally quoted);
+/// `None` without an `ID`.
+pub fn parse_os_release(text: &str) -> Option<OsRelease> {
+    let mut release = OsRelease::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = unquote(value.trim());
+        match key.trim() {
+            "ID" => release.id = value.to_ascii_lowercase(),
+            "VERSION_ID" if !value.is_empty() => release.version_id = Some(value),
+            "PRETTY_NAME" if !value.is_empty() => release.pretty_name = Some(value),
+            _ => {}
+        }
+    }
+    (!release.id.is_empty()).then_some(release)
+}
+
+/// A shell-style value without its quotes (and backslash escapes inside double quotes).
+fn unquote(value: &str) -> String {
+    if let Some(inner) = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .filter(|_| value.len() >= 2)
+    {
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    } else if let Some(inner) = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .filter(|_| value.len() >= 2)
+    {
+        inner.to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+/// The OSV ecosystem of the packages a `kind` database lists on the distribution `os`:
+/// `Debian:12`, `Ubuntu:22.04`, `Alpine:v3.19` (major.minor with a `v`); without a known
+/// release, the bare distribution name (`Debian`, `Alpine`).
+pub fn ecosystem(kind: PackageKind, os: Option<&OsRelease>) -> String {
+    let version = os.and_then(|o| o.version_id.as_deref());
+    let id = os.map(|o| o.id.as_str());
+    match (kind, id, version) {
+        (PackageKind::Dpkg, Some("debian"), Some(v)) => format!("Debian:{v}"),
+        (PackageKind::Dpkg, Some("ubuntu"), Some(v)) => format!("Ubuntu:{v}"),
+        (PackageKind::Dpkg, Some("ubuntu"), None) => "Ubuntu".to_owned(),
+        (PackageKind::Dpkg, _, _) => "Debian".to_owned(),
+        (PackageKind::Apk, Some("alpine"), Some(v)) => {
+            let mut parts = v.split('.');
+            match (parts.next(), parts.next()) {
+                (Some(major), Some(minor)) => format!("Alpine:v{major}.{minor}"),
+                _ => "Alpine".to_owned(),
+            }
+        }
+        (PackageKind::Apk, _, _) => "Alpine".to_owned(),
+    }
+}
+
+/// Characters a purl component writes percent-encoded.
+const PURL_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'/')
+    .add(b'=')
+    .add(b'?')
+    .add(b'@');
+
+/// The package URL of `package`: `pkg:deb/debian/openssl@3.0.11-1?arch=amd64&distro=debian-12`,
+/// `pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1`.
+pub fn purl(kind: PackageKind, package: &Package, os: Option<&OsRelease>) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, PURL_ESCAPED).to_string();
+    let (purl_type, default_namespace) = match kind {
+        PackageKind::Dpkg => ("deb", "debian"),
+        PackageKind::Apk => ("apk", "alpine"),
+    };
+    let namespace = os.map(|o| o.id.as_str()).unwrap_or(default_namespace);
+    let mut out = format!(
+        "pkg:{purl_type}/{}/{}@{}",
+        enc(namespace),
+        enc(&package.name),
+        enc(&package.version)
+    );
+    let mut qualifiers = Vec::new();
+    if let Some(arch) = &package.architecture {
+        qualifiers.push(format!("arch={}", enc(arch)));
+    }
+    if let Some(os) = os {
+        match &os.version_id {
+            Some(v) => qualifiers.push(format!("distro={}-{}", enc(&os.id), enc(v))),
+            None => qualifiers.push(format!("distro={}", enc(&os.id))),
+        }
+    }
+    if !qualifiers.is_empty() {
+        out.push('?');
+        out.push_str(&qualifiers.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "\
+Package: libssl3
+Status: install ok installed
+Priority: optional
+Architecture: amd64
+Source: openssl (3.0.11-1~deb12u2)
+Version: 3.0.11-1~deb12u2
+Description: Secure Sockets Layer toolkit
+ This package is part of the OpenSSL project.
+ .
+ More text: with a colon.
+
+Package: zlib1g
+Status: install ok installed
+Architecture: amd64
+Source: zlib
+Version: 1:1.2.13.dfsg-1
+
+Package: base-files
+Status: hold ok installed
+Architecture: amd64
+Version: 12.4+deb12u5
+
+Package: oldpkg
+Status: deinstall ok config-files
+Version: 1.0
+
+Package: broken
+Status: install reinstreq half-installed
+Version: 2.0
+
+Package: noversion
+Status: install ok installed
+";
+
+    #[test]
+    fn dpkg_status_lists_installed_packages_with_their_sources() {
+        let packages = parse_dpkg_status(STATUS);
+        let rows: Vec<(&str, &str, &str, &str)> = packages
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.version.as_str(),
+                    p.source_name.as_str(),
+                    p.source_version.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("libssl3", "3.0.11-1~deb12u2", "openssl", "3.0.11-1~deb12u2"),
+                ("zlib1g", "1:1.2.13.dfsg-1", "zlib", "1:1.2.13.dfsg-1"),
+                ("base-files", "12.4+deb12u5", "base-files", "12.4+deb12u5"),
+            ]
+        );
+        assert_eq!(packages[0].architecture.as_deref(), Some("amd64"));
+    }
+
+    #[test]
+    fn dpkg_source_version_differs_from_binary_version() {
+        let text = "Package: libexpat1\nStatus: install ok installed\nSource: expat (2.5.0-1)\nVersion: 2.5.0-1+b1\n";
+        let p = &parse_dpkg_status(text)[0];
+        assert_eq!(
+            (p.version.as_str(), p.source_version.as_str()),
+            ("2.5.0-1+b1", "2.5.0-1")
+        );
+    }
+
+    #[test]
+    fn dpkg_status_tolerates_crlf_and_garbage() {
+        let text =
+            "Package: a\r\nStatus: install ok installed\r\nVersion: 1\r\n\r\n\u{0}\u{1}:::\n\n";
+        let packages = parse_dpkg_status(text);
+        assert_eq!(packages.len(), 1);
+        assert_eq!(packages[0].version, "1");
+        assert!(parse_dpkg_status("").is_empty());
+    }
+
+    #[test]
+    fn apk_installed_names_origin_as_source() {
+        let text = "C:Q1abc=\nP:libcrypto3\nV:3.1.4-r5\nA:x86_64\no:openssl\nT:Crypto library\n\nP:musl\nV:1.2.4_git20230717-r4\nA:x86_64\n\nP:incomplete\n";
+        let packages = parse_apk_installed(text);
+        assert_eq!(packages.len(), 2);
+        assert_eq!(packages[0].source_name, "openssl");
+        assert_eq!(packages[0].source_version, "3.1.4-r5");
+        assert_eq!(packages[1].source_name, "musl");
+        assert_eq!(packages[1].architecture.as_deref(), Some("x86_64"));
+    }
+
+    #[test]
+    fn os_release_gives_the_osv_ecosystem() {
+        let debian = parse_os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+        )
+        .unwrap();
+        assert_eq!(debian.version_id.as_deref(), Some("12"));
+        assert_eq!(ecosystem(PackageKind::Dpkg, Some(&debian)), "Debian:12");
+        let alpine = parse_os_release("ID=alpine\nVERSION_ID=3.19.1\n").unwrap();
+        assert_eq!(ecosystem(PackageKind::Apk, Some(&alpine)), "Alpine:v3.19");
+        let ubuntu = parse_os_release("ID=ubuntu\nVERSION_ID='22.04'\n").unwrap();
+        assert_eq!(ecosystem(PackageKind::Dpkg, Some(&ubuntu)), "Ubuntu:22.04");
+        let sid = parse_os_release("ID=debian\n# comment\n").unwrap();
+        assert_eq!(ecosystem(PackageKind::Dpkg, Some(&sid)), "Debian");
+        assert_eq!(ecosystem(PackageKind::Apk, None), "Alpine");
+        assert_eq!(parse_os_release("NAME=nothing\n"), None);
+    }
+
+    #[test]
+    fn purls_name_type_distro_and_arch() {
+        let debian = parse_os_release("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        let p = &parse_dpkg_status(STATUS)[1];
+        assert_eq!(
+            purl(PackageKind::Dpkg, p, Some(&debian)),
+            "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+        );
+        let alpine = parse_os_release("ID=alpine\nVERSION_ID=3.19.1\n").unwrap();
+        let musl = Package {
+            name: "musl".into(),
+            version: "1.2.4-r2".into(),
+            source_name: "musl".into(),
+            source_version: "1.2.4-r2".into(),
+            architecture: Some("x86_64".into()),
+        };
+        assert_eq!(
+            purl(PackageKind::Apk, &musl, Some(&alpine)),
+            "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1"
+        );
+    }
+}

@@ -25,6 +25,7 @@ mod metrics;
 mod quotas;
 mod referrers;
 mod repositories;
+mod scans;
 mod seed_words;
 mod stats;
 mod tags;

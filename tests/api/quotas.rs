@@ -568,7 +568,8 @@ async fn administrators_set_quotas_and_readers_see_them() {
 }
 
 /// `/metrics` reports each namespace with a quota (usage, limit, warning), read at scrape
-/// time; a namespace without one has no series, and removing a quota removes its series.
+/// time, the usage counted at most once per `metrics.quota_count_secs`; a namespace without
+/// one has no series, and removing a quota removes its series.
 #[tokio::test]
 async fn quota_gauges_follow_the_namespaces_with_a_quota() {
     let s = server().await;
@@ -610,6 +611,14 @@ async fn quota_gauges_follow_the_namespaces_with_a_quota() {
         !text.contains("berth_quota_limit_bytes{namespace=\"lab\"}"),
         "{text}"
     );
+    // Usage is counted again once the last count is older than `metrics.quota_count_secs`.
+    post_blob(&s, "team/app", &random_bytes(100)).await;
+    let used = "berth_quota_used_bytes{namespace=\"team\"}";
+    let text = scrape(&s).await;
+    assert!(text.lines().any(|l| l == format!("{used} 600")), "{text}");
+    s.clock.advance(s.config.metrics.quota_count_secs as i64);
+    let text = scrape(&s).await;
+    assert!(text.lines().any(|l| l == format!("{used} 700")), "{text}");
 
     assert_eq!(
         s.delete("/api/v1/namespaces/team/quota").await.status(),

@@ -9,9 +9,9 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{
-    TestServer,
+    OCI_MANIFEST, TestServer,
     auth::{ADMIN, ADMIN_PASSWORD, basic, client_with, password_of, start_auth},
-    json_body, sha256,
+    image_config, json_body, sha256,
 };
 
 const DAY: i64 = 86_400;
@@ -747,4 +747,128 @@ async fn pulls_and_pushes_by_user_are_for_administrators() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+/// Both ways of finding the most pulled give the same answer: summing the window's days,
+/// and searching by pulls ever (a bound on any window's), through pulls outside the window,
+/// candidates past the first batch and ties at the bound (broken by name).
+#[tokio::test]
+async fn the_most_pulled_are_the_same_summed_or_searched_by_bound() {
+    // 0: every window is searched by the bound; u32::MAX: every window is summed.
+    for summed_rows in [0, u32::MAX] {
+        most_pulled_by_window(summed_rows).await;
+    }
+}
+
+async fn most_pulled_by_window(summed_rows: u32) {
+    let s = TestServer::start_with(|c| c.stats.popular_summed_rows = summed_rows).await;
+    to_next_noon(&s);
+    let (_, manifest) = s.push_image("many", "t000", &[b"a layer of many"]).await;
+    for i in 1..100 {
+        s.put_manifest_ok("many", &format!("t{i:03}"), OCI_MANIFEST, &manifest)
+            .await;
+    }
+    s.push_image("old", "v1", &[b"a layer of old"]).await;
+    for i in 0..100 {
+        repeat(&s, Method::GET, &format!("many/manifests/t{i:03}"), 1).await;
+    }
+    repeat(&s, Method::GET, "old/manifests/v1", 150).await;
+    s.clock.advance(100 * DAY);
+    repeat(&s, Method::GET, "many/manifests/t099", 2).await;
+    repeat(&s, Method::GET, "old/manifests/v1", 1).await;
+    let s = restarted(s).await;
+
+    let items = |query: &'static str| {
+        let s = &s;
+        async move { get_json(&s.client, s, &format!("/stats/popular?{query}")).await["items"].clone() }
+    };
+    let recent = json!([
+        { "repository": "many", "tag": "t099", "pulls": 2 },
+        { "repository": "old", "tag": "v1", "pulls": 1 },
+    ]);
+    assert_eq!(
+        items("by=tag&window=60d&limit=2").await,
+        recent,
+        "plan {summed_rows}"
+    );
+    assert_eq!(
+        items("by=tag&window=7d&limit=2").await,
+        recent,
+        "plan {summed_rows}"
+    );
+    assert_eq!(
+        items("by=tag&window=365d&limit=3").await,
+        json!([
+            { "repository": "old", "tag": "v1", "pulls": 151 },
+            { "repository": "many", "tag": "t099", "pulls": 3 },
+            { "repository": "many", "tag": "t000", "pulls": 1 },
+        ]),
+        "plan {summed_rows}"
+    );
+    assert_eq!(
+        items("window=60d").await,
+        json!([{ "repository": "many", "pulls": 2 }, { "repository": "old", "pulls": 1 }]),
+        "plan {summed_rows}"
+    );
+    assert_eq!(
+        items("window=365d").await,
+        json!([{ "repository": "old", "pulls": 151 }, { "repository": "many", "pulls": 102 }]),
+        "plan {summed_rows}"
+    );
+}
+
+/// The registry's totals are counters the index keeps: they follow pushes, a manifest's
+/// deletion (its tags with it), a repository's deletion and a collection; the registry's
+/// pulls keep those of a deleted repository.
+#[tokio::test]
+async fn registry_totals_follow_deletions_and_collection() {
+    let s = TestServer::start_with(|c| {
+        c.gc.grace_secs = 0;
+        c.gc.review_delay_secs = 0;
+        c.gc.upload_timeout_secs = 0;
+        c.gc.poll_millis = 3_600_000;
+        c.gc.schedule_secs = 0;
+    })
+    .await;
+    to_next_noon(&s);
+    let layers: [&[u8]; 3] = [b"kept layer", b"layer of a deleted image", b"layer of gone"];
+    let (_, kept) = s.push_image("app", "v1", &[layers[0]]).await;
+    s.put_manifest_ok("app", "latest", OCI_MANIFEST, &kept)
+        .await;
+    let (deleted, _) = s.push_image("app", "v2", &[layers[1]]).await;
+    s.push_image("gone", "v1", &[layers[2]]).await;
+    repeat(&s, Method::GET, "gone/manifests/v1", 2).await;
+    let s = restarted(s).await;
+    let config = image_config("linux", "amd64", None).len() as i64;
+    let size = |of: &[&[u8]]| config + of.iter().map(|l| l.len() as i64).sum::<i64>();
+    let figures = |t: &Value| {
+        ["repositories", "manifests", "tags", "blobs", "bytes"].map(|k| t[k].as_i64().unwrap_or(-1))
+    };
+
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(figures(&totals), [2, 3, 4, 4, size(&layers)], "{totals}");
+    let resp = s.delete(&format!("/v2/app/manifests/{deleted}")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(figures(&totals), [2, 2, 3, 4, size(&layers)], "{totals}");
+    let resp = s.delete("/api/v1/repositories/gone").await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(figures(&totals), [1, 1, 2, 4, size(&layers)], "{totals}");
+    assert_eq!(totals["pulls"]["today"], 2, "{totals}");
+
+    let resp = s
+        .req(Method::POST, "/api/v1/gc/runs")
+        .json(&json!({ "wait": true }))
+        .send()
+        .await
+        .expect("gc");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let totals = get_json(&s.client, &s, "/stats").await;
+    assert_eq!(
+        figures(&totals),
+        [1, 1, 2, 2, size(&layers[..1])],
+        "{totals}"
+    );
+    assert_eq!(totals["exclusive_bytes"], size(&layers[..1]), "{totals}");
 }

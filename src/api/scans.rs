@@ -1,0 +1,291 @@
+//! `/api/v1/repositories/{name}/-/images/{digest}/{scan,scans,packages}`: scanning an image
+//! (queued, or at once with `?wait=true`), its scan history, and the inventory of installed
+//! packages its newest successful scan found.
+
+use axum::{
+    Json,
+    extract::{FromRequest, FromRequestParts},
+    http::{Method, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+
+use super::{ApiError, ApiResult, Caller, Page, Problem, images, paged};
+use crate::{
+    auth::Role,
+    oci::{Digest, RepoName},
+    registry::{ImagePackage, PackageFilter, ScanRecord},
+    state::AppState,
+};
+
+/// The scanning sub-resources of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ScanResource {
+    /// `…/scan`.
+    Scan,
+    /// `…/scans`.
+    Scans,
+    /// `…/packages`.
+    Packages,
+}
+
+/// `images/{digest}/scan` and the like: the digest and the resource, when `sub` is one.
+pub(super) fn scan_resource(sub: &str) -> Option<(&str, ScanResource)> {
+    let rest = sub.strip_prefix("images/")?;
+    let (digest, resource) = rest.split_once('/')?;
+    let resource = match resource {
+        "scan" => ScanResource::Scan,
+        "scans" => ScanResource::Scans,
+        "packages" => ScanResource::Packages,
+        _ => return None,
+    };
+    Some((digest, resource))
+}
+
+/// `?wait=` of a scan request.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ScanQuery {
+    /// `true`: scan now and answer with the scan's record (200) instead of queueing (202).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// The optional body of a scan request (`{"wait": true}` is the same as `?wait=true`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScanBody {
+    /// Scan now and answer with the scan's record (200) instead of queueing (202).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `?limit=&cursor=` of the scan history.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ScansQuery {
+    /// Items per page (default 100, at most 1000).
+    limit: Option<u32>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The inventory listing's query; any other parameter is refused, naming it.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PackagesQuery {
+    /// Only packages of this OSV ecosystem (`Debian:12`, `Alpine:v3.19`).
+    ecosystem: Option<String>,
+    /// Only packages whose binary or source package has this name.
+    name: Option<String>,
+    /// Items per page (default 100, at most 1000).
+    limit: Option<u32>,
+    /// The `next` of the previous page (valid with the same filters).
+    cursor: Option<String>,
+}
+
+/// `{"status": "queued"}`, the answer to a queued scan.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Queued {
+    /// Always `queued`.
+    status: String,
+}
+
+/// Scans an image: its layers not read before are read once, merged into the image's
+/// inventory, and the scan recorded. For an index, every child but attestation manifests.
+/// Queued (202) unless `?wait=true`. Needs the push right on the repository.
+#[utoipa::path(
+    post,
+    path = "/api/v1/repositories/{name}/-/images/{digest}/scan",
+    tag = "scanning",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("digest" = String, Path, description = "The manifest's digest"),
+        ScanQuery,
+    ),
+    request_body(content = ScanBody, description = "Optional; `{\"wait\": true}` as `?wait=true`"),
+    responses(
+        (status = 200, description = "Scanned (`?wait=true`); the record says whether a layer could not be read", body = ScanRecord),
+        (status = 202, description = "Queued", body = Queued),
+        (status = 404, description = "No such manifest in the repository (`MANIFEST_UNKNOWN`)", body = Problem),
+        (status = "4XX", description = "Refused, a malformed digest or an unknown parameter", body = Problem),
+    )
+)]
+pub(super) async fn scan(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    query: ScanQuery,
+    body: ScanBody,
+) -> ApiResult<Response> {
+    images::grant_needing(caller, repo, |g| g.push, "push").await?;
+    if query.wait || body.wait {
+        let record = app.registry.scan_image(repo, digest).await?;
+        return Ok(Json(record).into_response());
+    }
+    app.registry.queue_scan(repo, digest).await?;
+    let queued = Queued {
+        status: "queued".to_owned(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
+}
+
+/// The scans of an image, newest first: when, by which indexer version, what they found and
+/// how long they took.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/-/images/{digest}/scans",
+    tag = "scanning",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("digest" = String, Path, description = "The manifest's digest"),
+        ScansQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of scans; `next` leads on", body = Page<ScanRecord>),
+        (status = 404, description = "No such manifest in the repository (`MANIFEST_UNKNOWN`)", body = Problem),
+        (status = "4XX", description = "Refused, a malformed digest or a bad parameter", body = Problem),
+    )
+)]
+pub(super) async fn scans(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    query: ScansQuery,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Reporter).await?;
+    let limit = super::Paging {
+        limit: query.limit,
+        cursor: None,
+    }
+    .limit()?;
+    let before = match query.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request("cursor: not a cursor of this listing")
+                .with_details(images::param("cursor"))
+        })?,
+    };
+    let items = app
+        .registry
+        .image_scans(repo, digest, before, limit + 1)
+        .await?;
+    let path = format!("/api/v1/repositories/{repo}/-/images/{digest}/scans");
+    Ok(paged(items, limit, &path, |s| s.id.to_string()))
+}
+
+/// The packages installed in an image, as its newest successful scan found them: each with
+/// its OSV ecosystem, binary and source package and versions, purl, the layer that
+/// introduced it and, for an index, the platform of the child it was found in.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/-/images/{digest}/packages",
+    tag = "scanning",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("digest" = String, Path, description = "The manifest's digest"),
+        PackagesQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of packages; `next` leads on", body = Page<ImagePackage>),
+        (status = 404, description = "No such manifest, or the image was never scanned successfully", body = Problem),
+        (status = "4XX", description = "Refused, a malformed digest, an unknown parameter or a bad cursor", body = Problem),
+    )
+)]
+pub(super) async fn packages(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    query: PackagesQuery,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Reporter).await?;
+    let limit = super::Paging {
+        limit: query.limit,
+        cursor: None,
+    }
+    .limit()?;
+    let after = match query.cursor.as_deref() {
+        None | Some("") => -1,
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .ok_or_else(|| {
+                ApiError::bad_request("cursor: not a cursor of this listing")
+                    .with_details(images::param("cursor"))
+            })?,
+    };
+    let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let filter = PackageFilter {
+        ecosystem: given(query.ecosystem),
+        name: given(query.name),
+    };
+    let items = app
+        .registry
+        .image_packages(repo, digest, &filter, after, limit + 1)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "{repo}@{digest} has not been scanned successfully yet; \
+                 POST /api/v1/repositories/{repo}/-/images/{digest}/scan"
+            ))
+        })?;
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in [("ecosystem", &filter.ecosystem), ("name", &filter.name)] {
+        if let Some(v) = value {
+            form.append_pair(key, v);
+        }
+    }
+    let filters = form.finish();
+    let mut path = format!("/api/v1/repositories/{repo}/-/images/{digest}/packages");
+    if !filters.is_empty() {
+        path = format!("{path}?{filters}");
+    }
+    Ok(paged(items, limit, &path, |p| p.seq.to_string()))
+}
+
+/// Routes `sub`, one of the scanning sub-resources of `images/{digest}` ([`scan_resource`]).
+pub(super) async fn route(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    sub: &str,
+    method: Method,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
+    let Some((digest, resource)) = scan_resource(sub) else {
+        return Err(ApiError::not_found(format!(
+            "no resource {sub:?} under a repository"
+        )));
+    };
+    let digest: Digest = digest.parse().map_err(|e| {
+        ApiError::bad_request(format!("digest: {e}")).with_details(images::param("digest"))
+    })?;
+    let (mut parts, body) = request.into_parts();
+    match (resource, method) {
+        (ScanResource::Scan, Method::POST) => {
+            let super::ApiQuery(query) =
+                super::ApiQuery::from_request_parts(&mut parts, app).await?;
+            let request = axum::extract::Request::from_parts(parts, body);
+            let super::OptionalJson(body) = super::OptionalJson::from_request(request, app).await?;
+            scan(app, caller, repo, &digest, query, body).await
+        }
+        (ScanResource::Scans, Method::GET) => {
+            let super::ApiQuery(query) =
+                super::ApiQuery::from_request_parts(&mut parts, app).await?;
+            scans(app, caller, repo, &digest, query).await
+        }
+        (ScanResource::Packages, Method::GET) => {
+            let super::ApiQuery(query) =
+                super::ApiQuery::from_request_parts(&mut parts, app).await?;
+            packages(app, caller, repo, &digest, query).await
+        }
+        _ => Err(super::method_not_allowed_problem()),
+    }
+}
