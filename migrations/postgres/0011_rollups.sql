@@ -35,25 +35,43 @@ ALTER TABLE repositories ADD COLUMN tag_count BIGINT NOT NULL DEFAULT 0;
 UPDATE repositories SET
     manifest_count = (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = repositories.id),
     tag_count = (SELECT COUNT(*) FROM tags t WHERE t.repository_id = repositories.id);
-CREATE FUNCTION count_in_repository() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Statement-level triggers over transition tables: one update per repository per statement,
+-- however many rows it adds or removes (updating one row once per row in a transaction makes
+-- PostgreSQL walk ever longer version chains).
+CREATE FUNCTION count_manifests() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'manifests' THEN
-        IF TG_OP = 'INSERT' THEN
-            UPDATE repositories SET manifest_count = manifest_count + 1 WHERE id = NEW.repository_id;
-        ELSE
-            UPDATE repositories SET manifest_count = manifest_count - 1 WHERE id = OLD.repository_id;
-        END IF;
-    ELSIF TG_OP = 'INSERT' THEN
-        UPDATE repositories SET tag_count = tag_count + 1 WHERE id = NEW.repository_id;
+    IF TG_OP = 'INSERT' THEN
+        UPDATE repositories r SET manifest_count = r.manifest_count + c.n
+        FROM (SELECT repository_id, COUNT(*) AS n FROM changed GROUP BY repository_id) c
+        WHERE r.id = c.repository_id;
     ELSE
-        UPDATE repositories SET tag_count = tag_count - 1 WHERE id = OLD.repository_id;
+        UPDATE repositories r SET manifest_count = r.manifest_count - c.n
+        FROM (SELECT repository_id, COUNT(*) AS n FROM changed GROUP BY repository_id) c
+        WHERE r.id = c.repository_id;
     END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER manifest_counted AFTER INSERT OR DELETE ON manifests
-    FOR EACH ROW EXECUTE FUNCTION count_in_repository();
-CREATE TRIGGER tag_counted AFTER INSERT OR DELETE ON tags
-    FOR EACH ROW EXECUTE FUNCTION count_in_repository();
+CREATE FUNCTION count_tags() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE repositories r SET tag_count = r.tag_count + c.n
+        FROM (SELECT repository_id, COUNT(*) AS n FROM changed GROUP BY repository_id) c
+        WHERE r.id = c.repository_id;
+    ELSE
+        UPDATE repositories r SET tag_count = r.tag_count - c.n
+        FROM (SELECT repository_id, COUNT(*) AS n FROM changed GROUP BY repository_id) c
+        WHERE r.id = c.repository_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER manifest_counted AFTER INSERT ON manifests
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION count_manifests();
+CREATE TRIGGER manifest_uncounted AFTER DELETE ON manifests
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION count_manifests();
+CREATE TRIGGER tag_counted AFTER INSERT ON tags
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION count_tags();
+CREATE TRIGGER tag_uncounted AFTER DELETE ON tags
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION count_tags();
 
 -- Stored blobs and their bytes, kept by triggers, spread over 16 rows by digest so that
 -- concurrent pushes do not queue on one row.
@@ -69,16 +87,18 @@ UPDATE blob_totals SET blobs = c.blobs, bytes = c.bytes
                  COUNT(*) AS blobs, COALESCE(SUM(size), 0) AS bytes
           FROM blobs GROUP BY 1) c
     WHERE blob_totals.shard = c.shard;
-CREATE FUNCTION count_blob() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_blobs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        UPDATE blob_totals SET blobs = blobs + 1, bytes = bytes + NEW.size
-        WHERE shard = get_byte(decode(substr(NEW.digest, length(NEW.digest) - 1), 'hex'), 0) % 16;
-    ELSE
-        UPDATE blob_totals SET blobs = blobs - 1, bytes = bytes - OLD.size
-        WHERE shard = get_byte(decode(substr(OLD.digest, length(OLD.digest) - 1), 'hex'), 0) % 16;
-    END IF;
+    UPDATE blob_totals t
+    SET blobs = t.blobs + CASE WHEN TG_OP = 'INSERT' THEN c.n ELSE -c.n END,
+        bytes = t.bytes + CASE WHEN TG_OP = 'INSERT' THEN c.bytes ELSE -c.bytes END
+    FROM (SELECT get_byte(decode(substr(digest, length(digest) - 1), 'hex'), 0) % 16 AS shard,
+                 COUNT(*) AS n, SUM(size) AS bytes
+          FROM changed GROUP BY 1) c
+    WHERE t.shard = c.shard;
     RETURN NULL;
 END $$;
-CREATE TRIGGER blob_counted AFTER INSERT OR DELETE ON blobs
-    FOR EACH ROW EXECUTE FUNCTION count_blob();
+CREATE TRIGGER blob_counted AFTER INSERT ON blobs
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION count_blobs();
+CREATE TRIGGER blob_uncounted AFTER DELETE ON blobs
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION count_blobs();
