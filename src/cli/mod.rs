@@ -1,10 +1,12 @@
 //! The command line: arguments, how they and the `BERTH_*` environment become a
 //! configuration, and which module runs each command: [`server`] (serve, migrate,
-//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`], offline on the
-//! configured database; and against a running server's `/api/v1` ([`remote`]): [`repo`],
-//! [`image`], [`tag`], [`stats`], [`policy`], printing through [`output`].
+//! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`],
+//! [`advisories`], offline on the configured database; and against a running server's
+//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], printing
+//! through [`output`].
 
 mod access;
+mod advisories;
 mod gc;
 mod image;
 mod output;
@@ -74,6 +76,13 @@ enum Command {
     },
     /// Collect garbage now (works beside running servers, on the same index and store).
     Gc(gc::GcArgs),
+    /// Vulnerability advisories (offline, on the configured database): import OSV records.
+    Advisories {
+        #[command(flatten)]
+        index: IndexArgs,
+        #[command(subcommand)]
+        command: advisories::AdvisoriesCommand,
+    },
     /// Repositories of a running server: list, show, create, delete.
     Repo {
         #[command(flatten)]
@@ -244,6 +253,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(args) => {
             let config = args.index.load()?;
             runtime.block_on(gc::run(config, &args))
+        }
+        Command::Advisories { index, command } => {
+            runtime.block_on(advisories::run(&index, command))
         }
         Command::Repo { remote, command } => runtime.block_on(repo::run(&remote, command)),
         Command::Image { remote, command } => runtime.block_on(image::run(&remote, command)),

@@ -27,6 +27,7 @@ use crate::{
 };
 
 pub mod access;
+pub mod advisories;
 pub mod audit;
 pub mod blobs;
 pub mod gc;

@@ -25,6 +25,7 @@
 //! Time-based rules (grace periods, leases, policy cadences) read [`Registry::clock`], the
 //! configuration's clock, so tests move time forward instead of waiting for it.
 
+mod advisories;
 mod blobs;
 mod gc;
 mod images;
@@ -42,6 +43,7 @@ mod uploads;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
+pub use advisories::{Advisory, AffectedEntry, Finding, ImportReport, REJECTED_LISTED};
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
 pub use images::{

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod advisories;
 mod auth_lifecycle;
 mod auth_matrix;
 mod auth_tokens;
