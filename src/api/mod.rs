@@ -80,6 +80,7 @@ pub fn routes() -> Router<AppState> {
         scans::scan,
         scans::scans,
         scans::packages,
+        scans::vulnerabilities,
         tags::list,
         tags::retag,
         gc::list,

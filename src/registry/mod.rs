@@ -7,8 +7,10 @@
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
 //! referrers), tags, images (the management API's view of manifests and tags), repositories
 //! (the catalog, summaries, deletion), settings (tag rules), stats (usage figures), quotas
-//! (namespace limits, checked where pushes add bytes or repositories), [`gc`], [`policies`]
-//! and the job queue that drives them; listings are cut into pages by [`Page`].
+//! (namespace limits, checked where pushes add bytes or repositories), scans (what images
+//! contain, each layer read once), advisories (imported, matched), vulnerabilities (an image's
+//! inventory matched against the advisories), [`gc`], [`policies`] and the job queue that
+//! drives them; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -40,6 +42,7 @@ mod settings;
 mod stats;
 mod tags;
 mod uploads;
+mod vulnerabilities;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
@@ -67,6 +70,7 @@ pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
 pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
 pub use uploads::Mounted;
+pub use vulnerabilities::{ImageVulnerabilities, SeveritySummary, Vulnerability};
 
 use crate::{
     blobs::Blobs,

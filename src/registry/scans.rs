@@ -106,13 +106,20 @@ pub struct ImagePackage {
     pub seq: i64,
 }
 
+impl PackagePlatform {
+    /// The platform of the child a package was found in; `None` for an image's own.
+    pub(super) fn of(r: &PackageRow) -> Option<PackagePlatform> {
+        (r.os.is_some() || r.architecture.is_some()).then(|| PackagePlatform {
+            os: r.os.clone(),
+            architecture: r.architecture.clone(),
+            variant: r.variant.clone(),
+        })
+    }
+}
+
 impl From<PackageRow> for ImagePackage {
     fn from(r: PackageRow) -> ImagePackage {
-        let platform = (r.os.is_some() || r.architecture.is_some()).then_some(PackagePlatform {
-            os: r.os,
-            architecture: r.architecture,
-            variant: r.variant,
-        });
+        let platform = PackagePlatform::of(&r);
         ImagePackage {
             ecosystem: r.ecosystem,
             name: r.name,
@@ -285,7 +292,7 @@ impl Registry {
     }
 
     /// The id of `repo` when it holds manifest `digest`.
-    async fn image_repository(&self, repo: &RepoName, digest: &Digest) -> Result<i64> {
+    pub(super) async fn image_repository(&self, repo: &RepoName, digest: &Digest) -> Result<i64> {
         let manifest = self
             .meta
             .manifest_by_digest(repo, digest, false)

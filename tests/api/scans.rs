@@ -755,3 +755,197 @@ async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
         "only Berth: {only_berth:?}\nonly syft: {only_syft:?}"
     );
 }
+
+/// An OSV record fixing `package` (a Debian source package) at `fixed`, with `severity`
+/// entries and a distribution's `urgency`.
+fn advisory(
+    id: &str,
+    alias: &str,
+    package: &str,
+    fixed: &str,
+    severity: Value,
+    urgency: &str,
+) -> Value {
+    json!({
+        "id": id,
+        "aliases": [alias],
+        "modified": "2024-05-01T00:00:00Z",
+        "severity": severity,
+        "affected": [{
+            "package": {"ecosystem": "Debian:12", "name": package},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}],
+            "ecosystem_specific": {"urgency": urgency}
+        }]
+    })
+}
+
+async fn import_advisories(s: &TestServer, records: Value) {
+    let resp = s
+        .req(Method::POST, "/api/v1/advisories")
+        .header("content-type", "application/json")
+        .body(records.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let report = json_body(resp).await;
+    assert_eq!(report["rejected"], json!([]), "{report}");
+}
+
+/// `(id, package, installed, fixed, severity, layer)` of each finding, and the summary.
+async fn findings(s: &TestServer, repo: &str, digest: &str) -> (Vec<[String; 6]>, Value) {
+    let resp = s.get(&image_path(repo, digest, "vulnerabilities")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = json_body(resp).await;
+    let field = |v: &Value, k: &str| v[k].as_str().unwrap_or("-").to_owned();
+    let items = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            [
+                "id",
+                "package",
+                "installed_version",
+                "fixed_version",
+                "severity",
+                "layer",
+            ]
+            .map(|k| field(v, k))
+        })
+        .collect();
+    (items, body["summary"].clone())
+}
+
+/// An image's findings are its scanned inventory matched against the advisories stored now,
+/// on the source package and version: an upgraded layer leaves the fixed one out, an advisory
+/// imported after the scan counts at once without another scan, severities come from CVSS or
+/// the distribution's urgency, and each finding names the layer that brought it in.
+#[tokio::test]
+async fn vulnerabilities_match_the_inventory_against_the_advisories_stored_now() {
+    let s = TestServer::start().await;
+    let (base, upgrade, _) = debian_layers();
+    let (old, _) = push_layers(&s, "debian/app", "old", "amd64", &[(GZIP_LAYER, &base)]).await;
+    let (new, _) = push_layers(
+        &s,
+        "debian/app",
+        "new",
+        "amd64",
+        &[(GZIP_LAYER, &base), (ZSTD_LAYER, &upgrade)],
+    )
+    .await;
+    let critical =
+        json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
+    import_advisories(
+        &s,
+        json!([
+            advisory(
+                "DSA-0001-1",
+                "CVE-2024-0001",
+                "openssl",
+                "3.0.13-1~deb12u1",
+                json!([]),
+                "high"
+            ),
+            advisory(
+                "DEBIAN-CVE-2024-0002",
+                "CVE-2024-0002",
+                "zlib",
+                "1:1.2.13.dfsg-1+deb12u1",
+                critical,
+                "low"
+            ),
+        ]),
+    )
+    .await;
+    for digest in [&old, &new] {
+        assert_eq!(scan_now(&s, "debian/app", digest).await["status"], "ok");
+    }
+
+    let base_layer = sha256(&base);
+    let zlib = [
+        "DEBIAN-CVE-2024-0002",
+        "zlib",
+        "1:1.2.13.dfsg-1",
+        "1:1.2.13.dfsg-1+deb12u1",
+        "critical",
+        &base_layer,
+    ]
+    .map(str::to_owned);
+    let openssl = [
+        "DSA-0001-1",
+        "openssl",
+        "3.0.11-1~deb12u1",
+        "3.0.13-1~deb12u1",
+        "high",
+        &base_layer,
+    ]
+    .map(str::to_owned);
+    let (items, summary) = findings(&s, "debian/app", &old).await;
+    assert_eq!(items, [zlib.clone(), openssl]);
+    assert_eq!(
+        summary,
+        json!({"critical": 1, "high": 1, "medium": 0, "low": 0, "unknown": 0})
+    );
+    let (items, _) = findings(&s, "debian/app", &new).await;
+    assert_eq!(items, [zlib], "the upgrade layer fixed openssl");
+
+    // Imported after the scans: matched at once, no scan run for it.
+    import_advisories(
+        &s,
+        json!([advisory(
+            "DEBIAN-CVE-2024-0003",
+            "CVE-2024-0003",
+            "glibc",
+            "2.36-9+deb12u4",
+            json!([]),
+            "unimportant"
+        )]),
+    )
+    .await;
+    let (items, summary) = findings(&s, "debian/app", &new).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(
+        items[1][..5],
+        [
+            "DEBIAN-CVE-2024-0003",
+            "glibc",
+            "2.36-9+deb12u3",
+            "2.36-9+deb12u4",
+            "low"
+        ]
+    );
+    assert_eq!(summary["low"], 1);
+    let scans = json_body(s.get(&image_path("debian/app", &new, "scans")).await).await;
+    assert_eq!(scans["items"].as_array().unwrap().len(), 1, "{scans}");
+
+    // Never scanned, or asked with a parameter it does not take.
+    let (unscanned, _) = push_layers(
+        &s,
+        "debian/app",
+        "unscanned",
+        "arm64",
+        &[(GZIP_LAYER, &base)],
+    )
+    .await;
+    let resp = s
+        .get(&image_path("debian/app", &unscanned, "vulnerabilities"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body = json_body(resp).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not been scanned"),
+        "{body}"
+    );
+    let resp = s
+        .get(&image_path(
+            "debian/app",
+            &old,
+            "vulnerabilities?severity=high",
+        ))
+        .await;
+    assert_problem(resp, 400, "BAD_REQUEST").await;
+}
