@@ -30,3 +30,4 @@ mod stats;
 mod tags;
 mod tls;
 mod uploads;
+mod vulnerabilities;
