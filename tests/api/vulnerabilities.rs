@@ -267,8 +267,12 @@ fn assert_summary_counts(items: &[Value], summary: &Value) {
 fn assert_items_point_at(items: &[Value], layer: &str, severity: &BTreeMap<String, String>) {
     for item in items {
         assert_eq!(item["layer"], layer, "{item}");
+        // A single-platform image: no platform, or its config's (as a string or an object).
+        let platform = &item["platform"];
         assert!(
-            item["platform"].is_null() || item["platform"] == "linux/amd64",
+            platform.is_null()
+                || platform == "linux/amd64"
+                || (platform["os"] == "linux" && platform["architecture"] == "amd64"),
             "{item}"
         );
         let id = item["id"].as_str().expect("id");
@@ -295,8 +299,7 @@ async fn the_release_image_has_exactly_the_cves_its_security_updates_fix() {
     }
     let s = TestServer::start().await;
     let (old, old_layer) = push_rootfs(&s, "debian/old", "bookworm", &fixtures.old_tar).await;
-    let (new, new_layer) =
-        push_rootfs(&s, "debian/new", "bookworm-security", &fixtures.new_tar).await;
+    let (new, _) = push_rootfs(&s, "debian/new", "bookworm-security", &fixtures.new_tar).await;
     let report = import(&s, &fixtures.advisories).await;
     assert_eq!(
         report["imported"].as_u64(),
@@ -340,12 +343,8 @@ async fn the_release_image_has_exactly_the_cves_its_security_updates_fix() {
 
     let (items, summary) = vulnerabilities(&s, "debian/new", &new).await;
     assert_eq!(items, Vec::<Value>::new(), "the upgraded image");
-    assert_eq!(
-        summary,
-        json!({"critical": 0, "high": 0, "medium": 0, "low": 0, "unknown": 0})
-    );
+    // Every level is there, at zero.
     assert_summary_counts(&items, &summary);
-    assert_items_point_at(&items, &new_layer, &severity);
 }
 
 /// Advisories imported after the scan match the stored inventory; one re-imported with a
@@ -369,11 +368,19 @@ async fn advisories_imported_after_the_scan_and_a_lowered_fix_rematch_without_a_
     let (items, summary) = vulnerabilities(&s, "debian/old", &old).await;
     assert_eq!(items, Vec::<Value>::new(), "no advisory imported yet");
     assert_summary_counts(&items, &summary);
-    import(&s, &fixtures.advisories).await;
-    let (items, _) = vulnerabilities(&s, "debian/old", &old).await;
+    let report = import(&s, &fixtures.advisories).await;
+    assert_eq!(
+        report["imported"].as_u64(),
+        Some(fixtures.advisories.as_array().unwrap().len() as u64),
+        "{report}"
+    );
+    let (items, summary) = vulnerabilities(&s, "debian/old", &old).await;
     assert_eq!(findings(&items), fixtures.expected_old);
+    assert_summary_counts(&items, &summary);
+    assert_items_point_at(&items, &old_layer, &severities(&fixtures.advisories));
 
-    // perl's (perl-base is in every minbase image) first CVE, fixed "in" the old version now.
+    // perl's first CVE (perl-base is in every minbase image), now said fixed in the version
+    // the old image has.
     let lowered = fixtures
         .expected_old
         .iter()
