@@ -31,3 +31,4 @@ mod stats;
 mod tags;
 mod tls;
 mod uploads;
+mod vulnerabilities;
