@@ -52,7 +52,8 @@ trap cleanup EXIT
 
 unset BERTH_DATABASE_URL BERTH_STORAGE_URL
 if [ "$postgres" = 1 ]; then
-  eval "$(bash scripts/services/postgres.sh)"
+  # --reuse resumes the cluster the last run filled (a plain start makes a fresh one)
+  eval "$(bash scripts/services/postgres.sh "$([ "$reuse" = 1 ] && echo resume || echo start)")"
   database=berth_stats_scale
   if [ "$reuse" = 0 ]; then
     psql -q "$BERTH_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $database" -c "CREATE DATABASE $database"

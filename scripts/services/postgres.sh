@@ -5,7 +5,7 @@
 #   eval "$(bash scripts/services/postgres.sh)"   # start (or reuse); prints `export K=V` lines
 #   bash scripts/services/postgres.sh stop        # stop the server this script started
 #   bash scripts/services/postgres.sh pause       # stop it, keeping its data (outage tests)
-#   bash scripts/services/postgres.sh resume      # start a paused server again on its data
+#   bash scripts/services/postgres.sh resume      # start a paused server again on its data (prints the same variables)
 #
 # Env: BERTH_PG_PORT (default 25432). stdout carries only the export lines; logs go to stderr.
 # The user is the cluster's superuser, so tests may create a database each.
@@ -44,11 +44,12 @@ case ${1:-start} in
     exit 0 ;;
   resume)
     [ -d "$RUN/data" ] || { echo "no paused cluster on port $PORT" >&2; exit 1; }
-    running || start_server
-    exit 0 ;;
+    running || start_server ;;
 esac
 
-if running; then
+if [ "${1:-start}" = resume ]; then
+  :
+elif running; then
   echo "PostgreSQL already running (pid $(cat "$PID_FILE"))" >&2
 else
   rm -rf "$RUN" && mkdir -p "$RUN"
