@@ -24,7 +24,9 @@ pub struct ManifestPut {
 
 impl Registry {
     /// The manifest `reference` names in `repo` (GET, or HEAD without `payload`). Counts as a
-    /// pull for the statistics (a HEAD as a version check).
+    /// pull for the statistics (a HEAD as a version check). A quarantined manifest, or an
+    /// index with a quarantined child, is refused (`DENIED`, naming the reason) and not
+    /// counted; internal reads go to the index directly and are not checked.
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -38,6 +40,9 @@ impl Registry {
             }
         };
         let manifest = found.ok_or(Error::ManifestUnknown)?;
+        if let Some(held_by) = manifest.held_by {
+            return Err(self.quarantine_refusal(&manifest.digest, held_by).await);
+        }
         let tag = match reference {
             Reference::Tag(tag) => Some(tag.as_str()),
             Reference::Digest(_) => None,

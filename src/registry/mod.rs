@@ -7,7 +7,8 @@
 //! One room per noun, each with its own `impl Registry`: blobs, uploads, manifests (with their
 //! referrers), tags, images (the management API's view of manifests and tags), repositories
 //! (the catalog, summaries, deletion), settings (tag rules), stats (usage figures), quotas
-//! (namespace limits, checked where pushes add bytes or repositories), [`gc`], [`policies`]
+//! (namespace limits, checked where pushes add bytes or repositories), quarantine (images
+//! held back from pulls), [`gc`], [`policies`]
 //! and the job queue that drives them; listings are cut into pages by [`Page`].
 //!
 //! Invariants, each pinned by tests:
@@ -32,6 +33,7 @@ mod jobs;
 mod manifests;
 mod paging;
 pub mod policies;
+mod quarantine;
 mod quotas;
 mod repositories;
 mod scans;
@@ -56,6 +58,9 @@ pub use crate::meta::{
 };
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
+pub use quarantine::{
+    ImageQuarantine, QuarantineOutcome, QuarantineRecord, REASON_MAX_BYTES, check_reason,
+};
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
 pub use scans::{ImagePackage, PackagePlatform, ScanRecord};
 // The inventory's filter is the index's own: re-exported so handlers need not reach it.

@@ -21,6 +21,7 @@ mod lifecycle;
 mod management;
 mod manifests;
 mod metrics;
+mod quarantine;
 mod quotas;
 mod referrers;
 mod repositories;
