@@ -34,10 +34,10 @@ pub(super) fn quarantine_resource(sub: &str) -> Option<&str> {
     sub.strip_prefix("images/")?.strip_suffix("/quarantine")
 }
 
-/// Quarantines an image: from now on its manifest GET and HEAD on `/v2/` (by tag or digest)
-/// answer 403 `DENIED` with `image <digest> is quarantined: <reason>`, and so does the GET of
-/// an index of the repository that lists it (a multi-arch tag with a quarantined platform is
-/// not pullable). Blobs stay readable. Quarantining an image again replaces its reason.
+/// Quarantines an image: from now on its manifest GET on `/v2/` (by tag or digest) answers
+/// 403 `DENIED` with `image <digest> is quarantined: <reason>`, and so does the GET of an
+/// index of the repository that lists it (a multi-arch tag with a quarantined platform is
+/// not pullable). HEADs and blobs are still answered (they serve no image to run). Quarantining an image again replaces its reason.
 #[utoipa::path(
     post,
     path = "/api/v1/repositories/{name}/-/images/{digest}/quarantine",

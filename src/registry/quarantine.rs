@@ -1,9 +1,9 @@
 //! Quarantine: an image (a manifest of a repository) held back from pulls with a reason,
-//! until someone releases it. The manifest read of `/v2/` ([`Registry::get_manifest`]) refuses
+//! until someone releases it. The manifest GET of `/v2/` ([`Registry::get_manifest`]) refuses
 //! a quarantined manifest, and an index that lists a quarantined child (a multi-arch tag with
-//! one quarantined platform is not pullable), with `DENIED` naming the reason; blobs stay
-//! readable (layers are shared; the manifest is the gate), and the registry's own reads (the
-//! scanner, the collector) do not go through the check.
+//! one quarantined platform is not pullable), with `DENIED` naming the reason; HEADs and blobs
+//! are answered (layers are shared; the manifest's bytes are the gate), and the registry's own
+//! reads (the scanner, the collector) do not go through the check.
 
 use serde::Serialize;
 
