@@ -9,7 +9,10 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    oci::{Digest, RepoName, Tag},
+    oci::{
+        Digest, RepoName, Tag,
+        manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX},
+    },
 };
 
 /// A manifest as served to clients.
@@ -144,15 +147,16 @@ pub struct Referrer {
 }
 
 /// The columns of a [`ManifestRow`] of `m`, with or without the payload. `held_by` costs a
-/// probe of the quarantines by the manifest's key and, for its child references (none for an
-/// image), one by (repository, digest) each: the pull path's check needs no second query.
+/// probe of the quarantines by the manifest's key and, for an index only, one by
+/// (repository, digest) per child: the pull path's check needs no second query.
 fn manifest_columns(payload: bool) -> String {
     format!(
         "m.id, m.repository_id, m.digest, m.media_type, m.size, {} AS payload, \
          COALESCE((SELECT q.manifest_id FROM quarantines q WHERE q.manifest_id = m.id), \
-           (SELECT MIN(q.manifest_id) FROM manifest_references mr \
-              JOIN quarantines q ON q.repository_id = m.repository_id AND q.digest = mr.digest \
-            WHERE mr.manifest_id = m.id AND mr.kind = 'manifest')) AS held_by",
+           CASE WHEN m.media_type IN ('{OCI_INDEX}', '{DOCKER_MANIFEST_LIST}') THEN \
+             (SELECT MIN(q.manifest_id) FROM manifest_references mr \
+                JOIN quarantines q ON q.repository_id = m.repository_id AND q.digest = mr.digest \
+              WHERE mr.manifest_id = m.id AND mr.kind = 'manifest') END) AS held_by",
         if payload { "m.payload" } else { "NULL" }
     )
 }
