@@ -612,3 +612,78 @@ async fn refused_pulls_are_not_counted() {
     let (_, repository) = call(&s, Method::GET, "/repositories/app", None).await;
     assert_eq!(repository["pull_count"], 1, "{repository}");
 }
+
+/// The collector removes an untagged quarantined manifest (its quarantine does not keep it)
+/// and the quarantine with it: the same manifest pushed again is pullable.
+#[tokio::test]
+async fn collected_manifest_takes_its_quarantine() {
+    let s = TestServer::start().await;
+    let (digest, manifest) = s
+        .push_image("app", "", &[b"untagged layer".as_slice()])
+        .await;
+    quarantine(&s, "app", &digest, REASON, StatusCode::CREATED).await;
+    let (status, run) = call(
+        &s,
+        Method::POST,
+        "/gc/runs",
+        Some(json!({ "wait": true, "remove_untagged": true, "grace_secs": 0 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let (status, problem) = call(&s, Method::GET, &quarantine_path("app", &digest), None).await;
+    assert_eq!(
+        (status, problem["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("MANIFEST_UNKNOWN")),
+        "collected: {run}"
+    );
+    s.push_image("app", "", &[b"untagged layer".as_slice()])
+        .await;
+    let pulled = s.get(&format!("/v2/app/manifests/{digest}")).await;
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), manifest.as_slice());
+}
+
+/// The scanner's own reads are not pulls: a quarantined image is scanned (its inventory is
+/// what the reason may be about) while its pull stays refused.
+#[tokio::test]
+async fn a_quarantined_image_is_still_scanned() {
+    let s = TestServer::start().await;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        (
+            "etc/os-release",
+            b"ID=debian\nVERSION_ID=\"12\"\n".as_slice(),
+        ),
+        (
+            "var/lib/dpkg/status",
+            b"Package: openssl\nStatus: install ok installed\nArchitecture: amd64\n\
+              Version: 3.0.11-1~deb12u1\nDescription: a package\n\n"
+                .as_slice(),
+        ),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        tar.append_data(&mut header, path, data).expect("tar entry");
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar.into_inner().expect("tar")).expect("gzip");
+    let layer = gz.finish().expect("gzip");
+    let (digest, _) = s.push_image("app", "v1", &[layer.as_slice()]).await;
+    quarantine(&s, "app", &digest, REASON, StatusCode::CREATED).await;
+
+    let (status, scan) = call(
+        &s,
+        Method::POST,
+        &format!("/repositories/app/-/images/{digest}/scan?wait=true"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{scan}");
+    assert_eq!(
+        (scan["status"].as_str(), scan["packages"].as_i64()),
+        (Some("ok"), Some(1)),
+        "{scan}"
+    );
+    assert_refused(&s, "/v2/app/manifests/v1", &digest, REASON).await;
+}
