@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{
-    OCI_INDEX, OCI_MANIFEST, TestServer, assert_error,
+    DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, TestServer, assert_error,
     auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth},
     descriptor, image_config, json_body, sha256, unknown_digest,
 };
@@ -236,6 +236,14 @@ async fn index_with_a_quarantined_child_is_refused() {
     let index_digest = s
         .put_manifest_ok("multi", "latest", OCI_INDEX, &index)
         .await;
+    // The same platforms as a Docker manifest list: refused alike.
+    let list = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": descriptors,
+    }))
+    .unwrap();
+    let list_digest = s
+        .put_manifest_ok("multi", "docker", DOCKER_LIST, &list)
+        .await;
     let (amd64, arm64) = (&children[0], &children[1]);
 
     quarantine(
@@ -246,11 +254,18 @@ async fn index_with_a_quarantined_child_is_refused() {
         StatusCode::CREATED,
     )
     .await;
-    for reference in ["latest", index_digest.as_str()] {
+    for (reference, index) in [
+        ("latest", &index_digest),
+        (index_digest.as_str(), &index_digest),
+        ("docker", &list_digest),
+    ] {
         let path = format!("/v2/multi/manifests/{reference}");
         assert_refused(&s, &path, arm64, "arm64 build ships a backdoored xz").await;
         let (_, _, message) = v2_error(s.get(&path).await).await;
-        assert!(message.contains(&index_digest), "{message}");
+        assert!(
+            message.contains(&format!("a platform of index {index}")),
+            "{message}"
+        );
         assert_eq!(s.head(&path).await.status(), StatusCode::OK);
     }
     assert_refused(
