@@ -33,7 +33,8 @@ pub(super) struct ImageQuery {
     architecture: Option<String>,
     /// Only images of this operating system (`linux`); children of indexes are listed too.
     os: Option<String>,
-    /// `active`, `untagged` or `quarantined` (reserved: nothing is quarantined yet).
+    /// `active`, `untagged` or `quarantined` (held back from pulls; such an image is
+    /// neither `active` nor `untagged`).
     status: Option<String>,
     /// `pushed` (default: newest first), `size` (largest first) or `pulls` (most first).
     sort: Option<String>,

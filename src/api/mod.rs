@@ -13,6 +13,7 @@ mod gc;
 mod images;
 mod namespaces;
 mod policies;
+mod quarantine;
 mod quotas;
 mod repositories;
 mod scans;
@@ -77,6 +78,9 @@ pub fn routes() -> Router<AppState> {
         images::list,
         images::show,
         images::delete,
+        quarantine::quarantine,
+        quarantine::show,
+        quarantine::release,
         scans::scan,
         scans::scans,
         scans::packages,

@@ -336,6 +336,10 @@ async fn one(
         (Some(sub), method) if super::scans::scan_resource(sub).is_some() => {
             super::scans::route(&app, &caller, &repo, sub, method, request).await
         }
+        (Some(sub), _) if super::quarantine::quarantine_resource(sub).is_some() => {
+            let digest = super::quarantine::quarantine_resource(sub).unwrap_or_default();
+            super::quarantine::route(&app, &caller, &repo, digest, request).await
+        }
         (Some(sub), method) if sub.starts_with("images/") => {
             super::images::one(&app, &caller, &repo, &sub["images/".len()..], method).await
         }

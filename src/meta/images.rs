@@ -27,7 +27,7 @@ pub enum ImageStatus {
     Active,
     /// Neither tagged nor a child of a tagged index.
     Untagged,
-    /// Held back from pulls after a scan; reserved, nothing sets it yet.
+    /// Held back from pulls (quarantined), whether tagged or not.
     Quarantined,
 }
 
@@ -93,6 +93,8 @@ pub struct ImageRow {
     pub index_digest: Option<Digest>,
     /// 1 when a tag points at it or at an index that lists it.
     pub in_use: i64,
+    /// 1 when it is quarantined.
+    pub quarantined: i64,
 }
 
 impl ImageRow {
@@ -179,6 +181,7 @@ impl Meta {
             "(EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id{PROBE}) \
               OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id IN ({PARENTS_OF_M}){PROBE}))"
         );
+        let quarantined = "EXISTS (SELECT 1 FROM quarantines q WHERE q.manifest_id = m.id)";
         let key = match sort {
             ImageSort::Pushed => "m.pushed_at",
             ImageSort::Size => SIZE_OF_M,
@@ -188,7 +191,8 @@ impl Meta {
             "SELECT m.id, m.digest, m.media_type, m.os, m.architecture, m.variant, m.pushed_at, \
                m.last_pulled_at, m.pull_count, {SIZE_OF_M} AS size_bytes, \
                (SELECT MIN(p.digest) FROM manifests p WHERE p.id IN ({PARENTS_OF_M})) AS index_digest, \
-               CAST(CASE WHEN {in_use} THEN 1 ELSE 0 END AS BIGINT) AS in_use \
+               CAST(CASE WHEN {in_use} THEN 1 ELSE 0 END AS BIGINT) AS in_use, \
+               CAST(CASE WHEN {quarantined} THEN 1 ELSE 0 END AS BIGINT) AS quarantined \
              FROM manifests m \
              WHERE m.repository_id = $1 \
                AND (CAST($11 AS TEXT) IS NOT NULL OR $6 = 1 OR ( \
@@ -200,8 +204,9 @@ impl Meta {
                  AND (t.manifest_id = m.id OR t.manifest_id IN ({PARENTS_OF_M})){PROBE})) \
                AND (CAST($3 AS TEXT) IS NULL OR m.os = $3) \
                AND (CAST($4 AS TEXT) IS NULL OR m.architecture = $4) \
-               AND (CAST($5 AS TEXT) IS NULL OR ($5 = 'active' AND {in_use}) \
-                 OR ($5 = 'untagged' AND NOT {in_use})) \
+               AND (CAST($5 AS TEXT) IS NULL OR ($5 = 'quarantined' AND {quarantined}) \
+                 OR ($5 = 'active' AND NOT {quarantined} AND {in_use}) \
+                 OR ($5 = 'untagged' AND NOT {quarantined} AND NOT {in_use})) \
                AND ($9 = 0 OR {key} < $7 OR ({key} = $7 AND m.id < $8)) \
              ORDER BY {key} DESC, m.id DESC LIMIT $10"
         );

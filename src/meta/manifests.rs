@@ -9,7 +9,10 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    oci::{Digest, RepoName, Tag},
+    oci::{
+        Digest, RepoName, Tag,
+        manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX},
+    },
 };
 
 /// A manifest as served to clients.
@@ -27,6 +30,9 @@ pub struct StoredManifest {
     pub size: i64,
     /// Empty when only the headers were asked for.
     pub payload: Vec<u8>,
+    /// The row id of a quarantined manifest that holds this one back from pulls: its own,
+    /// else (for an index) one of its quarantined children. Internal reads ignore it.
+    pub held_by: Option<i64>,
 }
 
 /// A manifest row as read; the payload is NULL when only the headers were asked for.
@@ -38,6 +44,7 @@ struct ManifestRow {
     media_type: String,
     size: i64,
     payload: Option<Vec<u8>>,
+    held_by: Option<i64>,
 }
 
 impl From<ManifestRow> for StoredManifest {
@@ -49,6 +56,7 @@ impl From<ManifestRow> for StoredManifest {
             media_type: r.media_type,
             size: r.size,
             payload: r.payload.unwrap_or_default(),
+            held_by: r.held_by,
         }
     }
 }
@@ -138,10 +146,17 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-/// The columns of a [`ManifestRow`] of `m`, with or without the payload.
+/// The columns of a [`ManifestRow`] of `m`, with or without the payload. `held_by` costs a
+/// probe of the quarantines by the manifest's key and, for an index only, one by
+/// (repository, digest) per child: the pull path's check needs no second query.
 fn manifest_columns(payload: bool) -> String {
     format!(
-        "m.id, m.repository_id, m.digest, m.media_type, m.size, {} AS payload",
+        "m.id, m.repository_id, m.digest, m.media_type, m.size, {} AS payload, \
+         COALESCE((SELECT q.manifest_id FROM quarantines q WHERE q.manifest_id = m.id), \
+           CASE WHEN m.media_type IN ('{OCI_INDEX}', '{DOCKER_MANIFEST_LIST}') THEN \
+             (SELECT MIN(q.manifest_id) FROM manifest_references mr \
+                JOIN quarantines q ON q.repository_id = m.repository_id AND q.digest = mr.digest \
+              WHERE mr.manifest_id = m.id AND mr.kind = 'manifest') END) AS held_by",
         if payload { "m.payload" } else { "NULL" }
     )
 }

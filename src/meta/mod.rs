@@ -36,6 +36,7 @@ pub mod jobs;
 pub mod manifests;
 pub mod namespaces;
 pub mod policies;
+pub mod quarantine;
 pub mod quotas;
 pub mod repositories;
 pub mod scans;

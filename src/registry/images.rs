@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{Override, Registry};
+use super::{ImageQuarantine, Override, QuarantineRecord, Registry};
 use crate::{
     error::{Error, Result},
     meta::{
@@ -70,8 +70,8 @@ pub struct ImageSummary {
     pub last_pulled_at: Option<i64>,
     /// Pulls (manifest GETs by tag or digest; HEADs are not pulls) as of the last flush.
     pub pull_count: i64,
-    /// `active` (tagged, or a child of a tagged index), `untagged`, or `quarantined`
-    /// (reserved for image scanning; nothing sets it yet).
+    /// `quarantined` (held back from pulls, tagged or not), else `active` (tagged, or a
+    /// child of a tagged index) or `untagged`.
     pub status: ImageStatus,
     /// The index of the repository that lists this image, when it is a child of one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +162,8 @@ pub struct ImageDetail {
     pub children: Vec<ChildSummary>,
     /// Manifests of the repository whose subject is this one (the first 100).
     pub referrers: Vec<ReferrerSummary>,
+    /// Why the image is held back from pulls; null when it is not quarantined.
+    pub quarantine: Option<ImageQuarantine>,
 }
 
 /// A tag with its manifest and times.
@@ -306,12 +308,18 @@ impl Registry {
                 media_type: r.media_type,
             })
             .collect();
+        let quarantine = self
+            .meta
+            .quarantine_of(repo, digest)
+            .await?
+            .map(|row| QuarantineRecord::from(row).quarantine);
         Ok(ImageDetail {
             summary,
             layers,
             config,
             children,
             referrers,
+            quarantine,
         })
     }
 
@@ -466,7 +474,9 @@ impl Registry {
                         variant: r.variant.clone(),
                     })
                 };
-                let status = if r.in_use == 1 {
+                let status = if r.quarantined == 1 {
+                    ImageStatus::Quarantined
+                } else if r.in_use == 1 {
                     ImageStatus::Active
                 } else {
                     ImageStatus::Untagged

@@ -24,7 +24,13 @@ pub struct ManifestPut {
 
 impl Registry {
     /// The manifest `reference` names in `repo` (GET, or HEAD without `payload`). Counts as a
-    /// pull for the statistics (a HEAD as a version check).
+    /// pull for the statistics (a HEAD as a version check). The GET of a quarantined
+    /// manifest, or of an index with a quarantined child, is refused (`DENIED`, naming the
+    /// reason) and not counted; internal reads go to the index directly and are not checked.
+    ///
+    /// A HEAD is answered: it serves no content, and containerd (ctr, the kubelet) resolves a
+    /// tag with a HEAD first and shows the registry's message only for a refused GET, which
+    /// a refused HEAD would keep it from reaching.
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -38,6 +44,9 @@ impl Registry {
             }
         };
         let manifest = found.ok_or(Error::ManifestUnknown)?;
+        if payload && let Some(held_by) = manifest.held_by {
+            return Err(self.quarantine_refusal(&manifest.digest, held_by).await);
+        }
         let tag = match reference {
             Reference::Tag(tag) => Some(tag.as_str()),
             Reference::Digest(_) => None,

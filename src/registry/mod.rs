@@ -9,8 +9,9 @@
 //! (the catalog, summaries, deletion), settings (tag rules), stats (usage figures), quotas
 //! (namespace limits, checked where pushes add bytes or repositories), scans (what images
 //! contain, each layer read once), advisories (imported, matched), vulnerabilities (an image's
-//! inventory matched against the advisories), [`gc`], [`policies`] and the job queue that
-//! drives them; listings are cut into pages by [`Page`].
+//! inventory matched against the advisories), quarantine (images held back from pulls),
+//! [`gc`], [`policies`] and the job queue that drives them; listings are cut into pages by
+//! [`Page`].
 //!
 //! Invariants, each pinned by tests:
 //! - **Bytes first, rows second.** A blob's object is written and verified against its digest
@@ -35,6 +36,7 @@ mod jobs;
 mod manifests;
 mod paging;
 pub mod policies;
+mod quarantine;
 mod quotas;
 mod repositories;
 mod scans;
@@ -61,6 +63,9 @@ pub use crate::meta::{
 };
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
+pub use quarantine::{
+    ImageQuarantine, QuarantineOutcome, QuarantineRecord, REASON_MAX_BYTES, check_reason,
+};
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
 pub use scans::{ImagePackage, PackagePlatform, ScanRecord};
 // The inventory's filter is the index's own: re-exported so handlers need not reach it.

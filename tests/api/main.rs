@@ -22,6 +22,7 @@ mod lifecycle;
 mod management;
 mod manifests;
 mod metrics;
+mod quarantine;
 mod quotas;
 mod referrers;
 mod repositories;

@@ -11,10 +11,12 @@
 # Options:
 #   --only a,b    run only these client groups      --skip a,b   run all but these groups
 #                 (either may be given more than once; the lists add up)
-#                 groups: skopeo multiarch blobs podman docker ctr image oras dxf
+#                 groups: skopeo multiarch blobs podman docker ctr image oras dxf quarantine
 #                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo;
 #                 image builds the Dockerfile offline around target/release/berth, runs it in
-#                 the private dockerd with auth on, and pushes/pulls with skopeo)
+#                 the private dockerd with auth on, and pushes/pulls with skopeo; quarantine
+#                 quarantines an image through /api/v1 and checks that skopeo, podman, docker
+#                 and ctr pulls fail showing the reason, then pull after the release)
 #   --auth U:P    the registry has access control on and U:P is an administrator: run only the
 #                 auth group (logins with password, personal and deploy tokens; read-only token
 #                 refused push; anonymous pull of a PUBLIC repository, refused pull of PRIVATE)
@@ -69,7 +71,7 @@ case $REG in
   127.*:*|localhost:*|\[::1\]:*) ;;
   *) echo "registry must be a loopback HOST:PORT (127.x.x.x, localhost or [::1]), got '$REG'" >&2; exit 2 ;;
 esac
-ALL_GROUPS="skopeo multiarch blobs podman docker ctr image oras dxf auth"
+ALL_GROUPS="skopeo multiarch blobs podman docker ctr image oras dxf quarantine auth"
 for g in ${ONLY//,/ } ${SKIP//,/ }; do
   [[ " $ALL_GROUPS " == *" $g "* ]] || { echo "unknown client group '$g' (groups: $ALL_GROUPS)" >&2; exit 2; }
 done
@@ -919,6 +921,87 @@ run_auth() {
   check oras-py "default token flow and basic: login, push, pull; read-only token refused" c_auth_oras
 }
 
+# ============================================================================= quarantine
+# An image quarantined through /api/v1 (curl): every client's pull fails and prints the
+# reason; after the release every client pulls it. A multi-arch tag with one quarantined
+# platform is not pullable either.
+Q_REPO= Q_REASON= Q_MULTI=
+q_api() {                               # q_api METHOD DIGEST [REASON] -> http status
+  local body=(); [ -n "${3:-}" ] && body=(-H 'content-type: application/json' --data "$(jq -cn --arg r "$3" '{reason:$r}')")
+  curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$WORK/q.api" -w '%{http_code}' -X "$1" "${body[@]}" \
+    "http://$REG/api/v1/repositories/$Q_REPO/-/images/$2/quarantine"
+}
+# q_refused CLIENT OUTFILE CMD...: CMD must fail and its output name the quarantine's reason
+q_refused() {
+  local client=$1 out=$2; shift 2
+  if "$@" >"$out" 2>&1; then fail "$client pulled a quarantined image"; return; fi
+  cat "$out"
+  grep -qF "is quarantined: $Q_REASON" "$out" \
+    || fail "$client's output lacks the reason: $(grep -v '^[[:space:]]*$' "$out" | tail -n1 | cut -c1-200)"
+}
+c_q_setup() {
+  Q_REPO=$NS/quarantine Q_REASON="e2e $RUN_ID: CVE-2024-3094 in xz-utils"
+  tm skopeo copy -q "${SKC[@]}" "oci:$LAYOUT:single" "docker://$REG/$Q_REPO:v1" || return
+  tm skopeo copy -q --all "${SKC[@]}" "oci:$LAYOUT:multi" "docker://$REG/$Q_REPO:multi" || return
+  same "$(q_api POST "${D[man-single]}" "$Q_REASON")" 201 "POST quarantine ($(cat "$WORK/q.api"))" || return
+  same "$(jq -r .reason "$WORK/q.api")" "$Q_REASON" "recorded reason" || return
+  same "$(q_api POST "${D[man-arm64]}" "$Q_REASON")" 201 "POST quarantine of the arm64 child" || return
+  Q_MULTI=1
+  local code; code=$(curl -sS -o /dev/null -w '%{http_code}' "http://$REG/v2/$Q_REPO/blobs/${D[layer-single]}")
+  same "$code" 200 "GET of a quarantined image's layer (blobs stay readable)"
+}
+c_q_skopeo() {
+  q_refused skopeo "$WORK/q.skopeo" tm skopeo copy -q "${SKC[@]}" "docker://$REG/$Q_REPO:v1" "dir:$WORK/q-sk" || return
+  q_refused skopeo "$WORK/q.skopeo-multi" tm skopeo --override-arch amd64 copy -q "${SKC[@]}" \
+    "docker://$REG/$Q_REPO:multi" "dir:$WORK/q-sk-multi"
+}
+c_q_podman() { q_refused podman "$WORK/q.podman" tm podman pull -q --tls-verify=false "$REG/$Q_REPO:v1"; }
+c_q_docker() { docker_up || return; q_refused docker "$WORK/q.docker" dk pull -q "$REG/$Q_REPO:v1"; }
+c_q_ctr() {
+  q_refused ctr "$WORK/q.ctr" tm ctr "${CTR[@]}" images pull --plain-http --snapshotter native "$REG/$Q_REPO:v1"
+}
+c_q_release() {
+  same "$(q_api DELETE "${D[man-single]}")" 204 "DELETE quarantine" || return
+  same "$(q_api DELETE "${D[man-arm64]}")" 204 "DELETE quarantine of the arm64 child" || return
+  Q_MULTI=
+  same "$(served_digest "$Q_REPO" v1)" "${D[man-single]}" "served digest after the release" || return
+  tm skopeo copy -q "${SKC[@]}" "docker://$REG/$Q_REPO:v1" "dir:$WORK/q-sk-back" || return
+  same "$(sha_file "$WORK/q-sk-back/manifest.json")" "${D[man-single]}" "skopeo: pulled manifest digest" || return
+  tm skopeo --override-arch arm64 copy -q "${SKC[@]}" "docker://$REG/$Q_REPO:multi" "dir:$WORK/q-sk-arm64" || return
+  same "$(sha_file "$WORK/q-sk-arm64/manifest.json")" "${D[man-arm64]}" "skopeo: arm64 of the index" || return
+  if have podman; then
+    tm podman pull -q --tls-verify=false "$REG/$Q_REPO:v1" >"$WORK/q.pd.id" || return
+    same "sha256:$(tail -n1 "$WORK/q.pd.id")" "${D[cfg-single]}" "podman: image id" || return
+  fi
+  if [ -n "${READY[dockerd]:-}" ]; then
+    dk pull -q "$REG/$Q_REPO:v1" || return
+    same "$(dk image inspect --format '{{.Id}}' "$REG/$Q_REPO:v1")" "${D[cfg-single]}" "docker: image id" || return
+  fi
+  if [ ${#CTR[@]} -gt 0 ]; then
+    tm ctr "${CTR[@]}" images pull --plain-http --snapshotter native "$REG/$Q_REPO:v1" || return
+    same "$(ctr_target "$REG/$Q_REPO:v1")" "${D[man-single]}" "ctr: image target digest"
+  fi
+}
+run_quarantine() {
+  have skopeo || { cannot quarantine "all checks" "skopeo is needed to push the image"; return; }
+  check quarantine "setup: push, quarantine the image and one platform of an index (api/v1)" c_q_setup
+  [ -n "$Q_REPO" ] || return
+  check skopeo "copy of a quarantined image (and of an index with a quarantined platform) refused with the reason" c_q_skopeo
+  if have podman; then check podman "pull of a quarantined image refused with the reason" c_q_podman
+  else cannot podman "quarantine" "podman not installed"; fi
+  if have docker; then check docker "pull of a quarantined image refused with the reason" c_q_docker
+  else cannot docker "quarantine" "docker CLI not installed"; fi
+  if have ctr; then
+    local addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
+    [ -z "$addr" ] && [ -n "${READY[dockerd]:-}" ] && addr=$WORK/dockerd/exec/containerd/containerd.sock
+    if [ -n "$addr" ] && [ -S "$addr" ]; then
+      CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID")
+      check ctr "pull of a quarantined image refused with the reason" c_q_ctr
+    else cannot ctr "quarantine" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
+  else cannot ctr "quarantine" "ctr not installed"; fi
+  check quarantine "release: skopeo, podman, docker and ctr pull the image again" c_q_release
+}
+
 # ============================================================================= python clients
 run_python() {                          # run_python oras,dxf  (py_clients.py prints ok/not ok)
   local groups=$1 py=$VENV/bin/python
@@ -1008,6 +1091,7 @@ want podman && run_podman
 want docker && run_docker
 want ctr && run_ctr
 want image && run_image
+want quarantine && run_quarantine
 want auth && run_auth
 py_groups=
 want oras && py_groups+=oras,
