@@ -19,6 +19,7 @@ mod repositories;
 mod scans;
 mod stats;
 mod tags;
+mod trust;
 mod users;
 
 pub use caller::Caller;
@@ -51,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(stats::routes())
         .merge(advisories::routes())
+        .merge(trust::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -121,6 +123,11 @@ pub fn routes() -> Router<AppState> {
         advisories::import,
         advisories::show,
         advisories::list,
+        trust::list,
+        trust::show,
+        trust::save,
+        trust::remove,
+        trust::signatures,
     ),
     components(schemas(Problem))
 )]

@@ -41,6 +41,7 @@ pub mod quotas;
 pub mod repositories;
 pub mod scans;
 pub mod settings;
+pub mod signatures;
 pub mod stats;
 pub mod tags;
 pub mod tokens;

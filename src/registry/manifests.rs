@@ -48,9 +48,13 @@ impl Registry {
             return Err(self.quarantine_refusal(&manifest.digest, held_by).await);
         }
         let tag = match reference {
-            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
+        if payload {
+            self.check_signed(repo, &manifest, tag).await?;
+        }
+        let tag = tag.map(Tag::as_str);
         self.pulls.record(
             repo.as_str(),
             manifest.repository_id,
@@ -167,6 +171,7 @@ impl Registry {
         }
         self.pulls.record_push(repo.as_str());
         self.scan_after_push(repo, &digest, &manifest).await;
+        self.verify_after_push(repo, &digest, &payload, tag).await;
         Ok(ManifestPut {
             digest,
             subject: manifest.subject,
