@@ -75,9 +75,13 @@ fn verify_with_keys(
         }
     }
     match malformed {
-        Some(kind) if !kind.is_empty() && policy.cosign_keys.len() == 1 => {
-            Err(Rejection::MalformedSignature(kind.to_owned()))
-        }
+        Some(kind) if !kind.is_empty() => Err(Rejection::MalformedSignature(
+            if policy.cosign_keys.len() == 1 {
+                format!("a {kind} key")
+            } else {
+                format!("every one of the {} cosign keys", policy.cosign_keys.len())
+            },
+        )),
         _ => Err(Rejection::NoKeyVerifies {
             policy: policy.name.clone(),
             keys: policy.cosign_keys.len(),

@@ -120,7 +120,7 @@ pub enum Rejection {
     #[error("malformed signed payload: {0}")]
     MalformedPayload(String),
     /// The signature's bytes are not a signature of the key's type (truncated, bad DER).
-    #[error("the signature is malformed for a {0} key (truncated or badly encoded)")]
+    #[error("the signature is malformed for {0} (truncated or badly encoded)")]
     MalformedSignature(String),
     /// The payload signs something other than a digest.
     #[error("the payload signs {0:?}, a tag or name rather than a digest (a tag can move)")]

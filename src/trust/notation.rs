@@ -143,7 +143,12 @@ pub fn verify_jws(
     let sig = b64url("signature", &jws.signature)?;
     match key.verify(scheme, signing_input.as_bytes(), &sig) {
         Ok(()) => {}
-        Err(SigError::Malformed) => return Err(Rejection::MalformedSignature(key.kind().into())),
+        Err(SigError::Malformed) => {
+            return Err(Rejection::MalformedSignature(format!(
+                "a {} key",
+                key.kind()
+            )));
+        }
         Err(_) => return Err(Rejection::CertificateKeyMismatch(x509::subject(leaf))),
     }
     let payload: Value = serde_json::from_slice(&b64url("payload", &jws.payload)?)

@@ -28,6 +28,7 @@ mod referrers;
 mod repositories;
 mod scans;
 mod seed_words;
+mod signatures;
 mod stats;
 mod tags;
 mod tls;
