@@ -77,7 +77,7 @@ fn verify_with_keys(
     match malformed {
         Some(kind) if !kind.is_empty() => Err(Rejection::MalformedSignature(
             if policy.cosign_keys.len() == 1 {
-                format!("a {kind} key")
+                format!("the {kind} key")
             } else {
                 format!("every one of the {} cosign keys", policy.cosign_keys.len())
             },

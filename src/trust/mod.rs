@@ -158,7 +158,7 @@ pub enum Rejection {
     )]
     CertificateKeyMismatch(String),
     /// The JWS `alg` is not one this key type makes.
-    #[error("alg {alg} does not match the signing key, a {key} key")]
+    #[error("alg {alg} does not match the signing key ({key})")]
     AlgorithmKeyMismatch {
         /// The header's alg.
         alg: String,

@@ -145,7 +145,7 @@ pub fn verify_jws(
         Ok(()) => {}
         Err(SigError::Malformed) => {
             return Err(Rejection::MalformedSignature(format!(
-                "a {} key",
+                "the {} key",
                 key.kind()
             )));
         }

@@ -705,3 +705,310 @@ async fn every_algorithm_verifies_and_enforce_serves_only_signed_images() {
         .await;
     assert_eq!(pull(&s, "elsewhere/app", &other).await.0, StatusCode::OK);
 }
+
+/// Each way a signature fails is stored with its own reason, shown by the signatures
+/// listing, and (under `enforce`) in the refusal of the image's pull.
+#[tokio::test]
+async fn every_rejection_has_its_own_reason() {
+    let s = TestServer::start().await;
+    let repo = "acme/neg";
+    let now = s.clock.now();
+    let mut images = Vec::new();
+    for i in 0..16 {
+        let tag = format!("t{i}");
+        images.push(s.push_image(repo, &tag, &[tag.as_bytes()]).await.0);
+    }
+    let mut plan = base_plan(now);
+    let leaf = |plan: &mut Plan,
+                name: &str,
+                issuer: (&str, &str),
+                org: &str,
+                eku: &[&str],
+                from: i64,
+                to: i64| {
+        plan.cert(
+            name,
+            "p256",
+            Some(issuer),
+            &[("O", org), ("CN", name)],
+            false,
+            eku,
+            from,
+            to,
+        );
+    };
+    leaf(
+        &mut plan,
+        "expired",
+        ("ca", "ca"),
+        "Berth Test",
+        &["codeSigning"],
+        now - 10 * DAY,
+        now - DAY,
+    );
+    leaf(
+        &mut plan,
+        "future",
+        ("ca", "ca"),
+        "Berth Test",
+        &["codeSigning"],
+        now + DAY,
+        now + 10 * DAY,
+    );
+    leaf(
+        &mut plan,
+        "server",
+        ("ca", "ca"),
+        "Berth Test",
+        &["serverAuth"],
+        now - DAY,
+        now + DAY,
+    );
+    leaf(
+        &mut plan,
+        "elsewhere",
+        ("ca", "ca"),
+        "Elsewhere Inc",
+        &["codeSigning"],
+        now - DAY,
+        now + DAY,
+    );
+    plan.key("rogue", "p256").cert(
+        "rogue-ca",
+        "rogue",
+        None,
+        &[("O", "Berth Test"), ("CN", "Berth Test CA")],
+        true,
+        &[],
+        now - DAY,
+        now + DAY,
+    );
+    leaf(
+        &mut plan,
+        "rogue-leaf",
+        ("rogue-ca", "rogue"),
+        "Berth Test",
+        &["codeSigning"],
+        now - DAY,
+        now + DAY,
+    );
+
+    // Notation envelopes: (image, signing key, alg, scheme, hash, chain, payload's subject).
+    let notation_cases: Vec<(usize, &str, &str, &str, &str, Vec<&str>, usize)> = vec![
+        (
+            0,
+            "p256",
+            "ES256",
+            "ecdsa-raw",
+            "sha256",
+            vec!["leaf-p256"],
+            0,
+        ), // tampered below
+        (
+            3,
+            "p256",
+            "ES384",
+            "ecdsa-raw",
+            "sha384",
+            vec!["leaf-p256"],
+            3,
+        ),
+        (
+            4,
+            "p256",
+            "ES256",
+            "ecdsa-raw",
+            "sha256",
+            vec!["expired"],
+            4,
+        ),
+        (5, "p256", "ES256", "ecdsa-raw", "sha256", vec!["future"], 5),
+        (6, "p256", "ES256", "ecdsa-raw", "sha256", vec!["server"], 6),
+        (
+            7,
+            "p256",
+            "ES256",
+            "ecdsa-raw",
+            "sha256",
+            vec!["rogue-leaf", "rogue-ca"],
+            7,
+        ),
+        (
+            8,
+            "p256",
+            "ES256",
+            "ecdsa-raw",
+            "sha256",
+            vec!["elsewhere"],
+            8,
+        ),
+        (
+            9,
+            "p256",
+            "ES256",
+            "ecdsa-raw",
+            "sha256",
+            vec!["leaf-p256"],
+            9,
+        ), // truncated below
+        (
+            11,
+            "p256",
+            "ES256",
+            "ecdsa-raw",
+            "sha256",
+            vec!["leaf-p256"],
+            10,
+        ), // another image
+        (
+            12,
+            "p256",
+            "ES512",
+            "ecdsa-raw",
+            "sha512",
+            vec!["leaf-p256"],
+            12,
+        ),
+    ];
+    let mut notation = Vec::new();
+    for (image, key, alg, scheme, hash, chain, signed) in notation_cases {
+        let jws = Jws::new(alg, &images[signed]);
+        let at = plan.sign(key, scheme, hash, &jws.signing_input(), false);
+        notation.push((image, jws, at, chain));
+    }
+    // A content type that is not notation's payload.
+    let wrong_cty = Jws::with(
+        json!({ "alg": "ES256", "cty": "application/json" }),
+        json!({ "targetArtifact": { "digest": images[13], "size": 1 } }),
+    );
+    let wrong_cty_at = plan.sign(
+        "p256",
+        "ecdsa-raw",
+        "sha256",
+        &wrong_cty.signing_input(),
+        false,
+    );
+    // cosign tag-scheme signatures: (image, payload, key).
+    let cosign_cases = vec![
+        (1, simple_signing(repo, &images[15]), "p256"),
+        (2, simple_signing(repo, &images[2]), "other"),
+        (
+            10,
+            simple_signing(repo, &format!("registry.example/{repo}:t10")),
+            "p256",
+        ),
+        (14, simple_signing(repo, &images[14]), "ed"), // truncated below
+    ];
+    let mut cosign = Vec::new();
+    for (image, payload, key) in cosign_cases {
+        let scheme = if key == "ed" { "ed25519" } else { "ecdsa-der" };
+        let at = plan.sign(key, scheme, "sha256", &payload, false);
+        cosign.push((image, payload, at));
+    }
+    let made = plan.make();
+    put_policy(
+        &s,
+        "neg",
+        policy_body(&made, "acme/neg", "enforce", &["p256", "p384", "rsa", "ed"]),
+        StatusCode::CREATED,
+    )
+    .await;
+
+    for (image, jws, at, chain) in &notation {
+        let mut signature = made.signatures[*at].clone();
+        let mut jws = Jws {
+            protected: jws.protected.clone(),
+            payload: jws.payload.clone(),
+        };
+        match image {
+            // The payload altered after signing (same image, another size).
+            0 => {
+                jws.payload = URL_SAFE_NO_PAD.encode(
+                    json!({ "targetArtifact": { "mediaType": OCI_MANIFEST, "digest": images[0], "size": 101 } })
+                        .to_string(),
+                )
+            }
+            9 => signature.truncate(signature.len() - 1),
+            _ => {}
+        }
+        let x5c: Vec<&str> = chain.iter().map(|c| made.certs[*c].1.as_str()).collect();
+        let envelope = jws.envelope(&signature, &x5c);
+        push_referrer(
+            &s,
+            repo,
+            &images[*image],
+            NOTATION,
+            "application/jose+json",
+            &envelope,
+        )
+        .await;
+    }
+    let envelope = wrong_cty.envelope(
+        &made.signatures[wrong_cty_at],
+        &[&made.certs["leaf-p256"].1],
+    );
+    push_referrer(
+        &s,
+        repo,
+        &images[13],
+        NOTATION,
+        "application/jose+json",
+        &envelope,
+    )
+    .await;
+    for (image, payload, at) in &cosign {
+        let mut signature = made.signatures[*at].clone();
+        if *image == 14 {
+            signature.truncate(40);
+        }
+        push_cosign_tag(&s, repo, &images[*image], payload, &signature).await;
+    }
+
+    let expected: [(usize, String); 15] = [
+        (0, "does not verify with the signing certificate's key (O=Berth Test, CN=builder-p256): the payload or header was altered".into()),
+        (1, format!("the payload signs {}, not the image {} it is attached to", images[15], images[1])),
+        (2, "none of the 4 cosign key(s) of trust policy neg verifies the signature".into()),
+        (3, "alg ES384 does not match the signing key (ECDSA P-256)".into()),
+        (4, "certificate O=Berth Test, CN=expired expired at".into()),
+        (5, "certificate O=Berth Test, CN=future is not valid before".into()),
+        (6, "the signing certificate O=Berth Test, CN=server lacks the code-signing extended key usage".into()),
+        (7, "the chain of O=Berth Test, CN=rogue-leaf does not lead to a certificate of the trust store (untrusted CA)".into()),
+        (8, "signer O=Elsewhere Inc, CN=elsewhere is not in the trusted identities".into()),
+        (9, "the signature is malformed for the ECDSA P-256 key (truncated or badly encoded)".into()),
+        (10, format!("the payload signs \"registry.example/{repo}:t10\", a tag or name rather than a digest")),
+        (11, format!("the referrer's subject is {}, but its signature is for another image, {}", images[11], images[10])),
+        (12, "unsupported signature algorithm ES512".into()),
+        (13, "content type \"application/json\" is not application/vnd.cncf.notary.payload.v1+json".into()),
+        (14, "the signature is malformed for every one of the 4 cosign keys".into()),
+    ];
+    let mut reasons = std::collections::HashSet::new();
+    for (image, reason) in &expected {
+        let found = only_signature(&s, repo, &images[*image]).await;
+        assert_eq!(found["verified"], false, "t{image}: {found}");
+        assert_eq!(found["identity"], Value::Null, "t{image}");
+        let shown = found["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            shown.contains(reason.as_str()),
+            "t{image}: {shown:?} lacks {reason:?}"
+        );
+        reasons.insert(shown);
+        // The pull is refused with the same reason.
+        let (status, message) = pull(&s, repo, &images[*image]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "t{image}");
+        assert!(
+            message.contains(&format!(
+                "its signature did not verify: {}",
+                reasons
+                    .iter()
+                    .find(|r| r.contains(reason.as_str()))
+                    .unwrap()
+            )),
+            "t{image}: {message}"
+        );
+    }
+    assert_eq!(
+        reasons.len(),
+        expected.len(),
+        "each rejection has its own reason: {reasons:?}"
+    );
+}
