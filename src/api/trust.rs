@@ -100,9 +100,12 @@ async fn save(
     State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    ApiJson(input): ApiJson<TrustPolicyInput>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
+    // Read as JSON first, then as the policy: a missing or unknown field is a 400 naming it.
+    let input: TrustPolicyInput = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let (created, policy) = app
         .registry
         .put_trust_policy(&name, &input, &caller.identity.name)

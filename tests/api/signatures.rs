@@ -1012,3 +1012,280 @@ async fn every_rejection_has_its_own_reason() {
         "each rejection has its own reason: {reasons:?}"
     );
 }
+
+/// The value of series `series` in the server's `/metrics` (0 when absent).
+async fn metric(s: &TestServer, series: &str) -> f64 {
+    let text = s.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Replacing a policy's key revokes the trust of what the old key signed before the PUT
+/// answers, and restoring it restores it; `audit` serves an unverified image and counts it,
+/// `off` serves it uncounted; deleting the policy lifts the gate.
+#[tokio::test]
+async fn switching_the_key_revokes_trust_at_once_and_audit_serves() {
+    let s = TestServer::start().await;
+    let repo = "team/app";
+    let (digest, _) = s
+        .push_image(repo, "v1", &[b"signed layer".as_slice()])
+        .await;
+    let mut plan = base_plan(s.clock.now());
+    let payload = simple_signing(repo, &digest);
+    let at = plan.sign("p256", "ecdsa-der", "sha256", &payload, false);
+    let made = plan.make();
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "enforce", &["p256"]),
+        StatusCode::CREATED,
+    )
+    .await;
+    push_cosign_tag(&s, repo, &digest, &payload, &made.signatures[at]).await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
+
+    // Another key: the signature no longer verifies, at once.
+    let replaced = put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "enforce", &["p384"]),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(replaced["cosign_keys"][0], made.keys["p384"]);
+    let found = only_signature(&s, repo, &digest).await;
+    assert_eq!(found["verified"], false);
+    assert_eq!(
+        found["reason"],
+        "none of the 1 cosign key(s) of trust policy team verifies the signature"
+    );
+    let (status, message) = pull(&s, repo, "v1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message.ends_with(&format!(
+            "image {digest} of {repo} is not signed by a key or identity trust policy team trusts: \
+         its signature did not verify: none of the 1 cosign key(s) of trust policy team \
+         verifies the signature"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        metric(&s, "berth_unsigned_pulls_total{mode=\"enforce\"}").await,
+        1.0
+    );
+
+    // The key back: trusted again.
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "enforce", &["p384", "p256"]),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(only_signature(&s, repo, &digest).await["verified"], true);
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
+
+    // audit: the unverified image is served, and counted.
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "audit", &["p384"]),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
+    assert_eq!(
+        metric(&s, "berth_unsigned_pulls_total{mode=\"audit\"}").await,
+        1.0
+    );
+    // off: served, not counted; the result is still shown.
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "off", &["p384"]),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
+    assert_eq!(
+        metric(&s, "berth_unsigned_pulls_total{mode=\"audit\"}").await,
+        1.0
+    );
+    assert_eq!(only_signature(&s, repo, &digest).await["verified"], false);
+
+    // A narrower enforce policy decides for its repository over the namespace's.
+    put_policy(
+        &s,
+        "team-app",
+        policy_body(&made, "team/app", "enforce", &["p256"]),
+        StatusCode::CREATED,
+    )
+    .await;
+    let found = only_signature(&s, repo, &digest).await;
+    assert_eq!(
+        (&found["verified"], &found["policy"]),
+        (&json!(true), &json!("team-app"))
+    );
+    let (status, list) = call(&s, Method::GET, "/trust/policies", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["team", "team-app"]);
+
+    // Deleting it hands the repository back to the namespace's policy (off).
+    let resp = s
+        .req(Method::DELETE, "/api/v1/trust/policies/team-app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, _) = call(&s, Method::GET, "/trust/policies/team-app", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(only_signature(&s, repo, &digest).await["policy"], "team");
+    let resp = s
+        .req(Method::DELETE, "/api/v1/trust/policies/team-app")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+/// A policy with any part that does not parse is refused with 400 naming it, and nothing is
+/// stored (a new one is not created, an existing one is not changed).
+#[tokio::test]
+async fn bad_policies_are_refused_and_nothing_is_stored() {
+    let s = TestServer::start().await;
+    let mut plan = base_plan(s.clock.now());
+    plan.key("small", "rsa1024");
+    let made = plan.make();
+    let good = policy_body(&made, "acme", "enforce", &["p256"]);
+    let stored = put_policy(&s, "kept", good.clone(), StatusCode::CREATED).await;
+
+    let with = |field: &str, value: Value| {
+        let mut body = good.clone();
+        body[field] = value;
+        body
+    };
+    let truncated_key = made.keys["p256"][..80].to_owned();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            with("cosign_keys", json!([truncated_key])),
+            "cosign_keys[0]: not a PEM public key",
+        ),
+        (
+            with("cosign_keys", json!([made.certs["ca"].0])),
+            "cosign_keys[0]: not a PEM public key",
+        ),
+        (
+            with("cosign_keys", json!([made.keys["small"]])),
+            "cosign_keys[0]: RSA key of 1024 bits is shorter than the minimum of 2048",
+        ),
+        (
+            with("mode", json!("strict")),
+            "mode: \"strict\" is not one of enforce, audit, off",
+        ),
+        (
+            with("scope", json!("Acme/App!")),
+            "scope: \"Acme/App!\" is neither",
+        ),
+        (with("scope", json!("/acme")), "scope: \"/acme\" is neither"),
+        (
+            with(
+                "trust_store",
+                json!(["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----"]),
+            ),
+            "trust_store[0]: not a PEM certificate",
+        ),
+        (
+            with("trust_store", json!([])),
+            "notation: a notation statement needs trust_store certificates",
+        ),
+        (
+            with(
+                "notation",
+                json!({ "trustedIdentities": ["email: a@example.com"] }),
+            ),
+            "notation: trustedIdentities: \"email: a@example.com\" is neither",
+        ),
+        (
+            with("notation", json!({ "trustedIdentities": [] })),
+            "notation: trustedIdentities: a non-empty array",
+        ),
+        (
+            with(
+                "notation",
+                json!({ "signatureVerification": { "level": "skip" }, "trustedIdentities": ["*"] }),
+            ),
+            "only \"strict\" is supported",
+        ),
+        (
+            with("notation", json!("x509.subject: O=Acme")),
+            "notation: a trust-policy statement is a JSON object",
+        ),
+    ];
+    for (body, reason) in cases {
+        for name in ["kept", "fresh"] {
+            let (status, problem) = call(
+                &s,
+                Method::PUT,
+                &format!("/trust/policies/{name}"),
+                Some(body.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name} {body}: {problem}");
+            let message = problem["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(reason), "{message:?} lacks {reason:?}");
+        }
+    }
+    // Unknown fields and a bad name are refused too.
+    let (status, problem) = call(
+        &s,
+        Method::PUT,
+        "/trust/policies/fresh",
+        Some(with("keys", json!([]))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown field `keys`"),
+        "{problem}"
+    );
+    let (status, problem) = call(
+        &s,
+        Method::PUT,
+        "/trust/policies/fresh",
+        Some(json!({ "scope": "acme" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing field `mode`"),
+        "{problem}"
+    );
+    let (status, problem) = call(
+        &s,
+        Method::PUT,
+        "/trust/policies/Bad%20Name",
+        Some(good.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    // Nothing changed.
+    let (status, _) = call(&s, Method::GET, "/trust/policies/fresh", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, kept) = call(&s, Method::GET, "/trust/policies/kept", None).await;
+    assert_eq!((status, &kept), (StatusCode::OK, &stored));
+    let (_, list) = call(&s, Method::GET, "/trust/policies", None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
