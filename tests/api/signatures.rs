@@ -706,6 +706,18 @@ async fn every_algorithm_verifies_and_enforce_serves_only_signed_images() {
     assert_eq!(pull(&s, "elsewhere/app", &other).await.0, StatusCode::OK);
 }
 
+/// A notation negative case: the image it is attached to, the signing key, `alg`, the
+/// signature scheme and hash, the certificate chain, and the image its payload names.
+type NotationCase = (
+    usize,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+    usize,
+);
+
 /// Each way a signature fails is stored with its own reason, shown by the signatures
 /// listing, and (under `enforce`) in the refusal of the image's pull.
 #[tokio::test]
@@ -794,7 +806,7 @@ async fn every_rejection_has_its_own_reason() {
     );
 
     // Notation envelopes: (image, signing key, alg, scheme, hash, chain, payload's subject).
-    let notation_cases: Vec<(usize, &str, &str, &str, &str, Vec<&str>, usize)> = vec![
+    let notation_cases: Vec<NotationCase> = vec![
         (
             0,
             "p256",
