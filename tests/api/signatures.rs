@@ -16,7 +16,11 @@ use base64::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{OCI_CONFIG, OCI_EMPTY, OCI_MANIFEST, TestServer, json_body, sha256};
+use crate::common::{
+    OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, TestServer,
+    auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth},
+    image_config, json_body, sha256,
+};
 
 const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -1300,4 +1304,156 @@ async fn bad_policies_are_refused_and_nothing_is_stored() {
     assert_eq!((status, &kept), (StatusCode::OK, &stored));
     let (_, list) = call(&s, Method::GET, "/trust/policies", None).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+/// cosign signs a multi-platform image's index: under `enforce` the signed index and the
+/// platform manifests it lists are pullable (a client fetches them by digest next), an
+/// unsigned index and its platforms are not.
+#[tokio::test]
+async fn a_signed_index_makes_its_platforms_pullable() {
+    let s = TestServer::start().await;
+    let repo = "multi/app";
+    let mut indexes = Vec::new();
+    for (tag, arch_layer) in [("signed", "s"), ("unsigned", "u")] {
+        let mut children = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let config = image_config("linux", arch, None);
+            let layer = format!("{arch_layer}-{arch}");
+            let (digest, manifest) = s
+                .push_image_with(repo, "", &config, &[layer.as_bytes()])
+                .await;
+            children.push((digest, manifest.len(), arch));
+        }
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": children.iter().map(|(d, n, arch)| json!({
+                "mediaType": OCI_MANIFEST, "digest": d, "size": n,
+                "platform": { "os": "linux", "architecture": arch },
+            })).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let digest = s.put_manifest_ok(repo, tag, OCI_INDEX, &index).await;
+        indexes.push((digest, children));
+    }
+    let mut plan = base_plan(s.clock.now());
+    let payload = simple_signing(repo, &indexes[0].0);
+    let at = plan.sign("p256", "ecdsa-der", "sha256", &payload, false);
+    let made = plan.make();
+    put_policy(
+        &s,
+        "multi",
+        policy_body(&made, "multi", "enforce", &["p256"]),
+        StatusCode::CREATED,
+    )
+    .await;
+    push_cosign_tag(&s, repo, &indexes[0].0, &payload, &made.signatures[at]).await;
+
+    assert_eq!(pull(&s, repo, "signed").await.0, StatusCode::OK);
+    for (child, _, arch) in &indexes[0].1 {
+        assert_eq!(pull(&s, repo, child).await.0, StatusCode::OK, "{arch}");
+    }
+    assert_eq!(pull(&s, repo, "unsigned").await.0, StatusCode::FORBIDDEN);
+    for (child, _, arch) in &indexes[1].1 {
+        let (status, message) = pull(&s, repo, child).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{arch}");
+        assert!(message.contains("it has no signature"), "{message}");
+    }
+}
+
+/// Trust policies are the administrators': a namespace's maintainer may neither write nor
+/// read them. An image's signatures are shown to whoever may pull it, and to nobody else.
+#[tokio::test]
+async fn policies_are_for_administrators_and_signatures_for_pullers() {
+    let mut s = start_auth(|_| {}).await;
+    for user in ["reader", "maint"] {
+        s.create_user(user).await;
+    }
+    s.admin_api(
+        Method::POST,
+        "/namespaces",
+        Some(json!({ "name": "team", "visibility": "private" })),
+    )
+    .await;
+    s.set_role("team", "reader", "reporter").await;
+    s.set_role("team", "maint", "maintainer").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let (digest, _) = s
+        .push_image("team/app", "v1", &[b"team layer".as_slice()])
+        .await;
+    let made = base_plan(s.clock.now()).make();
+    let body = policy_body(&made, "team", "enforce", &["p256"]);
+
+    let maint = password_of("maint");
+    for (method, body) in [
+        (Method::PUT, Some(body.clone())),
+        (Method::GET, None),
+        (Method::DELETE, None),
+    ] {
+        let resp = s
+            .api_as(
+                Some(("maint", &maint)),
+                method.clone(),
+                "/trust/policies/team",
+                body,
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method}");
+    }
+    let resp = s
+        .api_as(
+            Some(("maint", &maint)),
+            Method::GET,
+            "/trust/policies",
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = s
+        .api_as(
+            None,
+            Method::PUT,
+            "/trust/policies/team",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    s.admin_api(Method::PUT, "/trust/policies/team", Some(body))
+        .await;
+
+    let path = format!("/repositories/team/app/-/images/{digest}/signatures");
+    let reader = password_of("reader");
+    let resp = s
+        .api_as(Some(("reader", &reader)), Method::GET, &path, None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json_body(resp).await["items"], json!([]));
+    s.create_user("stranger").await;
+    let stranger = password_of("stranger");
+    let resp = s
+        .api_as(Some(("stranger", &stranger)), Method::GET, &path, None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // An unknown image and a malformed digest.
+    let resp = s
+        .api_as(
+            Some(("reader", &reader)),
+            Method::GET,
+            &format!(
+                "/repositories/team/app/-/images/sha256:{}/signatures",
+                "0".repeat(64)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = s
+        .api_as(
+            Some(("reader", &reader)),
+            Method::GET,
+            "/repositories/team/app/-/images/sha256:xyz/signatures",
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
