@@ -43,6 +43,8 @@ for name, kind in req.get("keys", {}).items():
         keys[name] = ec.generate_private_key(ec.SECP256R1())
     elif kind == "p384":
         keys[name] = ec.generate_private_key(ec.SECP384R1())
+    elif kind == "p521":
+        keys[name] = ec.generate_private_key(ec.SECP521R1())
     elif kind.startswith("rsa"):
         bits = int(kind[3:] or 2048)
         keys[name] = rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -730,7 +732,7 @@ async fn every_rejection_has_its_own_reason() {
     let repo = "acme/neg";
     let now = s.clock.now();
     let mut images = Vec::new();
-    for i in 0..16 {
+    for i in 0..18 {
         let tag = format!("t{i}");
         images.push(s.push_image(repo, &tag, &[tag.as_bytes()]).await.0);
     }
@@ -979,8 +981,26 @@ async fn every_rejection_has_its_own_reason() {
         }
         push_cosign_tag(&s, repo, &images[*image], payload, &signature).await;
     }
+    // A chain longer than the limit (a cyclic chain repeats until it is).
+    let long = Jws::new("ES256", &images[16]);
+    let mut chain = vec![made.certs["leaf-p256"].1.as_str()];
+    chain.extend(std::iter::repeat_n(made.certs["ca"].1.as_str(), 8));
+    let envelope = long.envelope(&made.signatures[notation[0].2], &chain);
+    push_referrer(
+        &s,
+        repo,
+        &images[16],
+        NOTATION,
+        "application/jose+json",
+        &envelope,
+    )
+    .await;
+    // A signature layer larger than the registry reads.
+    let mut huge = simple_signing(repo, &images[17]);
+    huge.resize(300 * 1024, b' ');
+    push_cosign_tag(&s, repo, &images[17], &huge, &made.signatures[cosign[0].2]).await;
 
-    let expected: [(usize, String); 15] = [
+    let expected: [(usize, String); 17] = [
         (0, "does not verify with the signing certificate's key (O=Berth Test, CN=builder-p256): the payload or header was altered".into()),
         (1, format!("the payload signs {}, not the image {} it is attached to", images[15], images[1])),
         (2, "none of the 4 cosign key(s) of trust policy neg verifies the signature".into()),
@@ -996,6 +1016,8 @@ async fn every_rejection_has_its_own_reason() {
         (12, "unsupported signature algorithm ES512".into()),
         (13, "content type \"application/json\" is not application/vnd.cncf.notary.payload.v1+json".into()),
         (14, "the signature is malformed for every one of the 4 cosign keys".into()),
+        (16, "the certificate chain has 9 certificates (between 1 and 8)".into()),
+        (17, "could not be read: 307200 bytes, more than the limit of 262144".into()),
     ];
     let mut reasons = std::collections::HashSet::new();
     for (image, reason) in &expected {
@@ -1177,7 +1199,7 @@ async fn switching_the_key_revokes_trust_at_once_and_audit_serves() {
 async fn bad_policies_are_refused_and_nothing_is_stored() {
     let s = TestServer::start().await;
     let mut plan = base_plan(s.clock.now());
-    plan.key("small", "rsa1024");
+    plan.key("small", "rsa1024").key("p521", "p521");
     let made = plan.make();
     let good = policy_body(&made, "acme", "enforce", &["p256"]);
     let stored = put_policy(&s, "kept", good.clone(), StatusCode::CREATED).await;
@@ -1200,6 +1222,10 @@ async fn bad_policies_are_refused_and_nothing_is_stored() {
         (
             with("cosign_keys", json!([made.keys["small"]])),
             "cosign_keys[0]: RSA key of 1024 bits is shorter than the minimum of 2048",
+        ),
+        (
+            with("cosign_keys", json!([made.keys["p256"], made.keys["p521"]])),
+            "cosign_keys[1]: unsupported key type EC curve 1.3.132.0.35",
         ),
         (
             with("mode", json!("strict")),
