@@ -348,3 +348,80 @@ pub fn verify_layer(
         Format::NotationJws => notation::verify_jws(&manifest.subject, blob, policy, now),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_cosign_tag_names_its_image() {
+        let subject = cosign_tag_subject(&format!("sha256-{HEX}.sig")).unwrap();
+        assert_eq!(subject.to_string(), format!("sha256:{HEX}"));
+        assert!(cosign_tag_subject(&format!("sha256-{HEX}.att")).is_none());
+        assert!(cosign_tag_subject("sha256-abc.sig").is_none());
+        assert!(cosign_tag_subject("latest").is_none());
+    }
+
+    #[test]
+    fn signature_manifests_are_recognised_by_their_shape() {
+        let subject: Digest = format!("sha256:{HEX}").parse().unwrap();
+        let layer = |media_type: &str| serde_json::json!({ "mediaType": media_type, "digest": format!("sha256:{HEX}"), "size": 10 });
+        let tagged =
+            serde_json::json!({ "layers": [layer(COSIGN_SIMPLE_SIGNING), layer("other")] });
+        let found =
+            SignatureManifest::recognise(tagged.to_string().as_bytes(), Some(subject.clone()))
+                .unwrap();
+        assert_eq!((found.format, found.layers.len()), (Format::CosignTag, 1));
+        // Without the tag, simple-signing layers sign nothing known.
+        assert!(SignatureManifest::recognise(tagged.to_string().as_bytes(), None).is_none());
+        let referrer = |artifact_type: &str, media_type: &str| {
+            serde_json::json!({
+                "artifactType": artifact_type,
+                "layers": [layer(media_type)],
+                "subject": { "mediaType": "x", "digest": format!("sha256:{HEX}"), "size": 1 },
+            })
+            .to_string()
+        };
+        let notation =
+            SignatureManifest::recognise(referrer(NOTATION_SIGNATURE, JOSE_JSON).as_bytes(), None)
+                .unwrap();
+        assert_eq!(
+            (notation.format, notation.subject),
+            (Format::NotationJws, subject)
+        );
+        let bundle = SignatureManifest::recognise(
+            referrer(SIGSTORE_BUNDLE, SIGSTORE_BUNDLE).as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(bundle.format, Format::CosignBundle);
+        // An SBOM referrer carries no signature.
+        assert!(
+            SignatureManifest::recognise(
+                referrer("application/spdx+json", "application/spdx+json").as_bytes(),
+                None
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_pem_public_keys_are_refused() {
+        assert!(matches!(
+            PublicKey::from_pem("not a key"),
+            Err(KeyError::NotPem(_))
+        ));
+        let private = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(matches!(
+            PublicKey::from_pem(private),
+            Err(KeyError::NotPem(_))
+        ));
+        let garbage = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        assert!(matches!(
+            PublicKey::from_pem(garbage),
+            Err(KeyError::Malformed(_))
+        ));
+    }
+}
