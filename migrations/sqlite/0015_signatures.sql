@@ -4,7 +4,8 @@
 -- `signatures`: one row per signature of a signature manifest (a cosign tag-scheme layer, a
 -- bundle or a notation envelope), the result of verifying it under the policy covering its
 -- repository, rewritten when a policy changes; a pull reads it, never verifies. The row goes
--- with the signature manifest and its repository.
+-- with the signature manifest and its repository. `expires_at`: when the signing certificate
+-- chain of a verified notation signature expires; the gate stops counting it then.
 CREATE TABLE trust_policies (
     name        TEXT    NOT NULL PRIMARY KEY,
     scope       TEXT    NOT NULL,
@@ -28,6 +29,7 @@ CREATE TABLE signatures (
     reason         TEXT,
     policy         TEXT,
     verified_at    INTEGER NOT NULL,
+    expires_at     INTEGER,
     PRIMARY KEY (manifest_id, layer)
 ) STRICT;
 CREATE INDEX signatures_by_subject ON signatures (repository_id, subject_digest);

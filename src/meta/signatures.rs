@@ -50,6 +50,8 @@ pub struct NewSignature {
     pub reason: Option<String>,
     /// The policy it was verified under.
     pub policy: Option<String>,
+    /// When its certificate chain expires (unix seconds), if it has one.
+    pub expires_at: Option<i64>,
 }
 
 /// A verification result as stored.
@@ -75,6 +77,8 @@ pub struct SignatureRow {
     pub policy: Option<String>,
     /// When it was verified (unix seconds).
     pub verified_at: i64,
+    /// When its certificate chain expires (unix seconds), if it has one.
+    pub expires_at: Option<i64>,
 }
 
 /// A signature manifest to verify again.
@@ -101,6 +105,11 @@ pub struct Gate {
     pub verified: bool,
     /// Why its latest signature did not verify, when none did.
     pub reason: Option<String>,
+}
+
+/// Why a verified signature stopped counting at `expires_at`.
+pub fn expired_reason(expires_at: i64) -> String {
+    format!("its signing certificate chain expired at {expires_at} (unix seconds)")
 }
 
 const POLICY_COLUMNS: &str =
@@ -194,8 +203,8 @@ impl Meta {
         for row in rows {
             sqlx::query(
                 "INSERT INTO signatures (manifest_id, layer, repository_id, subject_digest, \
-                   format, tool, identity, verified, reason, policy, verified_at) \
-                 SELECT m.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM manifests m \
+                   format, tool, identity, verified, reason, policy, verified_at, expires_at) \
+                 SELECT m.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM manifests m \
                  WHERE m.id = $1",
             )
             .bind(manifest_id)
@@ -209,6 +218,7 @@ impl Meta {
             .bind(row.reason.as_deref())
             .bind(row.policy.as_deref())
             .bind(self.now())
+            .bind(row.expires_at)
             .execute(&mut *tx)
             .await?;
         }
@@ -224,7 +234,7 @@ impl Meta {
     ) -> Result<Vec<SignatureRow>> {
         Ok(sqlx::query_as(
             "SELECT m.digest AS signature_digest, s.layer, s.subject_digest, s.format, s.tool, \
-               s.identity, s.verified, s.reason, s.policy, s.verified_at \
+               s.identity, s.verified, s.reason, s.policy, s.verified_at, s.expires_at \
              FROM signatures s JOIN manifests m ON m.id = s.manifest_id \
              JOIN repositories r ON r.id = s.repository_id \
              WHERE r.name = $1 AND s.subject_digest = $2 \
@@ -275,21 +285,31 @@ impl Meta {
                 ..Gate::default()
             });
         }
-        let best: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT s.verified, s.reason FROM signatures s JOIN manifests m ON m.id = s.manifest_id \
+        let now = self.now();
+        let best: Option<(i64, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT s.verified, s.reason, s.expires_at FROM signatures s \
+             JOIN manifests m ON m.id = s.manifest_id \
              WHERE s.repository_id = $1 AND s.policy = $3 AND (s.subject_digest = $2 \
                OR s.subject_digest IN (SELECT p.digest FROM manifest_references mr \
                  JOIN manifests p ON p.id = mr.manifest_id \
                  WHERE mr.digest = $2 AND mr.kind = 'manifest' AND p.repository_id = $1)) \
-             ORDER BY s.verified DESC, m.pushed_at DESC, s.verified_at DESC LIMIT 1",
+             ORDER BY CASE WHEN s.verified = 1 AND (s.expires_at IS NULL OR s.expires_at > $4) \
+               THEN 1 ELSE 0 END DESC, s.verified DESC, m.pushed_at DESC, s.verified_at DESC \
+             LIMIT 1",
         )
         .bind(repository_id)
         .bind(digest.to_string())
         .bind(policy)
+        .bind(now)
         .fetch_optional(&self.reader)
         .await?;
         Ok(match best {
-            Some((verified, reason)) => Gate {
+            Some((verified, _, Some(expires_at))) if verified != 0 && expires_at <= now => Gate {
+                exempt: false,
+                verified: false,
+                reason: Some(expired_reason(expires_at)),
+            },
+            Some((verified, reason, _)) => Gate {
                 exempt: false,
                 verified: verified != 0,
                 reason,

@@ -16,7 +16,7 @@ use crate::{
     error::{Error, Result},
     meta::{
         manifests::StoredManifest,
-        signatures::{NewSignature, TrustPolicyRow},
+        signatures::{NewSignature, TrustPolicyRow, expired_reason},
     },
     oci::{Digest, RepoName, Tag},
     trust::{self, Mode, Rejection, SignatureManifest, TrustPolicy, cosign_tag_subject},
@@ -93,6 +93,9 @@ pub struct SignatureView {
     pub index: i64,
     /// When it was verified (unix seconds).
     pub verified_at: i64,
+    /// When its signing certificate chain expires (unix seconds); from then on it is shown
+    /// unverified and no longer lets the image through.
+    pub expires_at: Option<i64>,
 }
 
 fn pem_list(json: &str) -> Vec<String> {
@@ -225,17 +228,23 @@ impl Registry {
             .manifest_by_digest(repo, digest, false)
             .await?
             .ok_or(Error::ManifestUnknown)?;
+        let now = self.clock.now();
         Ok(self
             .meta
             .signatures_of(repo, digest)
             .await?
             .into_iter()
-            .map(|s| SignatureView {
+            .map(|s| {
+                let expired = s.expires_at.filter(|e| s.verified != 0 && *e <= now);
+                (s, expired)
+            })
+            .map(|(s, expired)| SignatureView {
                 tool: s.tool,
                 format: s.format,
-                verified: s.verified != 0,
+                verified: s.verified != 0 && expired.is_none(),
                 identity: s.identity,
-                reason: s.reason,
+                reason: expired.map(expired_reason).or(s.reason),
+                expires_at: s.expires_at,
                 policy: s.policy,
                 signature: s.signature_digest,
                 index: s.layer,
@@ -312,6 +321,7 @@ impl Registry {
                 verified: outcome.is_ok(),
                 reason: outcome.as_ref().err().map(ToString::to_string),
                 policy: policy.as_ref().map(|p| p.name.clone()),
+                expires_at: outcome.as_ref().ok().and_then(|v| v.expires_at),
             });
         }
         self.meta

@@ -37,6 +37,7 @@ pub fn verify_simple_signing(
     check_names(signed, subject, false)?;
     Ok(Verified {
         identity: format!("key {}", key.fingerprint()),
+        expires_at: None,
     })
 }
 
@@ -182,6 +183,7 @@ pub fn verify_bundle(
             check_names(&format!("sha256:{}", hex::encode(&digest)), subject, true)?;
             Ok(Verified {
                 identity: format!("key {}", key.fingerprint()),
+                expires_at: None,
             })
         }
         (None, Some(envelope)) => {
@@ -221,6 +223,7 @@ pub fn verify_bundle(
             }
             Ok(Verified {
                 identity: format!("key {}", key.fingerprint()),
+                expires_at: None,
             })
         }
         _ => Err(Rejection::Malformed(

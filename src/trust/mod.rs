@@ -96,6 +96,9 @@ impl Format {
 pub struct Verified {
     /// The key (`key sha256:…`) or certificate subject that signed.
     pub identity: String,
+    /// When the first certificate of its chain expires (unix seconds): from then on the
+    /// signature no longer counts. `None` for a key, which does not expire.
+    pub expires_at: Option<i64>,
 }
 
 /// Why a signature is not trusted. Each variant's message is the reason users see.

@@ -180,5 +180,6 @@ pub fn verify_jws(
     }
     Ok(Verified {
         identity: x509::subject(leaf),
+        expires_at: chain.iter().map(x509::not_after).min(),
     })
 }

@@ -111,6 +111,17 @@ fn for_code_signing(cert: &Certificate) -> bool {
         .is_some_and(|e| e.0.contains(&CODE_SIGNING))
 }
 
+/// When `cert` expires (unix seconds).
+pub fn not_after(cert: &Certificate) -> i64 {
+    let t = cert
+        .tbs_certificate
+        .validity
+        .not_after
+        .to_unix_duration()
+        .as_secs();
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
 /// Refused unless `cert` is valid at `now`.
 fn check_validity(cert: &Certificate, now: i64) -> Result<(), Rejection> {
     let validity = &cert.tbs_certificate.validity;

@@ -1483,3 +1483,65 @@ async fn policies_are_for_administrators_and_signatures_for_pullers() {
         .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A notation signature counts while its certificate chain is valid: once the signing
+/// certificate expires, the image is shown unverified and refused under `enforce`, without
+/// anything being pushed or re-verified.
+#[tokio::test]
+async fn a_signature_stops_counting_when_its_certificate_expires() {
+    let s = TestServer::start().await;
+    let repo = "short/app";
+    let now = s.clock.now();
+    let (digest, _) = s.push_image(repo, "v1", &[b"short-lived".as_slice()]).await;
+    let mut plan = base_plan(now);
+    plan.cert(
+        "short",
+        "p256",
+        Some(("ca", "ca")),
+        &[("O", "Berth Test"), ("CN", "short")],
+        false,
+        &["codeSigning"],
+        now - DAY,
+        now + 10 * DAY,
+    );
+    let jws = Jws::new("ES256", &digest);
+    let at = plan.sign("p256", "ecdsa-raw", "sha256", &jws.signing_input(), false);
+    let made = plan.make();
+    put_policy(
+        &s,
+        "short",
+        policy_body(&made, "short", "enforce", &[]),
+        StatusCode::CREATED,
+    )
+    .await;
+    let envelope = jws.envelope(&made.signatures[at], &[&made.certs["short"].1]);
+    push_referrer(
+        &s,
+        repo,
+        &digest,
+        NOTATION,
+        "application/jose+json",
+        &envelope,
+    )
+    .await;
+    let found = only_signature(&s, repo, &digest).await;
+    assert_eq!(found["verified"], true, "{found}");
+    assert_eq!(found["identity"], "O=Berth Test, CN=short");
+    let expires_at = found["expires_at"].as_i64().expect("expires_at");
+    assert_eq!(expires_at, now + 10 * DAY);
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
+
+    s.clock.advance(10 * DAY + 1);
+    let found = only_signature(&s, repo, &digest).await;
+    let reason = format!("its signing certificate chain expired at {expires_at} (unix seconds)");
+    assert_eq!(
+        (&found["verified"], &found["reason"]),
+        (&json!(false), &json!(reason))
+    );
+    let (status, message) = pull(&s, repo, "v1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        message.ends_with(&format!("its signature did not verify: {reason}")),
+        "{message}"
+    );
+}
