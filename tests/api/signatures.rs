@@ -1332,8 +1332,8 @@ async fn bad_policies_are_refused_and_nothing_is_stored() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
-/// cosign signs a multi-platform image's index: under `enforce` the signed index and the
-/// platform manifests it lists are pullable (a client fetches them by digest next), an
+/// cosign signs a multi-platform image's index: under `enforce` the signed index (signed
+/// before the policy existed) and the platform manifests it lists are pullable (a client fetches them by digest next), an
 /// unsigned index and its platforms are not.
 #[tokio::test]
 async fn a_signed_index_makes_its_platforms_pullable() {
@@ -1366,6 +1366,17 @@ async fn a_signed_index_makes_its_platforms_pullable() {
     let payload = simple_signing(repo, &indexes[0].0);
     let at = plan.sign("p256", "ecdsa-der", "sha256", &payload, false);
     let made = plan.make();
+    // Signed before any policy covers the repository: stored unverified, verified when the
+    // policy arrives.
+    push_cosign_tag(&s, repo, &indexes[0].0, &payload, &made.signatures[at]).await;
+    let found = only_signature(&s, repo, &indexes[0].0).await;
+    assert_eq!(
+        (&found["verified"], &found["reason"]),
+        (
+            &json!(false),
+            &json!("no trust policy covers this repository")
+        )
+    );
     put_policy(
         &s,
         "multi",
@@ -1373,7 +1384,10 @@ async fn a_signed_index_makes_its_platforms_pullable() {
         StatusCode::CREATED,
     )
     .await;
-    push_cosign_tag(&s, repo, &indexes[0].0, &payload, &made.signatures[at]).await;
+    assert_eq!(
+        only_signature(&s, repo, &indexes[0].0).await["verified"],
+        true
+    );
 
     assert_eq!(pull(&s, repo, "signed").await.0, StatusCode::OK);
     for (child, _, arch) in &indexes[0].1 {
