@@ -2,7 +2,7 @@
 //! v1.5 and PSS) and Ed25519, read from SubjectPublicKeyInfo (PEM `PUBLIC KEY` or the DER in
 //! a certificate).
 
-use der::{Decode, Encode};
+use der::Decode;
 use ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
@@ -313,22 +313,4 @@ impl PublicKey {
             _ => Err(SigError::SchemeMismatch),
         }
     }
-
-    /// Whether this key can make signatures of `scheme`.
-    pub fn fits(&self, scheme: Scheme) -> bool {
-        matches!(
-            (self, scheme),
-            (
-                PublicKey::P256(_) | PublicKey::P384(_),
-                Scheme::Ecdsa { .. }
-            ) | (PublicKey::Rsa(_), Scheme::RsaPkcs1(_) | Scheme::RsaPss(_))
-                | (PublicKey::Ed25519(_), Scheme::Ed25519)
-        )
-    }
-}
-
-/// The DER of a public key, re-encoded (a certificate's SubjectPublicKeyInfo).
-pub fn spki_der(spki: &spki::SubjectPublicKeyInfoOwned) -> Result<Vec<u8>, KeyError> {
-    spki.to_der()
-        .map_err(|e| KeyError::Malformed(e.to_string()))
 }

@@ -72,16 +72,6 @@ impl Format {
         }
     }
 
-    /// The format a stored name names.
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "cosign-tag" => Some(Format::CosignTag),
-            "cosign-bundle" => Some(Format::CosignBundle),
-            "notation-jws" => Some(Format::NotationJws),
-            _ => None,
-        }
-    }
-
     /// The tool that makes it.
     pub fn tool(self) -> Tool {
         match self {
