@@ -167,21 +167,24 @@ impl Meta {
     /// (repository, digest).
     pub async fn scanned_images(&self, scope: ImageScope<'_>) -> Result<Vec<(RepoName, Digest)>> {
         let (filter, value) = match scope {
-            ImageScope::Registry => ("1 = 1 OR $1 = ''", ""),
-            ImageScope::Namespace(ns) => (in_namespace!("r.name", "$1"), ns),
-            ImageScope::Repository(name) => ("r.name = $1", name),
+            ImageScope::Registry => ("", None),
+            ImageScope::Namespace(ns) => {
+                (concat!(" AND ", in_namespace!("r.name", "$1")), Some(ns))
+            }
+            ImageScope::Repository(name) => (" AND r.name = $1", Some(name)),
         };
         let sql = format!(
             "SELECT DISTINCT r.name, m.digest FROM scans s \
                JOIN repositories r ON r.id = s.repository_id \
                JOIN manifests m ON m.repository_id = s.repository_id \
                  AND m.digest = s.manifest_digest \
-             WHERE s.status = 'ok' AND ({filter}) ORDER BY r.name, m.digest"
+             WHERE s.status = 'ok'{filter} ORDER BY r.name, m.digest"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(value)
-            .fetch_all(&self.reader)
-            .await?)
+        let mut query = sqlx::query_as(&sql);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        Ok(query.fetch_all(&self.reader).await?)
     }
 
     /// Whether manifest `digest` of repository `repository_id` has a successful scan, itself

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{
-    OCI_CONFIG, OCI_MANIFEST, TestServer,
+    OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, TestServer,
     auth::{ADMIN, password_of, start_auth},
     descriptor, image_config, json_body, sha256,
 };
@@ -392,6 +392,48 @@ async fn block_unscanned_refuses_pulls_until_scanned() {
     assert_eq!(pull_refusal(&s, "acme/app", &other).await, None);
 }
 
+/// With `block_unscanned`, the children of a scanned index count as scanned (they are
+/// scanned as part of it); before the index's scan, the index and its children are refused.
+#[tokio::test]
+async fn children_of_a_scanned_index_count_as_scanned() {
+    let s = TestServer::start().await;
+    let amd64 = push_debian(&s, "acme/multi", "amd64", "amd64", &[GLIBC]).await;
+    let arm64 = push_debian(&s, "acme/multi", "arm64", "arm64", &[GLIBC]).await;
+    let mut children = Vec::new();
+    for (digest, arch) in [(&amd64, "amd64"), (&arm64, "arm64")] {
+        children.push(json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": digest,
+            "size": manifest_size(&s, "acme/multi", digest).await,
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": children,
+    }))
+    .unwrap();
+    let index = s
+        .put_manifest_ok("acme/multi", "v1", OCI_INDEX, &index)
+        .await;
+    repository_policy(&s, "acme/multi", json!({"block_unscanned": true})).await;
+    for digest in [&index, &amd64, &arm64] {
+        assert!(
+            pull_refusal(&s, "acme/multi", digest).await.is_some(),
+            "{digest}"
+        );
+    }
+    scan_now(&s, "acme/multi", &index).await;
+    for digest in [&index, &amd64, &arm64] {
+        assert_eq!(
+            pull_refusal(&s, "acme/multi", digest).await,
+            None,
+            "{digest}"
+        );
+    }
+}
+
 /// A repository's setting wins over its namespace's; `null` inherits again. The GET shows
 /// the stored values and the effective ones with where they come from; a PUT of tag rules
 /// only (an existing client) leaves the policy as it is.
@@ -608,6 +650,19 @@ async fn allowlist_scopes_cover_what_they_name() {
     }
 }
 
+/// The size of manifest `digest` of `repo`, as a HEAD answers it.
+async fn manifest_size(s: &TestServer, repo: &str, digest: &str) -> u64 {
+    s.head(&format!("/v2/{repo}/manifests/{digest}"))
+        .await
+        .headers()
+        .get("content-length")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Pushes an OpenVEX document as a referrer of `subject`; returns the referrer's digest.
 async fn push_vex(s: &TestServer, repo: &str, subject: &str, document: &Value) -> String {
     push_vex_bytes(s, repo, subject, &serde_json::to_vec(document).unwrap()).await
@@ -616,16 +671,7 @@ async fn push_vex(s: &TestServer, repo: &str, subject: &str, document: &Value) -
 async fn push_vex_bytes(s: &TestServer, repo: &str, subject: &str, document: &[u8]) -> String {
     s.push_blob(repo, b"{}").await;
     s.push_blob(repo, document).await;
-    let subject_size = s
-        .head(&format!("/v2/{repo}/manifests/{subject}"))
-        .await
-        .headers()
-        .get("content-length")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse::<u64>()
-        .unwrap();
+    let subject_size = manifest_size(s, repo, subject).await;
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
