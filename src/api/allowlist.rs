@@ -209,23 +209,32 @@ async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<AllowlistEntry>)> {
-    if !body.is_object() {
+    let Some(fields) = body.as_object() else {
         return Err(ApiError::bad_request(
             "invalid body: expected a JSON object",
         ));
+    };
+    // serde names neither the field of a value of the wrong type nor (alone) an unknown
+    // one: both are checked here first.
+    for (field, value) in fields {
+        let optional = ["namespace", "repository", "digest"].contains(&field.as_str());
+        let required = ["vulnerability", "scope", "reason"].contains(&field.as_str());
+        if !optional && !required && field != "expires_at" {
+            return Err(bad_parameter(field, "unknown field"));
+        }
+        if (optional || required) && !value.is_string() && !(optional && value.is_null()) {
+            return Err(bad_parameter(
+                field,
+                format!("expected a string, not {value}"),
+            ));
+        }
     }
     let body: NewEntryBody = serde_json::from_value(body).map_err(|e| {
+        // What is left: a missing field, which serde names.
         let message = e.to_string();
-        let field = [
-            "vulnerability",
-            "scope",
-            "reason",
-            "namespace",
-            "repository",
-            "digest",
-        ]
-        .into_iter()
-        .find(|f| message.contains(&format!("`{f}`")));
+        let field = ["vulnerability", "scope", "reason"]
+            .into_iter()
+            .find(|f| message.contains(&format!("`{f}`")));
         match field {
             Some(field) => bad_parameter(field, &message),
             None => ApiError::bad_request(format!("invalid body: {message}")),

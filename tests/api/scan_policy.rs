@@ -936,6 +936,16 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
             json!({"scope": "registry", "reason": "no vulnerability"}),
             "vulnerability",
         ),
+        (entry(json!({"scope": "registry", "reason": 5})), "reason"),
+        (entry(json!({"scope": ["registry"]})), "scope"),
+        (
+            entry(json!({"scope": "registry", "colour": "red"})),
+            "colour",
+        ),
+        (
+            entry(json!({"scope": "registry", "expires_at": true})),
+            "expires_at",
+        ),
     ] {
         assert_bad(&s, Method::POST, "/allowlist", body, parameter).await;
     }
