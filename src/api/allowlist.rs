@@ -10,12 +10,16 @@ use axum::{
     Json, Router,
     extract::{Path, State},
     http::StatusCode,
+    response::Response,
     routing::{delete, get},
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Problem, repositories::bad_parameter};
+use super::{
+    ApiError, ApiJson, ApiQuery, ApiResult, Caller, Page, Paging, Problem, paged,
+    repositories::bad_parameter,
+};
 use crate::{
     auth::{Action, Role},
     error::Error,
@@ -69,6 +73,10 @@ struct ListQuery {
     repository: Option<String>,
     /// Only entries for this vulnerability id.
     vulnerability: Option<String>,
+    /// Items per page (default 100, at most 1000).
+    limit: Option<u32>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
 }
 
 /// The body's scope, checked, or a 400 naming the field at fault.
@@ -261,14 +269,15 @@ async fn create(
 }
 
 /// The allowlist entries the caller may read (those of the registry, and of the namespaces
-/// the caller may pull from), oldest first; an expired entry is shown with `expired: true`.
+/// the caller may pull from), oldest first, a page at a time; an expired entry is shown with
+/// `expired: true`.
 #[utoipa::path(
     get,
     path = "/api/v1/allowlist",
     tag = "vulnerabilities",
     params(ListQuery),
     responses(
-        (status = 200, description = "The entries", body = inline(Object)),
+        (status = 200, description = "A page of entries; `next` and `Link` lead on", body = Page<AllowlistEntry>),
         (status = 400, description = "An unknown parameter or scope", body = Problem),
         (status = 401, description = "Sign in first", body = Problem),
     )
@@ -277,7 +286,7 @@ async fn list(
     State(app): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if caller.identity.is_anonymous() && !caller.identity.admin {
         return Err(Error::Unauthorized("sign in first".into()).into());
     }
@@ -289,48 +298,79 @@ async fn list(
             format!("unknown scope {scope:?}: registry, namespace, repository or digest"),
         ));
     }
+    let limit = Paging {
+        limit: q.limit,
+        cursor: None,
+    }
+    .limit()?;
+    let mut after = match q.cursor.as_deref() {
+        None => 0,
+        Some(cursor) => cursor
+            .parse::<i64>()
+            .map_err(|_| bad_parameter("cursor", "not a cursor of this listing"))?,
+    };
     let filter = AllowlistFilter {
         scope_kind: q.scope.clone(),
-        scope_value: None,
+        namespace: q.namespace.clone(),
+        repository: q.repository.clone(),
         vulnerability: q.vulnerability.clone(),
     };
+    // Entries of namespaces the caller may not read are skipped: batches are read until the
+    // page (and one more entry, which says a next page exists) is full.
     let mut readable: HashMap<String, bool> = HashMap::new();
     let mut items = Vec::new();
-    for entry in app.registry.allowlist(&filter).await? {
-        if let Some(ns) = &q.namespace
-            && entry.namespace.as_ref() != Some(ns)
-        {
-            continue;
-        }
-        if let Some(repo) = &q.repository
-            && entry.repository.as_ref() != Some(repo)
-        {
-            continue;
-        }
-        let ns = match (&entry.namespace, &entry.repository) {
-            (Some(ns), _) => Some(ns.clone()),
-            (None, Some(repo)) => Some(crate::auth::namespace_of(repo).to_owned()),
-            (None, None) => None,
-        };
-        if let Some(ns) = ns {
-            let may = match readable.get(&ns) {
-                Some(may) => *may,
-                None => {
-                    let may = caller
-                        .auth()
-                        .may_on_namespace(&caller.identity, &ns, Action::Pull)
-                        .await?;
-                    readable.insert(ns, may);
-                    may
-                }
+    'batches: loop {
+        let batch = app.registry.allowlist(&filter, after, limit + 1).await?;
+        let last = batch.len() < (limit + 1) as usize;
+        for entry in batch {
+            after = entry.id;
+            let ns = match (&entry.namespace, &entry.repository) {
+                (Some(ns), _) => Some(ns.clone()),
+                (None, Some(repo)) => Some(crate::auth::namespace_of(repo).to_owned()),
+                (None, None) => None,
             };
-            if !may {
-                continue;
+            if let Some(ns) = ns {
+                let may = match readable.get(&ns) {
+                    Some(may) => *may,
+                    None => {
+                        let may = caller
+                            .auth()
+                            .may_on_namespace(&caller.identity, &ns, Action::Pull)
+                            .await?;
+                        readable.insert(ns, may);
+                        may
+                    }
+                };
+                if !may {
+                    continue;
+                }
+            }
+            items.push(entry);
+            if items.len() > limit as usize {
+                break 'batches;
             }
         }
-        items.push(entry);
+        if last {
+            break;
+        }
     }
-    Ok(Json(json!({ "items": items })))
+    let mut path = String::from("/api/v1/allowlist");
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            [
+                ("scope", &q.scope),
+                ("namespace", &q.namespace),
+                ("repository", &q.repository),
+                ("vulnerability", &q.vulnerability),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v))),
+        )
+        .finish();
+    if !query.is_empty() {
+        path = format!("{path}?{query}");
+    }
+    Ok(paged(items, limit, &path, |e| e.id.to_string()))
 }
 
 /// Deletes an allowlist entry (who may add it may delete it); the images it covered are

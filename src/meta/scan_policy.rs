@@ -78,8 +78,11 @@ pub struct NewAllowlistEntry<'a> {
 pub struct AllowlistFilter {
     /// Only entries of this scope kind.
     pub scope_kind: Option<String>,
-    /// Only entries of this scope value.
-    pub scope_value: Option<String>,
+    /// Only entries of this namespace (`namespace` scope).
+    pub namespace: Option<String>,
+    /// Only entries of this repository (`repository` scope, and `digest` scope for its
+    /// images).
+    pub repository: Option<String>,
     /// Only entries for this vulnerability.
     pub vulnerability: Option<String>,
 }
@@ -224,17 +227,29 @@ impl Meta {
             .await?)
     }
 
-    /// The allowlist entries passing `filter`, by id.
-    pub async fn allowlist(&self, filter: &AllowlistFilter) -> Result<Vec<AllowlistRow>> {
+    /// The allowlist entries passing `filter` with an id above `after`, by id, at most `n`.
+    pub async fn allowlist(
+        &self,
+        filter: &AllowlistFilter,
+        after: i64,
+        n: i64,
+    ) -> Result<Vec<AllowlistRow>> {
         let sql = format!(
             "SELECT {ALLOWLIST_COLUMNS} FROM vulnerability_allowlist \
-             WHERE ($1 IS NULL OR scope_kind = $1) AND ($2 IS NULL OR scope_value = $2) \
-               AND ($3 IS NULL OR vulnerability = $3) ORDER BY id"
+             WHERE id > $1 AND ($2 IS NULL OR scope_kind = $2) \
+               AND ($3 IS NULL OR vulnerability = $3) \
+               AND ($4 IS NULL OR (scope_kind = 'namespace' AND scope_value = $4)) \
+               AND ($5 IS NULL OR (scope_kind = 'repository' AND scope_value = $5) \
+                 OR (scope_kind = 'digest' AND substr(scope_value, 1, length($5) + 1) = $5 || '@')) \
+             ORDER BY id LIMIT $6"
         );
         Ok(sqlx::query_as(&sql)
+            .bind(after)
             .bind(filter.scope_kind.as_deref())
-            .bind(filter.scope_value.as_deref())
             .bind(filter.vulnerability.as_deref())
+            .bind(filter.namespace.as_deref())
+            .bind(filter.repository.as_deref())
+            .bind(n)
             .fetch_all(&self.reader)
             .await?)
     }

@@ -481,10 +481,16 @@ impl Registry {
         self.allowlist_entry_of(row)
     }
 
-    /// The allowlist entries passing `filter`, oldest first.
-    pub async fn allowlist(&self, filter: &AllowlistFilter) -> Result<Vec<AllowlistEntry>> {
+    /// The allowlist entries passing `filter` with an id above `after`, oldest first, at
+    /// most `n`.
+    pub async fn allowlist(
+        &self,
+        filter: &AllowlistFilter,
+        after: i64,
+        n: u32,
+    ) -> Result<Vec<AllowlistEntry>> {
         self.meta
-            .allowlist(filter)
+            .allowlist(filter, after, i64::from(n))
             .await?
             .into_iter()
             .map(|row| self.allowlist_entry_of(row))

@@ -954,6 +954,10 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     assert_eq!(problem["error"]["message"], "no allowlist entry 4242");
     let (status, _) = call(&s, Method::DELETE, "/allowlist/x", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    for query in ["cursor=x", "limit=0", "scope=galaxy", "colour=red"] {
+        let (status, problem) = call(&s, Method::GET, &format!("/allowlist?{query}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {problem}");
+    }
     assert_eq!(
         ok(&s, Method::GET, "/allowlist", None).await["items"],
         json!([])
@@ -1076,6 +1080,34 @@ async fn who_may_set_policy_and_allowlist_entries() {
     assert_eq!(ids, [&created["id"], &global["id"]]);
     let all = s.admin_api(Method::GET, "/allowlist", None).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 3);
+    // A page at a time, the unreadable entry skipped.
+    let first = json_body(
+        s.api_as(as_dev, Method::GET, "/allowlist?limit=1", None)
+            .await,
+    )
+    .await;
+    assert_eq!(first["items"][0]["id"], created["id"]);
+    let next = first["next"].as_str().expect("a next page");
+    let second = json_body(
+        s.api_as(
+            as_dev,
+            Method::GET,
+            &format!("/allowlist?limit=1&cursor={next}"),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(second["items"][0]["id"], global["id"]);
+    assert_eq!(second.get("next"), None, "{second}");
+    let scoped = s
+        .admin_api(
+            Method::GET,
+            "/allowlist?repository=team/app&scope=repository",
+            None,
+        )
+        .await;
+    assert_eq!(scoped["items"].as_array().unwrap().len(), 1);
 
     let path = format!("/allowlist/{}", global["id"]);
     assert_eq!(
