@@ -8,6 +8,7 @@
 //!   ([`Paging`], [`paged`]).
 
 mod advisories;
+mod allowlist;
 mod caller;
 mod gc;
 mod images;
@@ -51,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(stats::routes())
         .merge(advisories::routes())
+        .merge(allowlist::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -106,6 +108,8 @@ pub fn routes() -> Router<AppState> {
         namespaces::remove_member,
         namespaces::deploy_tokens,
         namespaces::create_deploy_token,
+        namespaces::get_settings,
+        namespaces::put_settings,
         namespaces::audit,
         quotas::show,
         quotas::set,
@@ -121,6 +125,9 @@ pub fn routes() -> Router<AppState> {
         advisories::import,
         advisories::show,
         advisories::list,
+        allowlist::create,
+        allowlist::list,
+        allowlist::remove,
     ),
     components(schemas(Problem))
 )]

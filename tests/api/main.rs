@@ -26,6 +26,7 @@ mod quarantine;
 mod quotas;
 mod referrers;
 mod repositories;
+mod scan_policy;
 mod scans;
 mod seed_words;
 mod stats;
