@@ -304,7 +304,7 @@ fn stdlib_version(go_version: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const START: &[u8] = &[
@@ -325,7 +325,7 @@ mod tests {
     }
 
     /// A binary's bytes around a build information blob as Go 1.18+ writes it.
-    fn binary(go: &str, modinfo: &str) -> Vec<u8> {
+    pub(crate) fn binary(go: &str, modinfo: &str) -> Vec<u8> {
         let mut out = b"\x7fELF".to_vec();
         out.resize(4096, 0xcc);
         out.extend_from_slice(MAGIC);

@@ -285,7 +285,9 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             continue;
         }
         let size = entry.header().size()?;
-        if size > limits.max_file_bytes {
+        // Only the head of a `METADATA` is read, whatever its size.
+        let head_only = matches!(role, FileRole::Language(LanguageFile::PythonMetadata));
+        if size > limits.max_file_bytes && !head_only {
             index.notes.push(format!(
                 "skipped {path}: {size} bytes, more than the {} read at most",
                 limits.max_file_bytes
@@ -954,6 +956,83 @@ mod tests {
             names(&layer, "var/lib/dpkg/status"),
             ["libc6=2.36-9", "zlib1g=1:1.2.13.dfsg-1"]
         );
+    }
+
+    fn tar_with_modes(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, mode, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(*mode);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn executables_are_searched_for_go_build_information() {
+        let bin = super::super::gobinary::tests::binary(
+            "go1.21.5",
+            "path\tx\nmod\tx\t(devel)\t\ndep\tgolang.org/x/net\tv0.17.0\th1:x=\n",
+        );
+        let cut = &bin[..4096 + 40];
+        let tar = tar_with_modes(&[
+            ("usr/bin/app", 0o755, &bin),
+            ("usr/share/app.bin", 0o644, &bin),
+            ("usr/bin/cut", 0o755, cut),
+            ("usr/bin/script", 0o755, b"#!/bin/sh\n"),
+            ("usr/bin/tiny", 0o755, b"\x7fE"),
+        ]);
+        let layer = index(&gzip(&tar)).unwrap();
+        assert_eq!(
+            names(&layer, "usr/bin/app"),
+            ["x=(devel)", "golang.org/x/net=v0.17.0", "stdlib=1.21.5"]
+        );
+        assert_eq!(layer.files.len(), 1);
+        assert_eq!(
+            layer.notes,
+            ["skipped usr/bin/cut: its Go build information is truncated"]
+        );
+        // Over the size searched: not read at all.
+        let limits = LayerLimits {
+            max_binary_bytes: 1000,
+            ..LayerLimits::default()
+        };
+        assert!(index_layer(&tar[..], limits).unwrap().files.is_empty());
+    }
+
+    #[test]
+    fn language_files_are_read_and_malformed_ones_noted() {
+        let tar = tar_with_modes(&[
+            (
+                "app/node_modules/a/package.json",
+                0o644,
+                br#"{"name":"a","version":"1.0.0"}"#,
+            ),
+            ("app/node_modules/b/package.json", 0o644, b"{oops"),
+            (
+                "site/Foo_Bar-2.0.dist-info/METADATA",
+                0o644,
+                b"Name: Foo_Bar\nVersion: 2.0\n",
+            ),
+            ("var/lib/rpm/Packages", 0o644, b"berkeley"),
+        ]);
+        let layer = index(&tar).unwrap();
+        assert_eq!(
+            names(&layer, "app/node_modules/a/package.json"),
+            ["a=1.0.0"]
+        );
+        // A malformed file still replaces what a lower layer had there.
+        assert!(names(&layer, "app/node_modules/b/package.json").is_empty());
+        assert_eq!(
+            names(&layer, "site/Foo_Bar-2.0.dist-info/METADATA"),
+            ["foo-bar=2.0"]
+        );
+        assert_eq!(layer.notes.len(), 2, "{:?}", layer.notes);
+        assert!(layer.notes[0].starts_with("skipped app/node_modules/b/package.json: not a JSON"));
+        assert!(layer.notes[1].contains("Berkeley DB"));
+        let inv = merge([("L1", &layer)]);
+        assert_eq!(rows(&inv), ["npm a=1.0.0 L1", "PyPI foo-bar=2.0 L1"]);
     }
 
     #[test]

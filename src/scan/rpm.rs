@@ -173,6 +173,44 @@ pub fn read_sqlite_db(path: &Path) -> Result<(Vec<Package>, Vec<String>), String
         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let db = rusqlite::Connection::open_with_flags(uri.as_str(), flags)
         .map_err(|e| format!("not an SQLite database: {e}"))?;
+    // The file comes from an image: no value may grow past what a header can be, and
+    // `Packages` must be the plain table rpm creates, not a view or a generated column that
+    // would compute without end.
+    db.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        MAX_DATA_BYTES as i32,
+    );
+    db.pragma_update(None, "trusted_schema", "OFF")
+        .map_err(|e| format!("not an SQLite database: {e}"))?;
+    let kind: Option<String> = db
+        .query_row(
+            "SELECT type FROM sqlite_master WHERE name = 'Packages'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| format!("no Packages table: {e}"))
+        .ok();
+    if kind.as_deref() != Some("table") {
+        return Err("no Packages table".to_owned());
+    }
+    let plain_columns: i64 = db
+        .query_row(
+            "SELECT count(*) FROM pragma_table_xinfo('Packages') \
+             WHERE name IN ('hnum', 'blob') AND hidden = 0",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let all_columns: i64 = db
+        .query_row(
+            "SELECT count(*) FROM pragma_table_xinfo('Packages')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|e| format!("unreadable: {e}"))?;
+    if plain_columns != 2 || all_columns != 2 {
+        return Err("Packages is not the table rpm creates (hnum, blob)".to_owned());
+    }
     let mut statement = db
         .prepare("SELECT blob FROM Packages ORDER BY hnum")
         .map_err(|e| format!("no Packages table: {e}"))?;
@@ -291,6 +329,77 @@ pub(crate) mod tests {
         );
         assert_eq!(split_source_rpm("nodashes.src.rpm"), None);
         assert_eq!(split_source_rpm("a-1-2.rpm"), None);
+    }
+
+    /// A database at `dir/rpmdb.sqlite` made by `sql`, then `headers` inserted into `Packages`.
+    fn db_with(dir: &Path, sql: &str, headers: &[Vec<u8>]) -> std::path::PathBuf {
+        let path = dir.join("rpmdb.sqlite");
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(sql).unwrap();
+        for header in headers {
+            db.execute("INSERT INTO Packages (blob) VALUES (?1)", [header])
+                .unwrap();
+        }
+        path
+    }
+
+    const RPM_SCHEMA: &str =
+        "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);";
+
+    #[test]
+    fn the_packages_table_is_read_and_bad_rows_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = header_blob(&[(TAG_NAME, "gpg-pubkey"), (TAG_VERSION, "1")], None);
+        let path = db_with(dir.path(), RPM_SCHEMA, &[bash(), b"junk".to_vec(), key]);
+        let (packages, notes) = read_sqlite_db(&path).unwrap();
+        assert_eq!(
+            packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["bash"]
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        // Read-only and immutable: nothing was written beside the database.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["rpmdb.sqlite"]);
+    }
+
+    #[test]
+    fn a_database_that_is_not_rpms_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // A view that would compute rows without end.
+        let view = db_with(
+            dir.path(),
+            "CREATE VIEW Packages AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
+             SELECT x AS hnum, randomblob(1000) AS blob FROM n;",
+            &[],
+        );
+        assert!(read_sqlite_db(&view).is_err());
+        std::fs::remove_file(&view).unwrap();
+        let generated = db_with(
+            dir.path(),
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, seed INTEGER, \
+             blob BLOB GENERATED ALWAYS AS (zeroblob(seed)) VIRTUAL);",
+            &[],
+        );
+        assert!(read_sqlite_db(&generated).is_err());
+        std::fs::remove_file(&generated).unwrap();
+        let other = db_with(dir.path(), "CREATE TABLE Other (x);", &[]);
+        assert!(read_sqlite_db(&other).is_err());
+        std::fs::write(&other, b"not a database at all").unwrap();
+        assert!(read_sqlite_db(&other).is_err());
+        // A real database with its pages scrambled: an error or fewer rows, never a panic.
+        std::fs::remove_file(&other).unwrap();
+        let path = db_with(dir.path(), RPM_SCHEMA, &[bash(), bash(), bash()]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for byte in bytes.iter_mut().skip(100).step_by(5) {
+            *byte ^= 0xa5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok((packages, _)) = read_sqlite_db(&path) {
+            assert!(packages.len() <= 3);
+        }
     }
 
     #[test]
