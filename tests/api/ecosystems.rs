@@ -3,7 +3,8 @@
 //! `package-lock.json`, and `Cargo.lock` — each package with its OSV ecosystem, package URL
 //! and the layer that introduced it; malformed files skipped without failing the scan; and,
 //! with the real tools installed (`scripts/install-test-deps.sh`), inventories that agree with
-//! syft's on a Go binary built here and an rpm database made with Debian's `rpm`.
+//! syft's on a Go binary built here, an rpm database made with Debian's `rpm`, and Python,
+//! npm and Cargo files.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -696,4 +697,116 @@ async fn rpmdb_inventory_agrees_with_syft() {
         "{berth:?}"
     );
     assert_eq!(berth, syft);
+}
+
+/// Python, npm and Cargo files written here, pushed as a layer and given to syft as a
+/// directory (with its installed-package.json cataloger selected, which syft runs on images
+/// only by default): the same packages and package URLs, except two that Berth leaves out on
+/// purpose — the project a `package-lock.json` belongs to (its `""` entry) and a crate of the
+/// workspace itself in `Cargo.lock` (no registry source): neither is a registry's package
+/// that an advisory could name.
+#[tokio::test]
+#[ignore = "needs syft (scripts/install-test-deps.sh); run with --ignored"]
+async fn language_inventory_agrees_with_syft() {
+    let files: &[(&str, &[u8])] = &[
+        (
+            "usr/lib/python3/site-packages/PyYAML-5.3.1.dist-info/METADATA",
+            b"Metadata-Version: 2.1\nName: PyYAML\nVersion: 5.3.1\n\nLong text\n",
+        ),
+        (
+            "usr/lib/python3/site-packages/zope.interface-6.0.dist-info/METADATA",
+            b"Metadata-Version: 2.1\nName: zope.interface\nVersion: 6.0\n",
+        ),
+        (
+            "srv/web/node_modules/minimist/package.json",
+            br#"{"name": "minimist", "version": "1.2.5"}"#,
+        ),
+        (
+            "srv/web/node_modules/@babel/core/package.json",
+            br#"{"name": "@babel/core", "version": "7.23.0"}"#,
+        ),
+        (
+            "srv/web/package-lock.json",
+            br#"{"name": "web", "version": "1.0.0", "lockfileVersion": 3, "packages": {
+                "": {"name": "web", "version": "1.0.0"},
+                "node_modules/lodash": {"version": "4.17.20"},
+                "node_modules/@babel/traverse": {"version": "7.23.1"}}}"#,
+        ),
+        (
+            "src/tool/Cargo.lock",
+            b"version = 3\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\n\
+              [[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\n\
+              source = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (path, bytes) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let s = TestServer::start().await;
+    let entries: Vec<(&str, u32, &[u8])> = files.iter().map(|(p, b)| (*p, 0o644, *b)).collect();
+    let (digest, _) = push_image(&s, "oracle/languages", &[tar_of(&entries)]).await;
+    let (record, items) = scan_and_list(&s, "oracle/languages", &digest).await;
+    assert_eq!(record["status"], "ok", "{record}");
+    let berth: BTreeSet<String> = items
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["ecosystem"].as_str().unwrap(),
+                p["purl"].as_str().unwrap()
+            )
+        })
+        .collect();
+
+    let out = Command::new(tool("syft"))
+        .arg(format!("dir:{}", dir.path().display()))
+        .args([
+            "-o",
+            "json",
+            "-q",
+            "--select-catalogers",
+            "+javascript-package-cataloger",
+        ])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("run syft");
+    assert!(
+        out.status.success(),
+        "syft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("syft JSON");
+    let ecosystem_of = |kind: &str| match kind {
+        "python" => "PyPI",
+        "npm" => "npm",
+        "rust-crate" => "crates.io",
+        other => panic!("syft found a {other} package"),
+    };
+    let syft: BTreeSet<String> = report["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                ecosystem_of(a["type"].as_str().unwrap()),
+                a["purl"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(berth.len(), 7, "{berth:?}");
+    assert!(
+        berth.is_subset(&syft),
+        "only Berth: {:?}",
+        berth.difference(&syft)
+    );
+    let only_syft: Vec<&String> = syft.difference(&berth).collect();
+    assert_eq!(
+        only_syft,
+        ["crates.io pkg:cargo/app@0.1.0", "npm pkg:npm/web@1.0.0"],
+        "syft lists more than the project and the workspace crate"
+    );
 }
