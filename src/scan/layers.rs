@@ -3,9 +3,10 @@
 //! and the layer's whiteouts and opaque directories; everything else is skipped as it streams
 //! by. What it reads: the dpkg and apk databases and `os-release` (each up to
 //! [`LayerLimits::max_file_bytes`]), rpm's SQLite database, Python `METADATA`, npm
-//! `package.json` and `package-lock.json`, `Cargo.lock`, and the build information of Go
+//! `package.json` and `package-lock.json`, `Cargo.lock`, the build information of Go
 //! executables (ELF files with an executable bit, up to [`LayerLimits::max_binary_bytes`],
-//! streamed, never held whole). [`merge`] then stacks the layers of an image, bottom to top,
+//! streamed, never held whole) and the cargo-auditable section of Rust executables (those up
+//! to [`rustaudit::MAX_AUDITED_BINARY_BYTES`], held whole while read). [`merge`] then stacks the layers of an image, bottom to top,
 //! into its inventory, without reading any blob again.
 //!
 //! Entries are only read by name, and links are never followed. The one file written is the
@@ -24,10 +25,11 @@ use super::languages::{self, LanguageFile};
 use super::packages::{
     self, OsRelease, Package, PackageKind, parse_apk_installed, parse_dpkg_status, parse_os_release,
 };
-use super::rpm;
+use super::{rpm, rustaudit};
 
 /// Bumped whenever what is read from a layer changes: layers indexed by an older version are
-/// read again, those of this version never. 2: rpm, Go binaries, Python, npm and Cargo.lock.
+/// read again, those of this version never. 2: rpm, Go binaries, Rust binaries built with
+/// cargo-auditable, Python, npm and Cargo.lock.
 pub const INDEXER_VERSION: i64 = 2;
 
 /// How much of a layer is read at most.
@@ -157,11 +159,14 @@ fn language_packages(
 
 const ELF_MAGIC: &[u8] = b"\x7fELF";
 
-/// Streams an executable through the Go build information scanner, stopping as soon as it is
-/// no ELF file or the outcome is known; `None` when it is no Go binary.
-fn read_go_binary(
-    entry: &mut impl Read,
-) -> io::Result<Option<Result<Vec<Package>, gobinary::BuildInfoError>>> {
+/// The packages a file lists, or why it lists none.
+type Listed = Result<Vec<Package>, String>;
+
+/// What an ELF executable says it was built from: Go build information (streamed), else the
+/// `.dep-v0` section of cargo-auditable (which needs the file whole, so only up to
+/// [`rustaudit::MAX_AUDITED_BINARY_BYTES`] is held); `None` when it says nothing (or is no
+/// ELF file, which is seen from its first bytes).
+fn read_executable(entry: &mut impl Read, size: u64) -> io::Result<Option<(PackageKind, Listed)>> {
     let mut head = [0u8; 4];
     let mut filled = 0;
     while filled < head.len() {
@@ -173,18 +178,36 @@ fn read_go_binary(
     if head != ELF_MAGIC {
         return Ok(None);
     }
+    let hold = size <= rustaudit::MAX_AUDITED_BINARY_BYTES;
+    let mut whole = Vec::new();
+    if hold {
+        whole.reserve(size.min(8 << 20) as usize);
+        whole.extend_from_slice(&head);
+    }
     let mut scanner = BuildInfoScanner::new();
     scanner.feed(&head);
     let mut buf = vec![0u8; 64 << 10];
-    while scanner.wants_more() {
+    while hold || scanner.wants_more() {
         match entry.read(&mut buf)? {
             0 => break,
-            n => scanner.feed(&buf[..n]),
+            n => {
+                scanner.feed(&buf[..n]);
+                if hold {
+                    whole.extend_from_slice(&buf[..n]);
+                }
+            }
         }
     }
-    Ok(scanner
-        .finish()
-        .map(|outcome| outcome.map(|info| gobinary::packages(&info))))
+    if let Some(outcome) = scanner.finish() {
+        return Ok(Some((
+            PackageKind::Go,
+            outcome
+                .map(|info| gobinary::packages(&info))
+                .map_err(|e| e.to_string()),
+        )));
+    }
+    Ok(rustaudit::dep_section(&whole)
+        .map(|section| (PackageKind::Cargo, rustaudit::parse_dep_section(section))))
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -259,17 +282,13 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             if entry_type.is_file() && executable {
                 let size = entry.header().size()?;
                 if size <= limits.max_binary_bytes {
-                    match read_go_binary(&mut entry)? {
-                        Some(Ok(packages)) => {
-                            index.files.insert(
-                                path,
-                                LayerFile::Packages {
-                                    kind: PackageKind::Go,
-                                    packages,
-                                },
-                            );
+                    match read_executable(&mut entry, size)? {
+                        Some((kind, Ok(packages))) => {
+                            index
+                                .files
+                                .insert(path, LayerFile::Packages { kind, packages });
                         }
-                        Some(Err(e)) => index.notes.push(format!("skipped {path}: {e}")),
+                        Some((_, Err(e))) => index.notes.push(format!("skipped {path}: {e}")),
                         None => {}
                     }
                 }
@@ -999,6 +1018,32 @@ mod tests {
             ..LayerLimits::default()
         };
         assert!(index_layer(&tar[..], limits).unwrap().files.is_empty());
+    }
+
+    #[test]
+    fn rust_executables_built_with_cargo_auditable_list_their_crates() {
+        use super::super::rustaudit::tests::{AUDIT_JSON, elf64};
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(AUDIT_JSON.as_bytes()).unwrap();
+        let elf = elf64(&[(".text", b"\x90"), (".dep-v0", &enc.finish().unwrap())]);
+        let broken = elf64(&[(".dep-v0", b"not zlib")]);
+        let tar = tar_with_modes(&[
+            ("usr/bin/rusty", 0o755, &elf),
+            ("usr/lib/librusty.so", 0o644, &elf),
+            ("usr/bin/broken", 0o755, &broken),
+        ]);
+        let layer = index(&tar).unwrap();
+        assert_eq!(
+            names(&layer, "usr/bin/rusty"),
+            ["smallvec=1.6.0", "cc=1.0.83"]
+        );
+        assert_eq!(layer.files.len(), 1);
+        assert_eq!(layer.notes.len(), 1);
+        assert!(layer.notes[0].starts_with("skipped usr/bin/broken: its cargo-auditable data"));
+        assert_eq!(
+            rows(&merge([("L1", &layer)])),
+            ["crates.io smallvec=1.6.0 L1", "crates.io cc=1.0.83 L1"]
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The package databases an image carries, parsed from their text: dpkg's `status` (and each
 //! file of `status.d/`), apk's `installed`, and `os-release`, which names the distribution and
 //! so the OSV ecosystem of what those databases list (`Debian:12`, `Alpine:v3.19`). The
-//! other kinds of package ([`PackageKind`]) are read by [`super::rpm`], [`super::gobinary`]
-//! and [`super::languages`]; their ecosystems and package URLs are named here.
+//! other kinds of package ([`PackageKind`]) are read by [`super::rpm`], [`super::gobinary`],
+//! [`super::rustaudit`] and [`super::languages`]; their ecosystems and package URLs are named here.
 //!
 //! Each package keeps its binary name and version and its source package and version (both
 //! always filled): advisories of Debian name source packages, those of Alpine origins.
@@ -25,7 +25,7 @@ pub enum PackageKind {
     Python,
     /// An npm package (`node_modules/**/package.json`, `package-lock.json`).
     Npm,
-    /// A Rust crate (`Cargo.lock`).
+    /// A Rust crate (`Cargo.lock`, a binary's cargo-auditable section).
     Cargo,
 }
 

@@ -3,8 +3,8 @@
 //! `package-lock.json`, and `Cargo.lock` — each package with its OSV ecosystem, package URL
 //! and the layer that introduced it; malformed files skipped without failing the scan; and,
 //! with the real tools installed (`scripts/install-test-deps.sh`), inventories that agree with
-//! syft's on a Go binary built here, an rpm database made with Debian's `rpm`, and Python,
-//! npm and Cargo files.
+//! syft's on a Go binary and a Rust binary (cargo-auditable) built here, an rpm database made
+//! with Debian's `rpm`, and Python, npm and Cargo files.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -809,4 +809,90 @@ async fn language_inventory_agrees_with_syft() {
         ["crates.io pkg:cargo/app@0.1.0", "npm pkg:npm/web@1.0.0"],
         "syft lists more than the project and the workspace crate"
     );
+}
+
+/// `cargo-auditable`: `BERTH_TEST_CARGO_AUDITABLE`, else the one `scripts/install-test-deps.sh`
+/// installs under `target/test-tools`, else on `PATH`.
+fn cargo_auditable() -> PathBuf {
+    if let Ok(path) = std::env::var("BERTH_TEST_CARGO_AUDITABLE") {
+        return path.into();
+    }
+    let installed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/bin/cargo-auditable");
+    let path: PathBuf = if installed.is_file() {
+        installed
+    } else {
+        "cargo-auditable".into()
+    };
+    // Run as cargo runs a subcommand (it refuses to run on its own).
+    let runs = Command::new(&path)
+        .args(["auditable", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        runs,
+        "cargo-auditable not found: run scripts/install-test-deps.sh or set \
+         BERTH_TEST_CARGO_AUDITABLE"
+    );
+    path
+}
+
+/// A Rust program built here with `cargo auditable` (offline: its one dependency, `hex`, is
+/// one of Berth's own, so cargo's cache has it) and pushed as a layer: Berth lists the crates
+/// syft reads from the same binary, except the program's own crate (source `local`), which
+/// is no crates.io package an advisory could name.
+#[tokio::test]
+#[ignore = "needs cargo-auditable and syft (scripts/install-test-deps.sh); run with --ignored"]
+async fn rust_binary_built_with_cargo_auditable_agrees_with_syft() {
+    let auditable = cargo_auditable();
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("audited");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"audited\"\nversion = \"0.3.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\nhex = \"=0.4.3\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() {\n    println!(\"{}\", hex::encode(\"hi\"));\n}\n",
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        auditable.parent().unwrap_or(Path::new(".")).display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run(Command::new(env!("CARGO"))
+        .args(["auditable", "build", "--release", "--offline", "--quiet"])
+        .current_dir(&project)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", work.path().join("target")));
+    let binary = std::fs::read(work.path().join("target/release/audited")).unwrap();
+    let out = work.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("audited"), &binary).unwrap();
+
+    let s = TestServer::start().await;
+    let layer = tar_of(&[("usr/local/bin/audited", 0o755, &binary)]);
+    let (digest, layers) = push_image(&s, "oracle/rust", &[layer]).await;
+    let (record, items) = scan_and_list(&s, "oracle/rust", &digest).await;
+    assert_eq!(record["status"], "ok", "{record}");
+    assert!(
+        items
+            .iter()
+            .all(|p| p["ecosystem"] == "crates.io" && p["layer"] == layers[0].as_str())
+    );
+    let berth: BTreeSet<String> = items
+        .iter()
+        .map(|p| p["purl"].as_str().unwrap().to_owned())
+        .collect();
+    let syft: BTreeSet<String> = syft_artifacts(&out, "rust-crate")
+        .iter()
+        .filter(|a| a["metadata"]["source"] != "local")
+        .map(|a| a["purl"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(berth, BTreeSet::from(["pkg:cargo/hex@0.4.3".to_owned()]));
+    assert_eq!(berth, syft);
 }
