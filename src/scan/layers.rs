@@ -35,8 +35,9 @@ pub const INDEXER_VERSION: i64 = 2;
 /// How much of a layer is read at most.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerLimits {
-    /// The largest package database or `os-release` read into memory; a bigger one is
-    /// skipped with a note.
+    /// The largest package database, lockfile or `os-release` read (into memory, or for an
+    /// rpm database into its scratch copy); a bigger one is skipped with a note. A `METADATA`
+    /// is read up to its first [`languages::MAX_METADATA_HEAD_BYTES`] whatever its size.
     pub max_file_bytes: u64,
     /// The most bytes a layer may decompress to (a gzip bomb ends with an error here).
     pub max_layer_bytes: u64,
@@ -83,7 +84,8 @@ pub struct LayerIndex {
     /// Directories whose lower contents this layer hides (`.wh..wh..opq` entries).
     pub opaque_dirs: Vec<String>,
     /// Entries skipped on purpose (a `..` path, a database too big, a link at a database
-    /// path), for people.
+    /// path, a file that is not what its path says, a binary cut inside its build
+    /// information), for people.
     pub notes: Vec<String>,
 }
 
