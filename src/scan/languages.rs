@@ -1,5 +1,6 @@
 //! Packages of language registries that an image says it contains: Python distributions
-//! (`*.dist-info/METADATA`), npm packages (`node_modules/**/package.json` and
+//! (`*.dist-info/METADATA`, `*.egg-info/PKG-INFO` or an `*.egg-info` file, all in the same
+//! format), npm packages (`node_modules/**/package.json` and
 //! `package-lock.json`) and Rust crates (`Cargo.lock`).
 //!
 //! Each reader takes the file's bytes (already capped by the layer reader) and returns its
@@ -18,7 +19,8 @@ pub const MAX_METADATA_HEAD_BYTES: u64 = 256 << 10;
 /// Which language file, if any, lives at `path` (normalised, without a leading `/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LanguageFile {
-    /// `…/<name>-<version>.dist-info/METADATA`.
+    /// `…/<name>-<version>.dist-info/METADATA`, `…/<name>.egg-info/PKG-INFO`, or an
+    /// `<name>.egg-info` file in `site-packages` or `dist-packages`.
     PythonMetadata,
     /// `…/node_modules/<name>/package.json` or `…/node_modules/@<scope>/<name>/package.json`.
     NpmPackageJson,
@@ -35,6 +37,16 @@ impl LanguageFile {
         let parent = dir.rsplit('/').next().unwrap_or_default();
         match name {
             "METADATA" if parent.ends_with(".dist-info") && parent.len() > ".dist-info".len() => {
+                Some(LanguageFile::PythonMetadata)
+            }
+            "PKG-INFO" if parent.ends_with(".egg-info") && parent.len() > ".egg-info".len() => {
+                Some(LanguageFile::PythonMetadata)
+            }
+            // setuptools (and Debian's python3-* packages) may write the egg-info as one file.
+            _ if name.ends_with(".egg-info")
+                && name.len() > ".egg-info".len()
+                && matches!(parent, "site-packages" | "dist-packages") =>
+            {
                 Some(LanguageFile::PythonMetadata)
             }
             "package.json" if is_installed_npm_package(dir) => Some(LanguageFile::NpmPackageJson),
@@ -213,6 +225,15 @@ mod tests {
             Some(LanguageFile::PythonMetadata)
         );
         assert_eq!(of("x/.dist-info/METADATA"), None);
+        assert_eq!(
+            of("usr/lib/python3/dist-packages/six-1.16.0.egg-info/PKG-INFO"),
+            Some(LanguageFile::PythonMetadata)
+        );
+        assert_eq!(
+            of("usr/lib/python3/dist-packages/chardet-5.1.0.egg-info"),
+            Some(LanguageFile::PythonMetadata)
+        );
+        assert_eq!(of("home/me/notes.egg-info"), None);
         assert_eq!(of("x/foo.egg-info/METADATA"), None);
         assert_eq!(
             of("app/node_modules/lodash/package.json"),

@@ -2,12 +2,13 @@
 //! (told apart by magic bytes, not by media type), keeps only what says what is installed
 //! and the layer's whiteouts and opaque directories; everything else is skipped as it streams
 //! by. What it reads: the dpkg and apk databases and `os-release` (each up to
-//! [`LayerLimits::max_file_bytes`]), rpm's SQLite database, Python `METADATA`, npm
-//! `package.json` and `package-lock.json`, `Cargo.lock`, the build information of Go
-//! executables (ELF files with an executable bit, up to [`LayerLimits::max_binary_bytes`],
-//! streamed, never held whole) and the cargo-auditable section of Rust executables (those up
-//! to [`rustaudit::MAX_AUDITED_BINARY_BYTES`], held whole while read). [`merge`] then stacks the layers of an image, bottom to top,
-//! into its inventory, without reading any blob again.
+//! [`LayerLimits::max_file_bytes`]), rpm's SQLite database, Python `METADATA` (and
+//! egg-info), npm `package.json` and `package-lock.json`, `Cargo.lock`, the build information
+//! of Go executables (ELF files with an executable bit, up to
+//! [`LayerLimits::max_binary_bytes`], streamed, never held whole) and the cargo-auditable
+//! section of Rust executables (those up to [`rustaudit::MAX_AUDITED_BINARY_BYTES`], held
+//! whole while read). [`merge`] then stacks the layers of an image, bottom to top, into its
+//! inventory, without reading any blob again.
 //!
 //! Entries are only read by name, and links are never followed. The one file written is the
 //! copy of an rpm database SQLite needs to open, in a scratch directory of its own that is

@@ -718,6 +718,14 @@ async fn language_inventory_agrees_with_syft() {
             b"Metadata-Version: 2.1\nName: zope.interface\nVersion: 6.0\n",
         ),
         (
+            "usr/lib/python3/dist-packages/six-1.16.0.egg-info/PKG-INFO",
+            b"Metadata-Version: 1.2\nName: six\nVersion: 1.16.0\n",
+        ),
+        (
+            "usr/lib/python3/dist-packages/Chardet-5.1.0.egg-info",
+            b"Metadata-Version: 2.1\nName: Chardet\nVersion: 5.1.0\n",
+        ),
+        (
             "srv/web/node_modules/minimist/package.json",
             br#"{"name": "minimist", "version": "1.2.5"}"#,
         ),
@@ -797,7 +805,7 @@ async fn language_inventory_agrees_with_syft() {
             )
         })
         .collect();
-    assert_eq!(berth.len(), 7, "{berth:?}");
+    assert_eq!(berth.len(), 9, "{berth:?}");
     assert!(
         berth.is_subset(&syft),
         "only Berth: {:?}",
