@@ -14,6 +14,7 @@ mod catalog;
 mod cli;
 mod connections;
 mod disk_full;
+mod ecosystems;
 mod errors;
 mod gc_concurrency;
 mod images;
