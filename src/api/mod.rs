@@ -8,6 +8,7 @@
 //!   ([`Paging`], [`paged`]).
 
 mod advisories;
+mod allowlist;
 mod caller;
 mod gc;
 mod images;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(stats::routes())
         .merge(advisories::routes())
+        .merge(allowlist::routes())
         .merge(trust::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
@@ -108,6 +110,8 @@ pub fn routes() -> Router<AppState> {
         namespaces::remove_member,
         namespaces::deploy_tokens,
         namespaces::create_deploy_token,
+        namespaces::get_settings,
+        namespaces::put_settings,
         namespaces::audit,
         quotas::show,
         quotas::set,
@@ -123,6 +127,9 @@ pub fn routes() -> Router<AppState> {
         advisories::import,
         advisories::show,
         advisories::list,
+        allowlist::create,
+        allowlist::list,
+        allowlist::remove,
         trust::list,
         trust::show,
         trust::save,

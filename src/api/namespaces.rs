@@ -1,8 +1,9 @@
-//! `/api/v1/namespaces` (visibility, members, deploy tokens) and the audit log.
+//! `/api/v1/namespaces` (visibility, members, deploy tokens, scanning policy) and the audit
+//! log.
 
 use axum::{
     Json, Router,
-    extract::Path,
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post, put},
@@ -12,7 +13,10 @@ use serde_json::json;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, Caller, Paging, Problem, paged};
 use crate::{
-    auth::{Role, TokenRequest, Visibility},
+    auth::{Action, Role, TokenRequest, Visibility},
+    error::Error,
+    oci::RepoName,
+    registry::{ScanPolicy, ScanPolicyPatch, ScanPolicySettings},
     state::AppState,
 };
 
@@ -29,7 +33,119 @@ pub fn routes() -> Router<AppState> {
             "/namespaces/{ns}/deploy-tokens",
             get(deploy_tokens).post(create_deploy_token),
         )
+        .route(
+            "/namespaces/{ns}/settings",
+            get(get_settings).put(put_settings),
+        )
         .route("/audit", get(audit))
+}
+
+/// `ns` when it is a namespace name (one repository name component), or a 400.
+fn parse_namespace(ns: &str) -> ApiResult<&str> {
+    match ns.parse::<RepoName>() {
+        Ok(_) if !ns.contains('/') => Ok(ns),
+        _ => Err(super::repositories::bad_parameter(
+            "namespace",
+            format!("{ns:?} is not a namespace (the first component of repository names)"),
+        )),
+    }
+}
+
+/// The scanning policy fields of a settings body (`null` = inherit; a field left out stays
+/// as it is), or a 400 naming the field at fault. Any other field is refused.
+pub(super) fn scan_policy_patch(
+    body: serde_json::Value,
+    allowed: &[&str],
+) -> ApiResult<(ScanPolicyPatch, serde_json::Map<String, serde_json::Value>)> {
+    let serde_json::Value::Object(mut body) = body else {
+        return Err(ApiError::bad_request(
+            "invalid body: expected a JSON object",
+        ));
+    };
+    let patch = ScanPolicyPatch::take_from(&mut body).map_err(|e| {
+        super::repositories::bad_parameter(
+            e.field,
+            e.message.trim_start_matches(&format!("{}: ", e.field)),
+        )
+    })?;
+    if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(super::repositories::bad_parameter(unknown, "unknown field"));
+    }
+    Ok((patch, body))
+}
+
+/// The namespace's scanning policy: the settings stored for it (`null` = the registry's
+/// default) and the policy in effect for its repositories that set nothing themselves.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/settings",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
+    responses(
+        (status = 200, description = "The scanning policy, stored and in effect", body = ScanPolicySettings),
+        (status = 400, description = "Not a namespace name", body = Problem),
+        (status = "4XX", description = "Refused", body = Problem),
+    )
+)]
+async fn get_settings(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> ApiResult<Json<ScanPolicySettings>> {
+    let ns = parse_namespace(&ns)?;
+    if !caller
+        .auth()
+        .may_on_namespace(&caller.identity, ns, Action::Pull)
+        .await?
+    {
+        return Err(if caller.identity.is_anonymous() {
+            Error::Unauthorized("sign in first".into())
+        } else {
+            Error::Denied(format!("this needs read access to namespace {ns}"))
+        }
+        .into());
+    }
+    Ok(Json(app.registry.namespace_scan_policy(ns).await?))
+}
+
+/// Changes the namespace's scanning policy (maintainers of the namespace): each of
+/// `scan_on_push`, `block_severity`, `block_unscanned` and `only_fixable` given is set
+/// (`null` = inherit the registry's default), those left out stay. The namespace's scanned
+/// images are judged again at once (quarantined or released by the policy).
+#[utoipa::path(
+    put,
+    path = "/api/v1/namespaces/{ns}/settings",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "Namespace (first component of repository names)")),
+    request_body = ScanPolicy,
+    responses(
+        (status = 200, description = "Saved: the policy, stored and in effect", body = ScanPolicySettings),
+        (status = 400, description = "An unknown severity, a value of the wrong type or an unknown field; `details.parameter` names it", body = Problem),
+        (status = "4XX", description = "Refused", body = Problem),
+    )
+)]
+async fn put_settings(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult<Json<ScanPolicySettings>> {
+    let ns = parse_namespace(&ns)?;
+    caller.require(ns, Role::Maintainer).await?;
+    let (patch, _) = scan_policy_patch(body, &[])?;
+    let saved = app.registry.put_namespace_scan_policy(ns, &patch).await?;
+    let detail = serde_json::to_string(&saved.stored).unwrap_or_default();
+    caller
+        .auth()
+        .audit(
+            &caller.identity.name,
+            None,
+            "namespace.scan_policy",
+            Some(ns),
+            Some(&detail),
+        )
+        .await;
+    Ok(Json(saved))
 }
 
 fn parse_visibility(s: &str) -> ApiResult<Visibility> {

@@ -1,6 +1,7 @@
 //! `/api/v1/repositories`: what the registry holds, as each caller may see it, with usage
 //! figures; creating a repository ahead of its first push, showing, describing and deleting
-//! one; the docker and podman commands for it (`/-/commands`); its tag rules (`/-/settings`);
+//! one; the docker and podman commands for it (`/-/commands`); its tag rules and scanning
+//! policy (`/-/settings`);
 //! bulk tag deletion (`/-/tags`).
 //!
 //! Repository names contain slashes, so everything after `/repositories/` is one path; `/-/`
@@ -25,7 +26,7 @@ use crate::{
     error::Error,
     meta::repositories::{RepositoryOrder, RepositoryQuery, RepositorySummary},
     oci::{RepoName, Tag},
-    registry::{Override, TagRules, policies::PolicyRules},
+    registry::{Override, ScanPolicy, ScanPolicySettings, TagRules, policies::PolicyRules},
     state::AppState,
 };
 
@@ -324,8 +325,8 @@ async fn one(
         }
         (Some("settings"), Method::GET) => get_settings(&app, &caller, &repo).await,
         (Some("settings"), Method::PUT) => {
-            let ApiJson(rules) = ApiJson::from_request(request, &app).await?;
-            put_settings(&app, &caller, &repo, rules).await
+            let ApiJson(body) = ApiJson::from_request(request, &app).await?;
+            put_settings(&app, &caller, &repo, body).await
         }
         (Some("tags"), Method::DELETE) => {
             let (mut parts, _) = request.into_parts();
@@ -598,46 +599,124 @@ fn request_host(headers: &HeaderMap, https: bool) -> Option<(bool, String)> {
     Some((https, host))
 }
 
-/// The repository's tag rules: mutability and protected patterns.
+/// A repository's settings: its tag rules and its scanning policy (stored and in effect).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RepositorySettings {
+    #[serde(flatten)]
+    rules: TagRules,
+    #[serde(flatten)]
+    scanning: ScanPolicySettings,
+}
+
+/// The fields of [`TagRules`] in a settings body.
+const TAG_RULE_FIELDS: [&str; 3] = ["tag_mutability", "mutable_patterns", "protected_patterns"];
+
+/// A settings body: the tag rules and the scanning policy's fields together.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; it is read field by field.
+struct SettingsBody {
+    #[serde(flatten)]
+    rules: TagRules,
+    #[serde(flatten)]
+    scanning: ScanPolicyBody,
+}
+
+/// The scanning policy's fields of a settings body (`null` = inherit).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body; it is read field by field.
+struct ScanPolicyBody {
+    /// Whether a pushed image is scanned at once.
+    scan_on_push: Option<bool>,
+    /// The lowest severity (`critical`, `high`, `medium`, `low`, `unknown`) that quarantines.
+    block_severity: Option<String>,
+    /// Whether an image without a successful scan is refused at pull.
+    block_unscanned: Option<bool>,
+    /// Whether only findings with a known fix count for `block_severity`.
+    only_fixable: Option<bool>,
+}
+
+async fn settings_of(app: &AppState, repo: &RepoName) -> ApiResult<RepositorySettings> {
+    Ok(RepositorySettings {
+        rules: app.registry.tag_rules(repo).await?,
+        scanning: app.registry.repository_scan_policy(repo).await?,
+    })
+}
+
+/// The repository's settings: tag rules (mutability and protected patterns) and scanning
+/// policy (`scan_on_push`, `block_severity`, `block_unscanned`, `only_fixable`; `null` =
+/// inherited), with `effective`: each policy value in effect and where it comes from
+/// (`repository`, `namespace` or `registry`).
 #[utoipa::path(
     get,
     path = "/api/v1/repositories/{name}/-/settings",
     tag = "repositories",
     params(("name" = String, Path, description = "Repository name")),
     responses(
-        (status = 200, description = "The tag rules"),
+        (status = 200, description = "The settings", body = RepositorySettings),
         (status = "4XX", description = "Refused or unknown", body = Problem),
     )
 )]
 async fn get_settings(app: &AppState, caller: &Caller, repo: &RepoName) -> ApiResult<Response> {
     caller.require(repo.as_str(), Role::Reporter).await?;
-    Ok(Json(app.registry.tag_rules(repo).await?).into_response())
+    Ok(Json(settings_of(app, repo).await?).into_response())
 }
 
-/// Replaces the tag rules (maintainers); a bad pattern is refused with its position.
+/// Changes the settings (maintainers). The tag rules are replaced when the body has any of
+/// their fields (or no field at all); a bad pattern is refused with its position. Each
+/// scanning policy field given is set (`null` = inherit), those left out stay; the
+/// repository's scanned images are then judged again by the policy.
 #[utoipa::path(
     put,
     path = "/api/v1/repositories/{name}/-/settings",
     tag = "repositories",
     params(("name" = String, Path, description = "Repository name")),
-    request_body = TagRules,
+    request_body = SettingsBody,
     responses(
-        (status = 200, description = "The saved rules"),
-        (status = "4XX", description = "Refused or invalid", body = Problem),
+        (status = 200, description = "The saved settings", body = RepositorySettings),
+        (status = 400, description = "A bad pattern, an unknown severity, a value of the wrong type or an unknown field, named; nothing is saved", body = Problem),
+        (status = "4XX", description = "Refused", body = Problem),
     )
 )]
 async fn put_settings(
     app: &AppState,
     caller: &Caller,
     repo: &RepoName,
-    rules: TagRules,
+    body: serde_json::Value,
 ) -> ApiResult<Response> {
     caller.require(repo.as_str(), Role::Maintainer).await?;
-    app.registry
-        .put_tag_rules(repo, &rules)
-        .await
-        .map_err(invalid)?;
-    Ok(Json(rules).into_response())
+    let (patch, rest) = super::namespaces::scan_policy_patch(body, &TAG_RULE_FIELDS)?;
+    let rules = if rest.is_empty() && !patch.is_empty() {
+        None
+    } else {
+        let rules: TagRules = serde_json::from_value(serde_json::Value::Object(rest))
+            .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+        Some(rules)
+    };
+    // Both are checked before either is saved.
+    if let Some(rules) = &rules {
+        app.registry
+            .put_tag_rules(repo, rules)
+            .await
+            .map_err(invalid)?;
+    }
+    if !patch.is_empty() {
+        let saved = app
+            .registry
+            .put_repository_scan_policy(repo, &patch)
+            .await?;
+        let detail = serde_json::to_string::<ScanPolicy>(&saved.stored).unwrap_or_default();
+        caller
+            .auth()
+            .audit(
+                &caller.identity.name,
+                None,
+                "repository.scan_policy",
+                Some(repo.as_str()),
+                Some(&detail),
+            )
+            .await;
+    }
+    Ok(Json(settings_of(app, repo).await?).into_response())
 }
 
 /// Deletes tags in bulk with GitLab's filters (maintainers); `dry_run` only lists them.

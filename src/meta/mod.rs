@@ -39,6 +39,7 @@ pub mod policies;
 pub mod quarantine;
 pub mod quotas;
 pub mod repositories;
+pub mod scan_policy;
 pub mod scans;
 pub mod settings;
 pub mod signatures;

@@ -16,7 +16,11 @@ const MAX_ATTEMPTS: i64 = 5;
 
 impl Registry {
     /// Leases and runs due jobs as `owner` until none is due; returns how many ran.
+    /// Each round first judges again the images of allowlist entries that expired.
     pub async fn run_due_jobs(&self, owner: &str) -> Result<usize> {
+        if let Err(e) = self.sweep_expired_allowlist().await {
+            tracing::warn!(error = %e, "could not sweep expired allowlist entries");
+        }
         let lease = self.gc.lease_secs as i64;
         let mut ran = 0;
         loop {

@@ -47,6 +47,9 @@ impl Registry {
         if payload && let Some(held_by) = manifest.held_by {
             return Err(self.quarantine_refusal(&manifest.digest, held_by).await);
         }
+        if payload {
+            self.refuse_unscanned(repo, &manifest).await?;
+        }
         let tag = match reference {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
@@ -170,6 +173,7 @@ impl Registry {
             self.count_manifest(repo, payload_bytes).await;
         }
         self.pulls.record_push(repo.as_str());
+        self.record_vex(repo, &digest, &manifest).await;
         self.scan_after_push(repo, &digest, &manifest).await;
         self.verify_after_push(repo, &digest, &payload, tag).await;
         Ok(ManifestPut {
@@ -187,11 +191,18 @@ impl Registry {
         who: Override,
     ) -> Result<()> {
         self.check_delete(repo, reference, who).await?;
-        let deleted = match reference {
-            Reference::Tag(tag) => self.meta.delete_tag(repo, tag).await?,
-            Reference::Digest(digest) => self.meta.delete_manifest(repo, digest).await?,
+        let (deleted, vex_subject) = match reference {
+            Reference::Tag(tag) => (self.meta.delete_tag(repo, tag).await?, None),
+            Reference::Digest(digest) => {
+                let vex_subject = self.vex_subject_of(repo, digest).await;
+                (self.meta.delete_manifest(repo, digest).await?, vex_subject)
+            }
         };
         if deleted {
+            // A deleted VEX referrer's statements went with it: its subject is judged again.
+            if let Some(subject) = vex_subject {
+                self.apply_scan_policy_logged(repo, &subject).await;
+            }
             Ok(())
         } else {
             Err(Error::ManifestUnknown)

@@ -10,6 +10,8 @@
 //! (namespace limits, checked where pushes add bytes or repositories), scans (what images
 //! contain, each layer read once), advisories (imported, matched), vulnerabilities (an image's
 //! inventory matched against the advisories), quarantine (images held back from pulls),
+//! scan_policy (what namespaces and repositories ask of their images; the allowlist) with
+//! exemptions (why a finding does not count: the allowlist, OpenVEX referrers),
 //! [`gc`], [`policies`] and the job queue that drives them; listings are cut into pages by
 //! [`Page`].
 //!
@@ -30,6 +32,7 @@
 
 mod advisories;
 mod blobs;
+mod exemptions;
 mod gc;
 mod images;
 mod jobs;
@@ -39,6 +42,7 @@ pub mod policies;
 mod quarantine;
 mod quotas;
 mod repositories;
+mod scan_policy;
 mod scans;
 mod settings;
 mod signatures;
@@ -62,13 +66,20 @@ pub use crate::meta::{
     images::{ImageCursor, ImageFilter, ImageSort, ImageStatus},
     tags::{TagCursor, TagSort},
 };
+pub use exemptions::{OPENVEX_MEDIA_TYPE, SuppressedVulnerability, Suppression};
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
 pub use quarantine::{
     ImageQuarantine, QuarantineOutcome, QuarantineRecord, REASON_MAX_BYTES, check_reason,
 };
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
+pub use scan_policy::{
+    AllowScope, AllowlistEntry, EffectiveFlag, EffectiveScanPolicy, EffectiveSeverity, FieldError,
+    NewEntry, SCAN_POLICY_FIELDS, ScanPolicy, ScanPolicyPatch, ScanPolicySettings,
+};
 pub use scans::{ImagePackage, PackagePlatform, ScanRecord};
+// The allowlist's filter is the index's own: re-exported so handlers need not reach it.
+pub use crate::meta::scan_policy::AllowlistFilter;
 // The inventory's filter is the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::scans::PackageFilter;
 pub use settings::{Mutability, Override, TagRules};

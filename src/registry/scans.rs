@@ -209,24 +209,25 @@ impl Registry {
         .await
     }
 
-    /// After a manifest push: queues its scan when `scan.on_push` is set and the manifest
-    /// is an image or an index (not an artifact such as a signature).
+    /// After a manifest push: queues its scan when the scanning policy in effect for `repo`
+    /// has `scan_on_push` (by default `scan.on_push`) and the manifest is an image or an
+    /// index (not an artifact such as a signature).
     pub(super) async fn scan_after_push(
         &self,
         repo: &RepoName,
         digest: &Digest,
         manifest: &Manifest,
     ) {
-        if !self.scan.on_push {
+        if !super::scan_policy::scannable(manifest) {
             return;
         }
-        let scannable = manifest.media_type.is_index()
-            || manifest
-                .config_media_type
-                .as_deref()
-                .is_some_and(Platform::is_image_config);
-        if !scannable || manifest.subject.is_some() {
-            return;
+        match self.scans_on_push(repo).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(%repo, %digest, error = %e, "could not read the scanning policy");
+                return;
+            }
         }
         if let Err(e) = self.queue_scan(repo, digest).await {
             tracing::warn!(%repo, %digest, error = %e, "could not queue the scan of a pushed image");
@@ -332,6 +333,7 @@ impl Registry {
         };
         let id = self.meta.record_scan(&scan, &packages).await?;
         tracing::info!(%repo, %digest, scan = id, packages = packages.len(), layers_read, error = ?error, "image scanned");
+        self.apply_scan_policy_logged(repo, digest).await;
         Ok(ScanRecord {
             id,
             started_at: scan.started_at,

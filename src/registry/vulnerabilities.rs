@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{PackagePlatform, Registry};
+use super::{PackagePlatform, Registry, SuppressedVulnerability};
 use crate::{
     error::Result,
     meta::scans::PackageRow,
@@ -72,6 +72,9 @@ pub struct ImageVulnerabilities {
     pub items: Vec<Vulnerability>,
     /// Their count by severity.
     pub summary: SeveritySummary,
+    /// Findings that do not count (an allowlist entry or a VEX statement), with why; left
+    /// out of `items` and `summary`.
+    pub suppressed: Vec<SuppressedVulnerability>,
 }
 
 impl Registry {
@@ -128,10 +131,15 @@ impl Registry {
                 .then_with(|| a.id.cmp(&b.id))
                 .then_with(|| a.package.cmp(&b.package))
         });
+        let (items, suppressed) = self.suppressions(repo, digest).await?.split(items);
         let mut summary = SeveritySummary::default();
         for item in &items {
             summary.count(item.severity);
         }
-        Ok(Some(ImageVulnerabilities { items, summary }))
+        Ok(Some(ImageVulnerabilities {
+            items,
+            summary,
+            suppressed,
+        }))
     }
 }

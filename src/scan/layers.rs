@@ -1,35 +1,50 @@
 //! Reading a layer blob once: [`index_layer`] streams a gzip, zstd or plain tar archive
-//! (told apart by magic bytes, not by media type), keeps only the package databases and
-//! `os-release` files it finds (each read up to [`LayerLimits::max_file_bytes`]) and the
-//! layer's whiteouts and opaque directories; everything else is skipped as it streams by.
-//! [`merge`] then stacks the layers of an image, bottom to top, into its inventory, without
-//! reading any blob again.
+//! (told apart by magic bytes, not by media type), keeps only what says what is installed
+//! and the layer's whiteouts and opaque directories; everything else is skipped as it streams
+//! by. What it reads: the dpkg and apk databases and `os-release` (each up to
+//! [`LayerLimits::max_file_bytes`]), rpm's SQLite database, Python `METADATA` (and
+//! egg-info), npm `package.json` and `package-lock.json`, `Cargo.lock`, the build information
+//! of Go executables (ELF files with an executable bit, up to
+//! [`LayerLimits::max_binary_bytes`], streamed, never held whole) and the cargo-auditable
+//! section of Rust executables (those up to [`rustaudit::MAX_AUDITED_BINARY_BYTES`], held
+//! whole while read). [`merge`] then stacks the layers of an image, bottom to top, into its
+//! inventory, without reading any blob again.
 //!
-//! Nothing is ever written: entries are only read by name. Paths are normalised (`./` and
-//! leading `/` stripped); an entry with a `..` component is skipped and noted, and links are
-//! never followed.
+//! Entries are only read by name, and links are never followed. The one file written is the
+//! copy of an rpm database SQLite needs to open, in a scratch directory of its own that is
+//! removed when the layer is done. Paths are normalised (`./` and leading `/` stripped); an
+//! entry with a `..` component is skipped and noted. A file that cannot be read (malformed,
+//! too big, truncated) is noted, and lists no packages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read};
 
 use serde::{Deserialize, Serialize};
 
+use super::gobinary::{self, BuildInfoScanner};
+use super::languages::{self, LanguageFile};
 use super::packages::{
     self, OsRelease, Package, PackageKind, parse_apk_installed, parse_dpkg_status, parse_os_release,
 };
+use super::{rpm, rustaudit};
 
 /// Bumped whenever what is read from a layer changes: layers indexed by an older version are
-/// read again, those of this version never.
-pub const INDEXER_VERSION: i64 = 1;
+/// read again, those of this version never. 2: rpm, Go binaries, Rust binaries built with
+/// cargo-auditable, Python, npm and Cargo.lock.
+pub const INDEXER_VERSION: i64 = 2;
 
 /// How much of a layer is read at most.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerLimits {
-    /// The largest package database or `os-release` read into memory; a bigger one is
-    /// skipped with a note.
+    /// The largest package database, lockfile or `os-release` read (into memory, or for an
+    /// rpm database into its scratch copy); a bigger one is skipped with a note. A `METADATA`
+    /// is read up to its first [`languages::MAX_METADATA_HEAD_BYTES`] whatever its size.
     pub max_file_bytes: u64,
     /// The most bytes a layer may decompress to (a gzip bomb ends with an error here).
     pub max_layer_bytes: u64,
+    /// The largest executable searched for Go build information (streamed through, never
+    /// held); a bigger one is not searched.
+    pub max_binary_bytes: u64,
 }
 
 impl Default for LayerLimits {
@@ -37,6 +52,7 @@ impl Default for LayerLimits {
         LayerLimits {
             max_file_bytes: 64 << 20,
             max_layer_bytes: 32 << 30,
+            max_binary_bytes: 1 << 30,
         }
     }
 }
@@ -69,7 +85,8 @@ pub struct LayerIndex {
     /// Directories whose lower contents this layer hides (`.wh..wh..opq` entries).
     pub opaque_dirs: Vec<String>,
     /// Entries skipped on purpose (a `..` path, a database too big, a link at a database
-    /// path), for people.
+    /// path, a file that is not what its path says, a binary cut inside its build
+    /// information), for people.
     pub notes: Vec<String>,
 }
 
@@ -90,7 +107,17 @@ fn kind_of(path: &str) -> Option<FileRole> {
         "var/lib/dpkg/status" => Some(FileRole::Db(PackageKind::Dpkg)),
         "lib/apk/db/installed" => Some(FileRole::Db(PackageKind::Apk)),
         "etc/os-release" | "usr/lib/os-release" => Some(FileRole::OsRelease),
+        "var/lib/rpm/rpmdb.sqlite" | "usr/lib/sysimage/rpm/rpmdb.sqlite" => {
+            Some(FileRole::RpmSqlite)
+        }
+        "var/lib/rpm/Packages"
+        | "var/lib/rpm/Packages.db"
+        | "usr/lib/sysimage/rpm/Packages"
+        | "usr/lib/sysimage/rpm/Packages.db" => Some(FileRole::RpmUnread),
         _ => {
+            if let Some(file) = LanguageFile::of(path) {
+                return Some(FileRole::Language(file));
+            }
             let name = path.strip_prefix("var/lib/dpkg/status.d/")?;
             // distroless writes `<pkg>` and `<pkg>.md5sums` side by side.
             (!name.is_empty() && !name.contains('/') && !name.ends_with(".md5sums"))
@@ -103,6 +130,87 @@ fn kind_of(path: &str) -> Option<FileRole> {
 enum FileRole {
     Db(PackageKind),
     OsRelease,
+    /// rpm's SQLite database.
+    RpmSqlite,
+    /// rpm's Berkeley DB or NDB database, which is not read (noted).
+    RpmUnread,
+    Language(LanguageFile),
+}
+
+/// The packages `file` lists, or why it lists none.
+fn language_packages(
+    file: LanguageFile,
+    bytes: &[u8],
+) -> (PackageKind, Result<Vec<Package>, String>) {
+    match file {
+        LanguageFile::PythonMetadata => (
+            PackageKind::Python,
+            languages::parse_python_metadata(&String::from_utf8_lossy(bytes)),
+        ),
+        LanguageFile::NpmPackageJson => {
+            (PackageKind::Npm, languages::parse_npm_package_json(bytes))
+        }
+        LanguageFile::NpmLock => (PackageKind::Npm, languages::parse_npm_lock(bytes)),
+        LanguageFile::CargoLock => (
+            PackageKind::Cargo,
+            std::str::from_utf8(bytes)
+                .map_err(|_| "not UTF-8".to_owned())
+                .and_then(languages::parse_cargo_lock),
+        ),
+    }
+}
+
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+
+/// The packages a file lists, or why it lists none.
+type Listed = Result<Vec<Package>, String>;
+
+/// What an ELF executable says it was built from: Go build information (streamed), else the
+/// `.dep-v0` section of cargo-auditable (which needs the file whole, so only up to
+/// [`rustaudit::MAX_AUDITED_BINARY_BYTES`] is held); `None` when it says nothing (or is no
+/// ELF file, which is seen from its first bytes).
+fn read_executable(entry: &mut impl Read, size: u64) -> io::Result<Option<(PackageKind, Listed)>> {
+    let mut head = [0u8; 4];
+    let mut filled = 0;
+    while filled < head.len() {
+        match entry.read(&mut head[filled..])? {
+            0 => return Ok(None),
+            n => filled += n,
+        }
+    }
+    if head != ELF_MAGIC {
+        return Ok(None);
+    }
+    let hold = size <= rustaudit::MAX_AUDITED_BINARY_BYTES;
+    let mut whole = Vec::new();
+    if hold {
+        whole.reserve(size.min(8 << 20) as usize);
+        whole.extend_from_slice(&head);
+    }
+    let mut scanner = BuildInfoScanner::new();
+    scanner.feed(&head);
+    let mut buf = vec![0u8; 64 << 10];
+    while hold || scanner.wants_more() {
+        match entry.read(&mut buf)? {
+            0 => break,
+            n => {
+                scanner.feed(&buf[..n]);
+                if hold {
+                    whole.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+    if let Some(outcome) = scanner.finish() {
+        return Ok(Some((
+            PackageKind::Go,
+            outcome
+                .map(|info| gobinary::packages(&info))
+                .map_err(|e| e.to_string()),
+        )));
+    }
+    Ok(rustaudit::dep_section(&whole)
+        .map(|section| (PackageKind::Cargo, rustaudit::parse_dep_section(section))))
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -142,6 +250,8 @@ pub fn index_layer(blob: impl Read, limits: LayerLimits) -> Result<LayerIndex, L
 
 fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex> {
     let mut index = LayerIndex::default();
+    // Created on the first rpm database, removed (with what is in it) on return.
+    let mut scratch: Option<tempfile::TempDir> = None;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -169,10 +279,25 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             }
             continue;
         }
+        let entry_type = entry.header().entry_type();
         let Some(role) = kind_of(&path) else {
+            let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+            if entry_type.is_file() && executable {
+                let size = entry.header().size()?;
+                if size <= limits.max_binary_bytes {
+                    match read_executable(&mut entry, size)? {
+                        Some((kind, Ok(packages))) => {
+                            index
+                                .files
+                                .insert(path, LayerFile::Packages { kind, packages });
+                        }
+                        Some((_, Err(e))) => index.notes.push(format!("skipped {path}: {e}")),
+                        None => {}
+                    }
+                }
+            }
             continue;
         };
-        let entry_type = entry.header().entry_type();
         if !entry_type.is_file() {
             if !entry_type.is_dir() {
                 index.notes.push(format!(
@@ -182,33 +307,92 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             continue;
         }
         let size = entry.header().size()?;
-        if size > limits.max_file_bytes {
+        // Only the head of a `METADATA` is read, whatever its size.
+        let head_only = matches!(role, FileRole::Language(LanguageFile::PythonMetadata));
+        if size > limits.max_file_bytes && !head_only {
             index.notes.push(format!(
                 "skipped {path}: {size} bytes, more than the {} read at most",
                 limits.max_file_bytes
             ));
             continue;
         }
-        let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
-        (&mut entry)
-            .take(limits.max_file_bytes)
-            .read_to_end(&mut bytes)?;
-        let text = String::from_utf8_lossy(&bytes);
         let file = match role {
-            FileRole::Db(kind) => LayerFile::Packages {
-                kind,
-                packages: match kind {
-                    PackageKind::Dpkg => parse_dpkg_status(&text),
-                    PackageKind::Apk => parse_apk_installed(&text),
-                },
-            },
+            FileRole::RpmUnread => {
+                index.notes.push(format!(
+                    "skipped {path}: rpm's Berkeley DB and NDB databases are not read (rpm 4.16 \
+                     and later keep rpmdb.sqlite)"
+                ));
+                continue;
+            }
+            FileRole::RpmSqlite => {
+                let scratch = match &scratch {
+                    Some(dir) => dir,
+                    None => scratch.insert(tempfile::tempdir()?),
+                };
+                let copy = scratch.path().join("rpmdb.sqlite");
+                {
+                    let mut out = std::fs::File::create(&copy)?;
+                    io::copy(&mut (&mut entry).take(limits.max_file_bytes), &mut out)?;
+                }
+                let packages = match rpm::read_sqlite_db(&copy) {
+                    Ok((packages, notes)) => {
+                        index
+                            .notes
+                            .extend(notes.into_iter().map(|n| format!("{path}: {n}")));
+                        packages
+                    }
+                    Err(e) => {
+                        index.notes.push(format!("skipped {path}: {e}"));
+                        Vec::new()
+                    }
+                };
+                std::fs::remove_file(&copy)?;
+                LayerFile::Packages {
+                    kind: PackageKind::Rpm,
+                    packages,
+                }
+            }
+            FileRole::Language(file) => {
+                // A `METADATA`'s headers come first; the rest is not needed.
+                let cap = match file {
+                    LanguageFile::PythonMetadata => {
+                        languages::MAX_METADATA_HEAD_BYTES.min(limits.max_file_bytes)
+                    }
+                    _ => limits.max_file_bytes,
+                };
+                let mut bytes = Vec::with_capacity(size.min(cap).min(1 << 20) as usize);
+                (&mut entry).take(cap).read_to_end(&mut bytes)?;
+                let (kind, packages) = language_packages(file, &bytes);
+                let packages = packages.unwrap_or_else(|e| {
+                    index.notes.push(format!("skipped {path}: {e}"));
+                    Vec::new()
+                });
+                LayerFile::Packages { kind, packages }
+            }
+            FileRole::Db(kind) => {
+                let text = read_text(&mut entry, size, limits)?;
+                LayerFile::Packages {
+                    kind,
+                    packages: match kind {
+                        PackageKind::Apk => parse_apk_installed(&text),
+                        _ => parse_dpkg_status(&text),
+                    },
+                }
+            }
             FileRole::OsRelease => LayerFile::OsRelease {
-                release: parse_os_release(&text),
+                release: parse_os_release(&read_text(&mut entry, size, limits)?),
             },
         };
         index.files.insert(path, file);
     }
     Ok(index)
+}
+
+/// A text file of at most `limits.max_file_bytes`, invalid UTF-8 replaced.
+fn read_text(entry: &mut impl Read, size: u64, limits: LayerLimits) -> io::Result<String> {
+    let mut bytes = Vec::with_capacity(size.min(1 << 20) as usize);
+    entry.take(limits.max_file_bytes).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `./var//lib/./dpkg/` → `var/lib/dpkg`; `None` when a component is `..`.
@@ -794,6 +978,109 @@ mod tests {
             names(&layer, "var/lib/dpkg/status"),
             ["libc6=2.36-9", "zlib1g=1:1.2.13.dfsg-1"]
         );
+    }
+
+    fn tar_with_modes(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, mode, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(*mode);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn executables_are_searched_for_go_build_information() {
+        let bin = super::super::gobinary::tests::binary(
+            "go1.21.5",
+            "path\tx\nmod\tx\t(devel)\t\ndep\tgolang.org/x/net\tv0.17.0\th1:x=\n",
+        );
+        let cut = &bin[..4096 + 40];
+        let tar = tar_with_modes(&[
+            ("usr/bin/app", 0o755, &bin),
+            ("usr/share/app.bin", 0o644, &bin),
+            ("usr/bin/cut", 0o755, cut),
+            ("usr/bin/script", 0o755, b"#!/bin/sh\n"),
+            ("usr/bin/tiny", 0o755, b"\x7fE"),
+        ]);
+        let layer = index(&gzip(&tar)).unwrap();
+        assert_eq!(
+            names(&layer, "usr/bin/app"),
+            ["x=(devel)", "golang.org/x/net=v0.17.0", "stdlib=1.21.5"]
+        );
+        assert_eq!(layer.files.len(), 1);
+        assert_eq!(
+            layer.notes,
+            ["skipped usr/bin/cut: its Go build information is truncated"]
+        );
+        // Over the size searched: not read at all.
+        let limits = LayerLimits {
+            max_binary_bytes: 1000,
+            ..LayerLimits::default()
+        };
+        assert!(index_layer(&tar[..], limits).unwrap().files.is_empty());
+    }
+
+    #[test]
+    fn rust_executables_built_with_cargo_auditable_list_their_crates() {
+        use super::super::rustaudit::tests::{AUDIT_JSON, elf64};
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(AUDIT_JSON.as_bytes()).unwrap();
+        let elf = elf64(&[(".text", b"\x90"), (".dep-v0", &enc.finish().unwrap())]);
+        let broken = elf64(&[(".dep-v0", b"not zlib")]);
+        let tar = tar_with_modes(&[
+            ("usr/bin/rusty", 0o755, &elf),
+            ("usr/lib/librusty.so", 0o644, &elf),
+            ("usr/bin/broken", 0o755, &broken),
+        ]);
+        let layer = index(&tar).unwrap();
+        assert_eq!(
+            names(&layer, "usr/bin/rusty"),
+            ["smallvec=1.6.0", "cc=1.0.83"]
+        );
+        assert_eq!(layer.files.len(), 1);
+        assert_eq!(layer.notes.len(), 1);
+        assert!(layer.notes[0].starts_with("skipped usr/bin/broken: its cargo-auditable data"));
+        assert_eq!(
+            rows(&merge([("L1", &layer)])),
+            ["crates.io smallvec=1.6.0 L1", "crates.io cc=1.0.83 L1"]
+        );
+    }
+
+    #[test]
+    fn language_files_are_read_and_malformed_ones_noted() {
+        let tar = tar_with_modes(&[
+            (
+                "app/node_modules/a/package.json",
+                0o644,
+                br#"{"name":"a","version":"1.0.0"}"#,
+            ),
+            ("app/node_modules/b/package.json", 0o644, b"{oops"),
+            (
+                "site/Foo_Bar-2.0.dist-info/METADATA",
+                0o644,
+                b"Name: Foo_Bar\nVersion: 2.0\n",
+            ),
+            ("var/lib/rpm/Packages", 0o644, b"berkeley"),
+        ]);
+        let layer = index(&tar).unwrap();
+        assert_eq!(
+            names(&layer, "app/node_modules/a/package.json"),
+            ["a=1.0.0"]
+        );
+        // A malformed file still replaces what a lower layer had there.
+        assert!(names(&layer, "app/node_modules/b/package.json").is_empty());
+        assert_eq!(
+            names(&layer, "site/Foo_Bar-2.0.dist-info/METADATA"),
+            ["foo-bar=2.0"]
+        );
+        assert_eq!(layer.notes.len(), 2, "{:?}", layer.notes);
+        assert!(layer.notes[0].starts_with("skipped app/node_modules/b/package.json: not a JSON"));
+        assert!(layer.notes[1].contains("Berkeley DB"));
+        let inv = merge([("L1", &layer)]);
+        assert_eq!(rows(&inv), ["npm a=1.0.0 L1", "PyPI foo-bar=2.0 L1"]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The package databases an image carries, parsed from their text: dpkg's `status` (and each
 //! file of `status.d/`), apk's `installed`, and `os-release`, which names the distribution and
-//! so the OSV ecosystem of what those databases list (`Debian:12`, `Alpine:v3.19`).
+//! so the OSV ecosystem of what those databases list (`Debian:12`, `Alpine:v3.19`). The
+//! other kinds of package ([`PackageKind`]) are read by [`super::rpm`], [`super::gobinary`],
+//! [`super::rustaudit`] and [`super::languages`]; their ecosystems and package URLs are named here.
 //!
 //! Each package keeps its binary name and version and its source package and version (both
 //! always filled): advisories of Debian name source packages, those of Alpine origins.
@@ -15,6 +17,16 @@ pub enum PackageKind {
     Dpkg,
     /// Alpine (`lib/apk/db/installed`).
     Apk,
+    /// rpm's SQLite database (`var/lib/rpm/rpmdb.sqlite`): Red Hat, Fedora, SUSE and others.
+    Rpm,
+    /// The modules a Go binary was built from.
+    Go,
+    /// A Python distribution (`*.dist-info/METADATA`).
+    Python,
+    /// An npm package (`node_modules/**/package.json`, `package-lock.json`).
+    Npm,
+    /// A Rust crate (`Cargo.lock`, a binary's cargo-auditable section).
+    Cargo,
 }
 
 /// One installed package as its database lists it.
@@ -224,7 +236,10 @@ fn unquote(value: &str) -> String {
 
 /// The OSV ecosystem of the packages a `kind` database lists on the distribution `os`:
 /// `Debian:12`, `Ubuntu:22.04`, `Alpine:v3.19` (major.minor with a `v`); without a known
-/// release, the bare distribution name (`Debian`, `Alpine`).
+/// release, the bare distribution name (`Debian`, `Alpine`). Language packages have their
+/// registry's (`Go`, `PyPI`, `npm`, `crates.io`), whatever the distribution. rpm alone does
+/// not say whose packages it lists: the distribution's name is OSV's when `os-release` names
+/// one OSV knows (`Rocky Linux:9`, `AlmaLinux:9`, `openSUSE`), `rpm` otherwise.
 pub fn ecosystem(kind: PackageKind, os: Option<&OsRelease>) -> String {
     let version = os.and_then(|o| o.version_id.as_deref());
     let id = os.map(|o| o.id.as_str());
@@ -241,6 +256,66 @@ pub fn ecosystem(kind: PackageKind, os: Option<&OsRelease>) -> String {
             }
         }
         (PackageKind::Apk, _, _) => "Alpine".to_owned(),
+        (PackageKind::Rpm, id, version) => rpm_ecosystem(id, version),
+        (PackageKind::Go, _, _) => "Go".to_owned(),
+        (PackageKind::Python, _, _) => "PyPI".to_owned(),
+        (PackageKind::Npm, _, _) => "npm".to_owned(),
+        (PackageKind::Cargo, _, _) => "crates.io".to_owned(),
+    }
+}
+
+/// OSV's name for an rpm distribution (`os-release` `ID`), with its major release where OSV
+/// writes one.
+fn rpm_ecosystem(id: Option<&str>, version: Option<&str>) -> String {
+    let major = version
+        .and_then(|v| v.split('.').next())
+        .filter(|m| !m.is_empty());
+    let (name, with_release) = match id {
+        Some("rocky") => ("Rocky Linux", true),
+        Some("almalinux") => ("AlmaLinux", true),
+        Some("mageia") => ("Mageia", true),
+        Some("rhel") => ("Red Hat", false),
+        Some("opensuse-leap" | "opensuse-tumbleweed" | "opensuse") => ("openSUSE", false),
+        Some("sles" | "sled") => ("SUSE", false),
+        Some("openEuler" | "openeuler") => ("openEuler", false),
+        Some("photon") => ("Photon OS", false),
+        Some("azurelinux") => ("Azure Linux", false),
+        Some("mariner") => ("CBL-Mariner", false),
+        _ => return "rpm".to_owned(),
+    };
+    match major {
+        Some(major) if with_release => format!("{name}:{major}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// A Python distribution's name as PyPI and OSV compare it (PEP 503: lower case, each run of
+/// `-`, `_` and `.` one `-`).
+pub fn normalise_pypi_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut in_run = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !in_run {
+                out.push('-');
+            }
+            in_run = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            in_run = false;
+        }
+    }
+    out
+}
+
+/// A package of a language registry (no source package of its own, no architecture).
+pub fn registry_package(name: &str, version: &str) -> Package {
+    Package {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        source_name: name.to_owned(),
+        source_version: version.to_owned(),
+        architecture: None,
     }
 }
 
@@ -257,12 +332,38 @@ const PURL_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'@');
 
 /// The package URL of `package`: `pkg:deb/debian/openssl@3.0.11-1?arch=amd64&distro=debian-12`,
-/// `pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1`.
+/// `pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1`,
+/// `pkg:rpm/fedora/bash@5.2.15-3.fc38?arch=x86_64&epoch=1&distro=fedora-38`,
+/// `pkg:golang/golang.org/x/net@v0.17.0`, `pkg:pypi/requests@2.31.0`,
+/// `pkg:npm/%40babel/core@7.23.0`, `pkg:cargo/serde@1.0.193`.
 pub fn purl(kind: PackageKind, package: &Package, os: Option<&OsRelease>) -> String {
     let enc = |s: &str| percent_encoding::utf8_percent_encode(s, PURL_ESCAPED).to_string();
+    // Each `/`-separated part of a name encoded on its own (Go module paths, npm scopes).
+    let segments = |s: &str| s.split('/').map(enc).collect::<Vec<_>>().join("/");
     let (purl_type, default_namespace) = match kind {
         PackageKind::Dpkg => ("deb", "debian"),
         PackageKind::Apk => ("apk", "alpine"),
+        PackageKind::Rpm => return rpm_purl(package, os),
+        PackageKind::Go => {
+            return format!(
+                "pkg:golang/{}@{}",
+                segments(&package.name),
+                enc(&package.version)
+            );
+        }
+        PackageKind::Python => {
+            return format!("pkg:pypi/{}@{}", enc(&package.name), enc(&package.version));
+        }
+        PackageKind::Npm => {
+            return format!(
+                "pkg:npm/{}@{}",
+                segments(&package.name),
+                enc(&package.version)
+            );
+        }
+        PackageKind::Cargo => {
+            return format!("pkg:cargo/{}@{}", enc(&package.name), enc(&package.version));
+        }
     };
     let namespace = os.map(|o| o.id.as_str()).unwrap_or(default_namespace);
     let mut out = format!(
@@ -275,16 +376,59 @@ pub fn purl(kind: PackageKind, package: &Package, os: Option<&OsRelease>) -> Str
     if let Some(arch) = &package.architecture {
         qualifiers.push(format!("arch={}", enc(arch)));
     }
-    if let Some(os) = os {
-        match &os.version_id {
-            Some(v) => qualifiers.push(format!("distro={}-{}", enc(&os.id), enc(v))),
-            None => qualifiers.push(format!("distro={}", enc(&os.id))),
-        }
+    if let Some(distro) = distro_qualifier(os) {
+        qualifiers.push(distro);
     }
+    push_qualifiers(&mut out, &qualifiers);
+    out
+}
+
+/// `distro=debian-12` (or `distro=debian` without a release).
+fn distro_qualifier(os: Option<&OsRelease>) -> Option<String> {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, PURL_ESCAPED).to_string();
+    let os = os?;
+    Some(match &os.version_id {
+        Some(v) => format!("distro={}-{}", enc(&os.id), enc(v)),
+        None => format!("distro={}", enc(&os.id)),
+    })
+}
+
+fn push_qualifiers(out: &mut String, qualifiers: &[String]) {
     if !qualifiers.is_empty() {
         out.push('?');
         out.push_str(&qualifiers.join("&"));
     }
+}
+
+/// `pkg:rpm/<distribution>/<name>@<version>-<release>?arch=…&epoch=…&distro=…`: the epoch of
+/// an `epoch:version-release` goes to its own qualifier, as the purl specification asks; the
+/// namespace is left out when no `os-release` names the distribution.
+fn rpm_purl(package: &Package, os: Option<&OsRelease>) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, PURL_ESCAPED).to_string();
+    let (epoch, version) = match package.version.split_once(':') {
+        Some((epoch, version)) => (Some(epoch), version),
+        None => (None, package.version.as_str()),
+    };
+    let mut out = match os {
+        Some(os) => format!(
+            "pkg:rpm/{}/{}@{}",
+            enc(&os.id),
+            enc(&package.name),
+            enc(version)
+        ),
+        None => format!("pkg:rpm/{}@{}", enc(&package.name), enc(version)),
+    };
+    let mut qualifiers = Vec::new();
+    if let Some(arch) = &package.architecture {
+        qualifiers.push(format!("arch={}", enc(arch)));
+    }
+    if let Some(epoch) = epoch {
+        qualifiers.push(format!("epoch={}", enc(epoch)));
+    }
+    if let Some(distro) = distro_qualifier(os) {
+        qualifiers.push(distro);
+    }
+    push_qualifiers(&mut out, &qualifiers);
     out
 }
 
@@ -399,6 +543,16 @@ Status: install ok installed
         assert_eq!(ecosystem(PackageKind::Dpkg, Some(&sid)), "Debian");
         assert_eq!(ecosystem(PackageKind::Apk, None), "Alpine");
         assert_eq!(parse_os_release("NAME=nothing\n"), None);
+        let rocky = parse_os_release("ID=\"rocky\"\nVERSION_ID=\"9.3\"\n").unwrap();
+        assert_eq!(ecosystem(PackageKind::Rpm, Some(&rocky)), "Rocky Linux:9");
+        let fedora = parse_os_release("ID=fedora\nVERSION_ID=39\n").unwrap();
+        assert_eq!(ecosystem(PackageKind::Rpm, Some(&fedora)), "rpm");
+        assert_eq!(ecosystem(PackageKind::Rpm, None), "rpm");
+        // Language packages belong to their registry on any distribution.
+        assert_eq!(ecosystem(PackageKind::Python, Some(&debian)), "PyPI");
+        assert_eq!(ecosystem(PackageKind::Go, Some(&alpine)), "Go");
+        assert_eq!(ecosystem(PackageKind::Npm, None), "npm");
+        assert_eq!(ecosystem(PackageKind::Cargo, None), "crates.io");
     }
 
     #[test]
@@ -420,6 +574,50 @@ Status: install ok installed
         assert_eq!(
             purl(PackageKind::Apk, &musl, Some(&alpine)),
             "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1"
+        );
+        let bash = Package {
+            architecture: Some("x86_64".into()),
+            ..registry_package("bash", "1:5.2.15-3.fc38")
+        };
+        let fedora = parse_os_release("ID=fedora\nVERSION_ID=38\n").unwrap();
+        assert_eq!(
+            purl(PackageKind::Rpm, &bash, Some(&fedora)),
+            "pkg:rpm/fedora/bash@5.2.15-3.fc38?arch=x86_64&epoch=1&distro=fedora-38"
+        );
+        assert_eq!(
+            purl(PackageKind::Rpm, &bash, None),
+            "pkg:rpm/bash@5.2.15-3.fc38?arch=x86_64&epoch=1"
+        );
+        let net = registry_package("golang.org/x/net", "v0.17.0");
+        assert_eq!(
+            purl(PackageKind::Go, &net, Some(&fedora)),
+            "pkg:golang/golang.org/x/net@v0.17.0"
+        );
+        let babel = registry_package("@babel/core", "7.23.0");
+        assert_eq!(
+            purl(PackageKind::Npm, &babel, None),
+            "pkg:npm/%40babel/core@7.23.0"
+        );
+        let requests = registry_package("requests", "2.31.0");
+        assert_eq!(
+            purl(PackageKind::Python, &requests, None),
+            "pkg:pypi/requests@2.31.0"
+        );
+        let serde = registry_package("serde", "1.0.193");
+        assert_eq!(
+            purl(PackageKind::Cargo, &serde, None),
+            "pkg:cargo/serde@1.0.193"
+        );
+    }
+
+    #[test]
+    fn pypi_names_are_normalised_as_pep_503_says() {
+        assert_eq!(normalise_pypi_name("Flask"), "flask");
+        assert_eq!(normalise_pypi_name("zope.interface"), "zope-interface");
+        assert_eq!(normalise_pypi_name("Foo__Bar-.baz"), "foo-bar-baz");
+        assert_eq!(
+            normalise_pypi_name(" typing_extensions "),
+            "typing-extensions"
         );
     }
 }

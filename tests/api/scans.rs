@@ -220,7 +220,10 @@ async fn layers_merge_into_an_inventory_with_sources_and_introducing_layers() {
     assert_eq!(record["error"], Value::Null);
     assert_eq!(record["packages"], 3);
     assert_eq!(record["layers_read"], 3);
-    assert_eq!(record["indexer_version"], 1);
+    assert_eq!(
+        record["indexer_version"],
+        berth::scan::layers::INDEXER_VERSION
+    );
 
     let items = packages(&s, "scan/debian", &digest).await;
     let rows: Vec<String> = items.iter().map(row).collect();

@@ -16,7 +16,8 @@
 #                 image builds the Dockerfile offline around target/release/berth, runs it in
 #                 the private dockerd with auth on, and pushes/pulls with skopeo; quarantine
 #                 quarantines an image through /api/v1 and checks that skopeo, podman, docker
-#                 and ctr pulls fail showing the reason, then pull after the release)
+#                 and ctr pulls fail showing the reason, then pull after the release; and
+#                 that skopeo is refused an unscanned image under block_unscanned)
 #   --auth U:P    the registry has access control on and U:P is an administrator: run only the
 #                 auth group (logins with password, personal and deploy tokens; read-only token
 #                 refused push; anonymous pull of a PUBLIC repository, refused pull of PRIVATE)
@@ -983,6 +984,30 @@ c_q_release() {
     same "$(ctr_target "$REG/$Q_REPO:v1")" "${D[man-single]}" "ctr: image target digest"
   fi
 }
+# block_unscanned (a repository's scanning policy): an image pushed there is refused to
+# skopeo with the policy named until it has a successful scan, then pulled.
+U_REPO=
+u_api() {                               # u_api METHOD PATH [JSON] -> http status
+  local body=(); [ -n "${3:-}" ] && body=(-H 'content-type: application/json' --data "$3")
+  curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$WORK/u.api" -w '%{http_code}' -X "$1" "${body[@]}" \
+    "http://$REG/api/v1/repositories/$U_REPO/-/$2"
+}
+c_q_unscanned() {
+  U_REPO=$NS/unscanned
+  same "$(u_api PUT settings '{"scan_on_push": false, "block_unscanned": true}')" 200 \
+    "PUT block_unscanned ($(cat "$WORK/u.api"))" || return
+  tm skopeo copy -q "${SKC[@]}" "oci:$LAYOUT:single" "docker://$REG/$U_REPO:v1" || return
+  local out=$WORK/u.skopeo
+  if tm skopeo copy -q "${SKC[@]}" "docker://$REG/$U_REPO:v1" "dir:$WORK/u-sk" >"$out" 2>&1; then
+    fail "skopeo pulled an unscanned image"; return
+  fi
+  cat "$out"
+  grep -qF "has no successful vulnerability scan yet; block_unscanned of the repository scanning policy of repository $U_REPO" "$out" \
+    || { fail "skopeo's output lacks the policy: $(grep -v '^[[:space:]]*$' "$out" | tail -n1 | cut -c1-200)"; return; }
+  same "$(u_api POST "images/${D[man-single]}/scan?wait=true")" 200 "POST scan ($(cat "$WORK/u.api"))" || return
+  tm skopeo copy -q "${SKC[@]}" "docker://$REG/$U_REPO:v1" "dir:$WORK/u-sk-back" || return
+  same "$(sha_file "$WORK/u-sk-back/manifest.json")" "${D[man-single]}" "skopeo: pulled manifest digest after the scan"
+}
 run_quarantine() {
   have skopeo || { cannot quarantine "all checks" "skopeo is needed to push the image"; return; }
   check quarantine "setup: push, quarantine the image and one platform of an index (api/v1)" c_q_setup
@@ -1001,6 +1026,7 @@ run_quarantine() {
     else cannot ctr "quarantine" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
   else cannot ctr "quarantine" "ctr not installed"; fi
   check quarantine "release: skopeo, podman, docker and ctr pull the image again" c_q_release
+  check skopeo "pull of an unscanned image refused by block_unscanned, naming the policy; pulled once scanned" c_q_unscanned
 }
 
 # ============================================================================= python clients
