@@ -27,6 +27,8 @@ impl Registry {
     /// pull for the statistics (a HEAD as a version check). The GET of a quarantined
     /// manifest, or of an index with a quarantined child, is refused (`DENIED`, naming the
     /// reason) and not counted; internal reads go to the index directly and are not checked.
+    /// So is the GET of an image without a verified signature under an `enforce` trust
+    /// policy (`signatures.rs`, stored results only).
     ///
     /// A HEAD is answered: it serves no content, and containerd (ctr, the kubelet) resolves a
     /// tag with a HEAD first and shows the registry's message only for a refused GET, which
