@@ -139,7 +139,7 @@ fn view(row: TrustPolicyRow) -> TrustPolicyView {
 }
 
 /// Whether `tag` is one of cosign's attached-artifact tags (`sha256-<hex>.sig`, `.att`,
-/// `.sbom`): read by cosign itself, never held back.
+/// `.sbom`): read by cosign itself, never held back unless it holds a runnable image.
 fn is_cosign_accessory(tag: &Tag) -> bool {
     tag.as_str()
         .strip_prefix("sha256-")
@@ -393,7 +393,7 @@ impl Registry {
         manifest: &StoredManifest,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        if tag.is_some_and(is_cosign_accessory) {
+        if tag.is_some_and(is_cosign_accessory) && !trust::is_runnable(&manifest.payload) {
             return Ok(());
         }
         let Some(policy) = self.meta.trust_policy_for(repo.as_str()).await? else {

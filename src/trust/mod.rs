@@ -258,6 +258,26 @@ struct RawDescriptor {
     digest: String,
 }
 
+/// Whether manifest `payload` is something a runtime can run: an index, or a manifest with
+/// image (filesystem) layers. Signatures, attestations and SBOMs are not; a tag that looks
+/// like cosign's does not exempt a runnable image from the pull gate.
+pub fn is_runnable(payload: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+        #[serde(default)]
+        layers: Vec<Layer>,
+    }
+    // Unreadable: treated as runnable, so the gate decides.
+    serde_json::from_slice::<Shape>(payload).map_or(true, |shape| {
+        shape.manifests.is_some()
+            || shape.layers.iter().any(|l| {
+                l.media_type.contains(".image.layer.") || l.media_type.contains(".image.rootfs.")
+            })
+    })
+}
+
 /// The image digest a cosign signature tag names (`sha256-<hex>.sig` → `sha256:<hex>`).
 pub fn cosign_tag_subject(tag: &str) -> Option<Digest> {
     let hex = tag.strip_prefix("sha256-")?.strip_suffix(".sig")?;
@@ -355,6 +375,25 @@ mod tests {
         assert!(cosign_tag_subject(&format!("sha256-{HEX}.att")).is_none());
         assert!(cosign_tag_subject("sha256-abc.sig").is_none());
         assert!(cosign_tag_subject("latest").is_none());
+    }
+
+    #[test]
+    fn images_are_runnable_and_signatures_are_not() {
+        let manifest = |media_type: &str| {
+            serde_json::json!({ "layers": [{ "mediaType": media_type, "digest": format!("sha256:{HEX}"), "size": 1 }] })
+                .to_string()
+        };
+        assert!(is_runnable(
+            manifest("application/vnd.oci.image.layer.v1.tar+gzip").as_bytes()
+        ));
+        assert!(is_runnable(
+            manifest("application/vnd.docker.image.rootfs.diff.tar.gzip").as_bytes()
+        ));
+        assert!(is_runnable(br#"{"manifests": []}"#));
+        assert!(!is_runnable(manifest(COSIGN_SIMPLE_SIGNING).as_bytes()));
+        assert!(!is_runnable(
+            manifest("application/vnd.dsse.envelope.v1+json").as_bytes()
+        ));
     }
 
     #[test]

@@ -689,6 +689,17 @@ async fn every_algorithm_verifies_and_enforce_serves_only_signed_images() {
             "{reference}"
         );
     }
+    // An image pushed under a tag that looks like cosign's is still an image: refused.
+    let disguised = format!("{}.sig", images["unsigned"].replace(':', "-"));
+    let (config, layer) = (image_config("linux", "amd64", None), b"not a signature");
+    s.push_blob(repo, &config).await;
+    s.push_blob(repo, layer).await;
+    let bytes = crate::common::image_manifest(&config, &[layer.as_slice()]);
+    s.put_manifest_ok(repo, &disguised, OCI_MANIFEST, &bytes)
+        .await;
+    let (status, message) = pull(&s, repo, &disguised).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(message.contains("it has no signature"), "{message}");
     // The spelling without `-/` answers the same.
     let (status, body) = call(
         &s,
