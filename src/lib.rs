@@ -35,6 +35,7 @@ pub mod oci;
 pub mod registry;
 pub mod scan;
 pub mod state;
+pub mod trust;
 pub mod workers;
 
 use std::future::Future;

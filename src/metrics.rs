@@ -157,6 +157,7 @@ struct Inner {
     gc_bytes_freed: IntCounter,
     gc_blobs_deleted: IntCounter,
     scan_layers_read: IntCounter,
+    unsigned_pulls: IntCounterVec,
     jobs_queued: IntGauge,
     stats_flush_lag: prometheus::Gauge,
     quotas: QuotaGauges,
@@ -251,6 +252,16 @@ impl Metrics {
             "scan_layers_read_total",
             "Layer blobs decompressed by the scanner (a layer is read once per indexer version).",
         );
+        let unsigned_pulls = IntCounterVec::new(
+            Opts::new(
+                "unsigned_pulls_total",
+                "Manifest GETs of an image without a verified signature under a trust policy, \
+                 by the policy's mode (audit: served, enforce: refused).",
+            )
+            .namespace("berth"),
+            &["mode"],
+        )
+        .expect("valid metric");
         let jobs_queued = IntGauge::with_opts(
             Opts::new(
                 "jobs_queued",
@@ -297,6 +308,7 @@ impl Metrics {
             Box::new(gc_bytes_freed.clone()),
             Box::new(gc_blobs_deleted.clone()),
             Box::new(scan_layers_read.clone()),
+            Box::new(unsigned_pulls.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(stats_flush_lag.clone()),
             Box::new(quotas.used_bytes.clone()),
@@ -329,6 +341,7 @@ impl Metrics {
             gc_bytes_freed,
             gc_blobs_deleted,
             scan_layers_read,
+            unsigned_pulls,
             jobs_queued,
             stats_flush_lag,
             quotas,
@@ -395,6 +408,12 @@ impl Metrics {
     /// Counts a layer blob read (decompressed) by the scanner.
     pub fn scan_layer_read(&self) {
         self.0.scan_layers_read.inc();
+    }
+
+    /// Counts a manifest GET of an image without a verified signature under a trust policy
+    /// of mode `mode` (`audit` or `enforce`).
+    pub fn unsigned_pull(&self, mode: &'static str) {
+        self.0.unsigned_pulls.with_label_values(&[mode]).inc();
     }
 
     /// Records that pull statistics were written to the index at `now` (Unix seconds).

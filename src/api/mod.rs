@@ -20,6 +20,7 @@ mod repositories;
 mod scans;
 mod stats;
 mod tags;
+mod trust;
 mod users;
 
 pub use caller::Caller;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .merge(stats::routes())
         .merge(advisories::routes())
         .merge(allowlist::routes())
+        .merge(trust::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -128,6 +130,11 @@ pub fn routes() -> Router<AppState> {
         allowlist::create,
         allowlist::list,
         allowlist::remove,
+        trust::list,
+        trust::show,
+        trust::save,
+        trust::remove,
+        trust::signatures,
     ),
     components(schemas(Problem))
 )]

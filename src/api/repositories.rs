@@ -300,7 +300,10 @@ async fn one(
     Path(path): Path<String>,
     request: Request<Body>,
 ) -> ApiResult<Response> {
-    let (name, sub) = match path.split_once("/-/") {
+    let (name, sub) = match path
+        .split_once("/-/")
+        .or_else(|| super::trust::signatures_path(&path))
+    {
         Some((name, sub)) => (name, Some(sub)),
         None => (path.as_str(), None),
     };
@@ -340,6 +343,10 @@ async fn one(
         (Some(sub), _) if super::quarantine::quarantine_resource(sub).is_some() => {
             let digest = super::quarantine::quarantine_resource(sub).unwrap_or_default();
             super::quarantine::route(&app, &caller, &repo, digest, request).await
+        }
+        (Some(sub), method) if super::trust::signatures_resource(sub).is_some() => {
+            let digest = super::trust::signatures_resource(sub).unwrap_or_default();
+            super::trust::route(&app, &caller, &repo, digest, method).await
         }
         (Some(sub), method) if sub.starts_with("images/") => {
             super::images::one(&app, &caller, &repo, &sub["images/".len()..], method).await

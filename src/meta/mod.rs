@@ -42,6 +42,7 @@ pub mod repositories;
 pub mod scan_policy;
 pub mod scans;
 pub mod settings;
+pub mod signatures;
 pub mod stats;
 pub mod tags;
 pub mod tokens;

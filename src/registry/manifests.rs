@@ -27,6 +27,8 @@ impl Registry {
     /// pull for the statistics (a HEAD as a version check). The GET of a quarantined
     /// manifest, or of an index with a quarantined child, is refused (`DENIED`, naming the
     /// reason) and not counted; internal reads go to the index directly and are not checked.
+    /// So is the GET of an image without a verified signature under an `enforce` trust
+    /// policy (`signatures.rs`, stored results only).
     ///
     /// A HEAD is answered: it serves no content, and containerd (ctr, the kubelet) resolves a
     /// tag with a HEAD first and shows the registry's message only for a refused GET, which
@@ -51,9 +53,13 @@ impl Registry {
             self.refuse_unscanned(repo, &manifest).await?;
         }
         let tag = match reference {
-            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
+        if payload {
+            self.check_signed(repo, &manifest, tag).await?;
+        }
+        let tag = tag.map(Tag::as_str);
         self.pulls.record(
             repo.as_str(),
             manifest.repository_id,
@@ -171,6 +177,7 @@ impl Registry {
         self.pulls.record_push(repo.as_str());
         self.record_vex(repo, &digest, &manifest).await;
         self.scan_after_push(repo, &digest, &manifest).await;
+        self.verify_after_push(repo, &digest, &payload, tag).await;
         Ok(ManifestPut {
             digest,
             subject: manifest.subject,

@@ -30,6 +30,7 @@ mod repositories;
 mod scan_policy;
 mod scans;
 mod seed_words;
+mod signatures;
 mod stats;
 mod tags;
 mod tls;
