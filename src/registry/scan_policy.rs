@@ -439,7 +439,8 @@ impl Registry {
         let Ok(parsed) = Manifest::parse(&manifest.payload, Some(&manifest.media_type)) else {
             return Ok(());
         };
-        if !scannable(&parsed) {
+        // A cosign signature in the tag scheme has an image config but no filesystem layer.
+        if !scannable(&parsed) || !crate::trust::is_runnable(&manifest.payload) {
             return Ok(());
         }
         if self

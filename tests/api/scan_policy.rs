@@ -382,6 +382,23 @@ async fn block_unscanned_refuses_pulls_until_scanned() {
     // A referrer (here a VEX document) is an artifact, not an image: not refused.
     let referrer = push_vex(&s, "acme/app", &digest, &json!({"statements": []})).await;
     assert_eq!(pull_refusal(&s, "acme/app", &referrer).await, None);
+    // Nor is a cosign signature in the tag scheme (an image config, but no filesystem layer):
+    // cosign must be able to read it back.
+    let payload = s.push_blob("acme/app", b"{\"critical\":{}}").await;
+    let signature = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": s.push_blob("acme/app", b"{}").await, "size": 2},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                    "digest": payload, "size": 15}],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    let signature = s
+        .put_manifest_ok("acme/app", &tag, OCI_MANIFEST, &signature)
+        .await;
+    assert_eq!(pull_refusal(&s, "acme/app", &signature).await, None);
 
     scan_now(&s, "acme/app", &digest).await;
     assert_eq!(pull_refusal(&s, "acme/app", &digest).await, None);
