@@ -20,6 +20,7 @@ mod scans;
 mod stats;
 mod tags;
 mod users;
+mod vulnerabilities;
 
 pub use caller::Caller;
 
@@ -51,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policies::routes())
         .merge(stats::routes())
         .merge(advisories::routes())
+        .merge(vulnerabilities::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -84,7 +86,10 @@ pub fn routes() -> Router<AppState> {
         scans::scan,
         scans::scans,
         scans::packages,
-        scans::vulnerabilities,
+        vulnerabilities::image,
+        vulnerabilities::changes,
+        vulnerabilities::overview,
+        vulnerabilities::advisory,
         tags::list,
         tags::retag,
         gc::list,

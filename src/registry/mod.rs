@@ -30,6 +30,7 @@
 
 mod advisories;
 mod blobs;
+mod findings;
 mod gc;
 mod images;
 mod jobs;
@@ -57,6 +58,7 @@ pub use images::{
 };
 // The listing parameters are the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::{
+    findings::SeverityCounts,
     gc::QueuedGcOptions,
     images::{ImageCursor, ImageFilter, ImageSort, ImageStatus},
     tags::{TagCursor, TagSort},
@@ -74,8 +76,13 @@ pub use settings::{Mutability, Override, TagRules};
 pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
 pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
+pub use findings::{
+    AdvisoryImpact, AffectedImage, FindingChange, FixedTags, VulnerabilityTotals, VulnerableImage,
+};
 pub use uploads::Mounted;
-pub use vulnerabilities::{ImageVulnerabilities, SeveritySummary, Vulnerability};
+pub use vulnerabilities::{
+    ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
+};
 
 use crate::{
     blobs::Blobs,

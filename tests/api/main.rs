@@ -15,6 +15,7 @@ mod cli;
 mod connections;
 mod disk_full;
 mod errors;
+mod findings;
 mod gc_concurrency;
 mod images;
 mod isolation;
