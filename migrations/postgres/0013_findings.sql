@@ -4,8 +4,8 @@
 -- with its manifest and its repository.
 --
 -- `vulnerability_summaries`: one row per matched image (a manifest with a successful scan):
--- the scan matched and the count of its findings by severity. No row: never scanned
--- successfully (or not matched since this table exists).
+-- the scan matched and the count of its findings by severity, as of `matched_at` (when they
+-- last changed). No row: never scanned successfully (or not matched since this table exists).
 CREATE TABLE vulnerability_summaries (
     manifest_id   BIGINT NOT NULL PRIMARY KEY REFERENCES manifests (id) ON DELETE CASCADE,
     repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,

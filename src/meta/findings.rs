@@ -387,14 +387,32 @@ impl Meta {
                 stored.entry(row.manifest_id).or_default().insert(key, row);
             }
         }
+        // The scan each image was last matched from: a summary is rewritten only when the
+        // scan or the findings changed.
+        let mut matched_from: HashMap<i64, i64> = HashMap::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT manifest_id, scan_id FROM vulnerability_summaries \
+                 WHERE manifest_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            matched_from.extend(query.fetch_all(&mut *tx).await?);
+        }
         let mut inserts: Vec<(&MatchedImage, &NewFinding)> = Vec::new();
         let mut updates: Vec<(&MatchedImage, &NewFinding)> = Vec::new();
         // (image, child, advisory, package, installed, kind)
         let mut changes: Vec<(&MatchedImage, FindingKey, &str)> = Vec::new();
         let mut changed_images = 0;
+        // Images whose findings changed in any way (their summary is counted again).
+        let mut touched: HashSet<i64> = HashSet::new();
         for image in images {
             let mut before = stored.remove(&image.manifest_id).unwrap_or_default();
             let changes_before = changes.len();
+            let updates_before = updates.len();
             for finding in &image.findings {
                 match before.remove(&finding.key()) {
                     None => {
@@ -416,6 +434,9 @@ impl Meta {
             }
             if changes.len() > changes_before {
                 changed_images += 1;
+            }
+            if changes.len() > changes_before || updates.len() > updates_before {
+                touched.insert(image.manifest_id);
             }
         }
         for chunk in ids.chunks(IDS_PER_QUERY) {
@@ -542,6 +563,10 @@ impl Meta {
             query.execute(&mut *tx).await?;
         }
         for image in images {
+            let same_scan = matched_from.get(&image.manifest_id) == Some(&image.scan_id);
+            if same_scan && !touched.contains(&image.manifest_id) {
+                continue;
+            }
             let mut counts = SeverityCounts::default();
             for f in &image.findings {
                 match f.severity.as_str() {
@@ -552,16 +577,14 @@ impl Meta {
                     _ => counts.unknown += 1,
                 }
             }
-            let previous: Option<i64> = sqlx::query_scalar(
+            sqlx::query(
                 "INSERT INTO vulnerability_summaries (manifest_id, repository_id, digest, \
                  scan_id, critical, high, medium, low, unknown, matched_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (manifest_id) DO UPDATE SET scan_id = excluded.scan_id, \
                  critical = excluded.critical, high = excluded.high, \
                  medium = excluded.medium, low = excluded.low, unknown = excluded.unknown, \
-                 matched_at = excluded.matched_at \
-                 WHERE vulnerability_summaries.scan_id <> excluded.scan_id \
-                 RETURNING manifest_id",
+                 matched_at = excluded.matched_at",
             )
             .bind(image.manifest_id)
             .bind(image.repository_id)
@@ -573,23 +596,10 @@ impl Meta {
             .bind(counts.low)
             .bind(counts.unknown)
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-            // The same scan matched again: its children are those stored.
-            if previous.is_none() {
-                sqlx::query(
-                    "UPDATE vulnerability_summaries SET critical = $1, high = $2, medium = $3, \
-                     low = $4, unknown = $5, matched_at = $6 WHERE manifest_id = $7",
-                )
-                .bind(counts.critical)
-                .bind(counts.high)
-                .bind(counts.medium)
-                .bind(counts.low)
-                .bind(counts.unknown)
-                .bind(now)
-                .bind(image.manifest_id)
-                .execute(&mut *tx)
-                .await?;
+            if same_scan {
+                // The same inventory: the children it covers are those stored.
                 continue;
             }
             sqlx::query("DELETE FROM finding_children WHERE manifest_id = $1")

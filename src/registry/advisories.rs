@@ -243,7 +243,14 @@ impl Registry {
         stored?;
         self.store(&mut batch, &mut report, &mut touched).await?;
         // What was stored stays stored when the source fails later: re-matched either way.
+        let started = std::time::Instant::now();
         let rematched = self.rematch(&touched.ids, &touched.names).await?;
+        tracing::info!(
+            images = rematched.images,
+            changed = rematched.changed,
+            ms = started.elapsed().as_millis() as u64,
+            "stored inventories re-matched after an advisory import"
+        );
         report.rematched_images = rematched.images;
         report.changed_images = rematched.changed;
         match read {
