@@ -15,7 +15,8 @@
 # on port BERTH_PG_PORT, default 25463), in a fresh database; the cluster is stopped at the
 # end. Data under target/bench/rematch-{sqlite,postgres} (deleted at the next run).
 # Environment: IMAGES (1000), REPOS (10), PACKAGES (100), SHARED (300), ADVISORIES (200),
-# WORKERS (parallel pushes and scans, 4), PORT (25471), BIN (the berth binary to serve).
+# WORKERS (parallel pushes and scans, 4), PORT (25471), BIN (the berth binary to serve),
+# BERTH_LOG (the server's log filter, warn; its log is kept in the data directory's parent).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -56,7 +57,7 @@ if [ "$postgres" = 1 ]; then
   export BERTH_DATABASE_URL=${BERTH_TEST_DATABASE_URL%/*}/$database
 fi
 
-BERTH_LOG=warn "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
+BERTH_LOG=${BERTH_LOG:-warn} "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
 server_pid=$!
 export BASE=http://127.0.0.1:$PORT
 for _ in $(seq 300); do
