@@ -22,6 +22,7 @@ mod stats;
 mod tags;
 mod trust;
 mod users;
+mod vulnerabilities;
 
 pub use caller::Caller;
 
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .merge(advisories::routes())
         .merge(allowlist::routes())
         .merge(trust::routes())
+        .merge(vulnerabilities::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -88,7 +90,10 @@ pub fn routes() -> Router<AppState> {
         scans::scan,
         scans::scans,
         scans::packages,
-        scans::vulnerabilities,
+        vulnerabilities::image,
+        vulnerabilities::changes,
+        vulnerabilities::overview,
+        vulnerabilities::advisory,
         tags::list,
         tags::retag,
         gc::list,

@@ -1,7 +1,7 @@
 //! `/api/v1/repositories/{name}/-/images/{digest}/{scan,scans,packages,vulnerabilities}`:
-//! scanning an image (queued, or at once with `?wait=true`), its scan history, the inventory
-//! of installed packages its newest successful scan found, and that inventory's findings
-//! against the advisories stored now.
+//! scanning an image (queued, or at once with `?wait=true`), its scan history and the
+//! inventory of installed packages its newest successful scan found; its findings are routed
+//! from here to [`super::vulnerabilities`].
 
 use axum::{
     Json,
@@ -15,7 +15,7 @@ use super::{ApiError, ApiResult, Caller, Page, Problem, images, paged};
 use crate::{
     auth::Role,
     oci::{Digest, RepoName},
-    registry::{ImagePackage, ImageVulnerabilities, PackageFilter, ScanRecord},
+    registry::{ImagePackage, PackageFilter, ScanRecord},
     state::AppState,
 };
 
@@ -30,6 +30,8 @@ pub(super) enum ScanResource {
     Packages,
     /// `…/vulnerabilities`.
     Vulnerabilities,
+    /// `…/vulnerabilities/changes`.
+    VulnerabilityChanges,
 }
 
 /// `images/{digest}/scan` and the like: the digest and the resource, when `sub` is one.
@@ -41,6 +43,7 @@ pub(super) fn scan_resource(sub: &str) -> Option<(&str, ScanResource)> {
         "scans" => ScanResource::Scans,
         "packages" => ScanResource::Packages,
         "vulnerabilities" => ScanResource::Vulnerabilities,
+        "vulnerabilities/changes" => ScanResource::VulnerabilityChanges,
         _ => return None,
     };
     Some((digest, resource))
@@ -254,51 +257,6 @@ pub(super) async fn packages(
     Ok(paged(items, limit, &path, |p| p.seq.to_string()))
 }
 
-/// The findings query takes no parameter; any is refused, naming it.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct VulnerabilitiesQuery {}
-
-/// The vulnerabilities of an image: its newest successful scan's inventory matched against
-/// the advisories stored now (an advisory imported after the scan counts at once), each with
-/// the advisory's id, aliases and severity, the package (for Debian, the source package), the
-/// installed and fixed versions, the layer and, for an index, the child's platform; and their
-/// count by severity.
-#[utoipa::path(
-    get,
-    path = "/api/v1/repositories/{name}/-/images/{digest}/vulnerabilities",
-    tag = "scanning",
-    params(
-        ("name" = String, Path, description = "Repository name"),
-        ("digest" = String, Path, description = "The manifest's digest"),
-    ),
-    responses(
-        (status = 200, description = "The findings, most severe first, and their summary", body = ImageVulnerabilities),
-        (status = 404, description = "No such manifest, or the image was never scanned successfully", body = Problem),
-        (status = "4XX", description = "Refused, a malformed digest or an unknown parameter", body = Problem),
-    )
-)]
-pub(super) async fn vulnerabilities(
-    app: &AppState,
-    caller: &Caller,
-    repo: &RepoName,
-    digest: &Digest,
-) -> ApiResult<Response> {
-    caller.require(repo.as_str(), Role::Reporter).await?;
-    let found = app
-        .registry
-        .image_vulnerabilities(repo, digest)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "{repo}@{digest} has not been scanned successfully yet; \
-                 POST /api/v1/repositories/{repo}/-/images/{digest}/scan"
-            ))
-        })?;
-    Ok(Json(found).into_response())
-}
-
 /// Routes `sub`, one of the scanning sub-resources of `images/{digest}` ([`scan_resource`]).
 pub(super) async fn route(
     app: &AppState,
@@ -336,9 +294,14 @@ pub(super) async fn route(
             packages(app, caller, repo, &digest, query).await
         }
         (ScanResource::Vulnerabilities, Method::GET) => {
-            let super::ApiQuery(VulnerabilitiesQuery {}) =
+            let super::ApiQuery(query) =
                 super::ApiQuery::from_request_parts(&mut parts, app).await?;
-            vulnerabilities(app, caller, repo, &digest).await
+            super::vulnerabilities::image(app, caller, repo, &digest, query).await
+        }
+        (ScanResource::VulnerabilityChanges, Method::GET) => {
+            let super::ApiQuery(query) =
+                super::ApiQuery::from_request_parts(&mut parts, app).await?;
+            super::vulnerabilities::changes(app, caller, repo, &digest, query).await
         }
         _ => Err(super::method_not_allowed_problem()),
     }

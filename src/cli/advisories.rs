@@ -33,8 +33,12 @@ pub(super) async fn run(index: &IndexArgs, command: AdvisoriesCommand) -> anyhow
 async fn import(registry: &Registry, path: PathBuf) -> anyhow::Result<()> {
     let report = registry.import_advisories_from(path).await?;
     println!(
-        "imported {}, unchanged {}, rejected {}",
-        report.imported, report.unchanged, report.rejected_count
+        "imported {}, unchanged {}, rejected {}; images re-matched {}, changed {}",
+        report.imported,
+        report.unchanged,
+        report.rejected_count,
+        report.rematched_images,
+        report.changed_images
     );
     for rejected in &report.rejected {
         match &rejected.id {

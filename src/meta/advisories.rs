@@ -94,12 +94,14 @@ pub struct AdvisoryRow {
 }
 
 /// What an import did to the records it was given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Upserted {
     /// Records stored: new ids, or newer than the stored record.
     pub imported: u64,
     /// Records not newer than the stored one, left out.
     pub unchanged: u64,
+    /// The ids of the records stored (whose findings may change).
+    pub stored: Vec<String>,
 }
 
 /// A JSON text column, decoded into the typed value its row field names.
@@ -177,10 +179,26 @@ impl Meta {
                 continue;
             }
             done.imported += 1;
+            done.stored.push(advisory.id.clone());
             sqlx::query("DELETE FROM advisory_packages WHERE advisory_id = $1")
                 .bind(&advisory.id)
                 .execute(&mut *tx)
                 .await?;
+            // The alias lookup (a CVE id finds the advisories naming it).
+            sqlx::query("DELETE FROM advisory_aliases WHERE advisory_id = $1")
+                .bind(&advisory.id)
+                .execute(&mut *tx)
+                .await?;
+            for alias in &advisory.aliases {
+                sqlx::query(
+                    "INSERT INTO advisory_aliases (alias, advisory_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(alias)
+                .bind(&advisory.id)
+                .execute(&mut *tx)
+                .await?;
+            }
             for (position, package) in advisory.packages.iter().enumerate() {
                 let ranges = serde_json::to_string(&package.ranges)
                     .map_err(|e| anyhow::anyhow!("ranges of {}: {e}", advisory.id))?;

@@ -30,6 +30,7 @@ pub mod access;
 pub mod advisories;
 pub mod audit;
 pub mod blobs;
+pub mod findings;
 pub mod gc;
 pub mod images;
 pub mod jobs;

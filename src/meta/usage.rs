@@ -15,7 +15,7 @@ use crate::{
 /// namespace or everywhere. `$1` admin, `$2` the registry's default visibility, `$3` the
 /// visibility open to the viewer besides `public`, `$4` its user id, `$5` its own namespace,
 /// `$6` the namespace counted ("" for all); later parameters are the query's.
-const READABLE: &str = concat!(
+pub(super) const READABLE: &str = concat!(
     "WITH readable AS (SELECT r.id, r.name FROM repositories r WHERE ($6 = '' OR ",
     in_namespace!("r.name", "$6"),
     ") AND ($1 = 1 \
@@ -46,6 +46,7 @@ macro_rules! bind_viewer {
             .bind($namespace)
     };
 }
+pub(super) use bind_viewer;
 
 /// What the registry holds and how much it was used, over the repositories a viewer may
 /// read (in one namespace, or everywhere). Blobs and bytes are physical (each blob once,

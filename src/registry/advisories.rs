@@ -7,7 +7,7 @@
 
 use std::{
     cmp::Ordering,
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
 };
 
@@ -49,6 +49,18 @@ pub struct ImportReport {
     pub rejected: Vec<Rejected>,
     /// How many were refused in all.
     pub rejected_count: u64,
+    /// Scanned images whose stored inventory was matched again (those holding a package a
+    /// stored record names, or with a finding of one); no blob is read.
+    pub rematched_images: u64,
+    /// Of those, images whose findings changed (new or resolved).
+    pub changed_images: u64,
+}
+
+/// What the records stored by an import concern: their ids and the packages they name.
+#[derive(Default)]
+struct Touched {
+    ids: Vec<String>,
+    names: BTreeSet<(String, String)>,
 }
 
 /// How a body or a path is read.
@@ -201,6 +213,7 @@ impl Registry {
         let mut batch = Vec::with_capacity(BATCH);
         let mut batch_bytes = 0;
         let mut stored = Ok(());
+        let mut touched = Touched::default();
         while let Some(item) = receiver.recv().await {
             match item {
                 Item::Record(record) => {
@@ -217,7 +230,7 @@ impl Registry {
             }
             if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
                 batch_bytes = 0;
-                stored = self.store(&mut batch, &mut report).await;
+                stored = self.store(&mut batch, &mut report, &mut touched).await;
                 if stored.is_err() {
                     break;
                 }
@@ -228,7 +241,18 @@ impl Registry {
             .await
             .map_err(|e| Error::Internal(anyhow::anyhow!("reading advisories: {e}")))?;
         stored?;
-        self.store(&mut batch, &mut report).await?;
+        self.store(&mut batch, &mut report, &mut touched).await?;
+        // What was stored stays stored when the source fails later: re-matched either way.
+        let started = std::time::Instant::now();
+        let rematched = self.rematch(&touched.ids, &touched.names).await?;
+        tracing::info!(
+            images = rematched.images,
+            changed = rematched.changed,
+            ms = started.elapsed().as_millis() as u64,
+            "stored inventories re-matched after an advisory import"
+        );
+        report.rematched_images = rematched.images;
+        report.changed_images = rematched.changed;
         match read {
             Ok(()) => Ok(report),
             Err(e @ (SourceError::NotJson(..) | SourceError::BadZip(..))) => {
@@ -238,13 +262,27 @@ impl Registry {
         }
     }
 
-    async fn store(&self, batch: &mut Vec<NewAdvisory>, report: &mut ImportReport) -> Result<()> {
+    async fn store(
+        &self,
+        batch: &mut Vec<NewAdvisory>,
+        report: &mut ImportReport,
+        touched: &mut Touched,
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let done = self.meta.upsert_advisories(batch).await?;
         report.imported += done.imported;
         report.unchanged += done.unchanged;
+        let stored: BTreeSet<&str> = done.stored.iter().map(String::as_str).collect();
+        for advisory in batch.iter().filter(|a| stored.contains(a.id.as_str())) {
+            for p in &advisory.packages {
+                touched
+                    .names
+                    .insert((p.ecosystem.clone(), p.package.clone()));
+            }
+        }
+        touched.ids.extend(done.stored);
         batch.clear();
         Ok(())
     }

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{ImageQuarantine, Override, QuarantineRecord, Registry};
+use super::{
+    ImageQuarantine, Override, QuarantineRecord, Registry, SeveritySummary, findings::summary_of,
+};
 use crate::{
     error::{Error, Result},
     meta::{
@@ -77,6 +79,9 @@ pub struct ImageSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub index: Option<Digest>,
+    /// Its findings by severity, as stored for its newest successful scan; `null` when it
+    /// was never scanned successfully.
+    pub vulnerabilities: Option<SeveritySummary>,
     /// Where the listing continues after this image (the page's `next`).
     #[serde(skip)]
     pub cursor: String,
@@ -462,6 +467,7 @@ impl Registry {
             .map(|r| r.id)
             .collect();
         let mut children = self.leaf_platforms(repository_id, &index_ids).await?;
+        let mut vulnerabilities = self.meta.severity_counts(&ids).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -493,6 +499,7 @@ impl Registry {
                     last_pulled_at: r.last_pulled_at,
                     pull_count: r.pull_count,
                     index: r.index_digest,
+                    vulnerabilities: summary_of(vulnerabilities.remove(&r.id)),
                 }
             })
             .collect())

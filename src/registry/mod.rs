@@ -33,6 +33,7 @@
 mod advisories;
 mod blobs;
 mod exemptions;
+mod findings;
 mod gc;
 mod images;
 mod jobs;
@@ -62,6 +63,7 @@ pub use images::{
 };
 // The listing parameters are the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::{
+    findings::SeverityCounts,
     gc::QueuedGcOptions,
     images::{ImageCursor, ImageFilter, ImageSort, ImageStatus},
     tags::{TagCursor, TagSort},
@@ -87,8 +89,13 @@ pub use signatures::{SIGNATURE_BLOB_MAX, SignatureView, TrustPolicyInput, TrustP
 pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
 pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};
+pub use findings::{
+    AdvisoryImpact, AffectedImage, FindingChange, FixedTags, VulnerabilityTotals, VulnerableImage,
+};
 pub use uploads::Mounted;
-pub use vulnerabilities::{ImageVulnerabilities, SeveritySummary, Vulnerability};
+pub use vulnerabilities::{
+    ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
+};
 
 use crate::{
     blobs::Blobs,

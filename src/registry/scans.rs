@@ -332,6 +332,12 @@ impl Registry {
             duration_ms: started.elapsed().as_millis().min(i64::MAX as u128) as i64,
         };
         let id = self.meta.record_scan(&scan, &packages).await?;
+        // A failure here leaves the scan recorded; the findings are matched on the next read.
+        if error.is_none()
+            && let Err(e) = self.refresh_findings(repository_id, digest).await
+        {
+            tracing::warn!(%repo, %digest, error = %e, "could not store the scan's findings");
+        }
         tracing::info!(%repo, %digest, scan = id, packages = packages.len(), layers_read, error = ?error, "image scanned");
         self.apply_scan_policy_logged(repo, digest).await;
         Ok(ScanRecord {

@@ -1,16 +1,17 @@
-//! The vulnerabilities of an image: its inventory (as its newest successful scan found it)
-//! matched against the stored advisories when asked, so an advisory imported since the scan
-//! counts at once without reading a blob. For an index, each child's findings, naming its
-//! platform.
-
-use std::collections::BTreeMap;
+//! The vulnerabilities of an image: the findings stored for its newest successful scan's
+//! inventory (matched at the end of the scan, and again after every advisory import that
+//! concerns it, without reading a blob). For an index, each child's findings, naming its
+//! platform; a child pulled by digest has those its index's scan found in it.
 
 use serde::Serialize;
 
-use super::{PackagePlatform, Registry, SuppressedVulnerability};
+use super::{
+    PackagePlatform, Registry, SuppressedVulnerability,
+    findings::{platform_of, severity_of},
+};
 use crate::{
     error::Result,
-    meta::scans::PackageRow,
+    meta::findings::FindingRow,
     oci::{Digest, RepoName},
     scan::osv::Severity,
 };
@@ -35,6 +36,27 @@ pub struct Vulnerability {
     pub layer: String,
     /// For an index, the platform of the child it was found in; `null` for an image.
     pub platform: Option<PackagePlatform>,
+    /// When it was first found (unix seconds): kept across rescans and re-imports.
+    pub first_seen: i64,
+    /// When it was last confirmed, by a scan or a re-match after an import (unix seconds).
+    pub last_seen: i64,
+}
+
+impl From<FindingRow> for Vulnerability {
+    fn from(r: FindingRow) -> Vulnerability {
+        Vulnerability {
+            platform: platform_of(&r),
+            severity: severity_of(&r),
+            aliases: serde_json::from_str(&r.aliases).unwrap_or_default(),
+            id: r.advisory_id,
+            package: r.package,
+            installed_version: r.installed_version,
+            fixed_version: r.fixed_version,
+            layer: r.layer,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+        }
+    }
 }
 
 /// How many findings there are of each severity.
@@ -53,7 +75,7 @@ pub struct SeveritySummary {
 }
 
 impl SeveritySummary {
-    fn count(&mut self, severity: Severity) {
+    pub(super) fn count(&mut self, severity: Severity) {
         let level = match severity {
             Severity::Critical => &mut self.critical,
             Severity::High => &mut self.high,
@@ -77,59 +99,44 @@ pub struct ImageVulnerabilities {
     pub suppressed: Vec<SuppressedVulnerability>,
 }
 
+/// Which findings of an image a listing shows (the summary counts them all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VulnerabilityFilter {
+    /// Only findings of this severity or above.
+    pub min_severity: Option<Severity>,
+    /// Only findings with a known fix.
+    pub fixable: bool,
+}
+
+impl VulnerabilityFilter {
+    /// Whether `item` passes.
+    pub fn admits(&self, item: &Vulnerability) -> bool {
+        self.min_severity.is_none_or(|min| item.severity >= min)
+            && (!self.fixable || item.fixed_version.is_some())
+    }
+}
+
 impl Registry {
-    /// The findings of image `digest` in `repo` against the advisories stored now; `None`
-    /// when the image has no successful scan.
+    /// The findings of image `digest` in `repo` as stored for its newest successful scan
+    /// (matched against the advisories stored since); `None` when the image has no
+    /// successful scan (nor, for an index's child, an index scanned with it).
     pub async fn image_vulnerabilities(
         &self,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ImageVulnerabilities>> {
         let repository_id = self.image_repository(repo, digest).await?;
-        let Some(packages) = self.meta.image_packages(repository_id, digest).await? else {
+        let Some(rows) = self.stored_findings(repository_id, digest).await? else {
             return Ok(None);
         };
-        // Advisories are matched per child (its platform) and ecosystem, on the source package
-        // and version; the binary packages built from one source share its findings, which
-        // name the layer of the first of them in the inventory.
-        let mut groups: BTreeMap<(Digest, String), Vec<&PackageRow>> = BTreeMap::new();
-        for p in &packages {
-            groups
-                .entry((p.child_digest.clone(), p.ecosystem.clone()))
-                .or_default()
-                .push(p);
-        }
-        let mut items = Vec::new();
-        for ((_, ecosystem), rows) in groups {
-            let mut installed: Vec<(String, String)> = rows
-                .iter()
-                .map(|p| (p.source_name.clone(), p.source_version.clone()))
-                .collect();
-            installed.sort();
-            installed.dedup();
-            for finding in self.match_packages(&ecosystem, &installed).await? {
-                let from = rows.iter().find(|p| {
-                    p.source_name == finding.package
-                        && p.source_version == finding.installed_version
-                });
-                let Some(from) = from else { continue };
-                items.push(Vulnerability {
-                    id: finding.id,
-                    aliases: finding.aliases,
-                    severity: finding.severity,
-                    package: finding.package,
-                    installed_version: finding.installed_version,
-                    fixed_version: finding.fixed_version,
-                    layer: from.layer.clone(),
-                    platform: PackagePlatform::of(from),
-                });
-            }
-        }
+        let mut items: Vec<Vulnerability> = rows.into_iter().map(Vulnerability::from).collect();
         items.sort_by(|a, b| {
             b.severity
                 .cmp(&a.severity)
                 .then_with(|| a.id.cmp(&b.id))
                 .then_with(|| a.package.cmp(&b.package))
+                .then_with(|| a.installed_version.cmp(&b.installed_version))
+                .then_with(|| a.layer.cmp(&b.layer))
         });
         let (items, suppressed) = self.suppressions(repo, digest).await?.split(items);
         let mut summary = SeveritySummary::default();

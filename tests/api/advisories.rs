@@ -117,7 +117,8 @@ async fn one_record_imports_and_reads_back() {
     .await;
     assert_eq!(
         report,
-        json!({"imported": 1, "unchanged": 0, "rejected": [], "rejected_count": 0})
+        json!({"imported": 1, "unchanged": 0, "rejected": [], "rejected_count": 0,
+               "rematched_images": 0, "changed_images": 0})
     );
     let shown = advisory(&s, "CVE-2024-0001").await;
     assert_eq!(shown["id"], "CVE-2024-0001");
@@ -480,7 +481,7 @@ async fn the_cli_imports_a_directory_and_a_zip() {
     let mut lines = out.lines();
     assert_eq!(
         lines.next(),
-        Some("imported 2, unchanged 0, rejected 2"),
+        Some("imported 2, unchanged 0, rejected 2; images re-matched 0, changed 0"),
         "{out}"
     );
     let rest: Vec<&str> = lines.collect();
@@ -519,7 +520,10 @@ async fn the_cli_imports_a_directory_and_a_zip() {
     let (code, out, err) =
         berth_offline(&s, &["advisories", "import", zip.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(out.trim(), "imported 1, unchanged 1, rejected 0");
+    assert_eq!(
+        out.trim(),
+        "imported 1, unchanged 1, rejected 0; images re-matched 0, changed 0"
+    );
     let zlib = advisory(&s, "CVE-2024-0051").await;
     assert_eq!(zlib["affected"][0]["ranges"][0]["events"][1]["fixed"], "2");
 

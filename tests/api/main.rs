@@ -16,6 +16,7 @@ mod connections;
 mod disk_full;
 mod ecosystems;
 mod errors;
+mod findings;
 mod gc_concurrency;
 mod images;
 mod isolation;

@@ -13,13 +13,13 @@ use crate::common::{
     descriptor, image_config, json_body, sha256, unknown_digest,
 };
 
-const DEBIAN_12: &[u8] =
+pub(crate) const DEBIAN_12: &[u8] =
     b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
-const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// A dpkg stanza of an installed package.
-fn stanza(name: &str, version: &str, source: Option<&str>, arch: &str) -> String {
+pub(crate) fn stanza(name: &str, version: &str, source: Option<&str>, arch: &str) -> String {
     let mut s = format!("Package: {name}\nStatus: install ok installed\nArchitecture: {arch}\n");
     if let Some(source) = source {
         s.push_str(&format!("Source: {source}\n"));
@@ -32,7 +32,7 @@ fn stanza(name: &str, version: &str, source: Option<&str>, arch: &str) -> String
 
 /// A tar of `(path, contents)` regular files. Names are written raw, as a hostile archive
 /// would (the `tar` crate refuses `..` through its path setters).
-fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, data) in entries {
         let mut header = tar::Header::new_gnu();
@@ -46,7 +46,7 @@ fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().expect("tar")
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).expect("gzip");
     enc.finish().expect("gzip")
@@ -58,7 +58,7 @@ fn zstd(data: &[u8]) -> Vec<u8> {
 
 /// Pushes an image of `layers` (media type, bytes) with a config for `arch`; returns its
 /// digest and manifest bytes.
-async fn push_layers(
+pub(crate) async fn push_layers(
     s: &TestServer,
     repo: &str,
     reference: &str,
@@ -91,18 +91,18 @@ async fn push_layers(
 }
 
 /// Asserts an `/api/v1` problem's status and code.
-async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) {
+pub(crate) async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) {
     assert_eq!(resp.status().as_u16(), status);
     let body = json_body(resp).await;
     assert_eq!(body["error"]["code"], code, "{body}");
 }
 
-fn image_path(repo: &str, digest: &str, rest: &str) -> String {
+pub(crate) fn image_path(repo: &str, digest: &str, rest: &str) -> String {
     format!("/api/v1/repositories/{repo}/-/images/{digest}/{rest}")
 }
 
 /// `POST …/scan?wait=true`, which must answer 200; returns the scan record.
-async fn scan_now(s: &TestServer, repo: &str, digest: &str) -> Value {
+pub(crate) async fn scan_now(s: &TestServer, repo: &str, digest: &str) -> Value {
     let resp = s
         .req(Method::POST, &image_path(repo, digest, "scan?wait=true"))
         .send()
@@ -133,7 +133,7 @@ fn row(p: &Value) -> String {
 }
 
 /// `berth_scan_layers_read_total` as scraped.
-async fn layers_read_total(s: &TestServer) -> u64 {
+pub(crate) async fn layers_read_total(s: &TestServer) -> u64 {
     let text = s.get("/metrics").await.text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("berth_scan_layers_read_total "))
@@ -146,7 +146,7 @@ async fn layers_read_total(s: &TestServer) -> u64 {
 /// The three layers of the main scenario: a Debian 12 base with three packages in
 /// `status` and one in `status.d/` (gzip), an upgrade of one package (zstd), and the removal
 /// of the `status.d/` entry by a whiteout (gzip).
-fn debian_layers() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+pub(crate) fn debian_layers() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let status = [
         stanza("libc6", "2.36-9+deb12u3", Some("glibc"), "amd64"),
         stanza(
@@ -761,7 +761,7 @@ async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
 
 /// An OSV record fixing `package` (a Debian source package) at `fixed`, with `severity`
 /// entries and a distribution's `urgency`.
-fn advisory(
+pub(crate) fn advisory(
     id: &str,
     alias: &str,
     package: &str,
@@ -782,7 +782,7 @@ fn advisory(
     })
 }
 
-async fn import_advisories(s: &TestServer, records: Value) {
+pub(crate) async fn import_advisories(s: &TestServer, records: Value) {
     let resp = s
         .req(Method::POST, "/api/v1/advisories")
         .header("content-type", "application/json")
@@ -947,7 +947,7 @@ async fn vulnerabilities_match_the_inventory_against_the_advisories_stored_now()
         .get(&image_path(
             "debian/app",
             &old,
-            "vulnerabilities?severity=high",
+            "vulnerabilities?severity=urgent",
         ))
         .await;
     assert_problem(resp, 400, "BAD_REQUEST").await;
