@@ -8,8 +8,9 @@
 //! beyond method and status, so the registry and the blob store can count into it.
 //!
 //! Labels are small fixed sets: `handler` names the endpoint ([`Handler`]), never the raw
-//! path, and no label carries a repository name, so the number of series stays bounded. The
-//! quota gauges carry a `namespace`, only for the namespaces an administrator gave a quota.
+//! path, and the number of series stays bounded: the quota gauges carry a `namespace`, only
+//! for the namespaces an administrator gave a quota, and `berth_vulnerability_findings` a
+//! `repository`, only for the 20 repositories with the most critical and high findings.
 
 use std::{
     sync::{
@@ -158,6 +159,8 @@ struct Inner {
     gc_blobs_deleted: IntCounter,
     scan_layers_read: IntCounter,
     unsigned_pulls: IntCounterVec,
+    scans: ScanGauges,
+    scan_durations: HistogramVec,
     jobs_queued: IntGauge,
     stats_flush_lag: prometheus::Gauge,
     quotas: QuotaGauges,
@@ -262,6 +265,55 @@ impl Metrics {
             &["mode"],
         )
         .expect("valid metric");
+        let scan_durations = HistogramVec::new(
+            HistogramOpts::new(
+                "scan_duration_seconds",
+                "Time to scan an image (read its new layers, store its inventory and findings), \
+                 by outcome (ok, error).",
+            )
+            .namespace("berth")
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0,
+            ]),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let scans = ScanGauges {
+            vulnerable_images: IntGaugeVec::new(
+                Opts::new(
+                    "vulnerable_images",
+                    "Images whose stored findings include one of this severity (critical, \
+                     high), read at scrape time.",
+                )
+                .namespace("berth"),
+                &["severity"],
+            )
+            .expect("valid metric"),
+            findings: IntGaugeVec::new(
+                Opts::new(
+                    "vulnerability_findings",
+                    "Stored findings by severity of the repositories with the most critical \
+                     and high ones (at most 20 repositories), read at scrape time.",
+                )
+                .namespace("berth"),
+                &["repository", "severity"],
+            )
+            .expect("valid metric"),
+            queued: IntGauge::with_opts(
+                Opts::new("scans_queued", "Image scans waiting in the job queue.")
+                    .namespace("berth"),
+            )
+            .expect("valid metric"),
+            advisories_age: IntGaugeVec::new(
+                Opts::new(
+                    "advisories_age_seconds",
+                    "Seconds since advisories were last imported (absent before the first import).",
+                )
+                .namespace("berth"),
+                &[],
+            )
+            .expect("valid metric"),
+        };
         let jobs_queued = IntGauge::with_opts(
             Opts::new(
                 "jobs_queued",
@@ -309,6 +361,11 @@ impl Metrics {
             Box::new(gc_blobs_deleted.clone()),
             Box::new(scan_layers_read.clone()),
             Box::new(unsigned_pulls.clone()),
+            Box::new(scan_durations.clone()),
+            Box::new(scans.vulnerable_images.clone()),
+            Box::new(scans.findings.clone()),
+            Box::new(scans.queued.clone()),
+            Box::new(scans.advisories_age.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(stats_flush_lag.clone()),
             Box::new(quotas.used_bytes.clone()),
@@ -320,6 +377,9 @@ impl Metrics {
         // Series that dashboards and alerts expect exist from the start, at zero.
         for outcome in ["succeeded", "failed"] {
             gc_runs.with_label_values(&[outcome]);
+        }
+        for severity in ["critical", "high"] {
+            scans.vulnerable_images.with_label_values(&[severity]);
         }
         let in_flight_by = Handler::ALL
             .iter()
@@ -342,6 +402,8 @@ impl Metrics {
             gc_blobs_deleted,
             scan_layers_read,
             unsigned_pulls,
+            scans,
+            scan_durations,
             jobs_queued,
             stats_flush_lag,
             quotas,
@@ -416,6 +478,45 @@ impl Metrics {
         self.0.unsigned_pulls.with_label_values(&[mode]).inc();
     }
 
+    /// Records a finished scan: `ok` or not, and how long it took.
+    pub fn scan_finished(&self, ok: bool, secs: f64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.0
+            .scan_durations
+            .with_label_values(&[outcome])
+            .observe(secs);
+    }
+
+    /// Replaces the scanning gauges with `figures`.
+    pub fn set_scan_figures(&self, figures: &ScanFigures) {
+        let gauges = &self.0.scans;
+        gauges
+            .vulnerable_images
+            .with_label_values(&["critical"])
+            .set(figures.critical_images);
+        gauges
+            .vulnerable_images
+            .with_label_values(&["high"])
+            .set(figures.high_images);
+        gauges.findings.reset();
+        for (repository, counts) in &figures.by_repository {
+            for (severity, count) in SEVERITIES.iter().zip(counts) {
+                gauges
+                    .findings
+                    .with_label_values(&[repository.as_str(), severity])
+                    .set(*count);
+            }
+        }
+        gauges.queued.set(figures.scans_queued);
+        gauges.advisories_age.reset();
+        if let Some(age) = figures.advisories_age_secs {
+            gauges
+                .advisories_age
+                .with_label_values::<&str>(&[])
+                .set(age);
+        }
+    }
+
     /// Records that pull statistics were written to the index at `now` (Unix seconds).
     pub fn stats_flushed(&self, now: i64) {
         self.0.last_flush.store(now, Ordering::Relaxed);
@@ -464,6 +565,35 @@ impl Metrics {
             .expect("the text encoder writes to memory");
         String::from_utf8(text).expect("the text format is UTF-8")
     }
+}
+
+/// The severities of `berth_vulnerability_findings`, in the order of
+/// [`ScanFigures::by_repository`]'s counts.
+pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
+
+/// The scanning figures read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanFigures {
+    /// Images with a critical finding.
+    pub critical_images: i64,
+    /// Images with a high finding.
+    pub high_images: i64,
+    /// The repositories with the most critical, then high, findings, and their findings by
+    /// severity (in [`SEVERITIES`] order).
+    pub by_repository: Vec<(String, [i64; 5])>,
+    /// Scans waiting in the job queue.
+    pub scans_queued: i64,
+    /// Seconds since the last advisory import; `None` before the first.
+    pub advisories_age_secs: Option<i64>,
+}
+
+/// `berth_vulnerable_images`, `berth_vulnerability_findings`, `berth_scans_queued` and
+/// `berth_advisories_age_seconds`.
+struct ScanGauges {
+    vulnerable_images: IntGaugeVec,
+    findings: IntGaugeVec,
+    queued: IntGauge,
+    advisories_age: IntGaugeVec,
 }
 
 /// One namespace's quota figures, for the `berth_quota_*` gauges.

@@ -97,6 +97,9 @@ async fn metrics(State(scrape): State<Scrape>, request: Request) -> Response {
     if let Err(e) = registry.refresh_quota_metrics().await {
         tracing::warn!(error = %e, "metrics: could not read the namespace quotas");
     }
+    if let Err(e) = registry.refresh_scan_metrics().await {
+        tracing::warn!(error = %e, "metrics: could not read the scanning figures");
+    }
     let text = registry.metrics().render(queued, registry.clock().now());
     (
         [(

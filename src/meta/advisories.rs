@@ -224,6 +224,15 @@ impl Meta {
         Ok(done)
     }
 
+    /// When advisories were last imported (Unix seconds); `None` before the first import.
+    pub async fn advisories_imported_at(&self) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(imported_at) FROM advisories")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
     /// The advisory `id`, if stored.
     pub async fn advisory(&self, id: &str) -> Result<Option<AdvisoryRow>> {
         Ok(sqlx::query_as(&format!(

@@ -635,6 +635,35 @@ impl Meta {
         })
     }
 
+    /// How many matched images have a critical finding, and how many a high one.
+    pub async fn vulnerable_image_counts(&self) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN critical > 0 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN high > 0 THEN 1 ELSE 0 END), 0) FROM vulnerability_summaries",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    /// The `limit` repositories with the most critical, then high, findings (then by name),
+    /// with their findings by severity (critical, high, medium, low, unknown).
+    pub async fn findings_by_repository(&self, limit: i64) -> Result<Vec<(String, [i64; 5])>> {
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT r.name, CAST(SUM(s.critical) AS BIGINT) AS critical, \
+             CAST(SUM(s.high) AS BIGINT) AS high, CAST(SUM(s.medium) AS BIGINT), \
+             CAST(SUM(s.low) AS BIGINT), CAST(SUM(s.unknown) AS BIGINT) \
+             FROM vulnerability_summaries s JOIN repositories r ON r.id = s.repository_id \
+             GROUP BY r.name ORDER BY critical DESC, high DESC, r.name LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, c, h, m, l, u)| (name, [c, h, m, l, u]))
+            .collect())
+    }
+
     /// The scan image `manifest_id`'s stored findings come from, if it was matched.
     pub async fn matched_scan(&self, manifest_id: i64) -> Result<Option<i64>> {
         Ok(

@@ -221,6 +221,16 @@ impl Meta {
         Ok(queued)
     }
 
+    /// Image scans waiting in the queue (`berth_scans_queued`).
+    pub async fn queued_scans(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND kind = $1")
+                .bind(SCAN_IMAGE)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
     /// Forgets finished jobs older than `before`.
     pub async fn prune_jobs(&self, before: i64) -> Result<u64> {
         let done =

@@ -28,9 +28,13 @@ use crate::{
         jobs::Job,
         scans::{NewScan, PackageFilter, PackageRow, ScanRow, StoredLayer},
     },
+    metrics::ScanFigures,
     oci::{Digest, Manifest, MediaType, RepoName, manifest::Platform},
     scan::layers::{INDEXER_VERSION, LayerLimits, index_layer, merge},
 };
+
+/// The most repositories `berth_vulnerability_findings` has series for.
+const FINDINGS_REPOSITORIES_MAX: i64 = 20;
 
 /// One scan of an image, as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -234,6 +238,29 @@ impl Registry {
         }
     }
 
+    /// Reads the scanning gauges (`berth_vulnerable_images`, `berth_vulnerability_findings`,
+    /// `berth_scans_queued`, `berth_advisories_age_seconds`) for a scrape.
+    pub async fn refresh_scan_metrics(&self) -> Result<()> {
+        let (critical_images, high_images) = self.meta.vulnerable_image_counts().await?;
+        let now = self.clock.now();
+        let figures = ScanFigures {
+            critical_images,
+            high_images,
+            by_repository: self
+                .meta
+                .findings_by_repository(FINDINGS_REPOSITORIES_MAX)
+                .await?,
+            scans_queued: self.meta.queued_scans().await?,
+            advisories_age_secs: self
+                .meta
+                .advisories_imported_at()
+                .await?
+                .map(|at| (now - at).max(0)),
+        };
+        self.metrics.set_scan_figures(&figures);
+        Ok(())
+    }
+
     /// Runs a queued scan.
     pub(super) async fn run_scan_job(&self, repository_id: i64, digest: &str) -> Result<()> {
         let digest: Digest = digest
@@ -340,6 +367,8 @@ impl Registry {
         }
         tracing::info!(%repo, %digest, scan = id, packages = packages.len(), layers_read, error = ?error, "image scanned");
         self.apply_scan_policy_logged(repo, digest).await;
+        self.metrics
+            .scan_finished(error.is_none(), started.elapsed().as_secs_f64());
         Ok(ScanRecord {
             id,
             started_at: scan.started_at,

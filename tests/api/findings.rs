@@ -646,3 +646,97 @@ async fn bad_inputs_are_refused_naming_what_is_wrong() {
     .await;
     assert_eq!(changes["items"].as_array().unwrap().len(), 1);
 }
+
+/// The scanning figures a scrape shows: images with critical and high findings, findings
+/// by severity per repository, scans queued, scan durations and the advisories' age.
+#[tokio::test]
+async fn scanning_figures_are_metrics() {
+    use crate::metrics::{samples, scrape, sum};
+    let s = TestServer::start().await;
+    let before = samples(&scrape(&s).await);
+    assert_eq!(
+        sum(
+            &before,
+            "berth_vulnerable_images",
+            &[r#"severity="critical""#]
+        ),
+        0.0
+    );
+    assert!(
+        !before
+            .keys()
+            .any(|k| k.starts_with("berth_advisories_age_seconds")),
+        "no import yet, no age"
+    );
+
+    let (base, _, _) = debian_layers();
+    let (app, _) = push_layers(&s, "debian/app", "v1", "amd64", &[(GZIP_LAYER, &base)]).await;
+    let (ssl, _) = push_layers(
+        &s,
+        "debian/ssl",
+        "v1",
+        "amd64",
+        &[(GZIP_LAYER, &openssl_only_layer("3.0.11-1~deb12u1"))],
+    )
+    .await;
+    import(
+        &s,
+        json!([
+            openssl_advisory("2024-05-01T00:00:00Z", "3.0.13-1~deb12u1"),
+            zlib_advisory()
+        ]),
+    )
+    .await;
+    scan_now(&s, "debian/app", &app).await;
+    scan_now(&s, "debian/ssl", &ssl).await;
+    s.clock.advance(90);
+    let queued = s
+        .req(Method::POST, &image_path("debian/ssl", &ssl, "scan"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), StatusCode::ACCEPTED);
+
+    let after = samples(&scrape(&s).await);
+    // debian/app has openssl (high) and zlib (critical); debian/ssl only openssl.
+    assert_eq!(
+        sum(
+            &after,
+            "berth_vulnerable_images",
+            &[r#"severity="critical""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(&after, "berth_vulnerable_images", &[r#"severity="high""#]),
+        2.0
+    );
+    let findings = |repo: &str, severity: &str| {
+        sum(
+            &after,
+            "berth_vulnerability_findings",
+            &[
+                &format!(r#"repository="{repo}""#),
+                &format!(r#"severity="{severity}""#),
+            ],
+        )
+    };
+    assert_eq!(findings("debian/app", "critical"), 1.0);
+    assert_eq!(findings("debian/app", "high"), 1.0);
+    assert_eq!(findings("debian/ssl", "critical"), 0.0);
+    assert_eq!(findings("debian/ssl", "high"), 1.0);
+    assert_eq!(sum(&after, "berth_scans_queued", &[]), 1.0);
+    assert_eq!(
+        sum(
+            &after,
+            "berth_scan_duration_seconds_count",
+            &[r#"outcome="ok""#]
+        ),
+        2.0
+    );
+    let age = sum(&after, "berth_advisories_age_seconds", &[]);
+    assert!(
+        (90.0..120.0).contains(&age),
+        "advisories imported {age} s ago"
+    );
+}

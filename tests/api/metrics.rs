@@ -13,7 +13,7 @@ use crate::common::{
 };
 
 /// The samples of a scrape, keyed by `name{labels}` exactly as the text format writes them.
-fn samples(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .map(|line| {
@@ -24,7 +24,7 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// The sum of every sample of `name` whose labels include each of `labels` (`k="v"`).
-fn sum(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn sum(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
     samples
         .iter()
         .filter(|(key, _)| {
@@ -35,7 +35,7 @@ fn sum(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-async fn scrape(s: &TestServer) -> String {
+pub(crate) async fn scrape(s: &TestServer) -> String {
     let resp = s.get("/metrics").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
@@ -372,6 +372,18 @@ async fn promtool_accepts_the_metrics_and_the_alert_rules() {
     assert!(
         checked.status.success(),
         "promtool check rules: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // The alerts fire on what they should, once per registry (tests/fixtures has the series).
+    let cases = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/prometheus-alerts.test.yml"
+    );
+    let checked = promtool(&["test", "rules", cases], None);
+    assert!(
+        checked.status.success(),
+        "promtool test rules: {}{}",
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
