@@ -17,8 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    ApiError, ApiJson, ApiQuery, ApiResult, Caller, Page, Paging, Problem, paged,
-    repositories::bad_parameter,
+    ApiError, ApiJson, ApiQuery, ApiResult, Caller, Page, Paging, Problem, bad_parameter, paged,
 };
 use crate::{
     auth::{Action, Role},

@@ -183,6 +183,12 @@ pub struct ProblemDetail {
     pub details: Value,
 }
 
+/// A 400 naming the query parameter or body field at fault (in `details.parameter`).
+pub(super) fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("{parameter}: {message}"))
+        .with_details(serde_json::json!({ "parameter": parameter }))
+}
+
 /// A JSON problem: a stable machine-readable `code`, a sentence for people, optional details.
 #[derive(Debug)]
 pub struct ApiError {

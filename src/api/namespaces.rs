@@ -44,7 +44,7 @@ pub fn routes() -> Router<AppState> {
 fn parse_namespace(ns: &str) -> ApiResult<&str> {
     match ns.parse::<RepoName>() {
         Ok(_) if !ns.contains('/') => Ok(ns),
-        _ => Err(super::repositories::bad_parameter(
+        _ => Err(super::bad_parameter(
             "namespace",
             format!("{ns:?} is not a namespace (the first component of repository names)"),
         )),
@@ -63,13 +63,13 @@ pub(super) fn scan_policy_patch(
         ));
     };
     let patch = ScanPolicyPatch::take_from(&mut body).map_err(|e| {
-        super::repositories::bad_parameter(
+        super::bad_parameter(
             e.field,
             e.message.trim_start_matches(&format!("{}: ", e.field)),
         )
     })?;
     if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(super::repositories::bad_parameter(unknown, "unknown field"));
+        return Err(super::bad_parameter(unknown, "unknown field"));
     }
     Ok((patch, body))
 }

@@ -11,7 +11,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiJson, ApiResult, Caller, Problem, repositories::bad_parameter};
+use super::{ApiError, ApiJson, ApiResult, Caller, Problem, bad_parameter};
 use crate::{
     auth::Action,
     error::Error,

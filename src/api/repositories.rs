@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    ApiError, ApiJson, ApiQuery, ApiResult, Caller, Page, Paging, Problem, paged, policies::invalid,
+    ApiError, ApiJson, ApiQuery, ApiResult, Caller, Page, Paging, Problem, bad_parameter, paged,
+    policies::invalid,
 };
 use crate::{
     auth::{Role, Visibility},
@@ -34,12 +35,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/repositories", get(list).post(create))
         .route("/repositories/{*path}", axum::routing::any(one))
-}
-
-/// A 400 naming the query parameter or body field at fault (in `details.parameter`).
-pub(super) fn bad_parameter(parameter: &str, message: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("{parameter}: {message}"))
-        .with_details(json!({ "parameter": parameter }))
 }
 
 /// A visibility by its name, or a 400 naming `parameter`.

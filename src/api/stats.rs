@@ -16,10 +16,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ApiQuery, ApiResult, Caller, Problem,
-    repositories::{bad_parameter, require_readable},
-};
+use super::{ApiQuery, ApiResult, Caller, Problem, bad_parameter, repositories::require_readable};
 use crate::{
     oci::RepoName,
     registry::{Interval, TREND_DAYS_MAX, TrendBucket},

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ApiError, ApiQuery, ApiResult, Caller, Page, Paging, Problem, advisories::AdvisorySummary,
-    paged, repositories::bad_parameter,
+    bad_parameter, paged,
 };
 use crate::{
     auth::Role,
