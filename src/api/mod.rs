@@ -334,6 +334,17 @@ pub struct Paging {
     pub cursor: Option<String>,
 }
 
+/// `?limit=&cursor=` of a listing that refuses any other parameter, naming it.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StrictPaging {
+    /// Items per page (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// Entries a page holds when the client gives no `limit`.
 pub const PAGE_DEFAULT: u32 = 100;
 /// The most entries a page holds, whatever `limit` asks.

@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, Caller, Page, Problem, images, paged};
+use super::{ApiError, ApiResult, Caller, Page, Problem, StrictPaging, images, paged};
 use crate::{
     auth::Role,
     oci::{Digest, RepoName},
@@ -66,17 +66,6 @@ pub(super) struct ScanBody {
     /// Scan now and answer with the scan's record (200) instead of queueing (202).
     #[serde(default)]
     wait: bool,
-}
-
-/// `?limit=&cursor=` of the scan history.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct ScansQuery {
-    /// Items per page (default 100, at most 1000).
-    limit: Option<u32>,
-    /// The `next` of the previous page.
-    cursor: Option<String>,
 }
 
 /// The inventory listing's query; any other parameter is refused, naming it.
@@ -150,7 +139,7 @@ pub(super) async fn scan(
     params(
         ("name" = String, Path, description = "Repository name"),
         ("digest" = String, Path, description = "The manifest's digest"),
-        ScansQuery,
+        StrictPaging,
     ),
     responses(
         (status = 200, description = "A page of scans; `next` leads on", body = Page<ScanRecord>),
@@ -163,7 +152,7 @@ pub(super) async fn scans(
     caller: &Caller,
     repo: &RepoName,
     digest: &Digest,
-    query: ScansQuery,
+    query: StrictPaging,
 ) -> ApiResult<Response> {
     caller.require(repo.as_str(), Role::Reporter).await?;
     let limit = super::Paging {

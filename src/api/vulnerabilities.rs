@@ -15,8 +15,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiError, ApiQuery, ApiResult, Caller, Page, Paging, Problem, advisories::AdvisorySummary,
-    bad_parameter, paged,
+    ApiError, ApiQuery, ApiResult, Caller, Page, Paging, Problem, StrictPaging,
+    advisories::AdvisorySummary, bad_parameter, paged,
 };
 use crate::{
     auth::Role,
@@ -196,17 +196,6 @@ fn not_scanned(repo: &RepoName, digest: &Digest) -> ApiError {
     ))
 }
 
-/// `?limit=&cursor=` of a paged listing.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct ChangesQuery {
-    /// Items per page (default 100, at most 1000).
-    limit: Option<u32>,
-    /// The `next` of the previous page.
-    cursor: Option<String>,
-}
-
 /// What changed in an image's findings, newest first: each finding that appeared (`new`:
 /// a scan found the package, or an import named it) or went (`resolved`: a rescan without
 /// it, an advisory no longer affecting it), with when.
@@ -217,7 +206,7 @@ pub(super) struct ChangesQuery {
     params(
         ("name" = String, Path, description = "Repository name"),
         ("digest" = String, Path, description = "The manifest's digest"),
-        ChangesQuery,
+        StrictPaging,
     ),
     responses(
         (status = 200, description = "A page of changes, newest first; `next` leads on", body = Page<FindingChange>),
@@ -230,7 +219,7 @@ pub(super) async fn changes(
     caller: &Caller,
     repo: &RepoName,
     digest: &Digest,
-    query: ChangesQuery,
+    query: StrictPaging,
 ) -> ApiResult<Response> {
     caller.require(repo.as_str(), Role::Reporter).await?;
     let limit = Paging {
@@ -379,7 +368,7 @@ struct AdvisoryView {
     tag = "scanning",
     params(
         ("id" = String, Path, description = "An advisory id, or a CVE id an advisory names"),
-        ChangesQuery,
+        StrictPaging,
     ),
     responses(
         (status = 200, description = "The advisories, a page of affected images, the fixed tags", body = AdvisoryView),
@@ -391,7 +380,7 @@ async fn advisory(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<ChangesQuery>,
+    ApiQuery(q): ApiQuery<StrictPaging>,
 ) -> ApiResult<Response> {
     let limit = Paging {
         limit: q.limit,
