@@ -432,6 +432,10 @@ impl Registry {
         repo: &RepoName,
         manifest: &StoredManifest,
     ) -> Result<()> {
+        // Read with the manifest: no query here unless a policy asks for a scan.
+        if !manifest.block_unscanned {
+            return Ok(());
+        }
         let policy = self.effective_scan_policy(repo).await?;
         if !policy.block_unscanned.value {
             return Ok(());

@@ -393,7 +393,10 @@ impl Registry {
         manifest: &StoredManifest,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        if tag.is_some_and(is_cosign_accessory) && !trust::is_runnable(&manifest.payload) {
+        // Read with the manifest: no query here unless a policy checks this repository.
+        if manifest.trust_policy.is_none()
+            || tag.is_some_and(is_cosign_accessory) && !trust::is_runnable(&manifest.payload)
+        {
             return Ok(());
         }
         let Some(policy) = self.meta.trust_policy_for(repo.as_str()).await? else {

@@ -1202,6 +1202,24 @@ async fn switching_the_key_revokes_trust_at_once_and_audit_serves() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // A narrower policy in mode off decides for its repository over an enforcing namespace.
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "enforce", &["p384"]),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::FORBIDDEN);
+    put_policy(
+        &s,
+        "team-app",
+        policy_body(&made, "team/app", "off", &["p384"]),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
 }
 
 /// A policy with any part that does not parse is refused with 400 naming it, and nothing is
