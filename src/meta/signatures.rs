@@ -258,6 +258,31 @@ impl Meta {
         .await?)
     }
 
+    /// The signatures of images `subjects` of repository `repository_id`, newest first (for
+    /// the listings' signed status: one query per page).
+    pub async fn signatures_of_images(
+        &self,
+        repository_id: i64,
+        subjects: &[&Digest],
+    ) -> Result<Vec<SignatureRow>> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT m.digest AS signature_digest, s.layer, s.subject_digest, s.format, s.tool, \
+               s.identity, s.verified, s.reason, s.policy, s.verified_at, s.expires_at \
+             FROM signatures s JOIN manifests m ON m.id = s.manifest_id \
+             WHERE s.repository_id = $1 AND s.subject_digest IN ({}) \
+             ORDER BY m.pushed_at DESC, m.digest, s.layer",
+            super::placeholders(2, subjects.len())
+        );
+        let mut select = sqlx::query_as(&sql).bind(repository_id);
+        for subject in super::digest_texts(subjects.iter().copied()) {
+            select = select.bind(subject);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
+    }
+
     /// The signature manifests of the repositories `scope` covers (`*`: all).
     pub async fn signatures_under(&self, scope: &str) -> Result<Vec<StoredSignature>> {
         let covers = "($1 = '*' OR r.name = $1 OR substr(r.name, 1, length($1) + 1) = $1 || '/')";
