@@ -90,6 +90,7 @@ pub fn routes() -> Router<AppState> {
         scans::scan,
         scans::scans,
         scans::packages,
+        scans::sbom,
         vulnerabilities::image,
         vulnerabilities::changes,
         vulnerabilities::overview,

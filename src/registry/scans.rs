@@ -30,7 +30,10 @@ use crate::{
     },
     metrics::ScanFigures,
     oci::{Digest, Manifest, MediaType, RepoName, manifest::Platform},
-    scan::layers::{INDEXER_VERSION, LayerLimits, index_layer, merge},
+    scan::{
+        layers::{INDEXER_VERSION, LayerLimits, index_layer, merge},
+        sbom,
+    },
 };
 
 /// The most repositories `berth_vulnerability_findings` has series for.
@@ -317,6 +320,52 @@ impl Registry {
             .scan_packages(scan_id, filter, after, i64::from(limit))
             .await?;
         Ok(Some(rows.into_iter().map(ImagePackage::from).collect()))
+    }
+
+    /// Image `digest` of `repo` as a bill of materials in `format`, made now from the
+    /// inventory of its newest successful scan (no blob is read); `None` when it was never
+    /// scanned successfully.
+    pub async fn image_sbom(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        format: sbom::Format,
+    ) -> Result<Option<serde_json::Value>> {
+        let repository_id = self.image_repository(repo, digest).await?;
+        let Some(rows) = self.meta.image_packages(repository_id, digest).await? else {
+            return Ok(None);
+        };
+        let components: Vec<sbom::Component<'_>> = rows
+            .iter()
+            .map(|r| sbom::Component {
+                name: &r.name,
+                version: &r.version,
+                purl: &r.purl,
+                ecosystem: &r.ecosystem,
+                source: format!("{}@{}", r.source_name, r.source_version),
+                layer: &r.layer,
+                platform: PackagePlatform::of(r).map(|p| {
+                    [p.os, p.architecture, p.variant]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                }),
+            })
+            .collect();
+        let digest = digest.to_string();
+        let subject = sbom::Subject {
+            repository: repo.as_str(),
+            digest: &digest,
+        };
+        Ok(Some(sbom::document(
+            format,
+            &subject,
+            &components,
+            self.clock().now(),
+            env!("CARGO_PKG_VERSION"),
+            &uuid::Uuid::new_v4().to_string(),
+        )))
     }
 
     /// The id of `repo` when it holds manifest `digest`.

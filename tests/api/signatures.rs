@@ -113,7 +113,7 @@ json.dump(out, sys.stdout)
 
 /// The interpreter with `cryptography`: the test venv's (`scripts/install-test-deps.sh`),
 /// else `python3`.
-fn python() -> std::path::PathBuf {
+pub(crate) fn python() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
     if venv.is_file() {
         venv
