@@ -596,7 +596,7 @@ impl Registry {
         }
     }
 
-    async fn read_small_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+    pub(super) async fn read_small_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         use futures::TryStreamExt;
         let stream = self.blobs.read(digest, None).await?;
         let bytes: Vec<u8> = stream.map_ok(|b| b.to_vec()).try_concat().await?;

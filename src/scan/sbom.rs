@@ -1,11 +1,215 @@
-//! An image's inventory as a software bill of materials: CycloneDX 1.5 JSON and SPDX 2.3
-//! JSON, built from the packages a scan stored (no blob is read). Each package keeps its
-//! package URL, and Berth's own facts (the layer that introduced it, the platform of the
-//! index's child it was found in, its source package) go where each format keeps them:
-//! CycloneDX `properties`, SPDX `sourceInfo` and `comment`.
+//! Software bills of materials, both ways. Out: an image's inventory as CycloneDX 1.5 JSON
+//! or SPDX 2.3 JSON, built from the packages a scan stored (no blob is read); each package
+//! keeps its package URL, and Berth's own facts (the layer that introduced it, the platform
+//! of the index's child it was found in, its source package) go where each format keeps
+//! them: CycloneDX `properties`, SPDX `sourceInfo` and `comment`. In: the packages an SBOM
+//! pushed beside an image lists ([`read`]: CycloneDX or SPDX JSON, bare or as the predicate
+//! of an in-toto statement), by their package URLs, so that an image without package
+//! databases (distroless, scratch) is still matched against advisories.
 
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::packages::{OsRelease, PackageKind, ecosystem};
+
+/// The media types (artifact or layer) of the SBOMs [`read`] takes.
+pub fn is_sbom_media_type(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.cyclonedx")
+        || media_type.starts_with("application/spdx")
+        || media_type == "application/vnd.in-toto+json"
+}
+
+/// One package an SBOM lists, as the inventory stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its OSV ecosystem (`Debian:12`, `PyPI`).
+    pub ecosystem: String,
+    /// The package's name (for npm and Go with their scope or module path).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The source package and its version (Debian's `upstream` qualifier), else the package.
+    pub source_name: String,
+    /// The source package's version.
+    pub source_version: String,
+    /// The package URL, as the SBOM gives it.
+    pub purl: String,
+}
+
+/// The packages SBOM `bytes` lists by package URL: CycloneDX JSON (nested components too)
+/// or SPDX JSON (`externalRefs` of type `purl`), bare or as an in-toto statement's
+/// `predicate`. Packages of a type advisories do not cover are left out. `Err` when the
+/// bytes are neither.
+pub fn read(bytes: &[u8]) -> Result<Vec<Listed>, String> {
+    let mut document: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("SBOM: not JSON: {e}"))?;
+    if let Some(predicate) = document.get_mut("predicate") {
+        document = predicate.take();
+    }
+    let mut purls = Vec::new();
+    if document.get("bomFormat").and_then(Value::as_str) == Some("CycloneDX") {
+        collect_cyclonedx(&document, &mut purls);
+    } else if document
+        .get("spdxVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with("SPDX-"))
+    {
+        for package in document["packages"].as_array().into_iter().flatten() {
+            let refs = package["externalRefs"].as_array().into_iter().flatten();
+            if let Some(purl) = refs
+                .filter(|r| r["referenceType"] == "purl")
+                .find_map(|r| r["referenceLocator"].as_str())
+            {
+                purls.push(purl.to_owned());
+            }
+        }
+    } else {
+        return Err("SBOM: neither CycloneDX (bomFormat) nor SPDX (spdxVersion) JSON".into());
+    }
+    let mut listed: Vec<Listed> = purls.iter().filter_map(|p| of_purl(p)).collect();
+    listed.sort_by(|a, b| {
+        (&a.ecosystem, &a.name, &a.version).cmp(&(&b.ecosystem, &b.name, &b.version))
+    });
+    listed.dedup_by(|a, b| {
+        (&a.ecosystem, &a.name, &a.version) == (&b.ecosystem, &b.name, &b.version)
+    });
+    Ok(listed)
+}
+
+fn collect_cyclonedx(node: &Value, purls: &mut Vec<String>) {
+    for component in node["components"].as_array().into_iter().flatten() {
+        if let Some(purl) = component["purl"].as_str() {
+            purls.push(purl.to_owned());
+        }
+        collect_cyclonedx(component, purls);
+    }
+}
+
+/// A package URL's parts: `pkg:type/namespace/name@version?qualifiers#subpath`, decoded.
+struct Purl {
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+    version: String,
+    qualifiers: Vec<(String, String)>,
+}
+
+impl Purl {
+    fn parse(text: &str) -> Option<Purl> {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        };
+        let rest = text.strip_prefix("pkg:")?;
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        let (rest, qualifiers) = match rest.split_once('?') {
+            Some((r, q)) => (r, q),
+            None => (rest, ""),
+        };
+        let (path, version) = rest.rsplit_once('@')?;
+        let (kind, path) = path.split_once('/')?;
+        let (namespace, name) = match path.rsplit_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, path),
+        };
+        let namespace = match namespace {
+            Some(ns) => Some(
+                ns.split('/')
+                    .map(decode)
+                    .collect::<Option<Vec<_>>>()?
+                    .join("/"),
+            ),
+            None => None,
+        };
+        let qualifiers = qualifiers
+            .split('&')
+            .filter(|q| !q.is_empty())
+            .filter_map(|q| {
+                let (k, v) = q.split_once('=')?;
+                Some((k.to_ascii_lowercase(), decode(v)?))
+            })
+            .collect();
+        Some(Purl {
+            kind: kind.to_ascii_lowercase(),
+            namespace,
+            name: decode(name)?,
+            version: decode(version)?,
+            qualifiers,
+        })
+    }
+
+    fn qualifier(&self, key: &str) -> Option<&str> {
+        self.qualifiers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `distro=debian-12` as the release it names.
+    fn distro(&self) -> Option<OsRelease> {
+        let distro = self.qualifier("distro")?;
+        let (id, version) = match distro.split_once('-') {
+            Some((id, version)) => (id, Some(version.to_owned())),
+            None => (distro, None),
+        };
+        Some(OsRelease {
+            id: id.to_ascii_lowercase(),
+            version_id: version,
+            pretty_name: None,
+        })
+    }
+}
+
+/// The inventory's row for package URL `text`; `None` for a type advisories do not cover.
+fn of_purl(text: &str) -> Option<Listed> {
+    let purl = Purl::parse(text)?;
+    let kind = match purl.kind.as_str() {
+        "deb" => PackageKind::Dpkg,
+        "apk" => PackageKind::Apk,
+        "rpm" => PackageKind::Rpm,
+        "golang" => PackageKind::Go,
+        "pypi" => PackageKind::Python,
+        "npm" => PackageKind::Npm,
+        "cargo" => PackageKind::Cargo,
+        _ => return None,
+    };
+    let name = match (&purl.namespace, kind) {
+        (Some(ns), PackageKind::Go | PackageKind::Npm) => format!("{ns}/{}", purl.name),
+        _ => purl.name.clone(),
+    };
+    let version = match (kind, purl.qualifier("epoch")) {
+        (PackageKind::Rpm, Some(epoch)) => format!("{epoch}:{}", purl.version),
+        _ => purl.version.clone(),
+    };
+    let os = purl.distro().or_else(|| {
+        purl.namespace.as_ref().map(|ns| OsRelease {
+            id: ns.to_ascii_lowercase(),
+            version_id: None,
+            pretty_name: None,
+        })
+    });
+    // Debian's source package: `upstream=glibc`, or `upstream=openssl@3.0.11-1` when its
+    // version differs from the binary's.
+    let (source_name, source_version) = match purl.qualifier("upstream") {
+        Some(upstream) if matches!(kind, PackageKind::Dpkg | PackageKind::Apk) => {
+            match upstream.split_once('@') {
+                Some((source, v)) => (source.to_owned(), v.to_owned()),
+                None => (upstream.to_owned(), version.clone()),
+            }
+        }
+        _ => (name.clone(), version.clone()),
+    };
+    Some(Listed {
+        ecosystem: ecosystem(kind, os.as_ref()),
+        name,
+        version,
+        source_name,
+        source_version,
+        purl: text.to_owned(),
+    })
+}
 
 /// The SBOM formats served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +435,58 @@ mod tests {
             layer: "sha256:aa",
             platform: (i == 1).then(|| "linux/arm64/v8".to_owned()),
         }
+    }
+
+    #[test]
+    fn what_an_exported_document_lists_reads_back() {
+        let subject = Subject {
+            repository: "team/app",
+            digest: "sha256:0123",
+        };
+        let components = [
+            Component {
+                purl: "pkg:deb/debian/libssl3@3.0.11-1?arch=amd64&upstream=openssl%403.0.11-1&distro=debian-12",
+                ..component(0)
+            },
+            Component {
+                name: "@babel/core",
+                version: "7.23.0",
+                purl: "pkg:npm/%40babel/core@7.23.0",
+                ..component(1)
+            },
+        ];
+        for format in [Format::CycloneDx, Format::Spdx] {
+            let doc = document(format, &subject, &components, 0, "1", "u");
+            let listed = read(doc.to_string().as_bytes()).unwrap();
+            let shown: Vec<String> = listed
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {}={} {}={}",
+                        l.ecosystem, l.name, l.version, l.source_name, l.source_version
+                    )
+                })
+                .collect();
+            assert_eq!(
+                shown,
+                [
+                    "Debian:12 libssl3=3.0.11-1 openssl=3.0.11-1",
+                    "npm @babel/core=7.23.0 @babel/core=7.23.0"
+                ],
+                "{format:?}"
+            );
+        }
+        // The same document as an in-toto statement's predicate.
+        let doc = document(Format::Spdx, &subject, &components, 0, "1", "u");
+        let statement = json!({"_type": "https://in-toto.io/Statement/v0.1",
+                               "predicateType": "https://spdx.dev/Document", "predicate": doc});
+        assert_eq!(read(statement.to_string().as_bytes()).unwrap().len(), 2);
+        assert!(
+            read(b"{\"hello\": 1}")
+                .unwrap_err()
+                .contains("neither CycloneDX")
+        );
+        assert!(read(b"not json").unwrap_err().contains("not JSON"));
     }
 
     #[test]

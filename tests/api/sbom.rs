@@ -1,7 +1,9 @@
-//! `GET /api/v1/repositories/{name}/-/images/{digest}/sbom`: a scanned image's inventory as
-//! CycloneDX 1.5 and SPDX 2.3 JSON, each checked by the format's own Python library
-//! (cyclonedx-python-lib's strict schema validation, spdx-tools' full validation; installed
-//! by `scripts/install-test-deps.sh`) and compared with the inventory the API lists.
+//! SBOMs both ways. Out: `GET /api/v1/repositories/{name}/-/images/{digest}/sbom`, a
+//! scanned image's inventory as CycloneDX 1.5 and SPDX 2.3 JSON, each checked by the format's
+//! own Python library (cyclonedx-python-lib's strict schema validation, spdx-tools' full
+//! validation; installed by `scripts/install-test-deps.sh`) and compared with the inventory
+//! the API lists. In: an SBOM pushed as a referrer of an image without package databases adds
+//! what it lists to that image's inventory, so its vulnerabilities are matched.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +15,7 @@ use crate::{
     scans::{
         GZIP_LAYER, ZSTD_LAYER, assert_problem, debian_layers, image_path, push_layers, scan_now,
     },
-    signatures::python,
+    signatures::{push_referrer, python},
 };
 
 /// `[name, version, purl]` of every package the inventory listing shows.
@@ -180,4 +182,116 @@ async fn bad_requests_are_named() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// An image with no package database (one file) has an empty inventory; with the SBOM of
+/// another image pushed as its referrer (CycloneDX, or SPDX in an in-toto statement), its
+/// inventory lists what the SBOM does, the SBOM's digest as where each came from; a
+/// referrer that is not an SBOM document adds nothing and fails nothing.
+#[tokio::test]
+async fn an_sbom_referrer_fills_the_inventory_of_an_image_without_databases() {
+    let s = TestServer::start().await;
+    let (base, upgrade, removal) = debian_layers();
+    let (debian, _) = push_layers(
+        &s,
+        "team/debian",
+        "v1",
+        "amd64",
+        &[
+            (GZIP_LAYER, &base),
+            (ZSTD_LAYER, &upgrade),
+            (GZIP_LAYER, &removal),
+        ],
+    )
+    .await;
+    scan_now(&s, "team/debian", &debian).await;
+    let rows = |body: &Value| -> BTreeSet<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}={} {}={} {}",
+                    p["ecosystem"].as_str().unwrap(),
+                    p["name"].as_str().unwrap(),
+                    p["version"].as_str().unwrap(),
+                    p["source_name"].as_str().unwrap(),
+                    p["source_version"].as_str().unwrap(),
+                    p["purl"].as_str().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected =
+        rows(&json_body(s.get(&image_path("team/debian", &debian, "packages")).await).await);
+    assert_eq!(expected.len(), 3, "{expected:?}");
+
+    let distroless =
+        crate::scans::gzip(&crate::scans::tar_of(&[("app/server", b"a static binary")]));
+    for (repo, format) in [("team/cdx", "cyclonedx"), ("team/spdx", "spdx")] {
+        let (image, _) = push_layers(&s, repo, "v1", "amd64", &[(GZIP_LAYER, &distroless)]).await;
+        let record = scan_now(&s, repo, &image).await;
+        assert_eq!(record["packages"], 0, "{record}");
+        let (_, _, document) =
+            download(&s, "team/debian", &debian, &format!("?format={format}")).await;
+        let (artifact_type, blob) = if format == "cyclonedx" {
+            ("application/vnd.cyclonedx+json", document.into_bytes())
+        } else {
+            let statement = serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": "https://spdx.dev/Document",
+                "subject": [{"name": repo, "digest": {"sha256": &image["sha256:".len()..]}}],
+                "predicate": serde_json::from_str::<Value>(&document).unwrap(),
+            });
+            ("application/spdx+json", statement.to_string().into_bytes())
+        };
+        // A referrer of another kind first: read past, nothing added.
+        push_referrer(
+            &s,
+            repo,
+            &image,
+            "application/vnd.example.notes",
+            "text/plain",
+            b"hi",
+        )
+        .await;
+        let sbom = push_referrer(&s, repo, &image, artifact_type, artifact_type, &blob).await;
+        let record = scan_now(&s, repo, &image).await;
+        assert_eq!(record["status"], "ok", "{record}");
+        let listed = json_body(s.get(&image_path(repo, &image, "packages")).await).await;
+        assert_eq!(rows(&listed), expected, "{format}");
+        assert!(
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["layer"] == sbom.as_str()),
+            "{listed}"
+        );
+    }
+
+    // A broken SBOM is logged and left out: the scan stands on the layers.
+    let (image, _) = push_layers(
+        &s,
+        "team/broken",
+        "v1",
+        "amd64",
+        &[(GZIP_LAYER, &distroless)],
+    )
+    .await;
+    push_referrer(
+        &s,
+        "team/broken",
+        &image,
+        "application/vnd.cyclonedx+json",
+        "application/vnd.cyclonedx+json",
+        b"{\"not\": \"a bom\"}",
+    )
+    .await;
+    let record = scan_now(&s, "team/broken", &image).await;
+    assert_eq!(
+        (record["status"].as_str(), record["packages"].as_i64()),
+        (Some("ok"), Some(0))
+    );
 }

@@ -350,7 +350,7 @@ pub(crate) async fn push_cosign_tag(
 
 /// Pushes a referrer of image `subject` of `repo` with `artifact_type` and one layer `blob`
 /// of `media_type`. Returns its digest.
-async fn push_referrer(
+pub(crate) async fn push_referrer(
     s: &TestServer,
     repo: &str,
     subject: &str,
