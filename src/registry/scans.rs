@@ -224,16 +224,25 @@ impl Registry {
 
     /// After a manifest push: queues its scan when the scanning policy in effect for `repo`
     /// has `scan_on_push` (by default `scan.on_push`) and the manifest is an image or an
-    /// index (not an artifact such as a signature).
+    /// index (not an artifact such as a signature); for an SBOM referrer, its subject's.
     pub(super) async fn scan_after_push(
         &self,
         repo: &RepoName,
         digest: &Digest,
         manifest: &Manifest,
     ) {
-        if !super::scan_policy::scannable(manifest) {
-            return;
-        }
+        // An SBOM referrer adds to its subject's inventory: the subject is scanned again.
+        let sbom_subject = manifest.subject.as_ref().filter(|_| {
+            manifest
+                .artifact_type
+                .as_deref()
+                .is_some_and(sbom::is_sbom_media_type)
+        });
+        let digest = match sbom_subject {
+            Some(subject) => subject,
+            None if super::scan_policy::scannable(manifest) => digest,
+            None => return,
+        };
         match self.scans_on_push(repo).await {
             Ok(true) => {}
             Ok(false) => return,

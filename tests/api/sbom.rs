@@ -295,3 +295,39 @@ async fn an_sbom_referrer_fills_the_inventory_of_an_image_without_databases() {
         (Some("ok"), Some(0))
     );
 }
+
+/// With scan on push, an SBOM pushed as a referrer queues its subject's scan, which reads it.
+#[tokio::test]
+async fn pushing_an_sbom_rescans_its_subject() {
+    let s = TestServer::start_with(|c| {
+        c.scan.on_push = true;
+        c.gc.poll_millis = 3_600_000;
+        c.gc.schedule_secs = 0;
+    })
+    .await;
+    let replica = s.replica().await;
+    let (base, _, _) = debian_layers();
+    let (debian, _) = push_layers(&s, "team/debian", "v1", "amd64", &[(GZIP_LAYER, &base)]).await;
+    let distroless =
+        crate::scans::gzip(&crate::scans::tar_of(&[("app/server", b"a static binary")]));
+    let (image, _) = push_layers(&s, "team/app", "v1", "amd64", &[(GZIP_LAYER, &distroless)]).await;
+    replica.run_due_jobs("r1").await.unwrap();
+    let packages = |repo: &'static str, digest: String| {
+        let s = &s;
+        async move {
+            let body = json_body(s.get(&image_path(repo, &digest, "packages")).await).await;
+            body["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(packages("team/app", image.clone()).await, 0);
+    let listed = packages("team/debian", debian.clone()).await;
+    assert_eq!(listed, 4);
+
+    let (_, _, document) = download(&s, "team/debian", &debian, "").await;
+    let cdx = "application/vnd.cyclonedx+json";
+    push_referrer(&s, "team/app", &image, cdx, cdx, document.as_bytes()).await;
+    replica.run_due_jobs("r1").await.unwrap();
+    let history = json_body(s.get(&image_path("team/app", &image, "scans")).await).await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 2, "{history}");
+    assert_eq!(packages("team/app", image.clone()).await, listed);
+}
