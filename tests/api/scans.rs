@@ -664,6 +664,22 @@ fn syft() -> std::path::PathBuf {
     syft
 }
 
+/// What `syft` (offline) reports of directory `dir` in its output `format`.
+fn syft_of(syft: &std::path::Path, dir: &std::path::Path, format: &str) -> Vec<u8> {
+    let out = std::process::Command::new(syft)
+        .arg(format!("dir:{}", dir.display()))
+        .args(["-o", format, "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("run syft");
+    assert!(
+        out.status.success(),
+        "syft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The oracle: Berth's dpkg inventory of a real Debian bookworm rootfs, pushed as one layer,
 /// equals syft's of the same files (package, version, source package and source version);
 /// and syft's CycloneDX and SPDX SBOMs of those files, pushed as referrers of an image with no
@@ -721,18 +737,8 @@ async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
             entry.unpack(&target).unwrap();
         }
     }
-    let out = std::process::Command::new(&syft)
-        .arg(format!("dir:{}", dir.path().display()))
-        .args(["-o", "json", "-q"])
-        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-        .output()
-        .expect("run syft");
-    assert!(
-        out.status.success(),
-        "syft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("syft JSON");
+    let report: Value =
+        serde_json::from_slice(&syft_of(&syft, dir.path(), "json")).expect("syft JSON");
     let syft_rows: BTreeSet<String> = report["artifacts"]
         .as_array()
         .unwrap()
@@ -769,26 +775,9 @@ async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
     ] {
         let repo = format!("oracle/distroless-{format}");
         let (image, _) = push_layers(&s, &repo, "v1", "amd64", &[(GZIP_LAYER, &distroless)]).await;
-        let out = std::process::Command::new(&syft)
-            .arg(format!("dir:{}", dir.path().display()))
-            .args(["-o", format, "-q"])
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-            .output()
-            .expect("run syft");
-        assert!(
-            out.status.success(),
-            "syft: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        crate::signatures::push_referrer(
-            &s,
-            &repo,
-            &image,
-            artifact_type,
-            artifact_type,
-            &out.stdout,
-        )
-        .await;
+        let sbom = syft_of(&syft, dir.path(), format);
+        crate::signatures::push_referrer(&s, &repo, &image, artifact_type, artifact_type, &sbom)
+            .await;
         let record = scan_now(&s, &repo, &image).await;
         assert_eq!(record["status"], "ok", "{record}");
         let body = json_body(

@@ -927,6 +927,20 @@ run_auth() {
   check oras-py "default token flow and basic: login, push, pull; read-only token refused" c_auth_oras
 }
 
+# ctr_check GROUP WHAT FN: runs check ctr WHAT FN with CTR set to the containerd of the
+# private dockerd (or BERTH_TEST_CONTAINERD_ADDRESS), in a namespace of GROUP's own; CTR stays
+# empty (and the check is reported as not run) when there is none.
+ctr_check() {
+  local group=$1 what=$2 fn=$3 addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
+  CTR=()
+  have ctr || { cannot ctr "$group" "ctr not installed"; return; }
+  [ -z "$addr" ] && [ -n "${READY[dockerd]:-}" ] && addr=$WORK/dockerd/exec/containerd/containerd.sock
+  if [ -n "$addr" ] && [ -S "$addr" ]; then
+    CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID-$group")
+    check ctr "$what" "$fn"
+  else cannot ctr "$group" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
+}
+
 # ============================================================================= quarantine
 # An image quarantined through /api/v1 (curl): every client's pull fails and prints the
 # reason; after the release every client pulls it. A multi-arch tag with one quarantined
@@ -1022,14 +1036,7 @@ run_quarantine() {
   else cannot podman "quarantine" "podman not installed"; fi
   if have docker; then check docker "pull of a quarantined image refused with the reason" c_q_docker
   else cannot docker "quarantine" "docker CLI not installed"; fi
-  if have ctr; then
-    local addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
-    [ -z "$addr" ] && [ -n "${READY[dockerd]:-}" ] && addr=$WORK/dockerd/exec/containerd/containerd.sock
-    if [ -n "$addr" ] && [ -S "$addr" ]; then
-      CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID-quarantine")
-      check ctr "pull of a quarantined image refused with the reason" c_q_ctr
-    else cannot ctr "quarantine" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
-  else cannot ctr "quarantine" "ctr not installed"; fi
+  ctr_check quarantine "pull of a quarantined image refused with the reason" c_q_ctr
   check quarantine "release: skopeo, podman, docker and ctr pull the image again" c_q_release
   check skopeo "pull of an unscanned image refused by block_unscanned, naming the policy; pulled once scanned" c_q_unscanned
 }
@@ -1143,15 +1150,7 @@ run_trust() {
   else cannot podman "trust" "podman not installed"; fi
   if have docker; then check docker "pull of an unsigned image under enforce refused with the reason" c_t_docker
   else cannot docker "trust" "docker CLI not installed"; fi
-  CTR=()
-  if have ctr; then
-    local addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
-    [ -z "$addr" ] && [ -n "${READY[dockerd]:-}" ] && addr=$WORK/dockerd/exec/containerd/containerd.sock
-    if [ -n "$addr" ] && [ -S "$addr" ]; then
-      CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID-trust")
-      check ctr "pull of an unsigned image under enforce refused with the reason" c_t_ctr
-    else cannot ctr "trust" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
-  else cannot ctr "trust" "ctr not installed"; fi
+  ctr_check trust "pull of an unsigned image under enforce refused with the reason" c_t_ctr
   check trust "cosign signature (tag scheme, signed by openssl) pushed and verified" c_t_sign
   check trust "signed: skopeo, podman, docker and ctr pull the image" c_t_signed
   check trust "the policy's key switched: the signed image is refused at once" c_t_switch
