@@ -41,6 +41,11 @@ fn valid_session_id(id: &str) -> bool {
 }
 
 impl Registry {
+    /// How long an upload's request body may send nothing (`limits.body_idle_timeout_secs`).
+    pub fn body_idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.limits.body_idle_timeout_secs)
+    }
+
     /// Opens an upload session in `repo` and returns its id.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
         self.admit_repository(repo).await?;
