@@ -248,14 +248,21 @@ impl Blobs {
         let path = local.root.join(&key);
         let spool = tokio::task::spawn_blocking(move || -> std::io::Result<Spool> {
             use std::os::unix::fs::MetadataExt;
-            std::fs::create_dir_all(path.parent().expect("a spool has a directory"))?;
+            let dir = path.parent().expect("a spool has a directory");
             loop {
-                let file = std::fs::OpenOptions::new()
+                // Again on every try: the collector may have removed an emptied directory.
+                std::fs::create_dir_all(dir)?;
+                let file = match std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .open(&path)?;
+                    .open(&path)
+                {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
                 // Whoever held the lock may have published (renamed) or deleted the file: the
                 // lock is good only if the name still leads to the file locked.
@@ -448,13 +455,17 @@ impl Blobs {
         }
     }
 
-    /// Deletes part objects; a part already gone is not an error.
+    /// Deletes part objects; a part already gone is not an error. On a local directory the
+    /// session's directory goes too once empty.
     pub async fn delete_parts(&self, parts: &[String]) -> Result<()> {
         let _timer = self.time("Delete");
         for part in parts {
             match self.store.delete(&Path::from(part.as_str())).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(local) = &self.local {
+                remove_empty_parent(&local.root.join(part));
             }
         }
         Ok(())
@@ -682,6 +693,14 @@ pub struct Spool {
     root: PathBuf,
 }
 
+/// Removes the directory of `path` if it is empty (an upload session's, once its spool was
+/// published or deleted); one that is not empty, or already gone, stays as it is.
+fn remove_empty_parent(path: &std::path::Path) {
+    if let Some(dir) = path.parent() {
+        std::fs::remove_dir(dir).ok();
+    }
+}
+
 /// An error of the local directory, as the store's own errors map: a full disk is a 507.
 fn io_error(doing: &str, e: std::io::Error) -> Error {
     if matches!(
@@ -855,6 +874,7 @@ impl Spool {
             if fsync {
                 std::fs::File::open(dir)?.sync_all()?;
             }
+            remove_empty_parent(&path);
             // The lock goes with the file, now the blob's: later lockers see the name changed.
             drop(file);
             Ok(None)
