@@ -3,7 +3,7 @@
 #
 #   bench/run.sh --regbench DIR [--rounds N] [--smoke] [--out FILE] [--berth-config FILE]
 #                [--no-build] [--backend fs|s3] [--redirect] [--scenarios a,b,...]
-#                [--peer-berth-config FILE] [--peer-berth-binary FILE]
+#                [--peer-berth-config FILE] [--peer-berth-binary FILE] [--data-on DIR]
 #
 # DIR is regbench's source (its own Cargo workspace); it is built with
 # `cargo build --release --manifest-path DIR/Cargo.toml`, into this repository's
@@ -25,6 +25,10 @@
 # second Berth serving with FILE instead of Distribution (e.g. `[stats] enabled = false`);
 # --peer-berth-binary FILE makes that second Berth another build (default: the same one), to
 # compare two builds in one run.
+# --data-on DIR puts both servers' data (and the run's logs) under DIR, e.g. /dev/shm to
+# measure the code path on tmpfs apart from the disk. Every run first prints the data
+# filesystem's own write speed: `dd` of 1 GiB (256 MiB with --smoke) with conv=fdatasync,
+# also written to --out's .env file beside it, for the on-disk targets (≥ 90 % of dd).
 # Environment: REGBENCH_FLAGS adds flags to every regbench call; REGBENCH_FLAGS_<scenario>
 # (dashes as underscores, e.g. REGBENCH_FLAGS_pull_many="--concurrency 64") to one scenario's.
 set -euo pipefail
@@ -40,6 +44,7 @@ redirect=0
 only=
 peer_config=
 peer_binary=
+data_on=${TMPDIR:-/tmp}
 while [ $# -gt 0 ]; do
   case $1 in
     --regbench) regbench_src=${2:?}; shift 2 ;;
@@ -53,7 +58,8 @@ while [ $# -gt 0 ]; do
     --scenarios) only=${2:?}; shift 2 ;;
     --peer-berth-config) peer_config=${2:?}; shift 2 ;;
     --peer-berth-binary) peer_binary=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --data-on) data_on=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -94,7 +100,8 @@ if [ -z "$out" ]; then
 fi
 touch "$out"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
+[ -d "$data_on" ] || { echo "--data-on: $data_on is not a directory" >&2; exit 64; }
+tmp=$(mktemp -d "$data_on/berth-bench.XXXXXX")
 berth_pid=
 dist_pid=
 services=()    # scripts/services/*.sh started by this run, stopped at the end
@@ -118,6 +125,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The data filesystem's own sequential write speed, flushed (what a durable push can reach).
+dd_mib=1024; [ "$smoke" = 1 ] && dd_mib=256
+fs_type=$(df --output=fstype "$tmp" | tail -n1)
+dd_line=$(dd if=/dev/zero of="$tmp/dd-probe" bs=1M count="$dd_mib" conv=fdatasync 2>&1 | tail -n1)
+rm -f "$tmp/dd-probe"
+echo "data on $tmp ($fs_type): dd $dd_mib MiB conv=fdatasync: $dd_line"
+printf '{"data_dir_fs":"%s","dd_mib":%d,"dd":"%s"}\n' "$fs_type" "$dd_mib" "$dd_line" >>"$out.env"
 
 wait_ready() { # name pid url
   for _ in $(seq 300); do

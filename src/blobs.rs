@@ -3,12 +3,15 @@
 //!
 //! - `blobs/<algorithm>/<first two hex>/<hex>`: verified content, written once per digest;
 //! - `uploads/<session>/<start offset>-<nonce>`: bytes of an upload session, one object per
-//!   request that carried data.
+//!   request that carried data (cloud stores);
+//! - `uploads/<session>/spool`: on a local directory, the bytes of a session in one file that
+//!   each chunk extends in place, under a file lock, so that completing the session is a rename
+//!   and a chunked push writes each byte once.
 //!
 //! An object here is never visible to clients by itself: the metadata index decides what
 //! exists. Writes happen before the index row (bytes first, rows second).
 
-use std::{fmt::Display, ops::Range, sync::Arc, time::Duration};
+use std::{fmt::Display, ops::Range, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -65,6 +68,15 @@ pub struct Blobs {
     driver: &'static str,
     /// Times each store call, once the registry has attached its metrics.
     timer: Option<StorageMetrics>,
+    /// The directory behind the store when it is a local one: uploads go through spool files.
+    local: Option<Local>,
+}
+
+/// A local store's directory and whether writes are made durable before they are answered.
+#[derive(Clone)]
+struct Local {
+    root: PathBuf,
+    fsync: bool,
 }
 
 /// S3 copies, and so renames, objects of at most 5 GiB in one request.
@@ -95,7 +107,12 @@ impl Blobs {
                     })?;
                     let store =
                         LocalFileSystem::new_with_prefix(root)?.with_fsync(config.durability.fsync);
-                    return Ok(Blobs::new(Arc::new(store), FILE_PART));
+                    let mut blobs = Blobs::new(Arc::new(store), FILE_PART);
+                    blobs.local = Some(Local {
+                        root: std::fs::canonicalize(root)?,
+                        fsync: config.durability.fsync,
+                    });
+                    return Ok(blobs);
                 }
                 StorageConfig::S3 {
                     bucket,
@@ -176,6 +193,7 @@ impl Blobs {
             rename_max: u64::MAX,
             driver: "filesystem",
             timer: None,
+            local: None,
         }
     }
 
@@ -209,6 +227,65 @@ impl Blobs {
         )
     }
 
+    /// The key of the spool file of upload `session` on a local store.
+    pub fn spool_key(session: &str) -> String {
+        format!("uploads/{session}/spool")
+    }
+
+    /// Whether uploads accumulate in spool files (the store is a local directory).
+    pub fn spools(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Opens the spool file of `session` (creating it empty) and waits for its lock, which
+    /// other processes on the same files respect too; `None` when the store is not local.
+    /// The lock is held until the [`Spool`] is dropped.
+    pub async fn lock_spool(&self, session: &str) -> Result<Option<Spool>> {
+        let Some(local) = self.local.clone() else {
+            return Ok(None);
+        };
+        let key = Blobs::spool_key(session);
+        let path = local.root.join(&key);
+        let spool = tokio::task::spawn_blocking(move || -> std::io::Result<Spool> {
+            use std::os::unix::fs::MetadataExt;
+            let dir = path.parent().expect("a spool has a directory");
+            loop {
+                // Again on every try: the collector may have removed an emptied directory.
+                std::fs::create_dir_all(dir)?;
+                let file = match std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+                // Whoever held the lock may have published (renamed) or deleted the file: the
+                // lock is good only if the name still leads to the file locked.
+                let same = std::fs::metadata(&path)
+                    .map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0))
+                    .unwrap_or(false);
+                if same {
+                    return Ok(Spool {
+                        file: Arc::new(file),
+                        path,
+                        key,
+                        fsync: local.fsync,
+                        root: local.root,
+                    });
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("spool lock task failed: {e}")))?
+        .map_err(|e| io_error("locking an upload spool", e))?;
+        Ok(Some(spool))
+    }
+
     /// Streams `body` to the blob for `digest`, hashing as it goes; the object is published
     /// only if the content hashes to `digest` (otherwise nothing is left behind).
     pub async fn write_verified<S, E>(&self, digest: &Digest, body: S) -> Result<u64>
@@ -217,6 +294,31 @@ impl Blobs {
         E: Display,
     {
         let _timer = self.time("Writer");
+        if self.local.is_some() {
+            // A spool of its own, written and hashed on two threads, then renamed into place.
+            let session = format!("put-{}", uuid::Uuid::new_v4().simple());
+            let spool = self.lock_spool(&session).await?.expect("a local store");
+            let mut hasher = Some(Hasher::new(digest.algorithm()));
+            let written = spool.write_at(0, body, &mut hasher).await;
+            let published = match (written, hasher) {
+                (Ok(size), Some(hasher)) => {
+                    let actual = hasher.finish();
+                    if &actual != digest {
+                        Err(Error::DigestInvalid(format!(
+                            "content hashes to {actual}, not {digest}"
+                        )))
+                    } else {
+                        spool.publish(size, digest, true).await.map(|()| size)
+                    }
+                }
+                (Ok(_), None) => unreachable!("a spool write keeps the hasher it is given"),
+                (Err(e), _) => Err(e),
+            };
+            if published.is_err() {
+                self.delete_parts(&[Blobs::spool_key(&session)]).await.ok();
+            }
+            return published;
+        }
         let key = Blobs::blob_key(digest);
         let mut hasher = Some(Hasher::new(digest.algorithm()));
         let (staged, size) = self.stage(&key, body, &mut hasher).await?;
@@ -353,7 +455,8 @@ impl Blobs {
         }
     }
 
-    /// Deletes part objects; a part already gone is not an error.
+    /// Deletes part objects; a part already gone is not an error. On a local directory the
+    /// session's directory goes too once empty.
     pub async fn delete_parts(&self, parts: &[String]) -> Result<()> {
         let _timer = self.time("Delete");
         for part in parts {
@@ -361,8 +464,70 @@ impl Blobs {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
+            if let Some(local) = &self.local {
+                remove_empty_parent(&local.root.join(part));
+            }
         }
         Ok(())
+    }
+
+    /// Deletes the objects of `digests`, `in_flight` requests at a time on a local directory
+    /// and in as few requests as a cloud store allows (S3 takes 1,000 keys per request);
+    /// one already gone counts as deleted. Each digest comes back with its outcome.
+    pub async fn delete_blobs(
+        &self,
+        digests: Vec<Digest>,
+        in_flight: usize,
+    ) -> Vec<(Digest, Result<()>)> {
+        if self.local.is_some() {
+            return futures::stream::iter(digests)
+                .map(|digest| async move {
+                    let outcome = self.delete_blob(&digest).await;
+                    (digest, outcome)
+                })
+                .buffer_unordered(in_flight)
+                .collect()
+                .await;
+        }
+        let _timer = self.time("Delete");
+        let keys: Vec<Path> = digests.iter().map(Blobs::blob_key).collect();
+        let wanted: std::collections::HashSet<String> =
+            keys.iter().map(|k| k.to_string()).collect();
+        let mut deleted = std::collections::HashSet::new();
+        let mut failures = Vec::new();
+        let mut outcomes = self
+            .store
+            .delete_stream(futures::stream::iter(keys.into_iter().map(Ok)).boxed());
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(key) => {
+                    deleted.insert(key.to_string());
+                }
+                Err(object_store::Error::NotFound { path, .. }) if wanted.contains(&path) => {
+                    deleted.insert(path);
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        // A failure names its key only in its message, if at all: every object the store did
+        // not confirm keeps the failures (its claim stays and the next run deletes it).
+        digests
+            .into_iter()
+            .map(|digest| {
+                let outcome = if deleted.contains(Blobs::blob_key(&digest).as_ref()) {
+                    Ok(())
+                } else {
+                    Err(Error::Unavailable {
+                        what: "blob store",
+                        source: anyhow::anyhow!(
+                            "the store did not confirm the deletion: {}",
+                            failures.join("; ")
+                        ),
+                    })
+                };
+                (digest, outcome)
+            })
+            .collect()
     }
 
     /// Deletes the object of `digest`; one already gone is not an error.
@@ -513,6 +678,217 @@ fn stream_of(result: GetResult) -> BoxStream<'static, Result<Bytes, object_store
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
+/// Chunks queued between the request and each of the writing and hashing threads.
+const PIPELINE_DEPTH: usize = 8;
+
+/// Size of each read when a spool is hashed again (no running hash survived).
+const REHASH_CHUNK: usize = 1024 * 1024;
+
+/// An upload's spool file on a local store, locked for as long as this lives.
+pub struct Spool {
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    key: String,
+    fsync: bool,
+    root: PathBuf,
+}
+
+/// Removes the directory of `path` if it is empty (an upload session's, once its spool was
+/// published or deleted); one that is not empty, or already gone, stays as it is.
+fn remove_empty_parent(path: &std::path::Path) {
+    if let Some(dir) = path.parent() {
+        std::fs::remove_dir(dir).ok();
+    }
+}
+
+/// An error of the local directory, as the store's own errors map: a full disk is a 507.
+fn io_error(doing: &str, e: std::io::Error) -> Error {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) {
+        return Error::OutOfSpace {
+            what: "blob store",
+            source: anyhow::Error::new(e).context(doing.to_owned()),
+        };
+    }
+    Error::Internal(anyhow::Error::new(e).context(doing.to_owned()))
+}
+
+async fn blocking<T: Send + 'static>(
+    doing: &'static str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("{doing}: task failed: {e}")))?
+        .map_err(|e| io_error(doing, e))
+}
+
+impl Spool {
+    /// The spool's key in the store, as upload parts record it.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The bytes the file holds (acknowledged ones, and maybe the rest of a write cut off).
+    pub async fn len(&self) -> Result<u64> {
+        let file = self.file.clone();
+        blocking("reading an upload spool's size", move || {
+            Ok(file.metadata()?.len())
+        })
+        .await
+    }
+
+    /// Cuts the file back to `len` bytes.
+    pub async fn truncate(&self, len: u64) -> Result<()> {
+        let file = self.file.clone();
+        blocking("truncating an upload spool", move || file.set_len(len)).await
+    }
+
+    /// Writes `body` at byte `start`, dropping whatever the file held from there on, and feeds
+    /// `hasher` if one is given. The request is read on this task while one thread writes and
+    /// another hashes, each a few chunks behind; the `Bytes` are shared, never copied. When the
+    /// body breaks off the file is cut back to `start` and `hasher` is dropped (it saw part of
+    /// a chunk that is not kept).
+    pub async fn write_at<S, E>(
+        &self,
+        start: u64,
+        mut body: S,
+        hasher: &mut Option<Hasher>,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        use std::os::unix::fs::FileExt;
+        let (to_writer, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+        let file = self.file.clone();
+        let fsync = self.fsync;
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            file.set_len(start)?;
+            let mut at = start;
+            while let Some(chunk) = chunks.blocking_recv() {
+                file.write_all_at(&chunk, at)?;
+                at += chunk.len() as u64;
+            }
+            if fsync {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        let hashing = hasher.take().map(|mut h| {
+            let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+            let task = tokio::task::spawn_blocking(move || {
+                while let Some(chunk) = chunks.blocking_recv() {
+                    h.update(&chunk);
+                }
+                h
+            });
+            (to_hasher, task)
+        });
+        let (to_hasher, hash_task) = match hashing {
+            Some((s, t)) => (Some(s), Some(t)),
+            None => (None, None),
+        };
+        let mut size = 0u64;
+        let mut broken = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    break;
+                }
+            };
+            size += chunk.len() as u64;
+            if let Some(h) = &to_hasher {
+                // The hashing thread only ends when its sender is dropped.
+                h.send(chunk.clone()).await.ok();
+            }
+            if to_writer.send(chunk).await.is_err() {
+                // The writer stopped on an error, which joining it reports.
+                break;
+            }
+        }
+        drop(to_writer);
+        drop(to_hasher);
+        let written = writer
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("spool writer failed: {e}")))
+            .and_then(|r| r.map_err(|e| io_error("writing an upload spool", e)));
+        let hashed = match hash_task {
+            Some(task) => Some(
+                task.await
+                    .map_err(|e| Error::Internal(anyhow::anyhow!("hashing failed: {e}")))?,
+            ),
+            None => None,
+        };
+        if let Err(e) = written {
+            self.truncate(start).await.ok();
+            return Err(e);
+        }
+        if let Some(e) = broken {
+            self.truncate(start).await.ok();
+            return Err(Error::BlobUploadInvalid(format!(
+                "request body could not be read to its end: {e}"
+            )));
+        }
+        *hasher = hashed;
+        Ok(size)
+    }
+
+    /// Publishes the first `len` bytes as the blob for `digest` by renaming the file (bytes
+    /// beyond `len`, left by a write that was cut off, are dropped first). Unless the caller
+    /// `verified` them with a running hash, the bytes are hashed again from the file.
+    pub async fn publish(self, len: u64, digest: &Digest, verified: bool) -> Result<()> {
+        let target = self.root.join(Blobs::blob_key(digest).as_ref());
+        let expected = digest.clone();
+        let Spool {
+            file, path, fsync, ..
+        } = self;
+        let actual = blocking("publishing an upload spool", move || {
+            use std::os::unix::fs::FileExt;
+            file.set_len(len)?;
+            if !verified {
+                let mut hasher = Hasher::new(expected.algorithm());
+                let mut buffer = vec![0; REHASH_CHUNK];
+                let mut at = 0;
+                while at < len {
+                    let n = (len - at).min(REHASH_CHUNK as u64) as usize;
+                    file.read_exact_at(&mut buffer[..n], at)?;
+                    hasher.update(&buffer[..n]);
+                    at += n as u64;
+                }
+                let actual = hasher.finish();
+                if actual != expected {
+                    return Ok(Some(actual));
+                }
+            }
+            if fsync {
+                file.sync_data()?;
+            }
+            let dir = target.parent().expect("a blob key has a directory");
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&path, &target)?;
+            if fsync {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            remove_empty_parent(&path);
+            // The lock goes with the file, now the blob's: later lockers see the name changed.
+            drop(file);
+            Ok(None)
+        })
+        .await?;
+        match actual {
+            Some(actual) => Err(Error::DigestInvalid(format!(
+                "uploaded content hashes to {actual}, not {digest}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Bytes read from a request and not yet published.
 enum Staged {
     Buffered(Vec<Bytes>),
@@ -649,6 +1025,17 @@ mod tests {
             matches!(left, Err(object_store::Error::NotFound { .. })),
             "{left:?}"
         );
+
+        // Deleting several at once: present ones and one already gone all count as deleted.
+        let gone = Digest::sha256_of(b"never written");
+        let outcomes = blobs
+            .delete_blobs(vec![solo.clone(), streamed.clone(), gone.clone()], 2)
+            .await;
+        assert_eq!(outcomes.len(), 3);
+        for (digest, outcome) in outcomes {
+            assert!(outcome.is_ok(), "{digest}: {outcome:?}");
+            assert!(!blobs.exists(&digest).await.unwrap(), "{digest}");
+        }
 
         // A body that breaks off is an upload error, not a blob.
         let broken = futures::stream::iter(vec![

@@ -387,6 +387,9 @@ pub struct Limits {
     /// Seconds a client has to send a request's headers (and an idle keep-alive connection
     /// to start its next request) before the connection is closed.
     pub header_read_timeout_secs: u64,
+    /// Seconds an upload's request body may send nothing before the upload fails (400) and
+    /// the connection is closed, so that a stalled push does not hold its connection forever.
+    pub body_idle_timeout_secs: u64,
 }
 
 impl Default for ConfigFile {
@@ -423,6 +426,7 @@ impl Default for Limits {
             storage_retry_timeout_secs: 180,
             max_connections: 768,
             header_read_timeout_secs: 20,
+            body_idle_timeout_secs: 60,
         }
     }
 }
@@ -631,6 +635,9 @@ impl ConfigFile {
         }
         if self.limits.header_read_timeout_secs == 0 {
             bail!("limits.header_read_timeout_secs: must be at least 1");
+        }
+        if self.limits.body_idle_timeout_secs == 0 {
+            bail!("limits.body_idle_timeout_secs: must be at least 1");
         }
         if !self.auth.enabled && !self.listen.ip().is_loopback() && !self.auth.allow_open_network {
             bail!(

@@ -1,7 +1,8 @@
 //! How client connections are taken: TCP_NODELAY, at most `limits.max_connections` at once,
 //! `limits.header_read_timeout_secs` to send a request's headers (so a client that trickles
 //! them, or a keep-alive connection left idle, cannot hold a connection forever), TLS when
-//! configured, and a graceful stop. [`crate::serve`] hands its router here.
+//! configured, and a graceful stop. [`crate::serve`] hands its router here. Upload bodies
+//! that go silent are ended by [`idle_limited`] (`limits.body_idle_timeout_secs`).
 
 use std::{
     future::Future,
@@ -62,6 +63,28 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The data of a request `body` that fails once the client has sent nothing for `idle`, so
+/// that a stalled upload ends (its handler answers 400 and hyper closes the connection, the
+/// body being unread) instead of holding its connection and its session.
+pub fn idle_limited(
+    body: axum::body::Body,
+    idle: Duration,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, io::Error>> + Unpin + Send {
+    use futures::StreamExt as _;
+    Box::pin(
+        tokio_stream::StreamExt::timeout(body.into_data_stream(), idle).map(
+            move |chunk| match chunk {
+                Ok(Ok(data)) => Ok(data),
+                Ok(Err(e)) => Err(io::Error::other(e)),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client sent nothing for {} s", idle.as_secs()),
+                )),
+            },
+        ),
+    )
 }
 
 /// hyper enforces its header read timeout only with a timer; HTTP/2 pings idle connections.

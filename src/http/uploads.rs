@@ -9,6 +9,7 @@ use axum::{
 
 use super::{Ctx, docker_content_digest, empty, route::parse_digest};
 use crate::{
+    connections::idle_limited,
     error::{Error, Result},
     oci::{Digest, RepoName},
     registry::Mounted,
@@ -37,7 +38,11 @@ pub(super) async fn start(ctx: Ctx<'_>, name: RepoName, body: Body) -> Result<Re
     if let Some(digest) = ctx.query.get("digest") {
         let digest = parse_digest(digest)?;
         ctx.registry
-            .put_blob(&name, &digest, body.into_data_stream())
+            .put_blob(
+                &name,
+                &digest,
+                idle_limited(body, ctx.registry.body_idle_timeout()),
+            )
             .await?;
         return Ok(created_blob(ctx, &name, &digest));
     }
@@ -59,7 +64,12 @@ pub(super) async fn append(
     let range = content_range(ctx)?;
     let size = ctx
         .registry
-        .append_upload(&name, &id, range, body.into_data_stream())
+        .append_upload(
+            &name,
+            &id,
+            range,
+            idle_limited(body, ctx.registry.body_idle_timeout()),
+        )
         .await?;
     Ok(session(ctx, StatusCode::ACCEPTED, &name, &id, size))
 }
@@ -81,7 +91,13 @@ pub(super) async fn finish(
         .and_then(parse_digest)?;
     let range = content_range(ctx)?;
     ctx.registry
-        .finish_upload(&name, &id, &digest, range, body.into_data_stream())
+        .finish_upload(
+            &name,
+            &id,
+            &digest,
+            range,
+            idle_limited(body, ctx.registry.body_idle_timeout()),
+        )
         .await?;
     Ok(created_blob(ctx, &name, &digest))
 }

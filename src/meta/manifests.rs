@@ -275,8 +275,11 @@ impl Meta {
             return Ok(Repushed::NotThere);
         };
         if let Some(tag) = tag {
-            let mut tx = self.write_tx().await?;
-            if !point_tag(&mut tx, manifest.id, tag, now, tag_may_move).await? {
+            // The push is counted with the tag's move, in a group commit.
+            if !self
+                .move_tag(manifest.repository_id, manifest.id, tag, tag_may_move)
+                .await?
+            {
                 let still_there = self
                     .manifest_by_digest(repo, digest, false)
                     .await?
@@ -287,9 +290,7 @@ impl Meta {
                     Repushed::NotThere
                 });
             }
-            self.queue_review(&mut tx, manifest.repository_id, now)
-                .await?;
-            tx.commit().await?;
+            return Ok(Repushed::Done);
         }
         count_push(&self.writer, manifest.repository_id, now).await?;
         Ok(Repushed::Done)
@@ -521,7 +522,7 @@ async fn insert_references(
 
 /// Points `tag` of the manifest's repository at manifest `manifest_id`. A tag that points
 /// at another manifest moves only when `may_move`; returns false when it did not.
-async fn point_tag(
+pub(super) async fn point_tag(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     manifest_id: i64,
     tag: &Tag,

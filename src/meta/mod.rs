@@ -10,7 +10,7 @@
 //!
 //! One [`Meta`] handle, its methods grouped by noun, one module per noun.
 
-use std::{collections::HashSet, hash::Hash, path::Path, time::Duration};
+use std::{collections::HashSet, hash::Hash, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
@@ -70,6 +70,8 @@ pub struct Meta {
     popular_summed_rows: i64,
     /// The time every statement that records or compares "now" is given.
     clock: Clock,
+    /// Tag moves of repeated manifest pushes, committed in groups.
+    tag_moves: Arc<tags::TagMoves>,
 }
 
 impl Meta {
@@ -168,6 +170,7 @@ impl Meta {
             review_delay: None,
             popular_summed_rows: StatsConfig::default().popular_summed_rows.into(),
             clock,
+            tag_moves: Arc::default(),
         })
     }
 
@@ -205,6 +208,7 @@ impl Meta {
             review_delay: None,
             popular_summed_rows: StatsConfig::default().popular_summed_rows.into(),
             clock,
+            tag_moves: Arc::default(),
         })
     }
 

@@ -1,11 +1,36 @@
-//! Tags: listing and deleting them, and the facts about tags and untagged manifests that
-//! cleanup policies decide on.
+//! Tags: moving them (with a group commit), listing and deleting them, and the facts about
+//! tags and untagged manifests that cleanup policies decide on.
 
-use super::{Meta, repositories::lock_repository};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::oneshot;
+
+use super::{Meta, manifests::point_tag, repositories::lock_repository};
 use crate::{
-    error::Result,
+    error::{Error, Result},
     oci::{Digest, RepoName, Tag},
 };
+
+/// Tag moves waiting for the next group commit, and the turn to run one. While one batch
+/// commits, the moves that arrive queue up and go together in the next: a burst of tag PUTs
+/// costs one write transaction per batch instead of one per tag.
+#[derive(Default)]
+pub(super) struct TagMoves {
+    queue: Mutex<Vec<TagMove>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One tag PUT of a manifest the repository holds, and where its outcome goes.
+struct TagMove {
+    repository_id: i64,
+    manifest_id: i64,
+    tag: Tag,
+    may_move: bool,
+    answer: oneshot::Sender<Result<bool>>,
+}
 
 /// A tag with what cleanup policies decide on.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -40,6 +65,114 @@ pub struct UntaggedFacts {
 }
 
 impl Meta {
+    /// Points `tag` at manifest `manifest_id` of `repository_id`, counts the push and queues
+    /// the repository's review, in one transaction shared with the other moves that arrived
+    /// meanwhile (see [`TagMoves`]). Returns false, changing nothing, when the tag points at
+    /// another manifest and may not move (or the manifest is gone).
+    pub(super) async fn move_tag(
+        &self,
+        repository_id: i64,
+        manifest_id: i64,
+        tag: &Tag,
+        may_move: bool,
+    ) -> Result<bool> {
+        let (answer, mut outcome) = oneshot::channel();
+        self.tag_moves
+            .queue
+            .lock()
+            .expect("tag move queue")
+            .push(TagMove {
+                repository_id,
+                manifest_id,
+                tag: tag.clone(),
+                may_move,
+                answer,
+            });
+        loop {
+            let turn = tokio::select! {
+                biased;
+                outcome = &mut outcome => {
+                    return outcome.unwrap_or_else(|_| {
+                        Err(Error::Internal(anyhow::anyhow!("a tag move's batch ended unanswered")))
+                    });
+                }
+                turn = self.tag_moves.turn.clone().lock_owned() => turn,
+            };
+            let batch = std::mem::take(&mut *self.tag_moves.queue.lock().expect("tag move queue"));
+            if batch.is_empty() {
+                // The previous turn took this move too: its outcome is ready.
+                continue;
+            }
+            // On a task of its own, so that a caller going away does not cancel the others.
+            let meta = self.clone();
+            let commit = tokio::spawn(async move {
+                meta.commit_tag_moves(batch).await;
+                drop(turn);
+            });
+            commit.await.ok();
+        }
+    }
+
+    /// Applies `batch` in one transaction and answers each move; when that fails, each move
+    /// again alone, so that one move's failure is its own.
+    async fn commit_tag_moves(&self, mut batch: Vec<TagMove>) {
+        // One order for every batch, so that concurrent batches (other replicas on
+        // PostgreSQL) take their row locks in the same order.
+        batch.sort_by(|a, b| {
+            (a.repository_id, a.tag.as_str()).cmp(&(b.repository_id, b.tag.as_str()))
+        });
+        if batch.len() > 1 {
+            match self.apply_tag_moves(&batch).await {
+                Ok(moved) => {
+                    for (m, moved) in batch.into_iter().zip(moved) {
+                        m.answer.send(Ok(moved)).ok();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, moves = batch.len(), "a batch of tag moves failed; applying them one by one")
+                }
+            }
+        }
+        for m in batch {
+            let moved = self
+                .apply_tag_moves(std::slice::from_ref(&m))
+                .await
+                .map(|moved| moved[0]);
+            m.answer.send(moved).ok();
+        }
+    }
+
+    /// The statements of `batch` in one transaction: each tag, then per repository one push
+    /// count and one review. Returns whether each tag moved.
+    async fn apply_tag_moves(&self, batch: &[TagMove]) -> Result<Vec<bool>> {
+        let now = self.now();
+        let mut tx = self.write_tx().await?;
+        let mut moved = Vec::with_capacity(batch.len());
+        let mut pushes: BTreeMap<i64, i64> = BTreeMap::new();
+        for m in batch {
+            let done = point_tag(&mut tx, m.manifest_id, &m.tag, now, m.may_move).await?;
+            if done {
+                *pushes.entry(m.repository_id).or_default() += 1;
+            }
+            moved.push(done);
+        }
+        for (repository_id, n) in pushes {
+            sqlx::query(
+                "UPDATE repositories SET push_count = push_count + $3, last_push_at = $2 \
+                 WHERE id = $1",
+            )
+            .bind(repository_id)
+            .bind(now)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+            self.queue_review(&mut tx, repository_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
     /// Tags of `repository_id` after `last`, at most `n`, in the spec's lexical order
     /// (case-insensitive; tags equal but for case by their bytes).
     pub async fn list_tags(&self, repository_id: i64, last: &str, n: u32) -> Result<Vec<Tag>> {

@@ -1,9 +1,11 @@
 //! Upload sessions (spec end-4a/4b, end-5, end-6, end-11, end-13).
 //!
 //! A session lives in the index (offset, staged parts), never only in this process's memory,
-//! so any replica can continue it and its `Location` stays valid until it completes. Each
-//! request that carries data becomes one staged object; completion verifies the digest and
-//! publishes the blob (a rename for one part, a verified copy for several).
+//! so any replica can continue it and its `Location` stays valid until it completes. On a
+//! local directory every chunk extends the session's one spool file, so completion is a rename
+//! and each byte is written once; on a cloud store each request that carries data becomes one
+//! staged object, and completion verifies the digest and publishes the blob (a rename for one
+//! part, a verified copy for several).
 //!
 //! In a namespace with a storage quota the blob is admitted between the two: every upload is
 //! staged (a monolithic one too), so that a blob the quota refuses is never published.
@@ -15,7 +17,7 @@ use futures::Stream;
 
 use super::{Registry, quotas::StorageQuota};
 use crate::{
-    blobs::Blobs,
+    blobs::{Blobs, Spool},
     error::{Error, Result},
     oci::{Digest, Hasher, RepoName, digest::Algorithm},
 };
@@ -39,6 +41,11 @@ fn valid_session_id(id: &str) -> bool {
 }
 
 impl Registry {
+    /// How long an upload's request body may send nothing (`limits.body_idle_timeout_secs`).
+    pub fn body_idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.limits.body_idle_timeout_secs)
+    }
+
     /// Opens an upload session in `repo` and returns its id.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
         self.admit_repository(repo).await?;
@@ -163,13 +170,15 @@ impl Registry {
             }
             return Err(e);
         }
-        let parts: Vec<String> = self
+        let mut parts: Vec<String> = self
             .meta
             .upload_parts(id)
             .await?
             .into_iter()
             .map(|p| p.key)
             .collect();
+        // The chunks of a spooled session all name the same file.
+        parts.dedup();
         let published = self.publish_parts(id, total, &parts, digest).await;
         if let Err(e) = published {
             if matches!(e, Error::DigestInvalid(_)) {
@@ -185,13 +194,18 @@ impl Registry {
     /// Cancels session `id` and drops its staged bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
         self.upload_status(repo, id).await?;
-        let parts: Vec<String> = self
+        let mut parts: Vec<String> = self
             .meta
             .upload_parts(id)
             .await?
             .into_iter()
             .map(|p| p.key)
             .collect();
+        if self.blobs.spools() {
+            // The spool exists from the first request, even one that kept no bytes.
+            parts.push(Blobs::spool_key(id));
+        }
+        parts.dedup();
         self.running_hashes.forget(id);
         if !self.meta.delete_upload(id).await? {
             return Err(Error::BlobUploadUnknown);
@@ -293,6 +307,12 @@ impl Registry {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
+        if let Some(spool) = self.blobs.lock_spool(id).await?
+            && spool.len().await? >= offset
+        {
+            return self.spool_chunk(spool, id, offset, declared, body).await;
+        }
+        // A cloud store, or a session that began with part objects: one object per chunk.
         let key = Blobs::part_key(id, offset);
         let mut hasher = match offset {
             0 => Some(Hasher::new(Algorithm::Sha256)),
@@ -330,6 +350,62 @@ impl Registry {
         Ok(written)
     }
 
+    /// [`Registry::stage_chunk`] on a local store: the chunk extends the session's spool file in
+    /// place, under its lock, which is held from the check of the session's size to the row
+    /// that records the chunk. The file may hold more than the session (a write cut off): the
+    /// chunk overwrites that.
+    async fn spool_chunk<S, E>(
+        &self,
+        spool: Spool,
+        id: &str,
+        offset: u64,
+        declared: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let size = self
+            .meta
+            .upload_size_any(id)
+            .await?
+            .ok_or(Error::BlobUploadUnknown)?;
+        if size != offset {
+            return Err(Error::ChunkOutOfOrder { size });
+        }
+        let mut hasher = match offset {
+            0 => Some(Hasher::new(Algorithm::Sha256)),
+            _ => self.running_hashes.take(id, offset),
+        };
+        let written = spool.write_at(offset, body, &mut hasher).await?;
+        if let Some(declared) = declared.filter(|d| *d != written) {
+            spool.truncate(offset).await?;
+            return Err(Error::SizeInvalid(format!(
+                "Content-Range declared {declared} bytes but the body had {written}; the chunk was not kept"
+            )));
+        }
+        if written > 0
+            && !self
+                .meta
+                .append_upload_part(id, offset, written, spool.key())
+                .await?
+        {
+            // Another process appended although the lock was held: only ever on files that
+            // do not honour locks. The file now mixes both; the digest check will tell.
+            let size = self
+                .meta
+                .upload_size_any(id)
+                .await?
+                .ok_or(Error::BlobUploadUnknown)?;
+            return Err(Error::ChunkOutOfOrder { size });
+        }
+        if let Some(h) = hasher {
+            self.running_hashes.put(id, offset + written, h);
+        }
+        Ok(written)
+    }
+
     /// Verifies the staged parts of a session against `digest` and publishes them as its
     /// blob: a single part is moved into place, several are concatenated. The running hash
     /// spares reading the bytes back when it covers the whole session.
@@ -354,6 +430,13 @@ impl Registry {
             Some(_) => true,
             None => false,
         };
+        if let [single] = parts
+            && *single == Blobs::spool_key(id)
+            && let Some(spool) = self.blobs.lock_spool(id).await?
+        {
+            // The session's bytes are one local file: publishing it is a rename.
+            return spool.publish(total, digest, verified).await;
+        }
         match parts {
             [single] => {
                 if !verified {

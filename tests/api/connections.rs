@@ -1,7 +1,7 @@
 //! Connections a production registry meets: clients that trickle or stall their request
 //! head are cut off after `limits.header_read_timeout_secs` without holding up anyone else,
 //! and connections beyond `limits.max_connections` are closed at once while those already
-//! open are served.
+//! open are served; upload bodies that go silent end after `limits.body_idle_timeout_secs`.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::common::TestServer;
+use crate::common::{TestServer, random_bytes, sha256, with_digest};
 
 /// How long a test waits for the server to close a connection (its timeout is one second).
 const CLOSE_WAIT: Duration = Duration::from_secs(15);
@@ -140,4 +140,67 @@ async fn connections_over_the_limit_are_closed_and_the_rest_served() {
         served,
         "no connection was served after one of the four closed"
     );
+}
+
+/// Ten pushes whose bodies stall after a few bytes, beside forty idle connections: another
+/// client pushes and pulls meanwhile; each stalled upload is answered 400 BLOB_UPLOAD_INVALID
+/// once its body has been silent for `body_idle_timeout_secs`, its session keeps no byte of
+/// it, and the session completes when the client sends the chunk again.
+#[tokio::test]
+async fn stalled_upload_bodies_are_cut_off_and_others_served() {
+    let s = TestServer::start_with(|c| c.limits.body_idle_timeout_secs = 1).await;
+    let data = random_bytes(1000);
+    let digest = sha256(&data);
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let location = s.start_upload("slow/push").await;
+        let path = location.trim_start_matches(&s.base).to_owned();
+        let mut stream = TcpStream::connect(address(&s)).await.expect("connect");
+        let head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: registry\r\nContent-Type: application/octet-stream\r\n\
+             Content-Range: 0-999\r\nContent-Length: 1000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream.write_all(&data[..10]).await.expect("write");
+        stalled.push((location, stream));
+    }
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(address(&s)).await.expect("connect"));
+    }
+
+    let other = random_bytes(5000);
+    let pushed = s.push_blob("fast/push", &other).await;
+    let pulled = s.get(&format!("/v2/fast/push/blobs/{pushed}")).await;
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), other.as_slice());
+
+    for (location, stream) in &mut stalled {
+        let answer = read_until_closed(stream).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 400"),
+            "a stalled upload got {text}"
+        );
+        assert!(text.contains("BLOB_UPLOAD_INVALID"), "{text}");
+        let status = s.client.get(location.as_str()).send().await.unwrap();
+        assert_eq!(status.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            status.headers().get("range").and_then(|v| v.to_str().ok()),
+            Some("0-0"),
+            "the stalled chunk was not kept"
+        );
+    }
+    let (location, _) = &stalled[0];
+    let resp = s
+        .client
+        .put(with_digest(location, &digest))
+        .header("content-range", "0-999")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let blob = s.get(&format!("/v2/slow/push/blobs/{digest}")).await;
+    assert_eq!(blob.bytes().await.unwrap().as_ref(), data.as_slice());
 }

@@ -187,3 +187,61 @@ async fn malformed_parameters() {
         crate::common::error_code(resp).await;
     }
 }
+
+/// A burst of tag PUTs of manifests the repository holds (committed in groups) gives each
+/// its own answer: every new tag is created and listed, a tag that may not move is refused
+/// with DENIED and still names its manifest, and every push that moved a tag is counted once.
+#[tokio::test]
+async fn burst_of_tag_puts_each_answered() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    let s = TestServer::start().await;
+    let repo = "burst/app";
+    let (first, m1) = s.push_image(repo, "fixed", &[b"burst one"]).await;
+    let (_, m2) = s.push_image(repo, "other", &[b"burst two"]).await;
+    let resp = s
+        .req(
+            Method::PUT,
+            &format!("/api/v1/repositories/{repo}/-/settings"),
+        )
+        .json(&json!({ "tag_mutability": "immutable" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let pushes_before =
+        json_body(s.get(&format!("/api/v1/repositories/{repo}")).await).await["push_count"]
+            .as_i64()
+            .expect("push_count");
+
+    let new_tags: Vec<String> = (0..48).map(|i| format!("t{i:02}")).collect();
+    let puts = new_tags
+        .iter()
+        .map(|t| s.put_manifest(repo, t, Some(OCI_MANIFEST), &m1))
+        .chain((0..4).map(|_| s.put_manifest(repo, "fixed", Some(OCI_MANIFEST), &m2)));
+    let answers = futures::future::join_all(puts).await;
+    let (created, refused) = answers.split_at(new_tags.len());
+    for resp in created {
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    for resp in refused {
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+
+    let listed = json_body(s.get(&format!("/v2/{repo}/tags/list?n=1000")).await).await;
+    let mut expected: Vec<String> = new_tags.clone();
+    expected.extend(["fixed".to_owned(), "other".to_owned()]);
+    expected.sort();
+    assert_eq!(strings(&listed["tags"]), expected);
+    let fixed = s.get(&format!("/v2/{repo}/manifests/fixed")).await;
+    assert_eq!(
+        header(&fixed, "docker-content-digest").as_deref(),
+        Some(first.as_str())
+    );
+    let pushes_after =
+        json_body(s.get(&format!("/api/v1/repositories/{repo}")).await).await["push_count"]
+            .as_i64()
+            .expect("push_count");
+    assert_eq!(pushes_after - pushes_before, new_tags.len() as i64);
+}
