@@ -51,6 +51,8 @@ pub struct Config {
     pub scan: ScanConfig,
     /// How the `berth` command writes its log.
     pub log: LogConfig,
+    /// Pull-through cache rules (`[[proxy]]`), checked: prefixes do not overlap.
+    pub proxy: Vec<ProxyRule>,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
     pub clock: Clock,
     /// This process's name in job leases (the `berth` command sets it from `HOSTNAME`; not
@@ -96,6 +98,8 @@ pub struct ConfigFile {
     pub scan: ScanConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[[proxy]]`: resolved into [`Config::proxy`].
+    pub proxy: Vec<ProxyRuleFile>,
 }
 
 /// `[metrics]`: access to `GET /metrics` (README, "Metrics and logs"), and how often the
@@ -408,6 +412,7 @@ impl Default for ConfigFile {
             stats: StatsConfig::default(),
             scan: ScanConfig::default(),
             log: LogConfig::default(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -655,6 +660,7 @@ impl ConfigFile {
             .map(str::parse::<ExternalUrl>)
             .transpose()
             .context("external_url")?;
+        let proxy = ProxyRule::resolve_all(&self.proxy)?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -675,6 +681,7 @@ impl ConfigFile {
             stats: self.stats,
             scan: self.scan,
             log: self.log,
+            proxy,
             clock: Clock::default(),
             node_name: "berth".into(),
         })
@@ -747,6 +754,7 @@ impl fmt::Debug for ConfigFile {
             .field("stats", &self.stats)
             .field("scan", &self.scan)
             .field("log", &self.log)
+            .field("proxy", &self.proxy)
             .field("clock", &Clock::default())
             .finish()
     }
@@ -865,6 +873,237 @@ impl StorageConfig {
         }
         Ok(self)
     }
+}
+
+/// `[[proxy]]` as written: a pull-through cache rule. Repositories under `prefix` are
+/// copies of the upstream's repository of the same name without the prefix.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRuleFile {
+    /// The repository prefix (`hub` serves `hub/library/alpine` from `library/alpine`).
+    pub prefix: String,
+    /// The upstream registries, tried in this order (the next one when one fails).
+    pub upstreams: Vec<UpstreamFile>,
+    /// Registry hosts this rule mirrors for containerd (`?ns=<host>` on `/v2/` requests).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// How long a cached tag is served before it is revalidated upstream (`"30s"`, `"10m"`,
+    /// `"1h"`, `"1d"`).
+    #[serde(default = "default_tag_ttl")]
+    pub tag_ttl: String,
+    /// How long an upstream 404 is remembered (same form as `tag_ttl`).
+    #[serde(default = "default_not_found_ttl")]
+    pub not_found_ttl: String,
+    /// The time one upstream request may take to connect and between two reads of its
+    /// answer, in seconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_tag_ttl() -> String {
+    "10m".into()
+}
+
+fn default_not_found_ttl() -> String {
+    "30s".into()
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+/// One upstream of a `[[proxy]]` rule as written; secrets are named, never written here.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// The registry's base URL (`https://registry-1.docker.io`).
+    pub url: String,
+    /// The environment variable holding the user name, if the upstream wants one.
+    pub username_env: Option<String>,
+    /// The environment variable holding the password or token.
+    pub password_env: Option<String>,
+    /// A file holding the password or token (instead of `password_env`).
+    pub password_file: Option<PathBuf>,
+}
+
+/// A checked `[[proxy]]` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyRule {
+    /// The repository prefix, without a trailing slash.
+    pub prefix: String,
+    /// The upstreams in priority order.
+    pub upstreams: Vec<Upstream>,
+    /// The registry hosts (`?ns=`) routed to this rule, lowercase.
+    pub hosts: Vec<String>,
+    /// Seconds a cached tag is served before a revalidation.
+    pub tag_ttl_secs: i64,
+    /// Seconds an upstream 404 is remembered.
+    pub not_found_ttl_secs: i64,
+    /// Connect and read timeout of each upstream request, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// A checked upstream registry with its credentials (read from the environment or a file
+/// at start).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The base URL, without a trailing slash.
+    pub url: String,
+    /// Basic credentials (also what the token endpoint is asked with), if any.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Never shows the password.
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish()
+    }
+}
+
+impl ProxyRule {
+    /// Checks every rule and that no prefix lies inside another one (a repository would
+    /// have two upstreams), nor a host is claimed twice.
+    fn resolve_all(rules: &[ProxyRuleFile]) -> anyhow::Result<Vec<ProxyRule>> {
+        let resolved = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ProxyRule::resolve(r).with_context(|| format!("proxy[{i}]")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, a) in resolved.iter().enumerate() {
+            for b in &resolved[i + 1..] {
+                let nested = |outer: &str, inner: &str| {
+                    inner == outer || inner.starts_with(&format!("{outer}/"))
+                };
+                if nested(&a.prefix, &b.prefix) || nested(&b.prefix, &a.prefix) {
+                    bail!(
+                        "proxy: prefixes {:?} and {:?} overlap; a repository must have one rule",
+                        a.prefix,
+                        b.prefix
+                    );
+                }
+                if let Some(host) = a.hosts.iter().find(|h| b.hosts.contains(h)) {
+                    bail!(
+                        "proxy: host {host:?} is routed by both {:?} and {:?}",
+                        a.prefix,
+                        b.prefix
+                    );
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    fn resolve(rule: &ProxyRuleFile) -> anyhow::Result<ProxyRule> {
+        let prefix = rule.prefix.trim_end_matches('/');
+        if prefix.parse::<crate::oci::RepoName>().is_err() {
+            bail!("prefix: {:?} is not a repository name prefix", rule.prefix);
+        }
+        if rule.upstreams.is_empty() {
+            bail!("upstreams: give at least one");
+        }
+        let upstreams = rule
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Upstream::resolve(u).with_context(|| format!("upstreams[{i}]")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tag_ttl_secs = parse_duration(&rule.tag_ttl).context("tag_ttl")?;
+        let not_found_ttl_secs = parse_duration(&rule.not_found_ttl).context("not_found_ttl")?;
+        if rule.timeout_secs == 0 {
+            bail!("timeout_secs: must be at least 1");
+        }
+        let hosts = rule
+            .hosts
+            .iter()
+            .map(|h| {
+                let h = h.trim().to_ascii_lowercase();
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+                {
+                    bail!("hosts: {h:?} is not a host name");
+                }
+                Ok(h)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(ProxyRule {
+            prefix: prefix.to_owned(),
+            upstreams,
+            hosts,
+            tag_ttl_secs,
+            not_found_ttl_secs,
+            timeout_secs: rule.timeout_secs,
+        })
+    }
+}
+
+impl Upstream {
+    fn resolve(file: &UpstreamFile) -> anyhow::Result<Upstream> {
+        let url = url::Url::parse(&file.url)
+            .with_context(|| format!("url: {:?} is not a URL", file.url))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            bail!(
+                "url: {:?} must be an http:// or https:// URL with a host",
+                file.url
+            );
+        }
+        if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+            bail!(
+                "url: {:?} takes no query or credentials (use username_env and password_env)",
+                file.url
+            );
+        }
+        let env = |key: &str, name: &Option<String>| -> anyhow::Result<Option<String>> {
+            name.as_ref()
+                .map(|var| std::env::var(var).with_context(|| format!("{key}: ${var} is not set")))
+                .transpose()
+        };
+        let username = env("username_env", &file.username_env)?;
+        let password = match (&file.password_env, &file.password_file) {
+            (Some(_), Some(_)) => bail!("password_env and password_file: give one"),
+            (_, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("password_file: reading {}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            (env_name, None) => env("password_env", env_name)?,
+        };
+        let credentials = match (username, password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => bail!("username_env and a password: give both or neither"),
+        };
+        Ok(Upstream {
+            url: file.url.trim_end_matches('/').to_owned(),
+            credentials,
+        })
+    }
+}
+
+/// Seconds in `"90s"`, `"10m"`, `"2h"` or `"1d"` (a bare number is seconds); at least 1.
+fn parse_duration(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => bail!("{text:?}: use a number with s, m, h or d, like \"10m\""),
+    };
+    let n: i64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("{text:?}: use a positive number with s, m, h or d, like \"10m\"")
+    })?;
+    n.checked_mul(scale)
+        .with_context(|| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,598 @@
+//! The pull-through cache: a Berth whose `[[proxy]]` rule points at an upstream Berth through
+//! a small gate of the test's own, which counts every request the cache makes upstream and
+//! can answer 429 or 500, slowly, with a wrong blob or a short one, or stop altogether.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode as AxumStatus},
+    response::Response,
+};
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// What the gate does with the requests it gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Forwards to the upstream Berth.
+    Pass,
+    /// Answers this status (429 comes with `Retry-After: 1`).
+    Status(u16),
+    /// Blob GETs answer other bytes of the same length.
+    WrongBlob,
+    /// Blob GETs declare the full length and send half.
+    ShortBlob,
+    /// Waits this many milliseconds, then forwards.
+    Slow(u64),
+}
+
+struct GateState {
+    upstream: String,
+    mode: Mutex<Mode>,
+    /// `METHOD path` of every request received.
+    seen: Mutex<Vec<String>>,
+    client: reqwest::Client,
+}
+
+/// The counting, fault-injecting gate in front of the upstream Berth.
+struct Gate {
+    base: String,
+    state: Arc<GateState>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    async fn start(upstream: &TestServer) -> Gate {
+        let state = Arc::new(GateState {
+            upstream: upstream.base.clone(),
+            mode: Mutex::new(Mode::Pass),
+            seen: Mutex::default(),
+            client: reqwest::Client::new(),
+        });
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+                .expect("gate serves");
+        });
+        Gate {
+            base,
+            state,
+            stop,
+            task,
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    /// The requests seen since the last call, and forgets them.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.state.seen.lock().unwrap())
+    }
+
+    /// Stops listening: the cache's next connection is refused.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    gate.seen.lock().unwrap().push(format!("{method} {path}"));
+    let mode = *gate.mode.lock().unwrap();
+    let is_blob = path.contains("/blobs/");
+    match mode {
+        Mode::Status(code) => {
+            let mut response = Response::new(Body::from(r#"{"errors":[]}"#));
+            *response.status_mut() = AxumStatus::from_u16(code).unwrap();
+            if code == 429 {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+            }
+            return response;
+        }
+        Mode::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        _ => {}
+    }
+    let mut upstream = gate.client.request(
+        method.clone(),
+        format!("{}{}", gate.upstream, request.uri()),
+    );
+    for name in ["accept", "authorization"] {
+        if let Some(v) = request.headers().get(name) {
+            upstream = upstream.header(name, v.clone());
+        }
+    }
+    let answer = upstream.send().await.expect("upstream answers");
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let mut bytes = answer.bytes().await.expect("upstream body").to_vec();
+    let declared = bytes.len();
+    let blob_get = is_blob && method == Method::GET && status == StatusCode::OK;
+    if blob_get && mode == Mode::WrongBlob {
+        bytes = random_bytes(bytes.len());
+    }
+    if blob_get && mode == Mode::ShortBlob {
+        bytes.truncate(bytes.len() / 2);
+    }
+    // A stream: hyper then sends the declared length, however many bytes follow; the pause
+    // lets the head and the first bytes go out before a short body ends.
+    let body = Body::from_stream(futures::stream::iter([bytes]).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(chunk))
+    }));
+    let mut response = Response::new(body);
+    *response.status_mut() = AxumStatus::from_u16(status.as_u16()).unwrap();
+    for name in [
+        "content-type",
+        "docker-content-digest",
+        "www-authenticate",
+        "content-length",
+    ] {
+        if let Some(v) = headers.get(name) {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_bytes(v.as_bytes()).unwrap());
+        }
+    }
+    if blob_get {
+        response
+            .headers_mut()
+            .insert("content-length", HeaderValue::from(declared));
+    }
+    response
+}
+
+/// The `[[proxy]]` rule of these tests, through the configuration file's parser.
+fn proxy_rules(gate: &str, ttl: &str) -> Vec<berth::config::ProxyRule> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{{ url = \"{gate}\" }}]\n\
+             hosts = [\"docker.io\"]\ntag_ttl = \"{ttl}\"\ntimeout_secs = 2\n"
+        ),
+    )
+    .unwrap();
+    berth::Config::load(Some(&path), Default::default())
+        .expect("rule accepted")
+        .proxy
+}
+
+/// An upstream Berth, the gate in front of it, and a caching Berth using the gate.
+async fn setup(ttl: &str) -> (TestServer, Gate, TestServer) {
+    let upstream = TestServer::start().await;
+    let gate = Gate::start(&upstream).await;
+    let rules = proxy_rules(&gate.base, ttl);
+    let cache = TestServer::start_with(|cfg| cfg.proxy = rules).await;
+    (upstream, gate, cache)
+}
+
+async fn body_of(resp: reqwest::Response) -> Vec<u8> {
+    resp.bytes().await.expect("body").to_vec()
+}
+
+#[tokio::test]
+async fn first_pull_fetches_and_digest_pulls_never_ask_upstream() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let layer = random_bytes(70_000);
+    let config = image_config("linux", "amd64", None);
+    let (digest, manifest) = upstream
+        .push_image_with("library/app", "v1", &config, &[&layer])
+        .await;
+
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+    assert_eq!(body_of(resp).await, manifest, "stored byte for byte");
+    let resp = cache
+        .get(&format!("/v2/hub/library/app/blobs/{}", sha256(&layer)))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_of(resp).await, layer);
+    let first = gate.take();
+    assert_eq!(
+        first
+            .iter()
+            .filter(|r| r.starts_with("GET") && r.contains("/manifests/"))
+            .count(),
+        1,
+        "{first:?}"
+    );
+
+    // Everything again, by digest: served from the cache, the upstream is not asked.
+    let resp = cache
+        .get(&format!("/v2/hub/library/app/manifests/{digest}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_of(resp).await, manifest);
+    for blob in [&config, &layer] {
+        let resp = cache
+            .get(&format!("/v2/hub/library/app/blobs/{}", sha256(blob)))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(&body_of(resp).await, blob);
+    }
+    assert_eq!(gate.take(), Vec::<String>::new());
+
+    // The cached repository is an ordinary one: listed, with its tag.
+    let tags = json_body(cache.get("/v2/hub/library/app/tags/list").await).await;
+    assert_eq!(tags["tags"], json!(["v1"]));
+}
+
+#[tokio::test]
+async fn a_tag_is_revalidated_with_one_head_after_its_ttl_and_not_before() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let (old, _) = upstream.push_image("library/app", "v1", &[b"one"]).await;
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), old);
+    gate.take();
+
+    // The tag moves upstream; within the TTL the cache serves what it has, asking nothing.
+    let (new, new_bytes) = upstream.push_image("library/app", "v1", &[b"two"]).await;
+    for _ in 0..3 {
+        let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+        assert_eq!(header(&resp, "docker-content-digest").unwrap(), old);
+        let resp = cache.head("/v2/hub/library/app/manifests/v1").await;
+        assert_eq!(header(&resp, "docker-content-digest").unwrap(), old);
+    }
+    assert_eq!(gate.take(), Vec::<String>::new(), "0 upstream requests");
+
+    // After the TTL: one HEAD sees the move, then the new manifest is fetched by digest.
+    cache.clock.advance(601);
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), new);
+    assert_eq!(body_of(resp).await, new_bytes);
+    assert_eq!(
+        gate.take(),
+        vec![
+            "HEAD /v2/library/app/manifests/v1".to_owned(),
+            format!("GET /v2/library/app/manifests/{new}"),
+        ]
+    );
+
+    // A tag that did not move costs one HEAD and no download.
+    cache.clock.advance(601);
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), new);
+    assert_eq!(
+        gate.take(),
+        vec!["HEAD /v2/library/app/manifests/v1".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn cached_tags_are_served_when_the_upstream_fails_and_uncached_content_names_it() {
+    let (upstream, gate, cache) = setup("1m").await;
+    let (digest, manifest) = upstream.push_image("library/app", "v1", &[b"layer"]).await;
+    upstream.push_image("library/other", "v1", &[b"x"]).await;
+    assert_eq!(
+        cache.get("/v2/hub/library/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+    let stale_count = || async {
+        let text = cache.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("berth_proxy_stale_served_total "))
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(stale_count().await, "0");
+    gate.take();
+
+    for (mode, status, says) in [
+        (Mode::Status(429), 503, "answered 429 Too Many Requests"),
+        (Mode::Status(500), 502, "answered 500 Internal Server Error"),
+        (Mode::Slow(4000), 503, "timed out"),
+    ] {
+        gate.set(mode);
+        cache.clock.advance(61);
+        let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{mode:?}");
+        assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+        assert_eq!(body_of(resp).await, manifest);
+
+        let resp = cache.get("/v2/hub/library/other/manifests/v1").await;
+        assert_eq!(resp.status().as_u16(), status, "{mode:?}");
+        let body = json_body(resp).await;
+        let message = body["errors"][0]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(&gate.base), "{message}");
+        assert!(message.contains(says), "{mode:?}: {message}");
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+        let seen = gate.take();
+        if mode == Mode::Status(429) {
+            // Its Retry-After (1 s) is honoured: the second request did not reach it.
+            assert_eq!(seen, vec!["HEAD /v2/library/app/manifests/v1".to_owned()]);
+        }
+    }
+    assert_eq!(stale_count().await, "3");
+
+    // The upstream gone: the cached tag and digest still pull, the rest says why not.
+    let base = gate.base.clone();
+    gate.stop().await;
+    cache.clock.advance(61);
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = cache
+        .get(&format!("/v2/hub/library/app/manifests/{digest}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = cache.get("/v2/hub/library/other/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let message = json_body(resp).await["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(&base) && message.contains("could not be reached"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn an_index_is_kept_byte_for_byte_when_a_child_was_pulled_first() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let amd = image_config("linux", "amd64", None);
+    let arm = image_config("linux", "arm64", Some("v8"));
+    let (amd_digest, amd_bytes) = upstream
+        .push_image_with("library/multi", "", &amd, &[b"amd layer"])
+        .await;
+    let (arm_digest, arm_bytes) = upstream
+        .push_image_with("library/multi", "", &arm, &[b"arm layer"])
+        .await;
+    let index = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            { "mediaType": OCI_MANIFEST, "digest": amd_digest, "size": amd_bytes.len(),
+              "platform": { "os": "linux", "architecture": "amd64" } },
+            { "mediaType": OCI_MANIFEST, "digest": arm_digest, "size": arm_bytes.len(),
+              "platform": { "os": "linux", "architecture": "arm64", "variant": "v8" } },
+        ],
+    }))
+    .unwrap();
+    let index_digest = upstream
+        .put_manifest_ok("library/multi", "v1", OCI_INDEX, &index)
+        .await;
+
+    // As containerd does: the one platform's manifest, then the index by digest.
+    let resp = cache
+        .get(&format!("/v2/hub/library/multi/manifests/{amd_digest}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = cache
+        .get(&format!("/v2/hub/library/multi/manifests/{index_digest}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header(&resp, "docker-content-digest").unwrap(),
+        index_digest
+    );
+    assert_eq!(header(&resp, "content-type").unwrap(), OCI_INDEX);
+    assert_eq!(body_of(resp).await, index, "not trimmed, not re-serialised");
+    // The other child, asked later, comes too.
+    let resp = cache
+        .get(&format!("/v2/hub/library/multi/manifests/{arm_digest}"))
+        .await;
+    assert_eq!(body_of(resp).await, arm_bytes);
+    gate.take();
+    let resp = cache
+        .get(&format!("/v2/hub/library/multi/manifests/{index_digest}"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(gate.take(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn concurrent_misses_of_one_blob_fetch_it_upstream_once() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let layer = random_bytes(3 * 1024 * 1024);
+    let digest = upstream.push_blob("library/big", &layer).await;
+    gate.set(Mode::Slow(300));
+    let pulls = (0..30).map(|_| {
+        let url = cache.url(&format!("/v2/hub/library/big/blobs/{digest}"));
+        let client = cache.client.clone();
+        async move {
+            let resp = client.get(url).send().await.expect("GET");
+            assert_eq!(resp.status(), StatusCode::OK);
+            sha256(&resp.bytes().await.expect("whole blob"))
+        }
+    });
+    let got = futures::future::join_all(pulls).await;
+    assert!(got.iter().all(|d| *d == digest), "every pull whole");
+    let seen = gate.take();
+    assert_eq!(
+        seen,
+        vec![format!("GET /v2/library/big/blobs/{digest}")],
+        "fetched upstream once"
+    );
+    let resp = cache
+        .head(&format!("/v2/hub/library/big/blobs/{digest}"))
+        .await;
+    assert_eq!(
+        header(&resp, "content-length").unwrap(),
+        layer.len().to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_or_short_upstream_blob_is_never_committed_nor_served_whole() {
+    let (upstream, gate, cache) = setup("10m").await;
+    for mode in [Mode::WrongBlob, Mode::ShortBlob] {
+        let layer = random_bytes(200_000);
+        let digest = upstream.push_blob("library/bad", &layer).await;
+        gate.set(mode);
+        let path = format!("/v2/hub/library/bad/blobs/{digest}");
+        let resp = cache.get(&path).await;
+        // The download starts as the upstream's does, and breaks off before its end.
+        assert_eq!(resp.status(), StatusCode::OK, "{mode:?}");
+        assert_eq!(header(&resp, "content-length").unwrap(), "200000");
+        let body = resp.bytes().await;
+        assert!(body.is_err(), "{mode:?}: a download completed as valid");
+        // Nothing was committed: with the upstream refusing, the cache has nothing to serve.
+        gate.set(Mode::Status(500));
+        let resp = cache.get(&path).await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "{mode:?}");
+        let resp = cache.head(&path).await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY, "{mode:?}");
+        // Once the upstream sends the right bytes, they are served and kept.
+        gate.set(Mode::Pass);
+        let resp = cache.get(&path).await;
+        assert_eq!(body_of(resp).await, layer, "{mode:?}");
+        gate.set(Mode::Status(500));
+        let resp = cache.get(&path).await;
+        assert_eq!(body_of(resp).await, layer, "{mode:?}: now cached");
+        gate.set(Mode::Pass);
+    }
+}
+
+#[tokio::test]
+async fn upstream_404s_are_remembered_for_a_while() {
+    let (_upstream, gate, cache) = setup("10m").await;
+    let resp = cache.get("/v2/hub/library/nothing/manifests/v1").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_eq!(gate.take().len(), 1);
+    let resp = cache.get("/v2/hub/library/nothing/manifests/v1").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_eq!(gate.take(), Vec::<String>::new());
+    cache.clock.advance(31);
+    let resp = cache.get("/v2/hub/library/nothing/manifests/v1").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_eq!(gate.take().len(), 1, "asked again after not_found_ttl");
+    // Outside any prefix nothing is proxied.
+    let resp = cache.get("/v2/library/nothing/manifests/v1").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_eq!(gate.take(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn containerd_ns_routes_to_the_rule_of_that_host() {
+    let (upstream, _gate, cache) = setup("10m").await;
+    let (digest, manifest) = upstream
+        .push_image("library/alpine", "3", &[b"alpine"])
+        .await;
+    let resp = cache
+        .get("/v2/library/alpine/manifests/3?ns=docker.io")
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+    assert_eq!(body_of(resp).await, manifest);
+    let resp = cache
+        .get(&format!(
+            "/v2/library/alpine/blobs/{}?ns=docker.io",
+            sha256(b"alpine")
+        ))
+        .await;
+    assert_eq!(body_of(resp).await, b"alpine");
+    // Cached under the rule's prefix; a host no rule lists is this registry's own names.
+    let resp = cache.get("/v2/hub/library/alpine/manifests/3").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = cache.get("/v2/library/alpine/manifests/3?ns=quay.io").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+}
+
+#[tokio::test]
+async fn rules_are_listed_through_the_api() {
+    let (_upstream, gate, cache) = setup("10m").await;
+    let rules = json_body(cache.get("/api/v1/proxy/rules").await).await;
+    assert_eq!(
+        rules,
+        json!([{
+            "prefix": "hub",
+            "upstreams": [{ "url": gate.base, "authenticated": false }],
+            "hosts": ["docker.io"],
+            "tag_ttl_secs": 600,
+            "not_found_ttl_secs": 30,
+            "timeout_secs": 2,
+        }])
+    );
+}
+
+#[tokio::test]
+async fn bad_rules_are_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    let cases = [
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             [[proxy]]\nprefix = \"hub/library\"\nupstreams = [{ url = \"http://127.0.0.1:2\" }]\n",
+            "prefixes \"hub\" and \"hub/library\" overlap",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"registry-1.docker.io\" }]\n",
+            "proxy[0]: upstreams[0]: url: \"registry-1.docker.io\" is not a URL",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"ftp://mirror\" }]\n",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             tag_ttl = \"ten minutes\"\n",
+            "proxy[0]: tag_ttl: \"ten minutes\": use a number with s, m, h or d",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             tag_ttl = \"0m\"\n",
+            "tag_ttl: \"0m\": use a positive number",
+        ),
+        (
+            "[[proxy]]\nprefix = \"Hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n",
+            "prefix: \"Hub\" is not a repository name prefix",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = []\n",
+            "upstreams: give at least one",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\", \
+             password_env = \"BERTH_TEST_PROXY_UNSET_VARIABLE\" }]\n",
+            "$BERTH_TEST_PROXY_UNSET_VARIABLE is not set",
+        ),
+        (
+            "[[proxy]]\nprefix = \"a\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             hosts = [\"docker.io\"]\n\
+             [[proxy]]\nprefix = \"b\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             hosts = [\"Docker.io\"]\n",
+            "host \"docker.io\" is routed by both \"a\" and \"b\"",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             tagttl = \"1m\"\n",
+            "unknown field `tagttl`",
+        ),
+    ];
+    for (text, says) in cases {
+        std::fs::write(&path, text).unwrap();
+        let full = match berth::Config::load(Some(&path), Default::default()) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(full.contains(says), "{text}\n→ {full}");
+    }
+}
