@@ -918,7 +918,9 @@ fn default_upstream_timeout() -> u64 {
 pub struct UpstreamFile {
     /// The registry's base URL (`https://registry-1.docker.io`).
     pub url: String,
-    /// The environment variable holding the user name, if the upstream wants one.
+    /// The user name, if the upstream wants one (or `username_env`).
+    pub username: Option<String>,
+    /// The environment variable holding the user name.
     pub username_env: Option<String>,
     /// The environment variable holding the password or token.
     pub password_env: Option<String>,
@@ -1062,7 +1064,11 @@ impl Upstream {
                 .map(|var| std::env::var(var).with_context(|| format!("{key}: ${var} is not set")))
                 .transpose()
         };
-        let username = env("username_env", &file.username_env)?;
+        let username = match (&file.username, &file.username_env) {
+            (Some(_), Some(_)) => bail!("username and username_env: give one"),
+            (Some(user), None) => Some(user.clone()),
+            (None, name) => env("username_env", name)?,
+        };
         let password = match (&file.password_env, &file.password_file) {
             (Some(_), Some(_)) => bail!("password_env and password_file: give one"),
             (_, Some(path)) => Some(
@@ -1076,7 +1082,7 @@ impl Upstream {
         let credentials = match (username, password) {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
-            _ => bail!("username_env and a password: give both or neither"),
+            _ => bail!("a user name and a password: give both or neither"),
         };
         Ok(Upstream {
             url: file.url.trim_end_matches('/').to_owned(),

@@ -109,7 +109,8 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             }
             .location(path)
         };
-        match access::check(auth, &parts, &route, &query, &client, realm).await {
+        let proxied = |repo: &RepoName| registry.is_proxied(repo);
+        match access::check(auth, &parts, &route, &query, &client, realm, proxied).await {
             Ok(access) => {
                 if !access.identity.is_anonymous() {
                     AccessUser::note(&parts.extensions, &access.identity.name);

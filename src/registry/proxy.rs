@@ -111,6 +111,11 @@ impl Registry {
         })
     }
 
+    /// Whether `repo` lies under a pull-through cache rule's prefix.
+    pub fn is_proxied(&self, repo: &RepoName) -> bool {
+        self.proxy_rule(repo).is_some()
+    }
+
     /// The repository that mirrors `name` of registry `host` (containerd's `?ns=`): the
     /// name under the prefix of the rule listing that host, if one does.
     pub fn mirror_name(&self, host: &str, name: &RepoName) -> Option<RepoName> {

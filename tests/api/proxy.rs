@@ -596,3 +596,139 @@ async fn bad_rules_are_refused_at_start_naming_the_key() {
         assert!(full.contains(says), "{text}\n→ {full}");
     }
 }
+
+#[tokio::test]
+async fn a_private_upstream_is_read_with_the_docker_token_flow() {
+    use crate::common::auth::{ADMIN, ADMIN_PASSWORD, start_auth};
+    let mut upstream = start_auth(|_| {}).await;
+    upstream.sign_in(ADMIN, ADMIN_PASSWORD);
+    let (digest, manifest) = upstream
+        .push_image("library/private", "v1", &[b"secret layer"])
+        .await;
+    upstream.sign_out();
+    let resp = upstream.get("/v2/library/private/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "private upstream");
+    let gate = Gate::start(&upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = |password: &str| {
+        let secret = dir.path().join(format!("{password}.txt"));
+        std::fs::write(&secret, format!("{password}\n")).unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[proxy]]\nprefix = \"hub\"\nupstreams = [{{ url = \"{}\", username = \"{ADMIN}\", \
+                 password_file = \"{}\" }}]\n",
+                gate.base,
+                secret.display()
+            ),
+        )
+        .unwrap();
+        berth::Config::load(Some(&path), Default::default())
+            .expect("rule accepted")
+            .proxy
+    };
+    let good = rules(ADMIN_PASSWORD);
+    let cache = TestServer::start_with(|cfg| cfg.proxy = good).await;
+    let resp = cache.get("/v2/hub/library/private/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+    assert_eq!(body_of(resp).await, manifest);
+    let resp = cache
+        .get(&format!(
+            "/v2/hub/library/private/blobs/{}",
+            sha256(b"secret layer")
+        ))
+        .await;
+    assert_eq!(body_of(resp).await, b"secret layer");
+    // Signed in once: the token is reused for the blob, no second challenge.
+    let seen = gate.take();
+    assert_eq!(
+        seen.len(),
+        4,
+        "manifest (401, then with a token), config, layer: {seen:?}"
+    );
+
+    // Wrong credentials: a clear 502 naming the upstream, nothing cached.
+    let bad = rules("not-the-password");
+    let refused = TestServer::start_with(|cfg| cfg.proxy = bad).await;
+    let resp = refused.get("/v2/hub/library/private/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let message = json_body(resp).await["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(&gate.base) && message.contains("token endpoint answered 401"),
+        "{message}"
+    );
+    let tags = refused.get("/v2/hub/library/private/tags/list").await;
+    assert_error(tags, 404, "NAME_UNKNOWN").await;
+}
+
+#[tokio::test]
+async fn pulls_through_the_cache_need_pull_rights_on_the_prefix_and_no_more() {
+    use crate::common::auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth};
+    let upstream = TestServer::start().await;
+    let (digest, _) = upstream
+        .push_image("library/app", "v1", &[b"public layer"])
+        .await;
+    let gate = Gate::start(&upstream).await;
+    let rules = proxy_rules(&gate.base, "10m");
+    let mut cache = start_auth(|cfg| cfg.proxy = rules).await;
+    cache
+        .admin_api(
+            Method::POST,
+            "/namespaces",
+            Some(json!({ "name": "hub", "visibility": "private" })),
+        )
+        .await;
+    cache.create_user("reader").await;
+    cache.create_user("stranger").await;
+    cache.set_role("hub", "reader", "reporter").await;
+
+    // Who may not read the prefix gets what a missing repository answers; nothing is fetched.
+    cache.sign_out();
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    cache.sign_in("stranger", &password_of("stranger"));
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_eq!(gate.take(), Vec::<String>::new());
+
+    // A reader fills the cache (the registry creates the repository, not the reader's
+    // rights), and still may not push there.
+    cache.sign_in("reader", &password_of("reader"));
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+    let resp = cache
+        .req(Method::POST, "/v2/hub/library/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, "DENIED").await;
+
+    // The cached repository is listed like a pushed one, private as its namespace.
+    cache.sign_in(ADMIN, ADMIN_PASSWORD);
+    let repo = cache
+        .admin_api(Method::GET, "/repositories/hub/library/app", None)
+        .await;
+    assert_eq!(repo["name"], "hub/library/app");
+    assert_eq!(repo["visibility"], "private");
+
+    // A public prefix serves anonymous pulls, the first one included.
+    cache
+        .admin_api(
+            Method::PUT,
+            "/namespaces/hub/visibility",
+            Some(json!({ "visibility": "public" })),
+        )
+        .await;
+    upstream
+        .push_image("library/other", "v1", &[b"other layer"])
+        .await;
+    cache.sign_out();
+    let resp = cache.get("/v2/hub/library/other/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
