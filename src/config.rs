@@ -1122,6 +1122,18 @@ mod tests {
     }
 
     #[test]
+    fn proxy_durations_take_a_unit() {
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert_eq!(parse_duration("10m").unwrap(), 600);
+        assert_eq!(parse_duration("2h").unwrap(), 7200);
+        assert_eq!(parse_duration("1d").unwrap(), 86400);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        for bad in ["", "m", "0s", "-1m", "10 minutes", "1w", "99999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn example_config_parses_and_matches_defaults() {
         let text = include_str!("../config/berth.example.toml");
         let parsed: ConfigFile = toml::from_str(text).unwrap();
