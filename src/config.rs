@@ -1128,7 +1128,15 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), 7200);
         assert_eq!(parse_duration("1d").unwrap(), 86400);
         assert_eq!(parse_duration("45").unwrap(), 45);
-        for bad in ["", "m", "0s", "-1m", "10 minutes", "1w", "99999999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "0s",
+            "-1m",
+            "10 minutes",
+            "1w",
+            "99999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

@@ -732,3 +732,166 @@ async fn pulls_through_the_cache_need_pull_rights_on_the_prefix_and_no_more() {
     let resp = cache.get("/v2/hub/library/other/manifests/v1").await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// Debian's CNCF Distribution 2.8.2 on a free loopback port, with its data in `dir`;
+/// stopped (killed by its id) when dropped.
+struct Distribution {
+    base: String,
+    child: std::process::Child,
+}
+
+impl Distribution {
+    async fn start(dir: &std::path::Path) -> Distribution {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .env("REGISTRY_HTTP_SECRET", "berth-proxy-test")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's package) runs");
+        let base = format!("http://127.0.0.1:{port}");
+        // Its listener comes up on its own time: asked for at most 20 s.
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{base}/v2/")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return Distribution { base, child };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("docker-registry did not answer on {base}");
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Debian's docker-registry and skopeo (scripts/install-test-deps.sh installs both)"]
+async fn distribution_as_upstream_with_an_image_pushed_by_skopeo() {
+    // A two-platform image made on a Berth, copied to Distribution by skopeo as it is.
+    let source = TestServer::start().await;
+    let amd = image_config("linux", "amd64", None);
+    let arm = image_config("linux", "arm64", Some("v8"));
+    let (amd_digest, amd_bytes) = source
+        .push_image_with("library/multi", "", &amd, &[&random_bytes(50_000)])
+        .await;
+    let (arm_digest, arm_bytes) = source
+        .push_image_with("library/multi", "", &arm, &[&random_bytes(50_000)])
+        .await;
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            { "mediaType": OCI_MANIFEST, "digest": amd_digest, "size": amd_bytes.len(),
+              "platform": { "os": "linux", "architecture": "amd64" } },
+            { "mediaType": OCI_MANIFEST, "digest": arm_digest, "size": arm_bytes.len(),
+              "platform": { "os": "linux", "architecture": "arm64", "variant": "v8" } },
+        ],
+    }))
+    .unwrap();
+    let index_digest = source
+        .put_manifest_ok("library/multi", "v1", OCI_INDEX, &index)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let distribution = Distribution::start(dir.path()).await;
+    let host = |base: &str| base.trim_start_matches("http://").to_owned();
+    let copied = tokio::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{}/library/multi:v1", host(&source.base)))
+        .arg(format!(
+            "docker://{}/library/multi:v1",
+            host(&distribution.base)
+        ))
+        .output()
+        .await
+        .expect("skopeo runs");
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+
+    let rules = proxy_rules(&distribution.base, "1m");
+    let cache = TestServer::start_with(|cfg| cfg.proxy = rules).await;
+    // One platform first, as containerd does, then the index by digest.
+    let resp = cache
+        .get(&format!("/v2/hub/library/multi/manifests/{arm_digest}"))
+        .await;
+    assert_eq!(body_of(resp).await, arm_bytes);
+    let resp = cache
+        .get(&format!("/v2/hub/library/multi/manifests/{index_digest}"))
+        .await;
+    assert_eq!(
+        header(&resp, "docker-content-digest").unwrap(),
+        index_digest
+    );
+    assert_eq!(body_of(resp).await, index);
+    // By tag, its layers and config byte-identical, then revalidated with Distribution's HEAD.
+    let resp = cache.get("/v2/hub/library/multi/manifests/v1").await;
+    assert_eq!(
+        header(&resp, "docker-content-digest").unwrap(),
+        index_digest
+    );
+    let arm_manifest: serde_json::Value = serde_json::from_slice(&arm_bytes).unwrap();
+    let mut blobs = vec![
+        arm_manifest["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ];
+    blobs.extend(
+        arm_manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned()),
+    );
+    for digest in blobs {
+        let resp = cache
+            .get(&format!("/v2/hub/library/multi/blobs/{digest}"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(sha256(&body_of(resp).await), digest);
+    }
+    cache.clock.advance(61);
+    let resp = cache.head("/v2/hub/library/multi/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header(&resp, "docker-content-digest").unwrap(),
+        index_digest
+    );
+    let stale = cache.get("/metrics").await.text().await.unwrap();
+    assert!(
+        stale
+            .lines()
+            .any(|l| l == "berth_proxy_stale_served_total 0"),
+        "revalidated, not served stale"
+    );
+}
