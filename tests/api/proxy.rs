@@ -764,18 +764,22 @@ impl Distribution {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("docker-registry (Debian's package) runs");
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned at once: dropped (killed) on every path below.
+        let started = Distribution {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        };
         // Its listener comes up on its own time: asked for at most 20 s.
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{base}/v2/")).send().await
+            if let Ok(r) = client.get(format!("{}/v2/", started.base)).send().await
                 && r.status() == StatusCode::OK
             {
-                return Distribution { base, child };
+                return started;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("docker-registry did not answer on {base}");
+        panic!("docker-registry did not answer on {}", started.base);
     }
 }
 
