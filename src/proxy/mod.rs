@@ -53,6 +53,8 @@ pub struct UpstreamManifest {
     pub media_type: Option<String>,
     /// The bytes.
     pub payload: Bytes,
+    /// The base URL of the upstream that served it.
+    pub from: String,
 }
 
 /// A blob being read from an upstream.
@@ -158,6 +160,7 @@ impl Upstreams {
                 digest,
                 media_type,
                 payload,
+                from: up.url.clone(),
             })
         })
         .await

@@ -298,7 +298,10 @@ impl Registry {
         let parsed =
             Manifest::parse(&fetched.payload, content_type).map_err(|e| Error::Upstream {
                 status: axum::http::StatusCode::BAD_GATEWAY,
-                message: format!("the upstream of {repo} sent a manifest Berth cannot store: {e}"),
+                message: format!(
+                    "upstream {} sent a manifest Berth cannot store for {repo}: {e}",
+                    fetched.from
+                ),
             })?;
         if let Some(config) = &parsed.config
             && self
@@ -322,6 +325,7 @@ impl Registry {
             Some(tag) => Reference::Tag(tag.clone()),
             None => Reference::Digest(fetched.digest.clone()),
         };
+        let from = fetched.from.clone();
         let stored = self
             .store_manifest(
                 repo,
@@ -335,7 +339,9 @@ impl Registry {
             .map_err(|e| match e {
                 Error::ManifestInvalid(why) | Error::DigestInvalid(why) => Error::Upstream {
                     status: axum::http::StatusCode::BAD_GATEWAY,
-                    message: format!("the upstream of {repo} sent a manifest Berth refuses: {why}"),
+                    message: format!(
+                        "upstream {from} sent a manifest Berth refuses for {repo}: {why}"
+                    ),
                 },
                 e => e,
             })?;

@@ -33,6 +33,14 @@ enum Mode {
     ShortBlob,
     /// Waits this many milliseconds, then forwards.
     Slow(u64),
+    /// Manifest GETs answer 5 MiB without a declared length.
+    EndlessManifest,
+    /// Manifest GETs answer another byte than the upstream's (same digest header).
+    AlteredManifest,
+    /// Manifest GETs declare an index's media type for an image manifest.
+    WrongMediaType,
+    /// Every request is redirected to itself.
+    RedirectLoop,
 }
 
 struct GateState {
@@ -116,6 +124,23 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
             return response;
         }
         Mode::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Mode::RedirectLoop => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = AxumStatus::TEMPORARY_REDIRECT;
+            response
+                .headers_mut()
+                .insert("location", HeaderValue::from_str(&path).unwrap());
+            return response;
+        }
+        Mode::EndlessManifest if path.contains("/manifests/") => {
+            let chunks = futures::stream::iter(0..80)
+                .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 * 1024])));
+            let mut response = Response::new(Body::from_stream(chunks));
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static(OCI_MANIFEST));
+            return response;
+        }
         _ => {}
     }
     let mut upstream = gate.client.request(
@@ -138,6 +163,10 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     }
     if blob_get && mode == Mode::ShortBlob {
         bytes.truncate(bytes.len() / 2);
+    }
+    let manifest_get = path.contains("/manifests/") && method == Method::GET;
+    if manifest_get && mode == Mode::AlteredManifest {
+        bytes.push(b' ');
     }
     // A stream: hyper then sends the declared length, however many bytes follow; the pause
     // lets the head and the first bytes go out before a short body ends.
@@ -163,6 +192,14 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
         response
             .headers_mut()
             .insert("content-length", HeaderValue::from(declared));
+    }
+    if manifest_get {
+        response.headers_mut().remove("content-length");
+        if mode == Mode::WrongMediaType {
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static(OCI_INDEX));
+        }
     }
     response
 }
@@ -898,4 +935,51 @@ async fn distribution_as_upstream_with_an_image_pushed_by_skopeo() {
             .any(|l| l == "berth_proxy_stale_served_total 0"),
         "revalidated, not served stale"
     );
+}
+
+#[tokio::test]
+async fn upstream_answers_that_lie_are_refused_and_nothing_is_cached() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let (digest, manifest) = upstream.push_image("library/app", "v1", &[b"layer"]).await;
+    for (mode, status, says) in [
+        (
+            Mode::EndlessManifest,
+            502,
+            "sent an answer over 4194304 bytes",
+        ),
+        (Mode::AlteredManifest, 502, "declared digest"),
+        (
+            Mode::WrongMediaType,
+            502,
+            "sent a manifest Berth cannot store",
+        ),
+        (Mode::RedirectLoop, 503, "redirected too often"),
+    ] {
+        gate.set(mode);
+        for reference in ["v1", digest.as_str()] {
+            let resp = cache
+                .get(&format!("/v2/hub/library/app/manifests/{reference}"))
+                .await;
+            assert_eq!(resp.status().as_u16(), status, "{mode:?} {reference}");
+            let message = json_body(resp).await["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let says = if mode == Mode::AlteredManifest && reference != "v1" {
+                "sent a manifest hashing to"
+            } else {
+                says
+            };
+            assert!(
+                message.contains(says) && message.contains(&gate.base),
+                "{mode:?} {reference}: {message}"
+            );
+        }
+        let tags = cache.get("/v2/hub/library/app/tags/list").await;
+        assert_error(tags, 404, "NAME_UNKNOWN").await;
+    }
+    // Honest again: the same pull works and stores the upstream's bytes.
+    gate.set(Mode::Pass);
+    let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
+    assert_eq!(body_of(resp).await, manifest);
 }
