@@ -898,6 +898,14 @@ pub struct ProxyRuleFile {
     /// answer, in seconds.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: u64,
+    /// Cached repositories not pulled for this long are evicted (same form as `tag_ttl`).
+    pub evict_after: Option<String>,
+    /// Above this many bytes in the rule's cached repositories, the least recently pulled
+    /// are evicted until under it.
+    pub max_bytes: Option<u64>,
+    /// Cached repositories never evicted (full names, under the prefix).
+    #[serde(default)]
+    pub pinned: Vec<String>,
 }
 
 fn default_tag_ttl() -> String {
@@ -943,6 +951,12 @@ pub struct ProxyRule {
     pub not_found_ttl_secs: i64,
     /// Connect and read timeout of each upstream request, in seconds.
     pub timeout_secs: u64,
+    /// Seconds without a pull after which a cached repository is evicted.
+    pub evict_after_secs: Option<i64>,
+    /// The size cap of the rule's cached repositories, in bytes.
+    pub max_bytes: Option<u64>,
+    /// Cached repositories never evicted.
+    pub pinned: Vec<String>,
 }
 
 /// A checked upstream registry with its credentials (read from the environment or a file
@@ -1032,6 +1046,24 @@ impl ProxyRule {
                 Ok(h)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let evict_after_secs = rule
+            .evict_after
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .context("evict_after")?;
+        if rule.max_bytes == Some(0) {
+            bail!("max_bytes: must be at least 1");
+        }
+        for name in &rule.pinned {
+            let under = name
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.is_empty());
+            if !under || name.parse::<crate::oci::RepoName>().is_err() {
+                bail!("pinned: {name:?} is not a repository name under {prefix:?}");
+            }
+        }
         Ok(ProxyRule {
             prefix: prefix.to_owned(),
             upstreams,
@@ -1039,6 +1071,9 @@ impl ProxyRule {
             tag_ttl_secs,
             not_found_ttl_secs,
             timeout_secs: rule.timeout_secs,
+            evict_after_secs,
+            max_bytes: rule.max_bytes,
+            pinned: rule.pinned.clone(),
         })
     }
 }

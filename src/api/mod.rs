@@ -143,6 +143,7 @@ pub fn routes() -> Router<AppState> {
         trust::remove,
         trust::signatures,
         proxy::list,
+        proxy::evict,
     ),
     components(schemas(Problem))
 )]

@@ -2,14 +2,20 @@
 //! come from the configuration file's `[[proxy]]` sections; credentials are never shown,
 //! only whether an upstream has some.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Json, Router,
+    extract::State,
+    routing::{get, post},
+};
 use serde::Serialize;
 
 use super::{ApiResult, Caller, Problem};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/proxy/rules", get(list))
+    Router::new()
+        .route("/proxy/rules", get(list))
+        .route("/proxy/evict", post(evict))
 }
 
 /// One pull-through cache rule.
@@ -28,6 +34,19 @@ pub(super) struct RuleView {
     not_found_ttl_secs: i64,
     /// Connect and read timeout of each upstream request, in seconds.
     timeout_secs: u64,
+    /// Seconds without a pull after which a cached repository is evicted, if set.
+    evict_after_secs: Option<i64>,
+    /// The size cap of the rule's cached repositories in bytes, if set.
+    max_bytes: Option<u64>,
+    /// Cached repositories never evicted.
+    pinned: Vec<String>,
+}
+
+/// What an eviction run removed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Evicted {
+    /// The cached repositories deleted (their blobs go with the next collection).
+    evicted: Vec<String>,
 }
 
 /// One upstream of a rule.
@@ -69,7 +88,30 @@ async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Vec
             tag_ttl_secs: r.tag_ttl_secs,
             not_found_ttl_secs: r.not_found_ttl_secs,
             timeout_secs: r.timeout_secs,
+            evict_after_secs: r.evict_after_secs,
+            max_bytes: r.max_bytes,
+            pinned: r.pinned.clone(),
         })
         .collect();
     Ok(Json(rules))
+}
+
+/// Evicts now what the rules' `evict_after` and `max_bytes` say (the server also does it
+/// every minute): idle repositories, then the least recently pulled over the cap; pinned
+/// repositories stay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/proxy/evict",
+    tag = "proxy",
+    responses(
+        (status = 200, description = "The repositories evicted", body = Evicted),
+        (status = "4XX", description = "Refused", body = Problem),
+    )
+)]
+async fn evict(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Evicted>> {
+    caller.require_admin()?;
+    let evicted = app.registry.evict_cached().await?;
+    Ok(Json(Evicted {
+        evicted: evicted.iter().map(ToString::to_string).collect(),
+    }))
 }

@@ -124,6 +124,46 @@ impl Registry {
         format!("{}/{name}", rule.prefix).parse().ok()
     }
 
+    /// Evicts cached repositories: those of a rule with `evict_after` not pulled for that
+    /// long, then, while a rule's repositories hold more than its `max_bytes`, the least
+    /// recently pulled. Pinned repositories stay. Their blobs are left to the collector.
+    /// Returns the repositories evicted.
+    pub async fn evict_cached(&self) -> Result<Vec<RepoName>> {
+        // Pulls counted in memory are written first: they are what eviction weighs.
+        self.flush_pull_stats().await?;
+        let now = self.clock.now();
+        let mut evicted = Vec::new();
+        for rule in &self.proxy.rules {
+            if rule.evict_after_secs.is_none() && rule.max_bytes.is_none() {
+                continue;
+            }
+            let candidates = self.meta.cached_repositories(&rule.prefix).await?;
+            let mut total: i64 = candidates.iter().map(|c| c.bytes).sum();
+            let cap = rule.max_bytes.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+            for repo in candidates {
+                if rule.pinned.iter().any(|p| p == repo.name.as_str()) {
+                    continue;
+                }
+                let idle = rule
+                    .evict_after_secs
+                    .is_some_and(|after| now - repo.last_used >= after);
+                let over = cap.is_some_and(|cap| total > cap);
+                if !idle && !over {
+                    continue;
+                }
+                match self.delete_repository(&repo.name, Override::Allowed).await {
+                    Ok(()) | Err(Error::NameUnknown) => {
+                        tracing::info!(repository = %repo.name, bytes = repo.bytes, idle, "evicted from the pull-through cache");
+                        total -= repo.bytes;
+                        evicted.push(repo.name);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(evicted)
+    }
+
     /// [`Registry::get_manifest`], filling the cache first when `repo` is proxied.
     pub async fn pull_manifest(
         &self,

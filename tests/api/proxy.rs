@@ -206,13 +206,18 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
 
 /// The `[[proxy]]` rule of these tests, through the configuration file's parser.
 fn proxy_rules(gate: &str, ttl: &str) -> Vec<berth::config::ProxyRule> {
+    proxy_rules_with(gate, ttl, "")
+}
+
+/// The rule of [`proxy_rules`] with `extra` lines of TOML.
+fn proxy_rules_with(gate: &str, ttl: &str, extra: &str) -> Vec<berth::config::ProxyRule> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("berth.toml");
     std::fs::write(
         &path,
         format!(
             "[[proxy]]\nprefix = \"hub\"\nupstreams = [{{ url = \"{gate}\" }}]\n\
-             hosts = [\"docker.io\"]\ntag_ttl = \"{ttl}\"\ntimeout_secs = 2\n"
+             hosts = [\"docker.io\"]\ntag_ttl = \"{ttl}\"\ntimeout_secs = 2\n{extra}"
         ),
     )
     .unwrap();
@@ -566,6 +571,9 @@ async fn rules_are_listed_through_the_api() {
             "tag_ttl_secs": 600,
             "not_found_ttl_secs": 30,
             "timeout_secs": 2,
+            "evict_after_secs": null,
+            "max_bytes": null,
+            "pinned": [],
         }])
     );
 }
@@ -622,6 +630,21 @@ async fn bad_rules_are_refused_at_start_naming_the_key() {
             "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
              tagttl = \"1m\"\n",
             "unknown field `tagttl`",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             pinned = [\"library/alpine\"]\n",
+            "pinned: \"library/alpine\" is not a repository name under \"hub\"",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             max_bytes = 0\n",
+            "max_bytes: must be at least 1",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             evict_after = \"soon\"\n",
+            "evict_after: \"soon\"",
         ),
     ];
     for (text, says) in cases {
@@ -982,4 +1005,80 @@ async fn upstream_answers_that_lie_are_refused_and_nothing_is_cached() {
     gate.set(Mode::Pass);
     let resp = cache.get("/v2/hub/library/app/manifests/v1").await;
     assert_eq!(body_of(resp).await, manifest);
+}
+
+#[tokio::test]
+async fn idle_repositories_and_those_over_the_cap_are_evicted_but_pinned_ones_stay() {
+    let upstream = TestServer::start().await;
+    let gate = Gate::start(&upstream).await;
+    let rules = proxy_rules_with(
+        &gate.base,
+        "10m",
+        "evict_after = \"1d\"\nmax_bytes = 200000\npinned = [\"hub/library/keep\"]\n",
+    );
+    let cache = TestServer::start_with(|cfg| cfg.proxy = rules).await;
+    let mut layers = std::collections::HashMap::new();
+    for (name, size) in [
+        ("keep", 50_000),
+        ("old", 10_000),
+        ("new", 100_000),
+        ("big", 100_000),
+    ] {
+        let layer = random_bytes(size);
+        upstream
+            .push_image(&format!("library/{name}"), "v1", &[&layer])
+            .await;
+        layers.insert(name, layer);
+    }
+    let pull = |name: &'static str| {
+        let cache = &cache;
+        let layer = layers[name].clone();
+        async move {
+            let resp = cache
+                .get(&format!("/v2/hub/library/{name}/manifests/v1"))
+                .await;
+            assert_eq!(resp.status(), StatusCode::OK, "{name}");
+            let resp = cache
+                .get(&format!("/v2/hub/library/{name}/blobs/{}", sha256(&layer)))
+                .await;
+            assert_eq!(body_of(resp).await, layer, "{name}");
+        }
+    };
+    let evict = || async {
+        let answer = cache
+            .req(Method::POST, "/api/v1/proxy/evict")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        json_body(answer).await["evicted"].clone()
+    };
+    let catalog =
+        || async { json_body(cache.get("/v2/_catalog").await).await["repositories"].clone() };
+    pull("keep").await;
+    pull("old").await;
+    assert_eq!(evict().await, json!([]), "nothing idle, under the cap");
+
+    // Two days on: the idle one goes, the pinned one (as idle) stays.
+    cache.clock.advance(2 * 86400);
+    pull("new").await;
+    assert_eq!(evict().await, json!(["hub/library/old"]));
+    assert_eq!(
+        catalog().await,
+        json!(["hub/library/keep", "hub/library/new"])
+    );
+
+    // Over 200000 bytes: the least recently pulled unpinned repository goes, no more.
+    cache.clock.advance(60);
+    pull("big").await;
+    assert_eq!(evict().await, json!(["hub/library/new"]));
+    assert_eq!(
+        catalog().await,
+        json!(["hub/library/big", "hub/library/keep"])
+    );
+
+    // An evicted repository is fetched again on its next pull.
+    gate.take();
+    pull("old").await;
+    assert!(!gate.take().is_empty(), "fetched again");
 }
