@@ -958,6 +958,48 @@ async fn distribution_as_upstream_with_an_image_pushed_by_skopeo() {
             .any(|l| l == "berth_proxy_stale_served_total 0"),
         "revalidated, not served stale"
     );
+
+    // skopeo pulls every platform through the cache; then, Distribution stopped and the
+    // TTL past, it pulls the same again from the cache alone.
+    let skopeo_copy = |to: std::path::PathBuf| {
+        let from = format!("docker://{}/hub/library/multi:v1", host(&cache.base));
+        async move {
+            let out = tokio::process::Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--all",
+                    "--preserve-digests",
+                    "--src-tls-verify=false",
+                ])
+                .arg(from)
+                .arg(format!("oci:{}:v1", to.display()))
+                .output()
+                .await
+                .expect("skopeo runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let layout: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(to.join("index.json")).unwrap()).unwrap();
+            layout["manifests"][0]["digest"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(skopeo_copy(dir.path().join("through")).await, index_digest);
+    drop(distribution);
+    cache.clock.advance(61);
+    assert_eq!(skopeo_copy(dir.path().join("cached")).await, index_digest);
+    let stale = cache.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !stale
+            .lines()
+            .any(|l| l == "berth_proxy_stale_served_total 0"),
+        "served stale once Distribution stopped"
+    );
 }
 
 #[tokio::test]
