@@ -65,6 +65,33 @@ impl ProxyCache {
     }
 }
 
+/// The leader's hold on a blob download: followers wait on it. However the leader ends
+/// (finished, failed, or its request dropped mid-way), the outcome is published and the
+/// entry removed, so a later miss starts afresh.
+struct Flight {
+    cache: std::sync::Arc<ProxyCache>,
+    digest: Digest,
+    done: watch::Sender<Outcome>,
+}
+
+impl Flight {
+    fn finish(self, outcome: Result<(), String>) {
+        self.done.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        lock(&self.cache.in_flight).remove(&self.digest);
+        if self.done.borrow().is_none() {
+            self.done.send_replace(Some(Err(format!(
+                "the download of {} from the upstream stopped",
+                self.digest
+            ))));
+        }
+    }
+}
+
 /// A blob being fetched from an upstream for this request.
 pub struct BlobFill {
     /// The size the upstream declared, if it did.
@@ -415,12 +442,16 @@ impl Registry {
                 None => {
                     let (tx, rx) = watch::channel(None);
                     in_flight.insert(digest.clone(), rx);
-                    Ok(tx)
+                    Ok(Flight {
+                        cache: self.proxy.clone(),
+                        digest: digest.clone(),
+                        done: tx,
+                    })
                 }
             }
         };
-        let done = match leader {
-            Ok(done) => done,
+        let flight = match leader {
+            Ok(flight) => flight,
             Err(mut outcome) => {
                 let waited = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
                 return match waited {
@@ -436,19 +467,15 @@ impl Registry {
                 };
             }
         };
-        let finish = |outcome: Result<(), String>| {
-            done.send_replace(Some(outcome));
-            lock(&self.proxy.in_flight).remove(digest);
-        };
         // A download that ended between the first look and the registration.
         match self.meta.linked_blob_size(repo, digest).await {
             Ok(Some(_)) => {
-                finish(Ok(()));
+                flight.finish(Ok(()));
                 return Ok(None);
             }
             Ok(None) => {}
             Err(e) => {
-                finish(Err(e.to_string()));
+                flight.finish(Err(e.to_string()));
                 return Err(e);
             }
         }
@@ -462,7 +489,7 @@ impl Registry {
         let blob = match opened {
             Ok(blob) => blob,
             Err(e) => {
-                finish(Err(e.to_string()));
+                flight.finish(Err(e.to_string()));
                 return Err(e);
             }
         };
@@ -478,8 +505,7 @@ impl Registry {
             if let Err(e) = &outcome {
                 tracing::warn!(repository = %repo, %digest, error = %e, "upstream blob not cached");
             }
-            done.send_replace(Some(outcome));
-            lock(&registry.proxy.in_flight).remove(&digest);
+            flight.finish(outcome);
         });
         Ok(Some(BlobFill {
             size: blob.size,

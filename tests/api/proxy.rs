@@ -1124,3 +1124,21 @@ async fn idle_repositories_and_those_over_the_cap_are_evicted_but_pinned_ones_st
     pull("old").await;
     assert!(!gate.take().is_empty(), "fetched again");
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_on_a_miss_does_not_block_the_next_one() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let layer = random_bytes(10_000);
+    let digest = upstream.push_blob("library/app", &layer).await;
+    let path = format!("/v2/hub/library/app/blobs/{digest}");
+    gate.set(Mode::Slow(1500));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert!(impatient.get(cache.url(&path)).send().await.is_err());
+    gate.set(Mode::Pass);
+    let resp = cache.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_of(resp).await, layer);
+}
