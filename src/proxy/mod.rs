@@ -16,10 +16,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use crate::{
     clock::Clock,
     config::{ProxyRule, Upstream},
-    oci::{
-        Digest, Hasher,
-        manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST},
-    },
+    oci::{Digest, Hasher},
 };
 
 /// Why an upstream did not give what was asked.
@@ -462,18 +459,6 @@ fn challenge_params(challenge: &str) -> HashMap<String, String> {
         params.insert(key.trim().to_ascii_lowercase(), value);
     }
     params
-}
-
-/// Whether `media_type` is one of the manifest kinds asked for.
-pub fn is_manifest_type(media_type: &str) -> bool {
-    let essence = media_type.split(';').next().unwrap_or("").trim();
-    [
-        OCI_MANIFEST,
-        OCI_INDEX,
-        DOCKER_MANIFEST,
-        DOCKER_MANIFEST_LIST,
-    ]
-    .contains(&essence)
 }
 
 #[cfg(test)]
