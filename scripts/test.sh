@@ -32,6 +32,9 @@ cargo test --workspace --locked
 say "metrics and alert rules checked by promtool"
 cargo test --locked --test api metrics:: -- --include-ignored
 
+say "the pull-through cache with Distribution (docker-registry) as upstream, filled by skopeo"
+cargo test --locked --test api proxy:: -- --include-ignored
+
 # A full disk is a small tmpfs the test mounts, which needs root.
 if [ "$(id -u)" = 0 ]; then
   say "a full disk (a small tmpfs)"

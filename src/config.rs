@@ -51,6 +51,8 @@ pub struct Config {
     pub scan: ScanConfig,
     /// How the `berth` command writes its log.
     pub log: LogConfig,
+    /// Pull-through cache rules (`[[proxy]]`), checked: prefixes do not overlap.
+    pub proxy: Vec<ProxyRule>,
     /// The wall clock every time-based rule reads; tests move it (not configurable).
     pub clock: Clock,
     /// This process's name in job leases (the `berth` command sets it from `HOSTNAME`; not
@@ -96,6 +98,8 @@ pub struct ConfigFile {
     pub scan: ScanConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[[proxy]]`: resolved into [`Config::proxy`].
+    pub proxy: Vec<ProxyRuleFile>,
 }
 
 /// `[metrics]`: access to `GET /metrics` (README, "Metrics and logs"), and how often the
@@ -411,6 +415,7 @@ impl Default for ConfigFile {
             stats: StatsConfig::default(),
             scan: ScanConfig::default(),
             log: LogConfig::default(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -662,6 +667,7 @@ impl ConfigFile {
             .map(str::parse::<ExternalUrl>)
             .transpose()
             .context("external_url")?;
+        let proxy = ProxyRule::resolve_all(&self.proxy)?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -682,6 +688,7 @@ impl ConfigFile {
             stats: self.stats,
             scan: self.scan,
             log: self.log,
+            proxy,
             clock: Clock::default(),
             node_name: "berth".into(),
         })
@@ -754,6 +761,7 @@ impl fmt::Debug for ConfigFile {
             .field("stats", &self.stats)
             .field("scan", &self.scan)
             .field("log", &self.log)
+            .field("proxy", &self.proxy)
             .field("clock", &Clock::default())
             .finish()
     }
@@ -874,6 +882,278 @@ impl StorageConfig {
     }
 }
 
+/// `[[proxy]]` as written: a pull-through cache rule. Repositories under `prefix` are
+/// copies of the upstream's repository of the same name without the prefix.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRuleFile {
+    /// The repository prefix (`hub` serves `hub/library/alpine` from `library/alpine`).
+    pub prefix: String,
+    /// The upstream registries, tried in this order (the next one when one fails).
+    pub upstreams: Vec<UpstreamFile>,
+    /// Registry hosts this rule mirrors for containerd (`?ns=<host>` on `/v2/` requests).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// How long a cached tag is served before it is revalidated upstream (`"30s"`, `"10m"`,
+    /// `"1h"`, `"1d"`).
+    #[serde(default = "default_tag_ttl")]
+    pub tag_ttl: String,
+    /// How long an upstream 404 is remembered (same form as `tag_ttl`).
+    #[serde(default = "default_not_found_ttl")]
+    pub not_found_ttl: String,
+    /// The time one upstream request may take to connect and between two reads of its
+    /// answer, in seconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// Cached repositories not pulled for this long are evicted (same form as `tag_ttl`).
+    pub evict_after: Option<String>,
+    /// Above this many bytes in the rule's cached repositories, the least recently pulled
+    /// are evicted until under it.
+    pub max_bytes: Option<u64>,
+    /// Cached repositories never evicted (full names, under the prefix).
+    #[serde(default)]
+    pub pinned: Vec<String>,
+}
+
+fn default_tag_ttl() -> String {
+    "10m".into()
+}
+
+fn default_not_found_ttl() -> String {
+    "30s".into()
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+/// One upstream of a `[[proxy]]` rule as written; secrets are named, never written here.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// The registry's base URL (`https://registry-1.docker.io`).
+    pub url: String,
+    /// The user name, if the upstream wants one (or `username_env`).
+    pub username: Option<String>,
+    /// The environment variable holding the user name.
+    pub username_env: Option<String>,
+    /// The environment variable holding the password or token.
+    pub password_env: Option<String>,
+    /// A file holding the password or token (instead of `password_env`).
+    pub password_file: Option<PathBuf>,
+}
+
+/// A checked `[[proxy]]` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyRule {
+    /// The repository prefix, without a trailing slash.
+    pub prefix: String,
+    /// The upstreams in priority order.
+    pub upstreams: Vec<Upstream>,
+    /// The registry hosts (`?ns=`) routed to this rule, lowercase.
+    pub hosts: Vec<String>,
+    /// Seconds a cached tag is served before a revalidation.
+    pub tag_ttl_secs: i64,
+    /// Seconds an upstream 404 is remembered.
+    pub not_found_ttl_secs: i64,
+    /// Connect and read timeout of each upstream request, in seconds.
+    pub timeout_secs: u64,
+    /// Seconds without a pull after which a cached repository is evicted.
+    pub evict_after_secs: Option<i64>,
+    /// The size cap of the rule's cached repositories, in bytes.
+    pub max_bytes: Option<u64>,
+    /// Cached repositories never evicted.
+    pub pinned: Vec<String>,
+}
+
+/// A checked upstream registry with its credentials (read from the environment or a file
+/// at start).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The base URL, without a trailing slash.
+    pub url: String,
+    /// Basic credentials (also what the token endpoint is asked with), if any.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Never shows the password.
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish()
+    }
+}
+
+impl ProxyRule {
+    /// Checks every rule and that no prefix lies inside another one (a repository would
+    /// have two upstreams), nor a host is claimed twice.
+    fn resolve_all(rules: &[ProxyRuleFile]) -> anyhow::Result<Vec<ProxyRule>> {
+        let resolved = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ProxyRule::resolve(r).with_context(|| format!("proxy[{i}]")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, a) in resolved.iter().enumerate() {
+            for b in &resolved[i + 1..] {
+                let nested = |outer: &str, inner: &str| {
+                    inner == outer || inner.starts_with(&format!("{outer}/"))
+                };
+                if nested(&a.prefix, &b.prefix) || nested(&b.prefix, &a.prefix) {
+                    bail!(
+                        "proxy: prefixes {:?} and {:?} overlap; a repository must have one rule",
+                        a.prefix,
+                        b.prefix
+                    );
+                }
+                if let Some(host) = a.hosts.iter().find(|h| b.hosts.contains(h)) {
+                    bail!(
+                        "proxy: host {host:?} is routed by both {:?} and {:?}",
+                        a.prefix,
+                        b.prefix
+                    );
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    fn resolve(rule: &ProxyRuleFile) -> anyhow::Result<ProxyRule> {
+        let prefix = rule.prefix.trim_end_matches('/');
+        if prefix.parse::<crate::oci::RepoName>().is_err() {
+            bail!("prefix: {:?} is not a repository name prefix", rule.prefix);
+        }
+        if rule.upstreams.is_empty() {
+            bail!("upstreams: give at least one");
+        }
+        let upstreams = rule
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Upstream::resolve(u).with_context(|| format!("upstreams[{i}]")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tag_ttl_secs = parse_duration(&rule.tag_ttl).context("tag_ttl")?;
+        let not_found_ttl_secs = parse_duration(&rule.not_found_ttl).context("not_found_ttl")?;
+        if rule.timeout_secs == 0 {
+            bail!("timeout_secs: must be at least 1");
+        }
+        let hosts = rule
+            .hosts
+            .iter()
+            .map(|h| {
+                let h = h.trim().to_ascii_lowercase();
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b))
+                {
+                    bail!("hosts: {h:?} is not a host name");
+                }
+                Ok(h)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let evict_after_secs = rule
+            .evict_after
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .context("evict_after")?;
+        if rule.max_bytes == Some(0) {
+            bail!("max_bytes: must be at least 1");
+        }
+        for name in &rule.pinned {
+            let under = name
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.is_empty());
+            if !under || name.parse::<crate::oci::RepoName>().is_err() {
+                bail!("pinned: {name:?} is not a repository name under {prefix:?}");
+            }
+        }
+        Ok(ProxyRule {
+            prefix: prefix.to_owned(),
+            upstreams,
+            hosts,
+            tag_ttl_secs,
+            not_found_ttl_secs,
+            timeout_secs: rule.timeout_secs,
+            evict_after_secs,
+            max_bytes: rule.max_bytes,
+            pinned: rule.pinned.clone(),
+        })
+    }
+}
+
+impl Upstream {
+    fn resolve(file: &UpstreamFile) -> anyhow::Result<Upstream> {
+        let url = url::Url::parse(&file.url)
+            .with_context(|| format!("url: {:?} is not a URL", file.url))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            bail!(
+                "url: {:?} must be an http:// or https:// URL with a host",
+                file.url
+            );
+        }
+        if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
+            bail!(
+                "url: {:?} takes no query or credentials (use username_env and password_env)",
+                file.url
+            );
+        }
+        let env = |key: &str, name: &Option<String>| -> anyhow::Result<Option<String>> {
+            name.as_ref()
+                .map(|var| std::env::var(var).with_context(|| format!("{key}: ${var} is not set")))
+                .transpose()
+        };
+        let username = match (&file.username, &file.username_env) {
+            (Some(_), Some(_)) => bail!("username and username_env: give one"),
+            (Some(user), None) => Some(user.clone()),
+            (None, name) => env("username_env", name)?,
+        };
+        let password = match (&file.password_env, &file.password_file) {
+            (Some(_), Some(_)) => bail!("password_env and password_file: give one"),
+            (_, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("password_file: reading {}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            (env_name, None) => env("password_env", env_name)?,
+        };
+        let credentials = match (username, password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => bail!("a user name and a password: give both or neither"),
+        };
+        Ok(Upstream {
+            url: file.url.trim_end_matches('/').to_owned(),
+            credentials,
+        })
+    }
+}
+
+/// Seconds in `"90s"`, `"10m"`, `"2h"` or `"1d"` (a bare number is seconds); at least 1.
+fn parse_duration(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => bail!("{text:?}: use a number with s, m, h or d, like \"10m\""),
+    };
+    let n: i64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("{text:?}: use a positive number with s, m, h or d, like \"10m\"")
+    })?;
+    n.checked_mul(scale)
+        .with_context(|| format!("{text:?} is too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -881,6 +1161,26 @@ mod tests {
     /// The configuration a TOML text resolves to.
     fn resolved(text: &str) -> anyhow::Result<Config> {
         toml::from_str::<ConfigFile>(text)?.resolve()
+    }
+
+    #[test]
+    fn proxy_durations_take_a_unit() {
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert_eq!(parse_duration("10m").unwrap(), 600);
+        assert_eq!(parse_duration("2h").unwrap(), 7200);
+        assert_eq!(parse_duration("1d").unwrap(), 86400);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        for bad in [
+            "",
+            "m",
+            "0s",
+            "-1m",
+            "10 minutes",
+            "1w",
+            "99999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

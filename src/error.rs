@@ -112,6 +112,15 @@ pub enum Error {
         /// What its client reported.
         source: anyhow::Error,
     },
+    /// An upstream of the pull-through cache that answered wrongly (502) or could not be
+    /// reached (503), for content not cached; the message names the upstream and its answer.
+    #[error("{message}")]
+    Upstream {
+        /// 502 or 503.
+        status: StatusCode,
+        /// Which upstream, and what it answered.
+        message: String,
+    },
     /// A fault of ours (500); the client learns nothing more, the log everything.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -143,7 +152,9 @@ impl Error {
             | Error::MethodNotAllowed => "UNSUPPORTED",
             // Not spec codes: a server fault is no client's mistake to name. UNAVAILABLE is
             // the code Distribution uses with 503.
-            Error::Unavailable { .. } | Error::OutOfSpace { .. } => "UNAVAILABLE",
+            Error::Unavailable { .. } | Error::OutOfSpace { .. } | Error::Upstream { .. } => {
+                "UNAVAILABLE"
+            }
             Error::Internal(_) => "UNKNOWN",
         }
     }
@@ -168,6 +179,7 @@ impl Error {
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::OutOfSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Upstream { status, .. } => *status,
             Error::BlobUploadInvalid(_)
             | Error::DigestInvalid(_)
             | Error::ManifestBlobUnknown(_)

@@ -15,6 +15,8 @@
 //! - [`oci`]: pure types (digests, names, manifests); [`scan`]: pure readers of layers,
 //!   package databases, versions and advisories; [`error`]: the spec's error codes;
 //!   [`clock`]: the wall clock; [`config`]: the settings, parsed once.
+//! - [`proxy`]: the pull-through cache's client of upstream registries (reqwest), below
+//!   the registry as the blob store is.
 //! - [`workers`]: background tasks owned by [`serve`], over the registry; [`connections`]:
 //!   how [`serve`] takes client connections (limits, timeouts, TLS).
 //! - [`metrics`]: the Prometheus metrics each registry keeps (the blob store times its calls
@@ -32,6 +34,7 @@ pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod oci;
+pub mod proxy;
 pub mod registry;
 pub mod scan;
 pub mod state;

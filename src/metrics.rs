@@ -159,6 +159,8 @@ struct Inner {
     gc_blobs_deleted: IntCounter,
     scan_layers_read: IntCounter,
     unsigned_pulls: IntCounterVec,
+    proxy_stale: IntCounter,
+    proxy_fetches: IntCounterVec,
     scans: ScanGauges,
     scan_durations: HistogramVec,
     jobs_queued: IntGauge,
@@ -265,6 +267,20 @@ impl Metrics {
             &["mode"],
         )
         .expect("valid metric");
+        let proxy_stale = counter(
+            "proxy_stale_served_total",
+            "Cached tags of the pull-through cache served although their upstream failed \
+             (stale-if-error).",
+        );
+        let proxy_fetches = IntCounterVec::new(
+            Opts::new(
+                "proxy_upstream_fetches_total",
+                "Downloads from upstreams by the pull-through cache, by kind (manifest, blob).",
+            )
+            .namespace("berth"),
+            &["kind"],
+        )
+        .expect("valid metric");
         let scan_durations = HistogramVec::new(
             HistogramOpts::new(
                 "scan_duration_seconds",
@@ -361,6 +377,8 @@ impl Metrics {
             Box::new(gc_blobs_deleted.clone()),
             Box::new(scan_layers_read.clone()),
             Box::new(unsigned_pulls.clone()),
+            Box::new(proxy_stale.clone()),
+            Box::new(proxy_fetches.clone()),
             Box::new(scan_durations.clone()),
             Box::new(scans.vulnerable_images.clone()),
             Box::new(scans.findings.clone()),
@@ -377,6 +395,9 @@ impl Metrics {
         // Series that dashboards and alerts expect exist from the start, at zero.
         for outcome in ["succeeded", "failed"] {
             gc_runs.with_label_values(&[outcome]);
+        }
+        for kind in ["manifest", "blob"] {
+            proxy_fetches.with_label_values(&[kind]);
         }
         for severity in ["critical", "high"] {
             scans.vulnerable_images.with_label_values(&[severity]);
@@ -402,6 +423,8 @@ impl Metrics {
             gc_blobs_deleted,
             scan_layers_read,
             unsigned_pulls,
+            proxy_stale,
+            proxy_fetches,
             scans,
             scan_durations,
             jobs_queued,
@@ -476,6 +499,16 @@ impl Metrics {
     /// of mode `mode` (`audit` or `enforce`).
     pub fn unsigned_pull(&self, mode: &'static str) {
         self.0.unsigned_pulls.with_label_values(&[mode]).inc();
+    }
+
+    /// Counts a cached tag served because its upstream failed.
+    pub fn proxy_stale_served(&self) {
+        self.0.proxy_stale.inc();
+    }
+
+    /// Counts a download from an upstream of the pull-through cache (`manifest` or `blob`).
+    pub fn proxy_fetched(&self, kind: &'static str) {
+        self.0.proxy_fetches.with_label_values(&[kind]).inc();
     }
 
     /// Records a finished scan: `ok` or not, and how long it took.

@@ -14,6 +14,7 @@ mod gc;
 mod images;
 mod namespaces;
 mod policies;
+mod proxy;
 mod quarantine;
 mod quotas;
 mod repositories;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .merge(allowlist::routes())
         .merge(trust::routes())
         .merge(vulnerabilities::routes())
+        .merge(proxy::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -141,6 +143,8 @@ pub fn routes() -> Router<AppState> {
         trust::save,
         trust::remove,
         trust::signatures,
+        proxy::list,
+        proxy::evict,
     ),
     components(schemas(Problem))
 )]

@@ -69,7 +69,8 @@ fn needs(method: &Method, route: &Route) -> Option<(RepoName, Action)> {
 }
 
 /// Authenticates and authorizes one request. `Err` is the response to send instead.
-/// `realm` makes the absolute URL of a path on this registry (for the challenge's realm).
+/// `realm` makes the absolute URL of a path on this registry (for the challenge's realm);
+/// `proxied` says whether a repository is a pull-through cache's, which a pull may create.
 pub(super) async fn check(
     auth: &Auth,
     parts: &Parts,
@@ -77,6 +78,7 @@ pub(super) async fn check(
     query: &Query,
     client: &str,
     realm: impl Fn(&str) -> String + Sync,
+    proxied: impl Fn(&RepoName) -> bool,
 ) -> Result<Access, Response> {
     let challenge = Challenge {
         auth,
@@ -112,9 +114,11 @@ pub(super) async fn check(
         ));
     }
     // A missing repository answers an anonymous read as a private one does (it may be one
-    // the caller cannot see yet); signed-in callers get the handlers' 404s.
+    // the caller cannot see yet); signed-in callers get the handlers' 404s. A pull-through
+    // cache's repository the caller may read is made by the pull.
     if action == Action::Pull
         && requester.identity.is_anonymous()
+        && !proxied(&repo)
         && matches!(
             route,
             Route::Manifest { .. } | Route::Blob { .. } | Route::Tags { .. }

@@ -10,7 +10,7 @@ use super::{Ctx, docker_content_digest, empty};
 use crate::{
     error::Result,
     oci::{Digest, RepoName},
-    registry::RangeRequest,
+    registry::{BlobFill, RangeRequest},
 };
 
 pub(super) async fn get(
@@ -19,6 +19,10 @@ pub(super) async fn get(
     digest: Digest,
     head: bool,
 ) -> Result<Response> {
+    // A miss under a pull-through cache prefix: the upstream's bytes, as they are cached.
+    if let Some(fill) = ctx.registry.proxy_blob(&name, &digest).await? {
+        return Ok(filled(fill, &digest, head));
+    }
     if head {
         let size = ctx.registry.stat_blob(&name, &digest).await?;
         return Ok(empty(
@@ -69,6 +73,32 @@ pub(super) async fn get(
         );
     }
     Ok(response)
+}
+
+/// The answer to a blob GET (or HEAD) that the pull-through cache is fetching: the whole
+/// blob (a `Range` is not served from a download in progress), with the upstream's length.
+/// A HEAD leaves the download to go on without it.
+fn filled(fill: BlobFill, digest: &Digest, head: bool) -> Response {
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from_stream(fill.body)
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    if let Some(size) = fill.size
+        && let Ok(v) = HeaderValue::from_str(&size.to_string())
+    {
+        headers.insert(header::CONTENT_LENGTH, v);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(digest.as_str()) {
+        headers.insert(docker_content_digest(), v);
+    }
+    response
 }
 
 pub(super) async fn delete(ctx: Ctx<'_>, name: RepoName, digest: Digest) -> Result<Response> {

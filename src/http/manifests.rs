@@ -20,7 +20,7 @@ pub(super) async fn get(
     reference: Reference,
     head: bool,
 ) -> Result<Response> {
-    let manifest = ctx.registry.get_manifest(&name, &reference, !head).await?;
+    let manifest = ctx.registry.pull_manifest(&name, &reference, !head).await?;
     let who = &ctx.access.identity;
     if !head {
         ctx.registry.count_by(&name, &who.subject, &who.name, false);

@@ -28,6 +28,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::{
     auth::Auth,
     error::{Error, Result},
+    oci::RepoName,
     registry::Registry,
     state::{AccessUser, AppState, client_address},
 };
@@ -85,6 +86,10 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
         }
         Err(e) => return e.into_response(),
     };
+    let route = match query.get("ns") {
+        Some(host) => mirrored(registry, host, route),
+        None => route,
+    };
     let auth = &app.auth;
     let client = client_address(&parts.extensions);
     let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
@@ -104,7 +109,8 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
             }
             .location(path)
         };
-        match access::check(auth, &parts, &route, &query, &client, realm).await {
+        let proxied = |repo: &RepoName| registry.is_proxied(repo);
+        match access::check(auth, &parts, &route, &query, &client, realm, proxied).await {
             Ok(access) => {
                 if !access.identity.is_anonymous() {
                     AccessUser::note(&parts.extensions, &access.identity.name);
@@ -140,6 +146,28 @@ async fn dispatch(State(app): State<AppState>, request: Request) -> Response {
         .await;
     }
     response
+}
+
+/// containerd's mirror mode: a read with `?ns=<host>` names the repository of that registry,
+/// which the pull-through cache rule listing the host serves under its prefix.
+fn mirrored(registry: &Registry, host: &str, route: Route) -> Route {
+    let rename = |name: RepoName| registry.mirror_name(host, &name).unwrap_or(name);
+    match route {
+        Route::Manifest { name, reference } => Route::Manifest {
+            name: rename(name),
+            reference,
+        },
+        Route::Blob { name, digest } => Route::Blob {
+            name: rename(name),
+            digest,
+        },
+        Route::Tags { name } => Route::Tags { name: rename(name) },
+        Route::Referrers { name, digest } => Route::Referrers {
+            name: rename(name),
+            digest,
+        },
+        other => other,
+    }
 }
 
 /// An error may be answered before the request body was read; the connection then cannot

@@ -98,6 +98,9 @@ pub struct NewManifest<'a> {
     pub blobs: Vec<(&'a Digest, u64)>,
     /// Child manifests of an index.
     pub children: Vec<&'a Digest>,
+    /// A copy from an upstream (pull-through cache): the blobs and children it references
+    /// may be fetched later, when asked for, so missing ones are not refused.
+    pub from_upstream: bool,
 }
 
 /// What a push of a manifest the repository may already hold did.
@@ -246,8 +249,20 @@ impl Meta {
         let repository_id = ensure_repository(&mut tx, repo, now).await?;
         count_push(&mut *tx, repository_id, now).await?;
         let total_size = manifest.payload.len() as i64
-            + blobs_size(&mut tx, repository_id, &manifest.blobs).await?
-            + children_size(&mut tx, repository_id, &manifest.children).await?;
+            + blobs_size(
+                &mut tx,
+                repository_id,
+                &manifest.blobs,
+                manifest.from_upstream,
+            )
+            .await?
+            + children_size(
+                &mut tx,
+                repository_id,
+                &manifest.children,
+                manifest.from_upstream,
+            )
+            .await?;
         let id = insert_manifest(&mut tx, repository_id, &manifest, total_size, now).await?;
         insert_references(&mut tx, id, &manifest).await?;
         if let Some(tag) = tag {
@@ -382,6 +397,7 @@ async fn blobs_size(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     repository_id: i64,
     blobs: &[(&Digest, u64)],
+    missing_ok: bool,
 ) -> Result<i64, PutManifestError> {
     let sizes = sizes_in_repository(
         tx,
@@ -393,9 +409,11 @@ async fn blobs_size(
     .await?;
     let mut total = 0;
     for (digest, declared) in blobs {
-        let actual = *sizes
-            .get(*digest)
-            .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
+        let actual = match sizes.get(*digest) {
+            Some(size) => *size,
+            None if missing_ok => continue,
+            None => return Err(PutManifestError::Missing((*digest).clone())),
+        };
         if actual as u64 != *declared {
             return Err(PutManifestError::SizeMismatch {
                 digest: (*digest).clone(),
@@ -414,6 +432,7 @@ async fn children_size(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     repository_id: i64,
     children: &[&Digest],
+    missing_ok: bool,
 ) -> Result<i64, PutManifestError> {
     let sizes = sizes_in_repository(
         tx,
@@ -424,9 +443,11 @@ async fn children_size(
     .await?;
     let mut total = 0;
     for digest in children {
-        total += *sizes
-            .get(*digest)
-            .ok_or_else(|| PutManifestError::Missing((*digest).clone()))?;
+        total += match sizes.get(*digest) {
+            Some(size) => *size,
+            None if missing_ok => continue,
+            None => return Err(PutManifestError::Missing((*digest).clone())),
+        };
     }
     Ok(total)
 }

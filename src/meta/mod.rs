@@ -37,6 +37,7 @@ pub mod jobs;
 pub mod manifests;
 pub mod namespaces;
 pub mod policies;
+pub mod proxy;
 pub mod quarantine;
 pub mod quotas;
 pub mod repositories;
@@ -411,6 +412,7 @@ mod tests {
             payload,
             blobs: Vec::new(),
             children: Vec::new(),
+            from_upstream: false,
         }
     }
 

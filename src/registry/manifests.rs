@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Image configs larger than this are not read for their platform.
-const CONFIG_READ_MAX: u64 = 1024 * 1024;
+pub(super) const CONFIG_READ_MAX: u64 = 1024 * 1024;
 
 /// The result of a manifest push.
 pub struct ManifestPut {
@@ -80,6 +80,21 @@ impl Registry {
         content_type: Option<&str>,
         payload: Bytes,
         who: Override,
+    ) -> Result<ManifestPut> {
+        self.store_manifest(repo, reference, content_type, payload, who, false)
+            .await
+    }
+
+    /// [`Registry::put_manifest`], for a push or (`from_upstream`) for a copy the
+    /// pull-through cache fetched, whose blobs and children may arrive later.
+    pub(super) async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        payload: Bytes,
+        who: Override,
+        from_upstream: bool,
     ) -> Result<ManifestPut> {
         let digest = match reference {
             Reference::Digest(expected) => {
@@ -155,6 +170,7 @@ impl Registry {
                 .map(|t| (&t.digest, t.size))
                 .collect(),
             children: manifest.children.iter().map(|t| &t.digest).collect(),
+            from_upstream,
         };
         self.meta
             .put_manifest(repo, record, tag, tag_may_move)

@@ -40,6 +40,7 @@ mod jobs;
 mod manifests;
 mod paging;
 pub mod policies;
+mod proxy;
 mod quarantine;
 mod quotas;
 mod repositories;
@@ -71,6 +72,7 @@ pub use crate::meta::{
 pub use exemptions::{OPENVEX_MEDIA_TYPE, SuppressedVulnerability, Suppression};
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
+pub use proxy::BlobFill;
 pub use quarantine::{
     ImageQuarantine, QuarantineOutcome, QuarantineRecord, REASON_MAX_BYTES, check_reason,
 };
@@ -124,6 +126,8 @@ pub struct Registry {
     quota_counts: Arc<quotas::QuotaCounts>,
     /// How long such a count serves (`metrics.quota_count_secs`).
     quota_count_secs: i64,
+    /// The pull-through cache's rules, upstream clients and downloads in flight.
+    proxy: Arc<proxy::ProxyCache>,
 }
 
 impl Registry {
@@ -144,6 +148,7 @@ impl Registry {
             pulls: Arc::new(PullStats::new(config.clock.clone(), config.stats.enabled)),
             quota_counts: Arc::default(),
             quota_count_secs: i64::try_from(config.metrics.quota_count_secs).unwrap_or(i64::MAX),
+            proxy: Arc::new(proxy::ProxyCache::new(&config.proxy, config.clock.clone())),
         }
     }
 

@@ -31,6 +31,21 @@ pub fn spawn(
             }
         }
     }));
+    if registry
+        .proxy_rules()
+        .iter()
+        .any(|r| r.evict_after_secs.is_some() || r.max_bytes.is_some())
+    {
+        let evictor = registry.clone();
+        set.spawn(every(PROXY_EVICTION_PERIOD, stop.clone(), move || {
+            let registry = evictor.clone();
+            async move {
+                if let Err(e) = registry.evict_cached().await {
+                    tracing::warn!(error = %e, "could not evict from the pull-through cache");
+                }
+            }
+        }));
+    }
     if registry.gc_config().continuous {
         let period = Duration::from_millis(registry.gc_config().poll_millis.max(10));
         let owner = worker_id(node_name);
@@ -42,6 +57,9 @@ pub fn spawn(
     }
     set
 }
+
+/// How often the pull-through cache's eviction rules are applied.
+const PROXY_EVICTION_PERIOD: Duration = Duration::from_secs(60);
 
 /// Runs `task` every `period` until `stop` is cancelled.
 async fn every<F, Fut>(period: Duration, stop: CancellationToken, mut task: F)

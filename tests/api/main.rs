@@ -24,6 +24,7 @@ mod lifecycle;
 mod management;
 mod manifests;
 mod metrics;
+mod proxy;
 mod quarantine;
 mod quotas;
 mod referrers;

@@ -1,0 +1,569 @@
+//! The pull-through cache: repositories under a `[[proxy]]` rule's prefix are filled from
+//! the rule's upstreams when a pull misses, then served like pushed ones (access control,
+//! statistics, quotas, collection and scanning apply to them unchanged).
+//!
+//! - A manifest by digest, once cached, is served without asking the upstream. A tag is
+//!   served from the cache for `tag_ttl` after it was fetched or revalidated; then one HEAD
+//!   upstream revalidates it (never a download, unless the tag moved). When the upstream
+//!   fails (429, 5xx, timeout, refused connection or credentials) the cached tag is served,
+//!   logged and counted (stale-if-error); content not cached gets a 502/503 naming the
+//!   upstream and its answer. A 404 is remembered for `not_found_ttl`.
+//! - Manifests are stored byte for byte through the push path ([`Registry::store_manifest`]),
+//!   so an index keeps its digest; the blobs and children it references are fetched when
+//!   asked for, not before.
+//! - A blob miss streams the upstream's bytes to the client while writing them to the store;
+//!   the digest is verified before the blob is committed, and the client's last bytes are
+//!   held back until then, so a corrupt or truncated upstream body is never committed and
+//!   never completes a download. Concurrent misses of one blob fetch it once: the first
+//!   streams it, the others wait for it and read it from the store.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream::BoxStream};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Override, Registry};
+use crate::{
+    config::ProxyRule,
+    error::{Error, Result},
+    meta::manifests::StoredManifest,
+    oci::{Digest, Manifest, Reference, RepoName, Tag},
+    proxy::{UpstreamError, UpstreamManifest, Upstreams},
+};
+
+/// What the pull-through cache keeps between requests, beside the index.
+pub(super) struct ProxyCache {
+    rules: Vec<ProxyRule>,
+    upstreams: Option<Upstreams>,
+    /// Upstream 404s by `repository@reference`, until when (clock seconds).
+    not_found: Mutex<HashMap<String, i64>>,
+    /// Blob downloads in flight by digest: followers wait for the outcome (`Some(Ok)` once
+    /// the blob is committed, `Some(Err(message))` if it was not).
+    in_flight: Mutex<HashMap<Digest, watch::Receiver<Outcome>>>,
+}
+
+/// How a blob download ended, once it has: committed, or why not.
+type Outcome = Option<Result<(), String>>;
+
+impl ProxyCache {
+    pub(super) fn new(rules: &[ProxyRule], clock: crate::clock::Clock) -> ProxyCache {
+        let upstreams = match Upstreams::new(rules, clock) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::error!(error = %e, "the pull-through cache's HTTP client failed to start");
+                None
+            }
+        };
+        ProxyCache {
+            rules: rules.to_vec(),
+            upstreams,
+            not_found: Mutex::default(),
+            in_flight: Mutex::default(),
+        }
+    }
+}
+
+/// The leader's hold on a blob download: followers wait on it. However the leader ends
+/// (finished, failed, or its request dropped mid-way), the outcome is published and the
+/// entry removed, so a later miss starts afresh.
+struct Flight {
+    cache: std::sync::Arc<ProxyCache>,
+    digest: Digest,
+    done: watch::Sender<Outcome>,
+}
+
+impl Flight {
+    fn finish(self, outcome: Result<(), String>) {
+        self.done.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        lock(&self.cache.in_flight).remove(&self.digest);
+        if self.done.borrow().is_none() {
+            self.done.send_replace(Some(Err(format!(
+                "the download of {} from the upstream stopped",
+                self.digest
+            ))));
+        }
+    }
+}
+
+/// A blob being fetched from an upstream for this request.
+pub struct BlobFill {
+    /// The size the upstream declared, if it did.
+    pub size: Option<u64>,
+    /// The bytes; ends with an error (the response is aborted) if the blob was not valid.
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a failed upstream reaches the client of content not cached.
+fn upstream_error(e: UpstreamError, not_found: Error) -> Error {
+    use axum::http::StatusCode;
+    match e {
+        UpstreamError::NotFound => not_found,
+        UpstreamError::Unavailable(message) => Error::Upstream {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message,
+        },
+        UpstreamError::BadAnswer(message) => Error::Upstream {
+            status: StatusCode::BAD_GATEWAY,
+            message,
+        },
+    }
+}
+
+impl Registry {
+    /// The pull-through cache rules, as configured.
+    pub fn proxy_rules(&self) -> &[ProxyRule] {
+        &self.proxy.rules
+    }
+
+    /// The rule `repo` lies under and the upstream's name for it (the name without the
+    /// prefix), if any.
+    fn proxy_rule<'a>(&'a self, repo: &'a RepoName) -> Option<(&'a ProxyRule, &'a str)> {
+        self.proxy.rules.iter().find_map(|rule| {
+            repo.as_str()
+                .strip_prefix(rule.prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| (rule, rest))
+        })
+    }
+
+    /// Whether `repo` lies under a pull-through cache rule's prefix.
+    pub fn is_proxied(&self, repo: &RepoName) -> bool {
+        self.proxy_rule(repo).is_some()
+    }
+
+    /// The repository that mirrors `name` of registry `host` (containerd's `?ns=`): the
+    /// name under the prefix of the rule listing that host, if one does.
+    pub fn mirror_name(&self, host: &str, name: &RepoName) -> Option<RepoName> {
+        let host = host.to_ascii_lowercase();
+        let rule = self.proxy.rules.iter().find(|r| r.hosts.contains(&host))?;
+        format!("{}/{name}", rule.prefix).parse().ok()
+    }
+
+    /// Evicts cached repositories: those of a rule with `evict_after` not pulled for that
+    /// long, then, while a rule's repositories hold more than its `max_bytes`, the least
+    /// recently pulled. Pinned repositories stay. Their blobs are left to the collector.
+    /// Returns the repositories evicted.
+    pub async fn evict_cached(&self) -> Result<Vec<RepoName>> {
+        // Pulls counted in memory are written first: they are what eviction weighs.
+        self.flush_pull_stats().await?;
+        let now = self.clock.now();
+        let mut evicted = Vec::new();
+        for rule in &self.proxy.rules {
+            if rule.evict_after_secs.is_none() && rule.max_bytes.is_none() {
+                continue;
+            }
+            let candidates = self.meta.cached_repositories(&rule.prefix).await?;
+            let mut total: i64 = candidates.iter().map(|c| c.bytes).sum();
+            let cap = rule.max_bytes.map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+            for repo in candidates {
+                if rule.pinned.iter().any(|p| p == repo.name.as_str()) {
+                    continue;
+                }
+                let idle = rule
+                    .evict_after_secs
+                    .is_some_and(|after| now - repo.last_used >= after);
+                let over = cap.is_some_and(|cap| total > cap);
+                if !idle && !over {
+                    continue;
+                }
+                match self.delete_repository(&repo.name, Override::Allowed).await {
+                    Ok(()) | Err(Error::NameUnknown) => {
+                        tracing::info!(repository = %repo.name, bytes = repo.bytes, idle, "evicted from the pull-through cache");
+                        total -= repo.bytes;
+                        evicted.push(repo.name);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// [`Registry::get_manifest`], filling the cache first when `repo` is proxied.
+    pub async fn pull_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        payload: bool,
+    ) -> Result<StoredManifest> {
+        if let Some((rule, upstream_name)) = self.proxy_rule(repo) {
+            self.fill_manifest(rule, upstream_name, repo, reference)
+                .await?;
+        }
+        self.get_manifest(repo, reference, payload).await
+    }
+
+    async fn fill_manifest(
+        &self,
+        rule: &ProxyRule,
+        upstream_name: &str,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<()> {
+        let tag = match reference {
+            Reference::Digest(digest) => {
+                if self
+                    .meta
+                    .manifest_by_digest(repo, digest, false)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let fetched = self
+                    .fetch_manifest(rule, upstream_name, repo, digest.as_str())
+                    .await?;
+                return self.cache_manifest(repo, None, fetched).await;
+            }
+            Reference::Tag(tag) => tag,
+        };
+        let Some(cached) = self.meta.manifest_by_tag(repo, tag, false).await? else {
+            let fetched = self
+                .fetch_manifest(rule, upstream_name, repo, tag.as_str())
+                .await?;
+            return self.cache_manifest(repo, Some(tag), fetched).await;
+        };
+        let checked = self.meta.proxy_tag_checked(repo, tag).await?.unwrap_or(0);
+        if self.clock.now() - checked < rule.tag_ttl_secs {
+            return Ok(());
+        }
+        match self
+            .revalidate(rule, upstream_name, repo, tag, &cached.digest)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Error::Upstream { message, .. }) => {
+                self.serve_stale(repo, tag, &message);
+                Ok(())
+            }
+            Err(Error::ManifestUnknown) => {
+                self.serve_stale(repo, tag, "the upstream no longer has the tag");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn serve_stale(&self, repo: &RepoName, tag: &Tag, why: &str) {
+        tracing::warn!(repository = %repo, %tag, reason = why, "serving the cached tag: its upstream failed");
+        self.metrics.proxy_stale_served();
+    }
+
+    /// Asks the upstream (HEAD) where `tag` points now; follows it if it moved.
+    async fn revalidate(
+        &self,
+        rule: &ProxyRule,
+        upstream_name: &str,
+        repo: &RepoName,
+        tag: &Tag,
+        cached: &Digest,
+    ) -> Result<()> {
+        let upstreams = self.upstreams()?;
+        let now_at = upstreams
+            .manifest_digest(rule, upstream_name, tag.as_str())
+            .await
+            .map_err(|e| upstream_error(e, Error::ManifestUnknown))?;
+        match now_at {
+            Some(digest) if &digest == cached => {}
+            Some(digest)
+                if self
+                    .meta
+                    .manifest_by_digest(repo, &digest, false)
+                    .await?
+                    .is_some() =>
+            {
+                self.meta
+                    .repush_manifest(repo, &digest, Some(tag), true)
+                    .await?;
+            }
+            Some(digest) => {
+                let fetched = self
+                    .fetch_manifest(rule, upstream_name, repo, digest.as_str())
+                    .await?;
+                return self.cache_manifest(repo, Some(tag), fetched).await;
+            }
+            // No digest in the answer: only a download says where the tag is.
+            None => {
+                let fetched = self
+                    .fetch_manifest(rule, upstream_name, repo, tag.as_str())
+                    .await?;
+                return self.cache_manifest(repo, Some(tag), fetched).await;
+            }
+        }
+        self.meta.proxy_tag_checked_now(repo, tag).await
+    }
+
+    fn upstreams(&self) -> Result<&Upstreams> {
+        self.proxy
+            .upstreams
+            .as_ref()
+            .ok_or_else(|| Error::Upstream {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                message: "the pull-through cache's HTTP client is not available".into(),
+            })
+    }
+
+    /// Downloads manifest `reference` of `repo`'s upstream, unless it answered 404 lately.
+    async fn fetch_manifest(
+        &self,
+        rule: &ProxyRule,
+        upstream_name: &str,
+        repo: &RepoName,
+        reference: &str,
+    ) -> Result<UpstreamManifest> {
+        let key = format!("{repo}@{reference}");
+        let now = self.clock.now();
+        if lock(&self.proxy.not_found)
+            .get(&key)
+            .is_some_and(|until| *until > now)
+        {
+            return Err(Error::ManifestUnknown);
+        }
+        let fetched = self
+            .upstreams()?
+            .manifest(
+                rule,
+                upstream_name,
+                reference,
+                self.limits.manifest_max_bytes,
+            )
+            .await;
+        self.metrics.proxy_fetched("manifest");
+        match fetched {
+            Ok(m) => Ok(m),
+            Err(UpstreamError::NotFound) => {
+                let mut not_found = lock(&self.proxy.not_found);
+                not_found.retain(|_, until| *until > now);
+                not_found.insert(key, now + rule.not_found_ttl_secs);
+                Err(Error::ManifestUnknown)
+            }
+            Err(e) => Err(upstream_error(e, Error::ManifestUnknown)),
+        }
+    }
+
+    /// Stores an upstream's manifest as it came (under `tag` if given) and notes the tag
+    /// fresh. An image's config blob is fetched first, so its platform is known.
+    async fn cache_manifest(
+        &self,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        fetched: UpstreamManifest,
+    ) -> Result<()> {
+        let content_type = fetched.media_type.as_deref();
+        let parsed =
+            Manifest::parse(&fetched.payload, content_type).map_err(|e| Error::Upstream {
+                status: axum::http::StatusCode::BAD_GATEWAY,
+                message: format!(
+                    "upstream {} sent a manifest Berth cannot store for {repo}: {e}",
+                    fetched.from
+                ),
+            })?;
+        if let Some(config) = &parsed.config
+            && self
+                .meta
+                .linked_blob_size(repo, &config.digest)
+                .await?
+                .is_none()
+            && config.size <= super::manifests::CONFIG_READ_MAX
+            && let Some(fill) = self.proxy_blob(repo, &config.digest).await?
+        {
+            // Drained here: the blob is committed when its stream ends without error.
+            let mut body = fill.body;
+            while let Some(chunk) = body.next().await {
+                chunk.map_err(|e| Error::Upstream {
+                    status: axum::http::StatusCode::BAD_GATEWAY,
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        let reference = match tag {
+            Some(tag) => Reference::Tag(tag.clone()),
+            None => Reference::Digest(fetched.digest.clone()),
+        };
+        let from = fetched.from.clone();
+        let stored = self
+            .store_manifest(
+                repo,
+                &reference,
+                content_type,
+                fetched.payload,
+                Override::Allowed,
+                true,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::ManifestInvalid(why) | Error::DigestInvalid(why) => Error::Upstream {
+                    status: axum::http::StatusCode::BAD_GATEWAY,
+                    message: format!(
+                        "upstream {from} sent a manifest Berth refuses for {repo}: {why}"
+                    ),
+                },
+                e => e,
+            })?;
+        if stored.digest != fetched.digest {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "stored {} for upstream manifest {}",
+                stored.digest,
+                fetched.digest
+            )));
+        }
+        if let Some(tag) = tag {
+            self.meta.proxy_tag_checked_now(repo, tag).await?;
+        }
+        Ok(())
+    }
+
+    /// For a blob GET of a proxied `repo` that the repository lacks: the blob streaming from
+    /// the upstream (`Some`), or `None` when the normal read answers (not proxied, already
+    /// cached, or fetched meanwhile by a concurrent request this one waited for).
+    pub async fn proxy_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobFill>> {
+        let Some((rule, upstream_name)) = self.proxy_rule(repo) else {
+            return Ok(None);
+        };
+        if self.meta.linked_blob_size(repo, digest).await?.is_some() {
+            return Ok(None);
+        }
+        let leader = {
+            let mut in_flight = lock(&self.proxy.in_flight);
+            match in_flight.get(digest) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    in_flight.insert(digest.clone(), rx);
+                    Ok(Flight {
+                        cache: self.proxy.clone(),
+                        digest: digest.clone(),
+                        done: tx,
+                    })
+                }
+            }
+        };
+        let flight = match leader {
+            Ok(flight) => flight,
+            Err(mut outcome) => {
+                let waited = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
+                return match waited {
+                    Ok(Some(Ok(()))) => Ok(None),
+                    Ok(Some(Err(message))) => Err(Error::Upstream {
+                        status: axum::http::StatusCode::BAD_GATEWAY,
+                        message,
+                    }),
+                    _ => Err(Error::Upstream {
+                        status: axum::http::StatusCode::BAD_GATEWAY,
+                        message: format!("the download of {digest} from the upstream stopped"),
+                    }),
+                };
+            }
+        };
+        // A download that ended between the first look and the registration.
+        match self.meta.linked_blob_size(repo, digest).await {
+            Ok(Some(_)) => {
+                flight.finish(Ok(()));
+                return Ok(None);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                flight.finish(Err(e.to_string()));
+                return Err(e);
+            }
+        }
+        let opened = match self.upstreams() {
+            Ok(upstreams) => upstreams
+                .blob(rule, upstream_name, digest)
+                .await
+                .map_err(|e| upstream_error(e, Error::BlobUnknown)),
+            Err(e) => Err(e),
+        };
+        let blob = match opened {
+            Ok(blob) => blob,
+            Err(e) => {
+                flight.finish(Err(e.to_string()));
+                return Err(e);
+            }
+        };
+        self.metrics.proxy_fetched("blob");
+        let (client_tx, client_rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        let registry = self.clone();
+        let (repo, digest) = (repo.clone(), digest.clone());
+        let upstream_body = blob.body;
+        tokio::spawn(async move {
+            let outcome = registry
+                .tee_into_store(&repo, &digest, upstream_body, client_tx)
+                .await;
+            if let Err(e) = &outcome {
+                tracing::warn!(repository = %repo, %digest, error = %e, "upstream blob not cached");
+            }
+            flight.finish(outcome);
+        });
+        Ok(Some(BlobFill {
+            size: blob.size,
+            body: ReceiverStream::new(client_rx).boxed(),
+        }))
+    }
+
+    /// Writes the upstream's `body` to the store as `digest` of `repo` while passing it to
+    /// `client`, one chunk behind: the last chunk goes only once the blob is verified and
+    /// committed, else the client gets an error instead (its response is aborted). A client
+    /// that goes away does not stop the write.
+    async fn tee_into_store(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        mut body: BoxStream<'static, std::result::Result<Bytes, String>>,
+        client: mpsc::Sender<std::io::Result<Bytes>>,
+    ) -> std::result::Result<(), String> {
+        let (store_tx, store_rx) = mpsc::channel::<std::result::Result<Bytes, String>>(4);
+        let pump = async {
+            let mut held: Option<Bytes> = None;
+            while let Some(item) = body.next().await {
+                match item {
+                    Ok(chunk) => {
+                        if let Some(previous) = held.replace(chunk.clone()) {
+                            let _ = client.send(Ok(previous)).await;
+                        }
+                        if store_tx.send(Ok(chunk)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = store_tx.send(Err(e)).await;
+                        break;
+                    }
+                }
+            }
+            drop(store_tx);
+            held
+        };
+        let (held, stored) = tokio::join!(
+            pump,
+            self.put_blob(repo, digest, ReceiverStream::new(store_rx))
+        );
+        match stored {
+            Ok(_) => {
+                if let Some(last) = held {
+                    let _ = client.send(Ok(last)).await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("the upstream's blob {digest} was not valid: {e}");
+                let _ = client
+                    .send(Err(std::io::Error::other(message.clone())))
+                    .await;
+                Err(message)
+            }
+        }
+    }
+}
