@@ -159,6 +159,8 @@ struct Inner {
     gc_blobs_deleted: IntCounter,
     scan_layers_read: IntCounter,
     unsigned_pulls: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_queue_depth: IntGauge,
     scans: ScanGauges,
     scan_durations: HistogramVec,
     jobs_queued: IntGauge,
@@ -265,6 +267,24 @@ impl Metrics {
             &["mode"],
         )
         .expect("valid metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook delivery attempts by outcome (delivered, retry: failed and due again, \
+                 dead: failed for the last time).",
+            )
+            .namespace("berth"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let webhook_queue_depth = IntGauge::with_opts(
+            Opts::new(
+                "webhook_queue_depth",
+                "Webhook deliveries waiting to be sent (pending), read at scrape time.",
+            )
+            .namespace("berth"),
+        )
+        .expect("valid metric");
         let scan_durations = HistogramVec::new(
             HistogramOpts::new(
                 "scan_duration_seconds",
@@ -361,6 +381,8 @@ impl Metrics {
             Box::new(gc_blobs_deleted.clone()),
             Box::new(scan_layers_read.clone()),
             Box::new(unsigned_pulls.clone()),
+            Box::new(webhook_deliveries.clone()),
+            Box::new(webhook_queue_depth.clone()),
             Box::new(scan_durations.clone()),
             Box::new(scans.vulnerable_images.clone()),
             Box::new(scans.findings.clone()),
@@ -377,6 +399,9 @@ impl Metrics {
         // Series that dashboards and alerts expect exist from the start, at zero.
         for outcome in ["succeeded", "failed"] {
             gc_runs.with_label_values(&[outcome]);
+        }
+        for outcome in ["delivered", "retry", "dead"] {
+            webhook_deliveries.with_label_values(&[outcome]);
         }
         for severity in ["critical", "high"] {
             scans.vulnerable_images.with_label_values(&[severity]);
@@ -402,6 +427,8 @@ impl Metrics {
             gc_blobs_deleted,
             scan_layers_read,
             unsigned_pulls,
+            webhook_deliveries,
+            webhook_queue_depth,
             scans,
             scan_durations,
             jobs_queued,
@@ -476,6 +503,19 @@ impl Metrics {
     /// of mode `mode` (`audit` or `enforce`).
     pub fn unsigned_pull(&self, mode: &'static str) {
         self.0.unsigned_pulls.with_label_values(&[mode]).inc();
+    }
+
+    /// Counts a webhook delivery attempt that ended `outcome` (`delivered`, `retry`, `dead`).
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        self.0
+            .webhook_deliveries
+            .with_label_values(&[outcome])
+            .inc();
+    }
+
+    /// Sets the number of webhook deliveries waiting (read at scrape time).
+    pub fn set_webhook_queue_depth(&self, pending: i64) {
+        self.0.webhook_queue_depth.set(pending);
     }
 
     /// Records a finished scan: `ok` or not, and how long it took.

@@ -23,6 +23,7 @@ mod tags;
 mod trust;
 mod users;
 mod vulnerabilities;
+mod webhooks;
 
 pub use caller::Caller;
 
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .merge(allowlist::routes())
         .merge(trust::routes())
         .merge(vulnerabilities::routes())
+        .merge(webhooks::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -140,6 +142,12 @@ pub fn routes() -> Router<AppState> {
         trust::save,
         trust::remove,
         trust::signatures,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::remove,
+        webhooks::deliveries,
+        webhooks::redeliver,
     ),
     components(schemas(Problem))
 )]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::{
     Meta,
     repositories::{ensure_repository, lock_repository},
+    webhooks::{self, Deleted},
 };
 use crate::{
     error::{Error, Result},
@@ -226,7 +227,15 @@ impl Meta {
             + children_size(&mut tx, repository_id, &manifest.children).await?;
         let id = insert_manifest(&mut tx, repository_id, &manifest, total_size, now).await?;
         insert_references(&mut tx, id, &manifest).await?;
+        let pushed = webhooks::Pushed {
+            repo,
+            digest: manifest.digest,
+            media_type: manifest.media_type,
+            size: manifest.payload.len() as i64,
+        };
+        webhooks::push_events(&mut tx, &pushed, tag, now).await?;
         if let Some(tag) = tag {
+            webhooks::tag_moved_events(&mut tx, repository_id, &pushed, tag, now).await?;
             if !point_tag(&mut tx, id, tag, now, tag_may_move).await? {
                 return Err(PutManifestError::TagImmutable);
             }
@@ -252,6 +261,14 @@ impl Meta {
         };
         if let Some(tag) = tag {
             let mut tx = self.write_tx().await?;
+            let pushed = webhooks::Pushed {
+                repo,
+                digest,
+                media_type: &manifest.media_type,
+                size: manifest.size,
+            };
+            webhooks::push_events(&mut tx, &pushed, Some(tag), now).await?;
+            webhooks::tag_moved_events(&mut tx, manifest.repository_id, &pushed, tag, now).await?;
             if !point_tag(&mut tx, manifest.id, tag, now, tag_may_move).await? {
                 let still_there = self
                     .manifest_by_digest(repo, digest, false)
@@ -278,22 +295,26 @@ impl Meta {
             repo,
             "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
             &digest.to_string(),
+            Deleted::Manifest,
         )
         .await
     }
 
-    /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, and
-    /// queues the repository for review when it deleted something.
+    /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, records
+    /// its webhook events (what `deleted` says it removes), and queues the repository for
+    /// review when it deleted something.
     pub(super) async fn delete_in_repository(
         &self,
         repo: &RepoName,
         delete: &str,
         key: &str,
+        deleted: Deleted,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };
+        webhooks::deleted_events(&mut tx, deleted, repository_id, repo, key, self.now()).await?;
         let done = sqlx::query(delete)
             .bind(repository_id)
             .bind(key)

@@ -61,6 +61,7 @@ impl Meta {
             repo,
             "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
             tag.as_str(),
+            super::webhooks::Deleted::Tag,
         )
         .await
     }
@@ -76,6 +77,16 @@ impl Meta {
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };
+        let now = self.now();
+        super::webhooks::deleted_events(
+            &mut tx,
+            super::webhooks::Deleted::Tag,
+            repository_id,
+            repo,
+            tag.as_str(),
+            now,
+        )
+        .await?;
         let done = sqlx::query(
             "DELETE FROM tags WHERE repository_id = $1 AND name = $2 \
              AND manifest_id = (SELECT id FROM manifests WHERE repository_id = $1 AND digest = $3)",

@@ -51,6 +51,7 @@ mod stats;
 mod tags;
 mod uploads;
 mod vulnerabilities;
+mod webhooks;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
@@ -96,11 +97,14 @@ pub use uploads::Mounted;
 pub use vulnerabilities::{
     ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
 };
+pub use webhooks::{
+    CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView,
+};
 
 use crate::{
     blobs::Blobs,
     clock::Clock,
-    config::{Config, GcConfig, Limits, ScanConfig},
+    config::{Config, GcConfig, Limits, ScanConfig, WebhooksConfig},
     meta::{Meta, stats::PullStats},
     metrics::Metrics,
     oci::Hasher,
@@ -122,6 +126,10 @@ pub struct Registry {
     quota_counts: Arc<quotas::QuotaCounts>,
     /// How long such a count serves (`metrics.quota_count_secs`).
     quota_count_secs: i64,
+    /// Where webhooks may go and how they are retried (`[webhooks]`).
+    webhooks: WebhooksConfig,
+    /// How payloads name this registry.
+    webhook_source: crate::webhooks::Source,
 }
 
 impl Registry {
@@ -142,6 +150,14 @@ impl Registry {
             pulls: Arc::new(PullStats::new(config.clock.clone(), config.stats.enabled)),
             quota_counts: Arc::default(),
             quota_count_secs: i64::try_from(config.metrics.quota_count_secs).unwrap_or(i64::MAX),
+            webhooks: config.webhooks.clone(),
+            webhook_source: crate::webhooks::Source {
+                base_url: match &config.external_url {
+                    Some(u) => format!("{}://{}", if u.https { "https" } else { "http" }, u.host),
+                    None => format!("http://{}", config.listen),
+                },
+                instance: config.node_name.clone(),
+            },
         }
     }
 

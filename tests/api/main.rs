@@ -37,3 +37,4 @@ mod tags;
 mod tls;
 mod uploads;
 mod vulnerabilities;
+mod webhooks;
