@@ -41,6 +41,8 @@ enum Answer {
     Hang,
     /// 200 or 500 with 4 MiB of body.
     Huge(u16),
+    /// 204 after this many milliseconds.
+    Slow(u64),
 }
 
 /// One request the receiver took.
@@ -104,6 +106,10 @@ async fn take(
         )
             .into_response(),
         Answer::Hang => std::future::pending().await,
+        Answer::Slow(millis) => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            AxumStatus::NO_CONTENT.into_response()
+        }
         Answer::Huge(code) => (
             AxumStatus::from_u16(code).unwrap(),
             vec![b'x'; 4 * 1024 * 1024],
@@ -138,6 +144,27 @@ impl Receiver {
     fn at(&self, path: &str) -> Vec<Got> {
         let got = self.inbox.got.lock().unwrap();
         got.iter().filter(|g| g.path == path).cloned().collect()
+    }
+
+    /// Waits (bounded) until `path` has taken `n` distinct events (by `Berth-Event-Id`).
+    async fn wait_for_distinct(&self, path: &str, n: usize) -> Vec<Got> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let changed = self.inbox.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let got = self.at(path);
+            let ids: HashSet<&str> = got
+                .iter()
+                .filter_map(|g| g.header("berth-event-id"))
+                .collect();
+            if ids.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("{path} took {} distinct events, not {n}", ids.len());
+            }
+        }
     }
 
     /// Waits (bounded) until `path` has taken at least `n` requests; returns them.
@@ -929,4 +956,92 @@ async fn openapi_documents_the_webhooks() {
             .get("last_error")
             .is_some()
     );
+}
+
+#[path = "../support/mod.rs"]
+mod support;
+
+/// `berth serve` killed (SIGKILL) in the middle of deliveries loses no event: after the
+/// restart every acknowledged push is delivered, each repository's in push order (a delivery
+/// in flight at the kill may arrive twice: at least once, with its event id to tell).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_in_the_middle_of_deliveries_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[durability]\nfsync = false\n\n[webhooks]\nallow_loopback = true\npoll_millis = 20\n\
+         timeout_secs = 1\nconcurrency = 2\n",
+    )
+    .unwrap();
+    let r = Receiver::start().await;
+    r.answer("/slow", Answer::Slow(10));
+    let berth = support::start_server(&data, &config);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{}/api/v1/webhooks", berth.base))
+        .json(&json!({"url": r.url("/slow"), "events": ["push"], "format": "distribution", "scope": "*"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let total = 300;
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for k in 0..3 {
+        let repo = format!("crash/r{k}");
+        let config_blob = image_config("linux", "amd64", None);
+        let layer = format!("layer of {repo}").into_bytes();
+        for blob in [&config_blob, &layer] {
+            let resp = client
+                .post(format!(
+                    "{}/v2/{repo}/blobs/uploads/?digest={}",
+                    berth.base,
+                    sha256(blob)
+                ))
+                .body(blob.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+        }
+        for n in (k..total).step_by(3) {
+            let m = manifest(&config_blob, &layer, n);
+            let resp = client
+                .put(format!("{}/v2/{repo}/manifests/n{n}", berth.base))
+                .header("content-type", OCI_MANIFEST)
+                .body(m.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+            expected.entry(repo.clone()).or_default().push(sha256(&m));
+        }
+    }
+    // Some delivered, most not yet: the kill lands in the middle.
+    let before = r.wait_for("/slow", 20).await.len();
+    tokio::task::block_in_place(|| berth.kill9());
+    assert!(
+        before < total,
+        "the deliveries were not still going on at the kill"
+    );
+
+    let berth = support::start_server(&data, &config);
+    let got = r.wait_for_distinct("/slow", total).await;
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for g in &got {
+        let e = &g.json()["events"][0];
+        if seen.insert(e["id"].as_str().unwrap().to_owned()) {
+            order
+                .entry(e["target"]["repository"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(e["target"]["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        order, expected,
+        "every event after the restart, in push order"
+    );
+    tokio::task::block_in_place(|| berth.terminate());
 }
