@@ -412,7 +412,10 @@ impl Meta {
     /// Claims up to `limit` due deliveries for `owner` for `lease_secs`, each the oldest
     /// pending one of its (subscription, repository) queue, and counts the attempt. A claim
     /// whose owner died is due again when its lease ends. On PostgreSQL replicas skip each
-    /// other's rows (`FOR UPDATE SKIP LOCKED`); SQLite's single writer makes it atomic.
+    /// other's rows (`FOR UPDATE SKIP LOCKED`). On SQLite the due rows are found by a reader
+    /// first, so a round with nothing due never waits for the one writer (which pushes
+    /// need), and the claim re-checks each row's lease: a row found due is still the head of
+    /// its queue, since rows are only ever added behind.
     pub async fn claim_deliveries(
         &self,
         owner: &str,
@@ -420,29 +423,49 @@ impl Meta {
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
         let now = self.now();
-        let sql = format!(
-            "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
-               attempts = attempts + 1 \
-             WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+        let due = "SELECT d.id FROM webhook_deliveries d \
                WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
                  AND (d.lease_until IS NULL OR d.lease_until < $3) \
                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                    WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id \
                      AND e.repository = d.repository AND e.id < d.id) \
-               ORDER BY d.next_attempt_at, d.id LIMIT $4{}) RETURNING id",
-            if self.postgres {
-                " FOR UPDATE SKIP LOCKED"
-            } else {
-                ""
+               ORDER BY d.next_attempt_at, d.id LIMIT $4";
+        let claim = "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
+               attempts = attempts + 1";
+        let ids: Vec<i64> = if self.postgres {
+            let sql = format!("{claim} WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id");
+            sqlx::query_scalar(&sql)
+                .bind(owner)
+                .bind(now + lease_secs)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.writer)
+                .await?
+        } else {
+            // The probe binds $3 and $4 only: renumbered for the reader.
+            let probe = due.replace("$3", "$1").replace("$4", "$2");
+            let found: Vec<i64> = sqlx::query_scalar(&probe)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
+            if found.is_empty() {
+                return Ok(Vec::new());
             }
-        );
-        let ids: Vec<i64> = sqlx::query_scalar(&sql)
-            .bind(owner)
-            .bind(now + lease_secs)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.writer)
-            .await?;
+            let sql = format!(
+                "{claim} WHERE id IN ({}) AND state = 'pending' \
+                 AND (lease_until IS NULL OR lease_until < $3) RETURNING id",
+                super::placeholders(4, found.len())
+            );
+            let mut update = sqlx::query_scalar(&sql)
+                .bind(owner)
+                .bind(now + lease_secs)
+                .bind(now);
+            for id in &found {
+                update = update.bind(id);
+            }
+            update.fetch_all(&self.writer).await?
+        };
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -459,38 +482,47 @@ impl Meta {
         Ok(select.fetch_all(&self.writer).await?)
     }
 
-    /// Records how the attempt at delivery `id` claimed by `owner` ended.
-    pub async fn finish_delivery(&self, id: i64, owner: &str, attempt: Attempt<'_>) -> Result<()> {
+    /// Records how the attempts at deliveries claimed by `owner` ended, in one transaction
+    /// (the sender records a round's outcomes together, taking the writer once).
+    pub async fn finish_deliveries(
+        &self,
+        owner: &str,
+        attempts: &[(i64, Attempt<'_>)],
+    ) -> Result<()> {
         let now = self.now();
-        let (state, status, error, next) = match attempt {
-            Attempt::Delivered { status } => ("delivered", Some(status), None, None),
-            Attempt::Failed {
-                status,
-                error,
-                retry_at: Some(at),
-            } => ("pending", status, Some(error), Some(at)),
-            Attempt::Failed {
-                status,
-                error,
-                retry_at: None,
-            } => ("dead", status, Some(error), None),
-        };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET state = $3, last_status = $4, last_error = $5, \
-               next_attempt_at = COALESCE(CAST($6 AS BIGINT), next_attempt_at), \
-               lease_owner = NULL, lease_until = NULL, \
-               finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE CAST($7 AS BIGINT) END \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(state)
-        .bind(status)
-        .bind(error)
-        .bind(next)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
+        let mut tx = self.write_tx().await?;
+        for (id, attempt) in attempts {
+            let (state, status, error, next) = match *attempt {
+                Attempt::Delivered { status } => ("delivered", Some(status), None, None),
+                Attempt::Failed {
+                    status,
+                    error,
+                    retry_at: Some(at),
+                } => ("pending", status, Some(error), Some(at)),
+                Attempt::Failed {
+                    status,
+                    error,
+                    retry_at: None,
+                } => ("dead", status, Some(error), None),
+            };
+            sqlx::query(
+                "UPDATE webhook_deliveries SET state = $3, last_status = $4, last_error = $5, \
+                   next_attempt_at = COALESCE(CAST($6 AS BIGINT), next_attempt_at), \
+                   lease_owner = NULL, lease_until = NULL, \
+                   finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE CAST($7 AS BIGINT) END \
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(state)
+            .bind(status)
+            .bind(error)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

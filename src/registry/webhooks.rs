@@ -433,7 +433,7 @@ impl Registry {
                     retry_at: None,
                 };
                 self.meta
-                    .finish_delivery(delivery.id, owner, attempt)
+                    .finish_deliveries(owner, &[(delivery.id, attempt)])
                     .await?;
                 continue;
             };
@@ -452,45 +452,49 @@ impl Registry {
         Ok(out)
     }
 
-    /// Records how attempt `attempt` at delivery `id` ended: delivered, due again after the
-    /// backoff, or `dead` after `webhooks.max_attempts`.
-    pub async fn finish_webhook_delivery(
+    /// Records how attempts ended, each `(delivery id, attempt number, outcome)`: delivered,
+    /// due again after the backoff, or `dead` after `webhooks.max_attempts`. One write for
+    /// them all.
+    pub async fn finish_webhook_deliveries(
         &self,
-        id: i64,
         owner: &str,
-        attempt: i64,
-        sent: &Sent,
+        done: &[(i64, i64, Sent)],
     ) -> Result<()> {
-        let outcome = match sent {
-            Sent::Delivered(_) => "delivered",
-            _ if attempt >= i64::from(self.webhooks.max_attempts) => "dead",
-            _ => "retry",
-        };
-        self.metrics.webhook_delivery(outcome);
-        let retry_at = (outcome == "retry").then(|| {
-            let wait = hooks::backoff(
-                attempt.clamp(0, i64::from(u32::MAX)) as u32,
-                self.webhooks.backoff_secs,
-                self.webhooks.backoff_max_secs,
-            );
-            self.clock.now() + wait as i64
-        });
-        let result = match sent {
-            Sent::Delivered(status) => Attempt::Delivered {
-                status: i64::from(*status),
-            },
-            Sent::Refused(status, body) => Attempt::Failed {
-                status: Some(i64::from(*status)),
-                error: body,
-                retry_at,
-            },
-            Sent::Failed(error) => Attempt::Failed {
-                status: None,
-                error,
-                retry_at,
-            },
-        };
-        self.meta.finish_delivery(id, owner, result).await
+        let now = self.clock.now();
+        let mut attempts = Vec::with_capacity(done.len());
+        for (id, attempt, sent) in done {
+            let outcome = match sent {
+                Sent::Delivered(_) => "delivered",
+                _ if *attempt >= i64::from(self.webhooks.max_attempts) => "dead",
+                _ => "retry",
+            };
+            self.metrics.webhook_delivery(outcome);
+            let retry_at = (outcome == "retry").then(|| {
+                let wait = hooks::backoff(
+                    (*attempt).clamp(0, i64::from(u32::MAX)) as u32,
+                    self.webhooks.backoff_secs,
+                    self.webhooks.backoff_max_secs,
+                );
+                now + wait as i64
+            });
+            let result = match sent {
+                Sent::Delivered(status) => Attempt::Delivered {
+                    status: i64::from(*status),
+                },
+                Sent::Refused(status, body) => Attempt::Failed {
+                    status: Some(i64::from(*status)),
+                    error: body,
+                    retry_at,
+                },
+                Sent::Failed(error) => Attempt::Failed {
+                    status: None,
+                    error,
+                    retry_at,
+                },
+            };
+            attempts.push((*id, result));
+        }
+        self.meta.finish_deliveries(owner, &attempts).await
     }
 
     /// Deliveries waiting to be sent (`berth_webhook_queue_depth`).

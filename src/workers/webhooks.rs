@@ -40,7 +40,13 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
     let period = Duration::from_millis(config.poll_millis.max(10));
     let slots = config.concurrency.max(1);
     let mut in_flight = JoinSet::new();
+    // Outcomes not yet recorded: a round records them together, taking the writer once.
+    let mut done = Vec::new();
     loop {
+        while let Some(finished) = in_flight.try_join_next() {
+            done.extend(finished.ok());
+        }
+        record(&registry, &owner, &mut done).await;
         let free = slots.saturating_sub(in_flight.len());
         let mut claimed = 0;
         if free > 0 {
@@ -48,10 +54,9 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
                 Ok(batch) => {
                     claimed = batch.len();
                     for delivery in batch {
-                        let (registry, client, owner) =
-                            (registry.clone(), client.clone(), owner.clone());
+                        let (registry, client) = (registry.clone(), client.clone());
                         in_flight.spawn(async move {
-                            deliver(&registry, &client, &owner, delivery, timeout).await
+                            attempt(&registry, &client, delivery, timeout).await
                         });
                     }
                 }
@@ -64,20 +69,37 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(period) => {}
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
+                done.extend(finished.ok());
+            }
         }
     }
+    while let Some(finished) = in_flight.try_join_next() {
+        done.extend(finished.ok());
+    }
+    record(&registry, &owner, &mut done).await;
     in_flight.shutdown().await;
 }
 
-/// One attempt at `delivery`, recorded.
-async fn deliver(
+/// Records the outcomes in `done` (emptying it).
+async fn record(registry: &Registry, owner: &str, done: &mut Vec<(i64, i64, Sent)>) {
+    if done.is_empty() {
+        return;
+    }
+    if let Err(e) = registry.finish_webhook_deliveries(owner, done).await {
+        // Their claims end and they are sent again: at least once.
+        tracing::warn!(error = %e, "webhooks: could not record attempts");
+    }
+    done.clear();
+}
+
+/// One attempt at `delivery`: its id, attempt number and outcome.
+async fn attempt(
     registry: &Registry,
     client: &Client,
-    owner: &str,
     delivery: Outgoing,
     timeout: Duration,
-) {
+) -> (i64, i64, Sent) {
     let sent = match tokio::time::timeout(timeout, send(registry, client, &delivery)).await {
         Ok(sent) => sent,
         Err(_) => Sent::Failed(format!("no answer within {} s", timeout.as_secs())),
@@ -95,12 +117,7 @@ async fn deliver(
             tracing::info!(delivery = delivery.id, error, "webhook not delivered")
         }
     }
-    if let Err(e) = registry
-        .finish_webhook_delivery(delivery.id, owner, delivery.attempt, &sent)
-        .await
-    {
-        tracing::warn!(delivery = delivery.id, error = %e, "webhooks: could not record an attempt");
-    }
+    (delivery.id, delivery.attempt, sent)
 }
 
 /// POSTs `delivery` and reads at most `webhooks.response_max_bytes` of the answer.
