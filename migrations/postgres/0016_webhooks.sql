@@ -42,8 +42,8 @@ CREATE TABLE webhook_deliveries (
     last_error      TEXT,
     finished_at     BIGINT
 );
--- The worker's probe: pending rows by due time, and the head of each queue.
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+-- The worker's probe: the pending rows, and the head of each queue (every index here is
+-- written by each push that has subscribers, so there are no more than these two).
 CREATE INDEX webhook_deliveries_queue ON webhook_deliveries (subscription_id, repository, id)
     WHERE state = 'pending';
 -- The delivery log of a subscription, newest first.

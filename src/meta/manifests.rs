@@ -233,9 +233,8 @@ impl Meta {
             media_type: manifest.media_type,
             size: manifest.payload.len() as i64,
         };
-        webhooks::push_events(&mut tx, &pushed, tag, now).await?;
+        webhooks::push_events(&mut tx, repository_id, &pushed, tag, now).await?;
         if let Some(tag) = tag {
-            webhooks::tag_moved_events(&mut tx, repository_id, &pushed, tag, now).await?;
             if !point_tag(&mut tx, id, tag, now, tag_may_move).await? {
                 return Err(PutManifestError::TagImmutable);
             }
@@ -267,8 +266,7 @@ impl Meta {
                 media_type: &manifest.media_type,
                 size: manifest.size,
             };
-            webhooks::push_events(&mut tx, &pushed, Some(tag), now).await?;
-            webhooks::tag_moved_events(&mut tx, manifest.repository_id, &pushed, tag, now).await?;
+            webhooks::push_events(&mut tx, manifest.repository_id, &pushed, Some(tag), now).await?;
             if !point_tag(&mut tx, manifest.id, tag, now, tag_may_move).await? {
                 let still_there = self
                     .manifest_by_digest(repo, digest, false)

@@ -1,7 +1,7 @@
 //! Webhooks: subscriptions, and the outbox their deliveries are sent from.
 //!
 //! The outbox is written by the transaction that makes the change ([`push_events`],
-//! [`tag_moved_events`], [`manifest_deleted_events`], [`tag_deleted_events`]): one
+//! [`deleted_events`]): one
 //! `INSERT … SELECT` over the subscriptions whose scope covers the repository and whose
 //! events include the kind, so without a subscription nothing is written, and a change that
 //! rolls back takes its events with it. Deliveries of one (subscription, repository) are
@@ -154,16 +154,43 @@ pub(super) struct Pushed<'a> {
     pub size: i64,
 }
 
-/// Records a push of `pushed` (tagged `tag`) for the subscriptions that want it.
+/// Records a push of `pushed` (tagged `tag`) of repository `repository_id` for the
+/// subscriptions that want it, and, when `tag` points at another manifest now, that it moves;
+/// run before the tag is moved. One statement either way: it runs in every push.
 pub(super) async fn push_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repository_id: i64,
     pushed: &Pushed<'_>,
     tag: Option<&Tag>,
     now: i64,
 ) -> Result<()> {
+    let push = format!(
+        "SELECT s.id, $1, 'push', $3, $5, $6, $7, CAST($8 AS BIGINT), NULL, $4, $4 \
+         FROM webhook_subscriptions s WHERE {WANTED}"
+    );
+    let Some(tag) = tag else {
+        sqlx::query(&format!("{OUTBOX_COLUMNS} {push} ORDER BY s.id"))
+            .bind(event_id())
+            .bind(wants(EventKind::Push))
+            .bind(pushed.repo.as_str())
+            .bind(now)
+            .bind(pushed.digest.to_string())
+            .bind(None::<&str>)
+            .bind(pushed.media_type)
+            .bind(pushed.size)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    };
+    // Rows are inserted in the order given: the push, then the move, subscription by
+    // subscription (columns 3 and 1 of the union: kind, subscription).
     let sql = format!(
-        "{OUTBOX_COLUMNS} SELECT s.id, $1, 'push', $3, $5, $6, $7, CAST($8 AS BIGINT), NULL, $4, $4 \
-         FROM webhook_subscriptions s WHERE {WANTED} ORDER BY s.id"
+        "{OUTBOX_COLUMNS} {push} UNION ALL \
+         SELECT s.id, $9, 'tag_moved', $3, $5, t.name, $7, CAST($8 AS BIGINT), old.digest, $4, $4 \
+         FROM webhook_subscriptions s CROSS JOIN tags t JOIN manifests old ON old.id = t.manifest_id \
+         WHERE t.repository_id = $10 AND t.name = $6 AND old.digest <> $5 AND s.events LIKE $11 \
+           AND (s.scope = '*' OR s.scope = $3 OR substr($3, 1, length(s.scope) + 1) = s.scope || '/') \
+         ORDER BY 3, 1"
     );
     sqlx::query(&sql)
         .bind(event_id())
@@ -171,39 +198,12 @@ pub(super) async fn push_events(
         .bind(pushed.repo.as_str())
         .bind(now)
         .bind(pushed.digest.to_string())
-        .bind(tag.map(Tag::as_str))
-        .bind(pushed.media_type)
-        .bind(pushed.size)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Records that `tag` of repository `repository_id` moves to `pushed`, when it points at
-/// another manifest now; run before the tag is moved.
-pub(super) async fn tag_moved_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    repository_id: i64,
-    pushed: &Pushed<'_>,
-    tag: &Tag,
-    now: i64,
-) -> Result<()> {
-    let sql = format!(
-        "{OUTBOX_COLUMNS} SELECT s.id, $1, 'tag_moved', $3, $5, t.name, $6, CAST($7 AS BIGINT), \
-           old.digest, $4, $4 \
-         FROM webhook_subscriptions s CROSS JOIN tags t JOIN manifests old ON old.id = t.manifest_id \
-         WHERE t.repository_id = $8 AND t.name = $9 AND old.digest <> $5 AND {WANTED} ORDER BY s.id"
-    );
-    sqlx::query(&sql)
-        .bind(event_id())
-        .bind(wants(EventKind::TagMoved))
-        .bind(pushed.repo.as_str())
-        .bind(now)
-        .bind(pushed.digest.to_string())
-        .bind(pushed.media_type)
-        .bind(pushed.size)
-        .bind(repository_id)
         .bind(tag.as_str())
+        .bind(pushed.media_type)
+        .bind(pushed.size)
+        .bind(event_id())
+        .bind(repository_id)
+        .bind(wants(EventKind::TagMoved))
         .execute(&mut **tx)
         .await?;
     Ok(())

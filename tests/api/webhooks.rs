@@ -771,6 +771,17 @@ async fn failures_back_off_then_deliver_in_order_or_end_dead() {
     assert_eq!(got[7].json()["data"]["digest"], sha256(&m));
     let log = log_until(&s, id, |log| log[0]["state"] == "delivered").await;
     assert_eq!(log[0]["id"], again);
+
+    // Four delivered, three retried, one dead; nothing waits.
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "berth_webhook_deliveries_total{outcome=\"delivered\"} 4",
+        "berth_webhook_deliveries_total{outcome=\"retry\"} 3",
+        "berth_webhook_deliveries_total{outcome=\"dead\"} 1",
+        "berth_webhook_queue_depth 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 /// A receiver that hangs holds one delivery until the timeout and delays nobody else; one
@@ -1044,4 +1055,79 @@ async fn a_kill_in_the_middle_of_deliveries_loses_nothing() {
         "every event after the restart, in push order"
     );
     tokio::task::block_in_place(|| berth.terminate());
+}
+
+/// With access control on: a maintainer of a namespace subscribes to it and manages that
+/// subscription; a developer may not, nor may anyone but an administrator subscribe to the
+/// whole registry or list every subscription; without credentials, 401.
+#[tokio::test]
+async fn maintainers_manage_their_namespace_and_administrators_the_rest() {
+    use crate::common::auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth};
+    let s = start_auth(|c| c.webhooks.allow_loopback = true).await;
+    s.create_user("mia").await;
+    s.create_user("dev").await;
+    s.set_role("acme", "mia", "maintainer").await;
+    s.set_role("acme", "dev", "developer").await;
+    let (mia_pw, dev_pw) = (password_of("mia"), password_of("dev"));
+    let mia = Some(("mia", mia_pw.as_str()));
+    let dev = Some(("dev", dev_pw.as_str()));
+    let admin = Some((ADMIN, ADMIN_PASSWORD));
+    let r = Receiver::start().await;
+    let body = |scope: &str| json!({"url": r.url("/hook"), "events": ["push"], "format": "harbor", "scope": scope});
+
+    let resp = s
+        .api_as(None, Method::POST, "/webhooks", Some(body("acme")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    for (who, scope) in [(dev, "acme"), (mia, "*"), (mia, "other")] {
+        let resp = s
+            .api_as(who, Method::POST, "/webhooks", Some(body(scope)))
+            .await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{scope}");
+        assert_eq!(json_body(resp).await["error"]["code"], "DENIED");
+    }
+    let resp = s
+        .api_as(mia, Method::POST, "/webhooks", Some(body("acme/app")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let id = json_body(resp).await["id"].as_i64().unwrap();
+    let resp = s
+        .api_as(admin, Method::POST, "/webhooks", Some(body("*")))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let global = json_body(resp).await["id"].as_i64().unwrap();
+
+    let path = format!("/webhooks/{id}/deliveries");
+    assert_eq!(
+        s.api_as(mia, Method::GET, &path, None).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.api_as(dev, Method::GET, &path, None).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let other = format!("/webhooks/{global}");
+    assert_eq!(
+        s.api_as(mia, Method::GET, &other, None).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.api_as(mia, Method::GET, "/webhooks", None).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let listed = json_body(s.api_as(admin, Method::GET, "/webhooks", None).await).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["items"][0]["created_by"], "mia");
+    assert_eq!(
+        s.api_as(dev, Method::DELETE, &format!("/webhooks/{id}"), None)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.api_as(mia, Method::DELETE, &format!("/webhooks/{id}"), None)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
 }
