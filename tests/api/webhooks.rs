@@ -27,7 +27,7 @@ use crate::common::{
     strings,
 };
 
-/// How long a test waits for deliveries it expects.
+/// How long a test waits for the next delivery it expects.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// What the receiver answers.
@@ -146,9 +146,11 @@ impl Receiver {
         got.iter().filter(|g| g.path == path).cloned().collect()
     }
 
-    /// Waits (bounded) until `path` has taken `n` distinct events (by `Berth-Event-Id`).
+    /// Waits until `path` has taken `n` distinct events (by `Berth-Event-Id`), failing when
+    /// nothing arrives for [`PATIENCE`].
     async fn wait_for_distinct(&self, path: &str, n: usize) -> Vec<Got> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut seen = 0;
         loop {
             let changed = self.inbox.changed.notified();
             tokio::pin!(changed);
@@ -161,15 +163,21 @@ impl Receiver {
             if ids.len() >= n {
                 return got;
             }
+            if got.len() > seen {
+                seen = got.len();
+                deadline = tokio::time::Instant::now() + PATIENCE;
+            }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 panic!("{path} took {} distinct events, not {n}", ids.len());
             }
         }
     }
 
-    /// Waits (bounded) until `path` has taken at least `n` requests; returns them.
+    /// Waits until `path` has taken at least `n` requests, failing when nothing arrives for
+    /// [`PATIENCE`]; returns them.
     async fn wait_for(&self, path: &str, n: usize) -> Vec<Got> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut seen = 0;
         loop {
             let changed = self.inbox.changed.notified();
             tokio::pin!(changed);
@@ -177,6 +185,10 @@ impl Receiver {
             let got = self.at(path);
             if got.len() >= n {
                 return got;
+            }
+            if got.len() > seen {
+                seen = got.len();
+                deadline = tokio::time::Instant::now() + PATIENCE;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 panic!("{path} took {} requests, not {n}", got.len());
