@@ -803,7 +803,7 @@ async fn hanging_and_huge_receivers_are_bounded() {
     let s = TestServer::start_with(|c| {
         c.webhooks.allow_loopback = true;
         c.webhooks.poll_millis = 20;
-        c.webhooks.timeout_secs = 3;
+        c.webhooks.timeout_secs = 5;
         c.webhooks.response_max_bytes = 1024;
     })
     .await;
@@ -836,9 +836,13 @@ async fn hanging_and_huge_receivers_are_bounded() {
     }
     r.wait_for("/fine", 3).await;
     r.wait_for("/hang", 1).await;
+    // All three reached the other receiver while the hung attempt was still in flight.
+    let hang_now = deliveries(&s, hang).await;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the others did not wait for the hung receiver"
+        hang_now
+            .iter()
+            .all(|d| d["state"] == "pending" && d["last_error"].is_null()),
+        "the others did not wait for the hung receiver: {hang_now:#?}"
     );
     let fine_log = log_until(&s, fine, |log| {
         log.iter().all(|d| d["state"] == "delivered")
@@ -868,7 +872,7 @@ async fn hanging_and_huge_receivers_are_bounded() {
         .unwrap();
     assert_eq!(timed_out["state"], "pending");
     assert!(
-        timed_out["last_error"].as_str().unwrap().contains("3 s")
+        timed_out["last_error"].as_str().unwrap().contains("5 s")
             || timed_out["last_error"]
                 .as_str()
                 .unwrap()
