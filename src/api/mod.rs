@@ -92,6 +92,7 @@ pub fn routes() -> Router<AppState> {
         scans::scan,
         scans::scans,
         scans::packages,
+        scans::sbom,
         vulnerabilities::image,
         vulnerabilities::changes,
         vulnerabilities::overview,

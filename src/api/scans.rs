@@ -1,7 +1,7 @@
-//! `/api/v1/repositories/{name}/-/images/{digest}/{scan,scans,packages,vulnerabilities}`:
-//! scanning an image (queued, or at once with `?wait=true`), its scan history and the
-//! inventory of installed packages its newest successful scan found; its findings are routed
-//! from here to [`super::vulnerabilities`].
+//! `/api/v1/repositories/{name}/-/images/{digest}/{scan,scans,packages,sbom,vulnerabilities}`:
+//! scanning an image (queued, or at once with `?wait=true`), its scan history, the inventory
+//! of installed packages its newest successful scan found and that inventory as a CycloneDX
+//! or SPDX document; its findings are routed from here to [`super::vulnerabilities`].
 
 use axum::{
     Json,
@@ -16,6 +16,7 @@ use crate::{
     auth::Role,
     oci::{Digest, RepoName},
     registry::{ImagePackage, PackageFilter, ScanRecord},
+    scan::sbom::Format,
     state::AppState,
 };
 
@@ -28,6 +29,8 @@ pub(super) enum ScanResource {
     Scans,
     /// `…/packages`.
     Packages,
+    /// `…/sbom`.
+    Sbom,
     /// `…/vulnerabilities`.
     Vulnerabilities,
     /// `…/vulnerabilities/changes`.
@@ -42,6 +45,7 @@ pub(super) fn scan_resource(sub: &str) -> Option<(&str, ScanResource)> {
         "scan" => ScanResource::Scan,
         "scans" => ScanResource::Scans,
         "packages" => ScanResource::Packages,
+        "sbom" => ScanResource::Sbom,
         "vulnerabilities" => ScanResource::Vulnerabilities,
         "vulnerabilities/changes" => ScanResource::VulnerabilityChanges,
         _ => return None,
@@ -81,6 +85,15 @@ pub(super) struct PackagesQuery {
     limit: Option<u32>,
     /// The `next` of the previous page (valid with the same filters).
     cursor: Option<String>,
+}
+
+/// The bill of materials' query; any other parameter is refused, naming it.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SbomQuery {
+    /// `cyclonedx` (CycloneDX 1.5 JSON, the default) or `spdx` (SPDX 2.3 JSON).
+    format: Option<String>,
 }
 
 /// `{"status": "queued"}`, the answer to a queued scan.
@@ -246,6 +259,74 @@ pub(super) async fn packages(
     Ok(paged(items, limit, &path, |p| p.seq.to_string()))
 }
 
+/// The image's inventory, as its newest successful scan found it, as a software bill of
+/// materials to download: CycloneDX 1.5 JSON (default) or SPDX 2.3 JSON. Each package with
+/// its package URL, source package, the layer that introduced it and, for an index, the
+/// platform of the child it was found in. Needs the pull right.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/-/images/{digest}/sbom",
+    tag = "scanning",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("digest" = String, Path, description = "The manifest's digest"),
+        SbomQuery,
+    ),
+    responses(
+        (status = 200, description = "The document (`application/vnd.cyclonedx+json; version=1.5` or `application/spdx+json`), as an attachment", body = Object),
+        (status = 404, description = "No such manifest, or the image was never scanned successfully", body = Problem),
+        (status = "4XX", description = "Refused, a malformed digest, an unknown format or parameter", body = Problem),
+    )
+)]
+pub(super) async fn sbom(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    query: SbomQuery,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Reporter).await?;
+    let format = match query.format.as_deref() {
+        None | Some("") => Format::CycloneDx,
+        Some(name) => Format::parse(name).ok_or_else(|| {
+            ApiError::bad_request(format!("format: {name:?} is not one of cyclonedx, spdx"))
+                .with_details(images::param("format"))
+        })?,
+    };
+    let document = app
+        .registry
+        .image_sbom(repo, digest, format)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "{repo}@{digest} has not been scanned successfully yet; \
+                 POST /api/v1/repositories/{repo}/-/images/{digest}/scan"
+            ))
+        })?;
+    let hex = digest.to_string();
+    let hex = hex.split_once(':').map_or(hex.as_str(), |(_, h)| h);
+    let file = format!(
+        "{}-{}.{}",
+        repo.as_str().replace('/', "_"),
+        &hex[..hex.len().min(12)],
+        format.suffix()
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.media_type().to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        document.to_string(),
+    )
+        .into_response())
+}
+
 /// Routes `sub`, one of the scanning sub-resources of `images/{digest}` ([`scan_resource`]).
 pub(super) async fn route(
     app: &AppState,
@@ -281,6 +362,11 @@ pub(super) async fn route(
             let super::ApiQuery(query) =
                 super::ApiQuery::from_request_parts(&mut parts, app).await?;
             packages(app, caller, repo, &digest, query).await
+        }
+        (ScanResource::Sbom, Method::GET) => {
+            let super::ApiQuery(query) =
+                super::ApiQuery::from_request_parts(&mut parts, app).await?;
+            sbom(app, caller, repo, &digest, query).await
         }
         (ScanResource::Vulnerabilities, Method::GET) => {
             let super::ApiQuery(query) =

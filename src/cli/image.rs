@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde::Deserialize;
 
 use super::{
-    output::{Table, date, maybe_date, print_fields, short_digest, size},
+    output::{Signed, Table, date, maybe_date, print_fields, short_digest, signed, size},
     remote::{Remote, RemoteArgs, print_raw},
     repo::repository,
 };
@@ -37,6 +37,13 @@ pub(super) enum ImageCommand {
         /// Show whole digests, not their first 12 digits.
         #[arg(long)]
         no_trunc: bool,
+    },
+    /// List an image's signatures: tool, whether each verified, by whom or why not.
+    Signatures {
+        /// The repository, e.g. team/app.
+        repository: String,
+        /// The image's manifest digest, e.g. sha256:3b0a….
+        digest: String,
     },
     /// Show one image: platform, size, tags, layers, an index's children, referrers.
     Show {
@@ -109,6 +116,24 @@ struct Image {
     status: String,
     #[serde(default)]
     index: Option<String>,
+    #[serde(default)]
+    signature: Option<Signed>,
+}
+
+/// One signature of an image, as `…/signatures` lists it.
+#[derive(Deserialize)]
+struct Signature {
+    tool: String,
+    format: String,
+    verified: bool,
+    identity: Option<String>,
+    reason: Option<String>,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct Signatures {
+    items: Vec<Signature>,
 }
 
 /// The detail of one image beyond what the listing shows.
@@ -195,6 +220,7 @@ pub(super) async fn run(args: &RemoteArgs, command: ImageCommand) -> anyhow::Res
                 "PUSHED",
                 "PULLS",
                 "LAST PULL",
+                "SIGNED",
                 "STATUS",
             ])
             .right(&[3, 5]);
@@ -211,6 +237,7 @@ pub(super) async fn run(args: &RemoteArgs, command: ImageCommand) -> anyhow::Res
                     date(i.pushed_at),
                     i.pull_count.to_string(),
                     maybe_date(i.last_pulled_at),
+                    signed(&i.signature),
                     status,
                 ]);
             }
@@ -218,6 +245,44 @@ pub(super) async fn run(args: &RemoteArgs, command: ImageCommand) -> anyhow::Res
             if listing.next.is_some() {
                 println!("(more: raise --limit)");
             }
+        }
+        ImageCommand::Signatures {
+            repository: name,
+            digest,
+        } => {
+            let digest: Digest = digest
+                .parse()
+                .map_err(|e| anyhow::anyhow!("digest {digest:?}: {e}"))?;
+            let path = format!(
+                "/repositories/{}/-/images/{digest}/signatures",
+                repository(&name)?
+            );
+            let text = remote.get_text(&path, &[]).await?;
+            if args.json {
+                print_raw(&text);
+                return Ok(());
+            }
+            let found: Signatures = serde_json::from_str(&text)?;
+            if found.items.is_empty() {
+                println!("{digest} has no signature");
+                return Ok(());
+            }
+            let mut table = Table::new(&["TOOL", "FORMAT", "VERIFIED", "BY / WHY NOT", "IN"]);
+            for s in found.items {
+                let (verified, detail) = if s.verified {
+                    ("yes", s.identity.unwrap_or_default())
+                } else {
+                    ("no", s.reason.unwrap_or_default())
+                };
+                table.row(vec![
+                    s.tool,
+                    s.format,
+                    verified.to_owned(),
+                    detail,
+                    short_digest(&s.signature, false),
+                ]);
+            }
+            table.print();
         }
         ImageCommand::Show {
             repository: name,
@@ -244,6 +309,7 @@ pub(super) async fn run(args: &RemoteArgs, command: ImageCommand) -> anyhow::Res
                 ("pulls", i.pull_count.to_string()),
                 ("last pull", maybe_date(i.last_pulled_at)),
                 ("status", i.status),
+                ("signed", signed(&i.signature)),
             ];
             if let Some(created) = detail.config.and_then(|c| c.created) {
                 fields.push(("built", created));

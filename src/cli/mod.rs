@@ -2,7 +2,7 @@
 //! configuration, and which module runs each command: [`server`] (serve, migrate,
 //! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`],
 //! [`advisories`], offline on the configured database; and against a running server's
-//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], printing
+//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], [`trust`], printing
 //! through [`output`].
 
 mod access;
@@ -16,6 +16,7 @@ mod repo;
 mod server;
 mod stats;
 mod tag;
+mod trust;
 
 use std::path::PathBuf;
 
@@ -112,6 +113,13 @@ enum Command {
         remote: remote::RemoteArgs,
         #[command(subcommand)]
         command: policy::PolicyCommand,
+    },
+    /// Trust policies of a running server: which keys a scope trusts, enforce/audit/off.
+    Trust {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: trust::TrustCommand,
     },
 }
 
@@ -262,5 +270,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tag { remote, command } => runtime.block_on(tag::run(&remote, command)),
         Command::Stats(args) => runtime.block_on(stats::run(args)),
         Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
+        Command::Trust { remote, command } => runtime.block_on(trust::run(&remote, command)),
     }
 }

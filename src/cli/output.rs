@@ -113,6 +113,34 @@ pub(super) fn maybe_date(unix_secs: Option<i64>) -> String {
     unix_secs.map_or_else(|| "-".to_owned(), date)
 }
 
+/// An image's signed status as the image and tag listings carry it (`signature`).
+#[derive(serde::Deserialize)]
+pub(super) struct Signed {
+    verified: bool,
+    identity: Option<String>,
+    reason: Option<String>,
+}
+
+/// `yes (key sha256:…)`, `no: <why>`, or `-` for an image without a signature.
+pub(super) fn signed(status: &Option<Signed>) -> String {
+    match status {
+        None => "-".to_owned(),
+        Some(s) if s.verified => match &s.identity {
+            Some(who) => format!("yes ({})", short_digest_in(who)),
+            None => "yes".to_owned(),
+        },
+        Some(s) => format!("no: {}", s.reason.as_deref().unwrap_or("not verified")),
+    }
+}
+
+/// `key sha256:<64 hex>` with its digest shortened; any other identity as it is.
+fn short_digest_in(identity: &str) -> String {
+    match identity.strip_prefix("key ") {
+        Some(digest) => format!("key {}", short_digest(digest, false)),
+        None => identity.to_owned(),
+    }
+}
+
 /// A digest shortened as docker shortens image ids: the algorithm and 12 hex digits.
 pub(super) fn short_digest(digest: &str, full: bool) -> String {
     match digest.split_once(':') {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    output::{Table, date, maybe_date, short_digest},
+    output::{Signed, Table, date, maybe_date, short_digest, signed},
     remote::{Remote, RemoteArgs, print_raw},
     repo::repository,
 };
@@ -56,6 +56,8 @@ struct TagRow {
     digest: String,
     pushed_at: i64,
     last_pulled_at: Option<i64>,
+    #[serde(default)]
+    signature: Option<Signed>,
 }
 
 /// What the bulk tag deletion answers.
@@ -81,13 +83,14 @@ pub(super) async fn run(args: &RemoteArgs, command: TagCommand) -> anyhow::Resul
                 print_raw(&listing.to_json());
                 return Ok(());
             }
-            let mut table = Table::new(&["TAG", "DIGEST", "PUSHED", "LAST PULL"]);
+            let mut table = Table::new(&["TAG", "DIGEST", "PUSHED", "LAST PULL", "SIGNED"]);
             for t in listing.parse::<TagRow>()? {
                 table.row(vec![
                     t.name,
                     short_digest(&t.digest, no_trunc),
                     date(t.pushed_at),
                     maybe_date(t.last_pulled_at),
+                    signed(&t.signature),
                 ]);
             }
             table.print();

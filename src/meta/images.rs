@@ -181,7 +181,12 @@ impl Meta {
             "(EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id{PROBE}) \
               OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id IN ({PARENTS_OF_M}){PROBE}))"
         );
-        let quarantined = "EXISTS (SELECT 1 FROM quarantines q WHERE q.manifest_id = m.id)";
+        // Held back from pulls: quarantined itself, or an index with a quarantined child
+        // (only an index has `manifest` references).
+        let quarantined = "(EXISTS (SELECT 1 FROM quarantines q WHERE q.manifest_id = m.id) \
+             OR EXISTS (SELECT 1 FROM manifest_references mr JOIN quarantines q \
+               ON q.repository_id = m.repository_id AND q.digest = mr.digest \
+               WHERE mr.manifest_id = m.id AND mr.kind = 'manifest'))";
         let key = match sort {
             ImageSort::Pushed => "m.pushed_at",
             ImageSort::Size => SIZE_OF_M,

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use super::{
     Meta,
     repositories::{ensure_repository, lock_repository},
+    scan_policy::BLOCK_UNSCANNED_COLUMN,
+    signatures::checking_policy_column,
     webhooks::{self, Deleted},
 };
 use crate::{
@@ -34,6 +36,11 @@ pub struct StoredManifest {
     /// The row id of a quarantined manifest that holds this one back from pulls: its own,
     /// else (for an index) one of its quarantined children. Internal reads ignore it.
     pub held_by: Option<i64>,
+    /// The pull gates in force when it was read with its payload (false and `None` for a
+    /// headers-only read): whether an image without a successful scan is refused...
+    pub block_unscanned: bool,
+    /// ...and the trust policy that checks its signatures at pull, if any.
+    pub trust_policy: Option<String>,
 }
 
 /// A manifest row as read; the payload is NULL when only the headers were asked for.
@@ -46,6 +53,8 @@ struct ManifestRow {
     size: i64,
     payload: Option<Vec<u8>>,
     held_by: Option<i64>,
+    block_unscanned: i64,
+    trust_policy: Option<String>,
 }
 
 impl From<ManifestRow> for StoredManifest {
@@ -58,6 +67,8 @@ impl From<ManifestRow> for StoredManifest {
             size: r.size,
             payload: r.payload.unwrap_or_default(),
             held_by: r.held_by,
+            block_unscanned: r.block_unscanned != 0,
+            trust_policy: r.trust_policy,
         }
     }
 }
@@ -147,18 +158,29 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-/// The columns of a [`ManifestRow`] of `m`, with or without the payload. `held_by` costs a
-/// probe of the quarantines by the manifest's key and, for an index only, one by
-/// (repository, digest) per child: the pull path's check needs no second query.
+/// The columns of a [`ManifestRow`] of `m` (of repository `$1` in namespace `$3`), with or
+/// without the payload. `held_by` costs a probe of the quarantines by the manifest's key and,
+/// for an index only, one by (repository, digest) per child; a read with the payload (a pull)
+/// also probes the scanning and trust policies by their keys. The pull path's checks need no
+/// second query unless a policy applies.
 fn manifest_columns(payload: bool) -> String {
+    let (payload, block_unscanned, trust_policy) = if payload {
+        (
+            "m.payload",
+            BLOCK_UNSCANNED_COLUMN.to_owned(),
+            checking_policy_column(),
+        )
+    } else {
+        ("NULL", "0".to_owned(), "NULL".to_owned())
+    };
     format!(
-        "m.id, m.repository_id, m.digest, m.media_type, m.size, {} AS payload, \
+        "m.id, m.repository_id, m.digest, m.media_type, m.size, {payload} AS payload, \
          COALESCE((SELECT q.manifest_id FROM quarantines q WHERE q.manifest_id = m.id), \
            CASE WHEN m.media_type IN ('{OCI_INDEX}', '{DOCKER_MANIFEST_LIST}') THEN \
              (SELECT MIN(q.manifest_id) FROM manifest_references mr \
                 JOIN quarantines q ON q.repository_id = m.repository_id AND q.digest = mr.digest \
-              WHERE mr.manifest_id = m.id AND mr.kind = 'manifest') END) AS held_by",
-        if payload { "m.payload" } else { "NULL" }
+              WHERE mr.manifest_id = m.id AND mr.kind = 'manifest') END) AS held_by, \
+         {block_unscanned} AS block_unscanned, {trust_policy} AS trust_policy"
     )
 }
 
@@ -176,11 +198,11 @@ impl Meta {
              WHERE r.name = $1 AND t.name = $2",
             manifest_columns(payload)
         );
-        let row: Option<ManifestRow> = sqlx::query_as(&sql)
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
+        let mut query = sqlx::query_as(&sql).bind(repo.as_str()).bind(tag.as_str());
+        if payload {
+            query = query.bind(repo.namespace());
+        }
+        let row: Option<ManifestRow> = query.fetch_optional(&self.reader).await?;
         Ok(row.map(StoredManifest::from))
     }
 
@@ -196,11 +218,13 @@ impl Meta {
              JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
             manifest_columns(payload)
         );
-        let row: Option<ManifestRow> = sqlx::query_as(&sql)
+        let mut query = sqlx::query_as(&sql)
             .bind(repo.as_str())
-            .bind(digest.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
+            .bind(digest.to_string());
+        if payload {
+            query = query.bind(repo.namespace());
+        }
+        let row: Option<ManifestRow> = query.fetch_optional(&self.reader).await?;
         Ok(row.map(StoredManifest::from))
     }
 

@@ -25,6 +25,14 @@ pub struct PolicyRow {
     pub only_fixable: Option<i64>,
 }
 
+/// A column for the manifest read of repository `$1` in namespace `$3`: whether images
+/// without a successful scan are refused (1/0): the repository's setting, else its
+/// namespace's, else not (the registry's default refuses nothing). Read with the manifest, so
+/// a pull where no policy asks for a scan costs no query of its own.
+pub(super) const BLOCK_UNSCANNED_COLUMN: &str = "COALESCE(\
+     (SELECT block_unscanned FROM scan_policies WHERE kind = 'repository' AND scope = $1), \
+     (SELECT block_unscanned FROM scan_policies WHERE kind = 'namespace' AND scope = $3), 0)";
+
 /// Which images a policy change may affect.
 #[derive(Debug, Clone, Copy)]
 pub enum ImageScope<'a> {

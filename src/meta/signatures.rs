@@ -119,6 +119,20 @@ const POLICY_COLUMNS: &str =
 const COVERS: &str =
     "(scope = '*' OR scope = $1 OR substr($1, 1, length(scope) + 1) = scope || '/')";
 
+/// The most specific policy first, as [`Meta::trust_policy_for`] picks it.
+const MOST_SPECIFIC: &str =
+    "ORDER BY CASE WHEN scope = '*' THEN 0 ELSE length(scope) END DESC, name LIMIT 1";
+
+/// A column for the manifest read of repository `$1`: the name of the trust policy covering
+/// it when that policy checks pulls (mode other than `off`), else NULL. Read with the
+/// manifest, so a pull where no policy checks signatures costs no query of its own.
+pub(super) fn checking_policy_column() -> String {
+    format!(
+        "(SELECT CASE WHEN mode = 'off' THEN NULL ELSE name END FROM trust_policies \
+          WHERE {COVERS} {MOST_SPECIFIC})"
+    )
+}
+
 impl Meta {
     /// Creates or replaces trust policy `row.name`; true when it is new.
     pub async fn put_trust_policy(&self, row: &TrustPolicyRow) -> Result<bool> {
@@ -177,10 +191,8 @@ impl Meta {
     /// The policy that decides for repository `repo`: of those whose scope covers it, the
     /// one with the longest scope (`*` last), by name among equals.
     pub async fn trust_policy_for(&self, repo: &str) -> Result<Option<TrustPolicyRow>> {
-        let sql = format!(
-            "SELECT {POLICY_COLUMNS} FROM trust_policies WHERE {COVERS} \
-             ORDER BY CASE WHEN scope = '*' THEN 0 ELSE length(scope) END DESC, name LIMIT 1"
-        );
+        let sql =
+            format!("SELECT {POLICY_COLUMNS} FROM trust_policies WHERE {COVERS} {MOST_SPECIFIC}");
         Ok(sqlx::query_as(&sql)
             .bind(repo)
             .fetch_optional(&self.reader)
@@ -244,6 +256,31 @@ impl Meta {
         .bind(subject.to_string())
         .fetch_all(&self.reader)
         .await?)
+    }
+
+    /// The signatures of images `subjects` of repository `repository_id`, newest first (for
+    /// the listings' signed status: one query per page).
+    pub async fn signatures_of_images(
+        &self,
+        repository_id: i64,
+        subjects: &[&Digest],
+    ) -> Result<Vec<SignatureRow>> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT m.digest AS signature_digest, s.layer, s.subject_digest, s.format, s.tool, \
+               s.identity, s.verified, s.reason, s.policy, s.verified_at, s.expires_at \
+             FROM signatures s JOIN manifests m ON m.id = s.manifest_id \
+             WHERE s.repository_id = $1 AND s.subject_digest IN ({}) \
+             ORDER BY m.pushed_at DESC, m.digest, s.layer",
+            super::placeholders(2, subjects.len())
+        );
+        let mut select = sqlx::query_as(&sql).bind(repository_id);
+        for subject in super::digest_texts(subjects.iter().copied()) {
+            select = select.bind(subject);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
     }
 
     /// The signature manifests of the repositories `scope` covers (`*`: all).

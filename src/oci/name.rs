@@ -109,6 +109,11 @@ impl RepoName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Its namespace: the first path component (the whole name when it has one component).
+    pub fn namespace(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
 }
 
 impl Tag {

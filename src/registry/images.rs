@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ImageQuarantine, Override, QuarantineRecord, Registry, SeveritySummary, findings::summary_of,
+    signatures::SignedStatus,
 };
 use crate::{
     error::{Error, Result},
@@ -82,6 +83,9 @@ pub struct ImageSummary {
     /// Its findings by severity, as stored for its newest successful scan; `null` when it
     /// was never scanned successfully.
     pub vulnerabilities: Option<SeveritySummary>,
+    /// Its best signature and how many it has; `null` when it has none. (A platform of a
+    /// signed index shows its own signatures; the index's let it through a pull.)
+    pub signature: Option<SignedStatus>,
     /// Where the listing continues after this image (the page's `next`).
     #[serde(skip)]
     pub cursor: String,
@@ -184,6 +188,8 @@ pub struct TagSummary {
     pub pushed_at: i64,
     /// When it was last pulled by name, if ever (as of the last statistics flush).
     pub last_pulled_at: Option<i64>,
+    /// The best signature of the image it points at and how many it has; `null` when none.
+    pub signature: Option<SignedStatus>,
     /// Where the listing continues after this tag (the page's `next`).
     #[serde(skip)]
     pub cursor: String,
@@ -339,10 +345,13 @@ impl Registry {
     ) -> Result<Vec<TagSummary>> {
         let repository_id = self.existing_repository(repo).await?;
         let rows = self.meta.tag_listing(repository_id, sort, after, n).await?;
+        let digests: Vec<&Digest> = rows.iter().map(|r| &r.digest).collect();
+        let signed = self.signed_statuses(repository_id, &digests).await?;
         Ok(rows
             .into_iter()
             .map(|r: TagRow| TagSummary {
                 cursor: format!("{}:{}", r.sort_key(sort), r.name),
+                signature: signed.get(&r.digest.to_string()).cloned(),
                 name: r.name,
                 digest: r.digest,
                 pushed_at: r.updated_at,
@@ -468,6 +477,8 @@ impl Registry {
             .collect();
         let mut children = self.leaf_platforms(repository_id, &index_ids).await?;
         let mut vulnerabilities = self.meta.severity_counts(&ids).await?;
+        let digests: Vec<&Digest> = rows.iter().map(|r| &r.digest).collect();
+        let mut signed = self.signed_statuses(repository_id, &digests).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -489,6 +500,7 @@ impl Registry {
                 };
                 ImageSummary {
                     cursor: format!("{}:{}", r.sort_key(sort), r.id),
+                    signature: signed.remove(&r.digest.to_string()),
                     tags: tags.remove(&r.id).unwrap_or_default(),
                     platform,
                     status,

@@ -86,7 +86,9 @@ pub use crate::meta::scan_policy::AllowlistFilter;
 // The inventory's filter is the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::scans::PackageFilter;
 pub use settings::{Mutability, Override, TagRules};
-pub use signatures::{SIGNATURE_BLOB_MAX, SignatureView, TrustPolicyInput, TrustPolicyView};
+pub use signatures::{
+    SIGNATURE_BLOB_MAX, SignatureView, SignedStatus, TrustPolicyInput, TrustPolicyView,
+};
 pub use stats::{Interval, TREND_DAYS_MAX, TrendBucket};
 // The usage figures are the index's own rows: re-exported so handlers need not reach it.
 pub use crate::meta::usage::{DayFigures, PopularRepository, PopularSubject, PopularTag, Totals};

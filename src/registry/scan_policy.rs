@@ -432,6 +432,10 @@ impl Registry {
         repo: &RepoName,
         manifest: &StoredManifest,
     ) -> Result<()> {
+        // Read with the manifest: no query here unless a policy asks for a scan.
+        if !manifest.block_unscanned {
+            return Ok(());
+        }
         let policy = self.effective_scan_policy(repo).await?;
         if !policy.block_unscanned.value {
             return Ok(());
@@ -592,7 +596,7 @@ impl Registry {
         }
     }
 
-    async fn read_small_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+    pub(super) async fn read_small_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         use futures::TryStreamExt;
         let stream = self.blobs.read(digest, None).await?;
         let bytes: Vec<u8> = stream.map_ok(|b| b.to_vec()).try_concat().await?;

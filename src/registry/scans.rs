@@ -30,7 +30,10 @@ use crate::{
     },
     metrics::ScanFigures,
     oci::{Digest, Manifest, MediaType, RepoName, manifest::Platform},
-    scan::layers::{INDEXER_VERSION, LayerLimits, index_layer, merge},
+    scan::{
+        layers::{INDEXER_VERSION, LayerLimits, index_layer, merge},
+        sbom,
+    },
 };
 
 /// The most repositories `berth_vulnerability_findings` has series for.
@@ -175,6 +178,12 @@ struct Target {
     layers: Vec<Digest>,
 }
 
+/// The most SBOM referrers of one image read by a scan.
+const SBOMS_READ_MAX: u32 = 16;
+
+/// The largest SBOM layer read (syft's SBOM of a large image is a few MiB).
+const SBOM_READ_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A blob read failed in the store (not in the layer's bytes): the scan is retried later,
 /// nothing is stored about the layer.
 struct StoreFailed(Error);
@@ -215,16 +224,25 @@ impl Registry {
 
     /// After a manifest push: queues its scan when the scanning policy in effect for `repo`
     /// has `scan_on_push` (by default `scan.on_push`) and the manifest is an image or an
-    /// index (not an artifact such as a signature).
+    /// index (not an artifact such as a signature); for an SBOM referrer, its subject's.
     pub(super) async fn scan_after_push(
         &self,
         repo: &RepoName,
         digest: &Digest,
         manifest: &Manifest,
     ) {
-        if !super::scan_policy::scannable(manifest) {
-            return;
-        }
+        // An SBOM referrer adds to its subject's inventory: the subject is scanned again.
+        let sbom_subject = manifest.subject.as_ref().filter(|_| {
+            manifest
+                .artifact_type
+                .as_deref()
+                .is_some_and(sbom::is_sbom_media_type)
+        });
+        let digest = match sbom_subject {
+            Some(subject) => subject,
+            None if super::scan_policy::scannable(manifest) => digest,
+            None => return,
+        };
         match self.scans_on_push(repo).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -319,6 +337,52 @@ impl Registry {
         Ok(Some(rows.into_iter().map(ImagePackage::from).collect()))
     }
 
+    /// Image `digest` of `repo` as a bill of materials in `format`, made now from the
+    /// inventory of its newest successful scan (no blob is read); `None` when it was never
+    /// scanned successfully.
+    pub async fn image_sbom(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        format: sbom::Format,
+    ) -> Result<Option<serde_json::Value>> {
+        let repository_id = self.image_repository(repo, digest).await?;
+        let Some(rows) = self.meta.image_packages(repository_id, digest).await? else {
+            return Ok(None);
+        };
+        let components: Vec<sbom::Component<'_>> = rows
+            .iter()
+            .map(|r| sbom::Component {
+                name: &r.name,
+                version: &r.version,
+                purl: &r.purl,
+                ecosystem: &r.ecosystem,
+                source: format!("{}@{}", r.source_name, r.source_version),
+                layer: &r.layer,
+                platform: PackagePlatform::of(r).map(|p| {
+                    [p.os, p.architecture, p.variant]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                }),
+            })
+            .collect();
+        let digest = digest.to_string();
+        let subject = sbom::Subject {
+            repository: repo.as_str(),
+            digest: &digest,
+        };
+        Ok(Some(sbom::document(
+            format,
+            &subject,
+            &components,
+            self.clock().now(),
+            env!("CARGO_PKG_VERSION"),
+            &uuid::Uuid::new_v4().to_string(),
+        )))
+    }
+
     /// The id of `repo` when it holds manifest `digest`.
     pub(super) async fn image_repository(&self, repo: &RepoName, digest: &Digest) -> Result<i64> {
         let manifest = self
@@ -339,7 +403,13 @@ impl Registry {
         let started_at = self.clock().now();
         let mut layers_read = 0;
         let outcome = match self.scan_targets(repo, digest).await {
-            Ok(targets) => self.inventory_of(&targets, &mut layers_read).await?,
+            Ok(targets) => match self.inventory_of(&targets, &mut layers_read).await? {
+                Ok(mut rows) => {
+                    self.add_sbom_packages(repo, &targets, &mut rows).await?;
+                    Ok(rows)
+                }
+                Err(why) => Err(why),
+            },
             Err(Error::ManifestUnknown) => return Err(Error::ManifestUnknown),
             Err(Error::ManifestInvalid(why)) => Err(why),
             Err(e) => return Err(e),
@@ -486,6 +556,96 @@ impl Registry {
             }
         }
         Ok(Ok(rows))
+    }
+
+    /// Adds to `rows` the packages that SBOMs pushed as referrers of each of `targets` list
+    /// (CycloneDX or SPDX, bare or in an in-toto statement) and the layers did not show:
+    /// their `layer` is the SBOM manifest's digest. An SBOM that cannot be read is logged
+    /// and left out; the scan stands on the layers.
+    async fn add_sbom_packages(
+        &self,
+        repo: &RepoName,
+        targets: &[Target],
+        rows: &mut Vec<PackageRow>,
+    ) -> Result<()> {
+        for target in targets {
+            let referrers = self
+                .meta
+                .referrers(repo, &target.digest, None, "", SBOMS_READ_MAX)
+                .await?;
+            for referrer in referrers.iter().filter(|r| {
+                r.artifact_type
+                    .as_deref()
+                    .is_some_and(sbom::is_sbom_media_type)
+            }) {
+                let listed = match self.read_sbom(repo, &referrer.digest).await {
+                    Ok(listed) => listed,
+                    Err(why) => {
+                        tracing::warn!(%repo, sbom = %referrer.digest, %why, "SBOM referrer not read");
+                        continue;
+                    }
+                };
+                let platform = target.platform.as_ref();
+                for p in listed {
+                    let known = rows.iter().any(|r| {
+                        r.child_digest == target.digest
+                            && r.ecosystem == p.ecosystem
+                            && r.name == p.name
+                            && r.version == p.version
+                    });
+                    if known {
+                        continue;
+                    }
+                    rows.push(PackageRow {
+                        seq: 0,
+                        child_digest: target.digest.clone(),
+                        os: platform.and_then(|p| p.os.clone()),
+                        architecture: platform.and_then(|p| p.architecture.clone()),
+                        variant: platform.and_then(|p| p.variant.clone()),
+                        ecosystem: p.ecosystem,
+                        name: p.name,
+                        version: p.version,
+                        source_name: p.source_name,
+                        source_version: p.source_version,
+                        purl: p.purl,
+                        layer: referrer.digest.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The packages SBOM referrer `digest` of `repo` lists, from its layers of at most
+    /// [`SBOM_READ_MAX_BYTES`].
+    async fn read_sbom(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> std::result::Result<Vec<sbom::Listed>, String> {
+        let stored = self
+            .meta
+            .manifest_by_digest(repo, digest, true)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("gone")?;
+        let manifest = Manifest::parse(&stored.payload, Some(&stored.media_type))
+            .map_err(|e| e.to_string())?;
+        let mut listed = Vec::new();
+        for layer in &manifest.layers {
+            if layer.size > SBOM_READ_MAX_BYTES {
+                return Err(format!(
+                    "layer {} has {} bytes, more than {SBOM_READ_MAX_BYTES}",
+                    layer.digest, layer.size
+                ));
+            }
+            let bytes = self
+                .read_small_blob(&layer.digest)
+                .await
+                .map_err(|e| e.to_string())?;
+            listed.extend(sbom::read(&bytes).map_err(|e| format!("layer {}: {e}", layer.digest))?);
+        }
+        Ok(listed)
     }
 
     /// Streams layer `digest` from the store through the indexer (one pass, in a blocking

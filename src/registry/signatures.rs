@@ -7,6 +7,8 @@
 //! `DENIED` and the reason, under `audit` it is served, logged and counted. Signature
 //! manifests and referrers are never held back (clients must be able to read them).
 
+use std::collections::HashMap;
+
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,7 +18,7 @@ use crate::{
     error::{Error, Result},
     meta::{
         manifests::StoredManifest,
-        signatures::{NewSignature, TrustPolicyRow, expired_reason},
+        signatures::{NewSignature, SignatureRow, TrustPolicyRow, expired_reason},
     },
     oci::{Digest, RepoName, Tag},
     trust::{self, Mode, Rejection, SignatureManifest, TrustPolicy, cosign_tag_subject},
@@ -27,6 +29,55 @@ use crate::{
 pub const SIGNATURE_BLOB_MAX: u64 = 256 * 1024;
 /// The most signatures of one manifest verified (cosign appends one layer per signing).
 const LAYERS_MAX: usize = 64;
+
+/// An image's signing as the image and tag listings show it: its best signature (a verified
+/// one first, else the newest) and how many it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SignedStatus {
+    /// Whether a signature verified under the policy covering the repository (and has not
+    /// expired).
+    pub verified: bool,
+    /// `cosign` or `notation`.
+    pub tool: String,
+    /// Who signed: `key sha256:…` or a certificate subject (when verified).
+    pub identity: Option<String>,
+    /// Why it did not verify (when none did).
+    pub reason: Option<String>,
+    /// The image's signatures, verified or not.
+    pub signatures: usize,
+}
+
+impl SignedStatus {
+    fn of_view(view: SignatureView) -> SignedStatus {
+        SignedStatus {
+            verified: view.verified,
+            tool: view.tool,
+            identity: view.identity,
+            reason: view.reason,
+            signatures: 1,
+        }
+    }
+}
+
+impl SignatureView {
+    /// A stored result as shown at `now`: a verified signature whose certificate chain has
+    /// expired is shown unverified, with the expiry as its reason.
+    fn of_row(s: SignatureRow, now: i64) -> SignatureView {
+        let expired = s.expires_at.filter(|e| s.verified != 0 && *e <= now);
+        SignatureView {
+            tool: s.tool,
+            format: s.format,
+            verified: s.verified != 0 && expired.is_none(),
+            identity: s.identity,
+            reason: expired.map(expired_reason).or(s.reason),
+            expires_at: s.expires_at,
+            policy: s.policy,
+            signature: s.signature_digest,
+            index: s.layer,
+            verified_at: s.verified_at,
+        }
+    }
+}
 
 /// A trust policy as written through the API.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -234,23 +285,43 @@ impl Registry {
             .signatures_of(repo, digest)
             .await?
             .into_iter()
-            .map(|s| {
-                let expired = s.expires_at.filter(|e| s.verified != 0 && *e <= now);
-                (s, expired)
-            })
-            .map(|(s, expired)| SignatureView {
-                tool: s.tool,
-                format: s.format,
-                verified: s.verified != 0 && expired.is_none(),
-                identity: s.identity,
-                reason: expired.map(expired_reason).or(s.reason),
-                expires_at: s.expires_at,
-                policy: s.policy,
-                signature: s.signature_digest,
-                index: s.layer,
-                verified_at: s.verified_at,
-            })
+            .map(|s| SignatureView::of_row(s, now))
             .collect())
+    }
+
+    /// The signed status of each of images `digests` of repository `repository_id` that has
+    /// a signature, by digest (one query for a listing's page).
+    pub(super) async fn signed_statuses(
+        &self,
+        repository_id: i64,
+        digests: &[&Digest],
+    ) -> Result<HashMap<String, SignedStatus>> {
+        let now = self.clock.now();
+        let mut statuses: HashMap<String, SignedStatus> = HashMap::new();
+        for row in self
+            .meta
+            .signatures_of_images(repository_id, digests)
+            .await?
+        {
+            let subject = row.subject_digest.clone();
+            let view = SignatureView::of_row(row, now);
+            match statuses.get_mut(&subject) {
+                // Rows come newest first: a later one replaces only an unverified best.
+                Some(best) => {
+                    best.signatures += 1;
+                    if view.verified && !best.verified {
+                        *best = SignedStatus {
+                            signatures: best.signatures,
+                            ..SignedStatus::of_view(view)
+                        };
+                    }
+                }
+                None => {
+                    statuses.insert(subject, SignedStatus::of_view(view));
+                }
+            }
+        }
+        Ok(statuses)
     }
 
     /// After manifest `digest` of `repo` was stored (under `tag`, if any): when it carries
@@ -393,7 +464,10 @@ impl Registry {
         manifest: &StoredManifest,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        if tag.is_some_and(is_cosign_accessory) && !trust::is_runnable(&manifest.payload) {
+        // Read with the manifest: no query here unless a policy checks this repository.
+        if manifest.trust_policy.is_none()
+            || tag.is_some_and(is_cosign_accessory) && !trust::is_runnable(&manifest.payload)
+        {
             return Ok(());
         }
         let Some(policy) = self.meta.trust_policy_for(repo.as_str()).await? else {

@@ -1133,7 +1133,7 @@ mod tests {
         assert_eq!(inv.packages[0].package.source_name, "glibc");
         assert_eq!(
             inv.packages[0].purl,
-            "pkg:deb/debian/libc6@2.36-9+deb12u4?distro=debian-12"
+            "pkg:deb/debian/libc6@2.36-9+deb12u4?distro=debian-12&upstream=glibc"
         );
     }
 

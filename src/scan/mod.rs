@@ -3,7 +3,8 @@
 //! them ([`packages`], [`rpm`]), Go binaries' build information ([`gobinary`]),
 //! cargo-auditable data of Rust binaries ([`rustaudit`]), language lockfiles and manifests
 //! ([`languages`]), the version orders of each packaging system ([`versions`]), advisories
-//! in the OSV format ([`osv`]) and which installed versions they affect ([`matching`]).
+//! in the OSV format ([`osv`]) and which installed versions they affect ([`matching`]), and
+//! an inventory as a CycloneDX or SPDX document ([`sbom`]).
 //! Nothing here touches the index or the blob store: the registry's scanning room feeds it
 //! bytes and stores what it returns (an rpm database is the one file written, to a scratch
 //! directory, because SQLite opens files, not bytes).
@@ -16,4 +17,5 @@ pub mod osv;
 pub mod packages;
 pub mod rpm;
 pub mod rustaudit;
+pub mod sbom;
 pub mod versions;

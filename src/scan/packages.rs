@@ -331,7 +331,7 @@ const PURL_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'?')
     .add(b'@');
 
-/// The package URL of `package`: `pkg:deb/debian/openssl@3.0.11-1?arch=amd64&distro=debian-12`,
+/// The package URL of `package`: `pkg:deb/debian/libssl3@3.0.11-1?arch=amd64&distro=debian-12&upstream=openssl`,
 /// `pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.1`,
 /// `pkg:rpm/fedora/bash@5.2.15-3.fc38?arch=x86_64&epoch=1&distro=fedora-38`,
 /// `pkg:golang/golang.org/x/net@v0.17.0`, `pkg:pypi/requests@2.31.0`,
@@ -378,6 +378,16 @@ pub fn purl(kind: PackageKind, package: &Package, os: Option<&OsRelease>) -> Str
     }
     if let Some(distro) = distro_qualifier(os) {
         qualifiers.push(distro);
+    }
+    // The source package, as the purl types of deb and apk carry it (and syft writes it):
+    // `upstream=openssl`, with `@version` when the source's version differs.
+    if package.source_name != package.name || package.source_version != package.version {
+        let upstream = if package.source_version == package.version {
+            package.source_name.clone()
+        } else {
+            format!("{}@{}", package.source_name, package.source_version)
+        };
+        qualifiers.push(format!("upstream={}", enc(&upstream)));
     }
     push_qualifiers(&mut out, &qualifiers);
     out
@@ -561,7 +571,18 @@ Status: install ok installed
         let p = &parse_dpkg_status(STATUS)[1];
         assert_eq!(
             purl(PackageKind::Dpkg, p, Some(&debian)),
-            "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+            "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12&upstream=zlib"
+        );
+        // A source package of another version: `upstream=name@version`, `@` escaped.
+        let rebuilt = Package {
+            source_name: "zlib".into(),
+            source_version: "1:1.2.13.dfsg-0".into(),
+            ..p.clone()
+        };
+        assert_eq!(
+            purl(PackageKind::Dpkg, &rebuilt, Some(&debian)),
+            "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&distro=debian-12\
+             &upstream=zlib%401:1.2.13.dfsg-0"
         );
         let alpine = parse_os_release("ID=alpine\nVERSION_ID=3.19.1\n").unwrap();
         let musl = Package {

@@ -512,6 +512,187 @@ async fn policy_commands() {
     );
 }
 
+/// `trust put|ls|show|rm` with key files, `tag ls` and `image ls` with a SIGNED column
+/// (who signed, or why a signature did not verify), and `image signatures`.
+#[tokio::test]
+async fn trust_commands_and_signed_status() {
+    let s = TestServer::start().await;
+    let repo = "team/app";
+    let (signed, _) = s.push_image(repo, "v1", &[b"signed".as_slice()]).await;
+    s.push_image(repo, "v2", &[b"unsigned".as_slice()]).await;
+    let mut plan = crate::signatures::base_plan(s.clock.now());
+    let payload = crate::signatures::simple_signing(repo, &signed);
+    let at = plan.sign("p256", "ecdsa-der", "sha256", &payload, false);
+    let made = plan.make();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("p256.pub");
+    std::fs::write(&key_file, &made.keys["p256"]).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+
+    let put = berth(
+        &s,
+        &[
+            "trust",
+            "put",
+            "team",
+            "--scope",
+            "team",
+            "--mode",
+            "audit",
+            "--cosign-key",
+            key_arg,
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        put.trim(),
+        "trust policy team: audit on team with 1 cosign key(s)"
+    );
+    crate::signatures::push_cosign_tag(&s, repo, &signed, &payload, &made.signatures[at]).await;
+
+    let listed = berth(&s, &["trust", "ls"]).await.ok();
+    assert_eq!(
+        row(&listed, "team")[1..=4],
+        ["team", "audit", "1", "no"],
+        "{listed}"
+    );
+    assert_eq!(
+        berth(&s, &["trust", "ls", "--json"]).await.json(),
+        api(&s, "/trust/policies").await
+    );
+    let signatures = api(
+        &s,
+        &format!("/repositories/{repo}/-/images/{signed}/signatures"),
+    )
+    .await;
+    let identity = signatures["items"][0]["identity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = identity.strip_prefix("key ").unwrap();
+    let short_key = format!("key {}", &key[..key.find(':').unwrap() + 13]);
+    let shown = berth(&s, &["trust", "show", "team"]).await.ok();
+    assert_eq!(row(&shown, "mode")[1], "audit", "{shown}");
+    assert!(shown.contains(&short_key[4..]), "{shown}");
+
+    let tags = berth(&s, &["tag", "ls", repo]).await.ok();
+    assert!(headers(&tags).trim_end().ends_with("SIGNED"), "{tags}");
+    assert!(
+        line(&tags, "v1").ends_with(&format!("yes ({short_key})")),
+        "{tags}"
+    );
+    assert_eq!(row(&tags, "v2").last(), Some(&"-"), "{tags}");
+    assert!(!line(&tags, "v2").contains("yes"), "{tags}");
+    let images = berth(&s, &["image", "ls", repo]).await.ok();
+    let short_signed = &signed[..7 + 12];
+    assert!(
+        line(&images, short_signed).contains(&format!("yes ({short_key})  active")),
+        "{images}"
+    );
+    let shown = berth(&s, &["image", "show", repo, &signed]).await.ok();
+    assert!(
+        line(&shown, "signed").ends_with(&format!("yes ({short_key})")),
+        "{shown}"
+    );
+    let listed = berth(&s, &["image", "signatures", repo, &signed])
+        .await
+        .ok();
+    assert_eq!(
+        row(&listed, "cosign")[1..=2],
+        ["cosign-tag", "yes"],
+        "{listed}"
+    );
+    assert!(line(&listed, "cosign").contains(&identity), "{listed}");
+
+    // Another key: the SIGNED column says why at once.
+    let other_key = dir.path().join("p384.pub");
+    std::fs::write(&other_key, &made.keys["p384"]).unwrap();
+    let other_arg = other_key.to_str().unwrap();
+    berth(
+        &s,
+        &[
+            "trust",
+            "put",
+            "team",
+            "--scope",
+            "team",
+            "--mode",
+            "audit",
+            "--cosign-key",
+            other_arg,
+        ],
+    )
+    .await
+    .ok();
+    let tags = berth(&s, &["tag", "ls", repo]).await.ok();
+    assert!(
+        line(&tags, "v1").ends_with(
+            "no: none of the 1 cosign key(s) of trust policy team verifies the signature"
+        ),
+        "{tags}"
+    );
+
+    // Bad input: a mode the server refuses, a key file that is not there.
+    let refused = berth(
+        &s,
+        &[
+            "trust",
+            "put",
+            "team",
+            "--scope",
+            "team",
+            "--mode",
+            "sometimes",
+            "--cosign-key",
+            key_arg,
+        ],
+    )
+    .await
+    .failed();
+    assert!(
+        refused.contains("mode: \"sometimes\" is not one of enforce, audit, off"),
+        "{refused}"
+    );
+    let missing = dir.path().join("missing.pub");
+    let unread = berth(
+        &s,
+        &[
+            "trust",
+            "put",
+            "team",
+            "--scope",
+            "team",
+            "--mode",
+            "enforce",
+            "--cosign-key",
+            missing.to_str().unwrap(),
+        ],
+    )
+    .await
+    .failed();
+    assert!(
+        unread.contains("cosign key") && unread.contains("missing.pub"),
+        "{unread}"
+    );
+    assert_eq!(api(&s, "/trust/policies/team").await["mode"], "audit");
+
+    let removed = berth(&s, &["trust", "rm", "team"]).await.ok();
+    assert_eq!(removed.trim(), "trust policy team deleted");
+    let gone = berth(&s, &["trust", "show", "team"]).await.failed();
+    assert!(gone.contains("NOT_FOUND"), "{gone}");
+}
+
+/// The line of `table` whose first column is `first`, without trailing blanks.
+fn line(table: &str, first: &str) -> String {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row {first:?} in:\n{table}"))
+        .trim_end()
+        .to_owned()
+}
+
 /// With auth on: a personal token as `--user` and `BERTH_TOKEN`, or as `NAME:TOKEN` (also in
 /// `--token-file`), and a token from `/token` as Bearer; without one a refusal says to set
 /// it; the server's refusals are printed with their code.

@@ -28,6 +28,7 @@ mod quarantine;
 mod quotas;
 mod referrers;
 mod repositories;
+mod sbom;
 mod scan_policy;
 mod scans;
 mod seed_words;

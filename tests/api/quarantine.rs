@@ -281,7 +281,8 @@ async fn index_with_a_quarantined_child_is_refused() {
             .status(),
         StatusCode::OK
     );
-    // The index itself is not quarantined: its listing status says what it is.
+    // The index has no quarantine of its own, but is held back from pulls: its status says
+    // so, in the detail and in the listing's quarantined filter.
     let (_, detail) = call(
         &s,
         Method::GET,
@@ -290,12 +291,29 @@ async fn index_with_a_quarantined_child_is_refused() {
     )
     .await;
     assert_eq!(detail["quarantine"], Value::Null);
+    assert_eq!(detail["status"], "quarantined");
+    let held = listed_status(&s, "multi", "?status=quarantined").await;
+    assert!(
+        held.contains(&(index_digest.clone(), "quarantined".to_owned())),
+        "{held:?}"
+    );
+    assert!(
+        !listed_status(&s, "multi", "?status=active")
+            .await
+            .iter()
+            .any(|(d, _)| d == &index_digest)
+    );
 
     let (status, _) = call(&s, Method::DELETE, &quarantine_path("multi", arm64), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         s.get("/v2/multi/manifests/latest").await.status(),
         StatusCode::OK
+    );
+    assert!(
+        listed_status(&s, "multi", "?status=active")
+            .await
+            .contains(&(index_digest.clone(), "active".to_owned()))
     );
 
     quarantine(

@@ -407,6 +407,17 @@ async fn block_unscanned_refuses_pulls_until_scanned() {
     assert!(pull_refusal(&s, "acme/app", &other).await.is_some());
     repository_policy(&s, "acme/app", json!({"block_unscanned": false})).await;
     assert_eq!(pull_refusal(&s, "acme/app", &other).await, None);
+
+    // The namespace's setting applies where the repository inherits; the repository's wins.
+    repository_policy(&s, "acme/app", json!({"block_unscanned": null})).await;
+    namespace_policy(&s, "acme", json!({"block_unscanned": true})).await;
+    let message = pull_refusal(&s, "acme/app", &other).await.unwrap();
+    assert!(
+        message.contains("block_unscanned of the namespace scanning policy"),
+        "{message}"
+    );
+    repository_policy(&s, "acme/app", json!({"block_unscanned": false})).await;
+    assert_eq!(pull_refusal(&s, "acme/app", &other).await, None);
 }
 
 /// With `block_unscanned`, the children of a scanned index count as scanned (they are

@@ -239,7 +239,7 @@ async fn layers_merge_into_an_inventory_with_sources_and_introducing_layers() {
     assert_eq!(layers, [sha256(&base), sha256(&upgrade), sha256(&base)]);
     assert_eq!(
         items[1]["purl"],
-        "pkg:deb/debian/libssl3@3.0.13-1~deb12u1?arch=amd64&distro=debian-12"
+        "pkg:deb/debian/libssl3@3.0.13-1~deb12u1?arch=amd64&distro=debian-12&upstream=openssl"
     );
     assert_eq!(items[0]["platform"], Value::Null);
 
@@ -406,8 +406,8 @@ async fn an_index_is_scanned_per_platform_without_its_attestation() {
     assert_eq!(
         purls,
         [
-            "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=amd64&distro=debian-12",
-            "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=arm64&distro=debian-12",
+            "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=amd64&distro=debian-12&upstream=glibc",
+            "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=arm64&distro=debian-12&upstream=glibc",
         ]
     );
 }
@@ -664,8 +664,26 @@ fn syft() -> std::path::PathBuf {
     syft
 }
 
+/// What `syft` (offline) reports of directory `dir` in its output `format`.
+fn syft_of(syft: &std::path::Path, dir: &std::path::Path, format: &str) -> Vec<u8> {
+    let out = std::process::Command::new(syft)
+        .arg(format!("dir:{}", dir.display()))
+        .args(["-o", format, "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .expect("run syft");
+    assert!(
+        out.status.success(),
+        "syft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The oracle: Berth's dpkg inventory of a real Debian bookworm rootfs, pushed as one layer,
-/// equals syft's of the same files (package, version, source package and source version).
+/// equals syft's of the same files (package, version, source package and source version);
+/// and syft's CycloneDX and SPDX SBOMs of those files, pushed as referrers of an image with no
+/// package database, give that image the same inventory.
 #[tokio::test]
 #[ignore = "needs a Debian rootfs tar (BERTH_TEST_DEBIAN_TAR, from mmdebstrap) and syft \
             (scripts/install-test-deps.sh); run with --ignored"]
@@ -719,18 +737,8 @@ async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
             entry.unpack(&target).unwrap();
         }
     }
-    let out = std::process::Command::new(&syft)
-        .arg(format!("dir:{}", dir.path().display()))
-        .args(["-o", "json", "-q"])
-        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-        .output()
-        .expect("run syft");
-    assert!(
-        out.status.success(),
-        "syft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("syft JSON");
+    let report: Value =
+        serde_json::from_slice(&syft_of(&syft, dir.path(), "json")).expect("syft JSON");
     let syft_rows: BTreeSet<String> = report["artifacts"]
         .as_array()
         .unwrap()
@@ -757,6 +765,40 @@ async fn dpkg_inventory_agrees_with_syft_on_a_real_debian_rootfs() {
         only_berth.is_empty() && only_syft.is_empty(),
         "only Berth: {only_berth:?}\nonly syft: {only_syft:?}"
     );
+
+    // syft's own SBOMs of those files, pushed as referrers of an image without a package
+    // database, give that image the same inventory.
+    let distroless = gzip(&tar_of(&[("app/server", b"a static binary")]));
+    for (format, artifact_type) in [
+        ("cyclonedx-json", "application/vnd.cyclonedx+json"),
+        ("spdx-json", "application/spdx+json"),
+    ] {
+        let repo = format!("oracle/distroless-{format}");
+        let (image, _) = push_layers(&s, &repo, "v1", "amd64", &[(GZIP_LAYER, &distroless)]).await;
+        let sbom = syft_of(&syft, dir.path(), format);
+        crate::signatures::push_referrer(&s, &repo, &image, artifact_type, artifact_type, &sbom)
+            .await;
+        let record = scan_now(&s, &repo, &image).await;
+        assert_eq!(record["status"], "ok", "{record}");
+        let body = json_body(
+            s.get(&image_path(&repo, &image, "packages?limit=1000"))
+                .await,
+        )
+        .await;
+        let from_sbom: BTreeSet<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(row)
+            .map(|r| r["Debian:12 ".len()..].to_owned())
+            .collect();
+        let only_berth: Vec<_> = berth.difference(&from_sbom).collect();
+        let only_sbom: Vec<_> = from_sbom.difference(&berth).collect();
+        assert!(
+            only_berth.is_empty() && only_sbom.is_empty(),
+            "{format}: only the layer: {only_berth:?}\nonly the SBOM: {only_sbom:?}"
+        );
+    }
 }
 
 /// An OSV record fixing `package` (a Debian source package) at `fixed`, with `severity`

@@ -113,7 +113,7 @@ json.dump(out, sys.stdout)
 
 /// The interpreter with `cryptography`: the test venv's (`scripts/install-test-deps.sh`),
 /// else `python3`.
-fn python() -> std::path::PathBuf {
+pub(crate) fn python() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
     if venv.is_file() {
         venv
@@ -124,7 +124,7 @@ fn python() -> std::path::PathBuf {
 
 /// What the fixture script is asked to make.
 #[derive(Default)]
-struct Plan {
+pub(crate) struct Plan {
     keys: serde_json::Map<String, Value>,
     certs: Vec<Value>,
     sign: Vec<Value>,
@@ -132,10 +132,10 @@ struct Plan {
 
 /// What it made: public keys (PEM), certificates (PEM and base64 DER) and signatures
 /// (raw bytes), in the order asked.
-struct Made {
-    keys: HashMap<String, String>,
+pub(crate) struct Made {
+    pub(crate) keys: HashMap<String, String>,
     certs: HashMap<String, (String, String)>,
-    signatures: Vec<Vec<u8>>,
+    pub(crate) signatures: Vec<Vec<u8>>,
 }
 
 impl Plan {
@@ -169,7 +169,7 @@ impl Plan {
 
     /// Asks for a signature of `message` by `key` under `scheme` (`ecdsa-der`, `ecdsa-raw`,
     /// `pss`, `pkcs1`, `ed25519`) with `hash`; its index in [`Made::signatures`].
-    fn sign(
+    pub(crate) fn sign(
         &mut self,
         key: &str,
         scheme: &str,
@@ -184,7 +184,7 @@ impl Plan {
         self.sign.len() - 1
     }
 
-    fn make(&self) -> Made {
+    pub(crate) fn make(&self) -> Made {
         use std::io::Write;
         let mut child = std::process::Command::new(python())
             .args(["-c", FIXTURES_PY])
@@ -307,7 +307,7 @@ async fn pull(s: &TestServer, repo: &str, reference: &str) -> (StatusCode, Strin
 }
 
 /// cosign's simple-signing payload naming `signed` (a digest, or a tag for the negative case).
-fn simple_signing(repo: &str, signed: &str) -> Vec<u8> {
+pub(crate) fn simple_signing(repo: &str, signed: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "critical": {
             "identity": { "docker-reference": format!("registry.example/{repo}") },
@@ -321,7 +321,7 @@ fn simple_signing(repo: &str, signed: &str) -> Vec<u8> {
 
 /// Pushes a cosign tag-scheme signature of image `subject` of `repo`: `payload` signed by
 /// `signature`, under `sha256-<hex>.sig`. Returns the signature manifest's digest.
-async fn push_cosign_tag(
+pub(crate) async fn push_cosign_tag(
     s: &TestServer,
     repo: &str,
     subject: &str,
@@ -350,7 +350,7 @@ async fn push_cosign_tag(
 
 /// Pushes a referrer of image `subject` of `repo` with `artifact_type` and one layer `blob`
 /// of `media_type`. Returns its digest.
-async fn push_referrer(
+pub(crate) async fn push_referrer(
     s: &TestServer,
     repo: &str,
     subject: &str,
@@ -443,7 +443,7 @@ fn statement(subject: &str) -> Vec<u8> {
 
 /// Keys p256, p384, rsa, ed (trusted), other (not); a CA and code-signing leaves for each
 /// trusted key, valid from a day before `now` for a year.
-fn base_plan(now: i64) -> Plan {
+pub(crate) fn base_plan(now: i64) -> Plan {
     let mut plan = Plan::default();
     plan.key("p256", "p256")
         .key("p384", "p384")
@@ -1202,6 +1202,126 @@ async fn switching_the_key_revokes_trust_at_once_and_audit_serves() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // A narrower policy in mode off decides for its repository over an enforcing namespace.
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "enforce", &["p384"]),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::FORBIDDEN);
+    put_policy(
+        &s,
+        "team-app",
+        policy_body(&made, "team/app", "off", &["p384"]),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(pull(&s, repo, "v1").await.0, StatusCode::OK);
+}
+
+/// The tag and image listings show each image's signed status: by whom when verified, why
+/// not when not, nothing for an unsigned one; a key switch shows at once.
+#[tokio::test]
+async fn listings_show_whether_each_tag_and_image_is_signed() {
+    let s = TestServer::start().await;
+    let repo = "team/app";
+    let (signed, _) = s.push_image(repo, "v1", &[b"signed".as_slice()]).await;
+    let (unsigned, _) = s.push_image(repo, "v2", &[b"unsigned".as_slice()]).await;
+    let mut plan = base_plan(s.clock.now());
+    let payload = simple_signing(repo, &signed);
+    let at = plan.sign("p256", "ecdsa-der", "sha256", &payload, false);
+    let made = plan.make();
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "audit", &["p256"]),
+        StatusCode::CREATED,
+    )
+    .await;
+    push_cosign_tag(&s, repo, &signed, &payload, &made.signatures[at]).await;
+    let identity = only_signature(&s, repo, &signed).await["identity"].clone();
+    assert!(
+        identity.as_str().unwrap().starts_with("key sha256:"),
+        "{identity}"
+    );
+
+    let by_tag = |list: &Value| -> HashMap<String, Value> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_owned(),
+                    t["signature"].clone(),
+                )
+            })
+            .collect()
+    };
+    let by_digest = |list: &Value| -> HashMap<String, Value> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["digest"].as_str().unwrap().to_owned(),
+                    i["signature"].clone(),
+                )
+            })
+            .collect()
+    };
+    let verified = json!({"verified": true, "tool": "cosign", "identity": identity,
+                          "reason": null, "signatures": 1});
+    let (status, tags) = call(
+        &s,
+        Method::GET,
+        &format!("/repositories/{repo}/-/tags"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tags}");
+    let tags = by_tag(&tags);
+    assert_eq!(tags["v1"], verified);
+    assert_eq!(tags["v2"], Value::Null);
+    let sig_tag = format!("{}.sig", signed.replace(':', "-"));
+    assert_eq!(tags[&sig_tag], Value::Null);
+    let (status, images) = call(
+        &s,
+        Method::GET,
+        &format!("/repositories/{repo}/-/images"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{images}");
+    let images = by_digest(&images);
+    assert_eq!(images[&signed], verified);
+    assert_eq!(images[&unsigned], Value::Null);
+
+    // Another key: shown unverified, with the reason, at once.
+    put_policy(
+        &s,
+        "team",
+        policy_body(&made, "team", "audit", &["p384"]),
+        StatusCode::OK,
+    )
+    .await;
+    let (_, tags) = call(
+        &s,
+        Method::GET,
+        &format!("/repositories/{repo}/-/tags"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_tag(&tags)["v1"],
+        json!({"verified": false, "tool": "cosign", "identity": null,
+               "reason": "none of the 1 cosign key(s) of trust policy team verifies the signature",
+               "signatures": 1})
+    );
 }
 
 /// A policy with any part that does not parse is refused with 400 naming it, and nothing is

@@ -12,12 +12,17 @@
 #   --only a,b    run only these client groups      --skip a,b   run all but these groups
 #                 (either may be given more than once; the lists add up)
 #                 groups: skopeo multiarch blobs podman docker ctr image oras dxf quarantine
+#                 trust
 #                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo;
 #                 image builds the Dockerfile offline around target/release/berth, runs it in
 #                 the private dockerd with auth on, and pushes/pulls with skopeo; quarantine
 #                 quarantines an image through /api/v1 and checks that skopeo, podman, docker
 #                 and ctr pulls fail showing the reason, then pull after the release; and
-#                 that skopeo is refused an unscanned image under block_unscanned)
+#                 that skopeo is refused an unscanned image under block_unscanned; trust
+#                 puts an enforce trust policy on a repository and checks that skopeo,
+#                 podman, docker and ctr pulls of its unsigned image fail showing the
+#                 reason, pull once a cosign signature is pushed, and that switching the
+#                 key refuses it again)
 #   --auth U:P    the registry has access control on and U:P is an administrator: run only the
 #                 auth group (logins with password, personal and deploy tokens; read-only token
 #                 refused push; anonymous pull of a PUBLIC repository, refused pull of PRIVATE)
@@ -72,7 +77,7 @@ case $REG in
   127.*:*|localhost:*|\[::1\]:*) ;;
   *) echo "registry must be a loopback HOST:PORT (127.x.x.x, localhost or [::1]), got '$REG'" >&2; exit 2 ;;
 esac
-ALL_GROUPS="skopeo multiarch blobs podman docker ctr image oras dxf quarantine auth"
+ALL_GROUPS="skopeo multiarch blobs podman docker ctr image oras dxf quarantine trust auth"
 for g in ${ONLY//,/ } ${SKIP//,/ }; do
   [[ " $ALL_GROUPS " == *" $g "* ]] || { echo "unknown client group '$g' (groups: $ALL_GROUPS)" >&2; exit 2; }
 done
@@ -922,6 +927,20 @@ run_auth() {
   check oras-py "default token flow and basic: login, push, pull; read-only token refused" c_auth_oras
 }
 
+# ctr_check GROUP WHAT FN: runs check ctr WHAT FN with CTR set to the containerd of the
+# private dockerd (or BERTH_TEST_CONTAINERD_ADDRESS), in a namespace of GROUP's own; CTR stays
+# empty (and the check is reported as not run) when there is none.
+ctr_check() {
+  local group=$1 what=$2 fn=$3 addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
+  CTR=()
+  have ctr || { cannot ctr "$group" "ctr not installed"; return; }
+  [ -z "$addr" ] && [ -n "${READY[dockerd]:-}" ] && addr=$WORK/dockerd/exec/containerd/containerd.sock
+  if [ -n "$addr" ] && [ -S "$addr" ]; then
+    CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID-$group")
+    check ctr "$what" "$fn"
+  else cannot ctr "$group" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
+}
+
 # ============================================================================= quarantine
 # An image quarantined through /api/v1 (curl): every client's pull fails and prints the
 # reason; after the release every client pulls it. A multi-arch tag with one quarantined
@@ -1017,16 +1036,124 @@ run_quarantine() {
   else cannot podman "quarantine" "podman not installed"; fi
   if have docker; then check docker "pull of a quarantined image refused with the reason" c_q_docker
   else cannot docker "quarantine" "docker CLI not installed"; fi
-  if have ctr; then
-    local addr=${BERTH_TEST_CONTAINERD_ADDRESS:-}
-    [ -z "$addr" ] && [ -n "${READY[dockerd]:-}" ] && addr=$WORK/dockerd/exec/containerd/containerd.sock
-    if [ -n "$addr" ] && [ -S "$addr" ]; then
-      CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID-quarantine")
-      check ctr "pull of a quarantined image refused with the reason" c_q_ctr
-    else cannot ctr "quarantine" "no containerd socket (set BERTH_TEST_CONTAINERD_ADDRESS)"; fi
-  else cannot ctr "quarantine" "ctr not installed"; fi
+  ctr_check quarantine "pull of a quarantined image refused with the reason" c_q_ctr
   check quarantine "release: skopeo, podman, docker and ctr pull the image again" c_q_release
   check skopeo "pull of an unscanned image refused by block_unscanned, naming the policy; pulled once scanned" c_q_unscanned
+}
+
+# ============================================================================= trust
+# An `enforce` trust policy (a P-256 key made by openssl) on a repository: skopeo, podman,
+# docker and ctr pulls of its unsigned image fail showing the reason; once a cosign signature
+# in the tag scheme (simple-signing payload signed by openssl) is pushed, every client pulls
+# it; switching the policy's key revokes the trust at once.
+T_REPO= T_POLICY=
+t_api() {                               # t_api METHOD [JSON] -> http status of the policy call
+  local body=(); [ -n "${2:-}" ] && body=(-H 'content-type: application/json' --data "$2")
+  curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$WORK/t.api" -w '%{http_code}' -X "$1" "${body[@]}" \
+    "http://$REG/api/v1/trust/policies/$T_POLICY"
+}
+t_policy() {                            # t_policy PUBLIC_KEY_PEM_FILE: enforce that key
+  jq -cn --arg scope "$T_REPO" --rawfile key "$1" \
+    '{scope: $scope, mode: "enforce", cosign_keys: [$key]}'
+}
+t_blob() {                              # t_blob FILE: monolithic upload to $T_REPO -> status
+  curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o /dev/null -w '%{http_code}' -X POST \
+    -H 'content-type: application/octet-stream' --data-binary "@$1" \
+    "http://$REG/v2/$T_REPO/blobs/uploads/?digest=$(sha_file "$1")"
+}
+# t_refused CLIENT OUTFILE CMD...: CMD must fail and its output say the image is not signed
+t_refused() {
+  local client=$1 out=$2; shift 2
+  if "$@" >"$out" 2>&1; then fail "$client pulled an unsigned image under enforce"; return; fi
+  cat "$out"
+  grep -qF "is not signed by a key or identity trust policy $T_POLICY trusts" "$out" \
+    || fail "$client's output lacks the reason: $(grep -v '^[[:space:]]*$' "$out" | tail -n1 | cut -c1-200)"
+}
+c_t_setup() {
+  T_REPO=$NS/trust T_POLICY=e2e-$RUN_ID
+  local k
+  for k in a b; do
+    openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/t-$k.key" 2>/dev/null || return
+    openssl ec -in "$WORK/t-$k.key" -pubout -out "$WORK/t-$k.pub" 2>/dev/null || return
+  done
+  # an image of its own: containerd never fetches again a manifest it holds from another group
+  make_image trusted linux/amd64 small || return
+  same "$(t_blob "$(blob "${D[cfg-trusted]}")")" 201 "upload of the image's config" || return
+  same "$(t_blob "$(blob "${D[layer-trusted]}")")" 201 "upload of the image's layer" || return
+  local code; code=$(curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$WORK/t.put" -w '%{http_code}' -X PUT \
+    -H "content-type: $MT_MANIFEST" --data-binary "@$(blob "${D[man-trusted]}")" \
+    "http://$REG/v2/$T_REPO/manifests/v1")
+  same "$code" 201 "PUT of the image's manifest ($(cat "$WORK/t.put"))" || return
+  same "$(t_api PUT "$(t_policy "$WORK/t-a.pub")")" 201 "PUT enforce policy ($(cat "$WORK/t.api"))"
+}
+c_t_skopeo() { t_refused skopeo "$WORK/t.skopeo" tm skopeo copy -q "${SKC[@]}" "docker://$REG/$T_REPO:v1" "dir:$WORK/t-sk"; }
+c_t_podman() { t_refused podman "$WORK/t.podman" tm podman pull -q --tls-verify=false "$REG/$T_REPO:v1"; }
+c_t_docker() { docker_up || return; t_refused docker "$WORK/t.docker" dk pull -q "$REG/$T_REPO:v1"; }
+c_t_ctr() {
+  t_refused ctr "$WORK/t.ctr" tm ctr "${CTR[@]}" images pull --plain-http --snapshotter native "$REG/$T_REPO:v1"
+}
+c_t_sign() {                            # cosign's tag scheme, signed with key a
+  local subject=${D[man-trusted]} payload=$WORK/t-payload.json config=$WORK/t-config.json
+  jq -cn --arg ref "$REG/$T_REPO" --arg d "$subject" \
+    '{critical: {identity: {"docker-reference": $ref}, image: {"docker-manifest-digest": $d},
+      type: "cosign container image signature"}, optional: null}' >"$payload"
+  printf '{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}' >"$config"
+  openssl dgst -sha256 -sign "$WORK/t-a.key" -out "$WORK/t-sig.der" "$payload" || return
+  same "$(t_blob "$payload")" 201 "upload of the signed payload" || return
+  same "$(t_blob "$config")" 201 "upload of the signature's config" || return
+  jq -cn --arg cd "$(sha_file "$config")" --argjson cs "$(stat -c %s "$config")" \
+    --arg pd "$(sha_file "$payload")" --argjson ps "$(stat -c %s "$payload")" \
+    --arg sig "$(base64 -w0 "$WORK/t-sig.der")" \
+    '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $cd, size: $cs},
+      layers: [{mediaType: "application/vnd.dev.cosign.simplesigning.v1+json", digest: $pd,
+                size: $ps, annotations: {"dev.cosignproject.cosign/signature": $sig}}]}' \
+    >"$WORK/t-sig-manifest.json"
+  local code; code=$(curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$WORK/t.put" -w '%{http_code}' -X PUT \
+    -H 'content-type: application/vnd.oci.image.manifest.v1+json' --data-binary "@$WORK/t-sig-manifest.json" \
+    "http://$REG/v2/$T_REPO/manifests/sha256-$(hex "$subject").sig")
+  same "$code" 201 "PUT of the signature manifest ($(cat "$WORK/t.put"))" || return
+  code=$(curl -sS -m "$TMO" "${CURL_AUTH[@]}" -o "$WORK/t.sigs" -w '%{http_code}' \
+    "http://$REG/api/v1/repositories/$T_REPO/-/images/$subject/signatures")
+  same "$code" 200 "GET signatures" || return
+  same "$(jq -c '[.items[] | {tool, verified}]' "$WORK/t.sigs")" '[{"tool":"cosign","verified":true}]' \
+    "the image's signatures as verified"
+}
+c_t_signed() {                          # every client pulls the signed image
+  tm skopeo copy -q "${SKC[@]}" "docker://$REG/$T_REPO:v1" "dir:$WORK/t-sk-back" || return
+  same "$(sha_file "$WORK/t-sk-back/manifest.json")" "${D[man-trusted]}" "skopeo: pulled manifest digest" || return
+  if have podman; then
+    tm podman pull -q --tls-verify=false "$REG/$T_REPO:v1" >"$WORK/t.pd.id" || return
+    same "sha256:$(tail -n1 "$WORK/t.pd.id")" "${D[cfg-trusted]}" "podman: image id" || return
+  fi
+  if [ -n "${READY[dockerd]:-}" ]; then
+    dk pull -q "$REG/$T_REPO:v1" || return
+    same "$(dk image inspect --format '{{.Id}}' "$REG/$T_REPO:v1")" "${D[cfg-trusted]}" "docker: image id" || return
+  fi
+  if [ ${#CTR[@]} -gt 0 ]; then
+    tm ctr "${CTR[@]}" images pull --plain-http --snapshotter native "$REG/$T_REPO:v1" || return
+    same "$(ctr_target "$REG/$T_REPO:v1")" "${D[man-trusted]}" "ctr: image target digest"
+  fi
+}
+c_t_switch() {                          # key b only: the same pull is refused at once
+  same "$(t_api PUT "$(t_policy "$WORK/t-b.pub")")" 200 "PUT the policy with another key ($(cat "$WORK/t.api"))" || return
+  t_refused skopeo "$WORK/t.skopeo-switched" tm skopeo copy -q "${SKC[@]}" "docker://$REG/$T_REPO:v1" "dir:$WORK/t-sk-switched" || return
+  same "$(t_api DELETE)" 204 "DELETE the policy"
+}
+run_trust() {
+  have skopeo || { cannot trust "all checks" "skopeo is needed to push the image"; return; }
+  have openssl || { cannot trust "all checks" "openssl is needed to make the key and the signature"; return; }
+  check trust "setup: push an image, an enforce policy with an openssl P-256 key (api/v1)" c_t_setup
+  [ -n "$T_REPO" ] || return
+  check skopeo "copy of an unsigned image under enforce refused with the reason" c_t_skopeo
+  if have podman; then check podman "pull of an unsigned image under enforce refused with the reason" c_t_podman
+  else cannot podman "trust" "podman not installed"; fi
+  if have docker; then check docker "pull of an unsigned image under enforce refused with the reason" c_t_docker
+  else cannot docker "trust" "docker CLI not installed"; fi
+  ctr_check trust "pull of an unsigned image under enforce refused with the reason" c_t_ctr
+  check trust "cosign signature (tag scheme, signed by openssl) pushed and verified" c_t_sign
+  check trust "signed: skopeo, podman, docker and ctr pull the image" c_t_signed
+  check trust "the policy's key switched: the signed image is refused at once" c_t_switch
 }
 
 # ============================================================================= python clients
@@ -1120,6 +1247,7 @@ want docker && run_docker
 # it holds, so once the ctr group has pulled this image a quarantine cannot be seen by ctr (a
 # registry can only refuse what a client fetches)
 want quarantine && run_quarantine
+want trust && run_trust
 want ctr && run_ctr
 want image && run_image
 want auth && run_auth
