@@ -49,6 +49,8 @@ pub struct Config {
     pub stats: StatsConfig,
     /// Image scanning.
     pub scan: ScanConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhooksConfig,
     /// How the `berth` command writes its log.
     pub log: LogConfig,
     /// Pull-through cache rules (`[[proxy]]`), checked: prefixes do not overlap.
@@ -96,6 +98,8 @@ pub struct ConfigFile {
     pub stats: StatsConfig,
     /// `[scan]`.
     pub scan: ScanConfig,
+    /// `[webhooks]`.
+    pub webhooks: WebhooksConfig,
     /// `[log]`.
     pub log: LogConfig,
     /// `[[proxy]]`: resolved into [`Config::proxy`].
@@ -169,6 +173,48 @@ pub struct ScanConfig {
     /// Queue a scan of every image manifest and index pushed (default false); scans on
     /// demand (`POST .../scan`) work either way.
     pub on_push: bool,
+}
+
+/// `[webhooks]`: where webhooks may be sent and how their deliveries are retried.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Hosts a subscription may send to (exact names or IP addresses); empty, any host
+    /// that is not refused below.
+    pub allow_hosts: Vec<String>,
+    /// Whether a subscription may send to a loopback, unspecified or link-local address
+    /// (default false: a webhook must not reach services beside the registry).
+    pub allow_loopback: bool,
+    /// Attempts before a delivery is `dead` (default 8).
+    pub max_attempts: u32,
+    /// Wait before the second attempt, in seconds, doubled for each later one (default 10).
+    pub backoff_secs: u64,
+    /// The longest wait between attempts, in seconds (default 3600).
+    pub backoff_max_secs: u64,
+    /// How long one attempt may take, connection and answer, in seconds (default 10).
+    pub timeout_secs: u64,
+    /// Bytes of a receiver's answer read at most (kept as the error of a failed attempt).
+    pub response_max_bytes: usize,
+    /// How often the worker looks for due deliveries, in milliseconds (default 1000).
+    pub poll_millis: u64,
+    /// Deliveries in flight at once per replica (default 16).
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_hosts: Vec::new(),
+            allow_loopback: false,
+            max_attempts: 8,
+            backoff_secs: 10,
+            backoff_max_secs: 3600,
+            timeout_secs: 10,
+            response_max_bytes: 64 * 1024,
+            poll_millis: 1000,
+            concurrency: 16,
+        }
+    }
 }
 
 /// `[log]`: the log's layout.
@@ -414,6 +460,7 @@ impl Default for ConfigFile {
             metrics: MetricsConfig::default(),
             stats: StatsConfig::default(),
             scan: ScanConfig::default(),
+            webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
             proxy: Vec::new(),
         }
@@ -687,6 +734,7 @@ impl ConfigFile {
             metrics: self.metrics,
             stats: self.stats,
             scan: self.scan,
+            webhooks: self.webhooks,
             log: self.log,
             proxy,
             clock: Clock::default(),
@@ -760,6 +808,7 @@ impl fmt::Debug for ConfigFile {
             .field("metrics", &self.metrics)
             .field("stats", &self.stats)
             .field("scan", &self.scan)
+            .field("webhooks", &self.webhooks)
             .field("log", &self.log)
             .field("proxy", &self.proxy)
             .field("clock", &Clock::default())

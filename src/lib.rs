@@ -39,6 +39,7 @@ pub mod registry;
 pub mod scan;
 pub mod state;
 pub mod trust;
+pub mod webhooks;
 pub mod workers;
 
 use std::future::Future;

@@ -161,6 +161,8 @@ struct Inner {
     unsigned_pulls: IntCounterVec,
     proxy_stale: IntCounter,
     proxy_fetches: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_queue_depth: IntGauge,
     scans: ScanGauges,
     scan_durations: HistogramVec,
     jobs_queued: IntGauge,
@@ -281,6 +283,24 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook delivery attempts by outcome (delivered, retry: failed and due again, \
+                 dead: failed for the last time).",
+            )
+            .namespace("berth"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let webhook_queue_depth = IntGauge::with_opts(
+            Opts::new(
+                "webhook_queue_depth",
+                "Webhook deliveries waiting to be sent (pending), read at scrape time.",
+            )
+            .namespace("berth"),
+        )
+        .expect("valid metric");
         let scan_durations = HistogramVec::new(
             HistogramOpts::new(
                 "scan_duration_seconds",
@@ -379,6 +399,8 @@ impl Metrics {
             Box::new(unsigned_pulls.clone()),
             Box::new(proxy_stale.clone()),
             Box::new(proxy_fetches.clone()),
+            Box::new(webhook_deliveries.clone()),
+            Box::new(webhook_queue_depth.clone()),
             Box::new(scan_durations.clone()),
             Box::new(scans.vulnerable_images.clone()),
             Box::new(scans.findings.clone()),
@@ -398,6 +420,9 @@ impl Metrics {
         }
         for kind in ["manifest", "blob"] {
             proxy_fetches.with_label_values(&[kind]);
+        }
+        for outcome in ["delivered", "retry", "dead"] {
+            webhook_deliveries.with_label_values(&[outcome]);
         }
         for severity in ["critical", "high"] {
             scans.vulnerable_images.with_label_values(&[severity]);
@@ -425,6 +450,8 @@ impl Metrics {
             unsigned_pulls,
             proxy_stale,
             proxy_fetches,
+            webhook_deliveries,
+            webhook_queue_depth,
             scans,
             scan_durations,
             jobs_queued,
@@ -509,6 +536,19 @@ impl Metrics {
     /// Counts a download from an upstream of the pull-through cache (`manifest` or `blob`).
     pub fn proxy_fetched(&self, kind: &'static str) {
         self.0.proxy_fetches.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a webhook delivery attempt that ended `outcome` (`delivered`, `retry`, `dead`).
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        self.0
+            .webhook_deliveries
+            .with_label_values(&[outcome])
+            .inc();
+    }
+
+    /// Sets the number of webhook deliveries waiting (read at scrape time).
+    pub fn set_webhook_queue_depth(&self, pending: i64) {
+        self.0.webhook_queue_depth.set(pending);
     }
 
     /// Records a finished scan: `ok` or not, and how long it took.

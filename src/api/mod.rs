@@ -24,6 +24,7 @@ mod tags;
 mod trust;
 mod users;
 mod vulnerabilities;
+mod webhooks;
 
 pub use caller::Caller;
 
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .merge(trust::routes())
         .merge(vulnerabilities::routes())
         .merge(proxy::routes())
+        .merge(webhooks::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -145,6 +147,12 @@ pub fn routes() -> Router<AppState> {
         trust::signatures,
         proxy::list,
         proxy::evict,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::remove,
+        webhooks::deliveries,
+        webhooks::redeliver,
     ),
     components(schemas(Problem))
 )]

@@ -100,6 +100,10 @@ async fn metrics(State(scrape): State<Scrape>, request: Request) -> Response {
     if let Err(e) = registry.refresh_scan_metrics().await {
         tracing::warn!(error = %e, "metrics: could not read the scanning figures");
     }
+    match registry.webhook_queue_depth().await {
+        Ok(pending) => registry.metrics().set_webhook_queue_depth(pending),
+        Err(e) => tracing::warn!(error = %e, "metrics: could not count webhook deliveries"),
+    }
     let text = registry.metrics().render(queued, registry.clock().now());
     (
         [(

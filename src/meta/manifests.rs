@@ -8,6 +8,7 @@ use super::{
     repositories::{ensure_repository, lock_repository},
     scan_policy::BLOCK_UNSCANNED_COLUMN,
     signatures::checking_policy_column,
+    webhooks::{self, Deleted},
 };
 use crate::{
     error::{Error, Result},
@@ -265,6 +266,13 @@ impl Meta {
             .await?;
         let id = insert_manifest(&mut tx, repository_id, &manifest, total_size, now).await?;
         insert_references(&mut tx, id, &manifest).await?;
+        let pushed = webhooks::Pushed {
+            repo,
+            digest: manifest.digest,
+            media_type: manifest.media_type,
+            size: manifest.payload.len() as i64,
+        };
+        webhooks::push_events(&mut tx, repository_id, &pushed, tag, now).await?;
         if let Some(tag) = tag {
             if !point_tag(&mut tx, id, tag, now, tag_may_move).await? {
                 return Err(PutManifestError::TagImmutable);
@@ -290,9 +298,22 @@ impl Meta {
             return Ok(Repushed::NotThere);
         };
         if let Some(tag) = tag {
-            // The push is counted with the tag's move, in a group commit.
+            // The push is counted with the tag's move, and its events written, in a group
+            // commit.
+            let pushed = super::tags::PushedManifest {
+                repo: repo.clone(),
+                digest: digest.clone(),
+                media_type: manifest.media_type.clone(),
+                size: manifest.size,
+            };
             if !self
-                .move_tag(manifest.repository_id, manifest.id, tag, tag_may_move)
+                .move_tag(
+                    manifest.repository_id,
+                    manifest.id,
+                    tag,
+                    tag_may_move,
+                    pushed,
+                )
                 .await?
             {
                 let still_there = self
@@ -318,22 +339,26 @@ impl Meta {
             repo,
             "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
             &digest.to_string(),
+            Deleted::Manifest,
         )
         .await
     }
 
-    /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, and
-    /// queues the repository for review when it deleted something.
+    /// Runs `delete` (binds: repository id, `key`) under the repository's row lock, records
+    /// its webhook events (what `deleted` says it removes), and queues the repository for
+    /// review when it deleted something.
     pub(super) async fn delete_in_repository(
         &self,
         repo: &RepoName,
         delete: &str,
         key: &str,
+        deleted: Deleted,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };
+        webhooks::deleted_events(&mut tx, deleted, repository_id, repo, key, self.now()).await?;
         let done = sqlx::query(delete)
             .bind(repository_id)
             .bind(key)

@@ -51,6 +51,7 @@ pub mod tokens;
 pub mod uploads;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

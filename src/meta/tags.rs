@@ -8,7 +8,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::{Meta, manifests::point_tag, repositories::lock_repository};
+use super::{Meta, manifests::point_tag, repositories::lock_repository, webhooks};
 use crate::{
     error::{Error, Result},
     oci::{Digest, RepoName, Tag},
@@ -29,7 +29,20 @@ struct TagMove {
     manifest_id: i64,
     tag: Tag,
     may_move: bool,
+    pushed: PushedManifest,
     answer: oneshot::Sender<Result<bool>>,
+}
+
+/// The manifest a tag move pushes, as its webhook events tell it.
+pub(super) struct PushedManifest {
+    /// Its repository.
+    pub repo: RepoName,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: i64,
 }
 
 /// A tag with what cleanup policies decide on.
@@ -64,6 +77,17 @@ pub struct UntaggedFacts {
     pub last_pulled_at: Option<i64>,
 }
 
+/// Whether the tag of move `m` points at another manifest now.
+async fn points_elsewhere(tx: &mut sqlx::Transaction<'_, sqlx::Any>, m: &TagMove) -> Result<bool> {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT manifest_id FROM tags WHERE repository_id = $1 AND name = $2")
+            .bind(m.repository_id)
+            .bind(m.tag.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(current.is_some_and(|id| id != m.manifest_id))
+}
+
 impl Meta {
     /// Points `tag` at manifest `manifest_id` of `repository_id`, counts the push and queues
     /// the repository's review, in one transaction shared with the other moves that arrived
@@ -75,6 +99,7 @@ impl Meta {
         manifest_id: i64,
         tag: &Tag,
         may_move: bool,
+        pushed: PushedManifest,
     ) -> Result<bool> {
         let (answer, mut outcome) = oneshot::channel();
         self.tag_moves
@@ -86,6 +111,7 @@ impl Meta {
                 manifest_id,
                 tag: tag.clone(),
                 may_move,
+                pushed,
                 answer,
             });
         loop {
@@ -151,6 +177,20 @@ impl Meta {
         let mut moved = Vec::with_capacity(batch.len());
         let mut pushes: BTreeMap<i64, i64> = BTreeMap::new();
         for m in batch {
+            // A move the tag rules refuse changes nothing and tells no subscriber.
+            if !m.may_move && points_elsewhere(&mut tx, m).await? {
+                moved.push(false);
+                continue;
+            }
+            // Before the move, so that a move of the tag is seen (the outbox, written in
+            // this transaction, goes with it).
+            let pushed = webhooks::Pushed {
+                repo: &m.pushed.repo,
+                digest: &m.pushed.digest,
+                media_type: &m.pushed.media_type,
+                size: m.pushed.size,
+            };
+            webhooks::push_events(&mut tx, m.repository_id, &pushed, Some(&m.tag), now).await?;
             let done = point_tag(&mut tx, m.manifest_id, &m.tag, now, m.may_move).await?;
             if done {
                 *pushes.entry(m.repository_id).or_default() += 1;
@@ -194,6 +234,7 @@ impl Meta {
             repo,
             "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
             tag.as_str(),
+            super::webhooks::Deleted::Tag,
         )
         .await
     }
@@ -209,6 +250,16 @@ impl Meta {
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };
+        let now = self.now();
+        super::webhooks::deleted_events(
+            &mut tx,
+            super::webhooks::Deleted::Tag,
+            repository_id,
+            repo,
+            tag.as_str(),
+            now,
+        )
+        .await?;
         let done = sqlx::query(
             "DELETE FROM tags WHERE repository_id = $1 AND name = $2 \
              AND manifest_id = (SELECT id FROM manifests WHERE repository_id = $1 AND digest = $3)",

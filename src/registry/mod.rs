@@ -52,6 +52,7 @@ mod stats;
 mod tags;
 mod uploads;
 mod vulnerabilities;
+mod webhooks;
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
@@ -100,11 +101,14 @@ pub use uploads::Mounted;
 pub use vulnerabilities::{
     ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
 };
+pub use webhooks::{
+    CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView,
+};
 
 use crate::{
     blobs::Blobs,
     clock::Clock,
-    config::{Config, GcConfig, Limits, ScanConfig},
+    config::{Config, GcConfig, Limits, ScanConfig, WebhooksConfig},
     meta::{Meta, stats::PullStats},
     metrics::Metrics,
     oci::Hasher,
@@ -128,6 +132,10 @@ pub struct Registry {
     quota_count_secs: i64,
     /// The pull-through cache's rules, upstream clients and downloads in flight.
     proxy: Arc<proxy::ProxyCache>,
+    /// Where webhooks may go and how they are retried (`[webhooks]`).
+    webhooks: WebhooksConfig,
+    /// How payloads name this registry.
+    webhook_source: crate::webhooks::Source,
 }
 
 impl Registry {
@@ -149,6 +157,14 @@ impl Registry {
             quota_counts: Arc::default(),
             quota_count_secs: i64::try_from(config.metrics.quota_count_secs).unwrap_or(i64::MAX),
             proxy: Arc::new(proxy::ProxyCache::new(&config.proxy, config.clock.clone())),
+            webhooks: config.webhooks.clone(),
+            webhook_source: crate::webhooks::Source {
+                base_url: match &config.external_url {
+                    Some(u) => format!("{}://{}", if u.https { "https" } else { "http" }, u.host),
+                    None => format!("http://{}", config.listen),
+                },
+                instance: config.node_name.clone(),
+            },
         }
     }
 

@@ -1,9 +1,11 @@
 //! Background tasks, owned by [`crate::serve`] and stopped by its cancellation token: the
 //! pull statistics flush, and the ticking of the registry's job queue ([`jobs`]) that drives
 //! garbage collection (reviews, scheduled and requested runs) and cleanup policies on every
-//! replica. Workers only keep time: what each tick does is the registry's.
+//! replica. Workers only keep time: what each tick does is the registry's; the webhook
+//! sender ([`webhooks`]) also makes the HTTP requests, which the registry never does.
 
 mod jobs;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -46,6 +48,11 @@ pub fn spawn(
             }
         }));
     }
+    set.spawn(webhooks::run(
+        registry.clone(),
+        worker_id(node_name),
+        stop.clone(),
+    ));
     if registry.gc_config().continuous {
         let period = Duration::from_millis(registry.gc_config().poll_millis.max(10));
         let owner = worker_id(node_name);

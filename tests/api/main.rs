@@ -39,3 +39,4 @@ mod tags;
 mod tls;
 mod uploads;
 mod vulnerabilities;
+mod webhooks;

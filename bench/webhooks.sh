@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# What webhooks cost pushes: regbench push-many against Berth with no subscription, and with
+# three (every push event written to the outbox three times, in the push's transaction),
+# first with the sender idle (the outbox's own cost), then sending to a local receiver while
+# the pushes go on.
+#
+#   bench/webhooks.sh [--images N] [--repos R] [--rounds K] [--regbench BIN] [--berth BIN]
+#                     [--out FILE]
+#
+# Each round starts a fresh Berth (SQLite + local disk) per mode, in turn:
+#   none    no subscription
+#   outbox  three subscriptions to push events, the sender idle during the run
+#   three   the same three (distribution, harbor and cloudevents formats, signed), sent to a
+#           receiver on loopback that answers 204 while the pushes go on
+# Reports, per mode, the median over the rounds of images/s and of the p50/p90 latency of all
+# requests, the cost of "three" against "none", and how many deliveries were sent by the time
+# the pushes ended. Defaults: 2000 images, 20 repositories, 3 rounds. Without --berth, Berth
+# is built in release first.
+set -euo pipefail
+
+images=2000
+repos=20
+rounds=3
+root=$(cd "$(dirname "$0")/.." && pwd)
+regbench=$root/target/regbench/release/regbench
+berth=
+out=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --images) images=${2:?}; shift 2 ;;
+    --repos) repos=${2:?}; shift 2 ;;
+    --rounds) rounds=${2:?}; shift 2 ;;
+    --regbench) regbench=${2:?}; shift 2 ;;
+    --berth) berth=${2:?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
+  esac
+done
+[ -x "$regbench" ] || { echo "no regbench at $regbench (--regbench BIN)" >&2; exit 1; }
+if [ -z "$berth" ]; then
+  cargo build --release --manifest-path "$root/Cargo.toml" --bin berth
+  berth=$root/target/release/berth
+fi
+[ -n "$out" ] || { mkdir -p "$root/target/bench"; out=$root/target/bench/webhooks-$(date +%Y%m%d-%H%M%S).txt; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/berth-webhooks-bench.XXXXXX")
+server=
+receiver=
+cleanup() {
+  set +e
+  [ -n "$server" ] && { kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null; }
+  [ -n "$receiver" ] && { kill -TERM "$receiver" 2>/dev/null; wait "$receiver" 2>/dev/null; }
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+receiver_port=$(free_port)
+python3 - "$receiver_port" <<'EOF' &
+import http.server, sys
+class Take(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Take).serve_forever()
+EOF
+receiver=$!
+
+for mode in none three; do
+  cat >"$tmp/$mode.toml" <<EOF
+[webhooks]
+allow_loopback = true
+poll_millis = 100
+EOF
+done
+cat >"$tmp/outbox.toml" <<EOF
+[webhooks]
+allow_loopback = true
+poll_millis = 86400000
+EOF
+
+echo "webhooks and push-many: $images images, $repos repositories, $rounds rounds ($(date -u))" | tee "$out"
+for round in $(seq "$rounds"); do
+  for mode in none outbox three; do
+    rm -rf "$tmp/data"
+    port=$(free_port)
+    NO_COLOR=1 BERTH_LOG=warn "$berth" serve --config "$tmp/$mode.toml" --data-dir "$tmp/data" \
+      --listen "127.0.0.1:$port" 2>"$tmp/berth.log" &
+    server=$!
+    for _ in $(seq 300); do
+      curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break
+      kill -0 "$server" 2>/dev/null || { cat "$tmp/berth.log" >&2; exit 1; }
+      sleep 0.1
+    done
+    if [ "$mode" != none ]; then
+      for format in distribution harbor cloudevents; do
+        curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/api/v1/webhooks" \
+          -H 'content-type: application/json' \
+          -d "{\"url\": \"http://127.0.0.1:$receiver_port/$format\", \"events\": [\"push\"],
+               \"format\": \"$format\", \"secret\": \"bench\", \"scope\": \"*\"}"
+      done
+    fi
+    "$regbench" --registry "http://127.0.0.1:$port" --server-pid "$server" \
+      --state "$tmp/state.json" push-many --images "$images" --repos "$repos" \
+      --layers 4 --min-kib 1 --max-kib 4 >"$tmp/push.out"
+    sent=$(sqlite3 "$tmp/data/berth.db" \
+      "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'")
+    written=$(sqlite3 "$tmp/data/berth.db" "SELECT COUNT(*) FROM webhook_deliveries")
+    kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
+    python3 - "$tmp/push.out" "$mode" "$round" "$sent" "$written" <<'EOF' | tee -a "$out"
+import re, sys
+text, mode, rnd, sent, written = open(sys.argv[1]).read(), *sys.argv[2:6]
+rate = float(re.search(r"= ([\d.]+) images/s", text).group(1))
+m = re.search(r"all requests: n=\d+ p50=([\d.]+)ms p90=([\d.]+)ms", text)
+print(f"round {rnd} {mode:6} {rate:8.1f} images/s  p50 {m.group(1)} ms  p90 {m.group(2)} ms  deliveries sent {sent} of {written}")
+EOF
+  done
+done
+python3 - "$out" <<'EOF' | tee -a "$out"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.startswith("round ")]
+def median(mode, i):
+    return statistics.median(float(r[i]) for r in rows if r[2] == mode)
+modes = ("none", "outbox", "three")
+figures = {m: (median(m, 3), median(m, 6), median(m, 9)) for m in modes}
+for m in modes:
+    f = figures[m]
+    print(f"median {m:6}: {f[0]:.1f} images/s, p50 {f[1]:.2f} ms, p90 {f[2]:.2f} ms")
+none = figures["none"]
+for m in modes[1:]:
+    f = figures[m]
+    print(f"{m} against none: throughput {100 * (none[0] - f[0]) / none[0]:+.1f}% lower, "
+          f"p50 latency {100 * (f[1] - none[1]) / none[1]:+.1f}%, "
+          f"p90 latency {100 * (f[2] - none[2]) / none[2]:+.1f}%")
+EOF
+echo "results in $out"

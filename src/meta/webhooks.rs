@@ -1,0 +1,537 @@
+//! Webhooks: subscriptions, and the outbox their deliveries are sent from.
+//!
+//! The outbox is written by the transaction that makes the change ([`push_events`],
+//! [`deleted_events`]): one
+//! `INSERT … SELECT` over the subscriptions whose scope covers the repository and whose
+//! events include the kind, so without a subscription nothing is written, and a change that
+//! rolls back takes its events with it. Deliveries of one (subscription, repository) are
+//! claimed in order: only the oldest pending row of such a queue is ever due.
+
+use super::{IntBool, Meta};
+use crate::{
+    error::Result,
+    oci::{Digest, RepoName, Tag},
+    webhooks::EventKind,
+};
+
+/// Columns of an outbox row, in the order the `INSERT … SELECT`s give them.
+const OUTBOX_COLUMNS: &str = "INSERT INTO webhook_deliveries (subscription_id, event_id, kind, \
+     repository, digest, tag, media_type, size, previous_digest, occurred_at, next_attempt_at)";
+
+/// The subscriptions that want an event: `$2` is the kind's LIKE pattern (`%,push,%`), `$3`
+/// the repository, which the subscription's scope must cover (`*`, itself, or a prefix of
+/// whole components).
+const WANTED: &str = "s.events LIKE $2 AND (s.scope = '*' OR s.scope = $3 \
+     OR substr($3, 1, length(s.scope) + 1) = s.scope || '/')";
+
+/// A subscription as stored (the secret stays in the index: [`Meta::claim_deliveries`]
+/// hands it to the sender only).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubscriptionRow {
+    /// Its id.
+    pub id: i64,
+    /// Where deliveries go.
+    pub url: String,
+    /// `*` or a repository-name prefix.
+    pub scope: String,
+    /// The kinds between commas: `,push,delete,`.
+    pub events: String,
+    /// The payload format's name.
+    pub format: String,
+    /// Whether a secret signs the deliveries.
+    #[sqlx(try_from = "IntBool")]
+    pub signed: bool,
+    /// Extra headers, a JSON object of strings.
+    pub headers: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: i64,
+}
+
+/// What a new subscription stores.
+pub struct NewSubscription<'a> {
+    /// Where deliveries go (checked by the caller).
+    pub url: &'a str,
+    /// `*` or a repository-name prefix.
+    pub scope: &'a str,
+    /// The kinds it wants.
+    pub events: &'a [EventKind],
+    /// The format's name.
+    pub format: &'a str,
+    /// The signing secret.
+    pub secret: Option<&'a str>,
+    /// Extra headers, as a JSON object.
+    pub headers: &'a str,
+    /// Who creates it.
+    pub created_by: &'a str,
+}
+
+/// One delivery of the log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    /// Its id.
+    pub id: i64,
+    /// The subscription.
+    pub subscription_id: i64,
+    /// The event's stable id.
+    pub event_id: String,
+    /// The event's kind.
+    pub kind: String,
+    /// The repository.
+    pub repository: String,
+    /// The manifest concerned.
+    pub digest: Option<String>,
+    /// The tag concerned.
+    pub tag: Option<String>,
+    /// The manifest's media type.
+    pub media_type: Option<String>,
+    /// The manifest's size.
+    pub size: Option<i64>,
+    /// A moved tag's previous manifest.
+    pub previous_digest: Option<String>,
+    /// When the event happened.
+    pub occurred_at: i64,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due (pending).
+    pub next_attempt_at: i64,
+    /// The receiver's last HTTP status.
+    pub last_status: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was delivered or given up.
+    pub finished_at: Option<i64>,
+}
+
+/// A delivery claimed for sending, with what the sender needs of its subscription.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    #[sqlx(flatten)]
+    pub delivery: DeliveryRow,
+    /// The subscription's URL.
+    pub url: String,
+    /// Its format's name.
+    pub format: String,
+    /// Its signing secret.
+    pub secret: Option<String>,
+    /// Its extra headers (JSON object).
+    pub headers: String,
+}
+
+/// The columns of a [`DeliveryRow`] of `d`.
+const DELIVERY_COLUMNS: &str = "d.id, d.subscription_id, d.event_id, d.kind, d.repository, \
+     d.digest, d.tag, d.media_type, d.size, d.previous_digest, d.occurred_at, d.state, \
+     d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.finished_at";
+
+/// The columns of a [`SubscriptionRow`] of `s`.
+const SUBSCRIPTION_COLUMNS: &str = "s.id, s.url, s.scope, s.events, s.format, \
+     CAST(CASE WHEN s.secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS signed, s.headers, s.created_by, \
+     s.created_at";
+
+/// The LIKE pattern that finds `kind` in a subscription's `events`.
+fn wants(kind: EventKind) -> String {
+    format!("%,{},%", kind.as_str())
+}
+
+/// A fresh event id.
+fn event_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A manifest pushed, as its events tell it.
+pub(super) struct Pushed<'a> {
+    /// Its repository.
+    pub repo: &'a RepoName,
+    /// Its digest.
+    pub digest: &'a Digest,
+    /// Its media type.
+    pub media_type: &'a str,
+    /// Its size in bytes.
+    pub size: i64,
+}
+
+/// Records a push of `pushed` (tagged `tag`) of repository `repository_id` for the
+/// subscriptions that want it, and, when `tag` points at another manifest now, that it moves;
+/// run before the tag is moved. One statement either way: it runs in every push.
+pub(super) async fn push_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repository_id: i64,
+    pushed: &Pushed<'_>,
+    tag: Option<&Tag>,
+    now: i64,
+) -> Result<()> {
+    let push = format!(
+        "SELECT s.id, $1, 'push', $3, $5, $6, $7, CAST($8 AS BIGINT), NULL, $4, $4 \
+         FROM webhook_subscriptions s WHERE {WANTED}"
+    );
+    let Some(tag) = tag else {
+        sqlx::query(&format!("{OUTBOX_COLUMNS} {push} ORDER BY s.id"))
+            .bind(event_id())
+            .bind(wants(EventKind::Push))
+            .bind(pushed.repo.as_str())
+            .bind(now)
+            .bind(pushed.digest.to_string())
+            .bind(None::<&str>)
+            .bind(pushed.media_type)
+            .bind(pushed.size)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    };
+    // Rows are inserted in the order given: the push, then the move, subscription by
+    // subscription (columns 3 and 1 of the union: kind, subscription).
+    let sql = format!(
+        "{OUTBOX_COLUMNS} {push} UNION ALL \
+         SELECT s.id, $9, 'tag_moved', $3, $5, t.name, $7, CAST($8 AS BIGINT), old.digest, $4, $4 \
+         FROM webhook_subscriptions s CROSS JOIN tags t JOIN manifests old ON old.id = t.manifest_id \
+         WHERE t.repository_id = $10 AND t.name = $6 AND old.digest <> $5 AND s.events LIKE $11 \
+           AND (s.scope = '*' OR s.scope = $3 OR substr($3, 1, length(s.scope) + 1) = s.scope || '/') \
+         ORDER BY 3, 1"
+    );
+    sqlx::query(&sql)
+        .bind(event_id())
+        .bind(wants(EventKind::Push))
+        .bind(pushed.repo.as_str())
+        .bind(now)
+        .bind(pushed.digest.to_string())
+        .bind(tag.as_str())
+        .bind(pushed.media_type)
+        .bind(pushed.size)
+        .bind(event_id())
+        .bind(repository_id)
+        .bind(wants(EventKind::TagMoved))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records the deletion of manifest `digest` of repository `repository_id`; run before it.
+async fn manifest_deleted_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repository_id: i64,
+    repo: &RepoName,
+    digest: &str,
+    now: i64,
+) -> Result<()> {
+    let sql = format!(
+        "{OUTBOX_COLUMNS} SELECT s.id, $1, 'delete', $3, m.digest, NULL, m.media_type, m.size, \
+           NULL, $4, $4 \
+         FROM webhook_subscriptions s CROSS JOIN manifests m \
+         WHERE m.repository_id = $5 AND m.digest = $6 AND {WANTED} ORDER BY s.id"
+    );
+    sqlx::query(&sql)
+        .bind(event_id())
+        .bind(wants(EventKind::Delete))
+        .bind(repo.as_str())
+        .bind(now)
+        .bind(repository_id)
+        .bind(digest)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records the deletion of tag `tag` of repository `repository_id`; run before it.
+async fn tag_deleted_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repository_id: i64,
+    repo: &RepoName,
+    tag: &str,
+    now: i64,
+) -> Result<()> {
+    let sql = format!(
+        "{OUTBOX_COLUMNS} SELECT s.id, $1, 'delete', $3, m.digest, t.name, m.media_type, m.size, \
+           NULL, $4, $4 \
+         FROM webhook_subscriptions s CROSS JOIN tags t JOIN manifests m ON m.id = t.manifest_id \
+         WHERE t.repository_id = $5 AND t.name = $6 AND {WANTED} ORDER BY s.id"
+    );
+    sqlx::query(&sql)
+        .bind(event_id())
+        .bind(wants(EventKind::Delete))
+        .bind(repo.as_str())
+        .bind(now)
+        .bind(repository_id)
+        .bind(tag)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What a delete in a repository removes, for its events.
+pub(super) enum Deleted {
+    /// A manifest, by digest.
+    Manifest,
+    /// A tag, by name.
+    Tag,
+}
+
+/// Records the deletion of `key` (a digest or a tag, as `deleted` says) of repository
+/// `repository_id`; run before it.
+pub(super) async fn deleted_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    deleted: Deleted,
+    repository_id: i64,
+    repo: &RepoName,
+    key: &str,
+    now: i64,
+) -> Result<()> {
+    match deleted {
+        Deleted::Manifest => manifest_deleted_events(tx, repository_id, repo, key, now).await,
+        Deleted::Tag => tag_deleted_events(tx, repository_id, repo, key, now).await,
+    }
+}
+
+/// How an attempt ended.
+pub enum Attempt<'a> {
+    /// The receiver answered 2xx.
+    Delivered {
+        /// Its status.
+        status: i64,
+    },
+    /// It did not: retried at `retry_at`, or `dead` without one.
+    Failed {
+        /// Its status, if it answered.
+        status: Option<i64>,
+        /// Why.
+        error: &'a str,
+        /// When to try again; `None` gives up.
+        retry_at: Option<i64>,
+    },
+}
+
+impl Meta {
+    /// Stores a subscription; returns it.
+    pub async fn insert_webhook(&self, new: &NewSubscription<'_>) -> Result<SubscriptionRow> {
+        let events: String = new
+            .events
+            .iter()
+            .fold(",".to_owned(), |acc, k| format!("{acc}{},", k.as_str()));
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO webhook_subscriptions (url, scope, events, format, secret, headers, \
+               created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(new.url)
+        .bind(new.scope)
+        .bind(events)
+        .bind(new.format)
+        .bind(new.secret)
+        .bind(new.headers)
+        .bind(new.created_by)
+        .bind(self.now())
+        .fetch_one(&self.writer)
+        .await?;
+        self.webhook_on(&self.writer, id)
+            .await?
+            .ok_or_else(|| crate::error::Error::Internal(anyhow::anyhow!("webhook {id} vanished")))
+    }
+
+    /// Subscription `id`.
+    pub async fn webhook(&self, id: i64) -> Result<Option<SubscriptionRow>> {
+        self.webhook_on(&self.reader, id).await
+    }
+
+    async fn webhook_on(&self, pool: &sqlx::AnyPool, id: i64) -> Result<Option<SubscriptionRow>> {
+        let sql =
+            format!("SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions s WHERE s.id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
+    }
+
+    /// Subscriptions after id `after`, at most `n`, by id.
+    pub async fn webhooks(&self, after: i64, n: u32) -> Result<Vec<SubscriptionRow>> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions s WHERE s.id > $1 \
+             ORDER BY s.id LIMIT $2"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(after)
+            .bind(i64::from(n))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Deletes subscription `id` and its deliveries; returns whether it existed.
+    pub async fn delete_webhook(&self, id: i64) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM webhook_deliveries WHERE subscription_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM webhook_subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deliveries of subscription `id` older than delivery `before` (0: from the newest),
+    /// newest first, at most `n`; only those in `state` when given.
+    pub async fn webhook_deliveries(
+        &self,
+        id: i64,
+        before: i64,
+        state: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<DeliveryRow>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.subscription_id = $1 \
+             AND ($2 = 0 OR d.id < $2) AND (CAST($3 AS TEXT) IS NULL OR d.state = $3) \
+             ORDER BY d.id DESC LIMIT $4"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .bind(before)
+            .bind(state)
+            .bind(i64::from(n))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Queues delivery `delivery` of subscription `id` again as a new delivery of the same
+    /// event (same event id), due now, at the end of its queue; returns the new delivery's
+    /// id, `None` when there is no such delivery.
+    pub async fn redeliver(&self, id: i64, delivery: i64) -> Result<Option<i64>> {
+        let now = self.now();
+        let sql = format!(
+            "{OUTBOX_COLUMNS} SELECT subscription_id, event_id, kind, repository, digest, tag, \
+               media_type, size, previous_digest, occurred_at, $3 \
+             FROM webhook_deliveries WHERE id = $1 AND subscription_id = $2 RETURNING id"
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(delivery)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+
+    /// Claims up to `limit` due deliveries for `owner` for `lease_secs`, each the oldest
+    /// pending one of its (subscription, repository) queue, and counts the attempt. A claim
+    /// whose owner died is due again when its lease ends. On PostgreSQL replicas skip each
+    /// other's rows (`FOR UPDATE SKIP LOCKED`). On SQLite the due rows are found by a reader
+    /// first, so a round with nothing due never waits for the one writer (which pushes
+    /// need), and the claim re-checks each row's lease: a row found due is still the head of
+    /// its queue, since rows are only ever added behind.
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let now = self.now();
+        let due = "SELECT d.id FROM webhook_deliveries d \
+               WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
+                 AND (d.lease_until IS NULL OR d.lease_until < $3) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+                   WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id \
+                     AND e.repository = d.repository AND e.id < d.id) \
+               ORDER BY d.next_attempt_at, d.id LIMIT $4";
+        let claim = "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
+               attempts = attempts + 1";
+        let ids: Vec<i64> = if self.postgres {
+            let sql = format!("{claim} WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id");
+            sqlx::query_scalar(&sql)
+                .bind(owner)
+                .bind(now + lease_secs)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.writer)
+                .await?
+        } else {
+            // The probe binds $3 and $4 only: renumbered for the reader.
+            let probe = due.replace("$3", "$1").replace("$4", "$2");
+            let found: Vec<i64> = sqlx::query_scalar(&probe)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
+            if found.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "{claim} WHERE id IN ({}) AND state = 'pending' \
+                 AND (lease_until IS NULL OR lease_until < $3) RETURNING id",
+                super::placeholders(4, found.len())
+            );
+            let mut update = sqlx::query_scalar(&sql)
+                .bind(owner)
+                .bind(now + lease_secs)
+                .bind(now);
+            for id in &found {
+                update = update.bind(id);
+            }
+            update.fetch_all(&self.writer).await?
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, s.url, s.format, s.secret, s.headers \
+             FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+             WHERE d.id IN ({}) ORDER BY d.id",
+            super::placeholders(1, ids.len())
+        );
+        let mut select = sqlx::query_as(&sql);
+        for id in &ids {
+            select = select.bind(id);
+        }
+        Ok(select.fetch_all(&self.writer).await?)
+    }
+
+    /// Records how the attempts at deliveries claimed by `owner` ended, in one transaction
+    /// (the sender records a round's outcomes together, taking the writer once).
+    pub async fn finish_deliveries(
+        &self,
+        owner: &str,
+        attempts: &[(i64, Attempt<'_>)],
+    ) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.write_tx().await?;
+        for (id, attempt) in attempts {
+            let (state, status, error, next) = match *attempt {
+                Attempt::Delivered { status } => ("delivered", Some(status), None, None),
+                Attempt::Failed {
+                    status,
+                    error,
+                    retry_at: Some(at),
+                } => ("pending", status, Some(error), Some(at)),
+                Attempt::Failed {
+                    status,
+                    error,
+                    retry_at: None,
+                } => ("dead", status, Some(error), None),
+            };
+            sqlx::query(
+                "UPDATE webhook_deliveries SET state = $3, last_status = $4, last_error = $5, \
+                   next_attempt_at = COALESCE(CAST($6 AS BIGINT), next_attempt_at), \
+                   lease_owner = NULL, lease_until = NULL, \
+                   finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE CAST($7 AS BIGINT) END \
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(state)
+            .bind(status)
+            .bind(error)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deliveries not yet delivered nor dead (`berth_webhook_queue_depth`).
+    pub async fn pending_deliveries(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+}

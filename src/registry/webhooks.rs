@@ -1,0 +1,512 @@
+//! Webhooks: subscriptions (checked here: the URL against `[webhooks]`, the events, the
+//! format, the scope, the headers), their delivery log and redelivery, and what the delivery
+//! worker asks of the outbox (claim due deliveries, record each attempt with backoff and the
+//! dead state). The events themselves are written by the index in the transaction of each
+//! change (`meta/webhooks.rs`); the payloads are rendered by [`crate::webhooks`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FieldError, Registry};
+use crate::{
+    error::{Error, Result},
+    meta::webhooks::{Attempt, ClaimedDelivery, DeliveryRow, NewSubscription, SubscriptionRow},
+    oci::RepoName,
+    webhooks::{self as hooks, Event, EventKind, Format, Source, TargetError},
+};
+
+/// Extra headers a subscription may set at most.
+pub const WEBHOOK_HEADERS_MAX: usize = 20;
+/// The longest secret, URL and header value taken, in bytes.
+const TEXT_MAX: usize = 2048;
+/// How long resolving a subscription's host may take when it is created.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A subscription as asked for (`POST /api/v1/webhooks`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    /// Where deliveries are POSTed: http or https, a host `[webhooks]` allows.
+    pub url: String,
+    /// Kinds wanted: `push`, `delete`, `tag_moved`.
+    pub events: Vec<String>,
+    /// `distribution`, `harbor`, `cloudevents` (structured) or `cloudevents-binary`.
+    pub format: String,
+    /// Signs each delivery (`Berth-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>." + body>`);
+    /// never shown back.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// `*` (the whole registry, administrators only), a namespace or a repository.
+    pub scope: String,
+    /// Extra headers sent with each delivery.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A subscription as shown (without its secret).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookView {
+    /// Its id.
+    pub id: i64,
+    /// Where deliveries go.
+    pub url: String,
+    /// `*`, a namespace or a repository.
+    pub scope: String,
+    /// Kinds wanted.
+    pub events: Vec<String>,
+    /// The payload format.
+    pub format: String,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// Whether deliveries are signed (the secret itself is never shown).
+    pub signed: bool,
+    /// Who created it.
+    pub created_by: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+/// One delivery of the log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    /// Its id (redeliver with it).
+    pub id: i64,
+    /// The event's stable id (also in the `Berth-Event-Id` header and the payload).
+    pub event_id: String,
+    /// `push`, `delete` or `tag_moved`.
+    pub event: String,
+    /// The repository.
+    pub repository: String,
+    /// The manifest concerned.
+    pub digest: Option<String>,
+    /// The tag concerned.
+    pub tag: Option<String>,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// The receiver's last HTTP status, if it answered.
+    pub last_status: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the event happened (RFC 3339).
+    pub occurred_at: String,
+    /// When the next attempt is due, while pending (RFC 3339).
+    pub next_attempt_at: Option<String>,
+    /// When it was delivered or given up (RFC 3339).
+    pub finished_at: Option<String>,
+}
+
+/// A checked subscription, ready to store.
+pub struct CheckedWebhook {
+    input: WebhookInput,
+    events: Vec<EventKind>,
+    format: Format,
+}
+
+impl CheckedWebhook {
+    /// Its scope (to decide who may create it).
+    pub fn scope(&self) -> &str {
+        &self.input.scope
+    }
+}
+
+/// A delivery to send now.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The delivery's id.
+    pub id: i64,
+    /// This attempt's number (1 for the first).
+    pub attempt: i64,
+    /// Where to.
+    pub url: String,
+    /// In which format.
+    pub format: Format,
+    /// The signing secret.
+    pub secret: Option<String>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// What to say.
+    pub event: Event,
+}
+
+/// How an attempt ended, as the sender saw it.
+#[derive(Debug, Clone)]
+pub enum Sent {
+    /// A 2xx answer.
+    Delivered(u16),
+    /// Another answer, with the start of its body.
+    Refused(u16, String),
+    /// No answer: why.
+    Failed(String),
+}
+
+fn field(field: &'static str, message: impl std::fmt::Display) -> FieldError {
+    FieldError {
+        field,
+        message: message.to_string(),
+    }
+}
+
+/// Header names a subscription may not set: the ones the delivery itself sets.
+fn reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("ce-")
+        || [
+            "content-type",
+            "content-length",
+            "host",
+            "connection",
+            "transfer-encoding",
+            "user-agent",
+            "berth-signature",
+            "berth-event-id",
+        ]
+        .contains(&name.as_str())
+}
+
+fn view(row: SubscriptionRow) -> WebhookView {
+    WebhookView {
+        id: row.id,
+        url: row.url,
+        scope: row.scope,
+        events: row
+            .events
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        format: row.format,
+        headers: serde_json::from_str(&row.headers).unwrap_or_default(),
+        signed: row.signed,
+        created_by: row.created_by,
+        created_at: hooks::rfc3339(row.created_at),
+    }
+}
+
+fn delivery_view(row: DeliveryRow) -> DeliveryView {
+    let pending = row.state == "pending";
+    DeliveryView {
+        id: row.id,
+        event_id: row.event_id,
+        event: row.kind,
+        repository: row.repository,
+        digest: row.digest,
+        tag: row.tag,
+        state: row.state,
+        attempts: row.attempts,
+        last_status: row.last_status,
+        last_error: row.last_error,
+        occurred_at: hooks::rfc3339(row.occurred_at),
+        next_attempt_at: pending.then(|| hooks::rfc3339(row.next_attempt_at)),
+        finished_at: row.finished_at.map(hooks::rfc3339),
+    }
+}
+
+/// The event a stored delivery describes.
+fn event_of(row: &DeliveryRow) -> Result<Event> {
+    let kind = EventKind::parse(&row.kind).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "delivery {} names unknown event {}",
+            row.id,
+            row.kind
+        ))
+    })?;
+    Ok(Event {
+        id: row.event_id.clone(),
+        kind,
+        repository: row.repository.clone(),
+        digest: row.digest.clone(),
+        tag: row.tag.clone(),
+        media_type: row.media_type.clone(),
+        size: row.size,
+        previous_digest: row.previous_digest.clone(),
+        occurred_at: row.occurred_at,
+    })
+}
+
+impl Registry {
+    /// Checks a subscription: the URL (scheme, no credentials, `allow_hosts`, and every
+    /// address its host resolves to against `allow_loopback`), the events, the format, the
+    /// scope, the secret and the headers. The first fault is returned, naming its field.
+    pub async fn check_webhook(
+        &self,
+        input: WebhookInput,
+    ) -> std::result::Result<CheckedWebhook, FieldError> {
+        if input.url.len() > TEXT_MAX {
+            return Err(field("url", format!("longer than {TEXT_MAX} bytes")));
+        }
+        let url = hooks::check_url(&input.url, &self.webhooks.allow_hosts)
+            .map_err(|e| field("url", strip_field(&e)))?;
+        self.check_target(&url)
+            .await
+            .map_err(|e| field("url", strip_field(&e)))?;
+        if input.events.is_empty() {
+            return Err(field("events", "name at least one event"));
+        }
+        let mut events = Vec::new();
+        for name in &input.events {
+            let kind = EventKind::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                field(
+                    "events",
+                    format!("unknown event {name:?} (known: {})", known.join(", ")),
+                )
+            })?;
+            if !events.contains(&kind) {
+                events.push(kind);
+            }
+        }
+        let format = Format::parse(&input.format).ok_or_else(|| {
+            let known: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+            field(
+                "format",
+                format!(
+                    "unknown format {:?} (known: {})",
+                    input.format,
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if input.scope != "*" && input.scope.parse::<RepoName>().is_err() {
+            return Err(field(
+                "scope",
+                format!(
+                    "{:?} is neither \"*\" nor a namespace or repository name",
+                    input.scope
+                ),
+            ));
+        }
+        if let Some(secret) = &input.secret
+            && (secret.is_empty() || secret.len() > TEXT_MAX)
+        {
+            return Err(field("secret", format!("must hold 1 to {TEXT_MAX} bytes")));
+        }
+        if input.headers.len() > WEBHOOK_HEADERS_MAX {
+            return Err(field(
+                "headers",
+                format!("at most {WEBHOOK_HEADERS_MAX} headers"),
+            ));
+        }
+        for (name, value) in &input.headers {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(field("headers", format!("{name:?} is not a header name")));
+            }
+            if reserved_header(name) {
+                return Err(field(
+                    "headers",
+                    format!("{name} is set by the delivery itself"),
+                ));
+            }
+            if value.len() > TEXT_MAX || axum::http::HeaderValue::from_str(value).is_err() {
+                return Err(field(
+                    "headers",
+                    format!("the value of {name} is not a header value"),
+                ));
+            }
+        }
+        Ok(CheckedWebhook {
+            input,
+            events,
+            format,
+        })
+    }
+
+    /// Refuses a target whose host does not resolve, or resolves to a local address while
+    /// `webhooks.allow_loopback` is off. The worker checks again at each attempt (a name may
+    /// be pointed elsewhere later).
+    pub async fn check_target(&self, url: &url::Url) -> std::result::Result<(), TargetError> {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default().unwrap_or(80);
+        let lookup = tokio::net::lookup_host((bare, port));
+        let addresses: Vec<_> = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+            Ok(Ok(found)) => found.collect(),
+            _ => return Err(TargetError::Unresolvable(bare.into())),
+        };
+        if addresses.is_empty() {
+            return Err(TargetError::Unresolvable(bare.into()));
+        }
+        for address in addresses {
+            hooks::check_address(bare, address.ip(), self.webhooks.allow_loopback)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a checked subscription made by `by`.
+    pub async fn create_webhook(&self, checked: CheckedWebhook, by: &str) -> Result<WebhookView> {
+        let headers = serde_json::to_string(&checked.input.headers).unwrap_or_else(|_| "{}".into());
+        let row = self
+            .meta
+            .insert_webhook(&NewSubscription {
+                url: &checked.input.url,
+                scope: &checked.input.scope,
+                events: &checked.events,
+                format: checked.format.as_str(),
+                secret: checked.input.secret.as_deref(),
+                headers: &headers,
+                created_by: by,
+            })
+            .await?;
+        Ok(view(row))
+    }
+
+    /// Subscription `id`.
+    pub async fn webhook(&self, id: i64) -> Result<Option<WebhookView>> {
+        Ok(self.meta.webhook(id).await?.map(view))
+    }
+
+    /// Subscriptions after id `after`, `n` (plus one, for paging) by id.
+    pub async fn webhooks(&self, after: i64, n: u32) -> Result<Vec<WebhookView>> {
+        Ok(self
+            .meta
+            .webhooks(after, n.saturating_add(1))
+            .await?
+            .into_iter()
+            .map(view)
+            .collect())
+    }
+
+    /// Deletes subscription `id` with its deliveries (pending ones are not sent).
+    pub async fn delete_webhook(&self, id: i64) -> Result<bool> {
+        self.meta.delete_webhook(id).await
+    }
+
+    /// Deliveries of subscription `id` older than `before` (0: from the newest), newest
+    /// first, `n` plus one for paging, only those in `state` when given.
+    pub async fn webhook_deliveries(
+        &self,
+        id: i64,
+        before: i64,
+        state: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<DeliveryView>> {
+        Ok(self
+            .meta
+            .webhook_deliveries(id, before, state, n.saturating_add(1))
+            .await?
+            .into_iter()
+            .map(delivery_view)
+            .collect())
+    }
+
+    /// Sends delivery `delivery` of subscription `id` again: a new delivery of the same
+    /// event (same event id) at the end of its queue. `None` when there is no such delivery.
+    pub async fn redeliver(&self, id: i64, delivery: i64) -> Result<Option<i64>> {
+        self.meta.redeliver(id, delivery).await
+    }
+
+    /// How this registry names itself in payloads: `external_url`, else its listen address.
+    pub fn webhook_source(&self) -> &Source {
+        &self.webhook_source
+    }
+
+    /// The `[webhooks]` settings.
+    pub fn webhooks_config(&self) -> &crate::config::WebhooksConfig {
+        &self.webhooks
+    }
+
+    /// Claims up to `limit` due deliveries for `owner` (the worker), each the oldest pending
+    /// of its (subscription, repository). The claim outlasts an attempt (bounded by
+    /// `timeout_secs`) and the recording of its outcome; a claim whose owner died is taken
+    /// over when it ends, so a crash delays its deliveries by about that much.
+    pub async fn claim_webhook_deliveries(&self, owner: &str, limit: i64) -> Result<Vec<Outgoing>> {
+        let lease = 2 * self.webhooks.timeout_secs.max(1) as i64 + 1;
+        let claimed = self.meta.claim_deliveries(owner, lease, limit).await?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for ClaimedDelivery {
+            delivery,
+            url,
+            format,
+            secret,
+            headers,
+        } in claimed
+        {
+            let event = event_of(&delivery);
+            let format = Format::parse(&format);
+            let (Ok(event), Some(format)) = (event, format) else {
+                // A row this version cannot send is given up at once, not retried forever.
+                let attempt = Attempt::Failed {
+                    status: None,
+                    error: "the stored event or format is not one this version knows",
+                    retry_at: None,
+                };
+                self.meta
+                    .finish_deliveries(owner, &[(delivery.id, attempt)])
+                    .await?;
+                continue;
+            };
+            let headers: BTreeMap<String, String> =
+                serde_json::from_str(&headers).unwrap_or_default();
+            out.push(Outgoing {
+                id: delivery.id,
+                attempt: delivery.attempts,
+                url,
+                format,
+                secret,
+                headers: headers.into_iter().collect(),
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records how attempts ended, each `(delivery id, attempt number, outcome)`: delivered,
+    /// due again after the backoff, or `dead` after `webhooks.max_attempts`. One write for
+    /// them all.
+    pub async fn finish_webhook_deliveries(
+        &self,
+        owner: &str,
+        done: &[(i64, i64, Sent)],
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let mut attempts = Vec::with_capacity(done.len());
+        for (id, attempt, sent) in done {
+            let outcome = match sent {
+                Sent::Delivered(_) => "delivered",
+                _ if *attempt >= i64::from(self.webhooks.max_attempts) => "dead",
+                _ => "retry",
+            };
+            self.metrics.webhook_delivery(outcome);
+            let retry_at = (outcome == "retry").then(|| {
+                let wait = hooks::backoff(
+                    (*attempt).clamp(0, i64::from(u32::MAX)) as u32,
+                    self.webhooks.backoff_secs,
+                    self.webhooks.backoff_max_secs,
+                );
+                now + wait as i64
+            });
+            let result = match sent {
+                Sent::Delivered(status) => Attempt::Delivered {
+                    status: i64::from(*status),
+                },
+                Sent::Refused(status, body) => Attempt::Failed {
+                    status: Some(i64::from(*status)),
+                    error: body,
+                    retry_at,
+                },
+                Sent::Failed(error) => Attempt::Failed {
+                    status: None,
+                    error,
+                    retry_at,
+                },
+            };
+            attempts.push((*id, result));
+        }
+        self.meta.finish_deliveries(owner, &attempts).await
+    }
+
+    /// Deliveries waiting to be sent (`berth_webhook_queue_depth`).
+    pub async fn webhook_queue_depth(&self) -> Result<i64> {
+        self.meta.pending_deliveries().await
+    }
+}
+
+/// A target error's message without its leading `url: ` (the field is named apart).
+fn strip_field(e: &TargetError) -> String {
+    let text = e.to_string();
+    text.strip_prefix("url: ")
+        .map(str::to_owned)
+        .unwrap_or(text)
+}

@@ -1,0 +1,185 @@
+//! The webhook sender: claims due deliveries from the outbox (each the oldest pending of its
+//! subscription and repository, so a receiver sees a repository's events in order), POSTs
+//! each in its own task with a time limit and a bounded read of the answer, and records the
+//! outcome through the registry (backoff and the dead state are decided there). At most
+//! `webhooks.concurrency` deliveries are in flight, so a receiver that hangs holds one slot
+//! until its timeout and never the others.
+
+use std::time::Duration;
+
+use reqwest::{Client, header};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    registry::{Outgoing, Registry, Sent},
+    webhooks::{self as hooks, EVENT_ID_HEADER, SIGNATURE_HEADER},
+};
+
+/// Bytes of a refusing receiver's answer kept as the delivery's error.
+const ERROR_TEXT_MAX: usize = 512;
+
+/// Sends deliveries as `owner` until `stop` is cancelled; deliveries in flight then are
+/// abandoned (their claims end and another round or replica sends them again).
+pub(super) async fn run(registry: Registry, owner: String, stop: CancellationToken) {
+    let config = registry.webhooks_config().clone();
+    let timeout = Duration::from_secs(config.timeout_secs.max(1));
+    let client = match Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("berth-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks: cannot build the HTTP client; none are sent");
+            return;
+        }
+    };
+    let period = Duration::from_millis(config.poll_millis.max(10));
+    let slots = config.concurrency.max(1);
+    let mut in_flight = JoinSet::new();
+    // Outcomes not yet recorded: a round records them together, taking the writer once.
+    let mut done = Vec::new();
+    loop {
+        while let Some(finished) = in_flight.try_join_next() {
+            done.extend(finished.ok());
+        }
+        record(&registry, &owner, &mut done).await;
+        let free = slots.saturating_sub(in_flight.len());
+        let mut claimed = 0;
+        if free > 0 {
+            match registry.claim_webhook_deliveries(&owner, free as i64).await {
+                Ok(batch) => {
+                    claimed = batch.len();
+                    for delivery in batch {
+                        let (registry, client) = (registry.clone(), client.clone());
+                        in_flight.spawn(async move {
+                            attempt(&registry, &client, delivery, timeout).await
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "webhooks: could not claim deliveries"),
+            }
+        }
+        if claimed > 0 && in_flight.len() < slots {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(period) => {}
+            Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
+                done.extend(finished.ok());
+            }
+        }
+    }
+    while let Some(finished) = in_flight.try_join_next() {
+        done.extend(finished.ok());
+    }
+    record(&registry, &owner, &mut done).await;
+    in_flight.shutdown().await;
+}
+
+/// Records the outcomes in `done` (emptying it).
+async fn record(registry: &Registry, owner: &str, done: &mut Vec<(i64, i64, Sent)>) {
+    if done.is_empty() {
+        return;
+    }
+    if let Err(e) = registry.finish_webhook_deliveries(owner, done).await {
+        // Their claims end and they are sent again: at least once.
+        tracing::warn!(error = %e, "webhooks: could not record attempts");
+    }
+    done.clear();
+}
+
+/// One attempt at `delivery`: its id, attempt number and outcome.
+async fn attempt(
+    registry: &Registry,
+    client: &Client,
+    delivery: Outgoing,
+    timeout: Duration,
+) -> (i64, i64, Sent) {
+    let sent = match tokio::time::timeout(timeout, send(registry, client, &delivery)).await {
+        Ok(sent) => sent,
+        Err(_) => Sent::Failed(format!("no answer within {} s", timeout.as_secs())),
+    };
+    match &sent {
+        Sent::Delivered(_) => {}
+        Sent::Refused(status, _) => {
+            tracing::info!(
+                delivery = delivery.id,
+                status,
+                "webhook refused by its receiver"
+            )
+        }
+        Sent::Failed(error) => {
+            tracing::info!(delivery = delivery.id, error, "webhook not delivered")
+        }
+    }
+    (delivery.id, delivery.attempt, sent)
+}
+
+/// POSTs `delivery` and reads at most `webhooks.response_max_bytes` of the answer.
+async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent {
+    let url = match url::Url::parse(&delivery.url) {
+        Ok(url) => url,
+        Err(e) => return Sent::Failed(format!("url: {e}")),
+    };
+    // The host may resolve elsewhere than when the subscription was made.
+    if let Err(e) = registry.check_target(&url).await {
+        return Sent::Failed(e.to_string());
+    }
+    let rendered = hooks::render(delivery.format, &delivery.event, registry.webhook_source());
+    let mut request = client
+        .post(url)
+        .header(header::CONTENT_TYPE, rendered.content_type)
+        .header(EVENT_ID_HEADER, &delivery.event.id);
+    for (name, value) in rendered.headers.iter().chain(&delivery.headers) {
+        request = request.header(name, value);
+    }
+    if let Some(secret) = &delivery.secret {
+        let signature = hooks::signature(secret, registry.clock().now(), &rendered.body);
+        request = request.header(SIGNATURE_HEADER, signature);
+    }
+    let mut response = match request.body(rendered.body).send().await {
+        Ok(response) => response,
+        Err(e) => return Sent::Failed(describe(&e)),
+    };
+    let status = response.status();
+    let limit = registry.webhooks_config().response_max_bytes;
+    let mut read = Vec::new();
+    while read.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                read.extend_from_slice(&chunk[..chunk.len().min(limit - read.len())])
+            }
+            Ok(None) => break,
+            Err(e) if status.is_success() => {
+                // The receiver took the event; only its answer was cut.
+                tracing::debug!(error = %e, "webhooks: the answer was cut");
+                break;
+            }
+            Err(e) => return Sent::Refused(status.as_u16(), describe(&e)),
+        }
+    }
+    if status.is_success() {
+        Sent::Delivered(status.as_u16())
+    } else {
+        read.truncate(ERROR_TEXT_MAX);
+        let text = String::from_utf8_lossy(&read);
+        Sent::Refused(status.as_u16(), format!("HTTP {status}: {}", text.trim()))
+    }
+}
+
+/// A reqwest error with its causes (its own message alone says only "error sending request").
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
