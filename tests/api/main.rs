@@ -35,5 +35,6 @@ mod signatures;
 mod stats;
 mod tags;
 mod tls;
+mod ui;
 mod uploads;
 mod vulnerabilities;

@@ -1,0 +1,523 @@
+//! The web UI over HTTP, as a browser without JavaScript sees it: sign-in and sessions,
+//! CSRF refusals, what each viewer is shown, escaping, and a crawl of every page that
+//! checks titles, labels and links.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use regex::Regex;
+use reqwest::{Client, Method, StatusCode, header, redirect::Policy};
+use serde_json::json;
+
+use crate::common::{
+    TestServer,
+    auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth},
+};
+
+/// A browser-like client that does not follow redirects (so cookies can be read).
+fn browser() -> Client {
+    Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A visitor: its cookies, as a browser would keep them for `/ui`.
+struct Visitor {
+    client: Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Visitor {
+    fn new() -> Visitor {
+        Visitor {
+            client: browser(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for value in resp.headers().get_all(header::SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !text.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    async fn get(&mut self, s: &TestServer, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .get(s.url(path))
+            .header(header::COOKIE, self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        self.keep(&resp);
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// A form POST as a same-origin browser page sends it.
+    async fn post(
+        &mut self,
+        s: &TestServer,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let resp = self
+            .client
+            .post(s.url(path))
+            .header(header::COOKIE, self.cookie_header())
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
+        self.keep(&resp);
+        resp
+    }
+
+    /// The CSRF token of the forms of `path`.
+    async fn csrf(&mut self, s: &TestServer, path: &str) -> String {
+        let (_, html) = self.get(s, path).await;
+        Regex::new(r#"name="csrf" value="([^"]+)""#)
+            .unwrap()
+            .captures(&html)
+            .unwrap_or_else(|| panic!("no csrf field on {path}: {html}"))[1]
+            .to_owned()
+    }
+
+    async fn sign_in(&mut self, s: &TestServer, user: &str, password: &str) {
+        let csrf = self.csrf(s, "/ui/login").await;
+        let resp = self
+            .post(
+                s,
+                "/ui/login",
+                &[("csrf", &csrf), ("username", user), ("password", password)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign-in of {user}");
+        assert!(self.cookies.iter().any(|(k, _)| k == "berth_session"));
+    }
+}
+
+/// `text` as the templates escape it (numeric character references).
+fn escaped(text: &str) -> String {
+    text.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+/// A server with an administrator, users alice and bob, a public repository `pub/app` with
+/// a description full of markup, and alice's private `alice/secret`.
+async fn seeded() -> TestServer {
+    let mut s = start_auth(|_| {}).await;
+    s.create_user("alice").await;
+    s.create_user("bob").await;
+    s.set_role("alice", "alice", "owner").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    s.push_image("pub/app", "v1", &[b"public layer"]).await;
+    s.push_image("pub/app", "v2", &[b"second"]).await;
+    s.set_visibility("pub/app", "public").await;
+    s.admin_api(
+        Method::PATCH,
+        "/repositories/pub/app",
+        Some(json!({ "description": "<script>alert(1)</script> & more" })),
+    )
+    .await;
+    s.push_image("alice/secret", "v1", &[b"private layer"])
+        .await;
+    s.set_visibility("alice/secret", "private").await;
+    s.sign_out();
+    s
+}
+
+#[tokio::test]
+async fn anonymous_visitors_see_public_repositories_only() {
+    let s = seeded().await;
+    let mut anon = Visitor::new();
+    let (status, html) = anon.get(&s, "/ui/repositories").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("pub/app"), "{html}");
+    assert!(!html.contains("alice/secret"));
+    let (status, html) = anon.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!html.contains("private layer"));
+    // The same answer as for a repository that does not exist.
+    let (missing, _) = anon.get(&s, "/ui/r/alice/nothing").await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+    let (status, _) = anon.get(&s, "/ui/tokens").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn another_user_does_not_see_a_private_repository() {
+    let s = seeded().await;
+    let mut bob = Visitor::new();
+    bob.sign_in(&s, "bob", &password_of("bob")).await;
+    let (_, html) = bob.get(&s, "/ui/repositories").await;
+    assert!(html.contains("pub/app") && !html.contains("alice/secret"));
+    let (status, _) = bob.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let (_, html) = alice.get(&s, "/ui/repositories").await;
+    assert!(html.contains("alice/secret"));
+    let (status, html) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("docker pull"), "{html}");
+}
+
+#[tokio::test]
+async fn markup_in_names_and_descriptions_is_escaped() {
+    let s = seeded().await;
+    let mut anon = Visitor::new();
+    for path in ["/ui/repositories", "/ui/r/pub/app"] {
+        let (_, html) = anon.get(&s, path).await;
+        assert!(!html.contains("<script>alert(1)</script>"), "{path}");
+        assert!(
+            html.contains(&escaped("<script>alert(1)</script> & more")),
+            "{path}"
+        );
+    }
+    // A search term is shown back escaped.
+    let (_, html) = anon.get(&s, "/ui/repositories?q=%3Cimg%20src%3Dx%3E").await;
+    assert!(html.contains(&escaped("<img src=x>")));
+    assert!(!html.contains("<img src=x>"));
+}
+
+#[tokio::test]
+async fn forged_and_cross_site_forms_are_refused() {
+    let s = seeded().await;
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let csrf = alice.csrf(&s, "/ui/tokens").await;
+
+    // A forged token: refused, and no token made.
+    let resp = alice
+        .post(
+            &s,
+            "/ui/tokens",
+            &[
+                ("csrf", "forged-forged-forged-forged-forged-0"),
+                ("name", "evil"),
+                ("read_registry", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // The right token from another site: refused too.
+    let resp = alice
+        .client
+        .post(s.url("/ui/tokens"))
+        .header(header::COOKIE, alice.cookie_header())
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "evil"),
+            ("read_registry", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = alice
+        .client
+        .post(s.url("/ui/tokens"))
+        .header(header::COOKIE, alice.cookie_header())
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "evil"),
+            ("read_registry", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A sign-in without the visitor's own CSRF cookie: refused, no session.
+    let mut stranger = Visitor::new();
+    let resp = stranger
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", &password_of("alice")),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!stranger.cookies.iter().any(|(k, _)| k == "berth_session"));
+
+    let (_, html) = alice.get(&s, "/ui/tokens").await;
+    assert!(!html.contains("evil"), "{html}");
+    let tokens = s
+        .api_as(
+            Some(("alice", &password_of("alice"))),
+            Method::GET,
+            "/users/alice/tokens",
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!tokens.contains("evil"), "{tokens}");
+}
+
+#[tokio::test]
+async fn tokens_are_created_and_revoked_from_the_ui() {
+    let s = seeded().await;
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let csrf = alice.csrf(&s, "/ui/tokens").await;
+    let resp = alice
+        .post(
+            &s,
+            "/ui/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "ci <pipeline>"),
+                ("read_registry", "on"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let html = resp.text().await.unwrap();
+    let secret = Regex::new(r#"id="new-token">([^<]+)<"#)
+        .unwrap()
+        .captures(&html)
+        .unwrap()[1]
+        .to_owned();
+    assert!(html.contains(&escaped("ci <pipeline>")));
+    // The token works as a password on the API.
+    let whoami = s
+        .api_as(Some(("alice", &secret)), Method::GET, "/whoami", None)
+        .await;
+    assert_eq!(whoami.status(), StatusCode::OK);
+
+    // A bad expiry is refused with a message and makes nothing.
+    let resp = alice
+        .post(
+            &s,
+            "/ui/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "later"),
+                ("read_registry", "on"),
+                ("expires_days", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(!resp.text().await.unwrap().contains(">later<"));
+
+    let id = Regex::new(r#"name="id" value="(\d+)""#)
+        .unwrap()
+        .captures(&html)
+        .unwrap()[1]
+        .to_owned();
+    let resp = alice
+        .post(&s, "/ui/tokens/revoke", &[("csrf", &csrf), ("id", &id)])
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let whoami = s
+        .api_as(Some(("alice", &secret)), Method::GET, "/whoami", None)
+        .await;
+    assert_eq!(whoami.status(), StatusCode::UNAUTHORIZED);
+    let (_, html) = alice.get(&s, "/ui/tokens").await;
+    assert!(html.contains("revoked"));
+}
+
+#[tokio::test]
+async fn a_session_cookie_is_refused_after_logout_and_after_a_password_change() {
+    let s = seeded().await;
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let saved = alice.cookies.clone();
+    let (status, _) = alice.get(&s, "/ui/tokens").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = alice.csrf(&s, "/ui/tokens").await;
+    let resp = alice.post(&s, "/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cleared = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cleared.starts_with("berth_session=;") && cleared.contains("Max-Age=0"));
+    // Replaying the old cookie: treated as nobody.
+    let mut replay = Visitor::new();
+    replay.cookies = saved;
+    let (status, html) = replay.get(&s, "/ui/tokens").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!html.contains("Sign out"));
+    let (_, html) = replay.get(&s, "/ui/repositories").await;
+    assert!(!html.contains("alice/secret"));
+
+    // A password change ends every session of the user.
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let (status, _) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::OK);
+    s.admin_api(
+        Method::PUT,
+        "/users/alice/password",
+        Some(json!({ "password": "a-new-password-for-alice" })),
+    )
+    .await;
+    let (status, _) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    alice.sign_in(&s, "alice", "a-new-password-for-alice").await;
+    let (status, _) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_a_token_does_not_sign_in() {
+    let s = seeded().await;
+    let mut v = Visitor::new();
+    let csrf = v.csrf(&s, "/ui/login").await;
+    let cookie = v.cookies.iter().find(|(k, _)| k == "berth_csrf").cloned();
+    assert!(cookie.is_some(), "the sign-in form sets its CSRF cookie");
+    let resp = v
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", "wrong"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("invalid username or password")
+    );
+    let (_, secret, _) = s.personal_token("alice", &["read_registry"]).await;
+    let resp = v
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", &secret),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!v.cookies.iter().any(|(k, _)| k == "berth_session"));
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_and_same_site() {
+    let s = seeded().await;
+    let mut v = Visitor::new();
+    let csrf = v.csrf(&s, "/ui/login").await;
+    let resp = v
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "bob"),
+                ("password", &password_of("bob")),
+            ],
+        )
+        .await;
+    let cookie = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("berth_session="));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    assert!(cookie.contains("Path=/ui"));
+    // Plain HTTP here: Secure would make browsers drop it (TLS servers set it).
+    assert!(!cookie.contains("Secure"));
+}
+
+/// Every `href`, `src` and `action` of a page.
+fn references(html: &str) -> Vec<String> {
+    Regex::new(r#"(?:href|src|action)="([^"]*)""#)
+        .unwrap()
+        .captures_iter(html)
+        .map(|c| c[1].replace("&#38;", "&"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() {
+    let s = seeded().await;
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+    let title = Regex::new(r"<title>[^<]+ · Berth</title>").unwrap();
+    let input = Regex::new(r"<input[^>]*>").unwrap();
+    let id = Regex::new(r#"id="([^"]+)""#).unwrap();
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from(["/ui/".to_owned()]);
+    while let Some(path) = queue.pop_front() {
+        if !seen.insert(path.clone()) || seen.len() > 200 {
+            continue;
+        }
+        let (status, html) = admin.get(&s, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path} is broken");
+        if path.starts_with("/ui/assets/") {
+            continue;
+        }
+        assert!(title.is_match(&html), "{path} has no title");
+        for tag in input.find_iter(&html).map(|m| m.as_str()) {
+            if tag.contains(r#"type="hidden""#) {
+                continue;
+            }
+            let id = &id
+                .captures(tag)
+                .unwrap_or_else(|| panic!("{path}: {tag} has no id"))[1];
+            assert!(
+                html.contains(&format!(r#"<label for="{id}">"#)),
+                "{path}: input {id} has no label"
+            );
+        }
+        for reference in references(&html) {
+            assert!(
+                reference.starts_with('/'),
+                "{path} refers outside the server: {reference}"
+            );
+            if reference.starts_with("/ui")
+                && !["/ui/logout", "/ui/tokens/revoke"].contains(&reference.as_str())
+            {
+                queue.push_back(reference);
+            }
+        }
+    }
+    for page in [
+        "/ui/",
+        "/ui/repositories",
+        "/ui/r/pub/app",
+        "/ui/tokens",
+        "/ui/assets/style.css",
+    ] {
+        assert!(seen.contains(page), "the crawl did not reach {page}");
+    }
+    assert!(
+        seen.iter().any(|p| p.contains("/-/images/sha256:")),
+        "no image page reached"
+    );
+}
