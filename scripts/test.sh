@@ -32,6 +32,9 @@ cargo test --workspace --locked
 say "metrics and alert rules checked by promtool"
 cargo test --locked --test api metrics:: -- --include-ignored
 
+say "the web UI in headless Chromium (screenshots in target/ui-screenshots/)"
+cargo test --locked --test api ui_browser:: -- --include-ignored
+
 # A full disk is a small tmpfs the test mounts, which needs root.
 if [ "$(id -u)" = 0 ]; then
   say "a full disk (a small tmpfs)"
@@ -178,7 +181,7 @@ for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
     status=1
   # (the full-disk test fills a local filesystem: it ran above, on the embedded defaults)
   BERTH_TEST_STORAGE_URL=$store cargo test --locked --test api --test replicas \
-    -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft \
+    -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft --skip ui_browser:: \
     --skip vulnerabilities:: || status=1
 
   run=$(date +%s)-$$

@@ -85,7 +85,7 @@ pub(super) async fn image(
     let short: String = digest.as_str().chars().take(19).collect();
     let mut figures = vec![
         ("Size", format::size(summary.size_bytes)),
-        ("Pushed", format::date(summary.pushed_at)),
+        ("Pushed", format::ago(summary.pushed_at, now)),
         ("Pulls", summary.pull_count.to_string()),
         (
             "Last pull",

@@ -36,5 +36,6 @@ mod stats;
 mod tags;
 mod tls;
 mod ui;
+mod ui_browser;
 mod uploads;
 mod vulnerabilities;

@@ -521,3 +521,216 @@ async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() 
         "no image page reached"
     );
 }
+
+/// Content worth looking at, pushed by the administrator (whose credentials `s` presents):
+/// `shop/multi:v1`, an index of five platforms; `shop/signed:v1` with a cosign signature
+/// verified under an audit policy; `shop/debian:bookworm`, a scanned Debian image with a
+/// critical and a high finding (each with its fixed version), and `shop/debian:old`,
+/// quarantined with a reason. Returns the digests (index, signed, vulnerable, quarantined).
+pub(crate) async fn rich_content(s: &TestServer) -> [String; 4] {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use p256::{
+        ecdsa::{Signature, SigningKey, signature::Signer as _},
+        pkcs8::{EncodePublicKey as _, LineEnding},
+    };
+
+    use crate::common::{OCI_INDEX, OCI_MANIFEST, image_config, image_manifest, sha256};
+    use crate::scans::{
+        GZIP_LAYER, ZSTD_LAYER, advisory, debian_layers, import_advisories, push_layers, scan_now,
+    };
+
+    let mut children = Vec::new();
+    for (arch, variant) in [
+        ("amd64", None),
+        ("arm64", Some("v8")),
+        ("arm", Some("v7")),
+        ("ppc64le", None),
+        ("s390x", None),
+    ] {
+        let config = image_config("linux", arch, variant);
+        let layer = format!("root filesystem for {arch}").into_bytes();
+        s.push_blob("shop/multi", &config).await;
+        s.push_blob("shop/multi", &layer).await;
+        let manifest = image_manifest(&config, &[&layer]);
+        let digest = s
+            .put_manifest_ok("shop/multi", &sha256(&manifest), OCI_MANIFEST, &manifest)
+            .await;
+        let mut platform = json!({ "os": "linux", "architecture": arch });
+        if let Some(variant) = variant {
+            platform["variant"] = json!(variant);
+        }
+        children.push(json!({
+            "mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
+            "platform": platform,
+        }));
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
+    }))
+    .unwrap();
+    let index = s
+        .put_manifest_ok("shop/multi", "v1", OCI_INDEX, &index)
+        .await;
+
+    let (signed, _) = s.push_image("shop/signed", "v1", &[b"signed layer"]).await;
+    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let policy = s
+        .req(Method::PUT, "/api/v1/trust/policies/shop")
+        .json(&json!({ "scope": "shop/signed", "mode": "audit", "cosign_keys": [public] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        policy.status().is_success(),
+        "{}",
+        policy.text().await.unwrap()
+    );
+    let payload = serde_json::to_vec(&json!({
+        "critical": {
+            "identity": { "docker-reference": "registry.example/shop/signed" },
+            "image": { "docker-manifest-digest": signed },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap();
+    let signature: Signature = key.sign(&payload);
+    let config =
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    s.push_blob("shop/signed", config).await;
+    s.push_blob("shop/signed", &payload).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len() },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": sha256(&payload),
+            "size": payload.len(),
+            "annotations": { "dev.cosignproject.cosign/signature": STANDARD.encode(signature.to_der()) },
+        }],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", signed.replace(':', "-"));
+    s.put_manifest_ok("shop/signed", &tag, OCI_MANIFEST, &manifest)
+        .await;
+
+    let (base, upgrade, _) = debian_layers();
+    let (old, _) = push_layers(s, "shop/debian", "old", "amd64", &[(GZIP_LAYER, &base)]).await;
+    let (vulnerable, _) = push_layers(
+        s,
+        "shop/debian",
+        "bookworm",
+        "amd64",
+        &[(GZIP_LAYER, &base), (ZSTD_LAYER, &upgrade)],
+    )
+    .await;
+    let critical =
+        json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
+    import_advisories(
+        s,
+        json!([
+            advisory(
+                "DSA-0001-1",
+                "CVE-2024-0001",
+                "openssl",
+                "3.0.13-1~deb12u1",
+                json!([]),
+                "high"
+            ),
+            advisory(
+                "DEBIAN-CVE-2024-0002",
+                "CVE-2024-0002",
+                "zlib",
+                "1:1.2.13.dfsg-1+deb12u1",
+                critical,
+                "low"
+            ),
+        ]),
+    )
+    .await;
+    for digest in [&old, &vulnerable] {
+        assert_eq!(scan_now(s, "shop/debian", digest).await["status"], "ok");
+    }
+    let quarantine = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/repositories/shop/debian/-/images/{old}/quarantine"),
+        )
+        .json(&json!({ "reason": "openssl <3.0.13 in production" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(quarantine.status().is_success());
+    [index, signed, vulnerable, old]
+}
+
+#[tokio::test]
+async fn the_image_pages_show_platforms_signatures_findings_and_quarantine() {
+    let mut s = start_auth(|_| {}).await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let [index, signed, vulnerable, old] = rich_content(&s).await;
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+
+    let (status, html) = admin
+        .get(&s, &format!("/ui/r/shop/multi/-/images/{index}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for platform in [
+        "linux/amd64",
+        "linux/arm64/v8",
+        "linux/arm/v7",
+        "linux/ppc64le",
+        "linux/s390x",
+    ] {
+        assert!(
+            html.contains(&format!("<td>{platform}</td>")),
+            "{platform}: {html}"
+        );
+    }
+
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/signed/-/images/{signed}"))
+        .await;
+    assert!(
+        html.contains("cosign") && html.contains(">verified<"),
+        "{html}"
+    );
+
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/debian/-/images/{vulnerable}"))
+        .await;
+    assert!(
+        html.contains("critical 1") && html.contains("high 0"),
+        "{html}"
+    );
+    assert!(html.contains("DEBIAN-CVE-2024-0002") && html.contains("1:1.2.13.dfsg-1+deb12u1"));
+    // Fixed by the upgrade layer: not a finding of this image.
+    assert!(!html.contains("DSA-0001-1"));
+
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/debian/-/images/{old}"))
+        .await;
+    assert!(html.contains("Quarantined"));
+    assert!(html.contains(&escaped("openssl <3.0.13 in production")));
+    assert!(html.contains("DSA-0001-1") && html.contains("3.0.13-1~deb12u1"));
+
+    // The overview counts them.
+    let (_, html) = admin.get(&s, "/ui/").await;
+    assert!(html.contains("shop/debian@"), "{html}");
+
+    // A digest that is not one, or not in the repository: no such image.
+    let (status, _) = admin
+        .get(&s, "/ui/r/shop/debian/-/images/sha256:nope")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin
+        .get(&s, &format!("/ui/r/shop/multi/-/images/{vulnerable}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
