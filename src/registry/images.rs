@@ -184,6 +184,8 @@ pub struct TagSummary {
     pub pushed_at: i64,
     /// When it was last pulled by name, if ever (as of the last statistics flush).
     pub last_pulled_at: Option<i64>,
+    /// Bytes of its image's blobs (an index's over its children), each once.
+    pub size_bytes: i64,
     /// Where the listing continues after this tag (the page's `next`).
     #[serde(skip)]
     pub cursor: String,
@@ -347,6 +349,7 @@ impl Registry {
                 digest: r.digest,
                 pushed_at: r.updated_at,
                 last_pulled_at: r.last_pulled_at,
+                size_bytes: r.size_bytes,
             })
             .collect())
     }

@@ -496,6 +496,7 @@ struct TagLine {
     pushed: String,
     pushed_title: String,
     pulled: String,
+    size: String,
 }
 
 struct Command {
@@ -588,9 +589,10 @@ async fn repository(
         "" | "pushed" => TagSort::Pushed,
         "name" => TagSort::Name,
         "pulled" => TagSort::Pulled,
+        "size" => TagSort::Size,
         other => {
             return Err(UiError::bad_request(format!(
-                "Unknown sort {other:?}: use name, pushed or pulled."
+                "Unknown sort {other:?}: use name, pushed, pulled or size."
             )));
         }
     };
@@ -674,6 +676,7 @@ async fn repository(
                 pulled: t
                     .last_pulled_at
                     .map_or_else(|| "never".to_owned(), |p| format::ago(p, now)),
+                size: format::size(t.size_bytes),
             })
             .collect(),
         next,

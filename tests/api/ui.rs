@@ -734,3 +734,51 @@ async fn the_image_pages_show_platforms_signatures_findings_and_quarantine() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The tag names of a repository page, in the order shown, and its next page's link.
+fn tag_column(html: &str) -> (Vec<String>, Option<String>) {
+    let tags = Regex::new(r#"<td class="tag">([^<]+)</td>"#)
+        .unwrap()
+        .captures_iter(html)
+        .map(|c| c[1].to_owned())
+        .collect();
+    let next = Regex::new(r#"<a href="([^"]+)" rel="next">"#)
+        .unwrap()
+        .captures(html)
+        .map(|c| c[1].replace("&#38;", "&"));
+    (tags, next)
+}
+
+#[tokio::test]
+async fn tags_sort_by_size_and_name_over_every_page() {
+    let s = TestServer::start().await;
+    // 55 tags (a page holds 50): t00 is the smallest image, t54 the largest.
+    for i in 0..55 {
+        let layer = vec![b'x'; 100 + i * 10];
+        s.push_image("big/app", &format!("t{i:02}"), &[&layer])
+            .await;
+    }
+    let mut v = Visitor::new();
+    let (status, html) = v.get(&s, "/ui/r/big/app?sort=size").await;
+    assert_eq!(status, StatusCode::OK);
+    let (first, next) = tag_column(&html);
+    let expected: Vec<String> = (0..55).rev().map(|i| format!("t{i:02}")).collect();
+    assert_eq!(first, expected[..50]);
+    let (_, html) = v.get(&s, &next.expect("a second page")).await;
+    let (second, next) = tag_column(&html);
+    assert_eq!(second, expected[50..]);
+    assert_eq!(next, None);
+
+    let (_, html) = v.get(&s, "/ui/r/big/app?sort=name").await;
+    let (first, next) = tag_column(&html);
+    assert_eq!(first[0], "t00");
+    let (_, html) = v.get(&s, &next.unwrap()).await;
+    assert_eq!(tag_column(&html).0, ["t50", "t51", "t52", "t53", "t54"]);
+
+    // An unknown order or a forged cursor: a clear refusal.
+    let (status, html) = v.get(&s, "/ui/r/big/app?sort=colour").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("use name, pushed, pulled or size"));
+    let (status, _) = v.get(&s, "/ui/r/big/app?sort=size&after=zzz").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
