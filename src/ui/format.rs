@@ -78,8 +78,14 @@ pub struct Series<'a> {
 }
 
 /// A bar chart of `series` side by side per bucket, with the first and last bucket's labels
-/// and the highest value on the axis. Accessible: `title` names it for screen readers.
-pub fn bar_chart(title: &'static str, labels: (&str, &str), series: &[Series<'_>]) -> String {
+/// and the highest value on the axis (as `value_label` writes it). Accessible: `title` names
+/// it for screen readers.
+pub fn bar_chart(
+    title: &'static str,
+    labels: (&str, &str),
+    value_label: fn(i64) -> String,
+    series: &[Series<'_>],
+) -> String {
     const WIDTH: f64 = 600.0;
     const HEIGHT: f64 = 160.0;
     const TOP: f64 = 16.0;
@@ -114,23 +120,24 @@ pub fn bar_chart(title: &'static str, labels: (&str, &str), series: &[Series<'_>
     let _ = write!(
         svg,
         "<line class=\"axis\" x1=\"0\" y1=\"{base}\" x2=\"{WIDTH}\" y2=\"{base}\"/>\
-         <text x=\"0\" y=\"11\" class=\"label\">{max}</text>\
+         <text x=\"0\" y=\"11\" class=\"label\">{}</text>\
          <text x=\"0\" y=\"{HEIGHT}\" class=\"label\">{}</text>\
          <text x=\"{WIDTH}\" y=\"{HEIGHT}\" class=\"label end\">{}</text>",
-        escape_numbers_only(labels.0),
-        escape_numbers_only(labels.1),
+        plain(&value_label(max)),
+        plain(labels.0),
+        plain(labels.1),
         base = TOP + plot,
     );
     svg.push_str("</svg>");
     svg
 }
 
-/// Keeps the digits and dashes of a date label (they are made here, but the chart is
-/// inserted unescaped, so nothing else may pass).
-fn escape_numbers_only(label: &str) -> String {
+/// Keeps the letters, digits, spaces, dots and dashes of a label (labels are made here, but
+/// the chart is inserted unescaped, so no markup may pass).
+fn plain(label: &str) -> String {
     label
         .chars()
-        .filter(|c| c.is_ascii_digit() || *c == '-')
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-'))
         .collect()
 }
 
@@ -160,6 +167,7 @@ mod tests {
         let svg = bar_chart(
             "Pulls",
             ("2026-01-01", "<script>"),
+            |n| n.to_string(),
             &[Series {
                 name: "pulls",
                 class: "pulls",

@@ -281,6 +281,7 @@ pub(super) async fn overview(State(app): State<AppState>, viewer: Viewer) -> Pag
             chart: format::bar_chart(
                 "Pulls and pushes per day, last 30 days",
                 (&labels.0, &labels.1),
+                |n| n.to_string(),
                 &[
                     format::Series {
                         name: "pulls",
@@ -294,15 +295,21 @@ pub(super) async fn overview(State(app): State<AppState>, viewer: Viewer) -> Pag
                     },
                 ],
             ),
-            storage_chart: format::bar_chart(
-                "Storage per day, last 30 days (bytes)",
-                (&labels.0, &labels.1),
-                &[format::Series {
-                    name: "storage",
-                    class: "storage",
-                    values: &storage,
-                }],
-            ),
+            // Storage is recorded once a day; nothing to draw before the first record.
+            storage_chart: if storage.iter().any(|&b| b > 0) {
+                format::bar_chart(
+                    "Storage per day, last 30 days",
+                    (&labels.0, &labels.1),
+                    format::size,
+                    &[format::Series {
+                        name: "storage",
+                        class: "storage",
+                        values: &storage,
+                    }],
+                )
+            } else {
+                String::new()
+            },
             popular: popular
                 .into_iter()
                 .map(|p| PopularRow {
@@ -623,8 +630,11 @@ async fn repository(
     };
     let now = viewer.now;
     let (https, host) = registry_host(app, headers);
+    // `latest` when the page shows it, else the page's first tag.
     let first_tag = tags
-        .first()
+        .iter()
+        .find(|t| t.name.as_str() == "latest")
+        .or(tags.first())
         .map_or("latest".to_owned(), |t| t.name.to_string());
     let image = format!("{host}/{repo}:{first_tag}");
     let tls = if https { "" } else { " --tls-verify=false" };
@@ -638,14 +648,19 @@ async fn repository(
             text: format!("podman pull{tls} {image}"),
         },
     ];
-    let sorts = [("Name", "name"), ("Pushed", "pushed"), ("Pulled", "pulled")]
-        .into_iter()
-        .map(|(label, key)| SortLink {
-            label,
-            href: format!("{base}?sort={key}"),
-            current: q.sort == key || (q.sort.is_empty() && key == "pushed"),
-        })
-        .collect();
+    let sorts = [
+        ("Name", "name"),
+        ("Pushed", "pushed"),
+        ("Pulled", "pulled"),
+        ("Size", "size"),
+    ]
+    .into_iter()
+    .map(|(label, key)| SortLink {
+        label,
+        href: format!("{base}?sort={key}"),
+        current: q.sort == key || (q.sort.is_empty() && key == "pushed"),
+    })
+    .collect();
     let page = RepositoryPage {
         layout: viewer.layout(repo.as_str(), "repositories"),
         name: repo.to_string(),

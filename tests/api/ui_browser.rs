@@ -153,7 +153,8 @@ async fn titled(browser: &Client, title: &str) {
 #[tokio::test]
 #[ignore = "needs chromium and chromedriver"]
 async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
-    let mut s = start_auth(|_| {}).await;
+    // Usage flushed often, so that the overview's charts have the pushes below.
+    let mut s = start_auth(|c| c.metrics.stats_flush_millis = 20).await;
     s.sign_in(ADMIN, ADMIN_PASSWORD);
     let [index, signed, vulnerable, _] = rich_content(&s).await;
     for tag in ["beta", "alpha", "gamma"] {
@@ -213,6 +214,13 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
         "sorted by name"
     );
     shot(&b, "repository").await;
+    click(&b, Locator::LinkText("Size")).await;
+    shown(&b, "//a[@aria-current='true' and text()='Size']").await;
+    assert_eq!(
+        texts(&b, "td.tag").await[0],
+        "v1",
+        "the index is the largest"
+    );
 
     // The index: its five platforms, each a link to its image.
     b.goto(&url(&format!("/ui/r/shop/multi/-/images/{index}")))
