@@ -6,6 +6,7 @@
 //!   the CSRF checks every form goes through.
 //! - [`pages`]: one handler per page; each reads what the viewer may read, exactly as the
 //!   API decides it (grants per repository, the catalog viewer for listings).
+//! - [`maintenance`]: for administrators, the GC estimate, recent runs and policy previews.
 //! - [`format`]: sizes, dates and the SVG charts, made on the server.
 //!
 //! Read-only pages need no JavaScript; the one script (copying a command) is an extra. The
@@ -13,6 +14,7 @@
 
 mod format;
 mod image;
+mod maintenance;
 mod pages;
 mod session;
 
@@ -39,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/r/{*path}", get(pages::repository_or_image))
         .route("/ui/tokens", get(pages::tokens).post(pages::create_token))
         .route("/ui/tokens/revoke", post(pages::revoke_token))
+        .route("/ui/maintenance", get(maintenance::maintenance))
+        .route("/ui/maintenance/preview", post(maintenance::preview))
         .route("/ui/assets/style.css", get(style))
         .route("/ui/assets/ui.js", get(script))
         .route("/ui/{*rest}", get(no_such_page))
@@ -127,6 +131,7 @@ impl IntoResponse for UiError {
                 user: String::new(),
                 signed_in: false,
                 auth_enabled: true,
+                admin: false,
                 csrf: String::new(),
             },
             message: self.message,

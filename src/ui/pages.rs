@@ -45,6 +45,8 @@ pub struct Layout {
     pub signed_in: bool,
     /// Sign-in exists (auth enabled).
     pub auth_enabled: bool,
+    /// An administrator (the maintenance page).
+    pub admin: bool,
     /// The CSRF token of the forms.
     pub csrf: String,
 }
@@ -58,6 +60,7 @@ impl Viewer {
             user: self.display_name().to_owned(),
             signed_in: self.signed_in(),
             auth_enabled: self.auth_enabled,
+            admin: self.identity.admin,
             csrf: self.csrf.clone(),
         }
     }

@@ -782,3 +782,76 @@ async fn tags_sort_by_size_and_name_over_every_page() {
     let (status, _) = v.get(&s, "/ui/r/big/app?sort=size&after=zzz").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn administrators_preview_a_cleanup_policy_and_see_what_gc_would_reclaim() {
+    let mut s = seeded().await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    for tag in ["v3", "keep-me"] {
+        s.push_image("pub/app", tag, &[tag.as_bytes()]).await;
+    }
+    let saved = s
+        .req(Method::PUT, "/api/v1/policies/trim")
+        .json(&json!({
+            "repositories": "pub/.*", "enabled": false, "cadence": "7d",
+            "name_regex": ".*", "keep_n": 1, "name_regex_keep": "keep-.*",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+
+    let mut bob = Visitor::new();
+    bob.sign_in(&s, "bob", &password_of("bob")).await;
+    let (status, html) = bob.get(&s, "/ui/maintenance").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!html.contains("trim"));
+    let (status, _) = Visitor::new().get(&s, "/ui/maintenance").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+    let (status, html) = admin.get(&s, "/ui/maintenance").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<td>trim</td>") && html.contains("reclaim"));
+    let csrf = admin.csrf(&s, "/ui/maintenance").await;
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", &csrf), ("name", "trim")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    // keep-me is kept by its name and v3, the newest of the rest, by keep_n: v1 and v2 go.
+    assert!(html.contains("Preview of policy trim"), "{html}");
+    for tag in ["tag v1", "tag v2"] {
+        assert!(html.contains(tag), "{tag}: {html}");
+    }
+    assert!(!html.contains("tag keep-me") && !html.contains("tag v3"));
+    // A preview removes nothing.
+    let tags = s.get("/v2/pub/app/tags/list").await.text().await.unwrap();
+    assert!(tags.contains("\"v1\"") && tags.contains("\"v2\""), "{tags}");
+    // The dry run is recorded among the recent runs.
+    let (_, html) = admin.get(&s, "/ui/maintenance").await;
+    assert!(html.contains("dry run"), "{html}");
+
+    // An unknown policy or a forged form: refused.
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", &csrf), ("name", "nope")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", "forged"), ("name", "trim")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
