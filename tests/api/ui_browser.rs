@@ -160,6 +160,17 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
     for tag in ["beta", "alpha", "gamma"] {
         s.push_image("shop/multi", tag, &[tag.as_bytes()]).await;
     }
+    let saved = s
+        .req(reqwest::Method::PUT, "/api/v1/policies/trim-multi")
+        .json(&json!({ "repository": "shop/multi", "name_regex": "^(alpha|beta)$" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        saved.status().is_success(),
+        "{}",
+        saved.text().await.unwrap()
+    );
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().unwrap();
     let b = driver.browser(profile.path()).await;
@@ -269,6 +280,29 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
     shown(&b, "//span[@class='pill' and text()='revoked']").await;
     let states = texts(&b, "tbody .pill").await;
     assert_eq!(states, ["revoked"]);
+
+    // A cleanup policy's preview.
+    click(&b, Locator::LinkText("Maintenance")).await;
+    titled(&b, "Maintenance").await;
+    click(&b, Locator::Css("button[aria-label='Preview trim-multi']")).await;
+    shown(&b, "//h2[text()='Preview of policy trim-multi']").await;
+    let removed = texts(&b, "section.notice tbody td:nth-child(2)").await;
+    assert_eq!(removed, ["tag alpha", "tag beta"]);
+    shot(&b, "maintenance").await;
+
+    // A narrow screen: the repository page still fits (tables scroll in their box).
+    b.set_window_size(390, 844).await.unwrap();
+    b.goto(&url("/ui/r/shop/multi")).await.unwrap();
+    let width: serde_json::Value = b
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap();
+    assert!(
+        width.as_i64().unwrap() <= 390,
+        "the page is {width} px wide"
+    );
+    shot(&b, "repository-narrow").await;
+    b.set_window_size(1280, 900).await.unwrap();
 
     // Signing out: the overview again, as nobody.
     click(&b, Locator::Css(".who button")).await;
