@@ -242,6 +242,8 @@ struct OverviewPage {
     images_by_severity: Severities,
     findings_by_severity: Severities,
     vulnerable: Vec<VulnerableRow>,
+    /// Recent collection and policy runs (administrators only, as in the API).
+    runs: Vec<(i64, String, &'static str, String, String)>,
 }
 
 pub(super) async fn overview(State(app): State<AppState>, viewer: Viewer) -> PageResult {
@@ -262,6 +264,25 @@ pub(super) async fn overview(State(app): State<AppState>, viewer: Viewer) -> Pag
             .registry
             .vulnerability_overview(&catalog, "", None, 10)
             .await?;
+        let runs = if viewer.identity.admin {
+            app.registry
+                .gc_runs(None, 5)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.id,
+                        r.trigger,
+                        if r.dry_run { "dry run" } else { "run" },
+                        r.state,
+                        r.finished_at
+                            .map_or_else(|| "not yet".to_owned(), |t| format::ago(t, viewer.now)),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let pulls: Vec<i64> = trend.iter().map(|b| b.pulls).collect();
         let pushes: Vec<i64> = trend.iter().map(|b| b.pushes).collect();
         let mut storage = Vec::with_capacity(trend.len());
@@ -333,6 +354,7 @@ pub(super) async fn overview(State(app): State<AppState>, viewer: Viewer) -> Pag
                     severities: Severities::of(&v.summary),
                 })
                 .collect(),
+            runs,
         })
     };
     let page = page.await.map_err(fail(&viewer))?;

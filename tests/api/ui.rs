@@ -836,6 +836,10 @@ async fn administrators_preview_a_cleanup_policy_and_see_what_gc_would_reclaim()
     // The dry run is recorded among the recent runs.
     let (_, html) = admin.get(&s, "/ui/maintenance").await;
     assert!(html.contains("dry run"), "{html}");
+    let (_, html) = admin.get(&s, "/ui/").await;
+    assert!(html.contains("Recent collection and policy runs") && html.contains("dry run"));
+    let (_, html) = bob.get(&s, "/ui/").await;
+    assert!(!html.contains("Recent collection and policy runs"));
 
     // An unknown policy or a forged form: refused.
     let resp = admin
