@@ -10,7 +10,7 @@ use super::{
     UiError, Viewer, format,
     pages::{Layout, Severities, page_digest, render},
 };
-use crate::{oci::RepoName, state::AppState};
+use crate::{error::Error, oci::RepoName, state::AppState};
 
 struct Platform {
     label: String,
@@ -77,7 +77,12 @@ pub(super) async fn image(
         .registry
         .image_detail(repo, &digest)
         .await
-        .map_err(|_| UiError::not_found("There is no such image in this repository."))?;
+        .map_err(|e| match e {
+            Error::ManifestUnknown => {
+                UiError::not_found("There is no such image in this repository.")
+            }
+            other => other.into(),
+        })?;
     let signatures = app.registry.image_signatures(repo, &digest).await?;
     let vulnerabilities = app.registry.image_vulnerabilities(repo, &digest).await?;
     let now = viewer.now;
