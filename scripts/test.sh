@@ -35,6 +35,9 @@ cargo test --locked --test api metrics:: -- --include-ignored
 say "the pull-through cache with Distribution (docker-registry) as upstream, filled by skopeo"
 cargo test --locked --test api proxy:: -- --include-ignored
 
+say "the web UI in headless Chromium (screenshots in target/ui-screenshots/)"
+cargo test --locked --test api ui_browser:: -- --include-ignored
+
 # A full disk is a small tmpfs the test mounts, which needs root.
 if [ "$(id -u)" = 0 ]; then
   say "a full disk (a small tmpfs)"
@@ -181,7 +184,7 @@ for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
     status=1
   # (the full-disk test fills a local filesystem: it ran above, on the embedded defaults)
   BERTH_TEST_STORAGE_URL=$store cargo test --locked --test api --test replicas \
-    -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft \
+    -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft --skip ui_browser:: \
     --skip vulnerabilities:: || status=1
 
   run=$(date +%s)-$$

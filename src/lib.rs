@@ -6,7 +6,7 @@
 //! # Layout (data flows downwards; a module only calls those below it)
 //! - [`http`]: axum routes and thin handlers, one per spec endpoint (`/v2/`, `/token`);
 //!   [`api`]: the management API (`/api/v1`). Neither imports the other: [`serve`] merges
-//!   their routes.
+//!   their routes; [`ui`]: the web UI (`/ui/`), server-rendered pages over the same domain.
 //! - [`state`]: what both share per request (the services, the peer address), below both.
 //! - [`registry`]: the domain rules (uploads, manifests, tags, isolation, collection);
 //!   [`auth`]: access control (identities, tokens, roles, visibility), beside it.
@@ -39,6 +39,7 @@ pub mod registry;
 pub mod scan;
 pub mod state;
 pub mod trust;
+pub mod ui;
 pub mod webhooks;
 pub mod workers;
 
@@ -86,6 +87,7 @@ pub async fn serve(
     let app = Router::new()
         .merge(http::routes())
         .merge(api::routes())
+        .merge(ui::routes())
         .merge(metrics_routes)
         // One layer counts, times and logs each request (inside the trace's span).
         .layer(axum::middleware::from_fn_with_state(

@@ -13,6 +13,7 @@ mod credentials;
 mod limiter;
 mod manage;
 pub mod policy;
+pub mod sessions;
 pub mod token;
 
 use std::{

@@ -154,7 +154,7 @@ const PROBE: &str = " LIMIT 1 OFFSET 0";
 /// (not `UNION ALL`) visits a manifest listed twice once. Each blob's size is read by its
 /// key: as `IN (...)` PostgreSQL cannot tell how few digests the tree yields and scans
 /// every blob instead.
-const SIZE_OF_M: &str = "(WITH RECURSIVE tree (id) AS ( \
+pub(super) const SIZE_OF_M: &str = "(WITH RECURSIVE tree (id) AS ( \
        SELECT m.id UNION SELECT c.id FROM tree \
          JOIN manifest_references r2 ON r2.manifest_id = tree.id AND r2.kind = 'manifest' \
          JOIN manifests c ON c.digest = r2.digest AND c.repository_id = m.repository_id), \

@@ -43,6 +43,7 @@ pub mod quotas;
 pub mod repositories;
 pub mod scan_policy;
 pub mod scans;
+pub mod sessions;
 pub mod settings;
 pub mod signatures;
 pub mod stats;

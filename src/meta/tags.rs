@@ -317,6 +317,9 @@ pub enum TagSort {
     Pushed,
     /// Most recently pulled first (never pulled last), then by name.
     Pulled,
+    /// Largest image first (its blobs, each once; an index's over its children), then by
+    /// name.
+    Size,
 }
 
 impl TagSort {
@@ -327,6 +330,7 @@ impl TagSort {
             TagSort::Name => "CAST(0 AS BIGINT)",
             TagSort::Pushed => "t.updated_at",
             TagSort::Pulled => "COALESCE(t.last_pulled_at, -1)",
+            TagSort::Size => super::images::SIZE_OF_M,
         }
     }
 }
@@ -351,6 +355,8 @@ pub struct TagRow {
     pub updated_at: i64,
     /// When it was last pulled by name, if ever.
     pub last_pulled_at: Option<i64>,
+    /// Bytes of the blobs of its manifest (an index's over its children), each once.
+    pub size_bytes: i64,
 }
 
 impl TagRow {
@@ -360,6 +366,7 @@ impl TagRow {
             TagSort::Name => 0,
             TagSort::Pushed => self.updated_at,
             TagSort::Pulled => self.last_pulled_at.unwrap_or(-1),
+            TagSort::Size => self.size_bytes,
         }
     }
 }
@@ -374,8 +381,10 @@ impl Meta {
         n: u32,
     ) -> Result<Vec<TagRow>> {
         let key = sort.key();
+        let size = super::images::SIZE_OF_M;
         let sql = format!(
-            "SELECT t.name, m.digest, t.updated_at, t.last_pulled_at FROM tags t \
+            "SELECT t.name, m.digest, t.updated_at, t.last_pulled_at, {size} AS size_bytes \
+             FROM tags t \
              JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = $1 \
              AND ($5 = 0 OR {key} < $2 OR ({key} = $2 AND t.name > $3)) \
              ORDER BY {key} DESC, t.name LIMIT $4"

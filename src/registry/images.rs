@@ -190,6 +190,8 @@ pub struct TagSummary {
     pub last_pulled_at: Option<i64>,
     /// The best signature of the image it points at and how many it has; `null` when none.
     pub signature: Option<SignedStatus>,
+    /// Bytes of its image's blobs (an index's over its children), each once.
+    pub size_bytes: i64,
     /// Where the listing continues after this tag (the page's `next`).
     #[serde(skip)]
     pub cursor: String,
@@ -356,6 +358,7 @@ impl Registry {
                 digest: r.digest,
                 pushed_at: r.updated_at,
                 last_pulled_at: r.last_pulled_at,
+                size_bytes: r.size_bytes,
             })
             .collect())
     }

@@ -37,6 +37,8 @@ mod signatures;
 mod stats;
 mod tags;
 mod tls;
+mod ui;
+mod ui_browser;
 mod uploads;
 mod vulnerabilities;
 mod webhooks;

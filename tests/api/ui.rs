@@ -1,0 +1,861 @@
+//! The web UI over HTTP, as a browser without JavaScript sees it: sign-in and sessions,
+//! CSRF refusals, what each viewer is shown, escaping, and a crawl of every page that
+//! checks titles, labels and links.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use regex::Regex;
+use reqwest::{Client, Method, StatusCode, header, redirect::Policy};
+use serde_json::json;
+
+use crate::common::{
+    TestServer,
+    auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth},
+};
+
+/// A browser-like client that does not follow redirects (so cookies can be read).
+fn browser() -> Client {
+    Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A visitor: its cookies, as a browser would keep them for `/ui`.
+struct Visitor {
+    client: Client,
+    cookies: Vec<(String, String)>,
+}
+
+impl Visitor {
+    fn new() -> Visitor {
+        Visitor {
+            client: browser(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for value in resp.headers().get_all(header::SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !text.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    async fn get(&mut self, s: &TestServer, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .get(s.url(path))
+            .header(header::COOKIE, self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        self.keep(&resp);
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// A form POST as a same-origin browser page sends it.
+    async fn post(
+        &mut self,
+        s: &TestServer,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let resp = self
+            .client
+            .post(s.url(path))
+            .header(header::COOKIE, self.cookie_header())
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
+        self.keep(&resp);
+        resp
+    }
+
+    /// The CSRF token of the forms of `path`.
+    async fn csrf(&mut self, s: &TestServer, path: &str) -> String {
+        let (_, html) = self.get(s, path).await;
+        Regex::new(r#"name="csrf" value="([^"]+)""#)
+            .unwrap()
+            .captures(&html)
+            .unwrap_or_else(|| panic!("no csrf field on {path}: {html}"))[1]
+            .to_owned()
+    }
+
+    async fn sign_in(&mut self, s: &TestServer, user: &str, password: &str) {
+        let csrf = self.csrf(s, "/ui/login").await;
+        let resp = self
+            .post(
+                s,
+                "/ui/login",
+                &[("csrf", &csrf), ("username", user), ("password", password)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign-in of {user}");
+        assert!(self.cookies.iter().any(|(k, _)| k == "berth_session"));
+    }
+}
+
+/// `text` as the templates escape it (numeric character references).
+fn escaped(text: &str) -> String {
+    text.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+/// A server with an administrator, users alice and bob, a public repository `pub/app` with
+/// a description full of markup, and alice's private `alice/secret`.
+async fn seeded() -> TestServer {
+    let mut s = start_auth(|_| {}).await;
+    s.create_user("alice").await;
+    s.create_user("bob").await;
+    s.set_role("alice", "alice", "owner").await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    s.push_image("pub/app", "v1", &[b"public layer"]).await;
+    s.push_image("pub/app", "v2", &[b"second"]).await;
+    s.set_visibility("pub/app", "public").await;
+    s.admin_api(
+        Method::PATCH,
+        "/repositories/pub/app",
+        Some(json!({ "description": "<script>alert(1)</script> & more" })),
+    )
+    .await;
+    s.push_image("alice/secret", "v1", &[b"private layer"])
+        .await;
+    s.set_visibility("alice/secret", "private").await;
+    s.sign_out();
+    s
+}
+
+#[tokio::test]
+async fn anonymous_visitors_see_public_repositories_only() {
+    let s = seeded().await;
+    let mut anon = Visitor::new();
+    let (status, html) = anon.get(&s, "/ui/repositories").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("pub/app"), "{html}");
+    assert!(!html.contains("alice/secret"));
+    let (status, html) = anon.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!html.contains("private layer"));
+    // The same answer as for a repository that does not exist.
+    let (missing, _) = anon.get(&s, "/ui/r/alice/nothing").await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+    let (status, _) = anon.get(&s, "/ui/tokens").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn another_user_does_not_see_a_private_repository() {
+    let s = seeded().await;
+    let mut bob = Visitor::new();
+    bob.sign_in(&s, "bob", &password_of("bob")).await;
+    let (_, html) = bob.get(&s, "/ui/repositories").await;
+    assert!(html.contains("pub/app") && !html.contains("alice/secret"));
+    let (status, _) = bob.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let (_, html) = alice.get(&s, "/ui/repositories").await;
+    assert!(html.contains("alice/secret"));
+    let (status, html) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("docker pull"), "{html}");
+}
+
+#[tokio::test]
+async fn markup_in_names_and_descriptions_is_escaped() {
+    let s = seeded().await;
+    let mut anon = Visitor::new();
+    for path in ["/ui/repositories", "/ui/r/pub/app"] {
+        let (_, html) = anon.get(&s, path).await;
+        assert!(!html.contains("<script>alert(1)</script>"), "{path}");
+        assert!(
+            html.contains(&escaped("<script>alert(1)</script> & more")),
+            "{path}"
+        );
+    }
+    // A search term is shown back escaped.
+    let (_, html) = anon.get(&s, "/ui/repositories?q=%3Cimg%20src%3Dx%3E").await;
+    assert!(html.contains(&escaped("<img src=x>")));
+    assert!(!html.contains("<img src=x>"));
+}
+
+#[tokio::test]
+async fn forged_and_cross_site_forms_are_refused() {
+    let s = seeded().await;
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let csrf = alice.csrf(&s, "/ui/tokens").await;
+
+    // A forged token: refused, and no token made.
+    let resp = alice
+        .post(
+            &s,
+            "/ui/tokens",
+            &[
+                ("csrf", "forged-forged-forged-forged-forged-0"),
+                ("name", "evil"),
+                ("read_registry", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // The right token from another site: refused too.
+    let resp = alice
+        .client
+        .post(s.url("/ui/tokens"))
+        .header(header::COOKIE, alice.cookie_header())
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "evil"),
+            ("read_registry", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = alice
+        .client
+        .post(s.url("/ui/tokens"))
+        .header(header::COOKIE, alice.cookie_header())
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "evil"),
+            ("read_registry", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A sign-in without the visitor's own CSRF cookie: refused, no session.
+    let mut stranger = Visitor::new();
+    let resp = stranger
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", &password_of("alice")),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!stranger.cookies.iter().any(|(k, _)| k == "berth_session"));
+
+    let (_, html) = alice.get(&s, "/ui/tokens").await;
+    assert!(!html.contains("evil"), "{html}");
+    let tokens = s
+        .api_as(
+            Some(("alice", &password_of("alice"))),
+            Method::GET,
+            "/users/alice/tokens",
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!tokens.contains("evil"), "{tokens}");
+}
+
+#[tokio::test]
+async fn tokens_are_created_and_revoked_from_the_ui() {
+    let s = seeded().await;
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let csrf = alice.csrf(&s, "/ui/tokens").await;
+    let resp = alice
+        .post(
+            &s,
+            "/ui/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "ci <pipeline>"),
+                ("read_registry", "on"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let html = resp.text().await.unwrap();
+    let secret = Regex::new(r#"id="new-token">([^<]+)<"#)
+        .unwrap()
+        .captures(&html)
+        .unwrap()[1]
+        .to_owned();
+    assert!(html.contains(&escaped("ci <pipeline>")));
+    // The token works as a password on the API.
+    let whoami = s
+        .api_as(Some(("alice", &secret)), Method::GET, "/whoami", None)
+        .await;
+    assert_eq!(whoami.status(), StatusCode::OK);
+
+    // A bad expiry is refused with a message and makes nothing.
+    let resp = alice
+        .post(
+            &s,
+            "/ui/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "later"),
+                ("read_registry", "on"),
+                ("expires_days", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(!resp.text().await.unwrap().contains(">later<"));
+
+    let id = Regex::new(r#"name="id" value="(\d+)""#)
+        .unwrap()
+        .captures(&html)
+        .unwrap()[1]
+        .to_owned();
+    let resp = alice
+        .post(&s, "/ui/tokens/revoke", &[("csrf", &csrf), ("id", &id)])
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let whoami = s
+        .api_as(Some(("alice", &secret)), Method::GET, "/whoami", None)
+        .await;
+    assert_eq!(whoami.status(), StatusCode::UNAUTHORIZED);
+    let (_, html) = alice.get(&s, "/ui/tokens").await;
+    assert!(html.contains("revoked"));
+}
+
+#[tokio::test]
+async fn a_session_cookie_is_refused_after_logout_and_after_a_password_change() {
+    let s = seeded().await;
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let saved = alice.cookies.clone();
+    let (status, _) = alice.get(&s, "/ui/tokens").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = alice.csrf(&s, "/ui/tokens").await;
+    let resp = alice.post(&s, "/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cleared = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cleared.starts_with("berth_session=;") && cleared.contains("Max-Age=0"));
+    // Replaying the old cookie: treated as nobody.
+    let mut replay = Visitor::new();
+    replay.cookies = saved;
+    let (status, html) = replay.get(&s, "/ui/tokens").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!html.contains("Sign out"));
+    let (_, html) = replay.get(&s, "/ui/repositories").await;
+    assert!(!html.contains("alice/secret"));
+
+    // A password change ends every session of the user.
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let (status, _) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::OK);
+    s.admin_api(
+        Method::PUT,
+        "/users/alice/password",
+        Some(json!({ "password": "a-new-password-for-alice" })),
+    )
+    .await;
+    let (status, _) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    alice.sign_in(&s, "alice", "a-new-password-for-alice").await;
+    let (status, _) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_a_token_does_not_sign_in() {
+    let s = seeded().await;
+    let mut v = Visitor::new();
+    let csrf = v.csrf(&s, "/ui/login").await;
+    let cookie = v.cookies.iter().find(|(k, _)| k == "berth_csrf").cloned();
+    assert!(cookie.is_some(), "the sign-in form sets its CSRF cookie");
+    let resp = v
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", "wrong"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("invalid username or password")
+    );
+    let (_, secret, _) = s.personal_token("alice", &["read_registry"]).await;
+    let resp = v
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", &secret),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!v.cookies.iter().any(|(k, _)| k == "berth_session"));
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_and_same_site() {
+    let s = seeded().await;
+    let mut v = Visitor::new();
+    let csrf = v.csrf(&s, "/ui/login").await;
+    let resp = v
+        .post(
+            &s,
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "bob"),
+                ("password", &password_of("bob")),
+            ],
+        )
+        .await;
+    let cookie = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("berth_session="));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    assert!(cookie.contains("Path=/ui"));
+    // Plain HTTP here: Secure would make browsers drop it (TLS servers set it).
+    assert!(!cookie.contains("Secure"));
+}
+
+/// Every `href`, `src` and `action` of a page.
+fn references(html: &str) -> Vec<String> {
+    Regex::new(r#"(?:href|src|action)="([^"]*)""#)
+        .unwrap()
+        .captures_iter(html)
+        .map(|c| c[1].replace("&#38;", "&"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() {
+    let s = seeded().await;
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+    let title = Regex::new(r"<title>[^<]+ · Berth</title>").unwrap();
+    let input = Regex::new(r"<input[^>]*>").unwrap();
+    let id = Regex::new(r#"id="([^"]+)""#).unwrap();
+    let mut seen = BTreeSet::new();
+    let mut queue = VecDeque::from(["/ui/".to_owned()]);
+    while let Some(path) = queue.pop_front() {
+        if !seen.insert(path.clone()) || seen.len() > 200 {
+            continue;
+        }
+        let (status, html) = admin.get(&s, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path} is broken");
+        if path.starts_with("/ui/assets/") {
+            continue;
+        }
+        assert!(title.is_match(&html), "{path} has no title");
+        for tag in input.find_iter(&html).map(|m| m.as_str()) {
+            if tag.contains(r#"type="hidden""#) {
+                continue;
+            }
+            let id = &id
+                .captures(tag)
+                .unwrap_or_else(|| panic!("{path}: {tag} has no id"))[1];
+            assert!(
+                html.contains(&format!(r#"<label for="{id}">"#)),
+                "{path}: input {id} has no label"
+            );
+        }
+        for reference in references(&html) {
+            assert!(
+                reference.starts_with('/'),
+                "{path} refers outside the server: {reference}"
+            );
+            if reference.starts_with("/ui")
+                && !["/ui/logout", "/ui/tokens/revoke"].contains(&reference.as_str())
+            {
+                queue.push_back(reference);
+            }
+        }
+    }
+    for page in [
+        "/ui/",
+        "/ui/repositories",
+        "/ui/r/pub/app",
+        "/ui/tokens",
+        "/ui/assets/style.css",
+    ] {
+        assert!(seen.contains(page), "the crawl did not reach {page}");
+    }
+    assert!(
+        seen.iter().any(|p| p.contains("/-/images/sha256:")),
+        "no image page reached"
+    );
+}
+
+/// Content worth looking at, pushed by the administrator (whose credentials `s` presents):
+/// `shop/multi:v1`, an index of five platforms; `shop/signed:v1` with a cosign signature
+/// verified under an audit policy; `shop/debian:bookworm`, a scanned Debian image with a
+/// critical and a high finding (each with its fixed version), and `shop/debian:old`,
+/// quarantined with a reason. Returns the digests (index, signed, vulnerable, quarantined).
+pub(crate) async fn rich_content(s: &TestServer) -> [String; 4] {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use p256::{
+        ecdsa::{Signature, SigningKey, signature::Signer as _},
+        pkcs8::{EncodePublicKey as _, LineEnding},
+    };
+
+    use crate::common::{OCI_INDEX, OCI_MANIFEST, image_config, image_manifest, sha256};
+    use crate::scans::{
+        GZIP_LAYER, ZSTD_LAYER, advisory, debian_layers, import_advisories, push_layers, scan_now,
+    };
+
+    let mut children = Vec::new();
+    for (arch, variant) in [
+        ("amd64", None),
+        ("arm64", Some("v8")),
+        ("arm", Some("v7")),
+        ("ppc64le", None),
+        ("s390x", None),
+    ] {
+        let config = image_config("linux", arch, variant);
+        let layer = format!("root filesystem for {arch}").into_bytes();
+        s.push_blob("shop/multi", &config).await;
+        s.push_blob("shop/multi", &layer).await;
+        let manifest = image_manifest(&config, &[&layer]);
+        let digest = s
+            .put_manifest_ok("shop/multi", &sha256(&manifest), OCI_MANIFEST, &manifest)
+            .await;
+        let mut platform = json!({ "os": "linux", "architecture": arch });
+        if let Some(variant) = variant {
+            platform["variant"] = json!(variant);
+        }
+        children.push(json!({
+            "mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
+            "platform": platform,
+        }));
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
+    }))
+    .unwrap();
+    let index = s
+        .put_manifest_ok("shop/multi", "v1", OCI_INDEX, &index)
+        .await;
+
+    let (signed, _) = s.push_image("shop/signed", "v1", &[b"signed layer"]).await;
+    let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let policy = s
+        .req(Method::PUT, "/api/v1/trust/policies/shop")
+        .json(&json!({ "scope": "shop/signed", "mode": "audit", "cosign_keys": [public] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        policy.status().is_success(),
+        "{}",
+        policy.text().await.unwrap()
+    );
+    let payload = serde_json::to_vec(&json!({
+        "critical": {
+            "identity": { "docker-reference": "registry.example/shop/signed" },
+            "image": { "docker-manifest-digest": signed },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap();
+    let signature: Signature = key.sign(&payload);
+    let config =
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    s.push_blob("shop/signed", config).await;
+    s.push_blob("shop/signed", &payload).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len() },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": sha256(&payload),
+            "size": payload.len(),
+            "annotations": { "dev.cosignproject.cosign/signature": STANDARD.encode(signature.to_der()) },
+        }],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", signed.replace(':', "-"));
+    s.put_manifest_ok("shop/signed", &tag, OCI_MANIFEST, &manifest)
+        .await;
+
+    let (base, upgrade, _) = debian_layers();
+    let (old, _) = push_layers(s, "shop/debian", "old", "amd64", &[(GZIP_LAYER, &base)]).await;
+    let (vulnerable, _) = push_layers(
+        s,
+        "shop/debian",
+        "bookworm",
+        "amd64",
+        &[(GZIP_LAYER, &base), (ZSTD_LAYER, &upgrade)],
+    )
+    .await;
+    let critical =
+        json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
+    import_advisories(
+        s,
+        json!([
+            advisory(
+                "DSA-0001-1",
+                "CVE-2024-0001",
+                "openssl",
+                "3.0.13-1~deb12u1",
+                json!([]),
+                "high"
+            ),
+            advisory(
+                "DEBIAN-CVE-2024-0002",
+                "CVE-2024-0002",
+                "zlib",
+                "1:1.2.13.dfsg-1+deb12u1",
+                critical,
+                "low"
+            ),
+        ]),
+    )
+    .await;
+    for digest in [&old, &vulnerable] {
+        assert_eq!(scan_now(s, "shop/debian", digest).await["status"], "ok");
+    }
+    let quarantine = s
+        .req(
+            Method::POST,
+            &format!("/api/v1/repositories/shop/debian/-/images/{old}/quarantine"),
+        )
+        .json(&json!({ "reason": "openssl <3.0.13 in production" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(quarantine.status().is_success());
+    [index, signed, vulnerable, old]
+}
+
+#[tokio::test]
+async fn the_image_pages_show_platforms_signatures_findings_and_quarantine() {
+    let mut s = start_auth(|_| {}).await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let [index, signed, vulnerable, old] = rich_content(&s).await;
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+
+    let (status, html) = admin
+        .get(&s, &format!("/ui/r/shop/multi/-/images/{index}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for platform in [
+        "linux/amd64",
+        "linux/arm64/v8",
+        "linux/arm/v7",
+        "linux/ppc64le",
+        "linux/s390x",
+    ] {
+        assert!(
+            html.contains(&format!("<td>{platform}</td>")),
+            "{platform}: {html}"
+        );
+    }
+
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/signed/-/images/{signed}"))
+        .await;
+    assert!(
+        html.contains("cosign") && html.contains(">verified<"),
+        "{html}"
+    );
+
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/debian/-/images/{vulnerable}"))
+        .await;
+    assert!(
+        html.contains("critical 1") && html.contains("high 0"),
+        "{html}"
+    );
+    assert!(html.contains("DEBIAN-CVE-2024-0002") && html.contains("1:1.2.13.dfsg-1+deb12u1"));
+    // Fixed by the upgrade layer: not a finding of this image.
+    assert!(!html.contains("DSA-0001-1"));
+
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/debian/-/images/{old}"))
+        .await;
+    assert!(html.contains("Quarantined"));
+    assert!(html.contains(&escaped("openssl <3.0.13 in production")));
+    assert!(html.contains("DSA-0001-1") && html.contains("3.0.13-1~deb12u1"));
+
+    // The overview counts them.
+    let (_, html) = admin.get(&s, "/ui/").await;
+    assert!(html.contains("shop/debian@"), "{html}");
+
+    // A digest that is not one, or not in the repository: no such image.
+    let (status, _) = admin
+        .get(&s, "/ui/r/shop/debian/-/images/sha256:nope")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin
+        .get(&s, &format!("/ui/r/shop/multi/-/images/{vulnerable}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The tag names of a repository page, in the order shown, and its next page's link.
+fn tag_column(html: &str) -> (Vec<String>, Option<String>) {
+    let tags = Regex::new(r#"<td class="tag">([^<]+)</td>"#)
+        .unwrap()
+        .captures_iter(html)
+        .map(|c| c[1].to_owned())
+        .collect();
+    let next = Regex::new(r#"<a href="([^"]+)" rel="next">"#)
+        .unwrap()
+        .captures(html)
+        .map(|c| c[1].replace("&#38;", "&"));
+    (tags, next)
+}
+
+#[tokio::test]
+async fn tags_sort_by_size_and_name_over_every_page() {
+    let s = TestServer::start().await;
+    // 55 tags (a page holds 50): t00 is the smallest image, t54 the largest.
+    for i in 0..55 {
+        let layer = vec![b'x'; 100 + i * 10];
+        s.push_image("big/app", &format!("t{i:02}"), &[&layer])
+            .await;
+    }
+    let mut v = Visitor::new();
+    let (status, html) = v.get(&s, "/ui/r/big/app?sort=size").await;
+    assert_eq!(status, StatusCode::OK);
+    let (first, next) = tag_column(&html);
+    let expected: Vec<String> = (0..55).rev().map(|i| format!("t{i:02}")).collect();
+    assert_eq!(first, expected[..50]);
+    let (_, html) = v.get(&s, &next.expect("a second page")).await;
+    let (second, next) = tag_column(&html);
+    assert_eq!(second, expected[50..]);
+    assert_eq!(next, None);
+
+    let (_, html) = v.get(&s, "/ui/r/big/app?sort=name").await;
+    let (first, next) = tag_column(&html);
+    assert_eq!(first[0], "t00");
+    let (_, html) = v.get(&s, &next.unwrap()).await;
+    assert_eq!(tag_column(&html).0, ["t50", "t51", "t52", "t53", "t54"]);
+
+    // An unknown order or a forged cursor: a clear refusal.
+    let (status, html) = v.get(&s, "/ui/r/big/app?sort=colour").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("use name, pushed, pulled or size"));
+    let (status, _) = v.get(&s, "/ui/r/big/app?sort=size&after=zzz").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn administrators_preview_a_cleanup_policy_and_see_what_gc_would_reclaim() {
+    let mut s = seeded().await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    for tag in ["v3", "keep-me"] {
+        s.push_image("pub/app", tag, &[tag.as_bytes()]).await;
+    }
+    let saved = s
+        .req(Method::PUT, "/api/v1/policies/trim")
+        .json(&json!({
+            "repositories": "pub/.*", "enabled": false, "cadence": "7d",
+            "name_regex": ".*", "keep_n": 1, "name_regex_keep": "keep-.*",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+
+    let mut bob = Visitor::new();
+    bob.sign_in(&s, "bob", &password_of("bob")).await;
+    let (status, html) = bob.get(&s, "/ui/maintenance").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!html.contains("trim"));
+    let (status, _) = Visitor::new().get(&s, "/ui/maintenance").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+    let (status, html) = admin.get(&s, "/ui/maintenance").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<td>trim</td>") && html.contains("reclaim"));
+    let csrf = admin.csrf(&s, "/ui/maintenance").await;
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", &csrf), ("name", "trim")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    // keep-me is kept by its name and v3, the newest of the rest, by keep_n: v1 and v2 go.
+    assert!(html.contains("Preview of policy trim"), "{html}");
+    for tag in ["tag v1", "tag v2"] {
+        assert!(html.contains(tag), "{tag}: {html}");
+    }
+    assert!(!html.contains("tag keep-me") && !html.contains("tag v3"));
+    // A preview removes nothing.
+    let tags = s.get("/v2/pub/app/tags/list").await.text().await.unwrap();
+    assert!(tags.contains("\"v1\"") && tags.contains("\"v2\""), "{tags}");
+    // The dry run is recorded among the recent runs.
+    let (_, html) = admin.get(&s, "/ui/maintenance").await;
+    assert!(html.contains("dry run"), "{html}");
+    let (_, html) = admin.get(&s, "/ui/").await;
+    assert!(html.contains("Recent collection and policy runs") && html.contains("dry run"));
+    let (_, html) = bob.get(&s, "/ui/").await;
+    assert!(!html.contains("Recent collection and policy runs"));
+
+    // An unknown policy or a forged form: refused.
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", &csrf), ("name", "nope")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", "forged"), ("name", "trim")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
