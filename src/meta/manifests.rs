@@ -300,7 +300,7 @@ impl Meta {
         if let Some(tag) = tag {
             // The push is counted with the tag's move, and its events written, in a group
             // commit.
-            let pushed = super::tags::PushedManifest {
+            let pushed = webhooks::PushedManifest {
                 repo: repo.clone(),
                 digest: digest.clone(),
                 media_type: manifest.media_type.clone(),

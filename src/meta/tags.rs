@@ -29,20 +29,8 @@ struct TagMove {
     manifest_id: i64,
     tag: Tag,
     may_move: bool,
-    pushed: PushedManifest,
+    pushed: webhooks::PushedManifest,
     answer: oneshot::Sender<Result<bool>>,
-}
-
-/// The manifest a tag move pushes, as its webhook events tell it.
-pub(super) struct PushedManifest {
-    /// Its repository.
-    pub repo: RepoName,
-    /// Its digest.
-    pub digest: Digest,
-    /// Its media type.
-    pub media_type: String,
-    /// Its size in bytes.
-    pub size: i64,
 }
 
 /// A tag with what cleanup policies decide on.
@@ -99,7 +87,7 @@ impl Meta {
         manifest_id: i64,
         tag: &Tag,
         may_move: bool,
-        pushed: PushedManifest,
+        pushed: webhooks::PushedManifest,
     ) -> Result<bool> {
         let (answer, mut outcome) = oneshot::channel();
         self.tag_moves
@@ -184,12 +172,7 @@ impl Meta {
             }
             // Before the move, so that a move of the tag is seen (the outbox, written in
             // this transaction, goes with it).
-            let pushed = webhooks::Pushed {
-                repo: &m.pushed.repo,
-                digest: &m.pushed.digest,
-                media_type: &m.pushed.media_type,
-                size: m.pushed.size,
-            };
+            let pushed = m.pushed.as_pushed();
             webhooks::push_events(&mut tx, m.repository_id, &pushed, Some(&m.tag), now).await?;
             let done = point_tag(&mut tx, m.manifest_id, &m.tag, now, m.may_move).await?;
             if done {

@@ -154,6 +154,30 @@ pub(super) struct Pushed<'a> {
     pub size: i64,
 }
 
+/// A pushed manifest owned, for the tag moves that wait for a group commit.
+pub(super) struct PushedManifest {
+    /// Its repository.
+    pub repo: RepoName,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: i64,
+}
+
+impl PushedManifest {
+    /// As [`push_events`] takes it.
+    pub(super) fn as_pushed(&self) -> Pushed<'_> {
+        Pushed {
+            repo: &self.repo,
+            digest: &self.digest,
+            media_type: &self.media_type,
+            size: self.size,
+        }
+    }
+}
+
 /// Records a push of `pushed` (tagged `tag`) of repository `repository_id` for the
 /// subscriptions that want it, and, when `tag` points at another manifest now, that it moves;
 /// run before the tag is moved. One statement either way: it runs in every push.

@@ -21,7 +21,8 @@ mod session;
 use askama::Template;
 use axum::{
     Router,
-    http::{HeaderValue, StatusCode, header},
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -38,7 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/login", get(pages::login_form).post(pages::login))
         .route("/ui/logout", post(pages::logout))
         .route("/ui/repositories", get(pages::repositories))
-        .route("/ui/r/{*path}", get(pages::repository_or_image))
+        .route("/ui/r/{*path}", get(repository_or_image))
         .route("/ui/tokens", get(pages::tokens).post(pages::create_token))
         .route("/ui/tokens/revoke", post(pages::revoke_token))
         .route("/ui/maintenance", get(maintenance::maintenance))
@@ -46,6 +47,34 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/assets/style.css", get(style))
         .route("/ui/assets/ui.js", get(script))
         .route("/ui/{*rest}", get(no_such_page))
+}
+
+/// `/ui/r/{name}` is a repository; `/ui/r/{name}/-/images/{digest}` one of its images.
+async fn repository_or_image(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    Query(tags): Query<pages::TagsQuery>,
+) -> pages::PageResult {
+    let (name, rest) = match path.split_once("/-/") {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (path.as_str(), None),
+    };
+    let repo = pages::readable(&viewer, name)
+        .await
+        .map_err(pages::fail(&viewer))?;
+    match rest {
+        None => pages::repository(&app, &viewer, &repo, &headers, tags)
+            .await
+            .map_err(pages::fail(&viewer)),
+        Some(rest) => match rest.strip_prefix("images/") {
+            Some(digest) => image::image(&app, &viewer, &repo, digest)
+                .await
+                .map_err(pages::fail(&viewer)),
+            None => Err(UiError::not_found("There is no such page.").page(&viewer)),
+        },
+    }
 }
 
 async fn no_such_page(viewer: Viewer) -> Response {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use askama::Template;
 use axum::{
     Form,
-    extract::{ConnectInfo, Path, Query, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
@@ -31,7 +31,7 @@ const PAGE_ROWS: u32 = 50;
 const TREND_DAYS: i64 = 30;
 
 /// A page's result: the page, or an error page in the layout.
-type PageResult = Result<Response, Response>;
+pub(super) type PageResult = Result<Response, Response>;
 
 /// What the layout shows around every page.
 pub struct Layout {
@@ -80,7 +80,7 @@ pub(super) fn render(viewer: &Viewer, template: &impl Template) -> Response {
 }
 
 /// Turns an error into its page for `viewer`.
-fn fail(viewer: &Viewer) -> impl Fn(UiError) -> Response + '_ {
+pub(super) fn fail(viewer: &Viewer) -> impl Fn(UiError) -> Response + '_ {
     move |e| e.page(viewer)
 }
 
@@ -550,32 +550,6 @@ struct RepositoryPage {
     next: String,
 }
 
-/// `/ui/r/{name}` is a repository; `/ui/r/{name}/-/images/{digest}` one of its images.
-pub(super) async fn repository_or_image(
-    State(app): State<AppState>,
-    viewer: Viewer,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    Query(tags): Query<TagsQuery>,
-) -> PageResult {
-    let (name, rest) = match path.split_once("/-/") {
-        Some((name, rest)) => (name, Some(rest)),
-        None => (path.as_str(), None),
-    };
-    let repo = readable(&viewer, name).await.map_err(fail(&viewer))?;
-    match rest {
-        None => repository(&app, &viewer, &repo, &headers, tags)
-            .await
-            .map_err(fail(&viewer)),
-        Some(rest) => match rest.strip_prefix("images/") {
-            Some(digest) => super::image::image(&app, &viewer, &repo, digest)
-                .await
-                .map_err(fail(&viewer)),
-            None => Err(UiError::not_found("There is no such page.").page(&viewer)),
-        },
-    }
-}
-
 /// `name` as a repository the viewer may read; any other is "no such repository".
 pub(super) async fn readable(viewer: &Viewer, name: &str) -> Result<RepoName, UiError> {
     let unknown =
@@ -605,7 +579,7 @@ fn registry_host(app: &AppState, headers: &HeaderMap) -> (bool, String) {
     (app.https, host.to_owned())
 }
 
-async fn repository(
+pub(super) async fn repository(
     app: &AppState,
     viewer: &Viewer,
     repo: &RepoName,
