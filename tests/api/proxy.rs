@@ -25,7 +25,7 @@ use crate::common::*;
 enum Mode {
     /// Forwards to the upstream Berth.
     Pass,
-    /// Answers this status (429 comes with `Retry-After: 1`).
+    /// Answers this status (429 comes with `Retry-After: 30`).
     Status(u16),
     /// Blob GETs answer other bytes of the same length.
     WrongBlob,
@@ -119,7 +119,7 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
             if code == 429 {
                 response
                     .headers_mut()
-                    .insert("retry-after", HeaderValue::from_static("1"));
+                    .insert("retry-after", HeaderValue::from_static("30"));
             }
             return response;
         }
@@ -368,7 +368,8 @@ async fn cached_tags_are_served_when_the_upstream_fails_and_uncached_content_nam
         assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
         let seen = gate.take();
         if mode == Mode::Status(429) {
-            // Its Retry-After (1 s) is honoured: the second request did not reach it.
+            // Its Retry-After (30 s; the clock moves on only between modes) is honoured:
+            // the second request did not reach it.
             assert_eq!(seen, vec!["HEAD /v2/library/app/manifests/v1".to_owned()]);
         }
     }
