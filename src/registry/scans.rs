@@ -568,6 +568,19 @@ impl Registry {
         targets: &[Target],
         rows: &mut Vec<PackageRow>,
     ) -> Result<()> {
+        // What the layers showed, so that an SBOM adds only what they did not.
+        let mut known: std::collections::HashSet<(Digest, String, String, String)> = rows
+            .iter()
+            .map(|r| {
+                let digest = r.child_digest.clone();
+                (
+                    digest,
+                    r.ecosystem.clone(),
+                    r.name.clone(),
+                    r.version.clone(),
+                )
+            })
+            .collect();
         for target in targets {
             let referrers = self
                 .meta
@@ -587,13 +600,13 @@ impl Registry {
                 };
                 let platform = target.platform.as_ref();
                 for p in listed {
-                    let known = rows.iter().any(|r| {
-                        r.child_digest == target.digest
-                            && r.ecosystem == p.ecosystem
-                            && r.name == p.name
-                            && r.version == p.version
-                    });
-                    if known {
+                    let key = (
+                        target.digest.clone(),
+                        p.ecosystem.clone(),
+                        p.name.clone(),
+                        p.version.clone(),
+                    );
+                    if !known.insert(key) {
                         continue;
                     }
                     rows.push(PackageRow {

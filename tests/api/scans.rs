@@ -824,6 +824,35 @@ pub(crate) fn advisory(
     })
 }
 
+/// Two Debian advisories: openssl fixed in 3.0.13-1~deb12u1 (high, by its urgency) and
+/// zlib fixed in 1:1.2.13.dfsg-1+deb12u1 (critical, by its CVSS vector).
+pub(crate) async fn import_openssl_and_zlib_advisories(s: &TestServer) {
+    let critical =
+        json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
+    import_advisories(
+        s,
+        json!([
+            advisory(
+                "DSA-0001-1",
+                "CVE-2024-0001",
+                "openssl",
+                "3.0.13-1~deb12u1",
+                json!([]),
+                "high"
+            ),
+            advisory(
+                "DEBIAN-CVE-2024-0002",
+                "CVE-2024-0002",
+                "zlib",
+                "1:1.2.13.dfsg-1+deb12u1",
+                critical,
+                "low"
+            ),
+        ]),
+    )
+    .await;
+}
+
 pub(crate) async fn import_advisories(s: &TestServer, records: Value) {
     let resp = s
         .req(Method::POST, "/api/v1/advisories")
@@ -879,30 +908,7 @@ async fn vulnerabilities_match_the_inventory_against_the_advisories_stored_now()
         &[(GZIP_LAYER, &base), (ZSTD_LAYER, &upgrade)],
     )
     .await;
-    let critical =
-        json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
-    import_advisories(
-        &s,
-        json!([
-            advisory(
-                "DSA-0001-1",
-                "CVE-2024-0001",
-                "openssl",
-                "3.0.13-1~deb12u1",
-                json!([]),
-                "high"
-            ),
-            advisory(
-                "DEBIAN-CVE-2024-0002",
-                "CVE-2024-0002",
-                "zlib",
-                "1:1.2.13.dfsg-1+deb12u1",
-                critical,
-                "low"
-            ),
-        ]),
-    )
-    .await;
+    import_openssl_and_zlib_advisories(&s).await;
     for digest in [&old, &new] {
         assert_eq!(scan_now(&s, "debian/app", digest).await["status"], "ok");
     }

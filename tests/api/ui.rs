@@ -536,7 +536,8 @@ pub(crate) async fn rich_content(s: &TestServer) -> [String; 4] {
 
     use crate::common::{OCI_INDEX, OCI_MANIFEST, image_config, image_manifest, sha256};
     use crate::scans::{
-        GZIP_LAYER, ZSTD_LAYER, advisory, debian_layers, import_advisories, push_layers, scan_now,
+        GZIP_LAYER, ZSTD_LAYER, debian_layers, import_openssl_and_zlib_advisories, push_layers,
+        scan_now,
     };
 
     let mut children = Vec::new();
@@ -629,30 +630,7 @@ pub(crate) async fn rich_content(s: &TestServer) -> [String; 4] {
         &[(GZIP_LAYER, &base), (ZSTD_LAYER, &upgrade)],
     )
     .await;
-    let critical =
-        json!([{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]);
-    import_advisories(
-        s,
-        json!([
-            advisory(
-                "DSA-0001-1",
-                "CVE-2024-0001",
-                "openssl",
-                "3.0.13-1~deb12u1",
-                json!([]),
-                "high"
-            ),
-            advisory(
-                "DEBIAN-CVE-2024-0002",
-                "CVE-2024-0002",
-                "zlib",
-                "1:1.2.13.dfsg-1+deb12u1",
-                critical,
-                "low"
-            ),
-        ]),
-    )
-    .await;
+    import_openssl_and_zlib_advisories(s).await;
     for digest in [&old, &vulnerable] {
         assert_eq!(scan_now(s, "shop/debian", digest).await["status"], "ok");
     }
