@@ -70,6 +70,8 @@ pub struct Blobs {
     timer: Option<StorageMetrics>,
     /// The directory behind the store when it is a local one: uploads go through spool files.
     local: Option<Local>,
+    /// Whether many objects are deleted in one request (S3's DeleteObjects).
+    batch_deletes: bool,
 }
 
 /// A local store's directory and whether writes are made durable before they are answered.
@@ -167,6 +169,7 @@ impl Blobs {
             };
         let mut blobs = Blobs::new(store, CLOUD_PART);
         blobs.rename_max = rename_max;
+        blobs.batch_deletes = matches!(config.storage.backend, StorageConfig::S3 { .. });
         // Distribution's driver names, so that its dashboards' queries match.
         blobs.driver = match &config.storage.backend {
             StorageConfig::S3 { .. } => "s3aws",
@@ -194,6 +197,7 @@ impl Blobs {
             driver: "filesystem",
             timer: None,
             local: None,
+            batch_deletes: false,
         }
     }
 
@@ -469,6 +473,66 @@ impl Blobs {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the objects of `digests`: on S3 in requests of up to 1,000 keys, elsewhere
+    /// `in_flight` single deletes at a time (Azure's batch API is not served by every
+    /// Azure-compatible store, and a local directory or GCS has none); one already gone
+    /// counts as deleted. Each digest comes back with its outcome.
+    pub async fn delete_blobs(
+        &self,
+        digests: Vec<Digest>,
+        in_flight: usize,
+    ) -> Vec<(Digest, Result<()>)> {
+        if !self.batch_deletes {
+            return futures::stream::iter(digests)
+                .map(|digest| async move {
+                    let outcome = self.delete_blob(&digest).await;
+                    (digest, outcome)
+                })
+                .buffer_unordered(in_flight)
+                .collect()
+                .await;
+        }
+        let _timer = self.time("Delete");
+        let keys: Vec<Path> = digests.iter().map(Blobs::blob_key).collect();
+        let wanted: std::collections::HashSet<String> =
+            keys.iter().map(|k| k.to_string()).collect();
+        let mut deleted = std::collections::HashSet::new();
+        let mut failures = Vec::new();
+        let mut outcomes = self
+            .store
+            .delete_stream(futures::stream::iter(keys.into_iter().map(Ok)).boxed());
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(key) => {
+                    deleted.insert(key.to_string());
+                }
+                Err(object_store::Error::NotFound { path, .. }) if wanted.contains(&path) => {
+                    deleted.insert(path);
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        // A failure names its key only in its message, if at all: every object the store did
+        // not confirm keeps the failures (its claim stays and the next run deletes it).
+        digests
+            .into_iter()
+            .map(|digest| {
+                let outcome = if deleted.contains(Blobs::blob_key(&digest).as_ref()) {
+                    Ok(())
+                } else {
+                    Err(Error::Unavailable {
+                        what: "blob store",
+                        source: anyhow::anyhow!(
+                            "the store did not confirm the deletion: {}",
+                            failures.join("; ")
+                        ),
+                    })
+                };
+                (digest, outcome)
+            })
+            .collect()
     }
 
     /// Deletes the object of `digest`; one already gone is not an error.
@@ -966,6 +1030,17 @@ mod tests {
             matches!(left, Err(object_store::Error::NotFound { .. })),
             "{left:?}"
         );
+
+        // Deleting several at once: present ones and one already gone all count as deleted.
+        let gone = Digest::sha256_of(b"never written");
+        let outcomes = blobs
+            .delete_blobs(vec![solo.clone(), streamed.clone(), gone.clone()], 2)
+            .await;
+        assert_eq!(outcomes.len(), 3);
+        for (digest, outcome) in outcomes {
+            assert!(outcome.is_ok(), "{digest}: {outcome:?}");
+            assert!(!blobs.exists(&digest).await.unwrap(), "{digest}");
+        }
 
         // A body that breaks off is an upload error, not a blob.
         let broken = futures::stream::iter(vec![

@@ -613,14 +613,17 @@ impl Registry {
 
     /// Deletes the objects of claimed blobs whose rows are gone.
     async fn delete_objects(&self, claimed: Vec<(Digest, i64)>) -> Vec<(Digest, i64, Result<()>)> {
-        futures::stream::iter(claimed)
-            .map(|(digest, size)| async move {
-                let outcome = self.blobs.delete_blob(&digest).await;
+        let sizes: HashMap<Digest, i64> = claimed.iter().cloned().collect();
+        let digests = claimed.into_iter().map(|(digest, _)| digest).collect();
+        self.blobs
+            .delete_blobs(digests, DELETES_IN_FLIGHT)
+            .await
+            .into_iter()
+            .map(|(digest, outcome)| {
+                let size = sizes.get(&digest).copied().unwrap_or(0);
                 (digest, size, outcome)
             })
-            .buffer_unordered(DELETES_IN_FLIGHT)
             .collect()
-            .await
     }
 
     /// Reports the objects deleted and releases their claims.
