@@ -24,6 +24,13 @@ impl Clock {
         system + self.offset_secs.load(Ordering::Relaxed)
     }
 
+    /// The time as this clock reads it, to the nanosecond (for ordering events that may fall
+    /// within one second).
+    pub fn now_utc(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+            + time::Duration::seconds(self.offset_secs.load(Ordering::Relaxed))
+    }
+
     /// Moves this clock (and every clone of it) `secs` seconds forward.
     pub fn advance(&self, secs: i64) {
         self.offset_secs.fetch_add(secs, Ordering::Relaxed);

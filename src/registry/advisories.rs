@@ -198,15 +198,19 @@ impl Registry {
 
     async fn import(&self, source: Source) -> Result<ImportReport> {
         let (sender, mut receiver) = mpsc::channel::<Item>(READ_AHEAD);
+        // Records of feeds that date nothing are as new as this import.
+        let undated = normalised(self.clock.now_utc());
         let reader = tokio::task::spawn_blocking(move || {
             let mut each = |item| {
                 // The receiver only goes away when storing failed; that error is reported.
                 let _ = sender.blocking_send(item);
             };
             match source {
-                Source::Json(bytes) => osv::read_json(&bytes, "body", &mut each),
-                Source::Zip(bytes) => osv::read_zip(std::io::Cursor::new(bytes), "body", &mut each),
-                Source::Path(path) => osv::read_path(&path, &mut each),
+                Source::Json(bytes) => osv::read_json(&bytes, "body", &undated, &mut each),
+                Source::Zip(bytes) => {
+                    osv::read_zip(std::io::Cursor::new(bytes), "body", &undated, &mut each)
+                }
+                Source::Path(path) => osv::read_path(&path, &undated, &mut each),
             }
         });
         let mut report = ImportReport::default();

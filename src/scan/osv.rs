@@ -10,6 +10,7 @@
 //! are read on.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     fs::File,
     io::{self, Read, Seek},
@@ -22,6 +23,8 @@ use serde::{
 };
 use serde_json::{Value, value::RawValue};
 
+use super::feeds::{self, Feed};
+
 /// The largest record read (4 MiB); real ones are a few KiB.
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 /// The largest file or zip entry read (256 MiB), which may be an array of records.
@@ -30,22 +33,33 @@ pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
 pub const MAX_ZIP_ENTRIES: usize = 1_000_000;
 /// The most files read from one directory tree.
 pub const MAX_FILES: usize = 1_000_000;
-/// The caps of one reading; [`Limits::DEFAULT`] holds the constants above.
+/// The caps of one reading ([`Limits::DEFAULT`] holds the constants above), and the
+/// `modified` given to the records of feeds that date nothing (the import's time).
 #[derive(Debug, Clone, Copy)]
-struct Limits {
+struct Limits<'a> {
     record_bytes: usize,
     entry_bytes: u64,
     zip_entries: usize,
     files: usize,
+    undated_modified: &'a str,
 }
 
-impl Limits {
-    const DEFAULT: Limits = Limits {
+impl Limits<'_> {
+    const DEFAULT: Limits<'static> = Limits {
         record_bytes: MAX_RECORD_BYTES,
         entry_bytes: MAX_ENTRY_BYTES,
         zip_entries: MAX_ZIP_ENTRIES,
         files: MAX_FILES,
+        undated_modified: "1970-01-01T00:00:00Z",
     };
+
+    /// The default caps, with `modified` for undated feeds.
+    fn undated(modified: &str) -> Limits<'_> {
+        Limits {
+            undated_modified: modified,
+            ..Limits::DEFAULT
+        }
+    }
 }
 
 /// The longest advisory id accepted.
@@ -408,8 +422,13 @@ pub enum SourceError {
 
 /// Reads `bytes` named `name` (a file, a zip entry, a request body) as JSON: one record or
 /// an array of them. `Err` only when the bytes are not JSON at all.
-pub fn read_json(bytes: &[u8], name: &str, each: &mut dyn FnMut(Item)) -> Result<(), SourceError> {
-    json_within(&Limits::DEFAULT, bytes, name, each)
+pub fn read_json(
+    bytes: &[u8],
+    name: &str,
+    undated_modified: &str,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
+    json_within(&Limits::undated(undated_modified), bytes, name, each)
 }
 
 fn json_within(
@@ -440,13 +459,27 @@ fn json_within(
         return reader.end().map_err(not_json);
     }
     let raw: &RawValue = serde_json::from_slice(bytes).map_err(not_json)?;
+    if raw.get().starts_with('{') {
+        let top: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).map_err(not_json)?;
+        match feeds::sniff(&top) {
+            Some(Feed::DebianTracker) => {
+                feeds::read_debian_tracker(&top, name, limits.undated_modified, each);
+                return Ok(());
+            }
+            Some(Feed::AlpineSecdb) => {
+                feeds::read_alpine_secdb(bytes, name, limits.undated_modified, each);
+                return Ok(());
+            }
+            None => {}
+        }
+    }
     each(parse_record(limits, raw.get(), name));
     Ok(())
 }
 
 /// Hands each element of a JSON array on as a record (or a refusal naming its index).
 struct EachRecord<'a> {
-    limits: &'a Limits,
+    limits: &'a Limits<'a>,
     name: &'a str,
     each: &'a mut dyn FnMut(Item),
     index: usize,
@@ -514,9 +547,10 @@ fn printable_id(id: &str) -> bool {
 pub fn read_zip<R: Read + Seek>(
     reader: R,
     name: &str,
+    undated_modified: &str,
     each: &mut dyn FnMut(Item),
 ) -> Result<(), SourceError> {
-    zip_within(&Limits::DEFAULT, reader, name, each)
+    zip_within(&Limits::undated(undated_modified), reader, name, each)
 }
 
 fn zip_within<R: Read + Seek>(
@@ -590,8 +624,12 @@ pub fn looks_like_zip(bytes: &[u8]) -> bool {
 /// Reads a file (JSON or zip), or every `*.json` and `*.zip` file under a directory
 /// (symbolic links are not followed). A file that is not JSON is rejected and the others
 /// are read on; `Err` when `path` itself cannot be read or a zip given directly is broken.
-pub fn read_path(path: &Path, each: &mut dyn FnMut(Item)) -> Result<(), SourceError> {
-    path_within(&Limits::DEFAULT, path, each)
+pub fn read_path(
+    path: &Path,
+    undated_modified: &str,
+    each: &mut dyn FnMut(Item),
+) -> Result<(), SourceError> {
+    path_within(&Limits::undated(undated_modified), path, each)
 }
 
 fn path_within(
@@ -685,6 +723,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const UNDATED: &str = "2026-01-01T00:00:00Z";
+
     fn record(extra: Value) -> Value {
         let mut base = json!({
             "id": "CVE-2024-0001",
@@ -702,7 +742,7 @@ mod tests {
 
     fn read(bytes: &[u8]) -> (Vec<Record>, Vec<Rejected>) {
         let (mut records, mut rejected) = (Vec::new(), Vec::new());
-        read_json(bytes, "body", &mut |item| match item {
+        read_json(bytes, "body", UNDATED, &mut |item| match item {
             Item::Record(r) => records.push(*r),
             Item::Rejected(r) => rejected.push(r),
         })
@@ -768,7 +808,7 @@ mod tests {
     fn not_json_is_an_error_of_the_whole_source() {
         let mut each = |_| {};
         assert!(matches!(
-            read_json(b"{not json", "body", &mut each),
+            read_json(b"{not json", "body", UNDATED, &mut each),
             Err(SourceError::NotJson(..))
         ));
     }
@@ -777,7 +817,7 @@ mod tests {
     fn a_syntax_error_late_in_an_array_hands_nothing_on() {
         let mut handed = 0;
         let body = format!("[{}, {{\"id\": ", record(json!({})));
-        let outcome = read_json(body.as_bytes(), "body", &mut |_| handed += 1);
+        let outcome = read_json(body.as_bytes(), "body", UNDATED, &mut |_| handed += 1);
         assert!(matches!(outcome, Err(SourceError::NotJson(..))));
         assert_eq!(handed, 0);
         // Values that are not records are refused one by one, by index.
@@ -924,7 +964,7 @@ mod tests {
         std::fs::write(nested.join("bad.json"), "<html>").unwrap();
         // A link back up would loop if it were followed.
         std::os::unix::fs::symlink(dir.path(), nested.join("loop")).unwrap();
-        let (mut ids, rejected, outcome) = collect(|each| read_path(dir.path(), each));
+        let (mut ids, rejected, outcome) = collect(|each| read_path(dir.path(), UNDATED, each));
         outcome.unwrap();
         ids.sort();
         assert_eq!(ids, ["CVE-1", "CVE-2", "CVE-3"]);
@@ -942,7 +982,7 @@ mod tests {
                 .to_string()
                 .contains("more than 2 files")
         );
-        let (_, _, outcome) = collect(|each| read_path(&dir.path().join("missing"), each));
+        let (_, _, outcome) = collect(|each| read_path(&dir.path().join("missing"), UNDATED, each));
         assert!(matches!(outcome, Err(SourceError::Io(..))));
     }
 
@@ -966,7 +1006,7 @@ mod tests {
         }
         buffer.set_position(0);
         let (mut ids, mut rejected) = (Vec::new(), Vec::new());
-        read_zip(buffer, "db.zip", &mut |item| match item {
+        read_zip(buffer, "db.zip", UNDATED, &mut |item| match item {
             Item::Record(r) => ids.push(r.id),
             Item::Rejected(r) => rejected.push(r.entry),
         })
@@ -978,6 +1018,7 @@ mod tests {
             read_zip(
                 io::Cursor::new(b"PK\x03\x04junk".to_vec()),
                 "x.zip",
+                UNDATED,
                 &mut each
             ),
             Err(SourceError::BadZip(..))

@@ -777,3 +777,110 @@ async fn a_body_over_the_cap_is_refused_before_it_is_read() {
     let page = s.admin_api(Method::GET, "/advisories", None).await;
     assert_eq!(page["items"], json!([]));
 }
+
+/// Alpine's secdb files (one release and repository each, in a zip here) import as
+/// `ALPINE-<release>-<repository>-<id>` records. An Alpine 3.19 image is found vulnerable
+/// where its installed version is older than the fix its release's file lists, and not
+/// where the fix is listed under "0" (never affected), only in another release's file, or
+/// already installed. A file without a numbered release is refused by name, and the other
+/// files of the zip are imported.
+#[tokio::test]
+async fn alpine_secdb_files_match_their_own_release() {
+    use crate::scans::{GZIP_LAYER, gzip, push_layers, scan_now, tar_of};
+    let s = TestServer::start().await;
+    let installed = "P:openssl\nV:3.1.4-r0\nA:x86_64\no:openssl\n\n\
+                     P:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\n";
+    let layer = gzip(&tar_of(&[
+        (
+            "etc/os-release",
+            b"ID=alpine\nVERSION_ID=3.19.1\n".as_slice(),
+        ),
+        ("lib/apk/db/installed", installed.as_bytes()),
+    ]));
+    let (digest, _) = push_layers(&s, "alpine/app", "v1", "amd64", &[(GZIP_LAYER, &layer)]).await;
+    assert_eq!(scan_now(&s, "alpine/app", &digest).await["status"], "ok");
+
+    let secdb = |release: &str, repository: &str, packages: Value| {
+        json!({"distroversion": release, "reponame": repository, "archs": ["x86_64"],
+               "packages": packages})
+        .to_string()
+    };
+    let main_319 = secdb(
+        "v3.19",
+        "main",
+        json!([
+            {"pkg": {"name": "openssl", "secfixes": {
+                "3.1.4-r1": ["CVE-2023-5678"], "0": ["CVE-2022-0001"]}}},
+            {"pkg": {"name": "musl", "secfixes": {"1.2.4-r2": ["CVE-2023-5678"]}}},
+        ]),
+    );
+    let main_318 = secdb(
+        "v3.18",
+        "main",
+        json!([{"pkg": {"name": "openssl", "secfixes": {"3.1.5-r0": ["CVE-2024-0002"]}}}]),
+    );
+    let community = secdb(
+        "v3.19",
+        "community",
+        json!([{"pkg": {"name": "p7zip", "secfixes": {"17.05-r0": ["CVE-2023-5678"]}}}]),
+    );
+    let edge = secdb("edge", "main", json!([]));
+    let zip = zip_of(&[
+        ("v3.19/main.json", main_319.as_bytes()),
+        ("v3.18/main.json", main_318.as_bytes()),
+        ("v3.19/community.json", community.as_bytes()),
+        ("edge/main.json", edge.as_bytes()),
+    ]);
+    let resp = post(&s, "application/zip", zip).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let report = json_body(resp).await;
+    assert_eq!(report["imported"], 4, "{report}");
+    let refused = refusals(&report);
+    assert_eq!(refused.len(), 1, "{report}");
+    assert_eq!(refused[0].0, "body:edge/main.json");
+    assert!(refused[0].1.contains("\"edge\""), "{refused:?}");
+
+    let resp = s
+        .get(&format!(
+            "/api/v1/repositories/alpine/app/-/images/{digest}/vulnerabilities"
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = json_body(resp).await;
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["id"], "ALPINE-v3.19-main-CVE-2023-5678");
+    assert_eq!(items[0]["aliases"], json!(["CVE-2023-5678"]));
+    assert_eq!(items[0]["package"], "openssl");
+    assert_eq!(items[0]["installed_version"], "3.1.4-r0");
+    assert_eq!(items[0]["fixed_version"], "3.1.4-r1");
+}
+
+/// The Debian security tracker's JSON imports as one record per vulnerability; a source
+/// package whose entry is not the tracker's shape is refused by name and the others are
+/// imported; an import of a newer copy of the feed replaces what the older one stored.
+#[tokio::test]
+async fn the_debian_tracker_imports_and_a_newer_copy_replaces_it() {
+    let s = start_auth(|_| {}).await;
+    let tracker = |fixed: &str| {
+        json!({
+            "openssl": {"CVE-2024-0001": {"description": "A flaw.", "releases": {
+                "bookworm": {"status": "resolved", "fixed_version": fixed, "urgency": "high"}}}},
+            "broken": {"CVE-2024-0003": {"releases": {"bookworm": {"fixed_version": 7}}}},
+        })
+    };
+    let report = import(&s, &tracker("3.0.13-1~deb12u1")).await;
+    assert_eq!(report["imported"], 1, "{report}");
+    let refused = refusals(&report);
+    assert_eq!(refused.len(), 1, "{report}");
+    assert_eq!(refused[0].0, "body:broken");
+    let stored = advisory(&s, "DEBIAN-CVE-2024-0001").await;
+    assert_eq!(stored["severity"], "high", "{stored}");
+    assert_eq!(stored["aliases"], json!(["CVE-2024-0001"]), "{stored}");
+
+    // The next copy says bookworm was never affected: the package is gone from the record.
+    let report = import(&s, &tracker("0")).await;
+    assert_eq!(report["imported"], 1, "{report}");
+    let stored = advisory(&s, "DEBIAN-CVE-2024-0001").await;
+    assert_eq!(stored["affected"], json!([]), "{stored}");
+}

@@ -416,3 +416,93 @@ async fn advisories_imported_after_the_scan_and_a_lowered_fix_rematch_without_a_
         "re-matching needs no new scan"
     );
 }
+
+/// The same fixes written as the Debian security tracker's JSON (keyed by source package,
+/// each CVE with a status per release) find the same CVEs, as `DEBIAN-<CVE>` records with the
+/// highest urgency of their packages. Releases other than bookworm match nothing here, a
+/// package the tracker calls never affected (fixed in "0") has no finding, and an `open` one
+/// is found in both images without a fixed version.
+#[tokio::test]
+#[ignore = "needs the Debian security fixtures: python3 tests/fixtures/debian_security.py target/debian-security"]
+async fn the_debian_tracker_form_finds_the_same_cves() {
+    let fixtures = load_fixtures();
+    let s = TestServer::start().await;
+    let (old, old_layer) = push_rootfs(&s, "debian/old", "bookworm", &fixtures.old_tar).await;
+    let (new, _) = push_rootfs(&s, "debian/new", "bookworm-security", &fixtures.new_tar).await;
+    scan_now(&s, "debian/old", &old).await;
+    scan_now(&s, "debian/new", &new).await;
+
+    let order = ["unknown", "low", "medium", "high", "critical"];
+    let rank = |level: &str| order.iter().position(|l| *l == level).unwrap();
+    let mut tracker = serde_json::Map::new();
+    let mut severity: BTreeMap<String, String> = BTreeMap::new();
+    for record in fixtures.advisories.as_array().unwrap() {
+        let cve = record["aliases"][0].as_str().unwrap();
+        let affected = &record["affected"][0];
+        let source = affected["package"]["name"].as_str().unwrap();
+        let fixed = &affected["ranges"][0]["events"][1]["fixed"];
+        let urgency = affected["ecosystem_specific"]["urgency"].as_str().unwrap();
+        tracker.entry(source).or_insert(json!({}))[cve] = json!({
+            "description": format!("{cve} in {source}\nMore words."),
+            "scope": "remote",
+            "releases": {
+                "bookworm": {"status": "resolved", "fixed_version": fixed, "urgency": urgency,
+                             "repositories": {"bookworm": "0"}},
+                "bullseye": {"status": "open", "urgency": urgency},
+                "sid": {"status": "resolved", "fixed_version": fixed, "urgency": urgency},
+            },
+        });
+        let level = severity
+            .entry(format!("DEBIAN-{cve}"))
+            .or_insert_with(|| urgency.into());
+        if rank(urgency) > rank(level) {
+            *level = urgency.to_owned();
+        }
+    }
+    // Made-up CVEs: never affected in bookworm, and open with no fix.
+    tracker.insert(
+        "base-files".into(),
+        json!({"CVE-2099-0001": {"releases": {"bookworm":
+            {"status": "resolved", "fixed_version": "0", "urgency": "high"}}}}),
+    );
+    tracker.insert(
+        "coreutils".into(),
+        json!({"CVE-2099-0002": {"releases": {"bookworm":
+            {"status": "open", "urgency": "unimportant"}}}}),
+    );
+    severity.insert("DEBIAN-CVE-2099-0002".into(), "low".into());
+    let cves: BTreeSet<&String> = fixtures.expected_old.iter().map(|f| &f.0).collect();
+    let report = import(&s, &Value::Object(tracker)).await;
+    assert_eq!(
+        report["imported"].as_u64(),
+        Some(cves.len() as u64 + 2),
+        "one record per CVE: {report}"
+    );
+
+    let open_finding = |items: &mut Vec<Value>| {
+        let at = items
+            .iter()
+            .position(|i| i["id"] == "DEBIAN-CVE-2099-0002")
+            .expect("the open CVE is found");
+        let item = items.remove(at);
+        assert_eq!(item["package"], "coreutils", "{item}");
+        assert_eq!(item["fixed_version"], Value::Null, "{item}");
+        assert_eq!(item["severity"], "low", "{item}");
+    };
+    let (mut items, summary) = vulnerabilities(&s, "debian/old", &old).await;
+    assert_summary_counts(&items, &summary);
+    assert_items_point_at(&items, &old_layer, &severity);
+    open_finding(&mut items);
+    assert_eq!(findings(&items), fixtures.expected_old);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["id"] == format!("DEBIAN-{}", cve_of(i))),
+        "{items:?}"
+    );
+
+    let (mut items, summary) = vulnerabilities(&s, "debian/new", &new).await;
+    assert_summary_counts(&items, &summary);
+    open_finding(&mut items);
+    assert_eq!(items, Vec::<Value>::new(), "the upgraded image");
+}
