@@ -6,7 +6,8 @@
 //! merged per image and the inventory recorded with the scan.
 //!
 //! An index is scanned child by child (each with its platform); attestation manifests
-//! (platform `unknown/unknown`) are not. A layer that cannot be read (truncated, corrupt, a
+//! (platform `unknown/unknown`) are not, but the SBOMs in BuildKit's attestation of a child
+//! are read with the SBOM referrers of that child. A layer that cannot be read (truncated, corrupt, a
 //! decompression bomb) fails the scan with an error naming it, and changes nothing else.
 
 use std::{
@@ -171,11 +172,29 @@ impl IndexChild {
     }
 }
 
+/// The layers of a manifest holding SBOMs, with their annotations.
+#[derive(Deserialize)]
+struct SbomLayers {
+    #[serde(default)]
+    layers: Vec<SbomLayer>,
+}
+
+#[derive(Deserialize)]
+struct SbomLayer {
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
 /// An image manifest to scan: itself, or a child of the index scanned.
 struct Target {
     digest: Digest,
     platform: Option<Platform>,
     layers: Vec<Digest>,
+    /// The index's attestation manifests about this image (BuildKit's
+    /// `vnd.docker.reference.digest`), whose SBOM layers are read like SBOM referrers.
+    attestations: Vec<Digest>,
 }
 
 /// The most SBOM referrers of one image read by a scan.
@@ -467,6 +486,15 @@ impl Registry {
         }
         let index: IndexChildren = serde_json::from_slice(&stored.payload)
             .map_err(|e| Error::ManifestInvalid(format!("index: {e}")))?;
+        let mut attestations: HashMap<&str, Vec<Digest>> = HashMap::new();
+        for child in index.manifests.iter().filter(|c| c.is_attestation()) {
+            if let (Some(about), Ok(digest)) = (
+                child.annotations.get("vnd.docker.reference.digest"),
+                child.digest.parse::<Digest>(),
+            ) {
+                attestations.entry(about.as_str()).or_default().push(digest);
+            }
+        }
         let mut targets = Vec::new();
         for child in index.manifests.iter().filter(|c| !c.is_attestation()) {
             let child_digest: Digest = child
@@ -491,7 +519,11 @@ impl Registry {
                 architecture: p.architecture.clone(),
                 variant: p.variant.clone(),
             });
-            targets.push(image_target(child_digest, platform, &manifest)?);
+            let mut target = image_target(child_digest, platform, &manifest)?;
+            target.attestations = attestations
+                .remove(child.digest.as_str())
+                .unwrap_or_default();
+            targets.push(target);
         }
         Ok(targets)
     }
@@ -558,9 +590,9 @@ impl Registry {
         Ok(Ok(rows))
     }
 
-    /// Adds to `rows` the packages that SBOMs pushed as referrers of each of `targets` list
-    /// (CycloneDX or SPDX, bare or in an in-toto statement) and the layers did not show:
-    /// their `layer` is the SBOM manifest's digest. An SBOM that cannot be read is logged
+    /// Adds to `rows` the packages that SBOMs pushed as referrers of each of `targets`, or in
+    /// its BuildKit attestation, list (CycloneDX or SPDX, bare or in an in-toto statement)
+    /// and the layers did not show: their `layer` is the SBOM manifest's digest. An SBOM that cannot be read is logged
     /// and left out; the scan stands on the layers.
     async fn add_sbom_packages(
         &self,
@@ -586,15 +618,20 @@ impl Registry {
                 .meta
                 .referrers(repo, &target.digest, None, "", SBOMS_READ_MAX)
                 .await?;
-            for referrer in referrers.iter().filter(|r| {
-                r.artifact_type
-                    .as_deref()
-                    .is_some_and(sbom::is_sbom_media_type)
-            }) {
-                let listed = match self.read_sbom(repo, &referrer.digest).await {
+            let sboms = referrers
+                .iter()
+                .filter(|r| {
+                    r.artifact_type
+                        .as_deref()
+                        .is_some_and(sbom::is_sbom_media_type)
+                })
+                .map(|r| &r.digest)
+                .chain(&target.attestations);
+            for sbom_digest in sboms {
+                let listed = match self.read_sbom(repo, sbom_digest).await {
                     Ok(listed) => listed,
                     Err(why) => {
-                        tracing::warn!(%repo, sbom = %referrer.digest, %why, "SBOM referrer not read");
+                        tracing::warn!(%repo, sbom = %sbom_digest, %why, "SBOM not read");
                         continue;
                     }
                 };
@@ -621,7 +658,7 @@ impl Registry {
                         source_name: p.source_name,
                         source_version: p.source_version,
                         purl: p.purl,
-                        layer: referrer.digest.to_string(),
+                        layer: sbom_digest.to_string(),
                     });
                 }
             }
@@ -629,8 +666,9 @@ impl Registry {
         Ok(())
     }
 
-    /// The packages SBOM referrer `digest` of `repo` lists, from its layers of at most
-    /// [`SBOM_READ_MAX_BYTES`].
+    /// The packages SBOM manifest `digest` of `repo` lists, from its layers of at most
+    /// [`SBOM_READ_MAX_BYTES`]; a layer annotated with an in-toto predicate type that is no
+    /// SBOM (BuildKit's provenance beside its SBOM) is skipped.
     async fn read_sbom(
         &self,
         repo: &RepoName,
@@ -642,10 +680,15 @@ impl Registry {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("gone")?;
-        let manifest = Manifest::parse(&stored.payload, Some(&stored.media_type))
-            .map_err(|e| e.to_string())?;
+        let manifest: SbomLayers =
+            serde_json::from_slice(&stored.payload).map_err(|e| e.to_string())?;
         let mut listed = Vec::new();
-        for layer in &manifest.layers {
+        for layer in manifest.layers.iter().filter(|l| {
+            l.annotations
+                .get("in-toto.io/predicate-type")
+                .is_none_or(|p| sbom::is_sbom_predicate(p))
+        }) {
+            let digest: Digest = layer.digest.parse().map_err(|e| format!("layer: {e}"))?;
             if layer.size > SBOM_READ_MAX_BYTES {
                 return Err(format!(
                     "layer {} has {} bytes, more than {SBOM_READ_MAX_BYTES}",
@@ -653,10 +696,10 @@ impl Registry {
                 ));
             }
             let bytes = self
-                .read_small_blob(&layer.digest)
+                .read_small_blob(&digest)
                 .await
                 .map_err(|e| e.to_string())?;
-            listed.extend(sbom::read(&bytes).map_err(|e| format!("layer {}: {e}", layer.digest))?);
+            listed.extend(sbom::read(&bytes).map_err(|e| format!("layer {digest}: {e}"))?);
         }
         Ok(listed)
     }
@@ -709,6 +752,7 @@ fn image_target(digest: Digest, platform: Option<Platform>, manifest: &Manifest)
     Ok(Target {
         digest,
         platform,
+        attestations: Vec::new(),
         layers: manifest
             .layers
             .iter()

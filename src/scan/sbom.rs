@@ -19,6 +19,13 @@ pub fn is_sbom_media_type(media_type: &str) -> bool {
         || media_type == "application/vnd.in-toto+json"
 }
 
+/// Whether an in-toto predicate type names an SBOM (SPDX or CycloneDX), as BuildKit's
+/// attestation layers are annotated (`in-toto.io/predicate-type`).
+pub fn is_sbom_predicate(predicate_type: &str) -> bool {
+    predicate_type.starts_with("https://spdx.dev/Document")
+        || predicate_type.starts_with("https://cyclonedx.org/bom")
+}
+
 /// One package an SBOM lists, as the inventory stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {

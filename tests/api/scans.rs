@@ -345,7 +345,9 @@ async fn a_base_shared_by_three_images_is_read_once() {
 }
 
 /// An index: each platform's child is scanned and its packages name the platform; the
-/// attestation manifest (`unknown/unknown`) is not read.
+/// attestation manifest (`unknown/unknown`) is not scanned as an image, but the SBOM in it
+/// (BuildKit's SPDX statement beside its provenance) adds its packages to the child it
+/// names.
 #[tokio::test]
 async fn an_index_is_scanned_per_platform_without_its_attestation() {
     let s = TestServer::start().await;
@@ -367,19 +369,59 @@ async fn an_index_is_scanned_per_platform_without_its_attestation() {
             "platform": platform,
         }));
     }
-    // An attestation whose layer is no tar at all: reading it would fail the scan.
-    let (attestation, manifest) = push_layers(
-        &s,
-        repo,
-        "",
-        "unknown",
-        &[("application/vnd.in-toto+json", b"{\"predicateType\":\"x\"}")],
-    )
-    .await;
+    // BuildKit's attestation of the amd64 child. Its layers are no tars (reading them as
+    // layers would fail the scan): a provenance statement, skipped, and an SPDX statement
+    // listing a Python package the layers do not show.
+    let amd64 = children[0]["digest"].as_str().unwrap().to_owned();
+    let statement = |predicate_type: &str, predicate: Value| {
+        serde_json::to_vec(&json!({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": predicate_type,
+            "subject": [{"name": "scan/multi", "digest": {"sha256": amd64["sha256:".len()..]}}],
+            "predicate": predicate,
+        }))
+        .unwrap()
+    };
+    let provenance = statement("https://slsa.dev/provenance/v0.2", json!({"builder": {}}));
+    let spdx = statement(
+        "https://spdx.dev/Document",
+        json!({
+            "spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": "scan/multi",
+            "packages": [{
+                "name": "flask", "SPDXID": "SPDXRef-flask", "versionInfo": "2.0.0",
+                "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER",
+                                  "referenceType": "purl",
+                                  "referenceLocator": "pkg:pypi/flask@2.0.0"}],
+            }],
+        }),
+    );
+    let config = image_config("unknown", "unknown", None);
+    let mut layers = Vec::new();
+    for (predicate_type, bytes) in [
+        ("https://slsa.dev/provenance/v0.2", &provenance),
+        ("https://spdx.dev/Document", &spdx),
+    ] {
+        s.push_blob(repo, bytes).await;
+        let mut layer = descriptor("application/vnd.in-toto+json", bytes);
+        layer["annotations"] = json!({ "in-toto.io/predicate-type": predicate_type });
+        layers.push(layer);
+    }
+    s.push_blob(repo, &config).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config), "layers": layers,
+    }))
+    .unwrap();
+    let attestation = s
+        .put_manifest_ok(repo, &sha256(&manifest), OCI_MANIFEST, &manifest)
+        .await;
     children.push(json!({
         "mediaType": OCI_MANIFEST, "digest": attestation, "size": manifest.len(),
         "platform": { "os": "unknown", "architecture": "unknown" },
-        "annotations": { "vnd.docker.reference.type": "attestation-manifest" },
+        "annotations": {
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": amd64,
+        },
     }));
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
@@ -394,21 +436,36 @@ async fn an_index_is_scanned_per_platform_without_its_attestation() {
         "the attestation's layer is not read"
     );
     let items = packages(&s, repo, &digest).await;
-    let platforms: Vec<Value> = items.iter().map(|p| p["platform"].clone()).collect();
+    let mut found: Vec<(Value, &str, &str)> = items
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].clone(),
+                p["purl"].as_str().unwrap(),
+                p["layer"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    found.sort_by(|a, b| a.1.cmp(b.1));
+    let amd64_platform = json!({ "os": "linux", "architecture": "amd64", "variant": null });
+    let arm64_platform = json!({ "os": "linux", "architecture": "arm64", "variant": "v8" });
     assert_eq!(
-        platforms,
+        found.iter().map(|f| (&f.0, f.1)).collect::<Vec<_>>(),
         [
-            json!({ "os": "linux", "architecture": "amd64", "variant": null }),
-            json!({ "os": "linux", "architecture": "arm64", "variant": "v8" }),
+            (
+                &amd64_platform,
+                "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=amd64&distro=debian-12&upstream=glibc"
+            ),
+            (
+                &arm64_platform,
+                "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=arm64&distro=debian-12&upstream=glibc"
+            ),
+            (&amd64_platform, "pkg:pypi/flask@2.0.0"),
         ]
     );
-    let purls: Vec<&str> = items.iter().map(|p| p["purl"].as_str().unwrap()).collect();
     assert_eq!(
-        purls,
-        [
-            "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=amd64&distro=debian-12&upstream=glibc",
-            "pkg:deb/debian/libc6@2.36-9+deb12u3?arch=arm64&distro=debian-12&upstream=glibc",
-        ]
+        found[2].2, attestation,
+        "the SBOM's package names its attestation"
     );
 }
 
