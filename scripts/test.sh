@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-say() { printf '\n== %s\n' "$*"; }
+say() { printf '\n== %s  [%s]\n' "$*" "$(date +%T)"; }
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   say "installing test dependencies"
@@ -182,10 +182,11 @@ for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
   say "blob store suite, API tests and replicas on PostgreSQL + $kind"
   BERTH_TEST_STORAGE_URL=$store cargo test --locked --lib blobs:: -- --include-ignored ||
     status=1
-  # (the full-disk test fills a local filesystem: it ran above, on the embedded defaults)
+  # (the full-disk test fills a local filesystem, and the scanner's checks against syft and
+  # the Debian fixtures read what the scanner stores, not the store: they ran above)
   BERTH_TEST_STORAGE_URL=$store cargo test --locked --test api --test replicas \
     -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft --skip ui_browser:: \
-    --skip vulnerabilities:: || status=1
+    --skip vulnerabilities:: --skip ecosystems:: || status=1
 
   run=$(date +%s)-$$
   db=$(fresh_database "berth_suites_${kind}_${run//-/_}")
