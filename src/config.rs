@@ -440,6 +440,10 @@ pub struct Limits {
     /// Seconds an upload's request body may send nothing before the upload fails (400) and
     /// the connection is closed, so that a stalled push does not hold its connection forever.
     pub body_idle_timeout_secs: u64,
+    /// Bytes per second an upload's request body must average over each
+    /// `body_idle_timeout_secs` window, so that one trickling a byte now and then (never
+    /// silent long enough for the idle timeout) is ended too; 0: no minimum.
+    pub min_body_rate_bytes_per_sec: u64,
 }
 
 impl Default for ConfigFile {
@@ -479,6 +483,7 @@ impl Default for Limits {
             max_connections: 768,
             header_read_timeout_secs: 20,
             body_idle_timeout_secs: 60,
+            min_body_rate_bytes_per_sec: 1024,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! `limits.header_read_timeout_secs` to send a request's headers (so a client that trickles
 //! them, or a keep-alive connection left idle, cannot hold a connection forever), TLS when
 //! configured, and a graceful stop. [`crate::serve`] hands its router here. Upload bodies
-//! that go silent are ended by [`idle_limited`] (`limits.body_idle_timeout_secs`).
+//! that go silent (`limits.body_idle_timeout_secs`) or trickle
+//! (`limits.min_body_rate_bytes_per_sec`) are ended by [`slow_body_limited`].
 
 use std::{
     future::Future,
@@ -65,18 +66,40 @@ pub async fn serve(
     Ok(())
 }
 
-/// The data of a request `body` that fails once the client has sent nothing for `idle`, so
-/// that a stalled upload ends (its handler answers 400 and hyper closes the connection, the
-/// body being unread) instead of holding its connection and its session.
-pub fn idle_limited(
+/// The data of a request `body` that fails once the client has sent nothing for `idle`, or
+/// less than `min_rate` bytes a second over a window of `idle` (0: no minimum), so that a
+/// stalled or trickling upload ends (its handler answers 400 and hyper closes the
+/// connection, the body being unread) instead of holding its connection and its session.
+pub fn slow_body_limited(
     body: axum::body::Body,
     idle: Duration,
+    min_rate: u64,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, io::Error>> + Unpin + Send {
     use futures::StreamExt as _;
+    let mut window_start = std::time::Instant::now();
+    let mut window_bytes: u64 = 0;
     Box::pin(
         tokio_stream::StreamExt::timeout(body.into_data_stream(), idle).map(
             move |chunk| match chunk {
-                Ok(Ok(data)) => Ok(data),
+                Ok(Ok(data)) => {
+                    window_bytes += data.len() as u64;
+                    let elapsed = window_start.elapsed();
+                    if elapsed >= idle {
+                        let secs = elapsed.as_secs_f64();
+                        if (window_bytes as f64) < min_rate as f64 * secs {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "the client sent {window_bytes} bytes in {secs:.0} s, \
+                                     under the minimum of {min_rate} bytes/s"
+                                ),
+                            ));
+                        }
+                        window_start = std::time::Instant::now();
+                        window_bytes = 0;
+                    }
+                    Ok(data)
+                }
                 Ok(Err(e)) => Err(io::Error::other(e)),
                 Err(_) => Err(io::Error::new(
                     io::ErrorKind::TimedOut,

@@ -9,7 +9,7 @@ use axum::{
 
 use super::{Ctx, docker_content_digest, empty, route::parse_digest};
 use crate::{
-    connections::idle_limited,
+    connections::slow_body_limited,
     error::{Error, Result},
     oci::{Digest, RepoName},
     registry::Mounted,
@@ -41,7 +41,11 @@ pub(super) async fn start(ctx: Ctx<'_>, name: RepoName, body: Body) -> Result<Re
             .put_blob(
                 &name,
                 &digest,
-                idle_limited(body, ctx.registry.body_idle_timeout()),
+                slow_body_limited(
+                    body,
+                    ctx.registry.body_idle_timeout(),
+                    ctx.registry.min_body_rate(),
+                ),
             )
             .await?;
         return Ok(created_blob(ctx, &name, &digest));
@@ -68,7 +72,11 @@ pub(super) async fn append(
             &name,
             &id,
             range,
-            idle_limited(body, ctx.registry.body_idle_timeout()),
+            slow_body_limited(
+                body,
+                ctx.registry.body_idle_timeout(),
+                ctx.registry.min_body_rate(),
+            ),
         )
         .await?;
     Ok(session(ctx, StatusCode::ACCEPTED, &name, &id, size))
@@ -96,7 +104,11 @@ pub(super) async fn finish(
             &id,
             &digest,
             range,
-            idle_limited(body, ctx.registry.body_idle_timeout()),
+            slow_body_limited(
+                body,
+                ctx.registry.body_idle_timeout(),
+                ctx.registry.min_body_rate(),
+            ),
         )
         .await?;
     Ok(created_blob(ctx, &name, &digest))

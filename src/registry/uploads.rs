@@ -46,6 +46,12 @@ impl Registry {
         std::time::Duration::from_secs(self.limits.body_idle_timeout_secs)
     }
 
+    /// The bytes per second an upload's request body must average over each idle-timeout
+    /// window (`limits.min_body_rate_bytes_per_sec`; 0: none).
+    pub fn min_body_rate(&self) -> u64 {
+        self.limits.min_body_rate_bytes_per_sec
+    }
+
     /// Opens an upload session in `repo` and returns its id.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<String> {
         self.admit_repository(repo).await?;

@@ -1,7 +1,8 @@
 //! Connections a production registry meets: clients that trickle or stall their request
 //! head are cut off after `limits.header_read_timeout_secs` without holding up anyone else,
 //! and connections beyond `limits.max_connections` are closed at once while those already
-//! open are served; upload bodies that go silent end after `limits.body_idle_timeout_secs`.
+//! open are served; upload bodies that go silent end after `limits.body_idle_timeout_secs`,
+//! and those that trickle under `limits.min_body_rate_bytes_per_sec`.
 
 use std::time::Duration;
 
@@ -203,4 +204,58 @@ async fn stalled_upload_bodies_are_cut_off_and_others_served() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     let blob = s.get(&format!("/v2/slow/push/blobs/{digest}")).await;
     assert_eq!(blob.bytes().await.unwrap().as_ref(), data.as_slice());
+}
+
+/// An upload whose body trickles (a byte every 100 ms, never silent for the idle timeout of
+/// one second) is ended once a window averages under `min_body_rate_bytes_per_sec`: 400
+/// BLOB_UPLOAD_INVALID naming the rate, nothing kept. A body sent steadily above the rate
+/// through the same windows completes.
+#[tokio::test]
+async fn trickling_upload_bodies_are_cut_off_and_steady_ones_kept() {
+    let s = TestServer::start_with(|c| {
+        c.limits.body_idle_timeout_secs = 1;
+        c.limits.min_body_rate_bytes_per_sec = 1000;
+    })
+    .await;
+    let data = random_bytes(30_000);
+    // (bytes per write, writes): 1 byte × 30 is 10 B/s; 1,000 bytes × 30 is 10,000 B/s.
+    for (step, writes, kept) in [(1usize, 30usize, false), (1000, 30, true)] {
+        let location = s.start_upload("slow/trickle").await;
+        let path = location.trim_start_matches(&s.base).to_owned();
+        let mut stream = TcpStream::connect(address(&s)).await.expect("connect");
+        let length = step * writes;
+        let head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: registry\r\nContent-Type: application/octet-stream\r\n\
+             Content-Range: 0-{}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n",
+            length - 1
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        for chunk in data[..length].chunks(step) {
+            ticks.tick().await;
+            // The server may have answered and closed already: the answer tells.
+            if stream.write_all(chunk).await.is_err() {
+                break;
+            }
+        }
+        let answer = read_until_closed(&mut stream).await;
+        let text = String::from_utf8_lossy(&answer);
+        let status = s.client.get(location.as_str()).send().await.unwrap();
+        if kept {
+            assert!(text.starts_with("HTTP/1.1 202"), "a steady body got {text}");
+            assert_eq!(
+                status.headers().get("range").and_then(|v| v.to_str().ok()),
+                Some(format!("0-{}", length - 1).as_str())
+            );
+        } else {
+            assert!(text.starts_with("HTTP/1.1 400"), "a trickle got {text}");
+            assert!(text.contains("BLOB_UPLOAD_INVALID"), "{text}");
+            assert!(text.contains("under the minimum of 1000 bytes/s"), "{text}");
+            assert_eq!(
+                status.headers().get("range").and_then(|v| v.to_str().ok()),
+                Some("0-0"),
+                "the trickled bytes were not kept"
+            );
+        }
+    }
 }
