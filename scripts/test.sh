@@ -35,6 +35,9 @@ cargo test --locked --test api metrics:: -- --include-ignored
 say "the pull-through cache with Distribution (docker-registry) as upstream, filled by skopeo"
 cargo test --locked --test api proxy:: -- --include-ignored
 
+say "replication to and from Distribution (docker-registry), checked with skopeo"
+cargo test --locked --test api replication:: -- --include-ignored
+
 say "the web UI in headless Chromium (screenshots in target/ui-screenshots/)"
 cargo test --locked --test api ui_browser:: -- --include-ignored
 

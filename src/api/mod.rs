@@ -17,6 +17,7 @@ mod policies;
 mod proxy;
 mod quarantine;
 mod quotas;
+mod replication;
 mod repositories;
 mod scans;
 mod stats;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .merge(vulnerabilities::routes())
         .merge(proxy::routes())
         .merge(webhooks::routes())
+        .merge(replication::routes())
         // Last but the fallback: it covers every method router merged above (axum's own
         // 405 has an empty body; its `Allow` header is kept).
         .method_not_allowed_fallback(method_not_allowed)
@@ -153,6 +155,14 @@ pub fn routes() -> Router<AppState> {
         webhooks::remove,
         webhooks::deliveries,
         webhooks::redeliver,
+        replication::list,
+        replication::show,
+        replication::save,
+        replication::remove,
+        replication::run,
+        replication::drift,
+        replication::executions,
+        replication::execution,
     ),
     components(schemas(Problem))
 )]

@@ -2,7 +2,8 @@
 //! configuration, and which module runs each command: [`server`] (serve, migrate,
 //! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`],
 //! [`advisories`], offline on the configured database; and against a running server's
-//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], [`trust`], printing
+//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], [`trust`],
+//! [`replication`], printing
 //! through [`output`].
 
 mod access;
@@ -12,6 +13,7 @@ mod image;
 mod output;
 mod policy;
 mod remote;
+mod replication;
 mod repo;
 mod server;
 mod stats;
@@ -120,6 +122,14 @@ enum Command {
         remote: remote::RemoteArgs,
         #[command(subcommand)]
         command: trust::TrustCommand,
+    },
+    /// Replication rules of a running server: copies to or from another registry, runs,
+    /// executions.
+    Replication {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: replication::ReplicationCommand,
     },
 }
 
@@ -271,5 +281,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => runtime.block_on(stats::run(args)),
         Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
         Command::Trust { remote, command } => runtime.block_on(trust::run(&remote, command)),
+        Command::Replication { remote, command } => {
+            runtime.block_on(replication::run(&remote, command))
+        }
     }
 }

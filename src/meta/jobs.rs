@@ -11,6 +11,7 @@ const REVIEW_BLOBS: &str = "review_blobs";
 const GC_RUN: &str = "gc_run";
 const GC_SCHEDULE: &str = "gc_schedule";
 const SCAN_IMAGE: &str = "scan_image";
+const REPLICATE: &str = "replicate";
 
 /// A unit of background work, with what it works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,11 @@ pub enum Job {
         /// The image's manifest digest.
         digest: String,
     },
+    /// Run (or resume) a recorded replication execution.
+    Replicate {
+        /// The execution's id.
+        execution_id: i64,
+    },
 }
 
 impl Job {
@@ -52,6 +58,7 @@ impl Job {
                 repository_id,
                 digest,
             } => (SCAN_IMAGE, format!("{repository_id} {digest}")),
+            Job::Replicate { execution_id } => (REPLICATE, execution_id.to_string()),
         }
     }
 
@@ -69,6 +76,9 @@ impl Job {
             REVIEW_BLOBS => Ok(Job::ReviewBlobs),
             GC_RUN => Ok(Job::RunGc { run_id: id()? }),
             GC_SCHEDULE => Ok(Job::ScheduledGc),
+            REPLICATE => Ok(Job::Replicate {
+                execution_id: id()?,
+            }),
             SCAN_IMAGE => payload
                 .split_once(' ')
                 .and_then(|(id, digest)| {
@@ -96,6 +106,7 @@ impl Job {
                 repository_id,
                 digest,
             } => Some(format!("{SCAN_IMAGE}:{repository_id}:{digest}")),
+            Job::Replicate { .. } => None,
         }
     }
 }
@@ -280,6 +291,7 @@ mod tests {
                 repository_id: 3,
                 digest: format!("sha256:{}", "a".repeat(64)),
             },
+            Job::Replicate { execution_id: 9 },
         ];
         for job in jobs {
             let (kind, payload) = job.to_row();

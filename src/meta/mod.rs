@@ -40,6 +40,7 @@ pub mod policies;
 pub mod proxy;
 pub mod quarantine;
 pub mod quotas;
+pub mod replication;
 pub mod repositories;
 pub mod scan_policy;
 pub mod scans;

@@ -91,6 +91,7 @@ impl Registry {
                 repository_id,
                 digest,
             } => self.run_scan_job(*repository_id, digest).await,
+            Job::Replicate { execution_id } => self.run_replication(*execution_id).await,
             Job::ScheduledGc => {
                 let options = self.gc_options(false);
                 let run = self.run_gc("schedule", options, &|_, _| {}).await?;

@@ -136,6 +136,9 @@ impl Registry {
         {
             Repushed::Done => {
                 self.pulls.record_push(repo.as_str());
+                if let (Some(tag), false) = (tag, from_upstream) {
+                    self.replicate_after_push(repo, tag).await;
+                }
                 return Ok(ManifestPut {
                     digest,
                     subject: manifest.subject,
@@ -194,6 +197,9 @@ impl Registry {
         self.record_vex(repo, &digest, &manifest).await;
         self.scan_after_push(repo, &digest, &manifest).await;
         self.verify_after_push(repo, &digest, &payload, tag).await;
+        if let (Some(tag), false) = (tag, from_upstream) {
+            self.replicate_after_push(repo, tag).await;
+        }
         Ok(ManifestPut {
             digest,
             subject: manifest.subject,

@@ -43,6 +43,7 @@ pub mod policies;
 mod proxy;
 mod quarantine;
 mod quotas;
+mod replication;
 mod repositories;
 mod scan_policy;
 mod scans;
@@ -78,6 +79,9 @@ pub use quarantine::{
     ImageQuarantine, QuarantineOutcome, QuarantineRecord, REASON_MAX_BYTES, check_reason,
 };
 pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
+pub use replication::{
+    DriftEntry, ExecutionView, FilterInput, RemoteInput, ReplicationRuleInput, ReplicationRuleView,
+};
 pub use scan_policy::{
     AllowScope, AllowlistEntry, EffectiveFlag, EffectiveScanPolicy, EffectiveSeverity, FieldError,
     NewEntry, SCAN_POLICY_FIELDS, ScanPolicy, ScanPolicyPatch, ScanPolicySettings,

@@ -113,10 +113,12 @@ fn upstream_error(e: UpstreamError, not_found: Error) -> Error {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message,
         },
-        UpstreamError::BadAnswer(message) => Error::Upstream {
-            status: StatusCode::BAD_GATEWAY,
-            message,
-        },
+        UpstreamError::BadAnswer(message) | UpstreamError::ServerError(message) => {
+            Error::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                message,
+            }
+        }
     }
 }
 

@@ -15,6 +15,9 @@ pub(super) async fn tick(registry: &Registry, owner: &str) {
     if let Err(e) = registry.schedule_gc().await {
         tracing::warn!(error = %e, "could not queue the scheduled garbage collection");
     }
+    if let Err(e) = registry.schedule_replications().await {
+        tracing::warn!(error = %e, "could not queue the scheduled replications");
+    }
     if let Err(e) = registry.run_due_policies().await {
         tracing::warn!(error = %e, "cleanup policies failed");
     }

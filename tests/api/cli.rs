@@ -1097,3 +1097,107 @@ async fn bad_inputs_are_named() {
         .failed();
     assert!(not_pem.contains("--ca-cert:"), "{not_pem}");
 }
+
+/// `replication put|ls|show|run|executions|rm`: a push rule with replicate_deletes, run, its
+/// execution shown; a tag deleted on the source goes on the destination at the next run.
+#[tokio::test]
+async fn replication_commands() {
+    let s = TestServer::start_with(|c| c.gc.poll_millis = 3_600_000).await;
+    let other = TestServer::start_with(|c| c.gc.poll_millis = 3_600_000).await;
+    s.push_image("apps/app", "v1", &[b"one".as_slice()]).await;
+    s.push_image("apps/app", "v2", &[b"two".as_slice()]).await;
+    let put = berth(
+        &s,
+        &[
+            "replication",
+            "put",
+            "to-other",
+            "--direction",
+            "push",
+            "--remote",
+            &other.base,
+            "--repositories",
+            "apps/*",
+            "--replicate-deletes",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        put.trim(),
+        format!("replication rule to-other: push {} (manual)", other.base)
+    );
+    let bad = berth(
+        &s,
+        &[
+            "replication",
+            "put",
+            "bad",
+            "--direction",
+            "push",
+            "--remote",
+            "ftp://x",
+        ],
+    )
+    .await
+    .failed();
+    assert!(bad.contains("remote.url"), "{bad}");
+    let listed = berth(&s, &["replication", "ls"]).await.ok();
+    assert_eq!(
+        row(&listed, "to-other")[1..=3],
+        ["push", other.base.as_str(), "manual"],
+        "{listed}"
+    );
+    let shown = berth(&s, &["replication", "show", "to-other"]).await.ok();
+    assert_eq!(row(&shown, "replicate")[2], "yes", "{shown}");
+    assert_eq!(
+        berth(&s, &["replication", "show", "to-other", "--json"])
+            .await
+            .json(),
+        api(&s, "/replication/rules/to-other").await
+    );
+
+    let run = berth(&s, &["replication", "run", "to-other"]).await.ok();
+    let id: i64 = run.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(run.trim(), format!("execution {id} of to-other queued"));
+    s.replica().await.run_due_jobs("cli").await.unwrap();
+    let shown = berth(&s, &["replication", "executions", &id.to_string()])
+        .await
+        .ok();
+    assert_eq!(row(&shown, "state")[1], "succeeded", "{shown}");
+    assert_eq!(row(&shown, "manifests")[1], "2", "{shown}");
+    let listed = berth(&s, &["replication", "executions", "--rule", "to-other"])
+        .await
+        .ok();
+    assert_eq!(row(&listed, &id.to_string())[3], "succeeded", "{listed}");
+    assert_eq!(
+        other.get("/v2/apps/app/manifests/v2").await.status(),
+        StatusCode::OK
+    );
+
+    // v2 deleted on the source: the next run deletes it on the destination.
+    assert_eq!(
+        s.delete("/v2/apps/app/manifests/v2").await.status(),
+        StatusCode::ACCEPTED
+    );
+    berth(&s, &["replication", "run", "to-other"]).await.ok();
+    s.replica().await.run_due_jobs("cli").await.unwrap();
+    assert_eq!(
+        other.get("/v2/apps/app/manifests/v2").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        other.get("/v2/apps/app/manifests/v1").await.status(),
+        StatusCode::OK
+    );
+
+    let removed = berth(&s, &["replication", "rm", "to-other"]).await.ok();
+    assert_eq!(removed.trim(), "replication rule to-other deleted");
+    let gone = berth(&s, &["replication", "show", "to-other"])
+        .await
+        .failed();
+    assert!(
+        gone.contains("no replication rule named to-other"),
+        "{gone}"
+    );
+}

@@ -28,6 +28,7 @@ mod proxy;
 mod quarantine;
 mod quotas;
 mod referrers;
+mod replication;
 mod repositories;
 mod sbom;
 mod scan_policy;

@@ -795,14 +795,14 @@ async fn pulls_through_the_cache_need_pull_rights_on_the_prefix_and_no_more() {
 }
 
 /// Debian's CNCF Distribution 2.8.2 on a free loopback port, with its data in `dir`;
-/// stopped (killed by its id) when dropped.
-struct Distribution {
-    base: String,
+/// stopped (killed by its id) when dropped. Also the replication tests' remote.
+pub(crate) struct Distribution {
+    pub(crate) base: String,
     child: std::process::Child,
 }
 
 impl Distribution {
-    async fn start(dir: &std::path::Path) -> Distribution {
+    pub(crate) async fn start(dir: &std::path::Path) -> Distribution {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
