@@ -2,8 +2,8 @@
 //! configuration, and which module runs each command: [`server`] (serve, migrate,
 //! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`],
 //! [`advisories`], offline on the configured database; and against a running server's
-//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], [`trust`], printing
-//! through [`output`].
+//! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], [`trust`],
+//! [`webhook`], printing through [`output`].
 
 mod access;
 mod advisories;
@@ -17,6 +17,7 @@ mod server;
 mod stats;
 mod tag;
 mod trust;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -120,6 +121,13 @@ enum Command {
         remote: remote::RemoteArgs,
         #[command(subcommand)]
         command: trust::TrustCommand,
+    },
+    /// Webhooks of a running server: subscriptions, their delivery log, redelivery.
+    Webhook {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
 }
 
@@ -271,5 +279,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => runtime.block_on(stats::run(args)),
         Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
         Command::Trust { remote, command } => runtime.block_on(trust::run(&remote, command)),
+        Command::Webhook { remote, command } => runtime.block_on(webhook::run(&remote, command)),
     }
 }

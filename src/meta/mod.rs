@@ -415,6 +415,7 @@ mod tests {
             blobs: Vec::new(),
             children: Vec::new(),
             from_upstream: false,
+            actor: None,
         }
     }
 

@@ -41,4 +41,5 @@ mod ui;
 mod ui_browser;
 mod uploads;
 mod vulnerabilities;
+mod webhook_events;
 mod webhooks;
