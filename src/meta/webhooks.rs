@@ -1,11 +1,16 @@
 //! Webhooks: subscriptions, and the outbox their deliveries are sent from.
 //!
 //! The outbox is written by the transaction that makes the change ([`push_events`],
-//! [`deleted_events`]): one
-//! `INSERT … SELECT` over the subscriptions whose scope covers the repository and whose
-//! events include the kind, so without a subscription nothing is written, and a change that
-//! rolls back takes its events with it. Deliveries of one (subscription, repository) are
-//! claimed in order: only the oldest pending row of such a queue is ever due.
+//! [`deleted_events`], and `insert_event` for a scan's record, findings, signatures and a
+//! run's record): one `INSERT … SELECT` over the subscriptions whose scope covers the
+//! repository and whose events include the kind, so without a subscription nothing is
+//! written, and a change that rolls back takes its events with it. Events without a
+//! transaction of their own (a pull, a refused pull or push, a replication) are written on
+//! their own ([`Meta::record_event`], [`Meta::record_pull`]); a manifest GET learns from its
+//! own read whether any subscription wants it (`pull_sample_column`). Deliveries of one
+//! (subscription, repository) are claimed in order: only the oldest pending row of such a
+//! queue is ever due; finished ones are deleted after the retention
+//! ([`Meta::prune_deliveries`]).
 
 use super::{IntBool, Meta};
 use crate::{

@@ -1,8 +1,10 @@
 //! Webhooks: subscriptions (checked here: the URL against `[webhooks]`, the events, the
 //! format, the scope, the headers), their delivery log and redelivery, and what the delivery
 //! worker asks of the outbox (claim due deliveries, record each attempt with backoff and the
-//! dead state). The events themselves are written by the index in the transaction of each
-//! change (`meta/webhooks.rs`); the payloads are rendered by [`crate::webhooks`].
+//! dead state), and the pruning of finished deliveries. The events themselves are written by
+//! the index in the transaction of each change (`meta/webhooks.rs`); the ones without a
+//! change (a sampled pull, a refused pull, a quota refusal, a replication) are recorded from
+//! here; the payloads are rendered by [`crate::webhooks`].
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! Webhooks, the pure part: what an event says ([`Event`]), the payload formats a
-//! subscription may ask for ([`Format`]: CNCF Distribution's notification envelope, Harbor's
+//! Webhooks, the pure part: what an event says ([`Event`], its [`EventKind`] and how each
+//! format names it), the payload formats a subscription may ask for ([`Format`]: CNCF Distribution's notification envelope, Harbor's
 //! default payload, CloudEvents 1.0 structured and binary), the HMAC signature header, and
 //! the rules a target URL and the addresses it resolves to must follow. No IO here: the
 //! registry stores subscriptions and the outbox, the worker sends.
