@@ -199,6 +199,21 @@ pub struct WebhooksConfig {
     pub poll_millis: u64,
     /// Deliveries in flight at once per replica (default 16).
     pub concurrency: usize,
+    /// How long delivered and dead deliveries are kept before a worker deletes them
+    /// (`"90s"`, `"10m"`, `"2h"`, `"7d"`; default `"7d"`; `"off"` keeps them).
+    pub retention: String,
+    /// How often the pruning runs, in seconds (default 3600).
+    pub prune_secs: u64,
+}
+
+impl WebhooksConfig {
+    /// `retention` in seconds; `None` when off (checked when the configuration is read).
+    pub fn retention_secs(&self) -> Option<i64> {
+        if self.retention.trim() == "off" {
+            return None;
+        }
+        parse_duration(&self.retention).ok()
+    }
 }
 
 impl Default for WebhooksConfig {
@@ -213,6 +228,8 @@ impl Default for WebhooksConfig {
             response_max_bytes: 64 * 1024,
             poll_millis: 1000,
             concurrency: 16,
+            retention: "7d".into(),
+            prune_secs: 3600,
         }
     }
 }
@@ -703,6 +720,12 @@ impl ConfigFile {
                  (--allow-open-network) to serve anyone on the network without credentials",
                 self.listen
             );
+        }
+        if self.webhooks.retention.trim() != "off" {
+            parse_duration(&self.webhooks.retention).context("webhooks.retention")?;
+        }
+        if self.webhooks.prune_secs == 0 {
+            bail!("webhooks.prune_secs: must be at least 1");
         }
         if self.auth.token_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
             bail!("auth.token_ttl_secs and auth.refresh_ttl_secs: must be at least 1");

@@ -188,6 +188,7 @@ pub(super) async fn delete(
             repo,
             &Reference::Digest(digest.clone()),
             Override::for_maintainer(grant.maintain),
+            Some(&caller.identity.name),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -3,8 +3,7 @@
 //! check-config), [`access`] (users, tokens, namespaces, visibility), [`gc`],
 //! [`advisories`], offline on the configured database; and against a running server's
 //! `/api/v1` ([`remote`]): [`repo`], [`image`], [`tag`], [`stats`], [`policy`], [`trust`],
-//! [`replication`], printing
-//! through [`output`].
+//! [`replication`], [`webhook`], printing through [`output`].
 
 mod access;
 mod advisories;
@@ -19,6 +18,7 @@ mod server;
 mod stats;
 mod tag;
 mod trust;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -130,6 +130,13 @@ enum Command {
         remote: remote::RemoteArgs,
         #[command(subcommand)]
         command: replication::ReplicationCommand,
+    },
+    /// Webhooks of a running server: subscriptions, their delivery log, redelivery.
+    Webhook {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
 }
 
@@ -284,5 +291,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replication { remote, command } => {
             runtime.block_on(replication::run(&remote, command))
         }
+        Command::Webhook { remote, command } => runtime.block_on(webhook::run(&remote, command)),
     }
 }

@@ -20,8 +20,11 @@ pub(super) async fn get(
     reference: Reference,
     head: bool,
 ) -> Result<Response> {
-    let manifest = ctx.registry.pull_manifest(&name, &reference, !head).await?;
     let who = &ctx.access.identity;
+    let manifest = ctx
+        .registry
+        .pull_manifest(&name, &reference, !head, Some(&who.name))
+        .await?;
     if !head {
         ctx.registry.count_by(&name, &who.subject, &who.name, false);
     }
@@ -78,6 +81,7 @@ pub(super) async fn put(
             content_type,
             payload,
             Override::for_maintainer(ctx.access.grant.maintain),
+            Some(&ctx.access.identity.name),
         )
         .await?;
     let who = &ctx.access.identity;
@@ -102,6 +106,7 @@ pub(super) async fn delete(ctx: Ctx<'_>, name: RepoName, reference: Reference) -
             &name,
             &reference,
             Override::for_maintainer(ctx.access.grant.maintain),
+            Some(&ctx.access.identity.name),
         )
         .await?;
     let who = &ctx.access.identity;

@@ -10,11 +10,17 @@ use super::{
     Meta, placeholders,
     repositories::CatalogViewer,
     usage::{READABLE, bind_viewer},
+    webhooks::{NewEvent, insert_event},
 };
 use crate::{
     error::Result,
     oci::{Digest, RepoName, Tag},
+    webhooks::EventKind,
 };
+
+/// New findings an image's `vulnerability_found` event lists at most (its `count` says
+/// how many there were).
+const EVENT_FINDINGS_MAX: usize = 100;
 
 /// Rows inserted per statement (each binds 8 or 12 values): SQLite resolves `$n` binds in
 /// time quadratic in their number per statement, so 50 rows insert faster than 500.
@@ -627,6 +633,43 @@ impl Meta {
                 .execute(&mut *tx)
                 .await?;
             }
+        }
+        // One `vulnerability_found` per image that gained findings, in this transaction.
+        let mut gained: Vec<(&MatchedImage, Vec<&NewFinding>)> = Vec::new();
+        for (image, finding) in &inserts {
+            match gained.last_mut() {
+                Some((last, list)) if last.manifest_id == image.manifest_id => list.push(finding),
+                _ => gained.push((image, vec![finding])),
+            }
+        }
+        for (image, found) in gained {
+            let repository: Option<String> =
+                sqlx::query_scalar("SELECT name FROM repositories WHERE id = $1")
+                    .bind(image.repository_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(repository) = repository else {
+                continue;
+            };
+            let listed: Vec<serde_json::Value> = found
+                .iter()
+                .take(EVENT_FINDINGS_MAX)
+                .map(|f| {
+                    serde_json::json!({
+                        "advisory": f.advisory_id, "package": f.package,
+                        "installed_version": f.installed_version,
+                        "fixed_version": f.fixed_version, "severity": f.severity,
+                        "image": f.child_digest,
+                    })
+                })
+                .collect();
+            let detail = serde_json::json!({ "count": found.len(), "findings": listed });
+            let event = NewEvent {
+                digest: Some(&image.digest),
+                detail: Some(&detail),
+                ..NewEvent::new(EventKind::VulnerabilityFound, &repository)
+            };
+            insert_event(&mut *tx, &event, -1.0, now).await?;
         }
         tx.commit().await?;
         Ok(StoredFindings {

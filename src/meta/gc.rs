@@ -11,10 +11,15 @@ use std::sync::LazyLock;
 use anyhow::Context;
 use futures::{StreamExt, stream::BoxStream};
 
-use super::{IntBool, Meta, digest_texts, placeholders, repositories::lock_repository_id};
+use super::{
+    IntBool, Meta, digest_texts, placeholders,
+    repositories::lock_repository_id,
+    webhooks::{NewEvent, insert_event},
+};
 use crate::{
     error::{Error, Result},
     oci::{Digest, RepoName},
+    webhooks::EventKind,
 };
 
 /// What a garbage collection removed (or, in a dry run, would remove).
@@ -314,7 +319,9 @@ impl Meta {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Records the end of run `id` with its counts and report.
+    /// Records the end of run `id` with its counts and report and, unless it was a dry run,
+    /// its `gc_completed` event (`cleanup_completed` for a policy's run: trigger
+    /// `policy:<name>`), registry-wide.
     pub async fn finish_gc_run(
         &self,
         id: i64,
@@ -322,6 +329,8 @@ impl Meta {
         failed: bool,
         report: &serde_json::Value,
     ) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE gc_runs SET state = $2, finished_at = $3, manifests_deleted = $4, \
              links_deleted = $5, blobs_deleted = $6, uploads_deleted = $7, orphans_deleted = $8, \
@@ -338,8 +347,34 @@ impl Meta {
         .bind(counts.bytes)
         .bind(counts.errors)
         .bind(report.to_string())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        let run: Option<(String, i64)> =
+            sqlx::query_as("SELECT trigger, dry_run FROM gc_runs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((trigger, 0)) = run {
+            let policy = trigger.strip_prefix("policy:");
+            let kind = match policy {
+                Some(_) => EventKind::CleanupCompleted,
+                None => EventKind::GcCompleted,
+            };
+            let detail = serde_json::json!({
+                "run": id, "trigger": trigger, "policy": policy,
+                "state": if failed { "failed" } else { "done" },
+                "manifests_deleted": counts.manifests, "links_deleted": counts.links,
+                "blobs_deleted": counts.blobs, "uploads_deleted": counts.uploads,
+                "orphans_deleted": counts.orphans, "bytes_deleted": counts.bytes,
+                "errors": counts.errors,
+            });
+            let event = NewEvent {
+                detail: Some(&detail),
+                ..NewEvent::new(kind, "")
+            };
+            insert_event(&mut *tx, &event, -1.0, now).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -41,6 +41,9 @@ pub struct StoredManifest {
     pub block_unscanned: bool,
     /// ...and the trust policy that checks its signatures at pull, if any.
     pub trust_policy: Option<String>,
+    /// The highest `pull_sample_rate` of the webhook subscriptions that want this pull
+    /// (`None` when none does, and for a headers-only read).
+    pub pull_sample: Option<f64>,
 }
 
 /// A manifest row as read; the payload is NULL when only the headers were asked for.
@@ -55,6 +58,7 @@ struct ManifestRow {
     held_by: Option<i64>,
     block_unscanned: i64,
     trust_policy: Option<String>,
+    pull_sample: Option<f64>,
 }
 
 impl From<ManifestRow> for StoredManifest {
@@ -69,6 +73,7 @@ impl From<ManifestRow> for StoredManifest {
             held_by: r.held_by,
             block_unscanned: r.block_unscanned != 0,
             trust_policy: r.trust_policy,
+            pull_sample: r.pull_sample,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct NewManifest<'a> {
     /// A copy from an upstream (pull-through cache): the blobs and children it references
     /// may be fetched later, when asked for, so missing ones are not refused.
     pub from_upstream: bool,
+    /// Who pushed it (for its webhook events).
+    pub actor: Option<&'a str>,
 }
 
 /// What a push of a manifest the repository may already hold did.
@@ -164,17 +171,19 @@ pub struct Referrer {
 /// The columns of a [`ManifestRow`] of `m` (of repository `$1` in namespace `$3`), with or
 /// without the payload. `held_by` costs a probe of the quarantines by the manifest's key and,
 /// for an index only, one by (repository, digest) per child; a read with the payload (a pull)
-/// also probes the scanning and trust policies by their keys. The pull path's checks need no
-/// second query unless a policy applies.
+/// also probes the scanning and trust policies by their keys, and the webhook subscriptions
+/// that want pulls. The pull path's checks need no second query unless a policy applies or a
+/// subscription wants the pull.
 fn manifest_columns(payload: bool) -> String {
-    let (payload, block_unscanned, trust_policy) = if payload {
+    let (payload, block_unscanned, trust_policy, pull_sample) = if payload {
         (
             "m.payload",
             BLOCK_UNSCANNED_COLUMN.to_owned(),
             checking_policy_column(),
+            webhooks::pull_sample_column(),
         )
     } else {
-        ("NULL", "0".to_owned(), "NULL".to_owned())
+        ("NULL", "0".to_owned(), "NULL".to_owned(), "NULL".to_owned())
     };
     format!(
         "m.id, m.repository_id, m.digest, m.media_type, m.size, {payload} AS payload, \
@@ -183,7 +192,8 @@ fn manifest_columns(payload: bool) -> String {
              (SELECT MIN(q.manifest_id) FROM manifest_references mr \
                 JOIN quarantines q ON q.repository_id = m.repository_id AND q.digest = mr.digest \
               WHERE mr.manifest_id = m.id AND mr.kind = 'manifest') END) AS held_by, \
-         {block_unscanned} AS block_unscanned, {trust_policy} AS trust_policy"
+         {block_unscanned} AS block_unscanned, {trust_policy} AS trust_policy, \
+         {pull_sample} AS pull_sample"
     )
 }
 
@@ -271,6 +281,7 @@ impl Meta {
             digest: manifest.digest,
             media_type: manifest.media_type,
             size: manifest.payload.len() as i64,
+            actor: manifest.actor,
         };
         webhooks::push_events(&mut tx, repository_id, &pushed, tag, now).await?;
         if let Some(tag) = tag {
@@ -292,6 +303,7 @@ impl Meta {
         digest: &Digest,
         tag: Option<&Tag>,
         tag_may_move: bool,
+        actor: Option<&str>,
     ) -> Result<Repushed> {
         let now = self.now();
         let Some(manifest) = self.manifest_by_digest(repo, digest, false).await? else {
@@ -305,6 +317,7 @@ impl Meta {
                 digest: digest.clone(),
                 media_type: manifest.media_type.clone(),
                 size: manifest.size,
+                actor: actor.map(str::to_owned),
             };
             if !self
                 .move_tag(
@@ -334,12 +347,18 @@ impl Meta {
 
     /// Deletes a manifest and, through the schema, its tags, and queues the repository for
     /// review. Returns whether it existed.
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        actor: Option<&str>,
+    ) -> Result<bool> {
         self.delete_in_repository(
             repo,
             "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
             &digest.to_string(),
             Deleted::Manifest,
+            actor,
         )
         .await
     }
@@ -353,12 +372,14 @@ impl Meta {
         delete: &str,
         key: &str,
         deleted: Deleted,
+        actor: Option<&str>,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
             return Ok(false);
         };
-        webhooks::deleted_events(&mut tx, deleted, repository_id, repo, key, self.now()).await?;
+        let now = self.now();
+        webhooks::deleted_events(&mut tx, deleted, repository_id, repo, key, now, actor).await?;
         let done = sqlx::query(delete)
             .bind(repository_id)
             .bind(key)

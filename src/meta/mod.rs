@@ -416,6 +416,7 @@ mod tests {
             blobs: Vec::new(),
             children: Vec::new(),
             from_upstream: false,
+            actor: None,
         }
     }
 

@@ -2,11 +2,15 @@
 //! indexer version) so a layer is read once; the record of every image scan; and the merged
 //! inventory each successful scan found, which matching reads without touching a blob.
 
-use super::Meta;
+use super::{
+    Meta,
+    webhooks::{NewEvent, insert_event},
+};
 use crate::{
     error::Result,
     oci::{Digest, RepoName},
     scan::layers::LayerIndex,
+    webhooks::EventKind,
 };
 
 /// What is stored about one layer at one indexer version.
@@ -29,6 +33,8 @@ struct LayerRow {
 pub struct NewScan<'a> {
     /// The repository of the image.
     pub repository_id: i64,
+    /// Its name (for the `scan_completed` event).
+    pub repository: &'a RepoName,
     /// The image's manifest digest.
     pub digest: &'a Digest,
     /// When the scan started (Unix seconds).
@@ -161,7 +167,8 @@ impl Meta {
     }
 
     /// Records a finished scan and, for a successful one, the inventory it found (`packages`
-    /// without their `seq`, which is their position). Returns the scan's id.
+    /// without their `seq`, which is their position), with its `scan_completed` event.
+    /// Returns the scan's id.
     pub async fn record_scan(&self, scan: &NewScan<'_>, packages: &[PackageRow]) -> Result<i64> {
         let mut tx = self.writer.begin().await?;
         let (id,): (i64,) = sqlx::query_as(
@@ -203,6 +210,21 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
+        let digest = scan.digest.to_string();
+        let detail = serde_json::json!({
+            "scan_id": id,
+            "status": if scan.error.is_some() { "error" } else { "ok" },
+            "error": scan.error,
+            "packages": packages.len(),
+            "layers_read": scan.layers_read,
+            "duration_ms": scan.duration_ms,
+        });
+        let event = NewEvent {
+            digest: Some(&digest),
+            detail: Some(&detail),
+            ..NewEvent::new(EventKind::ScanCompleted, scan.repository.as_str())
+        };
+        insert_event(&mut *tx, &event, -1.0, scan.finished_at).await?;
         tx.commit().await?;
         Ok(id)
     }

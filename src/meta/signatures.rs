@@ -4,10 +4,14 @@
 //! notation envelope) with the outcome of its last verification; the pull gate reads only
 //! these rows.
 
-use super::Meta;
+use super::{
+    Meta,
+    webhooks::{NewEvent, insert_event},
+};
 use crate::{
     error::Result,
     oci::{Digest, RepoName},
+    webhooks::EventKind,
 };
 
 /// A trust policy as stored.
@@ -199,14 +203,18 @@ impl Meta {
             .await?)
     }
 
-    /// Replaces the results of signature manifest `manifest_id` of repository
-    /// `repository_id` with `rows`, verified now.
+    /// Replaces the results of signature manifest `manifest_id` (`signature`) of
+    /// repository `repository_id` (`repo`) with `rows`, verified now, each with its
+    /// `signature_verified` or `signature_failed` event (about the signed image).
     pub async fn replace_signatures(
         &self,
         manifest_id: i64,
         repository_id: i64,
+        repo: &RepoName,
+        signature: &Digest,
         rows: &[NewSignature],
     ) -> Result<()> {
+        let now = self.now();
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM signatures WHERE manifest_id = $1")
             .bind(manifest_id)
@@ -233,6 +241,23 @@ impl Meta {
             .bind(row.expires_at)
             .execute(&mut *tx)
             .await?;
+            let kind = if row.verified {
+                EventKind::SignatureVerified
+            } else {
+                EventKind::SignatureFailed
+            };
+            let detail = serde_json::json!({
+                "signature": signature.to_string(), "layer": row.layer, "tool": row.tool,
+                "format": row.format, "identity": row.identity, "reason": row.reason,
+                "policy": row.policy,
+            });
+            let subject = row.subject.to_string();
+            let event = NewEvent {
+                digest: Some(&subject),
+                detail: Some(&detail),
+                ..NewEvent::new(kind, repo.as_str())
+            };
+            insert_event(&mut *tx, &event, -1.0, now).await?;
         }
         tx.commit().await?;
         Ok(())

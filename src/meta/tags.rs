@@ -212,12 +212,18 @@ impl Meta {
     }
 
     /// Removes one tag; the manifest stays. Returns whether the tag existed.
-    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+    pub async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        actor: Option<&str>,
+    ) -> Result<bool> {
         self.delete_in_repository(
             repo,
             "DELETE FROM tags WHERE repository_id = $1 AND name = $2",
             tag.as_str(),
             super::webhooks::Deleted::Tag,
+            actor,
         )
         .await
     }
@@ -241,6 +247,7 @@ impl Meta {
             repo,
             tag.as_str(),
             now,
+            None,
         )
         .await?;
         let done = sqlx::query(

@@ -1,11 +1,16 @@
 //! Webhooks: subscriptions, and the outbox their deliveries are sent from.
 //!
 //! The outbox is written by the transaction that makes the change ([`push_events`],
-//! [`deleted_events`]): one
-//! `INSERT … SELECT` over the subscriptions whose scope covers the repository and whose
-//! events include the kind, so without a subscription nothing is written, and a change that
-//! rolls back takes its events with it. Deliveries of one (subscription, repository) are
-//! claimed in order: only the oldest pending row of such a queue is ever due.
+//! [`deleted_events`], and `insert_event` for a scan's record, findings, signatures and a
+//! run's record): one `INSERT … SELECT` over the subscriptions whose scope covers the
+//! repository and whose events include the kind, so without a subscription nothing is
+//! written, and a change that rolls back takes its events with it. Events without a
+//! transaction of their own (a pull, a refused pull or push, a replication) are written on
+//! their own ([`Meta::record_event`], [`Meta::record_pull`]); a manifest GET learns from its
+//! own read whether any subscription wants it (`pull_sample_column`). Deliveries of one
+//! (subscription, repository) are claimed in order: only the oldest pending row of such a
+//! queue is ever due; finished ones are deleted after the retention
+//! ([`Meta::prune_deliveries`]).
 
 use super::{IntBool, Meta};
 use crate::{
@@ -16,7 +21,8 @@ use crate::{
 
 /// Columns of an outbox row, in the order the `INSERT … SELECT`s give them.
 const OUTBOX_COLUMNS: &str = "INSERT INTO webhook_deliveries (subscription_id, event_id, kind, \
-     repository, digest, tag, media_type, size, previous_digest, occurred_at, next_attempt_at)";
+     repository, digest, tag, media_type, size, previous_digest, occurred_at, next_attempt_at, \
+     actor, detail)";
 
 /// The subscriptions that want an event: `$2` is the kind's LIKE pattern (`%,push,%`), `$3`
 /// the repository, which the subscription's scope must cover (`*`, itself, or a prefix of
@@ -47,6 +53,8 @@ pub struct SubscriptionRow {
     pub created_by: String,
     /// When.
     pub created_at: i64,
+    /// The share of pulls sent (0 < rate <= 1).
+    pub pull_sample_rate: f64,
 }
 
 /// What a new subscription stores.
@@ -65,6 +73,8 @@ pub struct NewSubscription<'a> {
     pub headers: &'a str,
     /// Who creates it.
     pub created_by: &'a str,
+    /// The share of pulls sent (checked by the caller: 0 < rate <= 1).
+    pub pull_sample_rate: f64,
 }
 
 /// One delivery of the log.
@@ -104,6 +114,10 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     /// When it was delivered or given up.
     pub finished_at: Option<i64>,
+    /// Who did it, where known.
+    pub actor: Option<String>,
+    /// What else the kind tells (a JSON object).
+    pub detail: Option<String>,
 }
 
 /// A delivery claimed for sending, with what the sender needs of its subscription.
@@ -125,12 +139,12 @@ pub struct ClaimedDelivery {
 /// The columns of a [`DeliveryRow`] of `d`.
 const DELIVERY_COLUMNS: &str = "d.id, d.subscription_id, d.event_id, d.kind, d.repository, \
      d.digest, d.tag, d.media_type, d.size, d.previous_digest, d.occurred_at, d.state, \
-     d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.finished_at";
+     d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.finished_at, d.actor, d.detail";
 
 /// The columns of a [`SubscriptionRow`] of `s`.
 const SUBSCRIPTION_COLUMNS: &str = "s.id, s.url, s.scope, s.events, s.format, \
      CAST(CASE WHEN s.secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS signed, s.headers, s.created_by, \
-     s.created_at";
+     s.created_at, s.pull_sample_rate";
 
 /// The LIKE pattern that finds `kind` in a subscription's `events`.
 fn wants(kind: EventKind) -> String {
@@ -152,6 +166,8 @@ pub(super) struct Pushed<'a> {
     pub media_type: &'a str,
     /// Its size in bytes.
     pub size: i64,
+    /// Who pushed it.
+    pub actor: Option<&'a str>,
 }
 
 /// A pushed manifest owned, for the tag moves that wait for a group commit.
@@ -164,6 +180,8 @@ pub(super) struct PushedManifest {
     pub media_type: String,
     /// Its size in bytes.
     pub size: i64,
+    /// Who pushed it.
+    pub actor: Option<String>,
 }
 
 impl PushedManifest {
@@ -174,6 +192,7 @@ impl PushedManifest {
             digest: &self.digest,
             media_type: &self.media_type,
             size: self.size,
+            actor: self.actor.as_deref(),
         }
     }
 }
@@ -188,12 +207,16 @@ pub(super) async fn push_events(
     tag: Option<&Tag>,
     now: i64,
 ) -> Result<()> {
-    let push = format!(
-        "SELECT s.id, $1, 'push', $3, $5, $6, $7, CAST($8 AS BIGINT), NULL, $4, $4 \
-         FROM webhook_subscriptions s WHERE {WANTED}"
-    );
+    // The actor is `$9` alone, `$12` beside the move.
+    let push = |actor: &str| {
+        format!(
+            "SELECT s.id, $1, 'push', $3, $5, $6, $7, CAST($8 AS BIGINT), NULL, $4, $4, {actor}, \
+               NULL \
+             FROM webhook_subscriptions s WHERE {WANTED}"
+        )
+    };
     let Some(tag) = tag else {
-        sqlx::query(&format!("{OUTBOX_COLUMNS} {push} ORDER BY s.id"))
+        sqlx::query(&format!("{OUTBOX_COLUMNS} {} ORDER BY s.id", push("$9")))
             .bind(event_id())
             .bind(wants(EventKind::Push))
             .bind(pushed.repo.as_str())
@@ -202,6 +225,7 @@ pub(super) async fn push_events(
             .bind(None::<&str>)
             .bind(pushed.media_type)
             .bind(pushed.size)
+            .bind(pushed.actor)
             .execute(&mut **tx)
             .await?;
         return Ok(());
@@ -209,12 +233,14 @@ pub(super) async fn push_events(
     // Rows are inserted in the order given: the push, then the move, subscription by
     // subscription (columns 3 and 1 of the union: kind, subscription).
     let sql = format!(
-        "{OUTBOX_COLUMNS} {push} UNION ALL \
-         SELECT s.id, $9, 'tag_moved', $3, $5, t.name, $7, CAST($8 AS BIGINT), old.digest, $4, $4 \
+        "{OUTBOX_COLUMNS} {} UNION ALL \
+         SELECT s.id, $9, 'tag_moved', $3, $5, t.name, $7, CAST($8 AS BIGINT), old.digest, $4, $4, \
+           $12, NULL \
          FROM webhook_subscriptions s CROSS JOIN tags t JOIN manifests old ON old.id = t.manifest_id \
          WHERE t.repository_id = $10 AND t.name = $6 AND old.digest <> $5 AND s.events LIKE $11 \
            AND (s.scope = '*' OR s.scope = $3 OR substr($3, 1, length(s.scope) + 1) = s.scope || '/') \
-         ORDER BY 3, 1"
+         ORDER BY 3, 1",
+        push("$12")
     );
     sqlx::query(&sql)
         .bind(event_id())
@@ -228,6 +254,7 @@ pub(super) async fn push_events(
         .bind(event_id())
         .bind(repository_id)
         .bind(wants(EventKind::TagMoved))
+        .bind(pushed.actor)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -240,10 +267,11 @@ async fn manifest_deleted_events(
     repo: &RepoName,
     digest: &str,
     now: i64,
+    actor: Option<&str>,
 ) -> Result<()> {
     let sql = format!(
         "{OUTBOX_COLUMNS} SELECT s.id, $1, 'delete', $3, m.digest, NULL, m.media_type, m.size, \
-           NULL, $4, $4 \
+           NULL, $4, $4, $7, NULL \
          FROM webhook_subscriptions s CROSS JOIN manifests m \
          WHERE m.repository_id = $5 AND m.digest = $6 AND {WANTED} ORDER BY s.id"
     );
@@ -254,6 +282,7 @@ async fn manifest_deleted_events(
         .bind(now)
         .bind(repository_id)
         .bind(digest)
+        .bind(actor)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -266,10 +295,11 @@ async fn tag_deleted_events(
     repo: &RepoName,
     tag: &str,
     now: i64,
+    actor: Option<&str>,
 ) -> Result<()> {
     let sql = format!(
         "{OUTBOX_COLUMNS} SELECT s.id, $1, 'delete', $3, m.digest, t.name, m.media_type, m.size, \
-           NULL, $4, $4 \
+           NULL, $4, $4, $7, NULL \
          FROM webhook_subscriptions s CROSS JOIN tags t JOIN manifests m ON m.id = t.manifest_id \
          WHERE t.repository_id = $5 AND t.name = $6 AND {WANTED} ORDER BY s.id"
     );
@@ -280,6 +310,7 @@ async fn tag_deleted_events(
         .bind(now)
         .bind(repository_id)
         .bind(tag)
+        .bind(actor)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -302,11 +333,99 @@ pub(super) async fn deleted_events(
     repo: &RepoName,
     key: &str,
     now: i64,
+    actor: Option<&str>,
 ) -> Result<()> {
     match deleted {
-        Deleted::Manifest => manifest_deleted_events(tx, repository_id, repo, key, now).await,
-        Deleted::Tag => tag_deleted_events(tx, repository_id, repo, key, now).await,
+        Deleted::Manifest => {
+            manifest_deleted_events(tx, repository_id, repo, key, now, actor).await
+        }
+        Deleted::Tag => tag_deleted_events(tx, repository_id, repo, key, now, actor).await,
     }
+}
+
+/// An event of a kind other than a push, tag move or delete, as the outbox records it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// The repository (empty for a registry-wide event: only `*` subscriptions get it).
+    pub repository: &'a str,
+    /// The manifest concerned.
+    pub digest: Option<&'a str>,
+    /// The tag concerned.
+    pub tag: Option<&'a str>,
+    /// The manifest's media type.
+    pub media_type: Option<&'a str>,
+    /// The manifest's size.
+    pub size: Option<i64>,
+    /// Who did it.
+    pub actor: Option<&'a str>,
+    /// What else it tells (a JSON object).
+    pub detail: Option<&'a serde_json::Value>,
+}
+
+impl<'a> NewEvent<'a> {
+    /// An event of `kind` in `repository` with nothing else known yet.
+    pub fn new(kind: EventKind, repository: &'a str) -> NewEvent<'a> {
+        NewEvent {
+            kind,
+            repository,
+            digest: None,
+            tag: None,
+            media_type: None,
+            size: None,
+            actor: None,
+            detail: None,
+        }
+    }
+}
+
+/// Records `event` for the subscriptions that want it (for a pull, only those whose
+/// `pull_sample_rate` is above `draw`, a number in [0, 1) drawn once per pull; -1 for any
+/// other kind): one `INSERT … SELECT` on `executor`, the transaction of the change where
+/// there is one.
+pub(super) async fn insert_event<'e, E>(
+    executor: E,
+    event: &NewEvent<'_>,
+    draw: f64,
+    now: i64,
+) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!(
+        "{OUTBOX_COLUMNS} SELECT s.id, $1, $9, $3, $5, $6, $7, CAST($8 AS BIGINT), NULL, $4, $4, \
+           $10, $11 \
+         FROM webhook_subscriptions s WHERE {WANTED} AND s.pull_sample_rate > $12 ORDER BY s.id"
+    );
+    let done = sqlx::query(&sql)
+        .bind(event_id())
+        .bind(wants(event.kind))
+        .bind(event.repository)
+        .bind(now)
+        .bind(event.digest)
+        .bind(event.tag)
+        .bind(event.media_type)
+        .bind(event.size)
+        .bind(event.kind.as_str())
+        .bind(event.actor)
+        .bind(event.detail.map(|d| d.to_string()))
+        .bind(draw)
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The column a pull's read adds (repository name `$1`): the highest `pull_sample_rate` of
+/// the subscriptions that want its pulls, NULL when none does, so a pull nobody subscribed
+/// to costs no statement more.
+pub(super) fn pull_sample_column() -> String {
+    format!(
+        "(SELECT MAX(s.pull_sample_rate) FROM webhook_subscriptions s \
+          WHERE s.events LIKE '{}' AND (s.scope = '*' OR s.scope = $1 \
+            OR substr($1, 1, length(s.scope) + 1) = s.scope || '/'))",
+        wants(EventKind::Pull)
+    )
 }
 
 /// How an attempt ended.
@@ -336,7 +455,8 @@ impl Meta {
             .fold(",".to_owned(), |acc, k| format!("{acc}{},", k.as_str()));
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_subscriptions (url, scope, events, format, secret, headers, \
-               created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+               created_by, created_at, pull_sample_rate) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(new.url)
         .bind(new.scope)
@@ -346,6 +466,7 @@ impl Meta {
         .bind(new.headers)
         .bind(new.created_by)
         .bind(self.now())
+        .bind(new.pull_sample_rate)
         .fetch_one(&self.writer)
         .await?;
         self.webhook_on(&self.writer, id)
@@ -422,7 +543,7 @@ impl Meta {
         let now = self.now();
         let sql = format!(
             "{OUTBOX_COLUMNS} SELECT subscription_id, event_id, kind, repository, digest, tag, \
-               media_type, size, previous_digest, occurred_at, $3 \
+               media_type, size, previous_digest, occurred_at, $3, actor, detail \
              FROM webhook_deliveries WHERE id = $1 AND subscription_id = $2 RETURNING id"
         );
         Ok(sqlx::query_scalar(&sql)
@@ -548,6 +669,32 @@ impl Meta {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records `event` (not a pull) for the subscriptions that want it, on its own.
+    pub async fn record_event(&self, event: &NewEvent<'_>) -> Result<()> {
+        insert_event(&self.writer, event, -1.0, self.now()).await?;
+        Ok(())
+    }
+
+    /// Records a pull for the subscriptions that want pulls and whose sample rate is above
+    /// `draw` (in [0, 1)); returns how many deliveries it queued.
+    pub async fn record_pull(&self, event: &NewEvent<'_>, draw: f64) -> Result<u64> {
+        insert_event(&self.writer, event, draw, self.now()).await
+    }
+
+    /// Deletes up to `limit` delivered or dead deliveries finished before `before`;
+    /// returns how many.
+    pub async fn prune_deliveries(&self, before: i64, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+               WHERE state <> 'pending' AND finished_at < $1 ORDER BY finished_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Deliveries not yet delivered nor dead (`berth_webhook_queue_depth`).

@@ -391,6 +391,7 @@ impl Registry {
             Some(&stored.media_type),
             stored.payload.into(),
             who,
+            None,
         )
         .await?;
         Ok(())
@@ -420,7 +421,7 @@ impl Registry {
             }
             if let Some(size) = self.meta.linked_blob_size(from, &blob.digest).await? {
                 if let Some(quota) = &quota {
-                    self.admit_blob(quota, &blob.digest, size).await?;
+                    self.admit_blob(to, quota, &blob.digest, size).await?;
                 }
                 // A blob collected meanwhile is reported by the push below.
                 self.meta.mount_blob(to, &blob.digest).await?;
@@ -447,6 +448,7 @@ impl Registry {
                 Some(&stored.media_type),
                 stored.payload.into(),
                 Override::Denied,
+                None,
             )
             .await?;
         }

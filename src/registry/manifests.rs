@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::{Override, Page, Registry};
+use super::{Override, Page, Registry, webhooks::Pulled};
 use crate::{
     error::{Error, Result},
     meta::manifests::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
@@ -20,6 +20,17 @@ pub struct ManifestPut {
     pub digest: Digest,
     /// The manifest's `subject`, echoed as `OCI-Subject` (spec: "Pushing Manifests with Subject").
     pub subject: Option<Digest>,
+}
+
+/// Where a stored manifest comes from.
+pub(super) enum Origin<'a> {
+    /// A push, by `actor` where known.
+    Push {
+        /// Who pushed it.
+        actor: Option<&'a str>,
+    },
+    /// The pull-through cache's upstream.
+    Upstream,
 }
 
 impl Registry {
@@ -38,6 +49,7 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
         payload: bool,
+        actor: Option<&str>,
     ) -> Result<StoredManifest> {
         let found = match reference {
             Reference::Tag(tag) => self.meta.manifest_by_tag(repo, tag, payload).await?,
@@ -46,18 +58,24 @@ impl Registry {
             }
         };
         let manifest = found.ok_or(Error::ManifestUnknown)?;
-        if payload && let Some(held_by) = manifest.held_by {
-            return Err(self.quarantine_refusal(&manifest.digest, held_by).await);
-        }
-        if payload {
-            self.refuse_unscanned(repo, &manifest).await?;
-        }
         let tag = match reference {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
         if payload {
-            self.check_signed(repo, &manifest, tag).await?;
+            let pull = Pulled {
+                repo,
+                manifest: &manifest,
+                tag,
+                actor,
+            };
+            if let Err((gate, e)) = self.pull_gates(repo, &manifest, tag).await {
+                if let Error::Denied(reason) = &e {
+                    self.pull_denied_event(&pull, gate, reason).await;
+                }
+                return Err(e);
+            }
+            self.pull_event(&pull).await;
         }
         let tag = tag.map(Tag::as_str);
         self.pulls.record(
@@ -70,6 +88,28 @@ impl Registry {
         Ok(manifest)
     }
 
+    /// The pull gates, in order: quarantine, the scanning policy, the trust policy; a
+    /// refusal names its gate (for the `pull_denied` event).
+    async fn pull_gates(
+        &self,
+        repo: &RepoName,
+        manifest: &StoredManifest,
+        tag: Option<&Tag>,
+    ) -> std::result::Result<(), (&'static str, Error)> {
+        if let Some(held_by) = manifest.held_by {
+            return Err((
+                "quarantine",
+                self.quarantine_refusal(&manifest.digest, held_by).await,
+            ));
+        }
+        self.refuse_unscanned(repo, manifest)
+            .await
+            .map_err(|e| ("scan_policy", e))?;
+        self.check_signed(repo, manifest, tag)
+            .await
+            .map_err(|e| ("trust_policy", e))
+    }
+
     /// Validates and stores a manifest pushed under `reference` (end-7). `who` says whether
     /// the caller may push tags matching the repository's protected patterns; an immutable
     /// tag that points at another manifest is refused whoever asks.
@@ -80,13 +120,21 @@ impl Registry {
         content_type: Option<&str>,
         payload: Bytes,
         who: Override,
+        actor: Option<&str>,
     ) -> Result<ManifestPut> {
-        self.store_manifest(repo, reference, content_type, payload, who, false)
-            .await
+        self.store_manifest(
+            repo,
+            reference,
+            content_type,
+            payload,
+            who,
+            Origin::Push { actor },
+        )
+        .await
     }
 
-    /// [`Registry::put_manifest`], for a push or (`from_upstream`) for a copy the
-    /// pull-through cache fetched, whose blobs and children may arrive later.
+    /// [`Registry::put_manifest`], for a push or for a copy the pull-through cache fetched
+    /// (`origin`), whose blobs and children may arrive later.
     pub(super) async fn store_manifest(
         &self,
         repo: &RepoName,
@@ -94,8 +142,12 @@ impl Registry {
         content_type: Option<&str>,
         payload: Bytes,
         who: Override,
-        from_upstream: bool,
+        origin: Origin<'_>,
     ) -> Result<ManifestPut> {
+        let (from_upstream, actor) = match origin {
+            Origin::Push { actor } => (false, actor),
+            Origin::Upstream => (true, None),
+        };
         let digest = match reference {
             Reference::Digest(expected) => {
                 let mut h = Hasher::new(expected.algorithm());
@@ -131,7 +183,7 @@ impl Registry {
         // and its references were checked when it was first stored; only the tag changes.
         match self
             .meta
-            .repush_manifest(repo, &digest, tag, tag_may_move)
+            .repush_manifest(repo, &digest, tag, tag_may_move, actor)
             .await?
         {
             Repushed::Done => {
@@ -174,6 +226,7 @@ impl Registry {
                 .collect(),
             children: manifest.children.iter().map(|t| &t.digest).collect(),
             from_upstream,
+            actor,
         };
         self.meta
             .put_manifest(repo, record, tag, tag_may_move)
@@ -213,13 +266,17 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
         who: Override,
+        actor: Option<&str>,
     ) -> Result<()> {
         self.check_delete(repo, reference, who).await?;
         let (deleted, vex_subject) = match reference {
-            Reference::Tag(tag) => (self.meta.delete_tag(repo, tag).await?, None),
+            Reference::Tag(tag) => (self.meta.delete_tag(repo, tag, actor).await?, None),
             Reference::Digest(digest) => {
                 let vex_subject = self.vex_subject_of(repo, digest).await;
-                (self.meta.delete_manifest(repo, digest).await?, vex_subject)
+                (
+                    self.meta.delete_manifest(repo, digest, actor).await?,
+                    vex_subject,
+                )
             }
         };
         if deleted {

@@ -24,7 +24,7 @@ use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Override, Registry};
+use super::{Override, Registry, manifests::Origin};
 use crate::{
     config::ProxyRule,
     error::{Error, Result},
@@ -199,12 +199,13 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
         payload: bool,
+        actor: Option<&str>,
     ) -> Result<StoredManifest> {
         if let Some((rule, upstream_name)) = self.proxy_rule(repo) {
             self.fill_manifest(rule, upstream_name, repo, reference)
                 .await?;
         }
-        self.get_manifest(repo, reference, payload).await
+        self.get_manifest(repo, reference, payload, actor).await
     }
 
     async fn fill_manifest(
@@ -287,7 +288,7 @@ impl Registry {
                     .is_some() =>
             {
                 self.meta
-                    .repush_manifest(repo, &digest, Some(tag), true)
+                    .repush_manifest(repo, &digest, Some(tag), true, None)
                     .await?;
             }
             Some(digest) => {
@@ -402,7 +403,7 @@ impl Registry {
                 content_type,
                 fetched.payload,
                 Override::Allowed,
-                true,
+                Origin::Upstream,
             )
             .await
             .map_err(|e| match e {

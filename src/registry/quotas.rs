@@ -22,9 +22,13 @@ use serde::Serialize;
 use super::Registry;
 use crate::{
     error::{Error, Result},
-    meta::quotas::{NamespaceUsage, QuotaRow},
+    meta::{
+        quotas::{NamespaceUsage, QuotaRow},
+        webhooks::NewEvent,
+    },
     metrics::QuotaGauge,
     oci::{Digest, RepoName},
+    webhooks::EventKind,
 };
 
 /// Usage counted for the quota gauges per namespace, with when (Unix seconds): a count reads
@@ -236,6 +240,7 @@ impl Registry {
     /// and would take its usage over the limit. A blob the namespace holds already is free.
     pub(super) async fn admit_blob(
         &self,
+        repo: &RepoName,
         quota: &StorageQuota,
         digest: &Digest,
         size: u64,
@@ -271,13 +276,25 @@ impl Registry {
         if fits {
             return Ok(());
         }
-        Err(Error::Denied(format!(
+        let reason = format!(
             "namespace {:?} storage quota exceeded: limit {}, used {}, this blob {}",
             quota.namespace,
             human_bytes(quota.limit),
             human_bytes(used),
             human_bytes(size)
-        )))
+        );
+        let detail = serde_json::json!({
+            "reason": reason, "namespace": quota.namespace, "quota": "storage_bytes",
+            "limit": quota.limit, "used": used, "size": size,
+        });
+        let digest = digest.to_string();
+        self.webhook_event(&NewEvent {
+            digest: Some(&digest),
+            detail: Some(&detail),
+            ..NewEvent::new(EventKind::QuotaExceeded, repo.as_str())
+        })
+        .await;
+        Err(Error::Denied(reason))
     }
 
     /// Counts a manifest of `bytes` stored in `repo` into its namespace's counted usage
@@ -313,10 +330,20 @@ impl Registry {
         if used < limit {
             return Ok(limited);
         }
-        Err(Error::Denied(format!(
+        let reason = format!(
             "namespace {namespace:?} repository quota exceeded: limit {limit}, used {used}; \
              {repo} cannot be created"
-        )))
+        );
+        let detail = serde_json::json!({
+            "reason": reason, "namespace": namespace, "quota": "repositories",
+            "limit": limit, "used": used,
+        });
+        self.webhook_event(&NewEvent {
+            detail: Some(&detail),
+            ..NewEvent::new(EventKind::QuotaExceeded, repo.as_str())
+        })
+        .await;
+        Err(Error::Denied(reason))
     }
 }
 

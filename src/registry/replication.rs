@@ -598,7 +598,16 @@ impl Registry {
                 &run.log.join("\n"),
             )
             .await?;
-        replication_done(&execution.rule, id, state, &run.counters);
+        let detail = serde_json::json!({
+            "rule": execution.rule,
+            "execution": id,
+            "trigger": execution.trigger_kind,
+            "state": state,
+            "error": error,
+            "counters": run.counters,
+        });
+        tracing::info!(rule = execution.rule, execution = id, state, "replication done");
+        self.replication_completed(None, None, &detail).await;
         Ok(())
     }
 
@@ -666,20 +675,6 @@ impl Registry {
         }
         Ok(drift)
     }
-}
-
-/// Where a "replication done" event would be emitted (webhooks): the execution has ended
-/// and its outcome is recorded.
-fn replication_done(rule: &str, execution: i64, state: &str, counters: &ReplicationCounters) {
-    tracing::info!(
-        rule,
-        execution,
-        state,
-        bytes = counters.bytes_moved,
-        manifests = counters.manifests_copied,
-        failed = counters.failed,
-        "replication done"
-    );
 }
 
 fn remote_of(rule: &ReplicationRule, registry: &Registry) -> std::result::Result<Remote, String> {

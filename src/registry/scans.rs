@@ -439,6 +439,7 @@ impl Registry {
         };
         let scan = NewScan {
             repository_id,
+            repository: repo,
             digest,
             started_at,
             finished_at: self.clock().now(),

@@ -396,7 +396,13 @@ impl Registry {
             });
         }
         self.meta
-            .replace_signatures(stored.id, stored.repository_id, &results)
+            .replace_signatures(
+                stored.id,
+                stored.repository_id,
+                repo,
+                &stored.digest,
+                &results,
+            )
             .await
     }
 

@@ -168,7 +168,7 @@ impl Registry {
         }
         let total = size + self.stage_chunk(id, size, declared, body).await?;
         if let Some(quota) = quota
-            && let Err(e) = self.admit_blob(quota, digest, total).await
+            && let Err(e) = self.admit_blob(repo, quota, digest, total).await
         {
             if matches!(e, Error::Denied(_)) {
                 // Refused before publication: the session and its staged bytes go.
@@ -289,7 +289,7 @@ impl Registry {
         {
             // A mount adds the blob to the namespace as a push would.
             if let Some(quota) = self.admit_repository(repo).await? {
-                self.admit_blob(&quota, digest, size).await?;
+                self.admit_blob(repo, &quota, digest, size).await?;
             }
             if self.meta.mount_blob(repo, digest).await? {
                 return Ok(Mounted::Blob { size });

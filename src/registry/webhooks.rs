@@ -1,8 +1,10 @@
 //! Webhooks: subscriptions (checked here: the URL against `[webhooks]`, the events, the
 //! format, the scope, the headers), their delivery log and redelivery, and what the delivery
 //! worker asks of the outbox (claim due deliveries, record each attempt with backoff and the
-//! dead state). The events themselves are written by the index in the transaction of each
-//! change (`meta/webhooks.rs`); the payloads are rendered by [`crate::webhooks`].
+//! dead state), and the pruning of finished deliveries. The events themselves are written by
+//! the index in the transaction of each change (`meta/webhooks.rs`); the ones without a
+//! change (a sampled pull, a refused pull, a quota refusal, a replication) are recorded from
+//! here; the payloads are rendered by [`crate::webhooks`].
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,13 @@ use serde::{Deserialize, Serialize};
 use super::{FieldError, Registry};
 use crate::{
     error::{Error, Result},
-    meta::webhooks::{Attempt, ClaimedDelivery, DeliveryRow, NewSubscription, SubscriptionRow},
-    oci::RepoName,
+    meta::{
+        manifests::StoredManifest,
+        webhooks::{
+            Attempt, ClaimedDelivery, DeliveryRow, NewEvent, NewSubscription, SubscriptionRow,
+        },
+    },
+    oci::{RepoName, Tag},
     webhooks::{self as hooks, Event, EventKind, Format, Source, TargetError},
 };
 
@@ -29,7 +36,9 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct WebhookInput {
     /// Where deliveries are POSTed: http or https, a host `[webhooks]` allows.
     pub url: String,
-    /// Kinds wanted: `push`, `delete`, `tag_moved`.
+    /// Kinds wanted: `push`, `delete`, `tag_moved`, `pull`, `pull_denied`,
+    /// `scan_completed`, `vulnerability_found`, `signature_verified`, `signature_failed`,
+    /// `gc_completed`, `cleanup_completed`, `quota_exceeded`, `replication_completed`.
     pub events: Vec<String>,
     /// `distribution`, `harbor`, `cloudevents` (structured) or `cloudevents-binary`.
     pub format: String,
@@ -42,6 +51,10 @@ pub struct WebhookInput {
     /// Extra headers sent with each delivery.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The share of pulls sent, above 0 and at most 1 (default 1: every pull); each pull is
+    /// drawn at random, so a receiver estimates the total as the events it got / the rate.
+    #[serde(default)]
+    pub pull_sample_rate: Option<f64>,
 }
 
 /// A subscription as shown (without its secret).
@@ -61,6 +74,8 @@ pub struct WebhookView {
     pub headers: BTreeMap<String, String>,
     /// Whether deliveries are signed (the secret itself is never shown).
     pub signed: bool,
+    /// The share of pulls sent.
+    pub pull_sample_rate: f64,
     /// Who created it.
     pub created_by: String,
     /// When (RFC 3339).
@@ -74,7 +89,7 @@ pub struct DeliveryView {
     pub id: i64,
     /// The event's stable id (also in the `Berth-Event-Id` header and the payload).
     pub event_id: String,
-    /// `push`, `delete` or `tag_moved`.
+    /// The event's kind (`push`, `pull_denied`, ...).
     pub event: String,
     /// The repository.
     pub repository: String,
@@ -96,6 +111,33 @@ pub struct DeliveryView {
     pub next_attempt_at: Option<String>,
     /// When it was delivered or given up (RFC 3339).
     pub finished_at: Option<String>,
+    /// Who did it, where known.
+    pub actor: Option<String>,
+    /// What else the kind tells (a refusal's reason, a run's counts, ...).
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A manifest GET, as its `pull` and `pull_denied` events tell it.
+pub(crate) struct Pulled<'a> {
+    /// The repository.
+    pub repo: &'a RepoName,
+    /// The manifest read.
+    pub manifest: &'a StoredManifest,
+    /// The tag it was asked by.
+    pub tag: Option<&'a Tag>,
+    /// Who asked.
+    pub actor: Option<&'a str>,
+}
+
+/// Finished deliveries deleted per statement when pruning.
+const PRUNE_BATCH: i64 = 1000;
+
+/// A number in [0, 1), uniformly drawn: 53 of the 62 random bits in the low half of a v4
+/// UUID (its top two are the variant).
+fn unit_draw() -> f64 {
+    let (_, low) = uuid::Uuid::new_v4().as_u64_pair();
+    ((low << 2) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A checked subscription, ready to store.
@@ -180,6 +222,7 @@ fn view(row: SubscriptionRow) -> WebhookView {
         format: row.format,
         headers: serde_json::from_str(&row.headers).unwrap_or_default(),
         signed: row.signed,
+        pull_sample_rate: row.pull_sample_rate,
         created_by: row.created_by,
         created_at: hooks::rfc3339(row.created_at),
     }
@@ -201,6 +244,8 @@ fn delivery_view(row: DeliveryRow) -> DeliveryView {
         occurred_at: hooks::rfc3339(row.occurred_at),
         next_attempt_at: pending.then(|| hooks::rfc3339(row.next_attempt_at)),
         finished_at: row.finished_at.map(hooks::rfc3339),
+        actor: row.actor,
+        detail: row.detail.and_then(|d| serde_json::from_str(&d).ok()),
     }
 }
 
@@ -223,6 +268,11 @@ fn event_of(row: &DeliveryRow) -> Result<Event> {
         size: row.size,
         previous_digest: row.previous_digest.clone(),
         occurred_at: row.occurred_at,
+        actor: row.actor.clone(),
+        detail: row
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok()),
     })
 }
 
@@ -282,6 +332,14 @@ impl Registry {
             && (secret.is_empty() || secret.len() > TEXT_MAX)
         {
             return Err(field("secret", format!("must hold 1 to {TEXT_MAX} bytes")));
+        }
+        if let Some(rate) = input.pull_sample_rate
+            && !(rate > 0.0 && rate <= 1.0)
+        {
+            return Err(field(
+                "pull_sample_rate",
+                format!("{rate} is not above 0 and at most 1"),
+            ));
         }
         if input.headers.len() > WEBHOOK_HEADERS_MAX {
             return Err(field(
@@ -347,6 +405,7 @@ impl Registry {
                 secret: checked.input.secret.as_deref(),
                 headers: &headers,
                 created_by: by,
+                pull_sample_rate: checked.input.pull_sample_rate.unwrap_or(1.0),
             })
             .await?;
         Ok(view(row))
@@ -495,6 +554,90 @@ impl Registry {
             attempts.push((*id, result));
         }
         self.meta.finish_deliveries(owner, &attempts).await
+    }
+
+    /// Records `event` for the subscriptions that want it. The change it tells of is done:
+    /// a failure is logged, never the caller's.
+    pub(crate) async fn webhook_event(&self, event: &NewEvent<'_>) {
+        if let Err(e) = self.meta.record_event(event).await {
+            tracing::warn!(error = %e, event = event.kind.as_str(), repository = event.repository,
+                "could not record a webhook event");
+        }
+    }
+
+    /// Records that a replication finished, of `repo` or (`None`) of a whole rule, which only
+    /// `*` subscriptions get; `detail` tells what it copied: counts, the remote, an error.
+    pub async fn replication_completed(
+        &self,
+        repo: Option<&RepoName>,
+        actor: Option<&str>,
+        detail: &serde_json::Value,
+    ) {
+        let repository = repo.map(RepoName::as_str).unwrap_or_default();
+        let mut event = NewEvent::new(EventKind::ReplicationCompleted, repository);
+        event.actor = actor;
+        event.detail = Some(detail);
+        self.webhook_event(&event).await;
+    }
+
+    /// Records a served pull for the subscriptions that want it: one number in [0, 1) is
+    /// drawn, and the subscriptions whose `pull_sample_rate` is above it get the event, so
+    /// each sees its share of pulls. Without such a subscription (the read said so) nothing
+    /// is written, and a pull the draw leaves out costs no statement either.
+    pub(super) async fn pull_event(&self, pulled: &Pulled<'_>) {
+        let Some(highest) = pulled.manifest.pull_sample else {
+            return;
+        };
+        let draw = unit_draw();
+        if draw >= highest {
+            return;
+        }
+        let digest = pulled.manifest.digest.to_string();
+        let event = NewEvent {
+            digest: Some(&digest),
+            tag: pulled.tag.map(Tag::as_str),
+            media_type: Some(&pulled.manifest.media_type),
+            size: Some(pulled.manifest.size),
+            actor: pulled.actor,
+            ..NewEvent::new(EventKind::Pull, pulled.repo.as_str())
+        };
+        if let Err(e) = self.meta.record_pull(&event, draw).await {
+            tracing::warn!(error = %e, repository = %pulled.repo, "could not record a pull event");
+        }
+    }
+
+    /// Records a pull refused by `gate` (`quarantine`, `scan_policy`, `trust_policy`) for
+    /// `reason`.
+    pub(super) async fn pull_denied_event(&self, pulled: &Pulled<'_>, gate: &str, reason: &str) {
+        let digest = pulled.manifest.digest.to_string();
+        let detail = serde_json::json!({ "gate": gate, "reason": reason });
+        let event = NewEvent {
+            digest: Some(&digest),
+            tag: pulled.tag.map(Tag::as_str),
+            media_type: Some(&pulled.manifest.media_type),
+            size: Some(pulled.manifest.size),
+            actor: pulled.actor,
+            detail: Some(&detail),
+            ..NewEvent::new(EventKind::PullDenied, pulled.repo.as_str())
+        };
+        self.webhook_event(&event).await;
+    }
+
+    /// Deletes delivered and dead deliveries finished longer than `webhooks.retention` ago,
+    /// in batches; returns how many.
+    pub async fn prune_webhook_deliveries(&self) -> Result<u64> {
+        let Some(retention) = self.webhooks.retention_secs() else {
+            return Ok(0);
+        };
+        let before = self.clock.now() - retention;
+        let mut total = 0;
+        loop {
+            let pruned = self.meta.prune_deliveries(before, PRUNE_BATCH).await?;
+            total += pruned;
+            if pruned < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Deliveries waiting to be sent (`berth_webhook_queue_depth`).

@@ -1,5 +1,5 @@
-//! Webhooks, the pure part: what an event says ([`Event`]), the payload formats a
-//! subscription may ask for ([`Format`]: CNCF Distribution's notification envelope, Harbor's
+//! Webhooks, the pure part: what an event says ([`Event`], its [`EventKind`] and how each
+//! format names it), the payload formats a subscription may ask for ([`Format`]: CNCF Distribution's notification envelope, Harbor's
 //! default payload, CloudEvents 1.0 structured and binary), the HMAC signature header, and
 //! the rules a target URL and the addresses it resolves to must follow. No IO here: the
 //! registry stores subscriptions and the outbox, the worker sends.
@@ -28,11 +28,45 @@ pub enum EventKind {
     Delete,
     /// A tag that pointed at one manifest now points at another.
     TagMoved,
+    /// A manifest was served (GET), sampled by each subscription's `pull_sample_rate`.
+    Pull,
+    /// A manifest GET was refused by a pull gate (quarantine, scanning or trust policy).
+    PullDenied,
+    /// A scan of an image finished (successfully or not).
+    ScanCompleted,
+    /// An image has findings it did not have before (after a scan or an advisory import).
+    VulnerabilityFound,
+    /// A signature was recorded and verified against a trust policy.
+    SignatureVerified,
+    /// A signature was recorded and did not verify.
+    SignatureFailed,
+    /// A garbage collection run finished.
+    GcCompleted,
+    /// A cleanup policy run finished.
+    CleanupCompleted,
+    /// A push was refused by a namespace's storage quota.
+    QuotaExceeded,
+    /// A replication of a repository finished.
+    ReplicationCompleted,
 }
 
 impl EventKind {
     /// Every kind, by the name subscriptions use.
-    pub const ALL: [EventKind; 3] = [EventKind::Push, EventKind::Delete, EventKind::TagMoved];
+    pub const ALL: [EventKind; 13] = [
+        EventKind::Push,
+        EventKind::Delete,
+        EventKind::TagMoved,
+        EventKind::Pull,
+        EventKind::PullDenied,
+        EventKind::ScanCompleted,
+        EventKind::VulnerabilityFound,
+        EventKind::SignatureVerified,
+        EventKind::SignatureFailed,
+        EventKind::GcCompleted,
+        EventKind::CleanupCompleted,
+        EventKind::QuotaExceeded,
+        EventKind::ReplicationCompleted,
+    ];
 
     /// The name subscriptions and the outbox use.
     pub fn as_str(self) -> &'static str {
@@ -40,12 +74,73 @@ impl EventKind {
             EventKind::Push => "push",
             EventKind::Delete => "delete",
             EventKind::TagMoved => "tag_moved",
+            EventKind::Pull => "pull",
+            EventKind::PullDenied => "pull_denied",
+            EventKind::ScanCompleted => "scan_completed",
+            EventKind::VulnerabilityFound => "vulnerability_found",
+            EventKind::SignatureVerified => "signature_verified",
+            EventKind::SignatureFailed => "signature_failed",
+            EventKind::GcCompleted => "gc_completed",
+            EventKind::CleanupCompleted => "cleanup_completed",
+            EventKind::QuotaExceeded => "quota_exceeded",
+            EventKind::ReplicationCompleted => "replication_completed",
         }
     }
 
     /// The kind named `name`.
     pub fn parse(name: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Distribution's `action`: its own three (`push`, `pull`, `delete`; a moved tag is a
+    /// push of that tag), else Berth's name of the kind, which consumers that switch on the
+    /// three ignore.
+    pub fn distribution_action(self) -> &'static str {
+        match self {
+            EventKind::Push | EventKind::TagMoved => "push",
+            EventKind::Delete => "delete",
+            EventKind::Pull => "pull",
+            other => other.as_str(),
+        }
+    }
+
+    /// Harbor's event `type`: Harbor's own where it has one (`PUSH_ARTIFACT`,
+    /// `PULL_ARTIFACT`, `DELETE_ARTIFACT`, `SCANNING_COMPLETED`, `QUOTA_EXCEED`,
+    /// `REPLICATION`, `TAG_RETENTION`), else Berth's name in upper case.
+    pub fn harbor_type(self) -> &'static str {
+        match self {
+            EventKind::Push | EventKind::TagMoved => "PUSH_ARTIFACT",
+            EventKind::Delete => "DELETE_ARTIFACT",
+            EventKind::Pull => "PULL_ARTIFACT",
+            EventKind::PullDenied => "PULL_DENIED",
+            EventKind::ScanCompleted => "SCANNING_COMPLETED",
+            EventKind::VulnerabilityFound => "VULNERABILITY_FOUND",
+            EventKind::SignatureVerified => "SIGNATURE_VERIFIED",
+            EventKind::SignatureFailed => "SIGNATURE_FAILED",
+            EventKind::GcCompleted => "GC_COMPLETED",
+            EventKind::CleanupCompleted => "TAG_RETENTION",
+            EventKind::QuotaExceeded => "QUOTA_EXCEED",
+            EventKind::ReplicationCompleted => "REPLICATION",
+        }
+    }
+
+    /// The CloudEvents `type` (`io.berth.<noun>.<verb>`).
+    pub fn cloudevents_type(self) -> &'static str {
+        match self {
+            EventKind::Push => "io.berth.artifact.pushed",
+            EventKind::Delete => "io.berth.artifact.deleted",
+            EventKind::TagMoved => "io.berth.tag.moved",
+            EventKind::Pull => "io.berth.artifact.pulled",
+            EventKind::PullDenied => "io.berth.pull.denied",
+            EventKind::ScanCompleted => "io.berth.scan.completed",
+            EventKind::VulnerabilityFound => "io.berth.vulnerability.found",
+            EventKind::SignatureVerified => "io.berth.signature.verified",
+            EventKind::SignatureFailed => "io.berth.signature.failed",
+            EventKind::GcCompleted => "io.berth.gc.completed",
+            EventKind::CleanupCompleted => "io.berth.cleanup.completed",
+            EventKind::QuotaExceeded => "io.berth.quota.exceeded",
+            EventKind::ReplicationCompleted => "io.berth.replication.completed",
+        }
     }
 }
 
@@ -109,6 +204,11 @@ pub struct Event {
     pub previous_digest: Option<String>,
     /// When, in unix seconds of the registry's clock.
     pub occurred_at: i64,
+    /// Who did it (a user or token name), where known.
+    pub actor: Option<String>,
+    /// What else the kind tells (a JSON object): a refusal's `reason`, a run's counts, a
+    /// scan's findings, a signature's tool and identity.
+    pub detail: Option<Value>,
 }
 
 /// Who sends: the registry's base URL (`external_url`, else its listen address) and the
@@ -185,22 +285,21 @@ pub fn render(format: Format, event: &Event, source: &Source) -> Rendered {
     }
 }
 
-/// The manifest URL of `event` (by digest), or the repository's tag list without one.
+/// The manifest URL of `event` (by digest), the repository's tag list without one, or the
+/// registry's base for a registry-wide event (no repository).
 fn target_url(event: &Event, source: &Source) -> String {
     match &event.digest {
+        _ if event.repository.is_empty() => format!("{}/v2/", source.base_url),
         Some(d) => format!("{}/v2/{}/manifests/{d}", source.base_url, event.repository),
         None => format!("{}/v2/{}/tags/list", source.base_url, event.repository),
     }
 }
 
-/// One event of Distribution's envelope (docs: "Notifications", "Events"): `action` is
-/// `push` or `delete` (a moved tag is a push of that tag: Distribution has no other
-/// action for it).
+/// One event of Distribution's envelope (docs: "Notifications", "Events"): `action` as
+/// [`EventKind::distribution_action`] says, `actor.name` who did it, and Berth's `detail`
+/// (a refusal's reason, a run's counts) beside the documented fields, which consumers that
+/// do not know it skip.
 fn distribution_event(event: &Event, source: &Source) -> Value {
-    let action = match event.kind {
-        EventKind::Push | EventKind::TagMoved => "push",
-        EventKind::Delete => "delete",
-    };
     let mut target = json!({
         "repository": event.repository,
         "url": target_url(event, source),
@@ -218,24 +317,29 @@ fn distribution_event(event: &Event, source: &Source) -> Value {
     if let Some(tag) = &event.tag {
         target["tag"] = json!(tag);
     }
-    json!({
+    let actor = match &event.actor {
+        Some(name) => json!({ "name": name }),
+        None => json!({}),
+    };
+    let mut out = json!({
         "id": event.id,
         "timestamp": rfc3339(event.occurred_at),
-        "action": action,
+        "action": event.kind.distribution_action(),
         "target": target,
         "request": { "id": event.id },
-        "actor": {},
+        "actor": actor,
         "source": { "addr": source.base_url, "instanceID": source.instance },
-    })
+    });
+    if let Some(detail) = &event.detail {
+        out["detail"] = detail.clone();
+    }
+    out
 }
 
 /// Harbor's default payload (`type`, `occur_at`, `operator`, `event_data` with `resources`
-/// and `repository`).
+/// and `repository`); Berth's `detail` goes in `event_data.custom_attributes`, as Harbor's
+/// quota events carry theirs.
 fn harbor_payload(event: &Event, source: &Source) -> Value {
-    let kind = match event.kind {
-        EventKind::Push | EventKind::TagMoved => "PUSH_ARTIFACT",
-        EventKind::Delete => "DELETE_ARTIFACT",
-    };
     let (namespace, name) = event
         .repository
         .rsplit_once('/')
@@ -257,35 +361,34 @@ fn harbor_payload(event: &Event, source: &Source) -> Value {
     if let Some(tag) = &event.tag {
         resource["tag"] = json!(tag);
     }
-    json!({
-        "type": kind,
-        "occur_at": event.occurred_at,
-        "operator": "",
-        "event_data": {
-            "resources": [resource],
-            "repository": {
-                "name": name,
-                "namespace": namespace,
-                "repo_full_name": event.repository,
-                "repo_type": "",
-            },
+    let mut data = json!({
+        "resources": [resource],
+        "repository": {
+            "name": name,
+            "namespace": namespace,
+            "repo_full_name": event.repository,
+            "repo_type": "",
         },
+    });
+    if let Some(detail) = &event.detail {
+        data["custom_attributes"] = detail.clone();
+    }
+    json!({
+        "type": event.kind.harbor_type(),
+        "occur_at": event.occurred_at,
+        "operator": event.actor.as_deref().unwrap_or_default(),
+        "event_data": data,
     })
 }
 
 /// The CloudEvents context attributes (spec v1.0: `specversion`, `id`, `source`, `type`
 /// required; `subject`, `time` optional).
 fn cloudevent_attributes(event: &Event, source: &Source) -> Value {
-    let kind = match event.kind {
-        EventKind::Push => "io.berth.artifact.pushed",
-        EventKind::Delete => "io.berth.artifact.deleted",
-        EventKind::TagMoved => "io.berth.tag.moved",
-    };
     let mut attributes = json!({
         "specversion": "1.0",
         "id": event.id,
         "source": format!("{}/v2/{}", source.base_url, event.repository),
-        "type": kind,
+        "type": event.kind.cloudevents_type(),
         "time": rfc3339(event.occurred_at),
     });
     if let Some(subject) = event.tag.as_ref().or(event.digest.as_ref()) {
@@ -304,6 +407,8 @@ fn event_data(event: &Event, source: &Source) -> Value {
         "size": event.size,
         "previousDigest": event.previous_digest,
         "url": target_url(event, source),
+        "actor": event.actor,
+        "detail": event.detail,
     })
 }
 
@@ -414,6 +519,8 @@ mod tests {
             size: Some(512),
             previous_digest: None,
             occurred_at: 1_700_000_000,
+            actor: Some("alice".into()),
+            detail: None,
         }
     }
 
@@ -432,7 +539,7 @@ mod tests {
         for f in Format::ALL {
             assert_eq!(Format::parse(f.as_str()), Some(f));
         }
-        assert_eq!(EventKind::parse("pull"), None);
+        assert_eq!(EventKind::parse("pulled"), None);
         assert_eq!(Format::parse("xml"), None);
     }
 
@@ -462,6 +569,45 @@ mod tests {
                 "https://registry.example.com/v2/acme/app/manifests/sha256:{}",
                 "a".repeat(64)
             )
+        );
+    }
+
+    #[test]
+    fn every_kind_renders_in_every_format_with_its_actor_and_detail() {
+        for kind in EventKind::ALL {
+            let mut e = event();
+            e.kind = kind;
+            e.detail = Some(json!({"reason": "because"}));
+            let d: Value =
+                serde_json::from_slice(&render(Format::Distribution, &e, &source()).body).unwrap();
+            let d = &d["events"][0];
+            assert_eq!(d["action"], kind.distribution_action());
+            assert_eq!(d["actor"]["name"], "alice");
+            assert_eq!(d["detail"]["reason"], "because");
+            let h: Value =
+                serde_json::from_slice(&render(Format::Harbor, &e, &source()).body).unwrap();
+            assert_eq!(h["type"], kind.harbor_type());
+            assert_eq!(h["operator"], "alice");
+            assert_eq!(h["event_data"]["custom_attributes"]["reason"], "because");
+            let c: Value =
+                serde_json::from_slice(&render(Format::CloudEvents, &e, &source()).body).unwrap();
+            assert_eq!(c["type"], kind.cloudevents_type());
+            assert_eq!(c["data"]["actor"], "alice");
+            assert_eq!(c["data"]["detail"]["reason"], "because");
+        }
+        let actions: Vec<&str> = [EventKind::Push, EventKind::Pull, EventKind::Delete]
+            .into_iter()
+            .map(EventKind::distribution_action)
+            .collect();
+        assert_eq!(actions, ["push", "pull", "delete"]);
+        assert_eq!(EventKind::QuotaExceeded.harbor_type(), "QUOTA_EXCEED");
+        assert_eq!(EventKind::ScanCompleted.harbor_type(), "SCANNING_COMPLETED");
+        let mut wide = event();
+        wide.repository = String::new();
+        wide.kind = EventKind::GcCompleted;
+        assert_eq!(
+            target_url(&wide, &source()),
+            "https://registry.example.com/v2/"
         );
     }
 

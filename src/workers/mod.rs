@@ -1,7 +1,7 @@
 //! Background tasks, owned by [`crate::serve`] and stopped by its cancellation token: the
-//! pull statistics flush, and the ticking of the registry's job queue ([`jobs`]) that drives
-//! garbage collection (reviews, scheduled and requested runs) and cleanup policies on every
-//! replica. Workers only keep time: what each tick does is the registry's; the webhook
+//! pull statistics flush, the pruning of finished webhook deliveries, and the ticking of the
+//! registry's job queue ([`jobs`]) that drives garbage collection (reviews, scheduled and
+//! requested runs) and cleanup policies on every replica. Workers only keep time: what each tick does is the registry's; the webhook
 //! sender ([`webhooks`]) also makes the HTTP requests, which the registry never does.
 
 mod jobs;
@@ -53,6 +53,20 @@ pub fn spawn(
         worker_id(node_name),
         stop.clone(),
     ));
+    if registry.webhooks_config().retention_secs().is_some() {
+        let pruner = registry.clone();
+        let period = Duration::from_secs(registry.webhooks_config().prune_secs.max(1));
+        set.spawn(every(period, stop.clone(), move || {
+            let registry = pruner.clone();
+            async move {
+                match registry.prune_webhook_deliveries().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "webhooks: pruned finished deliveries"),
+                    Err(e) => tracing::warn!(error = %e, "webhooks: could not prune deliveries"),
+                }
+            }
+        }));
+    }
     if registry.gc_config().continuous {
         let period = Duration::from_millis(registry.gc_config().poll_millis.max(10));
         let owner = worker_id(node_name);

@@ -1201,3 +1201,151 @@ async fn replication_commands() {
         "{gone}"
     );
 }
+
+/// `webhook add|ls|deliveries|redeliver|rm`: a subscription made with a secret file, headers
+/// and a pull sample rate, listed as a table and as the API's JSON; its delivery log with the
+/// event, reference, actor and state; a redelivery reaching the receiver again with the same
+/// event id; refusals of the server and of the command line named.
+#[tokio::test]
+async fn webhook_commands() {
+    use crate::webhooks::Receiver;
+    let s = TestServer::start_with(|c| {
+        c.webhooks.allow_loopback = true;
+        c.webhooks.poll_millis = 20;
+    })
+    .await;
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let url = r.url("/hook");
+    let added = berth(
+        &s,
+        &[
+            "webhook",
+            "add",
+            "--url",
+            &url,
+            "--scope",
+            "team",
+            "--event",
+            "push,pull",
+            "--event",
+            "delete",
+            "--format",
+            "harbor",
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--header",
+            "X-Team=platform",
+            "--pull-sample-rate",
+            "0.5",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        added.trim(),
+        format!("webhook 1: push, pull, delete of team to {url} as harbor, signed")
+    );
+    let shown = api(&s, "/webhooks/1").await;
+    assert_eq!(shown["headers"], json!({"X-Team": "platform"}));
+    assert_eq!(shown["pull_sample_rate"], 0.5);
+
+    let listed = berth(&s, &["webhook", "ls"]).await.ok();
+    assert!(headers(&listed).starts_with("ID"), "{listed}");
+    assert_eq!(
+        row(&listed, "1")[1..],
+        [
+            url.as_str(),
+            "team",
+            "push,pull,delete",
+            "harbor",
+            "yes",
+            "50%",
+            "local",
+            "administrator"
+        ],
+        "{listed}"
+    );
+    assert_eq!(
+        berth(&s, &["webhook", "ls", "--json"]).await.json(),
+        api(&s, "/webhooks").await
+    );
+
+    s.push_image("team/app", "v1", &[b"hooked".as_slice()])
+        .await;
+    let got = r.wait_for("/hook", 1).await;
+    assert_eq!(got[0].json()["type"], "PUSH_ARTIFACT");
+    assert_eq!(got[0].header("x-team"), Some("platform"));
+    let log = crate::webhooks::log_until(&s, 1, |log| {
+        log.first().is_some_and(|d| d["state"] == "delivered")
+    })
+    .await;
+    let delivery = log[0]["id"].as_i64().unwrap().to_string();
+    let table = berth(&s, &["webhook", "deliveries", "1"]).await.ok();
+    assert!(headers(&table).starts_with("ID"), "{table}");
+    let line = row(&table, &delivery);
+    assert_eq!(line[1..4], ["push", "team/app", "v1"], "{table}");
+    assert!(
+        table.contains("local administrator") && line.contains(&"delivered"),
+        "{table}"
+    );
+    assert_eq!(
+        berth(&s, &["webhook", "deliveries", "1", "--json"])
+            .await
+            .json(),
+        api(&s, "/webhooks/1/deliveries?limit=50").await
+    );
+    let dead = berth(&s, &["webhook", "deliveries", "1", "--state", "dead"])
+        .await
+        .ok();
+    assert_eq!(dead.lines().count(), 1, "only the header: {dead}");
+
+    let again = berth(&s, &["webhook", "redeliver", "1", &delivery])
+        .await
+        .ok();
+    assert!(
+        again.starts_with(&format!(
+            "delivery {delivery} of webhook 1 queued again as delivery "
+        )),
+        "{again}"
+    );
+    let got = r.wait_for("/hook", 2).await;
+    assert_eq!(
+        got[1].header("berth-event-id"),
+        got[0].header("berth-event-id")
+    );
+
+    let refused = berth(
+        &s,
+        &[
+            "webhook", "add", "--url", &url, "--scope", "team", "--event", "explode",
+        ],
+    )
+    .await
+    .failed();
+    assert!(
+        refused.contains("unknown event \"explode\"") && refused.contains("(BAD_REQUEST)"),
+        "{refused}"
+    );
+    let bad_header = berth(
+        &s,
+        &[
+            "webhook", "add", "--url", &url, "--scope", "team", "--event", "push", "--header",
+            "nonsense",
+        ],
+    )
+    .await
+    .failed();
+    assert!(bad_header.contains("give NAME=VALUE"), "{bad_header}");
+    let missing = berth(&s, &["webhook", "rm", "7"]).await.failed();
+    assert!(missing.contains("(NOT_FOUND)"), "{missing}");
+
+    assert_eq!(
+        berth(&s, &["webhook", "rm", "1"]).await.ok().trim(),
+        "webhook 1 deleted"
+    );
+    let empty = berth(&s, &["webhook", "ls"]).await.ok();
+    assert_eq!(empty.lines().count(), 1, "{empty}");
+}

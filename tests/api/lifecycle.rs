@@ -593,20 +593,21 @@ async fn protected_tags_need_the_override() {
             Some(OCI_MANIFEST),
             manifest.clone().into(),
             Override::Denied,
+            None,
         )
         .await
         .err()
         .expect("a protected tag is refused");
     assert_eq!((refused.code(), refused.status().as_u16()), ("DENIED", 403));
     let refused = replica
-        .delete_manifest(&repo, &tag, Override::Denied)
+        .delete_manifest(&repo, &tag, Override::Denied, None)
         .await
         .err()
         .unwrap();
     assert_eq!(refused.code(), "DENIED");
     let digest = Reference::Digest(sha256(&manifest).parse().unwrap());
     let refused = replica
-        .delete_manifest(&repo, &digest, Override::Denied)
+        .delete_manifest(&repo, &digest, Override::Denied, None)
         .await
         .err()
         .unwrap();
@@ -619,6 +620,7 @@ async fn protected_tags_need_the_override() {
             Some(OCI_MANIFEST),
             manifest.clone().into(),
             Override::Denied,
+            None,
         )
         .await
         .unwrap();
@@ -627,6 +629,7 @@ async fn protected_tags_need_the_override() {
             &repo,
             &Reference::Tag("nightly".parse().unwrap()),
             Override::Denied,
+            None,
         )
         .await
         .unwrap();

@@ -42,4 +42,5 @@ mod ui;
 mod ui_browser;
 mod uploads;
 mod vulnerabilities;
+mod webhook_events;
 mod webhooks;

@@ -426,12 +426,18 @@ async fn replicas_add_up() {
     let repo: berth::oci::RepoName = "shared".parse().unwrap();
     let tag = berth::oci::Reference::Tag("v1".parse().unwrap());
     for _ in 0..3 {
-        replica.get_manifest(&repo, &tag, true).await.expect("pull");
+        replica
+            .get_manifest(&repo, &tag, true, None)
+            .await
+            .expect("pull");
     }
     replica.flush_pull_stats().await.expect("first flush");
-    replica.get_manifest(&repo, &tag, true).await.expect("pull");
     replica
-        .get_manifest(&repo, &tag, false)
+        .get_manifest(&repo, &tag, true, None)
+        .await
+        .expect("pull");
+    replica
+        .get_manifest(&repo, &tag, false, None)
         .await
         .expect("HEAD");
     replica.flush_pull_stats().await.expect("second flush");

@@ -32,7 +32,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// What the receiver answers.
 #[derive(Clone, Copy, Debug)]
-enum Answer {
+pub(crate) enum Answer {
     /// 204.
     Ok,
     /// This status, with a short body.
@@ -47,18 +47,18 @@ enum Answer {
 
 /// One request the receiver took.
 #[derive(Clone, Debug)]
-struct Got {
+pub(crate) struct Got {
     path: String,
     headers: HeaderMap,
     body: Vec<u8>,
 }
 
 impl Got {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
@@ -73,7 +73,7 @@ struct Inbox {
 /// A webhook receiver on a loopback port; each path answers as set ([`Answer::Ok`] unless
 /// told otherwise) and every request is kept.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     base: String,
     inbox: Arc<Inbox>,
 }
@@ -119,7 +119,7 @@ async fn take(
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let inbox = Arc::new(Inbox::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -128,11 +128,11 @@ impl Receiver {
         Receiver { base, inbox }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn answer(&self, path: &str, answer: Answer) {
+    pub(crate) fn answer(&self, path: &str, answer: Answer) {
         self.inbox
             .answers
             .lock()
@@ -141,14 +141,14 @@ impl Receiver {
     }
 
     /// Requests taken at `path`, in arrival order.
-    fn at(&self, path: &str) -> Vec<Got> {
+    pub(crate) fn at(&self, path: &str) -> Vec<Got> {
         let got = self.inbox.got.lock().unwrap();
         got.iter().filter(|g| g.path == path).cloned().collect()
     }
 
     /// Waits until `path` has taken `n` distinct events (by `Berth-Event-Id`), failing when
     /// nothing arrives for [`PATIENCE`].
-    async fn wait_for_distinct(&self, path: &str, n: usize) -> Vec<Got> {
+    pub(crate) async fn wait_for_distinct(&self, path: &str, n: usize) -> Vec<Got> {
         let mut deadline = tokio::time::Instant::now() + PATIENCE;
         let mut seen = 0;
         loop {
@@ -175,7 +175,7 @@ impl Receiver {
 
     /// Waits until `path` has taken at least `n` requests, failing when nothing arrives for
     /// [`PATIENCE`]; returns them.
-    async fn wait_for(&self, path: &str, n: usize) -> Vec<Got> {
+    pub(crate) async fn wait_for(&self, path: &str, n: usize) -> Vec<Got> {
         let mut deadline = tokio::time::Instant::now() + PATIENCE;
         let mut seen = 0;
         loop {
@@ -198,7 +198,7 @@ impl Receiver {
 }
 
 /// A server that may send webhooks to loopback, polling often, with a short timeout.
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     TestServer::start_with(|c| {
         c.webhooks.allow_loopback = true;
         c.webhooks.poll_millis = 20;
@@ -208,7 +208,12 @@ async fn server() -> TestServer {
     .await
 }
 
-async fn api(s: &TestServer, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+pub(crate) async fn api(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
     let mut req = s.req(method, &format!("/api/v1{path}"));
     if let Some(body) = body {
         req = req.json(&body);
@@ -217,7 +222,7 @@ async fn api(s: &TestServer, method: Method, path: &str, body: Option<Value>) ->
 }
 
 /// Subscribes `url` (all events unless `events`) and returns the subscription's id.
-async fn subscribe(s: &TestServer, body: Value) -> i64 {
+pub(crate) async fn subscribe(s: &TestServer, body: Value) -> i64 {
     let resp = api(s, Method::POST, "/webhooks", Some(body)).await;
     let status = resp.status();
     let body = json_body(resp).await;
@@ -226,7 +231,7 @@ async fn subscribe(s: &TestServer, body: Value) -> i64 {
 }
 
 /// The delivery log of subscription `id`, newest first.
-async fn deliveries(s: &TestServer, id: i64) -> Vec<Value> {
+pub(crate) async fn deliveries(s: &TestServer, id: i64) -> Vec<Value> {
     let resp = api(
         s,
         Method::GET,
@@ -239,7 +244,11 @@ async fn deliveries(s: &TestServer, id: i64) -> Vec<Value> {
 }
 
 /// Waits (bounded) until the log of `id` satisfies `done`; returns it.
-async fn log_until(s: &TestServer, id: i64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn log_until(
+    s: &TestServer,
+    id: i64,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let log = deliveries(s, id).await;
@@ -255,7 +264,7 @@ async fn log_until(s: &TestServer, id: i64, done: impl Fn(&[Value]) -> bool) -> 
 }
 
 /// Pushes the shared config and layer of `repo` once.
-async fn push_blobs(s: &TestServer, repo: &str) -> (Vec<u8>, Vec<u8>) {
+pub(crate) async fn push_blobs(s: &TestServer, repo: &str) -> (Vec<u8>, Vec<u8>) {
     let config = image_config("linux", "amd64", None);
     let layer = format!("layer of {repo}").into_bytes();
     s.push_blob(repo, &config).await;
@@ -264,7 +273,7 @@ async fn push_blobs(s: &TestServer, repo: &str) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// A manifest over `config` and `layer`, made unique by `n`.
-fn manifest(config: &[u8], layer: &[u8], n: usize) -> Vec<u8> {
+pub(crate) fn manifest(config: &[u8], layer: &[u8], n: usize) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

@@ -272,7 +272,7 @@ impl Registry {
                         .digest
                         .parse()
                         .map_err(|_| Error::Internal(anyhow::anyhow!("bad digest")))?;
-                    let gone = self.meta.delete_manifest(repo, &digest).await?;
+                    let gone = self.meta.delete_manifest(repo, &digest, None).await?;
                     if gone {
                         counts.manifests += 1;
                         images_done.insert(r.digest.clone());
