@@ -263,6 +263,17 @@ pub struct RepositoryTag {
     pub tag: Tag,
 }
 
+/// A tag where an advisory is fixed, and how many tags of the repository it is fixed in.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FixedTag {
+    /// The advisory.
+    pub advisory_id: String,
+    /// The tag.
+    pub tag: Tag,
+    /// Tags of the repository where it is fixed (this one among them).
+    pub fixed_count: i64,
+}
+
 const FINDING_COLUMNS: &str = "f.child_digest, f.advisory_id, \
     COALESCE(a.aliases, '[]') AS aliases, f.package, f.installed_version, f.fixed_version, \
     f.severity, f.layer, f.os, f.architecture, f.variant, f.first_seen, f.last_seen";
@@ -965,6 +976,40 @@ impl Meta {
             query = query.bind(id.as_str());
         }
         Ok(query.fetch_all(&self.reader).await?)
+    }
+
+    /// For each of `advisory_ids`, the first `per_advisory` tags (in name order) of
+    /// repository `repository_id` whose image was matched and has no finding of it: where
+    /// it is fixed, with how many such tags there are. One query per 500 advisories.
+    pub async fn fixed_tags_in_repository(
+        &self,
+        repository_id: i64,
+        advisory_ids: &[&str],
+        per_advisory: u32,
+    ) -> Result<Vec<FixedTag>> {
+        let mut out = Vec::new();
+        for chunk in advisory_ids.chunks(IDS_PER_QUERY) {
+            let sql = format!(
+                "SELECT advisory_id, tag, fixed_count FROM \
+                  (SELECT a.id AS advisory_id, t.name AS tag, \
+                    ROW_NUMBER() OVER (PARTITION BY a.id ORDER BY t.name) AS n, \
+                    COUNT(*) OVER (PARTITION BY a.id) AS fixed_count \
+                   FROM tags t JOIN vulnerability_summaries v ON v.manifest_id = t.manifest_id \
+                   JOIN advisories a ON a.id IN ({}) \
+                   WHERE t.repository_id = $1 AND NOT EXISTS (SELECT 1 FROM findings f \
+                    WHERE f.manifest_id = t.manifest_id AND f.advisory_id = a.id)) ranked \
+                 WHERE n <= $2 ORDER BY advisory_id, tag",
+                placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query_as(&sql)
+                .bind(repository_id)
+                .bind(i64::from(per_advisory));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            out.extend(query.fetch_all(&self.reader).await?);
+        }
+        Ok(out)
     }
 
     /// The tags of `manifest_ids`, by manifest, in name order.

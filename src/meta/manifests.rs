@@ -418,6 +418,43 @@ impl Meta {
         .fetch_all(&self.reader)
         .await?)
     }
+
+    /// The manifests of repository `repository_id` whose subject is one of `subjects`, in
+    /// (subject, digest) order, `n` at most: one level of a referrer tree in one query.
+    pub async fn referrers_of_subjects(
+        &self,
+        repository_id: i64,
+        subjects: &[&Digest],
+        n: u32,
+    ) -> Result<Vec<SubjectReferrer>> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT m.subject, m.digest, m.media_type, m.artifact_type FROM manifests m \
+             WHERE m.repository_id = $1 AND m.subject IN ({}) \
+             ORDER BY m.subject, m.digest LIMIT $2",
+            super::placeholders(3, subjects.len())
+        );
+        let mut select = sqlx::query_as(&sql).bind(repository_id).bind(i64::from(n));
+        for subject in super::digest_texts(subjects.iter().copied()) {
+            select = select.bind(subject);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
+    }
+}
+
+/// A referrer with the subject it refers to (a level of a referrer tree).
+#[derive(Debug, sqlx::FromRow)]
+pub struct SubjectReferrer {
+    /// The manifest it refers to.
+    pub subject: String,
+    /// The referring manifest's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its artifact type, if it declares one.
+    pub artifact_type: Option<String>,
 }
 
 /// Counts a push of repository `repository_id` at `now` (on PostgreSQL this takes the

@@ -28,6 +28,8 @@ use crate::{
 const CONFIG_SUMMARY_MAX: u64 = 1024 * 1024;
 /// Referrers shown in the detail view of an image.
 const DETAIL_REFERRERS_MAX: u32 = 100;
+/// Levels of a referrer tree shown (an image, its SBOM, the SBOM's signature, ...).
+const REFERRER_TREE_DEPTH: usize = 4;
 /// Levels of indexes listing indexes looked through for the platforms of an index's images.
 const NESTING_MAX: usize = 8;
 
@@ -127,9 +129,29 @@ pub struct ConfigSummary {
     pub labels: BTreeMap<String, String>,
     /// Entries in the build history.
     pub history_count: usize,
+    /// The build history, oldest first (each entry that is not `empty_layer` made the next
+    /// layer of the manifest).
+    pub history: Vec<HistoryEntry>,
     /// False when the config was not read (not an image config, larger than 1 MiB, or
     /// unreadable): only digest, media type and size are then known.
     pub read: bool,
+}
+
+/// One step of an image's build history, as its config records it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    /// When the step ran (RFC 3339, as the config says).
+    #[serde(default)]
+    pub created: Option<String>,
+    /// The command that made it.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// A comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// True when the step made no layer.
+    #[serde(default)]
+    pub empty_layer: bool,
 }
 
 /// A child manifest of an index.
@@ -173,6 +195,24 @@ pub struct ImageDetail {
     pub referrers: Vec<ReferrerSummary>,
     /// Why the image is held back from pulls; null when it is not quarantined.
     pub quarantine: Option<ImageQuarantine>,
+    /// The manifest's own annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A manifest in the tree of what refers to an image: its referrers, theirs (a signature
+/// of an SBOM), and so on.
+#[derive(Debug, Clone)]
+pub struct ReferrerNode {
+    /// Levels below the image (1: refers to the image itself).
+    pub depth: usize,
+    /// The referrer's digest.
+    pub digest: Digest,
+    /// Its artifact type, else its media type.
+    pub kind: String,
+    /// When it carries signatures: the best of them (verified first).
+    pub signature: Option<SignedStatus>,
+    /// Whether it carries an SBOM.
+    pub sbom: bool,
 }
 
 /// A tag with its manifest and times.
@@ -217,6 +257,8 @@ struct Payload {
     layers: Vec<Descriptor>,
     #[serde(default)]
     manifests: Vec<Descriptor>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 /// The part of an image config the detail view shows.
@@ -228,7 +270,7 @@ struct ImageConfig {
     variant: Option<String>,
     config: Option<RunConfig>,
     #[serde(default)]
-    history: Vec<serde::de::IgnoredAny>,
+    history: Vec<HistoryEntry>,
 }
 
 #[derive(Deserialize, Default)]
@@ -333,7 +375,116 @@ impl Registry {
             children,
             referrers,
             quarantine,
+            annotations: payload.annotations,
         })
+    }
+
+    /// What refers to image `digest` of `repo`, as a tree in depth-first order: up to
+    /// `REFERRER_TREE_DEPTH` levels and `DETAIL_REFERRERS_MAX` manifests per level, each
+    /// with its signature's verification. One query per level, and one for the signatures.
+    pub async fn referrer_tree(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<ReferrerNode>> {
+        let repository_id = self.existing_repository(repo).await?;
+        let mut levels: Vec<Vec<crate::meta::manifests::SubjectReferrer>> = Vec::new();
+        let mut subjects = vec![digest.clone()];
+        let mut seen: std::collections::HashSet<Digest> = subjects.iter().cloned().collect();
+        while levels.len() < REFERRER_TREE_DEPTH && !subjects.is_empty() {
+            let refs: Vec<&Digest> = subjects.iter().collect();
+            let mut level = self
+                .meta
+                .referrers_of_subjects(repository_id, &refs, DETAIL_REFERRERS_MAX)
+                .await?;
+            // A cycle cannot be pushed (a digest names its subject), but stay finite anyway.
+            level.retain(|r| seen.insert(r.digest.clone()));
+            subjects = level.iter().map(|r| r.digest.clone()).collect();
+            levels.push(level);
+        }
+        let mut all: Vec<&Digest> = vec![digest];
+        all.extend(levels.iter().flatten().map(|r| &r.digest));
+        let in_tree: std::collections::HashSet<String> =
+            all.iter().map(|d| d.to_string()).collect();
+        // The signature each signature manifest carries, by the manifest's digest; and the
+        // signature manifests that are not referrers (cosign's `sha256-….sig` tags), by the
+        // manifest they sign, to be shown under it.
+        let mut carried: HashMap<String, SignedStatus> = HashMap::new();
+        let mut tagged: HashMap<String, Vec<(Digest, String)>> = HashMap::new();
+        let now = self.clock.now();
+        for row in self.meta.signatures_of_images(repository_id, &all).await? {
+            let signature = row.signature_digest.clone();
+            if !in_tree.contains(&signature)
+                && let Ok(d) = signature.parse::<Digest>()
+            {
+                let under = tagged.entry(row.subject_digest.clone()).or_default();
+                if !under.iter().any(|(s, _)| *s == d) {
+                    under.push((d, format!("{} signature ({})", row.tool, row.format)));
+                }
+            }
+            let view = super::signatures::SignatureView::of_row(row, now);
+            match carried.get_mut(&signature) {
+                Some(best) => {
+                    best.signatures += 1;
+                    if view.verified && !best.verified {
+                        best.verified = true;
+                        best.identity = view.identity;
+                        best.reason = None;
+                    }
+                }
+                None => {
+                    carried.insert(signature, SignedStatus::of_view(view));
+                }
+            }
+        }
+        // Depth first: the children of a node follow it, its tag signatures last.
+        enum Item<'a> {
+            Referrer(&'a crate::meta::manifests::SubjectReferrer),
+            Tagged(&'a (Digest, String)),
+        }
+        let children = |subject: &str, depth: usize| -> Vec<(usize, Item<'_>)> {
+            let mut items: Vec<(usize, Item<'_>)> = levels
+                .get(depth - 1)
+                .into_iter()
+                .flatten()
+                .filter(|r| r.subject == subject)
+                .map(|r| (depth, Item::Referrer(r)))
+                .collect();
+            items.extend(
+                tagged
+                    .get(subject)
+                    .into_iter()
+                    .flatten()
+                    .map(|t| (depth, Item::Tagged(t))),
+            );
+            items.reverse();
+            items
+        };
+        let mut out = Vec::new();
+        let mut stack = children(&digest.to_string(), 1);
+        while let Some((depth, item)) = stack.pop() {
+            let (digest, kind) = match item {
+                Item::Referrer(r) => (
+                    r.digest.clone(),
+                    r.artifact_type
+                        .clone()
+                        .unwrap_or_else(|| r.media_type.clone()),
+                ),
+                Item::Tagged((d, kind)) => (d.clone(), kind.clone()),
+            };
+            let text = digest.to_string();
+            if matches!(item, Item::Referrer(_)) && depth < REFERRER_TREE_DEPTH {
+                stack.extend(children(&text, depth + 1));
+            }
+            out.push(ReferrerNode {
+                depth,
+                sbom: crate::scan::sbom::is_sbom_media_type(&kind),
+                signature: carried.get(&text).cloned(),
+                digest,
+                kind,
+            });
+        }
+        Ok(out)
     }
 
     /// Tags of `repo` in `sort` order after `after`, `n` at most (ask for one more than
@@ -456,7 +607,7 @@ impl Registry {
     }
 
     /// The id of `repo`, or `NAME_UNKNOWN`.
-    async fn existing_repository(&self, repo: &RepoName) -> Result<i64> {
+    pub(super) async fn existing_repository(&self, repo: &RepoName) -> Result<i64> {
         self.meta
             .repository_id(repo)
             .await?
@@ -613,6 +764,7 @@ impl Registry {
         summary.cmd = run.cmd;
         summary.labels = run.labels.unwrap_or_default();
         summary.history_count = config.history.len();
+        summary.history = config.history;
         summary.read = true;
         summary
     }

@@ -61,8 +61,8 @@ pub use advisories::{Advisory, AffectedEntry, Finding, ImportReport, REJECTED_LI
 pub use blobs::{BlobRead, RangeRequest};
 pub use gc::{GcOptions, GcReport, Progress};
 pub use images::{
-    ChildSummary, ConfigSummary, ImageDetail, ImageSummary, LayerSummary, PlatformSummary,
-    Platforms, ReferrerSummary, TagSummary,
+    ChildSummary, ConfigSummary, HistoryEntry, ImageDetail, ImageSummary, LayerSummary,
+    PlatformSummary, Platforms, ReferrerNode, ReferrerSummary, TagSummary,
 };
 // The listing parameters are the index's own: re-exported so handlers need not reach it.
 pub use crate::meta::{
@@ -103,7 +103,7 @@ pub use findings::{
 };
 pub use uploads::Mounted;
 pub use vulnerabilities::{
-    ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
+    FixedIn, ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
 };
 pub use webhooks::{
     CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView,

@@ -48,7 +48,7 @@ pub struct SignedStatus {
 }
 
 impl SignedStatus {
-    fn of_view(view: SignatureView) -> SignedStatus {
+    pub(super) fn of_view(view: SignatureView) -> SignedStatus {
         SignedStatus {
             verified: view.verified,
             tool: view.tool,
@@ -62,7 +62,7 @@ impl SignedStatus {
 impl SignatureView {
     /// A stored result as shown at `now`: a verified signature whose certificate chain has
     /// expired is shown unverified, with the expiry as its reason.
-    fn of_row(s: SignatureRow, now: i64) -> SignatureView {
+    pub(super) fn of_row(s: SignatureRow, now: i64) -> SignatureView {
         let expired = s.expires_at.filter(|e| s.verified != 0 && *e <= now);
         SignatureView {
             tool: s.tool,

@@ -3,6 +3,8 @@
 //! concerns it, without reading a blob). For an index, each child's findings, naming its
 //! platform; a child pulled by digest has those its index's scan found in it.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::{
@@ -12,7 +14,7 @@ use super::{
 use crate::{
     error::Result,
     meta::findings::FindingRow,
-    oci::{Digest, RepoName},
+    oci::{Digest, RepoName, Tag},
     scan::osv::Severity,
 };
 
@@ -116,7 +118,41 @@ impl VulnerabilityFilter {
     }
 }
 
+/// Tags shown per advisory where it is fixed.
+const FIXED_TAGS_SHOWN: u32 = 5;
+
+/// The tags of a repository where an advisory is fixed: the first few, and how many.
+#[derive(Debug, Clone, Default)]
+pub struct FixedIn {
+    /// The first tags, in name order.
+    pub tags: Vec<Tag>,
+    /// How many tags there are.
+    pub count: i64,
+}
+
 impl Registry {
+    /// For each of `advisory_ids`, the tags of `repo` whose image was scanned and has no
+    /// finding of it (where it is fixed): the first five and their number. One query
+    /// whatever the number of advisories or tags (per 500 advisories).
+    pub async fn fixed_in_repository(
+        &self,
+        repo: &RepoName,
+        advisory_ids: &[&str],
+    ) -> Result<HashMap<String, FixedIn>> {
+        let repository_id = self.existing_repository(repo).await?;
+        let mut out: HashMap<String, FixedIn> = HashMap::new();
+        for row in self
+            .meta
+            .fixed_tags_in_repository(repository_id, advisory_ids, FIXED_TAGS_SHOWN)
+            .await?
+        {
+            let entry = out.entry(row.advisory_id).or_default();
+            entry.count = row.fixed_count;
+            entry.tags.push(row.tag);
+        }
+        Ok(out)
+    }
+
     /// The findings of image `digest` in `repo` as stored for its newest successful scan
     /// (matched against the advisories stored since); `None` when the image has no
     /// successful scan (nor, for an index's child, an index scanned with it).

@@ -47,6 +47,19 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/assets/style.css", get(style))
         .route("/ui/assets/ui.js", get(script))
         .route("/ui/{*rest}", get(no_such_page))
+        .layer(axum::middleware::from_fn(server_timing))
+}
+
+/// Adds `Server-Timing: app;dur=…` (milliseconds from the request to its response head;
+/// pages are rendered whole before that) for people and benchmarks to read.
+async fn server_timing(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    response
 }
 
 /// `/ui/r/{name}` is a repository; `/ui/r/{name}/-/images/{digest}` one of its images.
@@ -68,12 +81,18 @@ async fn repository_or_image(
         None => pages::repository(&app, &viewer, &repo, &headers, tags)
             .await
             .map_err(pages::fail(&viewer)),
-        Some(rest) => match rest.strip_prefix("images/") {
-            Some(digest) => image::image(&app, &viewer, &repo, digest)
-                .await
-                .map_err(pages::fail(&viewer)),
-            None => Err(UiError::not_found("There is no such page.").page(&viewer)),
-        },
+        Some(rest) => {
+            let Some(image) = rest.strip_prefix("images/") else {
+                return Err(UiError::not_found("There is no such page.").page(&viewer));
+            };
+            let result = match image.split_once('/') {
+                None => image::image(&app, &viewer, &repo, image).await,
+                Some((digest, "sbom")) => image::sbom(&app, &repo, digest, &tags.format).await,
+                Some((digest, "artifact")) => image::artifact(&app, &repo, digest).await,
+                Some(_) => Err(UiError::not_found("There is no such page.")),
+            };
+            result.map_err(pages::fail(&viewer))
+        }
     }
 }
 

@@ -519,6 +519,9 @@ pub(super) struct TagsQuery {
     sort: String,
     #[serde(default)]
     after: String,
+    /// The SBOM document's format, on an image's `…/sbom`.
+    #[serde(default)]
+    pub(super) format: String,
 }
 
 struct TagLine {

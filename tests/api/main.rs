@@ -40,6 +40,7 @@ mod tags;
 mod tls;
 mod ui;
 mod ui_browser;
+mod ui_statements;
 mod uploads;
 mod vulnerabilities;
 mod webhook_events;

@@ -68,6 +68,13 @@ impl Visitor {
         (status, resp.text().await.unwrap())
     }
 
+    /// A request with this visitor's cookies (to read a download's headers and body).
+    fn request(&self, s: &TestServer, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, s.url(path))
+            .header(header::COOKIE, self.cookie_header())
+    }
+
     /// A form POST as a same-origin browser page sends it.
     async fn post(
         &mut self,
@@ -465,7 +472,10 @@ fn references(html: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() {
-    let s = seeded().await;
+    let mut s = seeded().await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let [_, signed, _, old] = rich_content(&s).await;
+    s.sign_out();
     let mut admin = Visitor::new();
     admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
     let title = Regex::new(r"<title>[^<]+ · Berth</title>").unwrap();
@@ -479,7 +489,9 @@ async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() 
         }
         let (status, html) = admin.get(&s, &path).await;
         assert_eq!(status, StatusCode::OK, "{path} is broken");
-        if path.starts_with("/ui/assets/") {
+        // Assets and downloads (SBOM documents) are not pages.
+        if path.starts_with("/ui/assets/") || path.ends_with("/artifact") || path.contains("/sbom?")
+        {
             continue;
         }
         assert!(title.is_match(&html), "{path} has no title");
@@ -520,17 +532,284 @@ async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() 
         seen.iter().any(|p| p.contains("/-/images/sha256:")),
         "no image page reached"
     );
+    for page in [
+        format!("/ui/r/shop/signed/-/images/{signed}"),
+        format!("/ui/r/shop/debian/-/images/{old}"),
+        format!("/ui/r/shop/debian/-/images/{old}/sbom?format=spdx"),
+    ] {
+        assert!(seen.contains(&page), "the crawl did not reach {page}");
+    }
+    assert!(
+        seen.iter().any(|p| p.ends_with("/artifact")),
+        "no SBOM referrer's download reached"
+    );
+}
+
+/// An image whose config has a build history, labels and annotations full of markup and
+/// very long strings.
+async fn push_built(s: &TestServer, repo: &str, tag: &str) -> (String, [String; 2]) {
+    use crate::common::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256};
+
+    let long = "x".repeat(5000);
+    let layers: [&[u8]; 2] = [b"the base layer's bytes", b"what apt-get added"];
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "created": "2026-11-30T10:00:00Z",
+        "config": { "Labels": {
+            "org.example.<img src=x onerror=alert(1)>": "<script>alert('label')</script>",
+            "org.example.long": long,
+        }},
+        "rootfs": { "type": "layers", "diff_ids": [] },
+        "history": [
+            { "created": "2026-11-30T09:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:rootfs.tar in /" },
+            { "created": "2026-11-30T09:30:00Z", "created_by": "/bin/sh -c #(nop) ENV <b>A</b>=1", "empty_layer": true },
+            { "created": "2026-11-30T10:00:00Z", "created_by": format!("/bin/sh -c apt-get install <script>alert('history')</script> {long}"),
+              "comment": "buildkit" },
+        ],
+    }))
+    .unwrap();
+    s.push_blob(repo, &config).await;
+    for layer in layers {
+        s.push_blob(repo, layer).await;
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": sha256(&config), "size": config.len() },
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": OCI_LAYER, "digest": sha256(l), "size": l.len(),
+        })).collect::<Vec<_>>(),
+        "annotations": {
+            "org.opencontainers.image.title": "<script>alert('annotation')</script>",
+            "org.opencontainers.image.description": long,
+        },
+    }))
+    .unwrap();
+    let digest = s.put_manifest_ok(repo, tag, OCI_MANIFEST, &manifest).await;
+    (digest, layers.map(sha256))
+}
+
+/// The rows of the image page's history table: the cells of each, tags stripped.
+fn history_rows(html: &str) -> Vec<Vec<String>> {
+    let table = html
+        .split_once(r#"<table class="history">"#)
+        .map(|(_, t)| t.split_once("</table>").unwrap().0)
+        .unwrap_or_default();
+    let cell = Regex::new(r"(?s)<td[^>]*>(.*?)</td>").unwrap();
+    let tag = Regex::new(r"<[^>]+>").unwrap();
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            cell.captures_iter(row)
+                .map(|c| tag.replace_all(&c[1], "").trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_image_page_shows_history_annotations_the_referrer_tree_and_fixed_tags() {
+    let mut s = start_auth(|_| {}).await;
+    s.sign_in(ADMIN, ADMIN_PASSWORD);
+    let [_, signed, vulnerable, old] = rich_content(&s).await;
+    let (built, [base, added]) = push_built(&s, "shop/built", "v1").await;
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+
+    // History: each step that made a layer beside that layer and its size, in order.
+    let (status, html) = admin
+        .get(&s, &format!("/ui/r/shop/built/-/images/{built}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = history_rows(&html);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0][1], "2026-11-30T09:00:00Z");
+    assert_eq!(rows[0][3], base);
+    assert_eq!(rows[0][4], "22 B");
+    assert_eq!(rows[1][3], "empty layer");
+    assert_eq!(rows[2][3], added);
+    assert_eq!(rows[2][4], "18 B");
+    // Markup everywhere is text: escaped, never a tag.
+    for markup in [
+        "<script>alert('history')</script>",
+        "<script>alert('label')</script>",
+        "<script>alert('annotation')</script>",
+        "org.example.<img src=x onerror=alert(1)>",
+        "ENV <b>A</b>=1",
+    ] {
+        assert!(
+            html.contains(&escaped(markup)),
+            "{markup} not shown escaped"
+        );
+        assert!(!html.contains(markup), "{markup} in the page as markup");
+    }
+    assert!(
+        html.contains("<h2>Annotations</h2>") && html.contains("org.opencontainers.image.title")
+    );
+    // The long strings are there whole, in cells that wrap.
+    assert!(html.contains(&"x".repeat(5000)));
+    assert!(html.contains(r#"<td class="wrap">"#));
+
+    // The referrer tree of the signed image: its signature and its SBOM, and under the SBOM
+    // the SBOM's own signature, both verified.
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/signed/-/images/{signed}"))
+        .await;
+    let tree = html
+        .split_once(r#"<ul class="tree">"#)
+        .unwrap()
+        .1
+        .split_once("</ul>")
+        .unwrap()
+        .0;
+    let item = Regex::new(r#"(?s)<li class="depth-(\d)">(.*?)</li>"#).unwrap();
+    let nodes: Vec<(String, String)> = item
+        .captures_iter(tree)
+        .map(|c| (c[1].to_owned(), c[2].to_owned()))
+        .collect();
+    assert_eq!(nodes.len(), 3, "{tree}");
+    let sbom = nodes
+        .iter()
+        .position(|(_, n)| n.contains("application/vnd.cyclonedx+json"))
+        .expect("the SBOM in the tree");
+    assert_eq!(nodes[sbom].0, "1");
+    assert_eq!(nodes[sbom + 1].0, "2", "the SBOM's signature under it");
+    assert!(nodes[sbom + 1].1.contains("signature verified"), "{tree}");
+    assert!(
+        nodes
+            .iter()
+            .filter(|(_, n)| n.contains("signature verified"))
+            .count()
+            == 2,
+        "{tree}"
+    );
+    // The SBOM as pushed, to download.
+    let link = Regex::new(r#"href="(/ui/r/shop/signed/-/images/sha256:[0-9a-f]+/artifact)""#)
+        .unwrap()
+        .captures(&nodes[sbom].1)
+        .expect("a download link")[1]
+        .to_owned();
+    let resp = admin.request(&s, Method::GET, &link).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    assert!(
+        resp.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let document: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(document["bomFormat"], "CycloneDX");
+    assert_eq!(document["components"][0]["name"], "zlib");
+    // An artifact that is no SBOM (the image itself) is not offered.
+    let (status, _) = admin
+        .get(&s, &format!("/ui/r/shop/signed/-/images/{signed}/artifact"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Where each finding is fixed: DSA-0001-1 of the quarantined image, in `bookworm`.
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/debian/-/images/{old}"))
+        .await;
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("DSA-0001-1"))
+        .expect("the DSA-0001-1 row");
+    assert!(
+        row.contains(r#"<td class="fixed-in"><span class="pill tag">bookworm</span>"#),
+        "{row}"
+    );
+    let (_, html) = admin
+        .get(&s, &format!("/ui/r/shop/debian/-/images/{vulnerable}"))
+        .await;
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("DEBIAN-CVE-2024-0002"))
+        .expect("the critical finding's row");
+    assert!(
+        row.contains(r#"<td class="fixed-in"><span class="muted">none</span>"#),
+        "{row}"
+    );
+
+    // The scanned image's SBOM export, in both formats.
+    for (format, key) in [("cyclonedx", "bomFormat"), ("spdx", "spdxVersion")] {
+        let resp = admin
+            .request(
+                &s,
+                Method::GET,
+                &format!("/ui/r/shop/debian/-/images/{vulnerable}/sbom?format={format}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{format}");
+        let document: serde_json::Value = resp.json().await.unwrap();
+        assert!(document.get(key).is_some(), "{format}: {document}");
+    }
+    // Not for someone who may not read the repository.
+    let mut nobody = Visitor::new();
+    let (status, _) = nobody
+        .get(
+            &s,
+            &format!("/ui/r/shop/debian/-/images/{vulnerable}/sbom?format=spdx"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Signs manifest `subject` of `repo` with `key` the cosign way (a simple-signing payload in
+/// a `sha256-….sig` tag); returns the signature manifest's digest.
+async fn cosign_sign(
+    s: &TestServer,
+    repo: &str,
+    subject: &str,
+    key: &p256::ecdsa::SigningKey,
+) -> String {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use p256::ecdsa::{Signature, signature::Signer as _};
+
+    use crate::common::{OCI_MANIFEST, sha256};
+
+    let payload = serde_json::to_vec(&json!({
+        "critical": {
+            "identity": { "docker-reference": format!("registry.example/{repo}") },
+            "image": { "docker-manifest-digest": subject },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap();
+    let signature: Signature = key.sign(&payload);
+    let config =
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    s.push_blob(repo, config).await;
+    s.push_blob(repo, &payload).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len() },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": sha256(&payload),
+            "size": payload.len(),
+            "annotations": { "dev.cosignproject.cosign/signature": STANDARD.encode(signature.to_der()) },
+        }],
+    }))
+    .unwrap();
+    let tag = format!("{}.sig", subject.replace(':', "-"));
+    s.put_manifest_ok(repo, &tag, OCI_MANIFEST, &manifest).await
 }
 
 /// Content worth looking at, pushed by the administrator (whose credentials `s` presents):
 /// `shop/multi:v1`, an index of five platforms; `shop/signed:v1` with a cosign signature
-/// verified under an audit policy; `shop/debian:bookworm`, a scanned Debian image with a
+/// verified under an audit policy and a signed CycloneDX SBOM as its referrer;
+/// `shop/debian:bookworm`, a scanned Debian image with a
 /// critical and a high finding (each with its fixed version), and `shop/debian:old`,
 /// quarantined with a reason. Returns the digests (index, signed, vulnerable, quarantined).
 pub(crate) async fn rich_content(s: &TestServer) -> [String; 4] {
-    use base64::{Engine as _, engine::general_purpose::STANDARD};
     use p256::{
-        ecdsa::{Signature, SigningKey, signature::Signer as _},
+        ecdsa::SigningKey,
         pkcs8::{EncodePublicKey as _, LineEnding},
     };
 
@@ -590,35 +869,24 @@ pub(crate) async fn rich_content(s: &TestServer) -> [String; 4] {
         "{}",
         policy.text().await.unwrap()
     );
-    let payload = serde_json::to_vec(&json!({
-        "critical": {
-            "identity": { "docker-reference": "registry.example/shop/signed" },
-            "image": { "docker-manifest-digest": signed },
-            "type": "cosign container image signature",
-        },
-        "optional": null,
+    cosign_sign(s, "shop/signed", &signed, &key).await;
+    // An SBOM of the signed image, itself signed: a referrer tree two levels deep.
+    let sbom_document = serde_json::to_vec(&json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "components": [{ "type": "library", "name": "zlib", "version": "1.2.13",
+                         "purl": "pkg:deb/debian/zlib@1.2.13?arch=amd64" }],
     }))
     .unwrap();
-    let signature: Signature = key.sign(&payload);
-    let config =
-        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
-    s.push_blob("shop/signed", config).await;
-    s.push_blob("shop/signed", &payload).await;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len() },
-        "layers": [{
-            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-            "digest": sha256(&payload),
-            "size": payload.len(),
-            "annotations": { "dev.cosignproject.cosign/signature": STANDARD.encode(signature.to_der()) },
-        }],
-    }))
-    .unwrap();
-    let tag = format!("{}.sig", signed.replace(':', "-"));
-    s.put_manifest_ok("shop/signed", &tag, OCI_MANIFEST, &manifest)
-        .await;
+    let sbom = crate::signatures::push_referrer(
+        s,
+        "shop/signed",
+        &signed,
+        "application/vnd.cyclonedx+json",
+        "application/vnd.cyclonedx+json",
+        &sbom_document,
+    )
+    .await;
+    cosign_sign(s, "shop/signed", &sbom, &key).await;
 
     let (base, upgrade, _) = debian_layers();
     let (old, _) = push_layers(s, "shop/debian", "old", "amd64", &[(GZIP_LAYER, &base)]).await;

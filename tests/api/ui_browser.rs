@@ -1,7 +1,9 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver (chromedriver on
 //! loopback) against a real Berth holding a five-platform index, a signed image and a
 //! scanned vulnerable one. It signs in, browses every page, sorts, searches, creates and
-//! revokes a token, and saves screenshots under `target/ui-screenshots/`.
+//! revokes a token, and saves screenshots under `target/ui-screenshots/`. The image pages
+//! are checked with what real clients push: an SBOM referrer and its signature, and an
+//! image skopeo copies in with a build history, labels and annotations full of markup.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/install-test-deps.sh installs
 //! them; scripts/test.sh runs this with `--include-ignored`).
@@ -151,12 +153,12 @@ async fn titled(browser: &Client, title: &str) {
 }
 
 #[tokio::test]
-#[ignore = "needs chromium and chromedriver"]
+#[ignore = "needs chromium, chromedriver and skopeo"]
 async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
     // Usage flushed often, so that the overview's charts have the pushes below.
     let mut s = start_auth(|c| c.metrics.stats_flush_millis = 20).await;
     s.sign_in(ADMIN, ADMIN_PASSWORD);
-    let [index, signed, vulnerable, _] = rich_content(&s).await;
+    let [index, signed, vulnerable, quarantined] = rich_content(&s).await;
     for tag in ["beta", "alpha", "gamma"] {
         s.push_image("shop/multi", tag, &[tag.as_bytes()]).await;
     }
@@ -250,17 +252,101 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
     );
     shot(&b, "index").await;
 
-    // The signed image and the vulnerable one.
+    // The signed image: its referrer tree, the SBOM under it and the SBOM's signature
+    // under that, each signature verified; the SBOM downloads as the JSON pushed.
     b.goto(&url(&format!("/ui/r/shop/signed/-/images/{signed}")))
         .await
         .unwrap();
     assert!(text(&b, "main").await.contains("verified"));
+    let tree = texts(&b, "ul.tree li").await;
+    assert_eq!(tree.len(), 3, "{tree:?}");
+    let verified = texts(&b, "ul.tree li .badge.ok").await;
+    assert_eq!(verified, ["signature verified", "signature verified"]);
+    let under_sbom = text(&b, "ul.tree li.depth-2").await;
+    assert!(under_sbom.contains("cosign signature"), "{under_sbom}");
+    let href = b
+        .find(Locator::Css("ul.tree a.sbom"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("an SBOM link");
+    let format: serde_json::Value = b
+        .execute(
+            "return fetch(arguments[0]).then(r => r.json()).then(j => j.bomFormat)",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(format, "CycloneDX");
+    shot(&b, "image-referrers").await;
+
+    // The vulnerable image: counts by severity, fixed versions, its SBOM export.
     b.goto(&url(&format!("/ui/r/shop/debian/-/images/{vulnerable}")))
         .await
         .unwrap();
     let page = text(&b, "main").await;
     assert!(page.contains("critical 1") && page.contains("1:1.2.13.dfsg-1+deb12u1"));
+    let spdx: serde_json::Value = b
+        .execute(
+            "return fetch(document.querySelector('a[href$=\"format=spdx\"]').href)\
+               .then(r => r.json()).then(j => j.spdxVersion)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(spdx, "SPDX-2.3");
     shot(&b, "image").await;
+
+    // The quarantined image: its reason, and its finding fixed in the tag `bookworm`.
+    b.goto(&url(&format!("/ui/r/shop/debian/-/images/{quarantined}")))
+        .await
+        .unwrap();
+    assert!(
+        text(&b, ".notice.error")
+            .await
+            .contains("openssl <3.0.13 in production")
+    );
+    let fixed_in = texts(&b, "td.fixed-in").await;
+    assert!(fixed_in.iter().any(|t| t == "bookworm"), "{fixed_in:?}");
+    shot(&b, "image-quarantined").await;
+
+    // An image copied in by skopeo: its build history beside its layers, and its labels and
+    // annotations full of markup and long strings shown as text, wrapped.
+    let built = skopeo_push_built(&s, "shop/built:v1").await;
+    b.goto(&url(&format!("/ui/r/shop/built/-/images/{built}")))
+        .await
+        .unwrap();
+    let history = texts(&b, "table.history tbody tr").await;
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(
+        history[0].contains("ADD file:rootfs.tar") && history[0].contains(" B"),
+        "{history:?}"
+    );
+    assert!(history[1].contains("empty layer"), "{history:?}");
+    assert!(history[2].contains("apt-get install"), "{history:?}");
+    let page = text(&b, "main").await;
+    assert!(
+        page.contains("<script>alert('label')</script>"),
+        "markup shown as text"
+    );
+    let scripts: serde_json::Value = b
+        .execute("return document.scripts.length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(scripts, 1, "only the UI's own script");
+    shot(&b, "image-history").await;
+    b.set_window_size(390, 844).await.unwrap();
+    let width: serde_json::Value = b
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap();
+    assert!(
+        width.as_i64().unwrap() <= 390,
+        "the page is {width} px wide"
+    );
+    b.set_window_size(1280, 900).await.unwrap();
 
     // A token: created, shown once, then revoked.
     click(&b, Locator::LinkText("Tokens")).await;
@@ -313,4 +399,83 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
     b.close().await.unwrap();
     drop(driver);
     let _ = s.stop().await;
+}
+
+/// Copies into `s` (as the administrator, with skopeo) an image made here as an OCI layout:
+/// two gzipped tar layers, a config whose history has three steps (the second made no
+/// layer) and labels full of markup and long strings, and annotations. Returns its digest.
+async fn skopeo_push_built(s: &crate::common::TestServer, destination: &str) -> String {
+    use crate::common::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, sha256};
+    use crate::scans::{gzip, tar_of};
+
+    let long = "y".repeat(3000);
+    let layers = [
+        gzip(&tar_of(&[("etc/os-release", b"ID=debian\n")])),
+        gzip(&tar_of(&[("usr/bin/tool", b"a tool")])),
+    ];
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "created": "2026-11-30T10:00:00Z",
+        "config": { "Labels": {
+            "org.example.note": "<script>alert('label')</script>",
+            "org.example.long": long,
+        }, "Cmd": ["/usr/bin/tool"] },
+        "rootfs": { "type": "layers", "diff_ids": [] },
+        "history": [
+            { "created": "2026-11-30T09:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:rootfs.tar in /" },
+            { "created": "2026-11-30T09:30:00Z", "created_by": "/bin/sh -c #(nop) ENV LANG=C.UTF-8", "empty_layer": true },
+            { "created": "2026-11-30T10:00:00Z", "created_by": "/bin/sh -c apt-get install -y tool" },
+        ],
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": sha256(&config), "size": config.len() },
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": OCI_LAYER, "digest": sha256(l), "size": l.len(),
+        })).collect::<Vec<_>>(),
+        "annotations": {
+            "org.opencontainers.image.title": "<b>built</b> by a test",
+            "org.opencontainers.image.description": long,
+        },
+    }))
+    .unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    let blobs = layout.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for blob in layers.iter().chain([&config, &manifest]) {
+        let digest = sha256(blob);
+        std::fs::write(blobs.join(&digest["sha256:".len()..]), blob).unwrap();
+    }
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": sha256(&manifest), "size": manifest.len(),
+            "annotations": { "org.opencontainers.image.ref.name": "built" },
+        }],
+    });
+    std::fs::write(layout.path().join("index.json"), index.to_string()).unwrap();
+    let host = s
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let out = Command::new("skopeo")
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(format!("--dest-creds={ADMIN}:{ADMIN_PASSWORD}"))
+        .arg(format!("oci:{}:built", layout.path().display()))
+        .arg(format!("docker://{host}/{destination}"))
+        .output()
+        .await
+        .expect("skopeo: run scripts/install-test-deps.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sha256(&manifest)
 }
