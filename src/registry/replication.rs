@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 
-use super::{Override, Registry};
+use super::{Override, Registry, manifests::Origin};
 use crate::{
     error::{Error, Result},
     meta::replication::{ExecutionRow, ReplicationCounters, RuleRow, TaskRow},
@@ -606,7 +606,12 @@ impl Registry {
             "error": error,
             "counters": run.counters,
         });
-        tracing::info!(rule = execution.rule, execution = id, state, "replication done");
+        tracing::info!(
+            rule = execution.rule,
+            execution = id,
+            state,
+            "replication done"
+        );
         self.replication_completed(None, None, &detail).await;
         Ok(())
     }
@@ -977,7 +982,10 @@ impl<'a> Side<'a> {
                         Some(&read.media_type),
                         read.payload.clone(),
                         Override::Allowed,
-                        false,
+                        // A copy is a push, by the replication, as push events and rules see it.
+                        Origin::Push {
+                            actor: Some("replication"),
+                        },
                     )
                     .await
                     .map_err(local)?;
@@ -1014,9 +1022,14 @@ impl<'a> Side<'a> {
                 let (Ok(name), Ok(tag)) = (repo.parse::<RepoName>(), tag.parse::<Tag>()) else {
                     return Ok(());
                 };
-                reg.delete_manifest(&name, &Reference::Tag(tag), Override::Allowed)
-                    .await
-                    .map_err(local)
+                reg.delete_manifest(
+                    &name,
+                    &Reference::Tag(tag),
+                    Override::Allowed,
+                    Some("replication"),
+                )
+                .await
+                .map_err(local)
             }
             Side::Remote(r) => r.delete_manifest(repo, tag).await,
         }

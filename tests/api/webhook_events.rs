@@ -641,7 +641,11 @@ async fn replication_completed_is_sent_when_told() {
     let replica = s.replica().await;
     let detail = json!({"target": "https://mirror.example.com", "manifests": 3, "blobs": 7});
     replica
-        .replication_completed(Some(&"acme/app".parse().unwrap()), Some("replicator"), &detail)
+        .replication_completed(
+            Some(&"acme/app".parse().unwrap()),
+            Some("replicator"),
+            &detail,
+        )
         .await;
     let e = event(&r.wait_for("/d", 1).await[0]);
     assert_eq!(e["action"], "replication_completed");
@@ -652,6 +656,47 @@ async fn replication_completed_is_sent_when_told() {
         r.wait_for("/c", 1).await[0].json()["type"],
         "io.berth.replication.completed"
     );
+}
+
+/// A replication rule run for real (Berth to another Berth) ends with one registry-wide
+/// `replication_completed` naming the rule, the execution, its state and counts.
+#[tokio::test]
+async fn a_replication_run_sends_replication_completed() {
+    let s = server().await;
+    let other = TestServer::start().await;
+    let r = Receiver::start().await;
+    subscribe(
+        &s,
+        json!({"url": r.url("/d"), "events": ["replication_completed"],
+               "format": "distribution", "scope": "*"}),
+    )
+    .await;
+    s.push_image("apps/app", "v1", &[b"replicated".as_slice()])
+        .await;
+    let resp = s
+        .req(Method::PUT, "/api/v1/replication/rules/to-other")
+        .json(&json!({"direction": "push", "remote": {"url": other.base},
+                      "filter": {"repositories": "apps/*"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = s
+        .req(Method::POST, "/api/v1/replication/rules/to-other/run")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let execution = json_body(resp).await["id"].as_i64().unwrap();
+    s.replica().await.run_due_jobs("test").await.unwrap();
+
+    let e = event(&r.wait_for("/d", 1).await[0]);
+    assert_eq!(e["action"], "replication_completed", "{e}");
+    assert_eq!(e["detail"]["rule"], "to-other", "{e}");
+    assert_eq!(e["detail"]["execution"], execution, "{e}");
+    assert_eq!(e["detail"]["state"], "succeeded", "{e}");
+    assert_eq!(e["detail"]["counters"]["manifests_copied"], 1, "{e}");
+    assert_eq!(e["actor"]["name"], Value::Null, "{e}");
 }
 
 /// Delivered and dead deliveries are deleted once `webhooks.retention` has passed since
