@@ -20,8 +20,9 @@ use crate::{
     error::{Error, Result},
     meta::advisories::{AdvisoryPackage, AdvisoryRow, NewAdvisory},
     scan::{
+        advisory_sources::{self, SourceError},
         matching,
-        osv::{self, Item, Record, Rejected, Severity, SourceError},
+        osv::{self, Item, Record, Rejected, Severity},
         versions::{self, Kind},
     },
 };
@@ -206,11 +207,16 @@ impl Registry {
                 let _ = sender.blocking_send(item);
             };
             match source {
-                Source::Json(bytes) => osv::read_json(&bytes, "body", &undated, &mut each),
-                Source::Zip(bytes) => {
-                    osv::read_zip(std::io::Cursor::new(bytes), "body", &undated, &mut each)
+                Source::Json(bytes) => {
+                    advisory_sources::read_json(&bytes, "body", &undated, &mut each)
                 }
-                Source::Path(path) => osv::read_path(&path, &undated, &mut each),
+                Source::Zip(bytes) => advisory_sources::read_zip(
+                    std::io::Cursor::new(bytes),
+                    "body",
+                    &undated,
+                    &mut each,
+                ),
+                Source::Path(path) => advisory_sources::read_path(&path, &undated, &mut each),
             }
         });
         let mut report = ImportReport::default();

@@ -3,13 +3,14 @@
 //! them ([`packages`], [`rpm`]), Go binaries' build information ([`gobinary`]),
 //! cargo-auditable data of Rust binaries ([`rustaudit`]), language lockfiles and manifests
 //! ([`languages`]), the version orders of each packaging system ([`versions`]), advisories
-//! in the OSV format ([`osv`]), with the Debian tracker's and Alpine's secdb feeds read as
-//! OSV records ([`feeds`]), which installed versions they affect ([`matching`]), and
+//! in the OSV format ([`osv`]), read from bodies, files and zips ([`advisory_sources`]) with
+//! the Debian tracker's and Alpine's secdb feeds as OSV records ([`feeds`]), which installed versions they affect ([`matching`]), and
 //! an inventory as a CycloneDX or SPDX document ([`sbom`]).
 //! Nothing here touches the index or the blob store: the registry's scanning room feeds it
 //! bytes and stores what it returns (an rpm database is the one file written, to a scratch
 //! directory, because SQLite opens files, not bytes).
 
+pub mod advisory_sources;
 pub mod feeds;
 pub mod gobinary;
 pub mod languages;
