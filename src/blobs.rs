@@ -476,9 +476,9 @@ impl Blobs {
     }
 
     /// Deletes the objects of `digests`: on S3 in requests of up to 1,000 keys, elsewhere
-    /// `in_flight` single deletes at a time (Azure's batch API is not served by every
-    /// Azure-compatible store, and a local directory or GCS has none); one already gone
-    /// counts as deleted. Each digest comes back with its outcome.
+    /// `in_flight` single deletes at a time (a local directory and GCS have no batch; on
+    /// Azure, where every delete is a batch of one, larger batches failed on Azurite); one
+    /// already gone counts as deleted. Each digest comes back with its outcome.
     pub async fn delete_blobs(
         &self,
         digests: Vec<Digest>,
