@@ -11,13 +11,20 @@ Standard library only. `--concurrency` client threads (default 64) loop over a w
   move  15%  re-point a stable tag `t<N>` to another stable image (a tag move)
   delete 10% DELETE a churn image by digest
 
+Pushes outnumber deletes, so the index grows without end unless `--keep N` is given: then a
+worker deletes instead of its drawn operation while more than N churn images are kept, and the
+index settles at about N images (the size of a registry in steady state).
+
 Stable images keep a tag of their own (`keep-<i>`), so garbage collection never takes what
 pulls and tag moves use; every minute a collection runs (`POST /api/v1/gc/runs`, grace
 120 s), which takes the deleted churn images' blobs. Any answer other than the expected one
 is an error, counted and its first lines kept.
 
-Every 5 s the sampler reads the server's VmRSS and open file descriptors (/proc/PID) and the
-operations done; every 30 s window gives each operation's p50 and p99 latency. Writes
+Every 5 s the sampler reads the server's resident memory from /proc/PID/status, split into
+anonymous memory (RssAnon: the heap, what a leak grows) and file pages (RssFile: mostly the
+SQLite index, which Berth reads through a memory map of up to 256 MiB, so these pages follow
+the index's size and the kernel can drop them), its open file descriptors, the size of the
+data directory's index file (with --index-file) and the operations done; every 30 s window gives each operation's p50 and p99 latency. Writes
 DIR/samples.csv, DIR/latency.csv and DIR/soak.svg (RSS, descriptors and p99 over time), and
 prints a summary: RSS and descriptors after the warm-up (first 5 minutes, or the first fifth
 of a shorter run), errors, operations per second, p99 of the first and the last windows.
@@ -131,7 +138,7 @@ class Soak:
         self.stop = threading.Event()
         self.latencies = collections.defaultdict(list)  # op -> [seconds] of this window
         self.windows = []  # (t, op, count, p50, p99)
-        self.samples = []  # (t, rss_kib, fds, ops)
+        self.samples = []  # (t, rss_kib, anon_kib, file_kib, fds, ops, index_kib)
         self.ops = 0
         self.errors = collections.Counter()
         self.first_errors = []
@@ -198,8 +205,11 @@ class Soak:
         rng = random.Random(1000 + n)
         mix = [("pull", 50), ("push", 25), ("move", 15), ("delete", 10)]
         ops, weights = zip(*mix)
+        keep = self.args.keep
         while not self.stop.is_set():
             op = rng.choices(ops, weights)[0]
+            if keep and len(self.churn) > keep:
+                op = "delete"
             started = time.monotonic()
             try:
                 getattr(self, op)(client, rng)
@@ -226,14 +236,24 @@ class Soak:
             self.record("gc", time.monotonic() - started)
 
     def read_proc(self):
+        """(VmRSS, RssAnon, RssFile, descriptors, index file KiB) of the server."""
         pid = self.args.pid
-        rss = 0
+        fields = {}
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile"):
+                    fields[key] = int(value.split()[0])
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-        return rss, fds
+        index = 0
+        if self.args.index_file:
+            for suffix in ("", "-wal"):
+                try:
+                    index += os.stat(self.args.index_file + suffix).st_size // 1024
+                except FileNotFoundError:
+                    pass
+        return (fields.get("VmRSS", 0), fields.get("RssAnon", 0), fields.get("RssFile", 0),
+                fds, index)
 
     def close_window(self, t):
         """Ends the latency window at `t` (the lock held)."""
@@ -248,9 +268,9 @@ class Soak:
         next_window = WINDOW_SECS
         while not self.stop.wait(SAMPLE_SECS):
             t = time.monotonic() - self.start
-            rss, fds = self.read_proc()
+            rss, anon, file, fds, index = self.read_proc()
             with self.lock:
-                self.samples.append((t, rss, fds, self.ops))
+                self.samples.append((t, rss, anon, file, fds, self.ops, index))
                 if t >= next_window:
                     next_window += WINDOW_SECS
                     self.close_window(t)
@@ -278,11 +298,18 @@ def svg(samples, windows, minutes):
     """Three stacked line charts: RSS (MiB), open descriptors, p99 latency (ms) per op."""
     width, height, pad = 760, 180, 48
     span = max(1.0, minutes * 60)
-    colours = {"pull": "#1f77b4", "push": "#d62728", "move": "#2ca02c", "delete": "#9467bd",
+    colours = {"rss": "#333", "anon": "#d62728", "file": "#1f77b4", "index": "#999",
+               "pull": "#1f77b4", "push": "#d62728", "move": "#2ca02c", "delete": "#9467bd",
                "gc": "#ff7f0e"}
+    memory = {"rss": [(s[0], s[1] / 1024) for s in samples],
+              "anon": [(s[0], s[2] / 1024) for s in samples],
+              "file": [(s[0], s[3] / 1024) for s in samples]}
+    if any(s[6] for s in samples):
+        memory["index"] = [(s[0], s[6] / 1024) for s in samples]
     charts = [
-        ("server RSS (MiB)", {"rss": [(t, r / 1024) for t, r, _, _ in samples]}),
-        ("open file descriptors", {"fds": [(t, f) for t, _, f, _ in samples]}),
+        ("server memory (MiB): RSS = anon (heap) + file (mapped index); index file size",
+         memory),
+        ("open file descriptors", {"fds": [(s[0], s[4]) for s in samples]}),
         ("p99 latency per 30 s (ms, log scale)",
          {op: [(t, max(0.1, p99 * 1000)) for t, o, _, _, p99 in windows if o == op]
           for op in sorted({w[1] for w in windows})}),
@@ -336,13 +363,17 @@ def main():
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--keep", type=int, default=0,
+                        help="delete churn images while more than this many are kept (0: never)")
+    parser.add_argument("--index-file", default="",
+                        help="the SQLite index file, whose size (with its WAL) is sampled")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     soak = Soak(args)
     soak.run()
 
     with open(os.path.join(args.out, "samples.csv"), "w") as f:
-        f.write("seconds,rss_kib,fds,ops\n")
+        f.write("seconds,rss_kib,anon_kib,file_kib,fds,ops,index_kib\n")
         for row in soak.samples:
             f.write(",".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row) + "\n")
     with open(os.path.join(args.out, "latency.csv"), "w") as f:
@@ -355,13 +386,20 @@ def main():
     warm = min(300, args.minutes * 60 / 5)
     after = [s for s in soak.samples if s[0] >= warm] or soak.samples
     rss = [s[1] / 1024 for s in after]
-    fds = [s[2] for s in after]
+    anon = [s[2] / 1024 for s in after]
+    mapped = [s[3] / 1024 for s in after]
+    fds = [s[4] for s in after]
     elapsed = soak.samples[-1][0] if soak.samples else 1
     print(f"minutes {args.minutes:g}, concurrency {args.concurrency}, "
           f"operations {soak.ops} ({soak.ops / elapsed:.0f}/s)")
     print(f"after warm-up ({warm:.0f} s): RSS {min(rss):.1f}-{max(rss):.1f} MiB "
-          f"(first {rss[0]:.1f}, last {rss[-1]:.1f}); descriptors {min(fds)}-{max(fds)} "
-          f"(first {fds[0]}, last {fds[-1]})")
+          f"(first {rss[0]:.1f}, last {rss[-1]:.1f}); of it anonymous {min(anon):.1f}-"
+          f"{max(anon):.1f} MiB (first {anon[0]:.1f}, last {anon[-1]:.1f}) and file pages "
+          f"{min(mapped):.1f}-{max(mapped):.1f} MiB (first {mapped[0]:.1f}, last {mapped[-1]:.1f})")
+    print(f"descriptors {min(fds)}-{max(fds)} (first {fds[0]}, last {fds[-1]}); "
+          f"churn images kept at the end {len(soak.churn)}"
+          + (f"; index file {after[0][6] / 1024:.1f} -> {after[-1][6] / 1024:.1f} MiB"
+             if after[-1][6] else ""))
     for op in ("pull", "push", "move", "delete", "gc"):
         rows = [w for w in soak.windows if w[1] == op]
         if rows:

@@ -2,8 +2,10 @@
 # Soak: Berth under mixed traffic (pulls, pushes, tag moves, deletes, a collection a minute)
 # at c=64 for a long time, its RSS, descriptors and latencies sampled (bench/soak.py).
 #
-#   bench/soak.sh [--minutes 30] [--concurrency 64] [--postgres] [--out DIR] [--no-build]
+#   bench/soak.sh [--minutes 30] [--concurrency 64] [--keep N] [--postgres] [--out DIR] [--no-build]
 #
+# --keep N deletes churn images while more than N are kept, so the index settles at a steady
+# size (without it pushes outnumber deletes and the index grows for the whole run).
 # Berth runs with its default configuration on a temporary data dir: SQLite, or with
 # --postgres a PostgreSQL of the benchmark's own (scripts/services/postgres.sh on
 # BERTH_PG_PORT, default 25444; stopped at the end). Results go to DIR (default
@@ -13,6 +15,7 @@ set -euo pipefail
 
 minutes=30
 concurrency=64
+keep=0
 postgres=0
 build=1
 out=
@@ -21,10 +24,11 @@ while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=${2:?}; shift 2 ;;
     --concurrency) concurrency=${2:?}; shift 2 ;;
+    --keep) keep=${2:?}; shift 2 ;;
     --postgres) postgres=1; shift ;;
     --out) out=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -64,9 +68,13 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
-echo "soak: $minutes min, c=$concurrency, Berth on $index ($(date -u))" | tee "$out/summary.txt"
+echo "soak: $minutes min, c=$concurrency, keep=$keep, Berth on $index ($(date -u))" |
+  tee "$out/summary.txt"
+index_file=
+[ "$postgres" = 1 ] || index_file=$tmp/data/berth.db
 status=0
 python3 "$root/bench/soak.py" --url "http://127.0.0.1:$port" --pid "$berth_pid" \
-  --minutes "$minutes" --concurrency "$concurrency" --out "$out" | tee -a "$out/summary.txt" ||
+  --minutes "$minutes" --concurrency "$concurrency" --keep "$keep" --index-file "$index_file" \
+  --out "$out" | tee -a "$out/summary.txt" ||
   status=1
 exit "$status"

@@ -203,6 +203,19 @@ impl Error {
     }
 }
 
+/// An error's message followed by those of its causes, for reports and logs read by operators
+/// (a 503's own message says only that a backend failed, its causes say how).
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Whether `e`, or an error it wraps, is a full disk or quota (ENOSPC, EDQUOT).
 fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);

@@ -650,7 +650,10 @@ impl Registry {
                     released.push(digest);
                 }
                 // The claim stays: the next run finishes the deletion.
-                Err(e) => report.error(format!("deleting {item} {digest}: {e}")),
+                Err(e) => report.error(format!(
+                    "deleting {item} {digest}: {}",
+                    crate::error::with_causes(&e)
+                )),
             }
         }
         self.meta.release_blob_claims(&released).await

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    error::with_causes,
     registry::{Outgoing, Registry, Sent},
     webhooks::{self as hooks, EVENT_ID_HEADER, SIGNATURE_HEADER},
 };
@@ -144,7 +145,7 @@ async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent
     }
     let mut response = match request.body(rendered.body).send().await {
         Ok(response) => response,
-        Err(e) => return Sent::Failed(describe(&e)),
+        Err(e) => return Sent::Failed(with_causes(&e)),
     };
     let status = response.status();
     let limit = registry.webhooks_config().response_max_bytes;
@@ -160,7 +161,7 @@ async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent
                 tracing::debug!(error = %e, "webhooks: the answer was cut");
                 break;
             }
-            Err(e) => return Sent::Refused(status.as_u16(), describe(&e)),
+            Err(e) => return Sent::Refused(status.as_u16(), with_causes(&e)),
         }
     }
     if status.is_success() {
@@ -172,14 +173,3 @@ async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent
     }
 }
 
-/// A reqwest error with its causes (its own message alone says only "error sending request").
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
