@@ -11,8 +11,9 @@
 # Options:
 #   --only a,b    run only these client groups      --skip a,b   run all but these groups
 #                 (either may be given more than once; the lists add up)
-#                 groups: skopeo multiarch blobs podman docker ctr image oras dxf quarantine
-#                 trust
+#                 groups: skopeo multiarch blobs podman docker ctr proxy image oras dxf
+#                 quarantine trust (proxy starts its own Berth, target/debug/berth or
+#                 BERTH_TEST_BERTH, and a docker-registry upstream: see run_proxy)
 #                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo;
 #                 image builds the Dockerfile offline around target/release/berth, runs it in
 #                 the private dockerd with auth on, and pushes/pulls with skopeo; quarantine
@@ -77,7 +78,7 @@ case $REG in
   127.*:*|localhost:*|\[::1\]:*) ;;
   *) echo "registry must be a loopback HOST:PORT (127.x.x.x, localhost or [::1]), got '$REG'" >&2; exit 2 ;;
 esac
-ALL_GROUPS="skopeo multiarch blobs podman docker ctr image oras dxf quarantine trust auth"
+ALL_GROUPS="skopeo multiarch blobs podman docker ctr proxy image oras dxf quarantine trust auth"
 for g in ${ONLY//,/ } ${SKIP//,/ }; do
   [[ " $ALL_GROUPS " == *" $g "* ]] || { echo "unknown client group '$g' (groups: $ALL_GROUPS)" >&2; exit 2; }
 done
@@ -668,6 +669,178 @@ run_ctr() {
   check ctr "pull --all-platforms + push the index to a new repo" c_ctr_all_platforms_push
 }
 
+# ============================================================================= proxy (pull-through)
+# A Berth of its own (target/debug/berth, or BERTH_TEST_BERTH) with two [[proxy]] rules, `up1`
+# and `up2`, for the hosts up1.test and up2.test, both in front of one Distribution
+# (docker-registry) filled with skopeo. ctr pulls up1.test/... and up2.test/... with a
+# --hosts-dir naming that Berth as their mirror (routed by containerd's ?ns=), docker, podman
+# and skopeo pull by path; then the upstream is stopped: cached tags and digests still pull
+# with each client, an image never pulled fails with the upstream's reason. Fresh images
+# (px1..px4) so that no client holds their content from an earlier group.
+PX_DIR= PX_UP= PX_UP_PID= PX= PX_PID= PX_CTR=()
+px_bin() { local b=${BERTH_TEST_BERTH:-$ROOT/target/debug/berth}; [ -x "$b" ] || b=$ROOT/target/release/berth; echo "$b"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_v2() {                             # wait_v2 HOST:PORT PID: bounded poll until /v2/ answers
+  local _; for _ in $(seq 1 200); do
+    kill -0 "$2" 2>/dev/null || return 1
+    curl -fsS -o /dev/null "http://$1/v2/" && return 0; sleep 0.1
+  done; return 1
+}
+px_ref() { echo "$PX/$1/$NS/$2"; }      # px_ref RULE IMAGE -> path-routed reference on the proxy
+c_proxy_up() {
+  have docker-registry || { fail "docker-registry not installed (scripts/install-test-deps.sh)"; return; }
+  local bin; bin=$(px_bin); [ -x "$bin" ] || { fail "no berth binary (cargo build --bin berth, or BERTH_TEST_BERTH)"; return; }
+  PX_DIR=$WORK/proxy; mkdir -p "$PX_DIR/up" "$PX_DIR/berth" || return
+  local k refs; for k in px1 px2 px3 px4; do make_image "$k" linux/amd64 small || return; done
+  refs=$(jq -c --arg mt "$MT_MANIFEST" --argjson d "$(for k in px1 px2 px3 px4; do
+      jq -cn --arg n "$k" --arg d "${D[man-$k]}" --argjson s "${D[mansize-$k]}" '{n:$n, d:$d, s:$s}'; done | jq -cs .)" \
+    '.manifests += [$d[] | {mediaType:$mt, digest:.d, size:.s, annotations:{"org.opencontainers.image.ref.name":.n}}]' \
+    "$LAYOUT/index.json") || return
+  echo "$refs" >"$LAYOUT/index.json"
+  PX_UP=127.0.0.1:$(free_port)
+  cat >"$PX_DIR/up/config.yml" <<YML
+version: 0.1
+storage:
+  filesystem: {rootdirectory: $PX_DIR/up/data}
+  delete: {enabled: true}
+http: {addr: $PX_UP}
+YML
+  # REGISTRY_* variables are Distribution's config overrides: not the containers tools' auth file
+  env -u REGISTRY_AUTH_FILE docker-registry serve "$PX_DIR/up/config.yml" >"$PX_DIR/up.log" 2>&1 & PX_UP_PID=$!
+  wait_v2 "$PX_UP" "$PX_UP_PID" || { fail "docker-registry did not answer on $PX_UP"; return; }
+  for k in px1 px2 px3 px4; do
+    tm skopeo copy -q "${SKC[@]}" "oci:$LAYOUT:$k" "docker://$PX_UP/$NS/$k:v1" || { fail "skopeo push of $k upstream"; return; }
+  done
+  PX=127.0.0.1:$(free_port)
+  cat >"$PX_DIR/berth.toml" <<TOML
+listen = "$PX"
+data_dir = "$PX_DIR/berth"
+[[proxy]]
+prefix = "up1"
+upstreams = [{ url = "http://$PX_UP" }]
+hosts = ["up1.test"]
+[[proxy]]
+prefix = "up2"
+upstreams = [{ url = "http://$PX_UP" }]
+hosts = ["up2.test"]
+TOML
+  "$bin" serve --config "$PX_DIR/berth.toml" >"$PX_DIR/berth.log" 2>&1 & PX_PID=$!
+  wait_v2 "$PX" "$PX_PID" || { tail -n 5 "$PX_DIR/berth.log"; fail "berth (proxy) did not answer on $PX"; return; }
+  local h; for h in up1.test up2.test; do
+    mkdir -p "$PX_DIR/hosts/$h"
+    printf '[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$PX" >"$PX_DIR/hosts/$h/hosts.toml"
+  done
+  echo "upstream $PX_UP (pid $PX_UP_PID), proxy $PX (pid $PX_PID)"
+}
+px_ctr_pull() {                         # px_ctr_pull REF: pull through the hosts dir
+  tm ctr "${PX_CTR[@]}" images pull --hosts-dir "$PX_DIR/hosts" --snapshotter native "$1"
+}
+c_proxy_ctr_hosts() {                   # up1.test and up2.test, one Berth, routed by ?ns=
+  local h k
+  for h in 1 2; do
+    k=px$h
+    px_ctr_pull "up$h.test/$NS/$k:v1" || return
+    same "$(tm ctr "${PX_CTR[@]}" images ls | awk -v r="up$h.test/$NS/$k:v1" '$1==r{print $3}')" "${D[man-$k]}" "ctr target of up$h.test" || return
+    tm ctr "${PX_CTR[@]}" content get "${D[layer-$k]}" >"$WORK/ctr.blob" || { fail "layer of $k not in containerd"; return; }
+    same "$(sha_file "$WORK/ctr.blob")" "${D[layer-$k]}" "layer bytes of $k" || return
+  done
+  # each landed under its own rule's prefix on the proxy, and only there
+  local cat; cat=$(curl -fsS "http://$PX/v2/_catalog?n=1000" | jq -r '.repositories[]') || return
+  echo "$cat"
+  grep -qx "up1/$NS/px1" <<<"$cat" || { fail "up1/$NS/px1 not in the proxy's catalog"; return; }
+  grep -qx "up2/$NS/px2" <<<"$cat" || { fail "up2/$NS/px2 not in the proxy's catalog"; return; }
+  ! grep -qx "up2/$NS/px1" <<<"$cat" || fail "px1 (asked as up1.test) also cached under up2"
+}
+c_proxy_docker() { docker_up || return; dk pull "$(px_ref up1 px3):v1" || return
+  same "$(dk image inspect --format '{{.Id}}' "$(px_ref up1 px3):v1")" "${D[cfg-px3]}" "image id"; }
+c_proxy_podman() { tm podman pull -q --tls-verify=false "$(px_ref up2 px3):v1" || return
+  same "sha256:$(tm podman image inspect --format '{{.Id}}' "$(px_ref up2 px3):v1")" "${D[cfg-px3]}" "image id"; }
+c_proxy_skopeo() { rm -rf "$WORK/pxdir"; tm skopeo copy -q "${SKC[@]}" "docker://$(px_ref up1 px2):v1" "dir:$WORK/pxdir" || return
+  same "$(sha_file "$WORK/pxdir/manifest.json")" "${D[man-px2]}" "manifest digest"; }
+c_proxy_stop_upstream() {
+  kill "$PX_UP_PID" || return
+  local _; for _ in $(seq 1 100); do kill -0 "$PX_UP_PID" 2>/dev/null || break; sleep 0.1; done
+  ! kill -0 "$PX_UP_PID" 2>/dev/null || { fail "docker-registry still running"; return; }
+  PX_UP_PID=
+  ! curl -fsS -o /dev/null "http://$PX_UP/v2/" || fail "upstream still answers"
+}
+c_proxy_stale_docker() {                # tag and digest, from the cache
+  local r; r=$(px_ref up1 px3)
+  dk rmi "$r:v1" || return
+  dk pull "$r:v1" || return
+  same "$(dk image inspect --format '{{.Id}}' "$r:v1")" "${D[cfg-px3]}" "image id by tag" || return
+  dk rmi "$r:v1" || return
+  dk pull "$r@${D[man-px3]}" || return
+  same "$(dk image inspect --format '{{.Id}}' "$r@${D[man-px3]}")" "${D[cfg-px3]}" "image id by digest"
+}
+c_proxy_stale_podman() {
+  local r; r=$(px_ref up2 px3)
+  tm podman rmi -f "$r:v1" || return
+  tm podman pull -q --tls-verify=false "$r:v1" || return
+  tm podman rmi -f "$r:v1" || return
+  local id; id=$(tm podman pull -q --tls-verify=false "$r@${D[man-px3]}") || return
+  same "sha256:$id" "${D[cfg-px3]}" "image id by digest"
+}
+c_proxy_stale_skopeo() {
+  local r; r=$(px_ref up1 px2)
+  rm -rf "$WORK/pxdir"; tm skopeo copy -q "${SKC[@]}" "docker://$r:v1" "dir:$WORK/pxdir" || return
+  same "$(sha_file "$WORK/pxdir/manifest.json")" "${D[man-px2]}" "manifest by tag" || return
+  rm -rf "$WORK/pxdir"; tm skopeo copy -q "${SKC[@]}" "docker://$r@${D[man-px2]}" "dir:$WORK/pxdir" || return
+  cmp -s "$WORK/pxdir/$(hex "${D[layer-px2]}")" "$(blob "${D[layer-px2]}")" || fail "layer bytes differ"
+}
+c_proxy_stale_ctr() {                   # forget the image and its content, pull both ways again
+  local h k d
+  for h in 1 2; do
+    k=px$h
+    tm ctr "${PX_CTR[@]}" images rm "up$h.test/$NS/$k:v1" || return
+    for d in "${D[man-$k]}" "${D[cfg-$k]}" "${D[layer-$k]}"; do tm ctr "${PX_CTR[@]}" content rm "$d" >/dev/null; done
+    px_ctr_pull "up$h.test/$NS/$k:v1" || return
+    tm ctr "${PX_CTR[@]}" images rm "up$h.test/$NS/$k:v1" || return
+    for d in "${D[man-$k]}" "${D[cfg-$k]}" "${D[layer-$k]}"; do tm ctr "${PX_CTR[@]}" content rm "$d" >/dev/null; done
+    px_ctr_pull "up$h.test/$NS/$k@${D[man-$k]}" || return
+    same "$(tm ctr "${PX_CTR[@]}" images ls | awk -v r="up$h.test/$NS/$k@${D[man-$k]}" '$1==r{print $3}')" "${D[man-$k]}" "ctr target by digest" || return
+  done
+}
+# never pulled through the proxy: each client fails, showing the upstream's refusal
+# (Berth's 503 body names the upstream; skopeo and podman print only the status of a 503)
+px_reason() {                           # px_reason FILE [body]
+  if [ "${2:-}" = body ]; then
+    grep -q "upstream http://$PX_UP could not be reached" "$1"
+  else grep -qi "$PX_UP.*connection refused\|503 Service Unavailable" "$1"; fi \
+    || fail "the error does not show the upstream's failure: $(tail -n 1 "$1" | cut -c1-200)"
+}
+c_proxy_uncached() {
+  local out=$WORK/px-uncached.txt r; r=$(px_ref up1 px4)
+  echo "curl: $(curl -s "http://$PX/v2/up1/$NS/px4/manifests/v1" -H "Accept: $ACCEPT" -o "$out" -w '%{http_code}')"; cat "$out"; echo
+  px_reason "$out" body || return
+  ! tm skopeo copy -q "${SKC[@]}" "docker://$r:v1" "dir:$WORK/pxfail" >"$out" 2>&1 || { fail "skopeo pulled an uncached image"; return; }
+  cat "$out"; px_reason "$out" || return
+  ! tm podman pull --tls-verify=false "$r:v1" >"$out" 2>&1 || { fail "podman pulled an uncached image"; return; }
+  cat "$out"; px_reason "$out" || return
+  ! dk pull "$r:v1" >"$out" 2>&1 || { fail "docker pulled an uncached image"; return; }
+  cat "$out"; px_reason "$out" || return
+  ! px_ctr_pull "up1.test/$NS/px4:v1" >"$out" 2>&1 || { fail "ctr pulled an uncached image"; return; }
+  cat "$out"; px_reason "$out"
+}
+run_proxy() {
+  have ctr && have skopeo && have podman && have docker || { cannot proxy "all checks" "needs ctr, skopeo, podman and docker"; return; }
+  check proxy "Distribution upstream filled by skopeo, Berth with two [[proxy]] rules" c_proxy_up
+  [ -n "$PX_PID" ] || return
+  check proxy "containerd available (private dockerd)" docker_up
+  local addr=${BERTH_TEST_CONTAINERD_ADDRESS:-$WORK/dockerd/exec/containerd/containerd.sock}
+  PX_CTR=(--address "$addr" --namespace "berth-e2e-$RUN_ID-proxy")
+  check proxy "ctr --hosts-dir: up1.test and up2.test through one Berth, routed by ?ns=" c_proxy_ctr_hosts
+  check proxy "docker pull through the proxy (image id)" c_proxy_docker
+  check proxy "podman pull through the proxy (image id)" c_proxy_podman
+  check proxy "skopeo copy through the proxy (manifest digest)" c_proxy_skopeo
+  check proxy "upstream stopped" c_proxy_stop_upstream
+  check proxy "upstream down: docker pulls the cached tag and digest" c_proxy_stale_docker
+  check proxy "upstream down: podman pulls the cached tag and digest" c_proxy_stale_podman
+  check proxy "upstream down: skopeo copies the cached tag and digest" c_proxy_stale_skopeo
+  check proxy "upstream down: ctr --hosts-dir pulls the cached tags and digests" c_proxy_stale_ctr
+  check proxy "upstream down: an uncached image fails with the 503 (curl: its body names the upstream; skopeo, podman, docker, ctr)" c_proxy_uncached
+}
+
 # ============================================================================= image (Dockerfile)
 # The Dockerfile, built and run offline: the binary built on the host (target/release/berth),
 # `--target prebuilt` with BuildKit on a debian:bookworm-slim made here with mmdebstrap (cached
@@ -1208,6 +1381,9 @@ client_versions() {                     # one comment line, so results files say
 
 # ============================================================================= main
 cleanup() {
+  local p; for p in "$PX_PID" "$PX_UP_PID"; do   # the proxy group's own Berth and upstream
+    [ -n "$p" ] && kill "$p" 2>/dev/null
+  done
   if [ -n "$IMG_CTR$IMG_TAG" ]; then image_down >/dev/null 2>&1; fi   # after a failed check
   if [ -n "$DOCKERD_PID" ] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
     kill "$DOCKERD_PID"                 # only the dockerd this run started
@@ -1249,6 +1425,7 @@ want docker && run_docker
 want quarantine && run_quarantine
 want trust && run_trust
 want ctr && run_ctr
+want proxy && run_proxy
 want image && run_image
 want auth && run_auth
 py_groups=
