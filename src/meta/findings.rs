@@ -278,6 +278,58 @@ const FINDING_COLUMNS: &str = "f.child_digest, f.advisory_id, \
     COALESCE(a.aliases, '[]') AS aliases, f.package, f.installed_version, f.fixed_version, \
     f.severity, f.layer, f.os, f.architecture, f.variant, f.first_seen, f.last_seen";
 
+/// The condition that finding `f` of image digest `digest` in repository named `repo` (SQL
+/// expressions) counts: no allowlist entry in force at parameter `$now` whose scope covers the
+/// image, and no `not_affected`/`fixed` VEX statement of the image, names it (its advisory id
+/// or an alias, in any case). The same judgement as `registry::exemptions`, made in the query
+/// so that summaries over many images stay one query.
+fn counted(f: &str, repo: &str, digest: &str, now: usize) -> String {
+    let names = |col: &str| {
+        format!(
+            "(LOWER({col}) = LOWER({f}.advisory_id) OR EXISTS (SELECT 1 FROM advisory_aliases aa \
+             WHERE aa.advisory_id = {f}.advisory_id AND LOWER(aa.alias) = LOWER({col})))"
+        )
+    };
+    format!(
+        "NOT EXISTS (SELECT 1 FROM vulnerability_allowlist w \
+          WHERE (w.expires_at IS NULL OR w.expires_at > ${now}) \
+          AND (w.scope_kind = 'registry' \
+           OR (w.scope_kind = 'namespace' AND ({repo} = w.scope_value \
+            OR substr({repo}, 1, length(w.scope_value) + 1) = w.scope_value || '/')) \
+           OR (w.scope_kind = 'repository' AND w.scope_value = {repo}) \
+           OR (w.scope_kind = 'digest' AND w.scope_value = {repo} || '@' || {digest})) \
+          AND {}) \
+         AND NOT EXISTS (SELECT 1 FROM vex_statements x \
+          WHERE x.repository_id = {f}.repository_id AND x.subject_digest = {digest} \
+          AND x.status IN ('not_affected', 'fixed') AND {})",
+        names("w.vulnerability"),
+        names("x.vulnerability")
+    )
+}
+
+/// `vulnerability_summaries` with its counts taken again from the findings that count
+/// ([`counted`] at parameter `$now`): a table expression with the same columns.
+fn counted_summaries(now: usize) -> String {
+    let sum = |severity: &str| {
+        format!(
+            "CAST(COALESCE(SUM(CASE WHEN f.severity = '{severity}' THEN 1 ELSE 0 END), 0) \
+             AS BIGINT) AS {severity}"
+        )
+    };
+    format!(
+        "(SELECT s.manifest_id, s.repository_id, s.digest, s.scan_id, {}, {}, {}, {}, {} \
+          FROM vulnerability_summaries s JOIN repositories sr ON sr.id = s.repository_id \
+          LEFT JOIN findings f ON f.manifest_id = s.manifest_id AND {} \
+          GROUP BY s.manifest_id, s.repository_id, s.digest, s.scan_id)",
+        sum("critical"),
+        sum("high"),
+        sum("medium"),
+        sum("low"),
+        sum("unknown"),
+        counted("f", "sr.name", "s.digest", now)
+    )
+}
+
 /// A stored finding's key and what a re-match may change in it.
 #[derive(sqlx::FromRow)]
 struct StoredFinding {
@@ -691,27 +743,33 @@ impl Meta {
 
     /// How many matched images have a critical finding, and how many a high one.
     pub async fn vulnerable_image_counts(&self) -> Result<(i64, i64)> {
-        Ok(sqlx::query_as(
-            "SELECT COALESCE(SUM(CASE WHEN critical > 0 THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN high > 0 THEN 1 ELSE 0 END), 0) FROM vulnerability_summaries",
-        )
-        .fetch_one(&self.reader)
-        .await?)
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN critical > 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN high > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) FROM {} s",
+            counted_summaries(1)
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(self.now())
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     /// The `limit` repositories with the most critical, then high, findings (then by name),
     /// with their findings by severity (critical, high, medium, low, unknown).
     pub async fn findings_by_repository(&self, limit: i64) -> Result<Vec<(String, [i64; 5])>> {
-        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        let sql = format!(
             "SELECT r.name, CAST(SUM(s.critical) AS BIGINT) AS critical, \
              CAST(SUM(s.high) AS BIGINT) AS high, CAST(SUM(s.medium) AS BIGINT), \
              CAST(SUM(s.low) AS BIGINT), CAST(SUM(s.unknown) AS BIGINT) \
-             FROM vulnerability_summaries s JOIN repositories r ON r.id = s.repository_id \
+             FROM {} s JOIN repositories r ON r.id = s.repository_id \
              GROUP BY r.name ORDER BY critical DESC, high DESC, r.name LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
+            counted_summaries(2)
+        );
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(&sql)
+            .bind(limit)
+            .bind(self.now())
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(name, c, h, m, l, u)| (name, [c, h, m, l, u]))
@@ -826,10 +884,11 @@ impl Meta {
         for chunk in manifest_ids.chunks(IDS_PER_QUERY) {
             let sql = format!(
                 "SELECT manifest_id, critical, high, medium, low, unknown \
-                 FROM vulnerability_summaries WHERE manifest_id IN ({})",
-                placeholders(1, chunk.len())
+                 FROM {} v WHERE manifest_id IN ({})",
+                counted_summaries(1),
+                placeholders(2, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, Row>(&sql);
+            let mut query = sqlx::query_as::<_, Row>(&sql).bind(self.now());
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -864,9 +923,11 @@ impl Meta {
              CAST(COALESCE(SUM(v.medium), 0) AS BIGINT) AS medium, \
              CAST(COALESCE(SUM(v.low), 0) AS BIGINT) AS low, \
              CAST(COALESCE(SUM(v.unknown), 0) AS BIGINT) AS unknown \
-             FROM vulnerability_summaries v WHERE v.repository_id IN (SELECT id FROM readable)"
+             FROM {} v WHERE v.repository_id IN (SELECT id FROM readable)",
+            counted_summaries(7)
         );
         Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
+            .bind(self.now())
             .fetch_one(&self.reader)
             .await?)
     }
@@ -884,12 +945,13 @@ impl Meta {
         let sql = format!(
             "{READABLE}SELECT v.manifest_id, r.name AS repository, v.digest, v.critical, \
              v.high, v.medium, v.low, v.unknown \
-             FROM vulnerability_summaries v JOIN readable r ON r.id = v.repository_id \
+             FROM {} v JOIN readable r ON r.id = v.repository_id \
              WHERE (v.critical > 0 OR v.high > 0 OR v.medium > 0 OR v.low > 0 OR v.unknown > 0) \
              AND ($7 = 0 OR (v.critical, v.high, v.medium, v.low, v.unknown, v.manifest_id) \
                < ($8, $9, $10, $11, $12, $13)) \
              ORDER BY v.critical DESC, v.high DESC, v.medium DESC, v.low DESC, \
-             v.unknown DESC, v.manifest_id DESC LIMIT $14"
+             v.unknown DESC, v.manifest_id DESC LIMIT $14",
+            counted_summaries(15)
         );
         let (c, id) = after.unwrap_or_default();
         Ok(bind_viewer!(sqlx::query_as(&sql), viewer, namespace)
@@ -901,6 +963,7 @@ impl Meta {
             .bind(c.unknown)
             .bind(id)
             .bind(i64::from(n))
+            .bind(self.now())
             .fetch_all(&self.reader)
             .await?)
     }
@@ -928,22 +991,26 @@ impl Meta {
         if advisory_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = placeholders(9, advisory_ids.len());
+        let ids = placeholders(10, advisory_ids.len());
         let sql = format!(
             "{READABLE}SELECT f.manifest_id, r.name AS repository, m.digest, f.child_digest, \
              f.advisory_id, f.package, f.installed_version, f.fixed_version \
              FROM findings f JOIN manifests m ON m.id = f.manifest_id \
              JOIN readable r ON r.id = f.repository_id \
-             WHERE f.advisory_id IN ({ids}) AND f.manifest_id IN \
+             WHERE f.advisory_id IN ({ids}) AND {} AND f.manifest_id IN \
               (SELECT DISTINCT g.manifest_id FROM findings g \
-               WHERE g.advisory_id IN ({ids}) AND g.manifest_id > $7 \
-               AND g.repository_id IN (SELECT id FROM readable) \
+               JOIN manifests gm ON gm.id = g.manifest_id \
+               JOIN readable gr ON gr.id = g.repository_id \
+               WHERE g.advisory_id IN ({ids}) AND g.manifest_id > $7 AND {} \
                ORDER BY g.manifest_id LIMIT $8) \
-             ORDER BY f.manifest_id, f.advisory_id, f.package, f.child_digest"
+             ORDER BY f.manifest_id, f.advisory_id, f.package, f.child_digest",
+            counted("f", "r.name", "m.digest", 9),
+            counted("g", "gr.name", "gm.digest", 9),
         );
         let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "")
             .bind(after)
-            .bind(i64::from(n));
+            .bind(i64::from(n))
+            .bind(self.now());
         for id in advisory_ids {
             query = query.bind(id.as_str());
         }

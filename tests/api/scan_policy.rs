@@ -798,6 +798,122 @@ async fn a_vex_referrer_suppresses_for_its_subject_only() {
     assert!(pull_refusal(&s, "acme/app", &subject).await.is_some());
 }
 
+/// What an image counts as seen from outside it: its summary in the repository's image
+/// listing, the registry-wide summary and most dangerous images, the images listed by each of
+/// `cves`, and /metrics' images with critical or high findings and findings of the
+/// repository, critical and high.
+async fn counted_outside(s: &TestServer, repo: &str, digest: &str, cves: &[&str]) -> Value {
+    use crate::metrics::{samples, scrape, sum};
+    let listing = ok(
+        s,
+        Method::GET,
+        &format!("/repositories/{repo}/-/images"),
+        None,
+    )
+    .await;
+    let listed = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["digest"] == digest)
+        .expect("the image is listed")["vulnerabilities"]
+        .clone();
+    let registry = ok(s, Method::GET, "/vulnerabilities", None).await;
+    let mut by_cve = serde_json::Map::new();
+    for cve in cves {
+        let body = ok(s, Method::GET, &format!("/vulnerabilities/{cve}"), None).await;
+        by_cve.insert(
+            (*cve).into(),
+            json!(body["images"].as_array().unwrap().len()),
+        );
+    }
+    let metrics = samples(&scrape(s).await);
+    let repository = format!(r#"repository="{repo}""#);
+    json!({
+        "listing": listed,
+        "registry": registry["summary"]["findings"],
+        "dangerous": registry["items"].as_array().unwrap().len(),
+        "by_cve": by_cve,
+        "metrics": {
+            "critical_images": sum(&metrics, "berth_vulnerable_images", &[r#"severity="critical""#]),
+            "high_images": sum(&metrics, "berth_vulnerable_images", &[r#"severity="high""#]),
+            "critical": sum(&metrics, "berth_vulnerability_findings", &[&repository, r#"severity="critical""#]),
+            "high": sum(&metrics, "berth_vulnerability_findings", &[&repository, r#"severity="high""#]),
+        },
+    })
+}
+
+/// The listing's summary, the registry-wide views and /metrics leave out what the image's
+/// own view suppresses: an allowlisted CVE (repository scope) and a VEX `not_affected` one.
+/// Once the allowlist entry expires (clock moved) its CVE counts again everywhere; the VEX
+/// one stays out.
+#[tokio::test]
+async fn suppressed_findings_are_left_out_of_every_count() {
+    let s = TestServer::start().await;
+    import_advisories(&s).await;
+    let digest = push_debian(&s, "acme/app", "v1", "amd64", &[OPENSSL, ZLIB]).await;
+    scan_now(&s, "acme/app", &digest).await;
+    let cves = ["CVE-2024-0001", "CVE-2024-0002"];
+    let counts = |critical: i64, high: i64| {
+        let c = f64::from(i32::try_from(critical).unwrap());
+        let h = f64::from(i32::try_from(high).unwrap());
+        json!({
+            "listing": {"critical": critical, "high": high, "medium": 0, "low": 0, "unknown": 0},
+            "registry": {"critical": critical, "high": high, "medium": 0, "low": 0, "unknown": 0},
+            "dangerous": i64::from(critical + high > 0),
+            "by_cve": {"CVE-2024-0001": high, "CVE-2024-0002": critical},
+            "metrics": {"critical_images": c, "high_images": h, "critical": c, "high": h},
+        })
+    };
+    assert_eq!(
+        counted_outside(&s, "acme/app", &digest, &cves).await,
+        counts(1, 1)
+    );
+
+    let (status, entry) = call(
+        &s,
+        Method::POST,
+        "/allowlist",
+        Some(json!({
+            "vulnerability": "CVE-2024-0001",
+            "scope": "repository",
+            "repository": "acme/app",
+            "expires_at": s.clock.now() + 3600,
+            "reason": "not reachable",
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    assert_eq!(
+        counted_outside(&s, "acme/app", &digest, &cves).await,
+        counts(1, 0)
+    );
+    push_vex(
+        &s,
+        "acme/app",
+        &digest,
+        &vex_document("CVE-2024-0002", "not_affected"),
+    )
+    .await;
+    assert_eq!(
+        counted_outside(&s, "acme/app", &digest, &cves).await,
+        counts(0, 0)
+    );
+    assert_eq!(
+        finding_ids(&s, "acme/app", &digest).await,
+        (
+            vec![],
+            vec!["DEBIAN-CVE-2024-0002".to_owned(), "DSA-0001-1".to_owned()]
+        )
+    );
+
+    s.clock.advance(3601);
+    assert_eq!(
+        counted_outside(&s, "acme/app", &digest, &cves).await,
+        counts(0, 1)
+    );
+}
+
 /// A manual quarantine is never replaced nor lifted by the policy.
 #[tokio::test]
 async fn a_manual_quarantine_is_left_alone_by_the_policy() {
