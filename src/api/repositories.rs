@@ -141,6 +141,7 @@ async fn list(
     let query = RepositoryQuery {
         name_contains: q.name.clone().filter(|n| !n.is_empty()),
         visibility,
+        namespace: None,
         order,
         after,
     };

@@ -111,11 +111,74 @@ pub struct RepositoryQuery {
     pub name_contains: Option<String>,
     /// Only repositories with this visibility.
     pub visibility: Option<Visibility>,
+    /// Only repositories of this namespace.
+    pub namespace: Option<String>,
     /// The order.
     pub order: RepositoryOrder,
     /// The page starts after this (key, name) of `order` (the key is ignored for
     /// [`RepositoryOrder::Name`]); `None` for the first page.
     pub after: Option<(i64, String)>,
+}
+
+/// A namespace as a viewer sees it: the figures of its repositories that the viewer may
+/// read, summed.
+#[derive(Debug, sqlx::FromRow)]
+pub struct NamespaceSummary {
+    /// The namespace (the first component of its repositories' names).
+    pub name: String,
+    /// Repositories the viewer may read.
+    pub repositories: i64,
+    /// Their tags.
+    pub tags: i64,
+    /// Their manifests.
+    pub manifests: i64,
+    /// Bytes of the blobs linked into them (as each repository counts them).
+    pub bytes: i64,
+    /// Their pulls so far.
+    pub pulls: i64,
+    /// Their last push, if any.
+    pub last_push_at: Option<i64>,
+}
+
+/// The order of the namespace listing (each ends with the name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NamespaceOrder {
+    /// By name.
+    #[default]
+    Name,
+    /// Largest first.
+    Size,
+    /// Most repositories first.
+    Repositories,
+    /// Most pulled first.
+    Pulls,
+}
+
+impl NamespaceOrder {
+    /// Every order by its `sort=` name.
+    pub const ALL: [(&'static str, NamespaceOrder); 4] = [
+        ("name", NamespaceOrder::Name),
+        ("size", NamespaceOrder::Size),
+        ("repositories", NamespaceOrder::Repositories),
+        ("pulls", NamespaceOrder::Pulls),
+    ];
+
+    /// The order named `name`.
+    pub fn parse(name: &str) -> Option<NamespaceOrder> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, order)| *order)
+    }
+
+    fn order_sql(self) -> &'static str {
+        match self {
+            NamespaceOrder::Name => "name",
+            NamespaceOrder::Size => "bytes DESC, name",
+            NamespaceOrder::Repositories => "repositories DESC, name",
+            NamespaceOrder::Pulls => "pulls DESC, name",
+        }
+    }
 }
 
 /// Who may see what in the catalog: the filter [`Meta::visible_catalog`] applies.
@@ -249,20 +312,22 @@ impl Meta {
         viewer: &CatalogViewer<'_>,
         n: u32,
     ) -> Result<Vec<RepositorySummary>> {
-        // $1-$5: the viewer; $6 the name the page starts after; $7, $8 the filters; $9 the
-        // page size; $10, $11 (ordered by a key only) whether a page came before and its key.
+        // $1-$5: the viewer; $6 the name the page starts after; $7, $8, $10 the filters; $9
+        // the page size; $11, $12 (ordered by a key only) whether a page came before and its
+        // key.
         let (keyset, order_by) = match query.order.key_sql() {
             None => ("s.name > $6".to_owned(), "s.name".to_owned()),
             Some(key) => (
-                format!("($10 = 0 OR {key} < $11 OR ({key} = $11 AND s.name > $6))"),
+                format!("($11 = 0 OR {key} < $12 OR ({key} = $12 AND s.name > $6))"),
                 format!("{key} DESC, s.name"),
             ),
         };
         let sql = format!(
             "SELECT * FROM ({SUMMARY_SELECT} FROM repositories r) s WHERE {VISIBLE_TO_VIEWER} \
              AND s.name LIKE '%' || $7 || '%' ESCAPE '!' \
-             AND ($8 = '' OR s.visibility = $8) AND {keyset} \
-             ORDER BY {order_by} LIMIT $9"
+             AND ($8 = '' OR s.visibility = $8) AND ($10 = '' OR {ns}) AND {keyset} \
+             ORDER BY {order_by} LIMIT $9",
+            ns = in_namespace!("s.name", "$10"),
         );
         let (after_key, after_name) = query
             .after
@@ -286,13 +351,60 @@ impl Meta {
             .bind(after_name)
             .bind(pattern)
             .bind(query.visibility.map_or("", Visibility::as_str))
-            .bind(i64::from(n));
+            .bind(i64::from(n))
+            .bind(query.namespace.as_deref().unwrap_or(""));
         if query.order.key_sql().is_some() {
             statement = statement
                 .bind(i64::from(query.after.is_some()))
                 .bind(after_key);
         }
         Ok(statement.fetch_all(&self.reader).await?)
+    }
+
+    /// The namespaces holding repositories that `viewer` may read, with those repositories'
+    /// figures summed, whose names contain `contains`, in `order`, `n` at most: one query
+    /// over the same visibility filter as [`Meta::repository_summaries`].
+    pub async fn namespace_summaries(
+        &self,
+        contains: &str,
+        order: NamespaceOrder,
+        viewer: &CatalogViewer<'_>,
+        n: u32,
+    ) -> Result<Vec<NamespaceSummary>> {
+        // The first component of a name (the whole name when it has no slash).
+        let slash = if self.postgres {
+            "strpos(s.name || '/', '/')"
+        } else {
+            "instr(s.name || '/', '/')"
+        };
+        let sql = format!(
+            "SELECT name, CAST(COUNT(*) AS BIGINT) AS repositories, \
+             CAST(COALESCE(SUM(tag_count), 0) AS BIGINT) AS tags, \
+             CAST(COALESCE(SUM(manifest_count), 0) AS BIGINT) AS manifests, \
+             CAST(COALESCE(SUM(blob_bytes), 0) AS BIGINT) AS bytes, \
+             CAST(COALESCE(SUM(pull_count), 0) AS BIGINT) AS pulls, \
+             MAX(last_push_at) AS last_push_at \
+             FROM (SELECT substr(s.name, 1, {slash} - 1) AS name, s.tag_count, \
+              s.manifest_count, s.blob_bytes, s.pull_count, s.last_push_at \
+              FROM ({SUMMARY_SELECT} FROM repositories r) s WHERE {VISIBLE_TO_VIEWER}) n \
+             WHERE name LIKE '%' || $6 || '%' ESCAPE '!' \
+             GROUP BY name ORDER BY {} LIMIT $7",
+            order.order_sql()
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(viewer.default_visibility)
+            .bind(i64::from(viewer.admin))
+            .bind(if viewer.signed_in {
+                "internal"
+            } else {
+                "public"
+            })
+            .bind(viewer.user_id)
+            .bind(viewer.own_namespace)
+            .bind(like_escaped(contains))
+            .bind(i64::from(n))
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     /// `repo` with its figures, its visibility falling back to `default_visibility`.

@@ -3,7 +3,9 @@
 use super::{Override, Page, Registry};
 use crate::{
     error::{Error, Result},
-    meta::repositories::{CatalogViewer, RepositoryQuery, RepositorySummary},
+    meta::repositories::{
+        CatalogViewer, NamespaceOrder, NamespaceSummary, RepositoryQuery, RepositorySummary,
+    },
     oci::{Reference, RepoName},
 };
 
@@ -39,6 +41,20 @@ impl Registry {
         n: u32,
     ) -> Result<Vec<RepositorySummary>> {
         self.meta.repository_summaries(query, viewer, n).await
+    }
+
+    /// The namespaces holding repositories `viewer` may read, with their figures summed
+    /// (names containing `contains`, in `order`, `n` at most).
+    pub async fn namespace_summaries(
+        &self,
+        contains: &str,
+        order: NamespaceOrder,
+        viewer: &CatalogViewer<'_>,
+        n: u32,
+    ) -> Result<Vec<NamespaceSummary>> {
+        self.meta
+            .namespace_summaries(contains, order, viewer, n)
+            .await
     }
 
     /// `repo` with its figures; its visibility falls back to `default_visibility` (the

@@ -6,6 +6,8 @@
 //!   the CSRF checks every form goes through.
 //! - [`pages`]: one handler per page; each reads what the viewer may read, exactly as the
 //!   API decides it (grants per repository, the catalog viewer for listings).
+//! - [`namespaces`]: the namespaces listing and a namespace's page (repositories, members,
+//!   scanning policy).
 //! - [`maintenance`]: for administrators, the GC estimate, recent runs and policy previews.
 //! - [`format`]: sizes, dates and the SVG charts, made on the server.
 //!
@@ -15,6 +17,7 @@
 mod format;
 mod image;
 mod maintenance;
+mod namespaces;
 mod pages;
 mod session;
 
@@ -39,6 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/login", get(pages::login_form).post(pages::login))
         .route("/ui/logout", post(pages::logout))
         .route("/ui/repositories", get(pages::repositories))
+        .route("/ui/namespaces", get(namespaces::namespaces))
+        .route("/ui/ns/{name}", get(namespaces::namespace))
         .route("/ui/r/{*path}", get(repository_or_image))
         .route("/ui/tokens", get(pages::tokens).post(pages::create_token))
         .route("/ui/tokens/revoke", post(pages::revoke_token))

@@ -394,10 +394,10 @@ struct RepositoryRow {
 }
 
 /// A link to sort a table by a key, marked when it is the current one.
-struct SortLink {
-    label: &'static str,
-    href: String,
-    current: bool,
+pub(super) struct SortLink {
+    pub(super) label: &'static str,
+    pub(super) href: String,
+    pub(super) current: bool,
 }
 
 #[derive(Template)]
@@ -410,7 +410,7 @@ struct RepositoriesPage {
     next: String,
 }
 
-fn query_string(pairs: &[(&str, &str)]) -> String {
+pub(super) fn query_string(pairs: &[(&str, &str)]) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (key, value) in pairs {
         if !value.is_empty() {
@@ -446,6 +446,7 @@ pub(super) async fn repositories(
         let query = RepositoryQuery {
             name_contains: Some(q.q.trim().to_owned()).filter(|n| !n.is_empty()),
             visibility: None,
+            namespace: None,
             order,
             after,
         };
@@ -544,6 +545,8 @@ struct Command {
 struct RepositoryPage {
     layout: Layout,
     name: String,
+    /// Its namespace (the first component of its name).
+    namespace: String,
     description: String,
     visibility: String,
     figures: Vec<(&'static str, String)>,
@@ -666,6 +669,11 @@ pub(super) async fn repository(
     let page = RepositoryPage {
         layout: viewer.layout(repo.as_str(), "repositories"),
         name: repo.to_string(),
+        namespace: repo
+            .as_str()
+            .split_once('/')
+            .map_or(repo.as_str(), |(ns, _)| ns)
+            .to_owned(),
         description: summary.description,
         visibility: summary.visibility,
         figures: vec![

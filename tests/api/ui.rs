@@ -190,10 +190,53 @@ async fn another_user_does_not_see_a_private_repository() {
 }
 
 #[tokio::test]
+async fn namespaces_show_what_the_viewer_may_read_and_members_to_owners_only() {
+    let s = seeded().await;
+    let mut anon = Visitor::new();
+    let (status, html) = anon.get(&s, "/ui/namespaces").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"href="/ui/ns/pub""#), "{html}");
+    assert!(!html.contains("/ui/ns/alice"));
+    let (status, html) = anon.get(&s, "/ui/ns/pub").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"href="/ui/r/pub/app""#));
+    // Members are for the namespace's maintainers, as in the API.
+    assert!(!html.contains("<h2>Members</h2>"));
+    // A namespace the viewer may not read is answered as one that does not exist.
+    let (hidden, html) = anon.get(&s, "/ui/ns/alice").await;
+    assert_eq!(hidden, StatusCode::NOT_FOUND);
+    assert!(!html.contains("alice/secret"));
+    let (missing, _) = anon.get(&s, "/ui/ns/nothing").await;
+    assert_eq!(missing, StatusCode::NOT_FOUND);
+
+    let mut bob = Visitor::new();
+    bob.sign_in(&s, "bob", &password_of("bob")).await;
+    let (status, _) = bob.get(&s, "/ui/ns/alice").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let (_, html) = alice.get(&s, "/ui/namespaces?sort=size").await;
+    assert!(html.contains("/ui/ns/alice") && html.contains("/ui/ns/pub"));
+    let (_, html) = alice.get(&s, "/ui/namespaces?q=ali").await;
+    assert!(html.contains("/ui/ns/alice") && !html.contains("/ui/ns/pub"));
+    let (status, html) = alice.get(&s, "/ui/ns/alice").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"href="/ui/r/alice/secret""#));
+    assert!(html.contains("<h2>Members</h2>"), "{html}");
+    assert!(html.contains(r#"<td>alice</td><td><span class="pill">owner</span>"#));
+    // The repository page leads to its namespace.
+    let (_, html) = alice.get(&s, "/ui/r/alice/secret").await;
+    assert!(html.contains(r#"href="/ui/ns/alice""#));
+    let (status, _) = alice.get(&s, "/ui/namespaces?sort=nonsense").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn markup_in_names_and_descriptions_is_escaped() {
     let s = seeded().await;
     let mut anon = Visitor::new();
-    for path in ["/ui/repositories", "/ui/r/pub/app"] {
+    for path in ["/ui/repositories", "/ui/r/pub/app", "/ui/ns/pub"] {
         let (_, html) = anon.get(&s, path).await;
         assert!(!html.contains("<script>alert(1)</script>"), "{path}");
         assert!(
@@ -522,6 +565,9 @@ async fn every_page_has_a_title_labelled_inputs_and_no_broken_or_outside_link() 
     for page in [
         "/ui/",
         "/ui/repositories",
+        "/ui/namespaces",
+        "/ui/ns/pub",
+        "/ui/ns/alice",
         "/ui/r/pub/app",
         "/ui/tokens",
         "/ui/assets/style.css",

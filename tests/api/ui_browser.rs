@@ -215,6 +215,23 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
     assert_eq!(texts(&b, "tbody td:first-child a").await, ["shop/multi"]);
     shot(&b, "repositories").await;
 
+    // The namespaces: one (shop) with its three repositories; its page lists them, and
+    // its members to the administrator.
+    click(&b, Locator::LinkText("Namespaces")).await;
+    titled(&b, "Namespaces").await;
+    assert_eq!(texts(&b, "tbody td:first-child a").await, ["shop"]);
+    assert_eq!(texts(&b, "tbody td:nth-child(2)").await, ["3"]);
+    click(&b, Locator::LinkText("shop")).await;
+    titled(&b, "shop").await;
+    assert_eq!(
+        texts(&b, "tbody td:first-child a").await,
+        ["shop/debian", "shop/multi", "shop/signed"]
+    );
+    assert!(text(&b, "main").await.contains("Scanning policy"));
+    shot(&b, "namespace").await;
+    click(&b, Locator::LinkText("Repositories")).await;
+    titled(&b, "Repositories").await;
+
     // The repository's tags, sorted by name.
     click(&b, Locator::LinkText("shop/multi")).await;
     titled(&b, "shop/multi").await;

@@ -212,6 +212,9 @@ async fn a_repository_page_costs_the_same_statements_with_ten_tags_as_with_two_h
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, list_few) = berth.statements_of(&client, "/ui/repositories").await;
+    let (_, namespaces_few) = berth.statements_of(&client, "/ui/namespaces").await;
+    let (status, namespace_few) = berth.statements_of(&client, "/ui/ns/bulk").await;
+    assert_eq!(status, StatusCode::OK);
 
     // Twenty times the tags, on a second image, and more repositories.
     push_tagged(&client, &berth.base, "bulk/app", "b", &names(10, 200)).await;
@@ -241,4 +244,8 @@ async fn a_repository_page_costs_the_same_statements_with_ten_tags_as_with_two_h
     assert_eq!(image_few, image_many, "the image page");
     let (_, list_many) = berth.statements_of(&client, "/ui/repositories").await;
     assert_eq!(list_few, list_many, "the repositories page");
+    let (_, namespaces_many) = berth.statements_of(&client, "/ui/namespaces").await;
+    assert_eq!(namespaces_few, namespaces_many, "the namespaces page");
+    let (_, namespace_many) = berth.statements_of(&client, "/ui/ns/bulk").await;
+    assert_eq!(namespace_few, namespace_many, "a namespace's page");
 }
