@@ -172,4 +172,3 @@ async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent
         Sent::Refused(status.as_u16(), format!("HTTP {status}: {}", text.trim()))
     }
 }
-
