@@ -433,7 +433,12 @@ impl Link {
             } else {
                 "failed"
             };
-            UpstreamError::Unavailable(format!("upstream {} {what}: {e}", up.url))
+            // reqwest's own message stops at "error sending request"; its causes say why
+            UpstreamError::Unavailable(format!(
+                "upstream {} {what}: {}",
+                up.url,
+                crate::error::with_causes(&e)
+            ))
         })
     }
 

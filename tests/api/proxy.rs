@@ -391,8 +391,11 @@ async fn cached_tags_are_served_when_the_upstream_fails_and_uncached_content_nam
         .as_str()
         .unwrap()
         .to_owned();
+    // the cause a user can act on, not only reqwest's "error sending request"
     assert!(
-        message.contains(&base) && message.contains("could not be reached"),
+        message.contains(&base)
+            && message.contains("could not be reached")
+            && message.contains("Connection refused"),
         "{message}"
     );
 }
