@@ -72,10 +72,7 @@ impl RepositoryOrder {
 
     /// The order named `name` (`name`, `pulls`, `pushed`, `size`).
     pub fn parse(name: &str) -> Option<RepositoryOrder> {
-        Self::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, order)| *order)
+        named(&Self::ALL, name)
     }
 
     /// The value `summary` is sorted by before its name (0 for [`RepositoryOrder::Name`]).
@@ -140,6 +137,22 @@ pub struct NamespaceSummary {
     pub last_push_at: Option<i64>,
 }
 
+/// The value `name` stands for in a table of `sort=` names.
+fn named<T: Copy>(all: &[(&str, T)], name: &str) -> Option<T> {
+    all.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| *value)
+}
+
+/// Which namespaces a namespace listing keeps.
+#[derive(Debug, Clone, Copy)]
+pub enum NamespaceMatch<'a> {
+    /// Those whose name contains this text.
+    Containing(&'a str),
+    /// The one of this name.
+    Named(&'a str),
+}
+
 /// The order of the namespace listing (each ends with the name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NamespaceOrder {
@@ -165,10 +178,7 @@ impl NamespaceOrder {
 
     /// The order named `name`.
     pub fn parse(name: &str) -> Option<NamespaceOrder> {
-        Self::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, order)| *order)
+        named(&Self::ALL, name)
     }
 
     fn order_sql(self) -> &'static str {
@@ -362,11 +372,11 @@ impl Meta {
     }
 
     /// The namespaces holding repositories that `viewer` may read, with those repositories'
-    /// figures summed, whose names contain `contains`, in `order`, `n` at most: one query
+    /// figures summed, those `matching`, in `order`, `n` at most: one query
     /// over the same visibility filter as [`Meta::repository_summaries`].
     pub async fn namespace_summaries(
         &self,
-        contains: &str,
+        matching: NamespaceMatch<'_>,
         order: NamespaceOrder,
         viewer: &CatalogViewer<'_>,
         n: u32,
@@ -387,7 +397,7 @@ impl Meta {
              FROM (SELECT substr(s.name, 1, {slash} - 1) AS name, s.tag_count, \
               s.manifest_count, s.blob_bytes, s.pull_count, s.last_push_at \
               FROM ({SUMMARY_SELECT} FROM repositories r) s WHERE {VISIBLE_TO_VIEWER}) n \
-             WHERE name LIKE '%' || $6 || '%' ESCAPE '!' \
+             WHERE name LIKE $6 ESCAPE '!' \
              GROUP BY name ORDER BY {} LIMIT $7",
             order.order_sql()
         );
@@ -401,7 +411,10 @@ impl Meta {
             })
             .bind(viewer.user_id)
             .bind(viewer.own_namespace)
-            .bind(like_escaped(contains))
+            .bind(match matching {
+                NamespaceMatch::Containing(text) => format!("%{}%", like_escaped(text)),
+                NamespaceMatch::Named(name) => like_escaped(name),
+            })
             .bind(i64::from(n))
             .fetch_all(&self.reader)
             .await?)

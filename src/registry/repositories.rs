@@ -4,7 +4,8 @@ use super::{Override, Page, Registry};
 use crate::{
     error::{Error, Result},
     meta::repositories::{
-        CatalogViewer, NamespaceOrder, NamespaceSummary, RepositoryQuery, RepositorySummary,
+        CatalogViewer, NamespaceMatch, NamespaceOrder, NamespaceSummary, RepositoryQuery,
+        RepositorySummary,
     },
     oci::{Reference, RepoName},
 };
@@ -44,16 +45,16 @@ impl Registry {
     }
 
     /// The namespaces holding repositories `viewer` may read, with their figures summed
-    /// (names containing `contains`, in `order`, `n` at most).
+    /// (those `matching`, in `order`, `n` at most).
     pub async fn namespace_summaries(
         &self,
-        contains: &str,
+        matching: NamespaceMatch<'_>,
         order: NamespaceOrder,
         viewer: &CatalogViewer<'_>,
         n: u32,
     ) -> Result<Vec<NamespaceSummary>> {
         self.meta
-            .namespace_summaries(contains, order, viewer, n)
+            .namespace_summaries(matching, order, viewer, n)
             .await
     }
 

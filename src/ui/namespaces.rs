@@ -14,7 +14,7 @@ use super::{
 use crate::{
     auth::{Action, Role},
     error::Error,
-    meta::repositories::{NamespaceOrder, RepositoryOrder, RepositoryQuery},
+    meta::repositories::{NamespaceMatch, NamespaceOrder, RepositoryOrder, RepositoryQuery},
     oci::RepoName,
     state::AppState,
 };
@@ -69,7 +69,12 @@ pub(super) async fn namespaces(
         };
         let mut rows = app
             .registry
-            .namespace_summaries(q.q.trim(), order, &viewer.catalog(), NAMESPACE_ROWS + 1)
+            .namespace_summaries(
+                NamespaceMatch::Containing(q.q.trim()),
+                order,
+                &viewer.catalog(),
+                NAMESPACE_ROWS + 1,
+            )
             .await?;
         let truncated = rows.len() > NAMESPACE_ROWS as usize;
         rows.truncate(NAMESPACE_ROWS as usize);
@@ -174,10 +179,14 @@ pub(super) async fn namespace(
         // The figures of what the viewer may read, summed by the same query as the listing.
         let totals = app
             .registry
-            .namespace_summaries(&name, NamespaceOrder::Name, &catalog, NAMESPACE_ROWS)
+            .namespace_summaries(
+                NamespaceMatch::Named(&name),
+                NamespaceOrder::Name,
+                &catalog,
+                1,
+            )
             .await?
-            .into_iter()
-            .find(|n| n.name == name);
+            .pop();
         let members = match viewer.auth().list_members(&viewer.identity, &name).await {
             Ok(rows) => Some(
                 rows.into_iter()
