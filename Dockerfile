@@ -6,6 +6,8 @@
 # Offline, around a binary built on the host (BuildKit skips the Rust stage it does not need):
 #   cargo build --release --locked --bin berth
 #   DOCKER_BUILDKIT=1 docker build --target prebuilt -t berth .
+# (`--build-arg BERTH_BINARY=target/debug/berth` takes the debug build instead: the tests do,
+# which spares them a release build.)
 # No stage of this file reaches the network except the Rust build (crates.io) and the pulls of
 # the two base images; tests/clients/run.sh (group `image`) builds the prebuilt target offline
 # on a debian:bookworm-slim made locally with mmdebstrap.
@@ -31,7 +33,8 @@ CMD ["serve"]
 # make carries ca-certificates; Docker Hub's debian:bookworm-slim does not, so build from
 # source (the default target) when Berth's blob store is reached over HTTPS.
 FROM runtime AS prebuilt
-COPY target/release/berth /usr/local/bin/berth
+ARG BERTH_BINARY=target/release/berth
+COPY ${BERTH_BINARY} /usr/local/bin/berth
 USER berth
 
 # ---- build: compile from source with the Rust toolchain

@@ -23,8 +23,6 @@ fi
 
 say "building"
 cargo build --workspace --all-targets --locked
-# the binary the container image is built around (client group `image`: --target prebuilt)
-cargo build --release --locked --bin berth
 
 say "unit and integration tests"
 cargo test --workspace --locked

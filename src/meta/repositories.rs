@@ -372,13 +372,15 @@ impl Meta {
     }
 
     /// The namespaces holding repositories that `viewer` may read, with those repositories'
-    /// figures summed, those `matching`, in `order`, `n` at most: one query
-    /// over the same visibility filter as [`Meta::repository_summaries`].
+    /// figures summed, those `matching`, in `order`, `n` at most after skipping `skip`: one
+    /// query over the same visibility filter as [`Meta::repository_summaries`]. (An offset,
+    /// not a key to resume after: the sums are made for every namespace whichever page.)
     pub async fn namespace_summaries(
         &self,
         matching: NamespaceMatch<'_>,
         order: NamespaceOrder,
         viewer: &CatalogViewer<'_>,
+        skip: u32,
         n: u32,
     ) -> Result<Vec<NamespaceSummary>> {
         // The first component of a name (the whole name when it has no slash).
@@ -398,7 +400,7 @@ impl Meta {
               s.manifest_count, s.blob_bytes, s.pull_count, s.last_push_at \
               FROM ({SUMMARY_SELECT} FROM repositories r) s WHERE {VISIBLE_TO_VIEWER}) n \
              WHERE name LIKE $6 ESCAPE '!' \
-             GROUP BY name ORDER BY {} LIMIT $7",
+             GROUP BY name ORDER BY {} LIMIT $7 OFFSET $8",
             order.order_sql()
         );
         Ok(sqlx::query_as(&sql)
@@ -416,6 +418,7 @@ impl Meta {
                 NamespaceMatch::Named(name) => like_escaped(name),
             })
             .bind(i64::from(n))
+            .bind(i64::from(skip))
             .fetch_all(&self.reader)
             .await?)
     }

@@ -45,16 +45,17 @@ impl Registry {
     }
 
     /// The namespaces holding repositories `viewer` may read, with their figures summed
-    /// (those `matching`, in `order`, `n` at most).
+    /// (those `matching`, in `order`, `n` at most after the first `skip`).
     pub async fn namespace_summaries(
         &self,
         matching: NamespaceMatch<'_>,
         order: NamespaceOrder,
         viewer: &CatalogViewer<'_>,
+        skip: u32,
         n: u32,
     ) -> Result<Vec<NamespaceSummary>> {
         self.meta
-            .namespace_summaries(matching, order, viewer, n)
+            .namespace_summaries(matching, order, viewer, skip, n)
             .await
     }
 

@@ -15,7 +15,7 @@ use super::{
     UiError, Viewer, format,
     pages::{Layout, render},
 };
-use crate::state::AppState;
+use crate::{registry::policies::SavedPolicy, state::AppState};
 
 /// Recent runs shown.
 const RUNS_SHOWN: i64 = 10;
@@ -34,10 +34,29 @@ struct Run {
     finished: String,
 }
 
-struct PolicyLine {
-    name: String,
-    repositories: String,
-    next_run: String,
+/// A cleanup policy as its rows show it (here and on a namespace's page).
+pub(super) struct PolicyLine {
+    pub(super) name: String,
+    pub(super) repositories: String,
+    pub(super) schedule: String,
+}
+
+impl PolicyLine {
+    pub(super) fn of(p: SavedPolicy) -> PolicyLine {
+        PolicyLine {
+            repositories: p
+                .policy
+                .repository
+                .clone()
+                .or_else(|| p.policy.repositories.clone())
+                .unwrap_or_default(),
+            schedule: match p.next_run_at {
+                Some(t) => format!("every {}, next {}", p.policy.cadence, format::date(t)),
+                None => "disabled (runs when asked)".to_owned(),
+            },
+            name: p.name,
+        }
+    }
 }
 
 struct RemovalLine {
@@ -105,21 +124,7 @@ async fn page(
                     .map_or_else(|| "not yet".to_owned(), |t| format::ago(t, viewer.now)),
             })
             .collect(),
-        policies: policies
-            .into_iter()
-            .map(|p| PolicyLine {
-                repositories: p
-                    .policy
-                    .repository
-                    .clone()
-                    .or_else(|| p.policy.repositories.clone())
-                    .unwrap_or_default(),
-                next_run: p
-                    .next_run_at
-                    .map_or_else(|| "not scheduled".to_owned(), format::date),
-                name: p.name,
-            })
-            .collect(),
+        policies: policies.into_iter().map(PolicyLine::of).collect(),
         preview,
     };
     Ok(render(viewer, &page))

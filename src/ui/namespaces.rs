@@ -1,7 +1,8 @@
 //! The namespaces listing and a namespace's page. Both read through the viewer's catalog
 //! filter, as the repository listing does: a namespace appears when the viewer may read one
 //! of its repositories (or the namespace itself); its members show only to those the API
-//! shows them to (its maintainers and owners).
+//! shows them to (its maintainers and owners), its quota to those who may read it, the
+//! cleanup policies that reach it to administrators (who alone read policies).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -9,6 +10,7 @@ use serde::Deserialize;
 
 use super::{
     UiError, Viewer, format,
+    maintenance::PolicyLine,
     pages::{Layout, PageResult, SortLink, fail, query_string, render},
 };
 use crate::{
@@ -16,11 +18,12 @@ use crate::{
     error::Error,
     meta::repositories::{NamespaceMatch, NamespaceOrder, RepositoryOrder, RepositoryQuery},
     oci::RepoName,
+    registry::QuotaStatus,
     state::AppState,
 };
 
-/// Namespaces shown at most (they are few; the search narrows them).
-const NAMESPACE_ROWS: u32 = 200;
+/// Namespaces per page.
+const NAMESPACE_ROWS: u32 = 100;
 /// Repositories shown on a namespace's page at most.
 const REPOSITORY_ROWS: u32 = 100;
 
@@ -30,6 +33,27 @@ pub(super) struct NamespacesQuery {
     q: String,
     #[serde(default)]
     sort: String,
+    /// 1-based; a string so that a bad one gets the page's own message.
+    #[serde(default)]
+    page: String,
+}
+
+/// Page `text` of a listing (1 when empty) as the rows to skip, or why it is not a page.
+fn rows_to_skip(text: &str) -> Result<(u32, u32), UiError> {
+    let page = if text.is_empty() {
+        1
+    } else {
+        text.parse::<u32>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| {
+                UiError::bad_request(format!("Page {text:?} is not a page number (1, 2, …)."))
+            })?
+    };
+    let skip = (page - 1)
+        .checked_mul(NAMESPACE_ROWS)
+        .ok_or_else(|| UiError::bad_request(format!("Page {page} is past the last page.")))?;
+    Ok((page, skip))
 }
 
 struct NamespaceRow {
@@ -50,7 +74,9 @@ struct NamespacesPage {
     q: String,
     sorts: Vec<SortLink>,
     rows: Vec<NamespaceRow>,
-    truncated: bool,
+    /// Links to the pages before and after this one (empty: none).
+    previous: String,
+    next: String,
 }
 
 pub(super) async fn namespaces(
@@ -67,17 +93,36 @@ pub(super) async fn namespaces(
                 ))
             })?,
         };
+        let (page, skip) = rows_to_skip(&q.page)?;
         let mut rows = app
             .registry
             .namespace_summaries(
                 NamespaceMatch::Containing(q.q.trim()),
                 order,
                 &viewer.catalog(),
+                skip,
                 NAMESPACE_ROWS + 1,
             )
             .await?;
-        let truncated = rows.len() > NAMESPACE_ROWS as usize;
+        let more = rows.len() > NAMESPACE_ROWS as usize;
         rows.truncate(NAMESPACE_ROWS as usize);
+        let page_link = |n: u32| {
+            let n = n.to_string();
+            format!(
+                "/ui/namespaces?{}",
+                query_string(&[("q", &q.q), ("sort", &q.sort), ("page", &n)])
+            )
+        };
+        let previous = if page > 1 {
+            page_link(page - 1)
+        } else {
+            String::new()
+        };
+        let next = if more {
+            page_link(page + 1)
+        } else {
+            String::new()
+        };
         let sorts = NamespaceOrder::ALL
             .iter()
             .map(|(key, _)| SortLink {
@@ -114,7 +159,8 @@ pub(super) async fn namespaces(
                     pushed_title: n.last_push_at.map(format::date).unwrap_or_default(),
                 })
                 .collect(),
-            truncated,
+            previous,
+            next,
         })
     };
     let page = page.await.map_err(fail(&viewer))?;
@@ -142,6 +188,43 @@ struct NamespacePage {
     members: Option<Vec<(String, String)>>,
     /// The scanning policy in effect: (setting, value, where it comes from).
     scan_policy: Vec<(&'static str, String, String)>,
+    /// Its quota and usage, to those who may read the namespace.
+    quota: Option<QuotaLines>,
+    /// The cleanup policies reaching its repositories, to administrators.
+    policies: Option<Vec<PolicyLine>>,
+}
+
+/// A namespace's limits beside its usage, for people.
+struct QuotaLines {
+    /// (what, used, the limit or "no limit").
+    lines: Vec<(&'static str, String, String)>,
+    warn_percent: i64,
+    warning: bool,
+    exceeded: bool,
+}
+
+impl QuotaLines {
+    fn of(q: &QuotaStatus) -> QuotaLines {
+        let of_limit = |used: i64, limit: Option<i64>, show: &dyn Fn(i64) -> String| match limit {
+            Some(l) if l > 0 => {
+                let percent = i128::from(used) * 100 / i128::from(l);
+                (show(used), format!("{} ({percent} % used)", show(l)))
+            }
+            _ => (show(used), "no limit".to_owned()),
+        };
+        let (bytes_used, bytes_limit) = of_limit(q.used_bytes, q.storage_bytes, &format::size);
+        let (repos_used, repos_limit) =
+            of_limit(q.used_repositories, q.repositories, &|n| n.to_string());
+        QuotaLines {
+            lines: vec![
+                ("Storage", bytes_used, bytes_limit),
+                ("Repositories", repos_used, repos_limit),
+            ],
+            warn_percent: q.warn_percent,
+            warning: q.warning,
+            exceeded: q.exceeded,
+        }
+    }
 }
 
 pub(super) async fn namespace(
@@ -183,6 +266,7 @@ pub(super) async fn namespace(
                 NamespaceMatch::Named(&name),
                 NamespaceOrder::Name,
                 &catalog,
+                0,
                 1,
             )
             .await?
@@ -232,6 +316,18 @@ pub(super) async fn namespace(
         } else {
             Vec::new()
         };
+        let quota = if readable {
+            Some(QuotaLines::of(&app.registry.namespace_quota(&name).await?))
+        } else {
+            None
+        };
+        let policies = if viewer.identity.admin {
+            let names: Vec<&str> = repositories.iter().map(|r| r.name.as_str()).collect();
+            let applying = app.registry.policies_applying_to(&names).await?;
+            Some(applying.into_iter().map(PolicyLine::of).collect())
+        } else {
+            None
+        };
         let figures = match &totals {
             Some(t) => vec![
                 ("Repositories", t.repositories.to_string()),
@@ -259,6 +355,8 @@ pub(super) async fn namespace(
             more_repositories,
             members,
             scan_policy,
+            quota,
+            policies,
             name,
         })
     };

@@ -233,6 +233,138 @@ async fn namespaces_show_what_the_viewer_may_read_and_members_to_owners_only() {
 }
 
 #[tokio::test]
+async fn a_namespace_page_shows_its_quota_and_the_cleanup_policies_reaching_it() {
+    let s = seeded().await;
+    s.admin_api(
+        Method::PUT,
+        "/namespaces/alice/quota",
+        Some(json!({ "repositories": 4, "warn_percent": 50 })),
+    )
+    .await;
+    s.admin_api(
+        Method::PUT,
+        "/policies/pub-keep-one",
+        Some(json!({ "repositories": "pub/.*", "name_regex": ".*", "keep_n": 1 })),
+    )
+    .await;
+    s.admin_api(
+        Method::PUT,
+        "/policies/secret-only",
+        Some(json!({ "repository": "alice/secret", "name_regex": "v.*", "enabled": true })),
+    )
+    .await;
+
+    // A reader of the namespace sees its limits beside its usage; policies are not theirs.
+    let mut alice = Visitor::new();
+    alice.sign_in(&s, "alice", &password_of("alice")).await;
+    let (status, html) = alice.get(&s, "/ui/ns/alice").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h2>Quota</h2>"), "{html}");
+    assert!(
+        html.contains("<dt>Repositories</dt><dd>1 of 4 (25 % used)</dd>"),
+        "{html}"
+    );
+    assert!(html.contains("<dt>Storage</dt>") && html.contains(" of no limit</dd>"));
+    assert!(!html.contains("Over its quota") && !html.contains("Past 50 %"));
+    assert!(!html.contains("<h2>Cleanup policies</h2>"));
+    // Half of a limit reached: the warning; a limit under the usage: the refusal to come.
+    s.admin_api(
+        Method::PUT,
+        "/namespaces/alice/quota",
+        Some(json!({ "repositories": 2, "warn_percent": 50 })),
+    )
+    .await;
+    let (_, html) = alice.get(&s, "/ui/ns/alice").await;
+    assert!(html.contains("Past 50 % of a limit."), "{html}");
+    s.admin_api(
+        Method::PUT,
+        "/namespaces/alice/quota",
+        Some(json!({ "storage_bytes": 1 })),
+    )
+    .await;
+    let (_, html) = alice.get(&s, "/ui/ns/alice").await;
+    assert!(html.contains("Over its quota"), "{html}");
+
+    // An administrator sees the policies whose pattern takes in one of its repositories.
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+    let (_, html) = admin.get(&s, "/ui/ns/pub").await;
+    assert!(html.contains("<h2>Cleanup policies</h2>"), "{html}");
+    assert!(html.contains("<td>pub-keep-one</td><td><code>pub/.*</code></td><td>disabled"));
+    assert!(!html.contains("secret-only"));
+    assert!(html.contains(r#"<dt>Repositories</dt><dd>1 of no limit</dd>"#));
+    let (_, html) = admin.get(&s, "/ui/ns/alice").await;
+    assert!(
+        html.contains("<td>secret-only</td><td><code>alice/secret</code></td><td>every 1d, next ")
+    );
+    assert!(!html.contains("pub-keep-one"));
+    // Its preview button leads to the preview of that policy.
+    let csrf = admin.csrf(&s, "/ui/ns/alice").await;
+    let resp = admin
+        .post(
+            &s,
+            "/ui/maintenance/preview",
+            &[("csrf", &csrf), ("name", "secret-only")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Preview of policy secret-only"), "{html}");
+    assert!(html.contains("tag v1"), "{html}");
+}
+
+#[tokio::test]
+async fn the_namespaces_listing_is_paged() {
+    let s = seeded().await;
+    // 101 namespaces besides alice and pub: three pages of 100 at most.
+    for i in 0..101 {
+        s.admin_api(
+            Method::POST,
+            "/repositories",
+            Some(json!({ "name": format!("n{i:03}/app") })),
+        )
+        .await;
+    }
+    let mut admin = Visitor::new();
+    admin.sign_in(&s, ADMIN, ADMIN_PASSWORD).await;
+    let listed = |html: &str| html.matches(r#"<tr><td><a href="/ui/ns/"#).count();
+    let (status, html) = admin.get(&s, "/ui/namespaces").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed(&html), 100);
+    assert!(html.contains(r#"href="/ui/ns/alice""#) && html.contains(r#"href="/ui/ns/n098""#));
+    assert!(!html.contains(r#"href="/ui/ns/n099""#) && !html.contains(r#"rel="prev""#));
+    assert!(
+        html.contains(r#"<a href="/ui/namespaces?page=2" rel="next">"#),
+        "{html}"
+    );
+    let (_, html) = admin.get(&s, "/ui/namespaces?page=2").await;
+    assert_eq!(listed(&html), 3);
+    for ns in ["n099", "n100", "pub"] {
+        assert!(html.contains(&format!(r#"href="/ui/ns/{ns}""#)), "{ns}");
+    }
+    assert!(html.contains(r#"<a href="/ui/namespaces?page=1" rel="prev">"#));
+    assert!(!html.contains(r#"rel="next""#));
+    // The search and the order are kept from page to page.
+    let (_, html) = admin.get(&s, "/ui/namespaces?q=n&sort=size").await;
+    assert!(
+        html.contains(r#"href="/ui/namespaces?q=n&#38;sort=size&#38;page=2""#),
+        "{html}"
+    );
+    // Past the last page: no rows; not a page number: refused, saying why.
+    let (status, html) = admin.get(&s, "/ui/namespaces?page=9").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed(&html), 0);
+    for bad in ["0", "-1", "two", "99999999999"] {
+        let (status, html) = admin.get(&s, &format!("/ui/namespaces?page={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(html.contains("is not a page number"), "{bad}: {html}");
+    }
+    let (status, html) = admin.get(&s, "/ui/namespaces?page=4294967295").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("past the last page"), "{html}");
+}
+
+#[tokio::test]
 async fn markup_in_names_and_descriptions_is_escaped() {
     let s = seeded().await;
     let mut anon = Visitor::new();

@@ -173,6 +173,17 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
         "{}",
         saved.text().await.unwrap()
     );
+    let quota = s
+        .req(reqwest::Method::PUT, "/api/v1/namespaces/shop/quota")
+        .json(&json!({ "repositories": 5, "storage_bytes": 1 << 30 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        quota.status().is_success(),
+        "{}",
+        quota.text().await.unwrap()
+    );
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().unwrap();
     let b = driver.browser(profile.path()).await;
@@ -227,7 +238,12 @@ async fn a_browser_signs_in_browses_sorts_searches_and_manages_tokens() {
         texts(&b, "tbody td:first-child a").await,
         ["shop/debian", "shop/multi", "shop/signed"]
     );
-    assert!(text(&b, "main").await.contains("Scanning policy"));
+    let main = text(&b, "main").await;
+    assert!(main.contains("Scanning policy"), "{main}");
+    // Its quota beside its usage, and the cleanup policy that reaches shop/multi.
+    assert!(main.contains("3 of 5 (60 % used)"), "{main}");
+    assert!(main.contains("of 1.0 GiB (0 % used)"), "{main}");
+    assert!(main.contains("trim-multi"), "{main}");
     shot(&b, "namespace").await;
     click(&b, Locator::LinkText("Repositories")).await;
     titled(&b, "Repositories").await;

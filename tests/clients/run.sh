@@ -15,7 +15,8 @@
 #                 quarantine trust (proxy starts its own Berth, target/debug/berth or
 #                 BERTH_TEST_BERTH, and a docker-registry upstream: see run_proxy)
 #                 (podman = podman + buildah; multiarch uses skopeo and podman; blobs uses skopeo;
-#                 image builds the Dockerfile offline around target/release/berth, runs it in
+#                 image builds the Dockerfile offline around target/debug/berth (or
+#                 BERTH_TEST_IMAGE_BINARY, a path inside the repository), runs it in
 #                 the private dockerd with auth on, and pushes/pulls with skopeo; quarantine
 #                 quarantines an image through /api/v1 and checks that skopeo, podman, docker
 #                 and ctr pulls fail showing the reason, then pull after the release; and
@@ -842,11 +843,12 @@ run_proxy() {
 }
 
 # ============================================================================= image (Dockerfile)
-# The Dockerfile, built and run offline: the binary built on the host (target/release/berth),
+# The Dockerfile, built and run offline: the binary built on the host (target/debug/berth, or
+# BERTH_TEST_IMAGE_BINARY: the release binary is what users put in it, and it runs the same),
 # `--target prebuilt` with BuildKit on a debian:bookworm-slim made here with mmdebstrap (cached
 # in target/, imported only when the engine lacks that image), a container on the host network
 # with access control on, a push and a pull back with skopeo, the user and the volume checked.
-BIN=$ROOT/target/release/berth        # what `--target prebuilt` copies from the context
+BIN=${BERTH_TEST_IMAGE_BINARY:-target/debug/berth}  # what `--target prebuilt` copies from the context
 BASE_TAR=$ROOT/target/debian-bookworm-minbase.tar
 BASE_IMAGE=debian:bookworm-slim         # the name the Dockerfile's runtime stage uses
 IMG_TAG= IMG_CTR= IMG_REG= IMG_PW= IMG_BUILDER=()
@@ -882,12 +884,13 @@ c_image_base() {                        # debian:bookworm-slim in the engine, el
     || fail "the imported base has no CA bundle"
 }
 c_image_build() {                       # --target prebuilt, BuildKit, no network at all
-  [ -x "$BIN" ] || { fail "no $BIN (cargo build --release --locked --bin berth)"; return; }
+  [ -x "$ROOT/$BIN" ] || { fail "no $ROOT/$BIN (cargo build --locked --bin berth)"; return; }
   pick_builder || return
   local tag=berth-e2e/berth:$RUN_ID
   echo "builder: ${IMG_BUILDER[*]} (client $("${IMG_BUILDER[@]}" version --format '{{.Client.Version}}'))"
   # the context is the repository (.dockerignore keeps it to the sources and this binary)
-  DOCKER_BUILDKIT=1 tm "${IMG_BUILDER[@]}" build --network none --target prebuilt -t "$tag" "$ROOT" || return
+  DOCKER_BUILDKIT=1 tm "${IMG_BUILDER[@]}" build --network none --target prebuilt \
+    --build-arg BERTH_BINARY="$BIN" -t "$tag" "$ROOT" || return
   IMG_TAG=$tag
   local user; user=$(dk image inspect --format '{{.Config.User}} {{json .Config.Volumes}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$IMG_TAG") || return
   same "$user" 'berth {"/var/lib/berth":{}} ["berth"] ["serve"]' "user, volume, entrypoint, cmd"

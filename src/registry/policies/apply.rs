@@ -37,6 +37,22 @@ pub struct SavedPolicy {
     pub updated_at: i64,
 }
 
+impl SavedPolicy {
+    /// Its repository pattern and its rules, compiled. A stored policy was checked when it
+    /// was saved, so one that no longer compiles is an internal error.
+    fn compiled(&self) -> crate::error::Result<(Regex, Compiled)> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            Error::Internal(anyhow::anyhow!(
+                "stored policy {} is invalid: {e}",
+                self.name
+            ))
+        };
+        let (pattern, rules) = self.policy.check().map_err(|e| invalid(&e))?;
+        let pattern = compile("repositories", &pattern).map_err(|e| invalid(&e))?;
+        Ok((pattern, rules))
+    }
+}
+
 /// What applying a policy to the registry did, or would do.
 #[derive(Debug, Default, Serialize)]
 pub struct PolicyOutcome {
@@ -113,6 +129,21 @@ impl Registry {
             .collect()
     }
 
+    /// The saved policies whose repository pattern takes in at least one of `repositories`.
+    pub async fn policies_applying_to(
+        &self,
+        repositories: &[&str],
+    ) -> crate::error::Result<Vec<SavedPolicy>> {
+        let mut applying = Vec::new();
+        for saved in self.policies().await? {
+            let (pattern, _) = saved.compiled()?;
+            if repositories.iter().any(|name| pattern.is_match(name)) {
+                applying.push(saved);
+            }
+        }
+        Ok(applying)
+    }
+
     /// Deletes policy `name`; `false` if there was none.
     pub async fn delete_policy(&self, name: &str) -> crate::error::Result<bool> {
         self.meta.delete_policy(name).await
@@ -128,12 +159,7 @@ impl Registry {
         let Some(saved) = self.policies().await?.into_iter().find(|p| p.name == name) else {
             return Ok(None);
         };
-        let (pattern, rules) = saved.policy.check().map_err(|e| {
-            Error::Internal(anyhow::anyhow!("stored policy {name} is invalid: {e}"))
-        })?;
-        let pattern = compile("repositories", &pattern).map_err(|e| {
-            Error::Internal(anyhow::anyhow!("stored policy {name} is invalid: {e}"))
-        })?;
+        let (pattern, rules) = saved.compiled()?;
         let run = self
             .meta
             .create_gc_run(&format!("policy:{name}"), dry_run, true)
