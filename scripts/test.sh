@@ -22,27 +22,30 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 say "building"
+# Every cargo call below says --workspace: the conformance runner turns on reqwest's
+# `blocking` feature, so a call for the berth package alone resolves features otherwise and
+# builds berth and everything on reqwest a second time.
 cargo build --workspace --all-targets --locked
 
 say "unit and integration tests"
 cargo test --workspace --locked
 
 say "metrics and alert rules checked by promtool"
-cargo test --locked --test api metrics:: -- --include-ignored
+cargo test --workspace --locked --test api metrics:: -- --include-ignored
 
 say "the pull-through cache with Distribution (docker-registry) as upstream, filled by skopeo"
-cargo test --locked --test api proxy:: -- --include-ignored
+cargo test --workspace --locked --test api proxy:: -- --include-ignored
 
 say "replication to and from Distribution (docker-registry), checked with skopeo"
-cargo test --locked --test api replication:: -- --include-ignored
+cargo test --workspace --locked --test api replication:: -- --include-ignored
 
 say "the web UI in headless Chromium (screenshots in target/ui-screenshots/)"
-cargo test --locked --test api ui_browser:: -- --include-ignored
+cargo test --workspace --locked --test api ui_browser:: -- --include-ignored
 
 # A full disk is a small tmpfs the test mounts, which needs root.
 if [ "$(id -u)" = 0 ]; then
   say "a full disk (a small tmpfs)"
-  cargo test --locked --test api disk_full:: -- --include-ignored
+  cargo test --workspace --locked --test api disk_full:: -- --include-ignored
 else
   say "SKIPPED: the full-disk test mounts a tmpfs and needs root"
 fi
@@ -139,16 +142,16 @@ if [ ! -s "$BASE_TAR" ]; then
     ${BERTH_TEST_DEBIAN_MIRROR:+"$BERTH_TEST_DEBIAN_MIRROR"} &&
     mv "${BASE_TAR%.tar}.part.tar" "$BASE_TAR" || status=1
 fi
-cargo test --locked --test api scans::dpkg_inventory_agrees_with_syft -- --include-ignored ||
+cargo test --workspace --locked --test api scans::dpkg_inventory_agrees_with_syft -- --include-ignored ||
   status=1
 
 say "the scanner's rpm, Go and language inventories against syft's (an rpmdb made with rpm, a Go binary built here)"
-cargo test --locked --test api ecosystems:: -- --include-ignored || status=1
+cargo test --workspace --locked --test api ecosystems:: -- --include-ignored || status=1
 
 say "vulnerabilities of the Debian release against bookworm-security (advisories from changelogs)"
 # two mmdebstrap images and OSV records derived from the security updates' changelogs, cached
 python3 tests/fixtures/debian_security.py target/debian-security &&
-  cargo test --locked --test api vulnerabilities:: -- --include-ignored || status=1
+  cargo test --workspace --locked --test api vulnerabilities:: -- --include-ignored || status=1
 
 if [ "${SKIP_SCALE_OUT:-0}" = 1 ]; then
   exit "$status"
@@ -175,14 +178,14 @@ fresh_database() {
 export BERTH_TEST_OUTAGES=1
 
 say "index orderings and API tests on PostgreSQL + filesystem"
-cargo test --locked --lib meta:: -- --include-ignored || status=1
+cargo test --workspace --locked --lib meta:: -- --include-ignored || status=1
 # No cloud store here: the API tests that need one stay ignored.
-cargo test --locked --test api || status=1
+cargo test --workspace --locked --test api || status=1
 
 for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
   kind=${store%%:*}
   say "blob store suite, API tests and replicas on PostgreSQL + $kind"
-  BERTH_TEST_STORAGE_URL=$store cargo test --locked --lib blobs:: -- --include-ignored ||
+  BERTH_TEST_STORAGE_URL=$store cargo test --workspace --locked --lib blobs:: -- --include-ignored ||
     status=1
   # (the full-disk test fills a local filesystem, and the scanner's checks against syft and
   # the Debian fixtures read what the scanner stores, not the store: they ran above)
@@ -194,7 +197,7 @@ for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
     known=(--skip gc_concurrency::acknowledged_images_survive_collection_in_a_tight_loop)
     say "SKIPPED on Azure: gc_concurrency::acknowledged_images_survive_collection_in_a_tight_loop (failing orphan deletes on Azurite, README 'Not yet')"
   fi
-  BERTH_TEST_STORAGE_URL=$store cargo test --locked --test api --test replicas \
+  BERTH_TEST_STORAGE_URL=$store cargo test --workspace --locked --test api --test replicas \
     -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft --skip ui_browser:: \
     --skip vulnerabilities:: --skip ecosystems:: "${known[@]}" || status=1
 

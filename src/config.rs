@@ -990,6 +990,13 @@ pub struct ProxyRuleFile {
     /// Cached repositories never evicted (full names, under the prefix).
     #[serde(default)]
     pub pinned: Vec<String>,
+    /// Globs over the upstream's repository names (`library/*`; `*` within a path segment,
+    /// `**` across): only those matching one are mirrored. Every one when left out.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs of upstream repositories never mirrored, even when included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 fn default_tag_ttl() -> String {
@@ -1041,6 +1048,58 @@ pub struct ProxyRule {
     pub max_bytes: Option<u64>,
     /// Cached repositories never evicted.
     pub pinned: Vec<String>,
+    /// Which upstream repositories the rule mirrors.
+    pub repositories: RepositoryGlobs,
+}
+
+/// Which upstream repositories a proxy rule mirrors: those matching one of `include` (every
+/// one when it is empty) and none of `exclude`. A repository under the prefix that the rule
+/// does not mirror is an ordinary local one.
+#[derive(Clone, Debug)]
+pub struct RepositoryGlobs {
+    /// The globs as written.
+    pub include: Vec<String>,
+    /// The globs as written.
+    pub exclude: Vec<String>,
+    included: globset::GlobSet,
+    excluded: globset::GlobSet,
+}
+
+impl PartialEq for RepositoryGlobs {
+    fn eq(&self, other: &Self) -> bool {
+        self.include == other.include && self.exclude == other.exclude
+    }
+}
+
+impl Eq for RepositoryGlobs {}
+
+impl RepositoryGlobs {
+    fn new(include: &[String], exclude: &[String]) -> anyhow::Result<RepositoryGlobs> {
+        let set = |field: &str, globs: &[String]| {
+            let mut set = globset::GlobSetBuilder::new();
+            for glob in globs {
+                set.add(
+                    globset::GlobBuilder::new(glob)
+                        .literal_separator(true)
+                        .build()
+                        .with_context(|| format!("{field}: {glob:?} is not a glob"))?,
+                );
+            }
+            set.build()
+                .with_context(|| format!("{field}: the globs do not build"))
+        };
+        Ok(RepositoryGlobs {
+            included: set("include", include)?,
+            excluded: set("exclude", exclude)?,
+            include: include.to_vec(),
+            exclude: exclude.to_vec(),
+        })
+    }
+
+    /// Whether upstream repository `name` is mirrored.
+    pub fn takes(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.included.is_match(name)) && !self.excluded.is_match(name)
+    }
 }
 
 /// A checked upstream registry with its credentials (read from the environment or a file
@@ -1158,6 +1217,7 @@ impl ProxyRule {
             evict_after_secs,
             max_bytes: rule.max_bytes,
             pinned: rule.pinned.clone(),
+            repositories: RepositoryGlobs::new(&rule.include, &rule.exclude)?,
         })
     }
 }

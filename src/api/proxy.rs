@@ -40,6 +40,10 @@ pub(super) struct RuleView {
     max_bytes: Option<u64>,
     /// Cached repositories never evicted.
     pinned: Vec<String>,
+    /// Globs of the upstream repositories mirrored (every one when empty).
+    include: Vec<String>,
+    /// Globs of the upstream repositories never mirrored.
+    exclude: Vec<String>,
 }
 
 /// What an eviction run removed.
@@ -91,6 +95,8 @@ async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Vec
             evict_after_secs: r.evict_after_secs,
             max_bytes: r.max_bytes,
             pinned: r.pinned.clone(),
+            include: r.repositories.include.clone(),
+            exclude: r.repositories.exclude.clone(),
         })
         .collect();
     Ok(Json(rules))

@@ -48,6 +48,12 @@ pub(super) enum ReplicationCommand {
         /// A regex source tags must match.
         #[arg(long)]
         tags: Option<String>,
+        /// A semver range source tags must satisfy (`>=1.2, <2`); other tags are left out.
+        #[arg(long)]
+        semver: Option<String>,
+        /// A platform indexes are narrowed to (`linux/amd64`, `linux/arm64/v8`); repeat it.
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
         /// The namespace the copies go under on the destination.
         #[arg(long)]
         namespace: Option<String>,
@@ -203,6 +209,18 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
                 ),
                 ("repositories", filter("repositories", "** (all)")),
                 ("tags", filter("tags", ".* (all)")),
+                ("semver", filter("semver", "any (all)")),
+                (
+                    "platforms",
+                    match r.filter["platforms"].as_array() {
+                        Some(list) if !list.is_empty() => list
+                            .iter()
+                            .filter_map(|p| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        _ => "all".to_owned(),
+                    },
+                ),
                 (
                     "destination",
                     r.destination_namespace
@@ -240,6 +258,8 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
             password_file,
             repositories,
             tags,
+            semver,
+            platforms,
             namespace,
             trigger,
             schedule,
@@ -255,7 +275,10 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
                     "password_env": password_env,
                     "password_file": password_file,
                 },
-                "filter": { "repositories": repositories, "tags": tags },
+                "filter": {
+                    "repositories": repositories, "tags": tags, "semver": semver,
+                    "platforms": platforms,
+                },
                 "destination_namespace": namespace,
                 "trigger": trigger,
                 "schedule": schedule,

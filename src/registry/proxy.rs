@@ -128,19 +128,20 @@ impl Registry {
         &self.proxy.rules
     }
 
-    /// The rule `repo` lies under and the upstream's name for it (the name without the
-    /// prefix), if any.
+    /// The rule mirroring `repo` and the upstream's name for it (the name without the
+    /// prefix), if any: `repo` lies under the rule's prefix and its include and exclude
+    /// globs take that name.
     fn proxy_rule<'a>(&'a self, repo: &'a RepoName) -> Option<(&'a ProxyRule, &'a str)> {
         self.proxy.rules.iter().find_map(|rule| {
             repo.as_str()
                 .strip_prefix(rule.prefix.as_str())
                 .and_then(|rest| rest.strip_prefix('/'))
-                .filter(|rest| !rest.is_empty())
+                .filter(|rest| !rest.is_empty() && rule.repositories.takes(rest))
                 .map(|rest| (rule, rest))
         })
     }
 
-    /// Whether `repo` lies under a pull-through cache rule's prefix.
+    /// Whether `repo` is mirrored by a pull-through cache rule.
     pub fn is_proxied(&self, repo: &RepoName) -> bool {
         self.proxy_rule(repo).is_some()
     }

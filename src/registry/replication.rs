@@ -36,7 +36,7 @@ use super::{Override, Registry, manifests::Origin};
 use crate::{
     error::{Error, Result},
     meta::replication::{ExecutionRow, ReplicationCounters, RuleRow, TaskRow},
-    oci::{Digest, Manifest, Reference, RepoName, Tag},
+    oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag},
     proxy::{Mount, Remote, UpstreamError},
 };
 
@@ -113,6 +113,18 @@ pub struct FilterInput {
     /// A regex a tag must match (anchor it with `^…$` for whole tags); all by default.
     #[serde(default)]
     pub tags: Option<String>,
+    /// A semver range a tag must also satisfy (`>=1.2, <2`, `~1.4`, `^3`). A tag is read as
+    /// a version after a leading `v`, a missing minor or patch taken as 0 (`1.25` is
+    /// 1.25.0, `v3-alpine` is 3.0.0-alpine); tags that are no version are left out.
+    #[serde(default)]
+    pub semver: Option<String>,
+    /// Platforms (`os/architecture`, or `os/architecture/variant`) an index is narrowed
+    /// to: its copy lists only the images of these platforms (so it is a new index, with a
+    /// digest of its own) and only those images are copied; an index with none of them is
+    /// skipped. A platform without a variant takes every variant. Images that are not in
+    /// an index are copied whatever their platform. Every platform when left out.
+    #[serde(default)]
+    pub platforms: Vec<String>,
 }
 
 /// A checked rule.
@@ -123,6 +135,9 @@ pub struct ReplicationRule {
     push: bool,
     repositories: globset::GlobMatcher,
     tags: regex::Regex,
+    versions: Option<semver::VersionReq>,
+    /// `filter.platforms`, each split into os, architecture and the variant if given.
+    platforms: Vec<(String, String, Option<String>)>,
     schedule: Option<cron::Schedule>,
     timeout_secs: u64,
     chunk_bytes: usize,
@@ -219,6 +234,42 @@ impl ReplicationRuleInput {
                     format!("{tags_pattern:?} is not a regex: {e}"),
                 )
             })?;
+        let versions = match &self.filter.semver {
+            Some(range) => Some(semver::VersionReq::parse(range).map_err(|e| {
+                bad(
+                    "filter.semver",
+                    format!("{range:?} is not a semver range: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        let platforms = self
+            .filter
+            .platforms
+            .iter()
+            .map(|p| {
+                let parts: Vec<&str> = p.split('/').collect();
+                let part_ok = |s: &&str| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                };
+                match parts[..] {
+                    [os, arch] | [os, arch, _] if parts.iter().all(part_ok) => Ok((
+                        os.to_owned(),
+                        arch.to_owned(),
+                        parts.get(2).map(|v| (*v).to_owned()),
+                    )),
+                    _ => Err(bad(
+                        "filter.platforms",
+                        format!(
+                            "{p:?} is not a platform (os/architecture or \
+                             os/architecture/variant, lowercase: linux/arm64/v8)"
+                        ),
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         if let Some(ns) = &self.destination_namespace
             && ns.trim_matches('/').parse::<RepoName>().is_err()
         {
@@ -260,6 +311,8 @@ impl ReplicationRuleInput {
             push,
             repositories,
             tags,
+            versions,
+            platforms,
             schedule,
             timeout_secs,
             chunk_bytes: chunk as usize,
@@ -285,6 +338,57 @@ impl ReplicationRule {
         let schedule = self.schedule.as_ref()?;
         let at = chrono::DateTime::<chrono::Utc>::from_timestamp(now, 0)?;
         schedule.after(&at).next().map(|t| t.timestamp())
+    }
+
+    /// Whether the filter takes tag `tag`: its regex, and its semver range if it has one.
+    fn takes_tag(&self, tag: &str) -> bool {
+        self.tags.is_match(tag)
+            && self
+                .versions
+                .as_ref()
+                .is_none_or(|range| tag_version(tag).is_some_and(|v| range.matches(&v)))
+    }
+
+    /// The manifest `read` as the rule copies it: an index narrowed to `filter.platforms`
+    /// (unchanged when it lists only those, `None` when it lists none of them); any other
+    /// manifest as it is.
+    fn narrowed(&self, read: Read) -> Step<Option<Read>> {
+        let is_index = MediaType::parse(&read.media_type).is_some_and(MediaType::is_index);
+        if self.platforms.is_empty() || !is_index {
+            return Ok(Some(read));
+        }
+        let bad = |why: String| UpstreamError::BadAnswer(format!("index {}: {why}", read.digest));
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&read.payload).map_err(|e| bad(e.to_string()))?;
+        let Some(entries) = index
+            .get_mut("manifests")
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            return Err(bad("no manifests array".into()));
+        };
+        let listed = entries.len();
+        entries.retain(|entry| {
+            let field = |name: &str| entry["platform"][name].as_str();
+            let (Some(os), Some(arch)) = (field("os"), field("architecture")) else {
+                return false;
+            };
+            self.platforms.iter().any(|(o, a, v)| {
+                o == os && a == arch && v.as_deref().is_none_or(|v| Some(v) == field("variant"))
+            })
+        });
+        match entries.len() {
+            0 => Ok(None),
+            kept if kept == listed => Ok(Some(read)),
+            _ => {
+                let payload =
+                    Bytes::from(serde_json::to_vec(&index).map_err(|e| bad(e.to_string()))?);
+                Ok(Some(Read {
+                    digest: Digest::sha256_of(&payload),
+                    media_type: read.media_type,
+                    payload,
+                }))
+            }
+        }
     }
 
     /// The destination repository of source repository `name`.
@@ -638,7 +742,17 @@ impl Registry {
             };
             let source_tags = source.tags(&repo, &rule).await.map_err(upstream)?;
             for tag in &source_tags {
-                let Some(digest) = source.tag_digest(&repo, tag).await.map_err(upstream)? else {
+                // What a run would put there: the index as narrowed to the rule's platforms.
+                let digest = if rule.platforms.is_empty() {
+                    source.tag_digest(&repo, tag).await
+                } else {
+                    match source.manifest(&repo, tag).await {
+                        Ok(Some(read)) => rule.narrowed(read).map(|r| r.map(|r| r.digest)),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                };
+                let Some(digest) = digest.map_err(upstream)? else {
                     continue;
                 };
                 let there = destination
@@ -726,6 +840,19 @@ fn local(e: Error) -> UpstreamError {
     UpstreamError::BadAnswer(format!("this registry: {e}"))
 }
 
+/// Tag `tag` read as a version: a leading `v` dropped, a missing minor or patch taken as
+/// 0 (`1.25` → 1.25.0, `v3-alpine` → 3.0.0-alpine); `None` when it is no version.
+fn tag_version(tag: &str) -> Option<semver::Version> {
+    let tag = tag.strip_prefix('v').unwrap_or(tag);
+    let (core, rest) = tag.split_at(tag.find(['-', '+']).unwrap_or(tag.len()));
+    let padded = match core.matches('.').count() {
+        0 => format!("{core}.0.0{rest}"),
+        1 => format!("{core}.0{rest}"),
+        _ => tag.to_owned(),
+    };
+    semver::Version::parse(&padded).ok()
+}
+
 /// The referrers tag fallback (OCI distribution 1.1): `sha256-<hex>` of a subject.
 fn fallback_tag(digest: &Digest) -> String {
     digest.as_str().replace(':', "-")
@@ -797,7 +924,7 @@ impl<'a> Side<'a> {
         };
         Ok(tags
             .into_iter()
-            .filter(|t| !is_fallback_tag(t) && rule.tags.is_match(t))
+            .filter(|t| !is_fallback_tag(t) && rule.takes_tag(t))
             .collect())
     }
 
@@ -1222,6 +1349,13 @@ impl Run<'_> {
         let read = retry(|| source.manifest(repo, tag))
             .await?
             .ok_or(UpstreamError::NotFound)?;
+        let source_digest = read.digest.clone();
+        let Some(read) = rule.narrowed(read)? else {
+            return Ok(Outcome::Skipped(
+                source_digest,
+                "the index lists none of filter.platforms".into(),
+            ));
+        };
         let there = retry(|| destination.tag_digest(to, tag)).await?;
         let outcome = match there {
             Some(d) if d == read.digest => {
@@ -1676,6 +1810,19 @@ mod tests {
 
     fn input(json: serde_json::Value) -> ReplicationRuleInput {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn tags_read_as_versions() {
+        let version = |tag| tag_version(tag).map(|v| v.to_string());
+        assert_eq!(version("v1.3").as_deref(), Some("1.3.0"));
+        assert_eq!(version("1.25").as_deref(), Some("1.25.0"));
+        assert_eq!(version("3").as_deref(), Some("3.0.0"));
+        assert_eq!(version("v3-alpine").as_deref(), Some("3.0.0-alpine"));
+        assert_eq!(version("1.4.0-rc1").as_deref(), Some("1.4.0-rc1"));
+        for not_one in ["latest", "1.2.3.4", "v", "1..2", "sha256-abc"] {
+            assert_eq!(version(not_one), None, "{not_one}");
+        }
     }
 
     #[test]

@@ -1118,6 +1118,12 @@ async fn replication_commands() {
             &other.base,
             "--repositories",
             "apps/*",
+            "--semver",
+            ">=1",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64/v8",
             "--replicate-deletes",
         ],
     )
@@ -1150,6 +1156,12 @@ async fn replication_commands() {
     );
     let shown = berth(&s, &["replication", "show", "to-other"]).await.ok();
     assert_eq!(row(&shown, "replicate")[2], "yes", "{shown}");
+    assert_eq!(row(&shown, "semver")[1], ">=1", "{shown}");
+    assert_eq!(
+        row(&shown, "platforms")[1..],
+        ["linux/amd64,", "linux/arm64/v8"],
+        "{shown}"
+    );
     assert_eq!(
         berth(&s, &["replication", "show", "to-other", "--json"])
             .await

@@ -563,6 +563,53 @@ async fn containerd_ns_routes_to_the_rule_of_that_host() {
 }
 
 #[tokio::test]
+async fn only_included_and_not_excluded_upstream_repositories_are_mirrored() {
+    let upstream = TestServer::start().await;
+    let gate = Gate::start(&upstream).await;
+    let rules = proxy_rules_with(
+        &gate.base,
+        "10m",
+        "include = [\"library/*\", \"team/**\"]\nexclude = [\"library/secret*\"]\n",
+    );
+    let cache = TestServer::start_with(|cfg| cfg.proxy = rules).await;
+    for repo in [
+        "library/alpine",
+        "library/secret-base",
+        "team/a/b",
+        "other/app",
+    ] {
+        upstream.push_image(repo, "v1", &[repo.as_bytes()]).await;
+    }
+    // Included and not excluded: fetched through the cache.
+    for repo in ["library/alpine", "team/a/b"] {
+        let resp = cache.get(&format!("/v2/hub/{repo}/manifests/v1")).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{repo}");
+    }
+    let seen = gate.take();
+    for repo in ["library/alpine", "team/a/b"] {
+        let asked = format!("GET /v2/{repo}/manifests/v1");
+        assert!(seen.contains(&asked), "{seen:?}");
+    }
+    // Excluded, or not included: an ordinary local repository, the upstream never asked.
+    for repo in ["library/secret-base", "other/app"] {
+        let resp = cache.get(&format!("/v2/hub/{repo}/manifests/v1")).await;
+        assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+        let resp = cache
+            .get(&format!("/v2/hub/{repo}/blobs/{}", sha256(repo.as_bytes())))
+            .await;
+        assert_error(resp, 404, "BLOB_UNKNOWN").await;
+    }
+    assert_eq!(gate.take(), Vec::<String>::new());
+    // such a repository takes pushes as any other (a cached one's tags follow the upstream)
+    let (digest, _) = cache.push_image("hub/other/app", "mine", &[b"ours"]).await;
+    let resp = cache.get("/v2/hub/other/app/manifests/mine").await;
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+    let rules = json_body(cache.get("/api/v1/proxy/rules").await).await;
+    assert_eq!(rules[0]["include"], json!(["library/*", "team/**"]));
+    assert_eq!(rules[0]["exclude"], json!(["library/secret*"]));
+}
+
+#[tokio::test]
 async fn rules_are_listed_through_the_api() {
     let (_upstream, gate, cache) = setup("10m").await;
     let rules = json_body(cache.get("/api/v1/proxy/rules").await).await;
@@ -578,6 +625,8 @@ async fn rules_are_listed_through_the_api() {
             "evict_after_secs": null,
             "max_bytes": null,
             "pinned": [],
+            "include": [],
+            "exclude": [],
         }])
     );
 }
@@ -649,6 +698,16 @@ async fn bad_rules_are_refused_at_start_naming_the_key() {
             "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
              evict_after = \"soon\"\n",
             "evict_after: \"soon\"",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             include = [\"library/[abc\"]\n",
+            "proxy[0]: include: \"library/[abc\" is not a glob",
+        ),
+        (
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:1\" }]\n\
+             exclude = \"library/*\"\n",
+            "exclude",
         ),
     ];
     for (text, says) in cases {

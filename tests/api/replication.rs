@@ -269,6 +269,26 @@ async fn bad_rules_are_refused_naming_the_field() {
             "destination_namespace",
         ),
         (with(json!({ "bandwidth_limit": 0 })), "bandwidth_limit"),
+        (
+            with(json!({ "filter": { "semver": "the newest" } })),
+            "filter.semver",
+        ),
+        (
+            with(json!({ "filter": { "platforms": ["Linux/amd64"] } })),
+            "filter.platforms",
+        ),
+        (
+            with(json!({ "filter": { "platforms": ["linux"] } })),
+            "filter.platforms",
+        ),
+        (
+            with(json!({ "filter": { "platforms": ["linux/arm/v7/extra"] } })),
+            "filter.platforms",
+        ),
+        (
+            with(json!({ "filter": { "platforms": ["linux//v7"] } })),
+            "filter.platforms",
+        ),
     ] {
         let (status, body) = api(
             &s,
@@ -445,6 +465,116 @@ async fn berth_to_berth_copies_an_index_with_its_referrers_and_a_rerun_moves_not
         ]
     );
     assert!(listed["next"].is_string());
+}
+
+#[tokio::test]
+async fn a_semver_range_and_platforms_narrow_what_is_copied() {
+    let source = quiet().await;
+    let destination = quiet().await;
+    let d = &destination.base;
+    for tag in [
+        "1.2.0",
+        "v1.3",
+        "1.25",
+        "1.4.0-rc1",
+        "2.0.0",
+        "latest",
+        "v1.9.9",
+    ] {
+        source
+            .push_image("apps/versions", tag, &[tag.as_bytes()])
+            .await;
+    }
+    put_rule(
+        &source,
+        "versions",
+        json!({
+            "direction": "push",
+            "remote": { "url": d },
+            "filter": { "repositories": "apps/versions", "semver": ">=1.3, <2" },
+        }),
+    )
+    .await;
+    let run = run_rule(&source, "versions").await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let tags = json_body(destination.get("/v2/apps/versions/tags/list").await).await;
+    // 1.25 is 1.25.0; a pre-release and tags that are no version are left out
+    assert_eq!(tags["tags"], json!(["1.25", "v1.3", "v1.9.9"]));
+
+    // An index narrowed to the listed platforms: a new index holding only them.
+    let fixture = push_fixture(&source, "apps/multi", 3).await; // amd64, arm64, ppc64le
+    let rule = |ns: &str, platforms: Value| {
+        json!({
+            "direction": "push",
+            "remote": { "url": d },
+            "filter": { "repositories": "apps/multi", "platforms": platforms },
+            "destination_namespace": ns,
+        })
+    };
+    put_rule(
+        &source,
+        "arm",
+        rule("arm", json!(["linux/arm64", "linux/s390x"])),
+    )
+    .await;
+    let run = run_rule(&source, "arm").await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let narrowed = digest_at(d, "arm/apps/multi", "v1").await.expect("tagged");
+    assert_ne!(narrowed, fixture.index, "a new index");
+    let index: Value =
+        serde_json::from_slice(&manifest_bytes(d, "arm/apps/multi", &narrowed).await).unwrap();
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [fixture.children[1].as_str()]);
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
+    assert_eq!(
+        digest_at(d, "arm/apps/multi", &fixture.children[1])
+            .await
+            .as_deref(),
+        Some(fixture.children[1].as_str())
+    );
+    for other in [&fixture.children[0], &fixture.children[2]] {
+        assert_eq!(digest_at(d, "arm/apps/multi", other).await, None, "{other}");
+    }
+    // Run again: the narrowed index is what the destination has, so nothing moves, and
+    // the drift report agrees.
+    let again = run_rule(&source, "arm").await;
+    assert_eq!(again["bytes_moved"], 0, "{again:#}");
+    assert_eq!(again["manifests_copied"], 0, "{again:#}");
+    let (_, drift) = api(&source, Method::GET, "/replication/rules/arm/drift", None).await;
+    assert_eq!(drift["items"], json!([]), "{drift:#}");
+
+    // Every platform listed: the index as it is, digest kept; none listed: skipped.
+    let all = json!(["linux/amd64", "linux/arm64", "linux/ppc64le"]);
+    put_rule(&source, "all", rule("all", all)).await;
+    run_rule(&source, "all").await;
+    assert_eq!(
+        digest_at(d, "all/apps/multi", "v1").await.as_deref(),
+        Some(fixture.index.as_str())
+    );
+    put_rule(&source, "none", rule("none", json!(["windows/amd64"]))).await;
+    let run = run_rule(&source, "none").await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let skipped = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["source"].as_str().unwrap().ends_with(":v1"))
+        .expect("a task for v1")
+        .clone();
+    assert_eq!(skipped["state"], "skipped", "{skipped:#}");
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("none of filter.platforms"),
+        "{skipped:#}"
+    );
+    assert_eq!(digest_at(d, "none/apps/multi", "v1").await, None);
 }
 
 #[tokio::test]
