@@ -3,6 +3,9 @@
 //! endpoint ids such as end-4b refer to its "Endpoints" table).
 
 mod common;
+/// Real `berth serve` processes, for the tests that kill one.
+#[path = "../support/mod.rs"]
+mod support;
 
 mod advisories;
 mod auth_lifecycle;

@@ -693,6 +693,176 @@ async fn a_failed_chunk_is_resumed_from_the_acknowledged_offset() {
     }
 }
 
+/// A rule's `bandwidth_limit` paces the blob bytes: a copy never goes faster than it (the
+/// check is a lower bound on the time taken, which a slow machine cannot break).
+#[tokio::test]
+async fn the_bandwidth_limit_paces_the_copy() {
+    let source = quiet().await;
+    let destination = quiet().await;
+    let layer = random_bytes(256 * 1024);
+    source.push_image("apps/paced", "v1", &[&layer]).await;
+    put_rule(
+        &source,
+        "paced",
+        json!({
+            "direction": "push",
+            "remote": { "url": destination.base },
+            "bandwidth_limit": 128 * 1024,
+            "chunk_bytes": 32 * 1024,
+        }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let run = run_rule(&source, "paced").await;
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let moved = run["bytes_moved"].as_f64().unwrap();
+    assert!(moved >= layer.len() as f64, "{run:#}");
+    assert!(
+        took >= moved / (128.0 * 1024.0) * 0.95,
+        "{moved} bytes in {took:.2} s: faster than 128 KiB/s"
+    );
+    assert_eq!(
+        digest_at(&destination.base, "apps/paced", "v1").await,
+        digest_at(&source.base, "apps/paced", "v1").await
+    );
+}
+
+/// `berth serve` killed (SIGKILL) in the middle of a replication: after the restart the
+/// execution is taken over when its lease ends and finishes, and no blob whose upload the
+/// destination completed before the kill is sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replication_killed_mid_run_resumes_without_resending_completed_blobs() {
+    use crate::support;
+
+    let destination = quiet().await;
+    let gate = Gate::start(&destination).await;
+    // 64 KiB chunks, each held 20 ms by the gate: a 512 KiB layer takes about 160 ms.
+    gate.set(Mode::SlowPatch { millis: 20 });
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = (dir.path().join("data"), dir.path().join("berth.toml"));
+    std::fs::write(
+        &config,
+        "[durability]\nfsync = false\n\n[gc]\npoll_millis = 50\nlease_secs = 1\n",
+    )
+    .unwrap();
+    let source = support::start_server(&data, &config);
+    let client = reqwest::Client::new();
+    let mut layers = Vec::new();
+    for i in 0..6u64 {
+        let layer = support::random_bytes(i, 512 * 1024);
+        let config_blob = image_config("linux", "amd64", None);
+        let upload = |bytes: Vec<u8>| {
+            let client = client.clone();
+            let url = format!(
+                "{}/v2/apps/big/blobs/uploads/?digest={}",
+                source.base,
+                sha256(&bytes)
+            );
+            async move { client.post(url).body(bytes).send().await.unwrap().status() }
+        };
+        assert_eq!(upload(layer.clone()).await, StatusCode::CREATED);
+        assert_eq!(upload(config_blob.clone()).await, StatusCode::CREATED);
+        let manifest = image_manifest(&config_blob, &[&layer]);
+        let resp = client
+            .put(format!("{}/v2/apps/big/manifests/v{i}", source.base))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        layers.push(sha256(&layer));
+    }
+    let resp = client
+        .put(format!("{}/api/v1/replication/rules/big", source.base))
+        .json(&json!({
+            "direction": "push",
+            "remote": { "url": gate.base },
+            "filter": { "repositories": "apps/big" },
+            "chunk_bytes": 65536,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let queued: Value = client
+        .post(format!("{}/api/v1/replication/rules/big/run", source.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = queued["id"].as_i64().expect("an execution id");
+
+    // Killed once two layers are complete on the destination and before the last is.
+    let completed_layers = || {
+        let completed = gate.state.completed.lock().unwrap();
+        layers.iter().filter(|l| completed.contains(l)).count()
+    };
+    let mut polls = 0;
+    while completed_layers() < 2 {
+        polls += 1;
+        assert!(polls < 600, "the replication did not get going");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::task::block_in_place(|| source.kill9());
+    let before_kill = gate.state.completed.lock().unwrap().clone();
+    assert!(
+        completed_layers() < layers.len(),
+        "the run had finished before the kill"
+    );
+
+    let source = support::start_server(&data, &config);
+    let mut execution = Value::Null;
+    for _ in 0..600 {
+        execution = client
+            .get(format!(
+                "{}/api/v1/replication/executions/{id}",
+                source.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if execution["state"] == "succeeded" || execution["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(execution["state"], "succeeded", "{execution:#}");
+    assert_eq!(execution["attempts"], 2, "run again after the kill: {execution:#}");
+    assert!(
+        execution["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("resumed")),
+        "{execution:#}"
+    );
+    for i in 0..layers.len() {
+        let here = digest_at(&source.base, "apps/big", &format!("v{i}")).await;
+        assert!(here.is_some());
+        assert_eq!(
+            digest_at(&destination.base, "apps/big", &format!("v{i}")).await,
+            here
+        );
+    }
+    // Every upload was completed once: those done before the kill were found by HEAD.
+    let completed = gate.state.completed.lock().unwrap().clone();
+    for digest in &layers {
+        let times = completed.iter().filter(|d| *d == digest).count();
+        assert_eq!(
+            times, 1,
+            "{digest} completed {times} times; before the kill: {before_kill:?}"
+        );
+    }
+    tokio::task::block_in_place(|| source.terminate());
+}
+
 #[tokio::test]
 async fn an_unreachable_remote_and_refused_credentials_fail_clearly_and_alone() {
     let source = quiet().await;
@@ -985,6 +1155,10 @@ enum Mode {
         nth: u32,
         status: u16,
     },
+    /// Every PATCH waits this long before it is forwarded.
+    SlowPatch {
+        millis: u64,
+    },
 }
 
 struct GateState {
@@ -994,6 +1168,8 @@ struct GateState {
     patches: Mutex<u32>,
     /// Bytes of the PATCH bodies forwarded (and acknowledged) to the registry.
     patched: Mutex<u64>,
+    /// The digests of the uploads completed (a `PUT …?digest=` answered 201), in order.
+    completed: Mutex<Vec<String>>,
     client: reqwest::Client,
 }
 
@@ -1020,6 +1196,7 @@ impl Gate {
             mode: Mutex::new(Mode::Pass),
             patches: Mutex::new(0),
             patched: Mutex::new(0),
+            completed: Mutex::new(Vec::new()),
             client: reqwest::Client::new(),
         });
         let app = axum::Router::new()
@@ -1061,6 +1238,9 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
             *response.status_mut() = AxumStatus::from_u16(status).unwrap();
             return response;
         }
+        if let Mode::SlowPatch { millis } = mode {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
     }
     let uri = request.uri().to_string();
     let headers = request.headers().clone();
@@ -1082,6 +1262,17 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     let status = answer.status();
     if is_patch && status == StatusCode::ACCEPTED {
         *gate.patched.lock().unwrap() += sent;
+    }
+    if method == axum::http::Method::PUT
+        && status == StatusCode::CREATED
+        && let Some((_, digest)) = uri.split_once("digest=")
+    {
+        let digest = digest
+            .split('&')
+            .next()
+            .unwrap_or_default()
+            .replace("%3A", ":");
+        gate.completed.lock().unwrap().push(digest);
     }
     let answer_headers = answer.headers().clone();
     let mut bytes = answer.bytes().await.unwrap().to_vec();

@@ -994,8 +994,7 @@ async fn openapi_documents_the_webhooks() {
     );
 }
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 /// `berth serve` killed (SIGKILL) in the middle of deliveries loses no event: after the
 /// restart every acknowledged push is delivered, each repository's in push order (a delivery

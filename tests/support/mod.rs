@@ -1,5 +1,6 @@
 //! Helpers shared by the test binaries that drive real `berth serve` processes
-//! (`tests/crash.rs`, `tests/gc_crash.rs`, `tests/replicas.rs`). Each binary uses a part.
+//! (`tests/crash.rs`, `tests/gc_crash.rs`, `tests/replicas.rs`, and the API tests that kill
+//! one). Each binary uses a part.
 #![allow(dead_code)]
 
 use std::{
