@@ -1110,6 +1110,9 @@ pub struct Upstream {
     pub url: String,
     /// Basic credentials (also what the token endpoint is asked with), if any.
     pub credentials: Option<(String, String)>,
+    /// A static token sent as `Authorization: Bearer` on every request instead (no token
+    /// flow), if any.
+    pub bearer: Option<String>,
 }
 
 /// Never shows the password.
@@ -1118,6 +1121,7 @@ impl fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("url", &self.url)
             .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("bearer", &self.bearer.is_some())
             .finish()
     }
 }
@@ -1266,6 +1270,7 @@ impl Upstream {
         Ok(Upstream {
             url: file.url.trim_end_matches('/').to_owned(),
             credentials,
+            bearer: None,
         })
     }
 }

@@ -128,8 +128,9 @@ enum Command {
     Replication {
         #[command(flatten)]
         remote: remote::RemoteArgs,
+        // boxed: `put` has many flags, and the other commands should not carry its size
         #[command(subcommand)]
-        command: replication::ReplicationCommand,
+        command: Box<replication::ReplicationCommand>,
     },
     /// Webhooks of a running server: subscriptions, their delivery log, redelivery.
     Webhook {
@@ -289,7 +290,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
         Command::Trust { remote, command } => runtime.block_on(trust::run(&remote, command)),
         Command::Replication { remote, command } => {
-            runtime.block_on(replication::run(&remote, command))
+            runtime.block_on(replication::run(&remote, *command))
         }
         Command::Webhook { remote, command } => runtime.block_on(webhook::run(&remote, command)),
     }

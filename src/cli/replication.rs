@@ -42,6 +42,13 @@ pub(super) enum ReplicationCommand {
         /// A file (on the server) holding the remote's password or token.
         #[arg(long)]
         password_file: Option<String>,
+        /// The environment variable (of the server) holding a static access token, sent as
+        /// `Authorization: Bearer` (instead of a user name and password).
+        #[arg(long)]
+        token_env: Option<String>,
+        /// A file (on the server) holding such a token.
+        #[arg(long)]
+        token_file: Option<String>,
         /// A glob over source repository names (`*` within a segment, `**` across).
         #[arg(long)]
         repositories: Option<String>,
@@ -256,6 +263,8 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
             username,
             password_env,
             password_file,
+            token_env,
+            token_file,
             repositories,
             tags,
             semver,
@@ -274,6 +283,8 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
                     "username": username,
                     "password_env": password_env,
                     "password_file": password_file,
+                    "token_env": token_env,
+                    "token_file": token_file,
                 },
                 "filter": {
                     "repositories": repositories, "tags": tags, "semver": semver,

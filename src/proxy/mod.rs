@@ -359,12 +359,19 @@ impl Link {
             r
         };
         let key = (up.url.clone(), call.scope.clone());
-        let token = self.token(&key);
+        let token = up.bearer.clone().or_else(|| self.token(&key));
         let first = match &token {
             Some(token) => request().bearer_auth(token),
             None => request(),
         };
         let mut response = self.call(up, first).await?;
+        if response.status() == StatusCode::UNAUTHORIZED && up.bearer.is_some() {
+            return Err(UpstreamError::BadAnswer(format!(
+                "upstream {} refused the bearer token: {}",
+                up.url,
+                response.status()
+            )));
+        }
         if response.status() == StatusCode::UNAUTHORIZED {
             let challenge = header_str(&response, header::WWW_AUTHENTICATE).unwrap_or_default();
             let again = if challenge.to_ascii_lowercase().starts_with("bearer") {
@@ -568,6 +575,7 @@ impl Remote {
             up: Upstream {
                 url: url.trim_end_matches('/').to_owned(),
                 credentials,
+                bearer: None,
             },
             link: Link {
                 tokens: Mutex::default(),
@@ -575,6 +583,13 @@ impl Remote {
                 clock,
             },
         })
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer` on every request (a
+    /// registry's static access token) instead of Basic credentials or the token flow.
+    pub fn with_bearer(mut self, token: String) -> Remote {
+        self.up.bearer = Some(token);
+        self
     }
 
     /// The registry's base URL.

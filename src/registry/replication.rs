@@ -98,6 +98,13 @@ pub struct RemoteInput {
     /// A file holding the password or token.
     #[serde(default)]
     pub password_file: Option<String>,
+    /// The environment variable holding a static access token, sent as `Authorization:
+    /// Bearer` on every request (no user name, no token flow).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding such a token.
+    #[serde(default)]
+    pub token_file: Option<String>,
     /// Connect and read timeout of each request, in seconds (default 30).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
@@ -200,8 +207,23 @@ impl ReplicationRuleInput {
                 "give password_env or password_file, not both".into(),
             ));
         }
+        if self.remote.token_env.is_some() && self.remote.token_file.is_some() {
+            return Err(bad(
+                "remote.token_env",
+                "give token_env or token_file, not both".into(),
+            ));
+        }
         let has_password =
             self.remote.password_env.is_some() || self.remote.password_file.is_some();
+        if (self.remote.token_env.is_some() || self.remote.token_file.is_some())
+            && (has_password || self.remote.username.is_some())
+        {
+            return Err(bad(
+                "remote.token_env",
+                "a bearer token (token_env or token_file) goes without a user name and password"
+                    .into(),
+            ));
+        }
         if self.remote.username.is_some() != has_password {
             return Err(bad(
                 "remote.username",
@@ -407,17 +429,14 @@ impl ReplicationRule {
         let Some(user) = &r.username else {
             return Ok(None);
         };
-        let password = match (&r.password_env, &r.password_file) {
-            (Some(var), _) => {
-                std::env::var(var).map_err(|_| format!("remote.password_env: ${var} is not set"))?
-            }
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| format!("remote.password_file: reading {path}: {e}"))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-            (None, None) => return Ok(None),
-        };
-        Ok(Some((user.clone(), password)))
+        let password = secret("password", &r.password_env, &r.password_file)?;
+        Ok(password.map(|password| (user.clone(), password)))
+    }
+
+    /// The remote's static bearer token, read now.
+    fn bearer_token(&self) -> std::result::Result<Option<String>, String> {
+        let r = &self.input.remote;
+        secret("token", &r.token_env, &r.token_file)
     }
 }
 
@@ -796,15 +815,37 @@ impl Registry {
     }
 }
 
+/// Secret `what` of a remote, from the environment variable `var` or the file `file`
+/// (its trailing newline dropped), read now; `None` when neither is given.
+fn secret(
+    what: &str,
+    var: &Option<String>,
+    file: &Option<String>,
+) -> std::result::Result<Option<String>, String> {
+    match (var, file) {
+        (Some(var), _) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("remote.{what}_env: ${var} is not set")),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|e| format!("remote.{what}_file: reading {path}: {e}")),
+        (None, None) => Ok(None),
+    }
+}
+
 fn remote_of(rule: &ReplicationRule, registry: &Registry) -> std::result::Result<Remote, String> {
     let credentials = rule.credentials()?;
-    Remote::new(
+    let remote = Remote::new(
         &rule.input.remote.url,
         credentials,
         rule.timeout_secs,
         registry.clock.clone(),
     )
-    .map_err(|e| format!("the HTTP client failed to start: {e}"))
+    .map_err(|e| format!("the HTTP client failed to start: {e}"))?;
+    Ok(match rule.bearer_token()? {
+        Some(token) => remote.with_bearer(token),
+        None => remote,
+    })
 }
 
 fn sides<'a>(

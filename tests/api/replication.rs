@@ -270,6 +270,19 @@ async fn bad_rules_are_refused_naming_the_field() {
         ),
         (with(json!({ "bandwidth_limit": 0 })), "bandwidth_limit"),
         (
+            with(
+                json!({ "remote": { "url": "http://127.0.0.1:9", "token_env": "T", "token_file": "/t" } }),
+            ),
+            "remote.token_env",
+        ),
+        (
+            with(
+                json!({ "remote": { "url": "http://127.0.0.1:9", "username": "bot",
+                "password_env": "P", "token_env": "T" } }),
+            ),
+            "remote.token_env",
+        ),
+        (
             with(json!({ "filter": { "semver": "the newest" } })),
             "filter.semver",
         ),
@@ -693,6 +706,55 @@ async fn a_failed_chunk_is_resumed_from_the_acknowledged_offset() {
     }
 }
 
+/// A remote reached with a static access token (`token_file`): every request carries it
+/// as `Authorization: Bearer`; a token the remote refuses fails the run, saying so.
+#[tokio::test]
+async fn a_static_bearer_token_reaches_the_remote() {
+    use crate::common::auth::{ADMIN, ADMIN_PASSWORD, start_auth};
+
+    let source = quiet().await;
+    let destination = start_auth(|c| c.gc.poll_millis = 3_600_000).await;
+    source.push_image("apps/tok", "v1", &[b"by token"]).await;
+    let bearer = destination
+        .bearer(
+            Some((ADMIN, ADMIN_PASSWORD)),
+            &["repository:apps/tok:pull,push"],
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    let bad = dir.path().join("bad");
+    std::fs::write(&good, format!("{}\n", bearer.trim_start_matches("Bearer "))).unwrap();
+    std::fs::write(&bad, "not-a-token\n").unwrap();
+    let rule = |file: &std::path::Path| {
+        json!({
+            "direction": "push",
+            "remote": { "url": destination.base, "token_file": file.to_str().unwrap() },
+            "filter": { "repositories": "apps/tok" },
+        })
+    };
+    put_rule(&source, "tok", rule(&good)).await;
+    let run = run_rule(&source, "tok").await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let pushed = digest_at(&source.base, "apps/tok", "v1").await;
+    let there = destination
+        .req(Method::HEAD, "/v2/apps/tok/manifests/v1")
+        .header("authorization", &bearer)
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&there, "docker-content-digest"), pushed);
+
+    put_rule(&source, "tok", rule(&bad)).await;
+    let run = run_rule(&source, "tok").await;
+    assert_eq!(run["state"], "failed", "{run:#}");
+    assert!(
+        run.to_string().contains("refused the bearer token"),
+        "{run:#}"
+    );
+}
+
 /// A rule's `bandwidth_limit` paces the blob bytes: a copy never goes faster than it (the
 /// check is a lower bound on the time taken, which a slow machine cannot break).
 #[tokio::test]
@@ -834,7 +896,10 @@ async fn a_replication_killed_mid_run_resumes_without_resending_completed_blobs(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(execution["state"], "succeeded", "{execution:#}");
-    assert_eq!(execution["attempts"], 2, "run again after the kill: {execution:#}");
+    assert_eq!(
+        execution["attempts"], 2,
+        "run again after the kill: {execution:#}"
+    );
     assert!(
         execution["log"]
             .as_array()
