@@ -148,7 +148,7 @@ impl Meta {
 
     /// Claims `digests` for deletion and deletes their rows, in one transaction: a digest is
     /// claimed only when no writer is at work on it, and its row deleted only when it is still
-    /// unlinked and older than `cutoff`. Returns the deleted `(digest, size)`, whose objects
+    /// unlinked and older than `cutoff` (with the scanner's inventory of it). Returns the deleted `(digest, size)`, whose objects
     /// the caller deletes before [`Meta::release_blob_claims`]; the other claims are released
     /// here.
     pub async fn claim_and_delete_blobs(
@@ -183,6 +183,18 @@ impl Meta {
             delete = delete.bind(d.to_string());
         }
         let deleted: Vec<(Digest, i64)> = delete.fetch_all(&mut *tx).await?;
+        if !deleted.is_empty() {
+            // A layer's inventory goes with its blob: pushed again, it is read again.
+            let sql = format!(
+                "DELETE FROM scan_layers WHERE digest IN ({})",
+                placeholders(1, deleted.len())
+            );
+            let mut forget = sqlx::query(&sql);
+            for (d, _) in &deleted {
+                forget = forget.bind(d.to_string());
+            }
+            forget.execute(&mut *tx).await?;
+        }
         let kept: Vec<&Digest> = {
             let gone: HashSet<&Digest> = deleted.iter().map(|(d, _)| d).collect();
             claimed.iter().filter(|d| !gone.contains(d)).collect()

@@ -928,3 +928,26 @@ async fn queued_jobs_run_exactly_once_across_replicas() {
         r.close().await;
     }
 }
+
+/// The scanner's inventory of a layer goes with the layer's blob: the same layer pushed
+/// again after a collection is read again (and not before).
+#[tokio::test]
+async fn a_collected_layer_is_read_again_when_pushed_again() {
+    use crate::scans::{push_layers, scan_now, tar_of};
+
+    let s = server(false).await;
+    let layer = tar_of(&[("etc/os-release", b"ID=berth-test\n")]);
+    let layers = [("application/vnd.oci.image.layer.v1.tar", layer.as_slice())];
+    let (digest, _) = push_layers(&s, "inv/app", "v1", "amd64", &layers).await;
+    assert_eq!(scan_now(&s, "inv/app", &digest).await["layers_read"], 1);
+    assert_eq!(scan_now(&s, "inv/app", &digest).await["layers_read"], 0);
+
+    let resp = s.delete(&format!("/v2/inv/app/manifests/{digest}")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    gc(&s, false).await;
+    assert!(!object_exists(&s, &sha256(&layer)), "the layer was collected");
+
+    let (again, _) = push_layers(&s, "inv/app", "v1", "amd64", &layers).await;
+    assert_eq!(again, digest);
+    assert_eq!(scan_now(&s, "inv/app", &digest).await["layers_read"], 1);
+}
