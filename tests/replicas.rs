@@ -211,7 +211,10 @@ impl Replica {
                 bytes.to_vec(),
             )
             .await;
-        assert_eq!(resp.status(), StatusCode::CREATED, "push blob to {repo}");
+        let status = resp.status();
+        // the body names what was unavailable when a 503 comes back
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::CREATED, "push blob to {repo}: {body}");
         digest
     }
 

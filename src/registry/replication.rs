@@ -36,7 +36,7 @@ use super::{Override, Registry, manifests::Origin};
 use crate::{
     error::{Error, Result},
     meta::replication::{ExecutionRow, ReplicationCounters, RuleRow, TaskRow},
-    oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag},
+    oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag, manifest::Platform},
     proxy::{Mount, Remote, UpstreamError},
 };
 
@@ -128,8 +128,8 @@ pub struct FilterInput {
     /// Platforms (`os/architecture`, or `os/architecture/variant`) an index is narrowed
     /// to: its copy lists only the images of these platforms (so it is a new index, with a
     /// digest of its own) and only those images are copied; an index with none of them is
-    /// skipped. A platform without a variant takes every variant. Images that are not in
-    /// an index are copied whatever their platform. Every platform when left out.
+    /// skipped. A platform without a variant takes every variant. An image tagged on its
+    /// own is taken by the platform its config names. Every platform when left out.
     #[serde(default)]
     pub platforms: Vec<String>,
 }
@@ -371,6 +371,59 @@ impl ReplicationRule {
                 .is_none_or(|range| tag_version(tag).is_some_and(|v| range.matches(&v)))
     }
 
+    /// Whether `filter.platforms` (every platform when empty) takes this one.
+    fn takes_platform(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+        self.platforms.is_empty()
+            || self.platforms.iter().any(|(o, a, v)| {
+                o == os && a == arch && v.as_deref().is_none_or(|v| Some(v) == variant)
+            })
+    }
+
+    /// Why the rule leaves out image `read` of `repo` (not an index): its config names a
+    /// platform `filter.platforms` does not list. `None` when it is taken (no filter, or no
+    /// platform named: an artifact).
+    async fn platform_refused(
+        &self,
+        source: &Side<'_>,
+        repo: &str,
+        read: &Read,
+    ) -> Step<Option<String>> {
+        if self.platforms.is_empty() {
+            return Ok(None);
+        }
+        let Ok(parsed) = Manifest::parse(&read.payload, Some(&read.media_type)) else {
+            return Ok(None);
+        };
+        let (Some(config), Some(media_type)) = (&parsed.config, &parsed.config_media_type) else {
+            return Ok(None);
+        };
+        if !Platform::is_image_config(media_type) || config.size > CONFIG_MAX {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        let mut stream = retry(|| source.blob(repo, &config.digest, 0)).await?;
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.map_err(UpstreamError::Unavailable)?);
+            if bytes.len() as u64 > CONFIG_MAX {
+                return Ok(None);
+            }
+        }
+        let platform = Platform::from_config(media_type, &bytes);
+        let (Some(os), Some(arch)) = (&platform.os, &platform.architecture) else {
+            return Ok(None);
+        };
+        if self.takes_platform(os, arch, platform.variant.as_deref()) {
+            return Ok(None);
+        }
+        let variant = platform
+            .variant
+            .map(|v| format!("/{v}"))
+            .unwrap_or_default();
+        Ok(Some(format!(
+            "the image's platform {os}/{arch}{variant} is not in filter.platforms"
+        )))
+    }
+
     /// The manifest `read` as the rule copies it: an index narrowed to `filter.platforms`
     /// (unchanged when it lists only those, `None` when it lists none of them); any other
     /// manifest as it is.
@@ -394,9 +447,7 @@ impl ReplicationRule {
             let (Some(os), Some(arch)) = (field("os"), field("architecture")) else {
                 return false;
             };
-            self.platforms.iter().any(|(o, a, v)| {
-                o == os && a == arch && v.as_deref().is_none_or(|v| Some(v) == field("variant"))
-            })
+            self.takes_platform(os, arch, field("variant"))
         });
         match entries.len() {
             0 => Ok(None),
@@ -766,7 +817,16 @@ impl Registry {
                     source.tag_digest(&repo, tag).await
                 } else {
                     match source.manifest(&repo, tag).await {
-                        Ok(Some(read)) => rule.narrowed(read).map(|r| r.map(|r| r.digest)),
+                        Ok(Some(read)) => match rule.narrowed(read) {
+                            Ok(Some(read)) => {
+                                match rule.platform_refused(&source, &repo, &read).await {
+                                    Ok(None) => Ok(Some(read.digest)),
+                                    Ok(Some(_)) => Ok(None),
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            other => other.map(|r| r.map(|r| r.digest)),
+                        },
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     }
@@ -1206,6 +1266,8 @@ impl<'a> Side<'a> {
 
 /// The largest manifest read from a remote.
 const MANIFEST_MAX: usize = 4 * 1024 * 1024;
+/// The largest image config read to learn an image's platform.
+const CONFIG_MAX: u64 = 1024 * 1024;
 
 /// Paces blob bytes to the rule's bandwidth limit.
 struct Throttle {
@@ -1397,6 +1459,9 @@ impl Run<'_> {
                 "the index lists none of filter.platforms".into(),
             ));
         };
+        if let Some(why) = rule.platform_refused(&source, repo, &read).await? {
+            return Ok(Outcome::Skipped(source_digest, why));
+        }
         let there = retry(|| destination.tag_digest(to, tag)).await?;
         let outcome = match there {
             Some(d) if d == read.digest => {

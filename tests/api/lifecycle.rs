@@ -945,7 +945,10 @@ async fn a_collected_layer_is_read_again_when_pushed_again() {
     let resp = s.delete(&format!("/v2/inv/app/manifests/{digest}")).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     gc(&s, false).await;
-    assert!(!object_exists(&s, &sha256(&layer)), "the layer was collected");
+    assert!(
+        !object_exists(&s, &sha256(&layer)),
+        "the layer was collected"
+    );
 
     let (again, _) = push_layers(&s, "inv/app", "v1", "amd64", &layers).await;
     assert_eq!(again, digest);

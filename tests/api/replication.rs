@@ -588,6 +588,48 @@ async fn a_semver_range_and_platforms_narrow_what_is_copied() {
         "{skipped:#}"
     );
     assert_eq!(digest_at(d, "none/apps/multi", "v1").await, None);
+
+    // Images outside an index are taken by the platform their config names.
+    for arch in ["arm64", "amd64"] {
+        let config = image_config("linux", arch, Some("v8").filter(|_| arch == "arm64"));
+        source
+            .push_image_with("apps/single", arch, &config, &[arch.as_bytes()])
+            .await;
+    }
+    let single = json!({
+        "direction": "push",
+        "remote": { "url": d },
+        "filter": { "repositories": "apps/single", "platforms": ["linux/arm64"] },
+        "destination_namespace": "one",
+    });
+    put_rule(&source, "single", single).await;
+    let run = run_rule(&source, "single").await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(
+        digest_at(d, "one/apps/single", "arm64").await,
+        digest_at(&source.base, "apps/single", "arm64").await
+    );
+    assert_eq!(digest_at(d, "one/apps/single", "amd64").await, None);
+    let skipped = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["source"] == "apps/single:amd64")
+        .expect("a task for amd64")
+        .clone();
+    assert_eq!(skipped["state"], "skipped", "{skipped:#}");
+    assert_eq!(
+        skipped["message"],
+        "the image's platform linux/amd64 is not in filter.platforms"
+    );
+    let (_, drift) = api(
+        &source,
+        Method::GET,
+        "/replication/rules/single/drift",
+        None,
+    )
+    .await;
+    assert_eq!(drift["items"], json!([]), "{drift:#}");
 }
 
 #[tokio::test]
