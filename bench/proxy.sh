@@ -87,7 +87,7 @@ rb --registry "$up" --state "$work/up.json" --label fill push-many --images "$im
 python3 - "$work/up.json" "$work/cache.json" "$cache" <<'EOF'
 import json, sys
 state = json.load(open(sys.argv[1]))
-state["registry"] = sys.argv[3]
+state["registry"] = sys.argv[3].rstrip("/") + "/"  # as regbench writes it
 for image in state["many"]:
     image["repo"] = "hub/" + image["repo"]
 json.dump(state, open(sys.argv[2], "w"))

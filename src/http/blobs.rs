@@ -8,7 +8,7 @@ use axum::{
 
 use super::{Ctx, docker_content_digest, empty};
 use crate::{
-    error::Result,
+    error::{Error, Result},
     oci::{Digest, RepoName},
     registry::{BlobFill, RangeRequest},
 };
@@ -19,12 +19,24 @@ pub(super) async fn get(
     digest: Digest,
     head: bool,
 ) -> Result<Response> {
-    // A miss under a pull-through cache prefix: the upstream's bytes, as they are cached.
-    if let Some(fill) = ctx.registry.proxy_blob(&name, &digest).await? {
-        return Ok(filled(fill, &digest, head));
+    match serve(&ctx, &name, &digest, head).await {
+        // A miss under a pull-through cache prefix: the upstream's bytes, as they are
+        // cached (a hit costs a proxied repository nothing more than any other).
+        Err(Error::BlobUnknown | Error::NameUnknown) if ctx.registry.is_proxied(&name) => {
+            match ctx.registry.proxy_blob(&name, &digest).await? {
+                Some(fill) => Ok(filled(fill, &digest, head)),
+                // cached meanwhile by a concurrent request this one waited for
+                None => serve(&ctx, &name, &digest, head).await,
+            }
+        }
+        other => other,
     }
+}
+
+/// The blob as this registry holds it.
+async fn serve(ctx: &Ctx<'_>, name: &RepoName, digest: &Digest, head: bool) -> Result<Response> {
     if head {
-        let size = ctx.registry.stat_blob(&name, &digest).await?;
+        let size = ctx.registry.stat_blob(name, digest).await?;
         return Ok(empty(
             StatusCode::OK,
             &[
@@ -35,7 +47,7 @@ pub(super) async fn get(
             ],
         ));
     }
-    if let Some(url) = ctx.registry.blob_redirect(&name, &digest).await? {
+    if let Some(url) = ctx.registry.blob_redirect(name, digest).await? {
         // The client sends its Range, if any, to the store, which answers it.
         return Ok(empty(
             StatusCode::TEMPORARY_REDIRECT,
@@ -49,7 +61,7 @@ pub(super) async fn get(
     // RFC 9110 §14.2: a Range that does not parse (another unit, several ranges, last
     // before first) is ignored and the whole blob served; one past the end is a 416.
     let range = ctx.header(header::RANGE).and_then(RangeRequest::parse);
-    let blob = ctx.registry.open_blob(&name, &digest, range).await?;
+    let blob = ctx.registry.open_blob(name, digest, range).await?;
     let (status, length) = match &blob.range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
         None => (StatusCode::OK, blob.size),

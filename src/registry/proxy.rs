@@ -194,7 +194,9 @@ impl Registry {
         Ok(evicted)
     }
 
-    /// [`Registry::get_manifest`], filling the cache first when `repo` is proxied.
+    /// [`Registry::get_manifest`], filling the cache first when `repo` is proxied and the
+    /// manifest is not cached, or its tag was last checked upstream longer ago than the
+    /// rule's `tag_ttl`. A hit costs a digest nothing more than any pull, a tag one lookup.
     pub async fn pull_manifest(
         &self,
         repo: &RepoName,
@@ -202,10 +204,26 @@ impl Registry {
         payload: bool,
         actor: Option<&str>,
     ) -> Result<StoredManifest> {
-        if let Some((rule, upstream_name)) = self.proxy_rule(repo) {
-            self.fill_manifest(rule, upstream_name, repo, reference)
-                .await?;
+        let Some((rule, upstream_name)) = self.proxy_rule(repo) else {
+            return self.get_manifest(repo, reference, payload, actor).await;
+        };
+        let fresh = match reference {
+            Reference::Digest(_) => true,
+            Reference::Tag(tag) => self
+                .meta
+                .proxy_tag_checked(repo, tag)
+                .await?
+                .is_some_and(|checked| self.clock.now() - checked < rule.tag_ttl_secs),
+        };
+        if fresh {
+            match self.get_manifest(repo, reference, payload, actor).await {
+                // not cached (or deleted here; or the repository is not made yet): fetched
+                Err(Error::ManifestUnknown | Error::NameUnknown) => {}
+                served => return served,
+            }
         }
+        self.fill_manifest(rule, upstream_name, repo, reference)
+            .await?;
         self.get_manifest(repo, reference, payload, actor).await
     }
 
