@@ -148,9 +148,9 @@ impl Meta {
 
     /// Claims `digests` for deletion and deletes their rows, in one transaction: a digest is
     /// claimed only when no writer is at work on it, and its row deleted only when it is still
-    /// unlinked and older than `cutoff` (with the scanner's inventory of it). Returns the deleted `(digest, size)`, whose objects
-    /// the caller deletes before [`Meta::release_blob_claims`]; the other claims are released
-    /// here.
+    /// unlinked and older than `cutoff` (with the scanner's inventory of it). Returns the
+    /// deleted `(digest, size)`, whose objects the caller deletes before
+    /// [`Meta::release_blob_claims`]; the other claims are released here.
     pub async fn claim_and_delete_blobs(
         &self,
         digests: &[Digest],

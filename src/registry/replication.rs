@@ -424,6 +424,23 @@ impl ReplicationRule {
         )))
     }
 
+    /// What the rule copies of manifest `read` (a source tag's) from `repo`: the manifest
+    /// [narrowed](Self::narrowed) to `filter.platforms`, or why it is skipped.
+    async fn as_copied(
+        &self,
+        source: &Side<'_>,
+        repo: &str,
+        read: Read,
+    ) -> Step<std::result::Result<Read, String>> {
+        let Some(read) = self.narrowed(read)? else {
+            return Ok(Err("the index lists none of filter.platforms".into()));
+        };
+        Ok(match self.platform_refused(source, repo, &read).await? {
+            Some(why) => Err(why),
+            None => Ok(read),
+        })
+    }
+
     /// The manifest `read` as the rule copies it: an index narrowed to `filter.platforms`
     /// (unchanged when it lists only those, `None` when it lists none of them); any other
     /// manifest as it is.
@@ -812,26 +829,21 @@ impl Registry {
             };
             let source_tags = source.tags(&repo, &rule).await.map_err(upstream)?;
             for tag in &source_tags {
-                // What a run would put there: the index as narrowed to the rule's platforms.
+                // What a run would put there (with platforms, a manifest read and narrowed).
                 let digest = if rule.platforms.is_empty() {
-                    source.tag_digest(&repo, tag).await
+                    source.tag_digest(&repo, tag).await.map_err(upstream)?
                 } else {
-                    match source.manifest(&repo, tag).await {
-                        Ok(Some(read)) => match rule.narrowed(read) {
-                            Ok(Some(read)) => {
-                                match rule.platform_refused(&source, &repo, &read).await {
-                                    Ok(None) => Ok(Some(read.digest)),
-                                    Ok(Some(_)) => Ok(None),
-                                    Err(e) => Err(e),
-                                }
-                            }
-                            other => other.map(|r| r.map(|r| r.digest)),
-                        },
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e),
+                    match source.manifest(&repo, tag).await.map_err(upstream)? {
+                        Some(read) => rule
+                            .as_copied(&source, &repo, read)
+                            .await
+                            .map_err(upstream)?
+                            .ok()
+                            .map(|read| read.digest),
+                        None => None,
                     }
                 };
-                let Some(digest) = digest.map_err(upstream)? else {
+                let Some(digest) = digest else {
                     continue;
                 };
                 let there = destination
@@ -1453,15 +1465,10 @@ impl Run<'_> {
             .await?
             .ok_or(UpstreamError::NotFound)?;
         let source_digest = read.digest.clone();
-        let Some(read) = rule.narrowed(read)? else {
-            return Ok(Outcome::Skipped(
-                source_digest,
-                "the index lists none of filter.platforms".into(),
-            ));
+        let read = match rule.as_copied(&source, repo, read).await? {
+            Ok(read) => read,
+            Err(why) => return Ok(Outcome::Skipped(source_digest, why)),
         };
-        if let Some(why) = rule.platform_refused(&source, repo, &read).await? {
-            return Ok(Outcome::Skipped(source_digest, why));
-        }
         let there = retry(|| destination.tag_digest(to, tag)).await?;
         let outcome = match there {
             Some(d) if d == read.digest => {

@@ -88,6 +88,29 @@ async fn execution(s: &TestServer, id: i64) -> Value {
     e
 }
 
+/// The drift report of rule `name`.
+async fn drift(s: &TestServer, name: &str) -> Value {
+    let (status, report) = api(
+        s,
+        Method::GET,
+        &format!("/replication/rules/{name}/drift"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    report
+}
+
+/// The task of execution `run` that copied (or skipped) `source` (`repository:tag`).
+fn task<'a>(run: &'a Value, source: &str) -> &'a Value {
+    run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["source"] == source)
+        .unwrap_or_else(|| panic!("no task for {source}: {run:#}"))
+}
+
 /// The digest `repo:reference` has on a registry at `base` (a HEAD), if any.
 async fn digest_at(base: &str, repo: &str, reference: &str) -> Option<String> {
     let resp = reqwest::Client::new()
@@ -441,10 +464,9 @@ async fn berth_to_berth_copies_an_index_with_its_referrers_and_a_rerun_moves_not
     );
 
     // The drift report sees a new tag before the next run, and nothing after it.
-    let (_, drift) = api(&source, Method::GET, "/replication/rules/to-b/drift", None).await;
-    assert_eq!(drift["items"], json!([]), "in step");
+    assert_eq!(drift(&source, "to-b").await["items"], json!([]), "in step");
     source.push_image("apps/one", "v1", &[b"moved on"]).await;
-    let (_, drift) = api(&source, Method::GET, "/replication/rules/to-b/drift", None).await;
+    let drift = drift(&source, "to-b").await;
     let items = drift["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{drift:#}");
     assert_eq!(items[0]["source"], "apps/one:v1");
@@ -558,8 +580,7 @@ async fn a_semver_range_and_platforms_narrow_what_is_copied() {
     let again = run_rule(&source, "arm").await;
     assert_eq!(again["bytes_moved"], 0, "{again:#}");
     assert_eq!(again["manifests_copied"], 0, "{again:#}");
-    let (_, drift) = api(&source, Method::GET, "/replication/rules/arm/drift", None).await;
-    assert_eq!(drift["items"], json!([]), "{drift:#}");
+    assert_eq!(drift(&source, "arm").await["items"], json!([]));
 
     // Every platform listed: the index as it is, digest kept; none listed: skipped.
     let all = json!(["linux/amd64", "linux/arm64", "linux/ppc64le"]);
@@ -572,13 +593,7 @@ async fn a_semver_range_and_platforms_narrow_what_is_copied() {
     put_rule(&source, "none", rule("none", json!(["windows/amd64"]))).await;
     let run = run_rule(&source, "none").await;
     assert_eq!(run["state"], "succeeded", "{run:#}");
-    let skipped = run["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["source"].as_str().unwrap().ends_with(":v1"))
-        .expect("a task for v1")
-        .clone();
+    let skipped = task(&run, "apps/multi:v1");
     assert_eq!(skipped["state"], "skipped", "{skipped:#}");
     assert!(
         skipped["message"]
@@ -610,26 +625,13 @@ async fn a_semver_range_and_platforms_narrow_what_is_copied() {
         digest_at(&source.base, "apps/single", "arm64").await
     );
     assert_eq!(digest_at(d, "one/apps/single", "amd64").await, None);
-    let skipped = run["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["source"] == "apps/single:amd64")
-        .expect("a task for amd64")
-        .clone();
+    let skipped = task(&run, "apps/single:amd64");
     assert_eq!(skipped["state"], "skipped", "{skipped:#}");
     assert_eq!(
         skipped["message"],
         "the image's platform linux/amd64 is not in filter.platforms"
     );
-    let (_, drift) = api(
-        &source,
-        Method::GET,
-        "/replication/rules/single/drift",
-        None,
-    )
-    .await;
-    assert_eq!(drift["items"], json!([]), "{drift:#}");
+    assert_eq!(drift(&source, "single").await["items"], json!([]));
 }
 
 #[tokio::test]
