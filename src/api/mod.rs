@@ -97,6 +97,8 @@ pub fn routes() -> Router<AppState> {
         scans::scans,
         scans::packages,
         scans::sbom,
+        scans::import_report,
+        scans::reports,
         vulnerabilities::image,
         vulnerabilities::changes,
         vulnerabilities::overview,

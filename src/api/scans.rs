@@ -1,7 +1,8 @@
-//! `/api/v1/repositories/{name}/-/images/{digest}/{scan,scans,packages,sbom,vulnerabilities}`:
+//! `/api/v1/repositories/{name}/-/images/{digest}/{scan,scans,packages,sbom,reports,vulnerabilities}`:
 //! scanning an image (queued, or at once with `?wait=true`), its scan history, the inventory
 //! of installed packages its newest successful scan found and that inventory as a CycloneDX
-//! or SPDX document; its findings are routed from here to [`super::vulnerabilities`].
+//! or SPDX document, and the reports of other scanners (Trivy, Grype) imported for it; its
+//! findings are routed from here to [`super::vulnerabilities`].
 
 use axum::{
     Json,
@@ -15,7 +16,7 @@ use super::{ApiError, ApiResult, Caller, Page, Problem, StrictPaging, images, pa
 use crate::{
     auth::Role,
     oci::{Digest, RepoName},
-    registry::{ImagePackage, PackageFilter, ScanRecord},
+    registry::{ImagePackage, ImportedReport, PackageFilter, ScanRecord},
     scan::sbom::Format,
     state::AppState,
 };
@@ -35,6 +36,8 @@ pub(super) enum ScanResource {
     Vulnerabilities,
     /// `…/vulnerabilities/changes`.
     VulnerabilityChanges,
+    /// `…/reports`.
+    Reports,
 }
 
 /// `images/{digest}/scan` and the like: the digest and the resource, when `sub` is one.
@@ -48,6 +51,7 @@ pub(super) fn scan_resource(sub: &str) -> Option<(&str, ScanResource)> {
         "sbom" => ScanResource::Sbom,
         "vulnerabilities" => ScanResource::Vulnerabilities,
         "vulnerabilities/changes" => ScanResource::VulnerabilityChanges,
+        "reports" => ScanResource::Reports,
         _ => return None,
     };
     Some((digest, resource))
@@ -173,13 +177,7 @@ pub(super) async fn scans(
         cursor: None,
     }
     .limit()?;
-    let before = match query.cursor.as_deref() {
-        None | Some("") => 0,
-        Some(c) => c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::bad_request("cursor: not a cursor of this listing")
-                .with_details(images::param("cursor"))
-        })?,
-    };
+    let before = before_id(query.cursor.as_deref())?;
     let items = app
         .registry
         .image_scans(repo, digest, before, limit + 1)
@@ -327,6 +325,123 @@ pub(super) async fn sbom(
         .into_response())
 }
 
+/// The id cursor of a listing newest first (scans, reports): 0 for the first page.
+fn before_id(cursor: Option<&str>) -> ApiResult<i64> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(c) => c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request("cursor: not a cursor of this listing")
+                .with_details(images::param("cursor"))
+        }),
+    }
+}
+
+/// The largest report imported (64 MiB: Trivy's JSON of a large image, descriptions
+/// included, is a few MiB).
+pub const MAX_REPORT_BYTES: usize = 64 << 20;
+
+/// Imports a vulnerability report another scanner wrote for the image: Trivy's JSON (`trivy
+/// image -f json`, schema version 2) or Grype's (`grype -o json`). The report must name this
+/// image (its manifest or config digest), or for an index one of its images, which the
+/// import then names with its platform; each finding's layer is mapped from the report's
+/// DiffID to the layer blob. The findings are then shown under `…/vulnerabilities?scanner=`;
+/// the scanning policy judges Berth's own scan. Needs the push right.
+#[utoipa::path(
+    post,
+    path = "/api/v1/repositories/{name}/-/images/{digest}/reports",
+    tag = "scanning",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("digest" = String, Path, description = "The manifest's digest"),
+    ),
+    request_body(content = Object, description = "A Trivy or Grype JSON report", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Imported", body = ImportedReport),
+        (status = 400, description = "Not a Trivy or Grype report, of another image, naming a layer the image has not, or malformed", body = Problem),
+        (status = 404, description = "No such manifest in the repository (`MANIFEST_UNKNOWN`)", body = Problem),
+        (status = 413, description = "Over 64 MiB", body = Problem),
+        (status = "4XX", description = "Refused, or a malformed digest", body = Problem),
+    )
+)]
+pub(super) async fn import_report(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
+    images::grant_needing(caller, repo, |g| g.push, "push").await?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            format!("the report is over {MAX_REPORT_BYTES} bytes"),
+        )
+    };
+    // A declared length over the cap is refused before anything is read.
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REPORT_BYTES as u64) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(request.into_body(), MAX_REPORT_BYTES)
+        .await
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("reading the report: {e}"))
+            }
+        })?;
+    let report = app
+        .registry
+        .import_report(repo, digest, &body, &caller.identity.name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(report)).into_response())
+}
+
+/// The reports imported for an image (or for an index naming it), newest first: scanner,
+/// version, the image it is about, who imported it when, and its counts by severity.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/-/images/{digest}/reports",
+    tag = "scanning",
+    params(
+        ("name" = String, Path, description = "Repository name"),
+        ("digest" = String, Path, description = "The manifest's digest"),
+        StrictPaging,
+    ),
+    responses(
+        (status = 200, description = "A page of imported reports; `next` leads on", body = Page<ImportedReport>),
+        (status = 404, description = "No such manifest in the repository (`MANIFEST_UNKNOWN`)", body = Problem),
+        (status = "4XX", description = "Refused, a malformed digest or a bad parameter", body = Problem),
+    )
+)]
+pub(super) async fn reports(
+    app: &AppState,
+    caller: &Caller,
+    repo: &RepoName,
+    digest: &Digest,
+    query: StrictPaging,
+) -> ApiResult<Response> {
+    caller.require(repo.as_str(), Role::Reporter).await?;
+    let limit = super::Paging {
+        limit: query.limit,
+        cursor: None,
+    }
+    .limit()?;
+    let before = before_id(query.cursor.as_deref())?;
+    let items = app
+        .registry
+        .imported_reports(repo, digest, before, limit + 1)
+        .await?;
+    let path = format!("/api/v1/repositories/{repo}/-/images/{digest}/reports");
+    Ok(paged(items, limit, &path, |r| r.id.to_string()))
+}
+
 /// Routes `sub`, one of the scanning sub-resources of `images/{digest}` ([`scan_resource`]).
 pub(super) async fn route(
     app: &AppState,
@@ -372,6 +487,15 @@ pub(super) async fn route(
             let super::ApiQuery(query) =
                 super::ApiQuery::from_request_parts(&mut parts, app).await?;
             super::vulnerabilities::image(app, caller, repo, &digest, query).await
+        }
+        (ScanResource::Reports, Method::POST) => {
+            let request = axum::extract::Request::from_parts(parts, body);
+            import_report(app, caller, repo, &digest, request).await
+        }
+        (ScanResource::Reports, Method::GET) => {
+            let super::ApiQuery(query) =
+                super::ApiQuery::from_request_parts(&mut parts, app).await?;
+            reports(app, caller, repo, &digest, query).await
         }
         (ScanResource::VulnerabilityChanges, Method::GET) => {
             let super::ApiQuery(query) =

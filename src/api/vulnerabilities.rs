@@ -22,11 +22,11 @@ use crate::{
     auth::Role,
     oci::{Digest, RepoName},
     registry::{
-        AffectedImage, FindingChange, FixedTags, SeverityCounts, SeveritySummary,
+        AffectedImage, FindingChange, FixedTags, ImportedReport, SeverityCounts, SeveritySummary,
         SuppressedVulnerability, Vulnerability, VulnerabilityFilter, VulnerabilityTotals,
         VulnerableImage,
     },
-    scan::osv::Severity,
+    scan::{osv::Severity, reports::Scanner},
     state::AppState,
 };
 
@@ -46,6 +46,9 @@ pub(super) struct ImageQuery {
     severity: Option<String>,
     /// `true`: only findings with a known fixed version.
     fixable: Option<bool>,
+    /// Whose findings: `berth` (the default: Berth's own scan), or `trivy` or `grype` (the
+    /// newest report of that scanner imported for the image).
+    scanner: Option<String>,
     /// Items per page (default 100, at most 1000).
     limit: Option<u32>,
     /// The `next` of the previous page (valid with the same filters).
@@ -62,6 +65,11 @@ pub(super) struct ImageVulnerabilityPage {
     summary: SeveritySummary,
     /// Findings an allowlist entry or a VEX statement suppresses, with why (not paged).
     suppressed: Vec<SuppressedVulnerability>,
+    /// Whose findings these are: `berth`, `trivy` or `grype`.
+    scanner: String,
+    /// The newest report of each other scanner imported for the image (for an index, per
+    /// child), with its counts: `?scanner=` shows its findings.
+    reports: Vec<ImportedReport>,
     /// The cursor of the next page; absent on the last one.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
@@ -153,11 +161,28 @@ pub(super) async fn image(
             .transpose()?,
         fixable: query.fixable.unwrap_or(false),
     };
+    let scanner = match query.scanner.as_deref() {
+        None | Some("") | Some("berth") => None,
+        Some(name) => Some(Scanner::parse(name).ok_or_else(|| {
+            bad_parameter(
+                "scanner",
+                format!("unknown scanner {name:?}: berth, trivy or grype"),
+            )
+        })?),
+    };
+    let reports = app.registry.newest_reports(repo, digest).await?;
     let found = app
         .registry
-        .image_vulnerabilities(repo, digest)
+        .image_vulnerabilities(repo, digest, scanner)
         .await?
-        .ok_or_else(|| not_scanned(repo, digest))?;
+        .ok_or_else(|| match scanner {
+            None => not_scanned(repo, digest, &reports),
+            Some(scanner) => ApiError::not_found(format!(
+                "no {} report was imported for {repo}@{digest}; \
+                 POST /api/v1/repositories/{repo}/-/images/{digest}/reports",
+                scanner.as_str()
+            )),
+        })?;
     let skip = usize::try_from(skip).unwrap_or(usize::MAX);
     let mut items: Vec<Vulnerability> = found
         .items
@@ -175,6 +200,9 @@ pub(super) async fn image(
     if filter.fixable {
         form.append_pair("fixable", "true");
     }
+    if let Some(scanner) = scanner {
+        form.append_pair("scanner", scanner.as_str());
+    }
     let filters = form.finish();
     let mut path = format!("/api/v1/repositories/{repo}/-/images/{digest}/vulnerabilities");
     if !filters.is_empty() {
@@ -184,15 +212,30 @@ pub(super) async fn image(
         items,
         summary: found.summary,
         suppressed: found.suppressed,
+        scanner: scanner.map_or("berth", Scanner::as_str).to_owned(),
+        reports,
         next: next.clone(),
     };
     Ok(with_link(page, &path, limit, next.as_deref()))
 }
 
-fn not_scanned(repo: &RepoName, digest: &Digest) -> ApiError {
+fn not_scanned(repo: &RepoName, digest: &Digest, reports: &[ImportedReport]) -> ApiError {
+    let mut imported: Vec<&str> = reports.iter().map(|r| r.scanner.as_str()).collect();
+    imported.dedup();
+    let also = match imported.as_slice() {
+        [] => String::new(),
+        names => format!(
+            " (reports imported: {})",
+            names
+                .iter()
+                .map(|n| format!("?scanner={n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     ApiError::not_found(format!(
         "{repo}@{digest} has not been scanned successfully yet; \
-         POST /api/v1/repositories/{repo}/-/images/{digest}/scan"
+         POST /api/v1/repositories/{repo}/-/images/{digest}/scan{also}"
     ))
 }
 
@@ -232,7 +275,7 @@ pub(super) async fn changes(
         .registry
         .finding_changes(repo, digest, before, limit + 1)
         .await?
-        .ok_or_else(|| not_scanned(repo, digest))?;
+        .ok_or_else(|| not_scanned(repo, digest, &[]))?;
     let path = format!("/api/v1/repositories/{repo}/-/images/{digest}/vulnerabilities/changes");
     Ok(paged(items, limit, &path, |c| c.id.to_string()))
 }

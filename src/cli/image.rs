@@ -1,4 +1,5 @@
-//! `berth image ls|show` against a server's `/api/v1/repositories/{name}/-/images`.
+//! `berth image ls|show|signatures|import-report` against a server's
+//! `/api/v1/repositories/{name}/-/images`.
 
 use berth::oci::Digest;
 use clap::Subcommand;
@@ -52,6 +53,37 @@ pub(super) enum ImageCommand {
         /// The image's manifest digest, e.g. sha256:3b0a….
         digest: String,
     },
+    /// Import a Trivy (`trivy image -f json`) or Grype (`grype -o json`) report for an
+    /// image, shown beside Berth's own findings.
+    ImportReport {
+        /// The repository, e.g. team/app.
+        repository: String,
+        /// The image's manifest digest (an index's: the report names which of its images).
+        digest: String,
+        /// The report's JSON file.
+        file: std::path::PathBuf,
+    },
+}
+
+/// What an import answers.
+#[derive(Deserialize)]
+struct ImportedReport {
+    id: i64,
+    scanner: String,
+    scanner_version: Option<String>,
+    image: String,
+    findings: u64,
+    summary: Summary,
+}
+
+/// Findings by severity.
+#[derive(Deserialize)]
+struct Summary {
+    critical: u64,
+    high: u64,
+    medium: u64,
+    low: u64,
+    unknown: u64,
 }
 
 /// A platform: `{os, architecture, variant}`.
@@ -343,6 +375,48 @@ pub(super) async fn run(args: &RemoteArgs, command: ImageCommand) -> anyhow::Res
                 }
                 table.print();
             }
+        }
+        ImageCommand::ImportReport {
+            repository: name,
+            digest,
+            file,
+        } => {
+            let digest: Digest = digest
+                .parse()
+                .map_err(|e| anyhow::anyhow!("digest {digest:?}: {e}"))?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let report: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is not a JSON report: {e}", file.display()))?;
+            let path = format!(
+                "/repositories/{}/-/images/{digest}/reports",
+                repository(&name)?
+            );
+            let text = remote
+                .call(reqwest::Method::POST, &path, &[], Some(report))
+                .await?;
+            if args.json {
+                print_raw(&text);
+                return Ok(());
+            }
+            let r: ImportedReport = serde_json::from_str(&text)?;
+            let s = r.summary;
+            println!(
+                "imported {} {} report {} for {}: {} findings (critical {}, high {}, medium {}, \
+                 low {}, unknown {})",
+                r.scanner,
+                r.scanner_version
+                    .as_deref()
+                    .unwrap_or("(version not given)"),
+                r.id,
+                r.image,
+                r.findings,
+                s.critical,
+                s.high,
+                s.medium,
+                s.low,
+                s.unknown
+            );
         }
     }
     Ok(())

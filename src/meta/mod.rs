@@ -41,6 +41,7 @@ pub mod proxy;
 pub mod quarantine;
 pub mod quotas;
 pub mod replication;
+pub mod reports;
 pub mod repositories;
 pub mod scan_policy;
 pub mod scans;

@@ -44,6 +44,7 @@ mod proxy;
 mod quarantine;
 mod quotas;
 mod replication;
+mod reports;
 mod repositories;
 mod scan_policy;
 mod scans;
@@ -82,6 +83,7 @@ pub use quotas::{QuotaLimits, QuotaStatus, WARN_PERCENT_DEFAULT};
 pub use replication::{
     DriftEntry, ExecutionView, FilterInput, RemoteInput, ReplicationRuleInput, ReplicationRuleView,
 };
+pub use reports::ImportedReport;
 pub use scan_policy::{
     AllowScope, AllowlistEntry, EffectiveFlag, EffectiveScanPolicy, EffectiveSeverity, FieldError,
     NewEntry, SCAN_POLICY_FIELDS, ScanPolicy, ScanPolicyPatch, ScanPolicySettings,

@@ -366,7 +366,7 @@ impl Registry {
         let policy = self.effective_scan_policy(repo).await?;
         let reason = match policy.block_severity.value {
             None => None,
-            Some(threshold) => match self.image_vulnerabilities(repo, digest).await {
+            Some(threshold) => match self.image_vulnerabilities(repo, digest, None).await {
                 Ok(Some(found)) => {
                     let fixable_only = policy.only_fixable.value;
                     let blocking: Vec<_> = found

@@ -188,10 +188,12 @@ struct SbomLayer {
 }
 
 /// An image manifest to scan: itself, or a child of the index scanned.
-struct Target {
-    digest: Digest,
-    platform: Option<Platform>,
-    layers: Vec<Digest>,
+pub(super) struct Target {
+    pub(super) digest: Digest,
+    pub(super) platform: Option<Platform>,
+    /// Its config blob.
+    pub(super) config: Option<Digest>,
+    pub(super) layers: Vec<Digest>,
     /// The index's attestation manifests about this image (BuildKit's
     /// `vnd.docker.reference.digest`), whose SBOM layers are read like SBOM referrers.
     attestations: Vec<Digest>,
@@ -474,7 +476,11 @@ impl Registry {
 
     /// The image manifests `digest` stands for: itself, or the children of an index
     /// (attestations left out). `ManifestInvalid` when it is no image.
-    async fn scan_targets(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Target>> {
+    pub(super) async fn scan_targets(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Target>> {
         let stored = self
             .meta
             .manifest_by_digest(repo, digest, true)
@@ -753,6 +759,7 @@ fn image_target(digest: Digest, platform: Option<Platform>, manifest: &Manifest)
     Ok(Target {
         digest,
         platform,
+        config: manifest.config.as_ref().map(|c| c.digest.clone()),
         attestations: Vec::new(),
         layers: manifest
             .layers

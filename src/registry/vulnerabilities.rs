@@ -1,7 +1,8 @@
 //! The vulnerabilities of an image: the findings stored for its newest successful scan's
 //! inventory (matched at the end of the scan, and again after every advisory import that
 //! concerns it, without reading a blob). For an index, each child's findings, naming its
-//! platform; a child pulled by digest has those its index's scan found in it.
+//! platform; a child pulled by digest has those its index's scan found in it. The same view
+//! of a report another scanner wrote, imported for the image ([`super::reports`]).
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use crate::{
     error::Result,
     meta::findings::FindingRow,
     oci::{Digest, RepoName, Tag},
-    scan::osv::Severity,
+    scan::{osv::Severity, reports::Scanner},
 };
 
 /// An advisory affecting a package of an image.
@@ -34,7 +35,8 @@ pub struct Vulnerability {
     pub installed_version: String,
     /// The lowest version above it that fixes it; `null` when no fix is known.
     pub fixed_version: Option<String>,
-    /// The digest of the layer that brought the installed version in.
+    /// The digest of the layer that brought the installed version in (empty when an imported
+    /// report names none).
     pub layer: String,
     /// For an index, the platform of the child it was found in; `null` for an image.
     pub platform: Option<PackagePlatform>,
@@ -154,15 +156,24 @@ impl Registry {
     }
 
     /// The findings of image `digest` in `repo` as stored for its newest successful scan
-    /// (matched against the advisories stored since); `None` when the image has no
-    /// successful scan (nor, for an index's child, an index scanned with it).
+    /// (matched against the advisories stored since), or with `scanner`, as the newest
+    /// report of that scanner imported for it says; `None` when there is neither (nor, for an
+    /// index's child, an index scanned with it). Allowlist entries and VEX statements
+    /// suppress findings of either.
     pub async fn image_vulnerabilities(
         &self,
         repo: &RepoName,
         digest: &Digest,
+        scanner: Option<Scanner>,
     ) -> Result<Option<ImageVulnerabilities>> {
-        let repository_id = self.image_repository(repo, digest).await?;
-        let Some(rows) = self.stored_findings(repository_id, digest).await? else {
+        let rows = match scanner {
+            None => {
+                let repository_id = self.image_repository(repo, digest).await?;
+                self.stored_findings(repository_id, digest).await?
+            }
+            Some(scanner) => self.imported_findings(repo, digest, scanner).await?,
+        };
+        let Some(rows) = rows else {
             return Ok(None);
         };
         let mut items: Vec<Vulnerability> = rows.into_iter().map(Vulnerability::from).collect();

@@ -75,6 +75,17 @@ struct Finding {
     fixed_more: i64,
 }
 
+/// A report of another scanner imported for the image: its newest per scanner and image.
+struct ImportedLine {
+    /// `trivy 0.58.1`.
+    scanner: String,
+    /// The platform of the child it is about, or the digest of the image.
+    image: String,
+    when: String,
+    by: String,
+    severities: Severities,
+}
+
 #[derive(Template)]
 #[template(path = "image.html")]
 struct ImagePage {
@@ -96,6 +107,7 @@ struct ImagePage {
     scanned: bool,
     severities: Severities,
     findings: Vec<Finding>,
+    imported: Vec<ImportedLine>,
 }
 
 pub(super) async fn image(
@@ -116,7 +128,36 @@ pub(super) async fn image(
             other => other.into(),
         })?;
     let signatures = app.registry.image_signatures(repo, &digest).await?;
-    let vulnerabilities = app.registry.image_vulnerabilities(repo, &digest).await?;
+    let vulnerabilities = app
+        .registry
+        .image_vulnerabilities(repo, &digest, None)
+        .await?;
+    let imported = app
+        .registry
+        .newest_reports(repo, &digest)
+        .await?
+        .into_iter()
+        .map(|r| ImportedLine {
+            scanner: match &r.scanner_version {
+                Some(v) => format!("{} {v}", r.scanner),
+                None => r.scanner.clone(),
+            },
+            image: r.platform.as_ref().map_or_else(
+                || r.image.clone(),
+                |p| {
+                    [&p.os, &p.architecture, &p.variant]
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                },
+            ),
+            when: format::ago(r.imported_at, viewer.now),
+            by: r.imported_by,
+            severities: Severities::of(&r.summary),
+        })
+        .collect();
     let tree = app.registry.referrer_tree(repo, &digest).await?;
     let fixed_in = match &vulnerabilities {
         Some(v) => {
@@ -294,6 +335,7 @@ pub(super) async fn image(
         scanned,
         severities,
         findings,
+        imported,
     };
     Ok(render(viewer, &page))
 }

@@ -17,7 +17,7 @@ use crate::common::{
 const MIB: usize = 1024 * 1024;
 
 /// What a run of the binary printed, and how it ended.
-struct Run {
+pub(crate) struct Run {
     code: i32,
     stdout: String,
     stderr: String,
@@ -25,7 +25,7 @@ struct Run {
 
 impl Run {
     /// Insists on success and returns the standard output.
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert_eq!(
             self.code, 0,
             "exit {}\nstdout:\n{}\nstderr:\n{}",
@@ -35,7 +35,7 @@ impl Run {
     }
 
     /// Insists on failure and returns the standard error.
-    fn failed(self) -> String {
+    pub(crate) fn failed(self) -> String {
         assert_ne!(self.code, 0, "succeeded unexpectedly:\n{}", self.stdout);
         self.stderr
     }
@@ -76,7 +76,7 @@ async fn berth_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// Runs `berth ARGS --registry <the server>` without a token.
-async fn berth(s: &TestServer, args: &[&str]) -> Run {
+pub(crate) async fn berth(s: &TestServer, args: &[&str]) -> Run {
     berth_as(s, None, args).await
 }
 

@@ -32,6 +32,7 @@ mod quarantine;
 mod quotas;
 mod referrers;
 mod replication;
+mod reports;
 mod repositories;
 mod sbom;
 mod scan_policy;

@@ -21,17 +21,17 @@ const OPENVEX: &str = "application/vnd.openvex+json";
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// An installed package of the test images: (binary, version, source).
-type Package = (&'static str, &'static str, &'static str);
+pub(crate) type Package = (&'static str, &'static str, &'static str);
 
 /// openssl 3.0.11: DSA-0001-1 (CVE-2024-0001), high, fixed in 3.0.13.
-const OPENSSL: Package = ("libssl3", "3.0.11-1~deb12u1", "openssl");
+pub(crate) const OPENSSL: Package = ("libssl3", "3.0.11-1~deb12u1", "openssl");
 /// zlib: DEBIAN-CVE-2024-0002, critical, fixed in +deb12u1.
-const ZLIB: Package = ("zlib1g", "1:1.2.13.dfsg-1", "zlib");
+pub(crate) const ZLIB: Package = ("zlib1g", "1:1.2.13.dfsg-1", "zlib");
 /// glibc: DEBIAN-CVE-2024-0003, medium, no fix known.
 const GLIBC: Package = ("libc6", "2.36-9+deb12u3", "glibc");
 
 /// A gzip tar layer with Debian 12's os-release and a dpkg database of `packages`.
-fn debian_layer(packages: &[Package]) -> Vec<u8> {
+pub(crate) fn debian_layer(packages: &[Package]) -> Vec<u8> {
     let status: String = packages
         .iter()
         .map(|(name, version, source)| {
@@ -101,7 +101,7 @@ fn advisory(id: &str, alias: &str, package: &str, fixed: Option<&str>, urgency: 
 }
 
 /// Imports the three advisories of the test packages.
-async fn import_advisories(s: &TestServer) {
+pub(crate) async fn import_advisories(s: &TestServer) {
     let records = json!([
         advisory(
             "DSA-0001-1",
