@@ -960,11 +960,14 @@ impl StorageConfig {
 }
 
 /// `[[proxy]]` as written: a pull-through cache rule. Repositories under `prefix` are
-/// copies of the upstream's repository of the same name without the prefix.
-#[derive(Clone, Debug, Deserialize)]
+/// copies of the upstream's repository of the same name without the prefix. Rules managed
+/// through the API take the same keys as JSON, and are stored so.
+#[derive(Clone, Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyRuleFile {
-    /// The repository prefix (`hub` serves `hub/library/alpine` from `library/alpine`).
+    /// The repository prefix (`hub` serves `hub/library/alpine` from `library/alpine`);
+    /// through the API, the path's (a body may leave it out).
+    #[schema(required = false)]
     pub prefix: String,
     /// The upstream registries, tried in this order (the next one when one fails).
     pub upstreams: Vec<UpstreamFile>,
@@ -1012,7 +1015,7 @@ fn default_upstream_timeout() -> u64 {
 }
 
 /// One upstream of a `[[proxy]]` rule as written; secrets are named, never written here.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     /// The registry's base URL (`https://registry-1.docker.io`).
@@ -1024,6 +1027,7 @@ pub struct UpstreamFile {
     /// The environment variable holding the password or token.
     pub password_env: Option<String>,
     /// A file holding the password or token (instead of `password_env`).
+    #[schema(value_type = Option<String>)]
     pub password_file: Option<PathBuf>,
 }
 
@@ -1135,6 +1139,21 @@ impl ProxyRule {
             .enumerate()
             .map(|(i, r)| ProxyRule::resolve(r).with_context(|| format!("proxy[{i}]")))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        ProxyRule::check_together(&resolved.iter().collect::<Vec<_>>())?;
+        Ok(resolved)
+    }
+
+    /// A rule written as JSON (the keys of `[[proxy]]`, as the API takes and stores them),
+    /// checked like one of the configuration file, with its credentials read from the
+    /// environment or files named.
+    pub fn from_json(json: &str) -> anyhow::Result<(ProxyRule, ProxyRuleFile)> {
+        let file: ProxyRuleFile = serde_json::from_str(json)?;
+        Ok((ProxyRule::resolve(&file)?, file))
+    }
+
+    /// Checks that `rules` can be in force together: no prefix lies inside another one (a
+    /// repository would have two upstreams), no host is claimed twice.
+    pub fn check_together(resolved: &[&ProxyRule]) -> anyhow::Result<()> {
         for (i, a) in resolved.iter().enumerate() {
             for b in &resolved[i + 1..] {
                 let nested = |outer: &str, inner: &str| {
@@ -1156,7 +1175,7 @@ impl ProxyRule {
                 }
             }
         }
-        Ok(resolved)
+        Ok(())
     }
 
     fn resolve(rule: &ProxyRuleFile) -> anyhow::Result<ProxyRule> {

@@ -61,6 +61,8 @@ pub async fn serve(
     // One index for both services: on SQLite it holds the one writer.
     let index = meta::Meta::open(&config).await?;
     let registry = registry::Registry::new(index.clone(), blobs::Blobs::open(&config)?, &config);
+    // The pull-through cache rules of the API are in force from the first request.
+    registry.refresh_proxy_rules().await?;
     let auth = auth::Auth::open(index, &config.auth, config.clock.clone()).await?;
     if !auth.enabled() {
         tracing::warn!("auth is disabled: anyone who can reach this address may push and delete");

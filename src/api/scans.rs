@@ -336,6 +336,41 @@ fn before_id(cursor: Option<&str>) -> ApiResult<i64> {
     }
 }
 
+/// A report as `POST …/reports` takes it (for the OpenAPI document; the body is read by
+/// [`crate::scan::reports`]): Trivy's fields or Grype's, the others of each ignored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used.
+#[schema(rename_all = "camelCase")]
+struct ReportBody {
+    /// Trivy: `2`.
+    #[schema(rename = "SchemaVersion")]
+    schema_version: Option<i64>,
+    /// Trivy: `container_image`.
+    #[schema(rename = "ArtifactType")]
+    artifact_type: Option<String>,
+    /// Trivy: `{"ImageID", "RepoDigests"}`, the image's config and manifest digests.
+    #[schema(rename = "Metadata", value_type = Option<Object>)]
+    metadata: Option<serde_json::Value>,
+    /// Trivy: `[{"Vulnerabilities": [{"VulnerabilityID", "VendorIDs", "PkgName",
+    /// "InstalledVersion", "FixedVersion", "Severity", "Layer": {"Digest", "DiffID"}}]}]`.
+    #[schema(rename = "Results", value_type = Option<Vec<Object>>)]
+    results: Option<serde_json::Value>,
+    /// Trivy: `{"Version"}`.
+    #[schema(rename = "Trivy", value_type = Option<Object>)]
+    trivy: Option<serde_json::Value>,
+    /// Grype: `[{"vulnerability": {"id", "severity", "fix": {"versions"}},
+    /// "relatedVulnerabilities": [{"id"}], "artifact": {"name", "version", "locations":
+    /// [{"layerID"}]}}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    matches: Option<serde_json::Value>,
+    /// Grype: `{"type": "image", "target": {"imageID", "manifestDigest", "repoDigests"}}`.
+    #[schema(value_type = Option<Object>)]
+    source: Option<serde_json::Value>,
+    /// Grype: `{"name": "grype", "version"}`.
+    #[schema(value_type = Option<Object>)]
+    descriptor: Option<serde_json::Value>,
+}
+
 /// The largest report imported (64 MiB: Trivy's JSON of a large image, descriptions
 /// included, is a few MiB).
 pub const MAX_REPORT_BYTES: usize = 64 << 20;
@@ -354,7 +389,7 @@ pub const MAX_REPORT_BYTES: usize = 64 << 20;
         ("name" = String, Path, description = "Repository name"),
         ("digest" = String, Path, description = "The manifest's digest"),
     ),
-    request_body(content = Object, description = "A Trivy or Grype JSON report", content_type = "application/json"),
+    request_body(content = ReportBody, description = "A Trivy or Grype JSON report", content_type = "application/json"),
     responses(
         (status = 201, description = "Imported", body = ImportedReport),
         (status = 400, description = "Not a Trivy or Grype report, of another image, naming a layer the image has not, or malformed", body = Problem),

@@ -1,5 +1,6 @@
 //! The pull-through cache's freshness: when each cached tag was last fetched or revalidated
-//! from its upstream (`proxy_tags`).
+//! from its upstream (`proxy_tags`); and the rules managed through the API (`proxy_rules`),
+//! as the JSON they were given in.
 
 use super::Meta;
 use crate::{
@@ -18,7 +19,62 @@ pub struct CachedRepository {
     pub bytes: i64,
 }
 
+/// A rule managed through the API, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredProxyRule {
+    /// Its prefix.
+    pub prefix: String,
+    /// The rule as JSON (the keys of `[[proxy]]`).
+    pub rule: String,
+    /// When it was last written (unix seconds).
+    pub updated_at: i64,
+    /// Who wrote it.
+    pub updated_by: String,
+}
+
 impl Meta {
+    /// The rules managed through the API, by prefix.
+    pub async fn stored_proxy_rules(&self) -> Result<Vec<StoredProxyRule>> {
+        Ok(sqlx::query_as(
+            "SELECT prefix, rule, updated_at, updated_by FROM proxy_rules ORDER BY prefix",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Creates or replaces the rule of `prefix`; true when it was created.
+    pub async fn put_proxy_rule(&self, prefix: &str, rule: &str, by: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let existed: Option<(String,)> =
+            sqlx::query_as("SELECT prefix FROM proxy_rules WHERE prefix = $1")
+                .bind(prefix)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO proxy_rules (prefix, rule, updated_at, updated_by) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (prefix) DO UPDATE \
+             SET rule = excluded.rule, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by",
+        )
+        .bind(prefix)
+        .bind(rule)
+        .bind(self.now())
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(existed.is_none())
+    }
+
+    /// Deletes the rule of `prefix`; false when there was none.
+    pub async fn delete_proxy_rule(&self, prefix: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM proxy_rules WHERE prefix = $1")
+            .bind(prefix)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// When `tag` of `repo` was last fetched or revalidated upstream, if ever.
     pub async fn proxy_tag_checked(&self, repo: &RepoName, tag: &Tag) -> Result<Option<i64>> {
         let row: Option<(i64,)> = sqlx::query_as(

@@ -90,8 +90,9 @@ const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
 
 /// Clients of the upstreams of every rule, with their tokens and back-offs.
 pub struct Upstreams {
-    /// One client per rule (its timeouts), by prefix.
-    clients: HashMap<String, reqwest::Client>,
+    /// One client per timeout a rule sets, made when first needed (rules come and go
+    /// through the API).
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
     link: Link,
 }
 
@@ -157,14 +158,15 @@ fn http_client(timeout_secs: u64) -> reqwest::Result<reqwest::Client> {
 const RETRY_AFTER_MAX_SECS: u64 = 600;
 
 impl Upstreams {
-    /// Clients for `rules`; fails only if TLS cannot be set up.
+    /// Clients for `rules` (others are made when a rule needs one); fails only if TLS
+    /// cannot be set up.
     pub fn new(rules: &[ProxyRule], clock: Clock) -> anyhow::Result<Upstreams> {
         let mut clients = HashMap::new();
         for rule in rules {
-            clients.insert(rule.prefix.clone(), http_client(rule.timeout_secs)?);
+            clients.insert(rule.timeout_secs, http_client(rule.timeout_secs)?);
         }
         Ok(Upstreams {
-            clients,
+            clients: Mutex::new(clients),
             link: Link {
                 tokens: Mutex::default(),
                 backoff: Some(Mutex::default()),
@@ -185,7 +187,7 @@ impl Upstreams {
         self.first_of(rule, |up| async move {
             let client = self.client(rule)?;
             self.link
-                .manifest(client, up, repo, reference, max_bytes)
+                .manifest(&client, up, repo, reference, max_bytes)
                 .await
         })
         .await
@@ -204,7 +206,7 @@ impl Upstreams {
             let response = self
                 .link
                 .send(
-                    self.client(rule)?,
+                    &self.client(rule)?,
                     up,
                     Call::pull(Method::HEAD, &path, repo),
                 )
@@ -225,7 +227,11 @@ impl Upstreams {
             let path = format!("/v2/{repo}/blobs/{digest}");
             let response = self
                 .link
-                .send(self.client(rule)?, up, Call::pull(Method::GET, &path, repo))
+                .send(
+                    &self.client(rule)?,
+                    up,
+                    Call::pull(Method::GET, &path, repo),
+                )
                 .await?;
             let size = response.content_length();
             let url = up.url.clone();
@@ -263,10 +269,17 @@ impl Upstreams {
         Err(failure)
     }
 
-    fn client(&self, rule: &ProxyRule) -> Result<&reqwest::Client, UpstreamError> {
-        self.clients
-            .get(&rule.prefix)
-            .ok_or_else(|| UpstreamError::BadAnswer(format!("no client for {}", rule.prefix)))
+    /// The client with `rule`'s timeouts (a clone shares its connections).
+    fn client(&self, rule: &ProxyRule) -> Result<reqwest::Client, UpstreamError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&rule.timeout_secs) {
+            return Ok(client.clone());
+        }
+        let client = http_client(rule.timeout_secs).map_err(|e| {
+            UpstreamError::Unavailable(format!("no HTTP client for {}: {e}", rule.prefix))
+        })?;
+        clients.insert(rule.timeout_secs, client.clone());
+        Ok(client)
     }
 }
 

@@ -16,7 +16,10 @@
 //! 5. objects the index does not know (orphans) past the grace period, under the same claim.
 //!
 //! A collector that dies leaves claims behind; the next run finishes their deletions once the
-//! lease has expired. Reviews (continuous collection) run phases 2–4 for one repository.
+//! lease has expired. A deletion the store refuses releases its claim all the same: the
+//! object, its row gone, is an orphan that phase 5 of a later run deletes, and meanwhile the
+//! digest can be pushed again. Reviews (continuous collection) run phases 2–4 for one
+//! repository.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -402,14 +405,13 @@ impl Registry {
     /// gone, so the object goes too.
     async fn finish_stale_claims(&self, cutoff: i64, report: &mut GcReport) -> Result<()> {
         let stale = self.meta.stale_blob_claims(cutoff).await?;
-        let mut done = Vec::new();
-        for digest in stale {
-            match self.blobs.delete_blob(&digest).await {
-                Ok(()) => done.push(digest),
-                Err(e) => report.error(format!("deleting {digest}: {e}")),
+        for digest in &stale {
+            // Released whatever the outcome: an object left is an orphan for a later run.
+            if let Err(e) = self.blobs.delete_blob(digest).await {
+                report.error(format!("deleting {digest}: {e}"));
             }
         }
-        self.meta.release_blob_claims(&done).await?;
+        self.meta.release_blob_claims(&stale).await?;
         self.meta.reset_stale_writers(cutoff).await?;
         Ok(())
     }
@@ -626,7 +628,7 @@ impl Registry {
             .collect()
     }
 
-    /// Reports the objects deleted and releases their claims.
+    /// Reports the objects deleted and releases every claim of the sweep.
     async fn settle_sweep(
         &self,
         swept: Vec<(Digest, i64, Result<()>)>,
@@ -647,14 +649,15 @@ impl Registry {
                     }
                     report.counts.bytes += size;
                     report.item(item, None, &digest.to_string(), size, why);
-                    released.push(digest);
                 }
-                // The claim stays: the next run finishes the deletion.
+                // The claim goes too, or pushes of the digest would wait on it until the
+                // next run: the object left is an orphan, which a later run deletes.
                 Err(e) => report.error(format!(
                     "deleting {item} {digest}: {}",
                     crate::error::with_causes(&e)
                 )),
             }
+            released.push(digest);
         }
         self.meta.release_blob_claims(&released).await
     }

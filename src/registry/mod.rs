@@ -75,7 +75,7 @@ pub use crate::meta::{
 pub use exemptions::{OPENVEX_MEDIA_TYPE, SuppressedVulnerability, Suppression};
 pub use manifests::ManifestPut;
 pub use paging::{Page, page_size};
-pub use proxy::BlobFill;
+pub use proxy::{ActiveRule, ActiveRules, BlobFill, RuleSource};
 pub use quarantine::{
     ImageQuarantine, QuarantineOutcome, QuarantineRecord, REASON_MAX_BYTES, check_reason,
 };
@@ -178,7 +178,10 @@ impl Registry {
     pub async fn open(config: &Config) -> anyhow::Result<Registry> {
         let meta = Meta::open(config).await?;
         let blobs = Blobs::open(config)?;
-        Ok(Registry::new(meta, blobs, config))
+        let registry = Registry::new(meta, blobs, config);
+        // The pull-through cache rules of the API are in force from the first request.
+        registry.refresh_proxy_rules().await?;
+        Ok(registry)
     }
 
     /// The size limits this registry enforces.

@@ -2,6 +2,10 @@
 //! the rule's upstreams when a pull misses, then served like pushed ones (access control,
 //! statistics, quotas, collection and scanning apply to them unchanged).
 //!
+//! - Rules come from the configuration file and from the API. Those of the API are kept in
+//!   the index and read by every replica at start, after each change it makes, and every
+//!   few seconds ([`Registry::refresh_proxy_rules`]); a configured prefix is changed only in
+//!   the file.
 //! - A manifest by digest, once cached, is served without asking the upstream. A tag is
 //!   served from the cache for `tag_ttl` after it was fetched or revalidated; then one HEAD
 //!   upstream revalidates it (never a download, unless the tag moved). When the upstream
@@ -17,7 +21,10 @@
 //!   never completes a download. Concurrent misses of one blob fetch it once: the first
 //!   streams it, the others wait for it and read it from the store.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
@@ -33,9 +40,49 @@ use crate::{
     proxy::{UpstreamError, UpstreamManifest, Upstreams},
 };
 
+/// Where a rule in force comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleSource {
+    /// The configuration file's `[[proxy]]`.
+    Config,
+    /// `PUT /api/v1/proxy/rules/{prefix}`.
+    Api,
+}
+
+/// A pull-through cache rule in force.
+#[derive(Debug)]
+pub struct ActiveRule {
+    /// The rule.
+    pub rule: ProxyRule,
+    /// Where it comes from.
+    pub source: RuleSource,
+    /// For a rule of the API: when it was last written (unix seconds) and by whom.
+    pub updated: Option<(i64, String)>,
+    /// For a rule of the API: its JSON as stored (a replica re-reads only what changed).
+    stored: Option<String>,
+}
+
+impl ActiveRule {
+    fn configured(rule: &ProxyRule) -> Arc<ActiveRule> {
+        Arc::new(ActiveRule {
+            rule: rule.clone(),
+            source: RuleSource::Config,
+            updated: None,
+            stored: None,
+        })
+    }
+}
+
+/// The rules in force, configured ones first.
+pub type ActiveRules = Arc<Vec<Arc<ActiveRule>>>;
+
 /// What the pull-through cache keeps between requests, beside the index.
 pub(super) struct ProxyCache {
-    rules: Vec<ProxyRule>,
+    /// The rules of the configuration file.
+    configured: Vec<ProxyRule>,
+    /// Every rule in force: the configured ones, then those of the API.
+    rules: RwLock<ActiveRules>,
     upstreams: Option<Upstreams>,
     /// Upstream 404s by `repository@reference`, until when (clock seconds).
     not_found: Mutex<HashMap<String, i64>>,
@@ -56,8 +103,10 @@ impl ProxyCache {
                 None
             }
         };
+        let active = rules.iter().map(ActiveRule::configured).collect();
         ProxyCache {
-            rules: rules.to_vec(),
+            configured: rules.to_vec(),
+            rules: RwLock::new(Arc::new(active)),
             upstreams,
             not_found: Mutex::default(),
             in_flight: Mutex::default(),
@@ -123,21 +172,139 @@ fn upstream_error(e: UpstreamError, not_found: Error) -> Error {
 }
 
 impl Registry {
-    /// The pull-through cache rules, as configured.
-    pub fn proxy_rules(&self) -> &[ProxyRule] {
-        &self.proxy.rules
+    /// The pull-through cache rules in force: the configured ones, then those of the API.
+    pub fn proxy_rules(&self) -> ActiveRules {
+        self.proxy
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the rules of the API from the index and puts them in force beside the
+    /// configured ones. A stored rule this replica cannot resolve (a credential's variable
+    /// or file missing here) or that clashes with a configured one is left out, logged.
+    pub async fn refresh_proxy_rules(&self) -> Result<()> {
+        let stored = self.meta.stored_proxy_rules().await?;
+        let mut active: Vec<Arc<ActiveRule>> = self
+            .proxy
+            .configured
+            .iter()
+            .map(ActiveRule::configured)
+            .collect();
+        let current = self.proxy_rules();
+        for row in stored {
+            // An unchanged rule keeps its resolved form (its secrets are not read again).
+            let kept = current.iter().find(|a| {
+                a.rule.prefix == row.prefix && a.stored.as_deref() == Some(row.rule.as_str())
+            });
+            let resolved = match kept {
+                Some(kept) => Ok(kept.rule.clone()),
+                None => ProxyRule::from_json(&row.rule).map(|(rule, _)| rule),
+            }
+            .and_then(|rule| {
+                let all: Vec<&ProxyRule> = active.iter().map(|a| &a.rule).chain([&rule]).collect();
+                ProxyRule::check_together(&all)?;
+                Ok(rule)
+            });
+            match resolved {
+                Ok(rule) => active.push(Arc::new(ActiveRule {
+                    rule,
+                    source: RuleSource::Api,
+                    updated: Some((row.updated_at, row.updated_by)),
+                    stored: Some(row.rule),
+                })),
+                Err(e) => {
+                    tracing::warn!(prefix = %row.prefix, error = %format!("{e:#}"), "a pull-through cache rule of the API is not in force on this replica");
+                }
+            }
+        }
+        *self.proxy.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(active);
+        Ok(())
+    }
+
+    /// Creates or replaces the rule of `prefix` from `json` (the keys of `[[proxy]]`; a
+    /// `prefix` in it must be this one), as `by`; true when created. `Conflict` for a
+    /// configured prefix, `BadRequest` naming the key for a rule that does not check or
+    /// clashes with another (a prefix inside another's, a host routed twice).
+    pub async fn put_proxy_rule(
+        &self,
+        prefix: &str,
+        json: serde_json::Value,
+        by: &str,
+    ) -> Result<(bool, Arc<ActiveRule>)> {
+        let prefix = self.managed_prefix(prefix)?;
+        let mut json = match json {
+            serde_json::Value::Object(map) => map,
+            _ => return Err(Error::BadRequest("the rule must be a JSON object".into())),
+        };
+        match json.get("prefix") {
+            None => {}
+            Some(serde_json::Value::String(given)) if given.trim_end_matches('/') == prefix => {}
+            Some(given) => {
+                return Err(Error::BadRequest(format!(
+                    "prefix: {given} differs from the path's {prefix:?}"
+                )));
+            }
+        }
+        json.insert("prefix".into(), prefix.clone().into());
+        let text = serde_json::Value::Object(json).to_string();
+        let (rule, file) =
+            ProxyRule::from_json(&text).map_err(|e| Error::BadRequest(format!("{e:#}")))?;
+        let others = self.proxy_rules();
+        let all: Vec<&ProxyRule> = others
+            .iter()
+            .filter(|a| a.rule.prefix != prefix)
+            .map(|a| &a.rule)
+            .chain([&rule])
+            .collect();
+        ProxyRule::check_together(&all).map_err(|e| Error::BadRequest(format!("{e:#}")))?;
+        let stored = serde_json::to_string(&file).map_err(anyhow::Error::from)?;
+        let created = self.meta.put_proxy_rule(&prefix, &stored, by).await?;
+        self.refresh_proxy_rules().await?;
+        let active = self
+            .proxy_rules()
+            .iter()
+            .find(|a| a.rule.prefix == prefix)
+            .cloned()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("rule {prefix} not in force")))?;
+        tracing::info!(%prefix, by, created, "pull-through cache rule saved");
+        Ok((created, active))
+    }
+
+    /// Deletes the rule of `prefix` (its cached repositories stay, as local ones).
+    /// `Conflict` for a configured prefix, `NotFound` when the API has no such rule.
+    pub async fn delete_proxy_rule(&self, prefix: &str) -> Result<()> {
+        let prefix = self.managed_prefix(prefix)?;
+        if !self.meta.delete_proxy_rule(&prefix).await? {
+            return Err(Error::NotFound);
+        }
+        self.refresh_proxy_rules().await?;
+        tracing::info!(%prefix, "pull-through cache rule deleted");
+        Ok(())
+    }
+
+    /// `prefix` without a trailing slash, when the API may manage it (not configured).
+    fn managed_prefix(&self, prefix: &str) -> Result<String> {
+        let prefix = prefix.trim_end_matches('/');
+        if self.proxy.configured.iter().any(|r| r.prefix == prefix) {
+            return Err(Error::Conflict(format!(
+                "the rule of {prefix:?} is set in the configuration file; change it there"
+            )));
+        }
+        Ok(prefix.to_owned())
     }
 
     /// The rule mirroring `repo` and the upstream's name for it (the name without the
     /// prefix), if any: `repo` lies under the rule's prefix and its include and exclude
     /// globs take that name.
-    fn proxy_rule<'a>(&'a self, repo: &'a RepoName) -> Option<(&'a ProxyRule, &'a str)> {
-        self.proxy.rules.iter().find_map(|rule| {
+    fn proxy_rule(&self, repo: &RepoName) -> Option<(Arc<ActiveRule>, String)> {
+        self.proxy_rules().iter().find_map(|active| {
             repo.as_str()
-                .strip_prefix(rule.prefix.as_str())
+                .strip_prefix(active.rule.prefix.as_str())
                 .and_then(|rest| rest.strip_prefix('/'))
-                .filter(|rest| !rest.is_empty() && rule.repositories.takes(rest))
-                .map(|rest| (rule, rest))
+                .filter(|rest| !rest.is_empty() && active.rule.repositories.takes(rest))
+                .map(|rest| (active.clone(), rest.to_owned()))
         })
     }
 
@@ -150,8 +317,9 @@ impl Registry {
     /// name under the prefix of the rule listing that host, if one does.
     pub fn mirror_name(&self, host: &str, name: &RepoName) -> Option<RepoName> {
         let host = host.to_ascii_lowercase();
-        let rule = self.proxy.rules.iter().find(|r| r.hosts.contains(&host))?;
-        format!("{}/{name}", rule.prefix).parse().ok()
+        let rules = self.proxy_rules();
+        let active = rules.iter().find(|a| a.rule.hosts.contains(&host))?;
+        format!("{}/{name}", active.rule.prefix).parse().ok()
     }
 
     /// Evicts cached repositories: those of a rule with `evict_after` not pulled for that
@@ -159,11 +327,18 @@ impl Registry {
     /// recently pulled. Pinned repositories stay. Their blobs are left to the collector.
     /// Returns the repositories evicted.
     pub async fn evict_cached(&self) -> Result<Vec<RepoName>> {
+        let rules = self.proxy_rules();
+        let evicting =
+            |a: &Arc<ActiveRule>| a.rule.evict_after_secs.is_some() || a.rule.max_bytes.is_some();
+        if !rules.iter().any(evicting) {
+            return Ok(Vec::new());
+        }
         // Pulls counted in memory are written first: they are what eviction weighs.
         self.flush_pull_stats().await?;
         let now = self.clock.now();
         let mut evicted = Vec::new();
-        for rule in &self.proxy.rules {
+        for active in rules.iter() {
+            let rule = &active.rule;
             if rule.evict_after_secs.is_none() && rule.max_bytes.is_none() {
                 continue;
             }
@@ -204,9 +379,10 @@ impl Registry {
         payload: bool,
         actor: Option<&str>,
     ) -> Result<StoredManifest> {
-        let Some((rule, upstream_name)) = self.proxy_rule(repo) else {
+        let Some((active, upstream_name)) = self.proxy_rule(repo) else {
             return self.get_manifest(repo, reference, payload, actor).await;
         };
+        let rule = &active.rule;
         let fresh = match reference {
             Reference::Digest(_) => true,
             Reference::Tag(tag) => self
@@ -222,7 +398,7 @@ impl Registry {
                 served => return served,
             }
         }
-        self.fill_manifest(rule, upstream_name, repo, reference)
+        self.fill_manifest(rule, &upstream_name, repo, reference)
             .await?;
         self.get_manifest(repo, reference, payload, actor).await
     }
@@ -451,9 +627,10 @@ impl Registry {
     /// the upstream (`Some`), or `None` when the normal read answers (not proxied, already
     /// cached, or fetched meanwhile by a concurrent request this one waited for).
     pub async fn proxy_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobFill>> {
-        let Some((rule, upstream_name)) = self.proxy_rule(repo) else {
+        let Some((active, upstream_name)) = self.proxy_rule(repo) else {
             return Ok(None);
         };
+        let (rule, upstream_name) = (&active.rule, upstream_name.as_str());
         if self.meta.linked_blob_size(repo, digest).await?.is_some() {
             return Ok(None);
         }

@@ -1,5 +1,5 @@
 //! Background tasks, owned by [`crate::serve`] and stopped by its cancellation token: the
-//! pull statistics flush, the pruning of finished webhook deliveries, and the ticking of the
+//! pull statistics flush, the reading of the pull-through cache's rules and its eviction, the pruning of finished webhook deliveries, and the ticking of the
 //! registry's job queue ([`jobs`]) that drives garbage collection (reviews, scheduled and
 //! requested runs) and cleanup policies on every replica. Workers only keep time: what each tick does is the registry's; the webhook
 //! sender ([`webhooks`]) also makes the HTTP requests, which the registry never does.
@@ -33,21 +33,26 @@ pub fn spawn(
             }
         }
     }));
-    if registry
-        .proxy_rules()
-        .iter()
-        .any(|r| r.evict_after_secs.is_some() || r.max_bytes.is_some())
-    {
-        let evictor = registry.clone();
-        set.spawn(every(PROXY_EVICTION_PERIOD, stop.clone(), move || {
-            let registry = evictor.clone();
-            async move {
-                if let Err(e) = registry.evict_cached().await {
-                    tracing::warn!(error = %e, "could not evict from the pull-through cache");
-                }
+    // Rules of the API come and go: every replica reads them every few seconds, and the
+    // evictor runs whatever the rules at start (a pass without eviction rules reads nothing).
+    let refresher = registry.clone();
+    set.spawn(every(PROXY_RULES_REFRESH, stop.clone(), move || {
+        let registry = refresher.clone();
+        async move {
+            if let Err(e) = registry.refresh_proxy_rules().await {
+                tracing::warn!(error = %e, "could not read the pull-through cache rules");
             }
-        }));
-    }
+        }
+    }));
+    let evictor = registry.clone();
+    set.spawn(every(PROXY_EVICTION_PERIOD, stop.clone(), move || {
+        let registry = evictor.clone();
+        async move {
+            if let Err(e) = registry.evict_cached().await {
+                tracing::warn!(error = %e, "could not evict from the pull-through cache");
+            }
+        }
+    }));
     set.spawn(webhooks::run(
         registry.clone(),
         worker_id(node_name),
@@ -78,6 +83,9 @@ pub fn spawn(
     }
     set
 }
+
+/// How often each replica reads the pull-through cache rules managed through the API.
+const PROXY_RULES_REFRESH: Duration = Duration::from_secs(5);
 
 /// How often the pull-through cache's eviction rules are applied.
 const PROXY_EVICTION_PERIOD: Duration = Duration::from_secs(60);

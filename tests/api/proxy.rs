@@ -627,8 +627,166 @@ async fn rules_are_listed_through_the_api() {
             "pinned": [],
             "include": [],
             "exclude": [],
+            "source": "config",
+            "updated_at": null,
+            "updated_by": null,
         }])
     );
+}
+
+/// A rule created through the API mirrors at once, beside the configured one; another
+/// replica reads it from the index; replaced, it changes there on the next read; deleted, its
+/// prefix is local again. The configured rule cannot be changed here, and each rule at fault
+/// (clashing with another, a key wrong) is refused by name with nothing changed.
+#[tokio::test]
+async fn rules_managed_through_the_api_are_in_force_on_every_replica() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let (digest, manifest) = upstream
+        .push_image("library/app", "v1", &[b"app layer"])
+        .await;
+    let put = |prefix: &str, body: serde_json::Value| {
+        cache
+            .req(Method::PUT, &format!("/api/v1/proxy/rules/{prefix}"))
+            .json(&body)
+            .send()
+    };
+    let rule = json!({
+        "upstreams": [{"url": gate.base}],
+        "hosts": ["quay.io"],
+        "tag_ttl": "1m",
+        "timeout_secs": 2,
+        "include": ["library/**"],
+    });
+    let resp = put("mirror", rule.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let created = json_body(resp).await;
+    assert_eq!(created["prefix"], "mirror");
+    assert_eq!(created["source"], "api");
+    assert_eq!(created["tag_ttl_secs"], 60);
+    assert_eq!(created["hosts"], json!(["quay.io"]));
+    assert_eq!(created["include"], json!(["library/**"]));
+    assert!(created["updated_at"].is_i64() && created["updated_by"].is_string());
+
+    let resp = cache.get("/v2/mirror/library/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "docker-content-digest").unwrap(), digest);
+    assert_eq!(body_of(resp).await, manifest);
+    assert!(
+        gate.take()
+            .iter()
+            .any(|r| r.starts_with("GET") && r.contains("/library/app/manifests/v1")),
+        "fetched from the upstream"
+    );
+    let resp = cache.get("/v2/library/app/manifests/v1?ns=quay.io").await;
+    assert_eq!(resp.status(), StatusCode::OK, "its host routes to it");
+    let listed = json_body(cache.get("/api/v1/proxy/rules").await).await;
+    let sources: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["prefix"].as_str().unwrap(), r["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, [("hub", "config"), ("mirror", "api")]);
+    let one = json_body(cache.get("/api/v1/proxy/rules/mirror").await).await;
+    assert_eq!(one, created);
+
+    // Another replica of the same index reads the rule at start, and a change on its next read.
+    let replica = cache.replica().await;
+    let prefixes = |rules: &berth::registry::ActiveRules| {
+        rules
+            .iter()
+            .map(|r| (r.rule.prefix.clone(), r.rule.tag_ttl_secs))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        prefixes(&replica.proxy_rules()),
+        [("hub".to_owned(), 600), ("mirror".to_owned(), 60)]
+    );
+    let mut longer = rule.clone();
+    longer["tag_ttl"] = json!("2m");
+    longer["prefix"] = json!("mirror");
+    let resp = put("mirror", longer).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "replaced");
+    replica.refresh_proxy_rules().await.unwrap();
+    assert_eq!(
+        prefixes(&replica.proxy_rules()),
+        [("hub".to_owned(), 600), ("mirror".to_owned(), 120)]
+    );
+
+    // Refused, each naming why; the rules stay as they were.
+    let mut hub_host = rule.clone();
+    hub_host["hosts"] = json!(["docker.io"]);
+    let mut no_upstream = rule.clone();
+    no_upstream["upstreams"] = json!([]);
+    let mut bad_ttl = rule.clone();
+    bad_ttl["tag_ttl"] = json!("10 parsecs");
+    let mut bad_glob = rule.clone();
+    bad_glob["include"] = json!(["library/[a"]);
+    let mut unset_secret = rule.clone();
+    unset_secret["upstreams"] =
+        json!([{"url": gate.base, "username": "u", "password_env": "BERTH_TEST_UNSET_SECRET"}]);
+    let mut other_prefix = rule.clone();
+    other_prefix["prefix"] = json!("elsewhere");
+    let mut unknown_key = rule.clone();
+    unknown_key["upstream"] = json!(gate.base);
+    let mut bad_url = rule.clone();
+    bad_url["upstreams"] = json!([{"url": "ftp://example.test"}]);
+    let cases = [
+        ("hub", rule.clone(), 409, "set in the configuration file"),
+        ("hub/inner", rule.clone(), 400, "overlap"),
+        ("mirror/inner", rule.clone(), 400, "overlap"),
+        ("other", hub_host, 400, "routed by both"),
+        ("other", no_upstream, 400, "upstreams"),
+        ("other", bad_ttl, 400, "tag_ttl"),
+        ("other", bad_glob, 400, "include"),
+        (
+            "other",
+            unset_secret,
+            400,
+            "BERTH_TEST_UNSET_SECRET is not set",
+        ),
+        ("other", other_prefix, 400, "differs from the path"),
+        ("other", unknown_key, 400, "unknown field `upstream`"),
+        ("other", bad_url, 400, "http:// or https://"),
+        ("other", json!(["not", "an", "object"]), 400, "JSON object"),
+        ("Bad Prefix", rule.clone(), 400, "prefix"),
+    ];
+    for (prefix, body, status, why) in cases {
+        let resp = put(prefix, body).await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{prefix}");
+        let body = json_body(resp).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(why),
+            "{prefix}: {message:?} should say {why:?}"
+        );
+    }
+    let after = json_body(cache.get("/api/v1/proxy/rules").await).await;
+    assert_eq!(after.as_array().map(Vec::len), Some(2), "{after}");
+
+    // Deleted: the prefix is local again, the upstream is not asked.
+    let resp = cache.delete("/api/v1/proxy/rules/mirror").await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    gate.take();
+    let resp = cache.get("/v2/mirror/library/other/manifests/v1").await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_eq!(gate.take(), Vec::<String>::new());
+    let resp = cache.get("/v2/mirror/library/app/manifests/v1").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "what was cached stays, as a local repository"
+    );
+    for (resp, status) in [
+        (cache.delete("/api/v1/proxy/rules/mirror").await, 404),
+        (cache.get("/api/v1/proxy/rules/mirror").await, 404),
+        (cache.delete("/api/v1/proxy/rules/hub").await, 409),
+    ] {
+        assert_eq!(resp.status().as_u16(), status);
+    }
+    replica.refresh_proxy_rules().await.unwrap();
+    assert_eq!(prefixes(&replica.proxy_rules()), [("hub".to_owned(), 600)]);
+    replica.close().await;
 }
 
 #[tokio::test]
