@@ -64,6 +64,13 @@ pub(super) enum ReplicationCommand {
         /// The namespace the copies go under on the destination.
         #[arg(long)]
         namespace: Option<String>,
+        /// A regex whose first match in each source repository's name is replaced by
+        /// --rename-to (`^library/` with an empty --rename-to drops that prefix).
+        #[arg(long, requires = "rename_to")]
+        rename_pattern: Option<String>,
+        /// What replaces --rename-pattern's match (`$1` for its first group).
+        #[arg(long, requires = "rename_pattern")]
+        rename_to: Option<String>,
         /// manual, on_push or cron.
         #[arg(long, default_value = "manual")]
         trigger: String,
@@ -111,6 +118,8 @@ struct Rule {
     #[serde(default)]
     filter: Value,
     destination_namespace: Option<String>,
+    #[serde(default)]
+    rename: Option<Value>,
     trigger: String,
     schedule: Option<String>,
     override_tags: bool,
@@ -228,12 +237,7 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
                         _ => "all".to_owned(),
                     },
                 ),
-                (
-                    "destination",
-                    r.destination_namespace
-                        .clone()
-                        .map_or_else(|| "same names".to_owned(), |n| format!("under {n}/")),
-                ),
+                ("destination", destination_of(&r)),
                 (
                     "trigger",
                     match &r.schedule {
@@ -270,6 +274,8 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
             semver,
             platforms,
             namespace,
+            rename_pattern,
+            rename_to,
             trigger,
             schedule,
             no_override,
@@ -291,6 +297,9 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
                     "platforms": platforms,
                 },
                 "destination_namespace": namespace,
+                "rename": rename_pattern.map(|pattern| json!({
+                    "pattern": pattern, "replacement": rename_to.unwrap_or_default(),
+                })),
                 "trigger": trigger,
                 "schedule": schedule,
                 "override_tags": !no_override,
@@ -432,4 +441,20 @@ pub(super) async fn run(args: &RemoteArgs, command: ReplicationCommand) -> anyho
 
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_owned()
+}
+
+/// Where a rule's copies go: the names (renamed or the same), under a namespace or not.
+fn destination_of(r: &Rule) -> String {
+    let names = match &r.rename {
+        Some(rename) => format!(
+            "renamed: {} -> {}",
+            rename["pattern"].as_str().unwrap_or_default(),
+            rename["replacement"].as_str().unwrap_or_default()
+        ),
+        None => "same names".to_owned(),
+    };
+    match &r.destination_namespace {
+        Some(ns) => format!("{names}, under {ns}/"),
+        None => names,
+    }
 }

@@ -54,6 +54,10 @@ pub struct ReplicationRuleInput {
     /// A namespace the copies go under (`mirror` puts `library/app` at `mirror/library/app`).
     #[serde(default)]
     pub destination_namespace: Option<String>,
+    /// Rewrites each source repository's name before the destination namespace is put in
+    /// front.
+    #[serde(default)]
+    pub rename: Option<RenameInput>,
     /// `manual`, `on_push` (a push to a matching repository; push rules only) or `cron`.
     #[serde(default = "manual")]
     pub trigger: String,
@@ -110,6 +114,22 @@ pub struct RemoteInput {
     pub timeout_secs: Option<u64>,
 }
 
+/// A rewrite of repository names: the first match of `pattern` (a regex) in the source
+/// repository's name is replaced by `replacement`, where `$1` or `${name}` stand for its
+/// groups. `{"pattern": "^library/", "replacement": ""}` copies `library/alpine` to `alpine`;
+/// `{"pattern": "^.*/", "replacement": ""}` keeps only the last segment. A name the pattern
+/// does not match is kept. Two source repositories renamed to one destination: the second is
+/// refused (a failed task), never merged.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameInput {
+    /// The regex matched against the source repository's name.
+    pub pattern: String,
+    /// What replaces the match (nothing when left out).
+    #[serde(default)]
+    pub replacement: String,
+}
+
 /// Which source content a rule takes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +162,8 @@ pub struct ReplicationRule {
     push: bool,
     repositories: globset::GlobMatcher,
     tags: regex::Regex,
+    /// `rename.pattern`, compiled.
+    rename: Option<regex::Regex>,
     versions: Option<semver::VersionReq>,
     /// `filter.platforms`, each split into os, architecture and the variant if given.
     platforms: Vec<(String, String, Option<String>)>,
@@ -256,6 +278,20 @@ impl ReplicationRuleInput {
                     format!("{tags_pattern:?} is not a regex: {e}"),
                 )
             })?;
+        let rename = match &self.rename {
+            Some(r) => Some(
+                regex::RegexBuilder::new(&r.pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| {
+                        bad(
+                            "rename.pattern",
+                            format!("{:?} is not a regex: {e}", r.pattern),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let versions = match &self.filter.semver {
             Some(range) => Some(semver::VersionReq::parse(range).map_err(|e| {
                 bad(
@@ -333,6 +369,7 @@ impl ReplicationRuleInput {
             push,
             repositories,
             tags,
+            rename,
             versions,
             platforms,
             schedule,
@@ -481,11 +518,16 @@ impl ReplicationRule {
         }
     }
 
-    /// The destination repository of source repository `name`.
+    /// The destination repository of source repository `name`: renamed, then under the
+    /// destination namespace.
     fn destination(&self, name: &str) -> std::result::Result<RepoName, String> {
+        let renamed = match (&self.rename, &self.input.rename) {
+            (Some(pattern), Some(input)) => pattern.replace(name, input.replacement.as_str()),
+            _ => name.into(),
+        };
         let full = match &self.input.destination_namespace {
-            Some(ns) => format!("{}/{name}", ns.trim_matches('/')),
-            None => name.to_owned(),
+            Some(ns) => format!("{}/{renamed}", ns.trim_matches('/')),
+            None => renamed.into_owned(),
         };
         full.parse()
             .map_err(|e| format!("destination {full:?} is not a repository name: {e}"))
@@ -1348,6 +1390,9 @@ impl Run<'_> {
         let repositories = retry(|| source.repositories(rule))
             .await
             .map_err(|e| e.to_string())?;
+        // Which source repository each destination is copied from (a rename may map two
+        // sources to one destination: the second is refused, never merged into the first).
+        let mut taken: HashMap<RepoName, String> = HashMap::new();
         for repo in repositories {
             let to = match rule.destination(&repo) {
                 Ok(to) => to,
@@ -1356,6 +1401,18 @@ impl Run<'_> {
                     continue;
                 }
             };
+            match taken.get(&to) {
+                Some(first) => {
+                    let why =
+                        format!("{to} is already the copy of {first}: the rename maps both there");
+                    self.task(&repo, to.as_str(), None, "failed", 0, why)
+                        .await?;
+                    continue;
+                }
+                None => {
+                    taken.insert(to.clone(), repo.clone());
+                }
+            }
             let tags = retry(|| source.tags(&repo, rule))
                 .await
                 .map_err(|e| e.to_string())?;

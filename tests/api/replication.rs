@@ -291,6 +291,14 @@ async fn bad_rules_are_refused_naming_the_field() {
             with(json!({ "destination_namespace": "Bad Name" })),
             "destination_namespace",
         ),
+        (
+            with(json!({ "rename": { "pattern": "(", "replacement": "" } })),
+            "rename.pattern",
+        ),
+        (
+            with(json!({ "rename": { "pattern": "x{99999999}" } })),
+            "rename.pattern",
+        ),
         (with(json!({ "bandwidth_limit": 0 })), "bandwidth_limit"),
         (
             with(
@@ -698,6 +706,98 @@ async fn a_pull_rule_copies_into_berth_and_refuses_a_lying_remote() {
     );
     let again = run_rule(&local, "from-a").await;
     assert_eq!(again["bytes_moved"], 0, "{again:#}");
+}
+
+/// `rename` rewrites each source name before the destination namespace: `^[^/]+/` → ``
+/// flattens one level. Two sources renamed to one destination: the first is copied, the
+/// second refused with why (never merged); a rename giving no valid name fails its
+/// repository alone. The drift report names the renamed destinations.
+#[tokio::test]
+async fn a_rename_rewrites_destination_names_and_never_merges_two_sources() {
+    let remote = quiet().await;
+    let (alpine, _) = remote.push_image("library/alpine", "3", &[b"alpine"]).await;
+    let (debian, _) = remote
+        .push_image("library/debian", "12", &[b"debian"])
+        .await;
+    remote
+        .push_image("team/alpine", "3", &[b"team alpine"])
+        .await;
+    let local = quiet().await;
+    put_rule(
+        &local,
+        "flatten",
+        json!({
+            "direction": "pull",
+            "remote": { "url": remote.base },
+            "rename": { "pattern": "^[^/]+/", "replacement": "" },
+            "destination_namespace": "flat",
+        }),
+    )
+    .await;
+    let run = run_rule(&local, "flatten").await;
+    assert_eq!(
+        task(&run, "library/alpine:3")["destination"],
+        "flat/alpine:3"
+    );
+    assert_eq!(task(&run, "library/alpine:3")["state"], "copied");
+    assert_eq!(
+        task(&run, "library/debian:12")["destination"],
+        "flat/debian:12"
+    );
+    let refused = task(&run, "team/alpine");
+    assert_eq!(refused["state"], "failed");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("flat/alpine is already the copy of library/alpine"),
+        "{refused}"
+    );
+    assert_eq!(
+        digest_at(&local.base, "flat/alpine", "3").await.as_deref(),
+        Some(alpine.as_str()),
+        "the first source's image, not the second's"
+    );
+    assert_eq!(
+        digest_at(&local.base, "flat/debian", "12").await.as_deref(),
+        Some(debian.as_str())
+    );
+    let report = drift(&local, "flatten").await;
+    let destinations: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["destination"].as_str())
+        .collect();
+    assert!(
+        destinations
+            .iter()
+            .all(|d| d.starts_with("flat/") && d.matches('/').count() == 1),
+        "{report}"
+    );
+
+    // A rename that gives no valid repository name fails that repository, with why.
+    put_rule(
+        &local,
+        "broken",
+        json!({
+            "direction": "pull",
+            "remote": { "url": remote.base },
+            "filter": { "repositories": "library/debian" },
+            "rename": { "pattern": "^.*$", "replacement": "Not A Name" },
+        }),
+    )
+    .await;
+    let run = run_rule(&local, "broken").await;
+    let failed = task(&run, "library/debian");
+    assert_eq!(failed["state"], "failed");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Not A Name\" is not a repository name"),
+        "{failed}"
+    );
 }
 
 #[tokio::test]
