@@ -11,6 +11,7 @@ mod gc;
 mod image;
 mod output;
 mod policy;
+mod proxy;
 mod remote;
 mod replication;
 mod repo;
@@ -131,6 +132,13 @@ enum Command {
         // boxed: `put` has many flags, and the other commands should not carry its size
         #[command(subcommand)]
         command: Box<replication::ReplicationCommand>,
+    },
+    /// Pull-through cache rules of a running server: list, and those of the API put, removed.
+    Proxy {
+        #[command(flatten)]
+        remote: remote::RemoteArgs,
+        #[command(subcommand)]
+        command: proxy::ProxyCommand,
     },
     /// Webhooks of a running server: subscriptions, their delivery log, redelivery.
     Webhook {
@@ -289,6 +297,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => runtime.block_on(stats::run(args)),
         Command::Policy { remote, command } => runtime.block_on(policy::run(&remote, command)),
         Command::Trust { remote, command } => runtime.block_on(trust::run(&remote, command)),
+        Command::Proxy { remote, command } => runtime.block_on(proxy::run(&remote, command)),
         Command::Replication { remote, command } => {
             runtime.block_on(replication::run(&remote, *command))
         }

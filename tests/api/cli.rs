@@ -1361,3 +1361,78 @@ async fn webhook_commands() {
     let empty = berth(&s, &["webhook", "ls"]).await.ok();
     assert_eq!(empty.lines().count(), 1, "{empty}");
 }
+
+/// `berth proxy put|ls|rm`: a rule of the API from a JSON file, listed after the
+/// configuration file's with its source, refused with the server's reason when it clashes,
+/// and removed; a file that is no JSON is refused before anything is sent.
+#[tokio::test]
+async fn proxy_commands() {
+    let rules = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "[[proxy]]\nprefix = \"hub\"\nupstreams = [{ url = \"http://127.0.0.1:9\" }]\n\
+             hosts = [\"docker.io\"]\n",
+        )
+        .unwrap();
+        berth::Config::load(Some(&path), Default::default())
+            .unwrap()
+            .proxy
+    };
+    let s = TestServer::start_with(|c| c.proxy = rules).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("quay.json");
+    std::fs::write(
+        &rule,
+        json!({"upstreams": [{"url": "https://quay.example"}], "hosts": ["quay.io"], "tag_ttl": "5m"})
+            .to_string(),
+    )
+    .unwrap();
+    let out = berth(&s, &["proxy", "put", "quay", rule.to_str().unwrap()])
+        .await
+        .ok();
+    assert!(out.contains("rule quay saved: 1 upstream(s)"), "{out}");
+    let table = berth(&s, &["proxy", "ls"]).await.ok();
+    assert_eq!(
+        row(&table, "hub")[..5],
+        ["hub", "config", "http://127.0.0.1:9", "docker.io", "600s"]
+    );
+    assert_eq!(
+        row(&table, "quay")[..5],
+        ["quay", "api", "https://quay.example", "quay.io", "300s"]
+    );
+    let listed = berth(&s, &["proxy", "ls", "--json"]).await.json();
+    assert_eq!(listed, api(&s, "/proxy/rules").await);
+
+    let clash = dir.path().join("clash.json");
+    std::fs::write(
+        &clash,
+        json!({"upstreams": [{"url": "https://other.example"}], "hosts": ["docker.io"]})
+            .to_string(),
+    )
+    .unwrap();
+    let err = berth(&s, &["proxy", "put", "other", clash.to_str().unwrap()])
+        .await
+        .failed();
+    assert!(err.contains("routed by both"), "{err}");
+    let err = berth(&s, &["proxy", "rm", "hub"]).await.failed();
+    assert!(err.contains("configuration file"), "{err}");
+    let not_json = dir.path().join("rule.toml");
+    std::fs::write(&not_json, "upstreams = []").unwrap();
+    let err = berth(&s, &["proxy", "put", "other", not_json.to_str().unwrap()])
+        .await
+        .failed();
+    assert!(err.contains("is not a JSON rule"), "{err}");
+
+    let out = berth(&s, &["proxy", "rm", "quay"]).await.ok();
+    assert!(out.contains("rule quay deleted"), "{out}");
+    let prefixes: Vec<String> = api(&s, "/proxy/rules")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["prefix"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(prefixes, ["hub"]);
+}
