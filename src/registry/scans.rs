@@ -218,7 +218,8 @@ impl Registry {
             .repository_id(repo)
             .await?
             .ok_or(Error::NameUnknown)?;
-        self.scan_image_in(repo, repository_id, digest).await
+        self.scan_image_in(repo, repository_id, digest, Urgency::Asked)
+            .await
     }
 
     /// Queues a scan of image `digest` of `repo` (once: a queued scan absorbs later requests).
@@ -309,7 +310,10 @@ impl Registry {
         let Some(repo) = self.meta.scan_repository_name(repository_id).await? else {
             return Ok(());
         };
-        match self.scan_image_in(&repo, repository_id, &digest).await {
+        match self
+            .scan_image_in(&repo, repository_id, &digest, Urgency::Background)
+            .await
+        {
             Ok(_) | Err(Error::ManifestUnknown) => Ok(()),
             Err(e) => Err(e),
         }
@@ -419,12 +423,16 @@ impl Registry {
         repo: &RepoName,
         repository_id: i64,
         digest: &Digest,
+        urgency: Urgency,
     ) -> Result<ScanRecord> {
         let started = Instant::now();
         let started_at = self.clock().now();
         let mut layers_read = 0;
         let outcome = match self.scan_targets(repo, digest).await {
-            Ok(targets) => match self.inventory_of(&targets, &mut layers_read).await? {
+            Ok(targets) => match self
+                .inventory_of(&targets, &mut layers_read, urgency)
+                .await?
+            {
                 Ok(mut rows) => {
                     self.add_sbom_packages(repo, &targets, &mut rows).await?;
                     Ok(rows)
@@ -541,6 +549,7 @@ impl Registry {
         &self,
         targets: &[Target],
         layers_read: &mut i64,
+        urgency: Urgency,
     ) -> Result<std::result::Result<Vec<PackageRow>, String>> {
         let mut known: HashMap<Digest, StoredLayer> = HashMap::new();
         for layer in targets.iter().flat_map(|t| &t.layers) {
@@ -551,7 +560,7 @@ impl Registry {
                 Some(stored) => stored,
                 None => {
                     *layers_read += 1;
-                    let stored = match self.read_layer(layer).await {
+                    let stored = match self.read_layer(layer, urgency).await {
                         Ok(stored) => stored,
                         Err(StoreFailed(e)) => return Err(e),
                     };
@@ -711,10 +720,16 @@ impl Registry {
         Ok(listed)
     }
 
-    /// Streams layer `digest` from the store through the indexer (one pass, in a blocking
-    /// task). A broken archive is a [`StoredLayer::Failed`]; a failing store is not the
-    /// layer's fault and is returned as [`StoreFailed`].
-    async fn read_layer(&self, digest: &Digest) -> std::result::Result<StoredLayer, StoreFailed> {
+    /// Streams layer `digest` from the store through the indexer (one pass, on a thread of
+    /// its own; for a background scan, one the kernel runs only when the CPU would otherwise
+    /// be idle, so that scans on push never take CPU time from pushes and pulls). A broken
+    /// archive is a [`StoredLayer::Failed`]; a failing store is not the layer's fault and is
+    /// returned as [`StoreFailed`].
+    async fn read_layer(
+        &self,
+        digest: &Digest,
+        urgency: Urgency,
+    ) -> std::result::Result<StoredLayer, StoreFailed> {
         self.metrics.scan_layer_read();
         let stream = self.blobs.read(digest, None).await.map_err(StoreFailed)?;
         let store_failed = Arc::new(AtomicBool::new(false));
@@ -724,10 +739,23 @@ impl Registry {
             std::io::Error::other(e)
         });
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-        let indexed =
-            tokio::task::spawn_blocking(move || index_layer(reader, LayerLimits::default()))
-                .await
-                .map_err(|e| StoreFailed(Error::Internal(anyhow::anyhow!("layer indexer: {e}"))))?;
+        let (sender, indexed) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("berth-scan".into())
+            .spawn(move || {
+                if urgency == Urgency::Background {
+                    idle_priority();
+                }
+                sender
+                    .send(index_layer(reader, LayerLimits::default()))
+                    .ok();
+            })
+            .map_err(|e| StoreFailed(Error::Internal(anyhow::anyhow!("layer indexer: {e}"))))?;
+        let indexed = indexed.await.map_err(|_| {
+            StoreFailed(Error::Internal(anyhow::anyhow!(
+                "layer indexer: the thread stopped"
+            )))
+        })?;
         match indexed {
             Ok(index) => Ok(StoredLayer::Indexed(index)),
             Err(e) if store_failed.load(Ordering::Relaxed) => {
@@ -738,6 +766,31 @@ impl Registry {
             }
             Err(e) => Ok(StoredLayer::Failed(e.to_string())),
         }
+    }
+}
+
+/// Who waits for a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// A caller, in its request (`?wait=true`).
+    Asked,
+    /// Nobody: a queued scan (on push, on demand without waiting).
+    Background,
+}
+
+/// Puts the calling thread in Linux's `SCHED_IDLE` class (any thread may enter it): it runs
+/// only on CPU time no other thread wants. Where that fails the scan runs as before.
+fn idle_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    if let Err(e) = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    ) {
+        tracing::debug!(error = ?e, "the layer indexer runs at normal priority");
     }
 }
 
