@@ -83,6 +83,9 @@ pub(super) struct ProxyCache {
     configured: Vec<ProxyRule>,
     /// Every rule in force: the configured ones, then those of the API.
     rules: RwLock<ActiveRules>,
+    /// Held by a refresh from its read of the index to its swap, so that a refresh that read
+    /// older rows never replaces a newer one's rules.
+    refreshing: tokio::sync::Mutex<()>,
     upstreams: Option<Upstreams>,
     /// Upstream 404s by `repository@reference`, until when (clock seconds).
     not_found: Mutex<HashMap<String, i64>>,
@@ -107,6 +110,7 @@ impl ProxyCache {
         ProxyCache {
             configured: rules.to_vec(),
             rules: RwLock::new(Arc::new(active)),
+            refreshing: tokio::sync::Mutex::new(()),
             upstreams,
             not_found: Mutex::default(),
             in_flight: Mutex::default(),
@@ -185,6 +189,7 @@ impl Registry {
     /// configured ones. A stored rule this replica cannot resolve (a credential's variable
     /// or file missing here) or that clashes with a configured one is left out, logged.
     pub async fn refresh_proxy_rules(&self) -> Result<()> {
+        let _one_at_a_time = self.proxy.refreshing.lock().await;
         let stored = self.meta.stored_proxy_rules().await?;
         let mut active: Vec<Arc<ActiveRule>> = self
             .proxy
