@@ -21,7 +21,9 @@
 # the milliseconds one CPU takes to hash 128 MiB on the idle machine, before the pushes and
 # after the server stopped (the mean of the two): the machine's speed at the time. On a
 # shared VM it changes from minute to minute, and a round whose modes saw different speeds
-# compares unequal machines.
+# compares unequal machines. Before each run the last run's data is deleted and the
+# filesystem flushed (`sync -f`; "flush": how long that took), so that no run pushes while the
+# one before is still being written back (on ext4 mounted with `discard`, also trimmed).
 # Defaults: regbench, 2000 images, 20 repositories, 3 rounds. Without --berth, Berth is built
 # in release first. --wait-idle S: before each run, wait (at most 15 minutes) until the
 # machine has been at most 10 % busy for S seconds in a row (for a shared machine).
@@ -70,7 +72,7 @@ while [ $# -gt 0 ]; do
     --pusher) pusher=${2:?}; shift 2 ;;
     --layer-kib) layer_kib=${2:?}; shift 2 ;;
     --wait-idle) wait_idle=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -174,11 +176,16 @@ sample=
 for round in $(seq "$rounds"); do
   if [ $((round % 2)) = 1 ]; then order="off on"; else order="on off"; fi
   for mode in $order; do
+    # The last run's data is deleted and the filesystem flushed first, so that no run starts
+    # while the one before is still being written back (or, with `discard`, trimmed).
+    f0=$(date +%s.%N)
+    rm -rf "$tmp/data"
+    sync -f "$tmp"
+    flushed=$(awk -v a="$f0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     if [ "$wait_idle" -gt 0 ]; then
       echo "round $round $mode: waited $(wait_for_idle "$wait_idle") s for an idle machine" |
         tee -a "$out"
     fi
-    rm -rf "$tmp/data"
     port=$(free_port)
     NO_COLOR=1 BERTH_LOG=warn "$berth" serve --config "$tmp/$mode.toml" --data-dir "$tmp/data" \
       --listen "127.0.0.1:$port" 2>"$tmp/berth.log" &
@@ -236,7 +243,7 @@ print("status %s, packages %s, layers_read %s, %s ms, error: %s"
       "$drain" "$layers" "$scan_secs" "$cpu_end" "$cpu_drained" "$cpu_start" \
       "$(awk -v a="$client_start" -v b="$client_end" 'BEGIN { printf "%.2f", b - a }')" \
       "$(awk -v a="$busy_start" -v b="$busy_end" 'BEGIN { printf "%.2f", b - a }')" \
-      "$probe_before" "$probe_after" \
+      "$probe_before" "$probe_after" "$flushed" \
       <<'EOF' | tee -a "$out"
 import json, re, sys
 text = open(sys.argv[1]).read()
@@ -246,6 +253,7 @@ text = open(sys.argv[1]).read()
 # server's and the client's are taken off is other processes' (0 on an otherwise idle machine).
 client, machine = float(sys.argv[14]), float(sys.argv[15])
 probe = (int(sys.argv[16]) + int(sys.argv[17])) // 2
+flushed = sys.argv[18]
 if text.lstrip().startswith("{"):
     # bench/push_images.py: its own figures cover the timed pushes only, not the generation.
     j = json.loads(text)
@@ -262,7 +270,7 @@ print(f"round {rnd} {mode:3} {rate:8.1f} images/s  p50 {p50} ms  p90 {p90} ms  "
       f"{drain} s  layers read {layers}  scan time {scan_secs} s  server CPU {cpu_end} s, "
       f"{cpu_drained} s drained  client CPU {client:.2f} s  other CPU "
       f"{max(0.0, machine - client - (float(cpu_end) - float(cpu_start))):.2f} s  "
-      f"probe {probe} ms")
+      f"probe {probe} ms  flush {flushed} s")
 EOF
   done
 done
@@ -275,10 +283,10 @@ row = re.compile(
     r"round (\d+) (\w+) +([\d.]+) images/s  p50 ([\d.]+) ms  p90 ([\d.]+) ms  scans (\d+) done "
     r"(\d+) queued at the end, (\d+) \((\d+) errors\) after ([\d.]+) s  layers read (\d+)  "
     r"scan time ([\d.]+) s  server CPU ([\d.]+) s, ([\d.]+) s drained"
-    r"(?:  client CPU ([\d.]+) s  other CPU ([\d.]+) s  probe (\d+) ms)?$")
+    r"(?:  client CPU ([\d.]+) s  other CPU ([\d.]+) s  probe (\d+) ms  flush ([\d.]+) s)?$")
 keys = ("round", "mode", "rate", "p50", "p90", "end_done", "end_queued", "done", "errors",
         "drain", "layers", "scan_secs", "cpu_end", "cpu_drained", "client_cpu", "other_cpu",
-        "probe")
+        "probe", "flush")
 rows = []
 for line in open(sys.argv[1]):
     m = row.match(line)
