@@ -19,11 +19,12 @@
 # client's: near 0 unless something else ran, e.g. a build, which skews that run); and one
 # scan's record from the API (its status, packages, layers read, duration, error). "probe":
 # the milliseconds one CPU takes to hash 128 MiB on the idle machine, before the pushes and
-# after the server stopped (the mean of the two): the machine's speed at the time. On a
-# shared VM it changes from minute to minute, and a round whose modes saw different speeds
-# compares unequal machines. Before each run the last run's data is deleted and the
-# filesystem flushed (`sync -f`; "flush": how long that took), so that no run pushes while the
-# one before is still being written back (on ext4 mounted with `discard`, also trimmed).
+# after the server stopped (the mean of the two): whether one CPU's speed changed between
+# runs (on a shared VM the server's CPU time for the same pushes can still vary by half
+# while the probe stays put, so compare the modes within a round). Before each run the last
+# run's data is deleted and the filesystem flushed (`sync -f`; "flush": how long that took),
+# so that no run pushes while the one before is still being written back (on ext4 mounted
+# with `discard`, also trimmed).
 # Defaults: regbench, 2000 images, 20 repositories, 3 rounds. Without --berth, Berth is built
 # in release first. --wait-idle S: before each run, wait (at most 15 minutes) until the
 # machine has been at most 10 % busy for S seconds in a row (for a shared machine).
@@ -72,7 +73,7 @@ while [ $# -gt 0 ]; do
     --pusher) pusher=${2:?}; shift 2 ;;
     --layer-kib) layer_kib=${2:?}; shift 2 ;;
     --wait-idle) wait_idle=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -138,8 +139,7 @@ children_cpu() {
   children_cpu_now=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] }
                  printf "%.2f", t }' "$tmp/times")
 }
-# Milliseconds one CPU takes to hash 128 MiB (sha256): how fast the machine is just now (on a
-# shared VM the same work can take much longer from one minute to the next).
+# Milliseconds one CPU takes to hash 128 MiB (sha256): how fast one CPU is just now.
 cpu_probe() {
   python3 -c 'import hashlib, time
 b = bytes(16 << 20); t = time.perf_counter()
@@ -147,7 +147,7 @@ for _ in range(8): hashlib.sha256(b).digest()
 print(f"{(time.perf_counter() - t) * 1000:.0f}")'
 }
 # Waits (at most 15 minutes) until the whole machine has been at most 10 % busy for $1
-# seconds in a row; prints how long it waited.
+# seconds in a row; says how long it waited.
 wait_for_idle() {
   local need=$1 quiet=0 waited=0 cpus b0 b1
   cpus=$(getconf _NPROCESSORS_ONLN)
@@ -160,7 +160,11 @@ wait_for_idle() {
       quiet=0
     fi
   done
-  echo "$waited"
+  if [ "$quiet" -ge "$need" ]; then
+    echo "waited $waited s for an idle machine"
+  else
+    echo "waited $waited s, the machine never idle: measuring anyway"
+  fi
 }
 
 printf '[scan]\non_push = false\n' >"$tmp/off.toml"
@@ -183,8 +187,7 @@ for round in $(seq "$rounds"); do
     sync -f "$tmp"
     flushed=$(awk -v a="$f0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     if [ "$wait_idle" -gt 0 ]; then
-      echo "round $round $mode: waited $(wait_for_idle "$wait_idle") s for an idle machine" |
-        tee -a "$out"
+      echo "round $round $mode: $(wait_for_idle "$wait_idle")" | tee -a "$out"
     fi
     port=$(free_port)
     NO_COLOR=1 BERTH_LOG=warn "$berth" serve --config "$tmp/$mode.toml" --data-dir "$tmp/data" \
@@ -310,9 +313,8 @@ for r in rows:
 print(f"  on: scans done when the pushes ended {fig('on', 'end_done', 0)}, still queued "
       f"{fig('on', 'end_queued', 0)}; after the drain {fig('on', 'done', 0)}: ok "
       f"{fig('on', 'ok', 0)}, error {fig('on', 'errors', 0)}, in {fig('on', 'drain', 1)} s; "
-      f"layers read "
-      f"{fig('on', 'layers', 0)}, summed scan time {fig('on', 'scan_secs', 2)} s, server CPU "
-      f"to the end of the drain {fig('on', 'cpu_drained', 2)} s")
+      f"layers read {fig('on', 'layers', 0)}, summed scan time {fig('on', 'scan_secs', 2)} s, "
+      f"server CPU to the end of the drain {fig('on', 'cpu_drained', 2)} s")
 per_round = []
 for rnd in sorted({r["round"] for r in rows}):
     o = [r["rate"] for r in rows if r["round"] == rnd and r["mode"] == "off"]
@@ -320,7 +322,8 @@ for rnd in sorted({r["round"] for r in rows}):
     per_round.append(n[0] / o[0])
 med = {m: {k: statistics.median(values(m, k)) for k in ("rate", "p50", "p90")} for m in ("off", "on")}
 print(f"on/off (ratio of the medians): images/s {med['on']['rate'] / med['off']['rate']:.2f} "
-      f"(per round {', '.join(f'{x:.2f}' for x in per_round)}), "
+      f"(per round {', '.join(f'{x:.2f}' for x in per_round)}; their median "
+      f"{statistics.median(per_round):.2f}), "
       f"p50 latency {med['on']['p50'] / med['off']['p50']:.2f}, "
       f"p90 latency {med['on']['p90'] / med['off']['p90']:.2f}")
 EOF
