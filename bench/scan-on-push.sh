@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Does scan on push slow pushes? Many small images pushed to Berth with `scan.on_push` off and
-# on (every image pushed queued for a scan, run by the job worker while the pushes go on).
+# on (every image pushed queued for a scan, run by the job worker once no scan has been queued
+# for `scan.quiet_secs`, default 2, so after the burst of pushes; --quiet-secs 0 runs each
+# scan as soon as the worker sees it, while the pushes go on).
 #
 #   bench/scan-on-push.sh [--pusher regbench|tar] [--images N] [--repos R] [--rounds K]
 #                         [--regbench BIN] [--berth BIN] [--layer-kib K] [--wait-idle S]
-#                         [--out FILE]
+#                         [--quiet-secs S] [--out FILE]
 #
 # Each round starts a fresh Berth (SQLite + local disk, auth off) per mode, the order
 # alternating by round:
 #   off   [scan] on_push = false
-#   on    [scan] on_push = true
+#   on    [scan] on_push = true (and quiet_secs = S with --quiet-secs)
 # Reports per round and, per mode, as the median over the rounds (with min-max): images/s,
 # the p50/p90 latency of all requests, and on/off; and from /metrics how many scans had
 # finished (and were still queued) when the pushes ended, how many after the queue drained
@@ -62,6 +64,7 @@ out=
 pusher=regbench
 layer_kib=256
 wait_idle=0
+quiet_secs=
 while [ $# -gt 0 ]; do
   case $1 in
     --images) images=${2:?}; shift 2 ;;
@@ -73,7 +76,8 @@ while [ $# -gt 0 ]; do
     --pusher) pusher=${2:?}; shift 2 ;;
     --layer-kib) layer_kib=${2:?}; shift 2 ;;
     --wait-idle) wait_idle=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
+    --quiet-secs) quiet_secs=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -169,6 +173,7 @@ wait_for_idle() {
 
 printf '[scan]\non_push = false\n' >"$tmp/off.toml"
 printf '[scan]\non_push = true\n' >"$tmp/on.toml"
+[ -n "$quiet_secs" ] && printf 'quiet_secs = %d\n' "$quiet_secs" >>"$tmp/on.toml"
 
 if [ "$pusher" = tar ]; then
   what="bench/push_images.py (2 gzip tar layers an image, base ~$layer_kib KiB of tar)"

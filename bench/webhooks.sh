@@ -7,15 +7,16 @@
 #   bench/webhooks.sh [--images N] [--repos R] [--rounds K] [--regbench BIN] [--berth BIN]
 #                     [--out FILE]
 #
-# Each round starts a fresh Berth (SQLite + local disk) per mode, in turn:
+# Each round starts a fresh Berth (SQLite + local disk) per mode, in an order that turns
+# each round:
 #   none    no subscription
 #   outbox  three subscriptions to push events, the sender idle during the run
 #   three   the same three (distribution, harbor and cloudevents formats, signed), sent to a
 #           receiver on loopback that answers 204 while the pushes go on
 # Reports, per mode, the median over the rounds of images/s and of the p50/p90 latency of all
-# requests, the cost of "three" against "none", and how many deliveries were sent by the time
-# the pushes ended. Defaults: 2000 images, 20 repositories, 3 rounds. Without --berth, Berth
-# is built in release first.
+# requests, the cost of "three" against "none" (also per round), how many deliveries were sent
+# by the time the pushes ended, and the server's and the receiver's CPU time. Defaults: 2000
+# images, 20 repositories, 3 rounds. Without --berth, Berth is built in release first.
 set -euo pipefail
 
 images=2000
@@ -56,6 +57,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# utime + stime of a process, in seconds.
+cpu_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 receiver_port=$(free_port)
@@ -88,7 +94,13 @@ EOF
 
 echo "webhooks and push-many: $images images, $repos repositories, $rounds rounds ($(date -u))" | tee "$out"
 for round in $(seq "$rounds"); do
-  for mode in none outbox three; do
+  # The order turns each round, so no mode always runs first or last.
+  case $((round % 3)) in
+    1) order="none outbox three" ;;
+    2) order="outbox three none" ;;
+    0) order="three none outbox" ;;
+  esac
+  for mode in $order; do
     rm -rf "$tmp/data"
     port=$(free_port)
     NO_COLOR=1 BERTH_LOG=warn "$berth" serve --config "$tmp/$mode.toml" --data-dir "$tmp/data" \
@@ -107,37 +119,55 @@ for round in $(seq "$rounds"); do
                \"format\": \"$format\", \"secret\": \"bench\", \"scope\": \"*\"}"
       done
     fi
+    receiver_start=$(cpu_secs "$receiver")
     "$regbench" --registry "http://127.0.0.1:$port" --server-pid "$server" \
       --state "$tmp/state.json" push-many --images "$images" --repos "$repos" \
       --layers 4 --min-kib 1 --max-kib 4 >"$tmp/push.out"
     sent=$(sqlite3 "$tmp/data/berth.db" \
       "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'")
     written=$(sqlite3 "$tmp/data/berth.db" "SELECT COUNT(*) FROM webhook_deliveries")
+    server_cpu=$(cpu_secs "$server")
+    receiver_cpu=$(awk -v a="$receiver_start" -v b="$(cpu_secs "$receiver")" 'BEGIN { printf "%.2f", b - a }')
     kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
-    python3 - "$tmp/push.out" "$mode" "$round" "$sent" "$written" <<'EOF' | tee -a "$out"
+    python3 - "$tmp/push.out" "$mode" "$round" "$sent" "$written" "$server_cpu" "$receiver_cpu" <<'EOF' | tee -a "$out"
 import re, sys
-text, mode, rnd, sent, written = open(sys.argv[1]).read(), *sys.argv[2:6]
+text, mode, rnd, sent, written, server_cpu, receiver_cpu = open(sys.argv[1]).read(), *sys.argv[2:8]
 rate = float(re.search(r"= ([\d.]+) images/s", text).group(1))
 m = re.search(r"all requests: n=\d+ p50=([\d.]+)ms p90=([\d.]+)ms", text)
-print(f"round {rnd} {mode:6} {rate:8.1f} images/s  p50 {m.group(1)} ms  p90 {m.group(2)} ms  deliveries sent {sent} of {written}")
+print(f"round {rnd} {mode:6} {rate:8.1f} images/s  p50 {m.group(1)} ms  p90 {m.group(2)} ms  deliveries sent {sent} of {written}  server CPU {server_cpu} s  receiver CPU {receiver_cpu} s")
 EOF
   done
 done
 python3 - "$out" <<'EOF' | tee -a "$out"
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.startswith("round ")]
+def column(mode, i):
+    return [float(r[i]) for r in rows if r[2] == mode and len(r) > i]
 def median(mode, i):
-    return statistics.median(float(r[i]) for r in rows if r[2] == mode)
+    values = column(mode, i)
+    return statistics.median(values) if values else float("nan")
+def spread(mode, i):
+    values = column(mode, i)
+    return f"{min(values):.1f}-{max(values):.1f}" if values else "-"
 modes = ("none", "outbox", "three")
-figures = {m: (median(m, 3), median(m, 6), median(m, 9)) for m in modes}
+# Columns: 3 images/s, 6 p50, 9 p90, 18 server CPU, 22 receiver CPU.
+figures = {m: (median(m, 3), median(m, 6), median(m, 9), median(m, 18), median(m, 22))
+           for m in modes}
 for m in modes:
     f = figures[m]
-    print(f"median {m:6}: {f[0]:.1f} images/s, p50 {f[1]:.2f} ms, p90 {f[2]:.2f} ms")
+    print(f"median {m:6}: {f[0]:.1f} images/s ({spread(m, 3)}), p50 {f[1]:.2f} ms, "
+          f"p90 {f[2]:.2f} ms, server CPU {f[3]:.2f} s, receiver CPU {f[4]:.2f} s")
 none = figures["none"]
 for m in modes[1:]:
     f = figures[m]
-    print(f"{m} against none: throughput {100 * (none[0] - f[0]) / none[0]:+.1f}% lower, "
+    # The same round's pair, so a slow stretch of the machine falls on both.
+    ratios = [float(a[3]) / float(b[3]) for a in rows for b in rows
+              if a[1] == b[1] and a[2] == m and b[2] == "none"]
+    print(f"{m} against none: images/s {f[0] / none[0]:.2f} of none's "
+          f"(per round {', '.join(f'{r:.2f}' for r in ratios)}; their median "
+          f"{statistics.median(ratios):.2f}), "
           f"p50 latency {100 * (f[1] - none[1]) / none[1]:+.1f}%, "
-          f"p90 latency {100 * (f[2] - none[2]) / none[2]:+.1f}%")
+          f"p90 latency {100 * (f[2] - none[2]) / none[2]:+.1f}%, "
+          f"server CPU {100 * (f[3] - none[3]) / none[3]:+.1f}%")
 EOF
 echo "results in $out"

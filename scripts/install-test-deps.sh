@@ -49,6 +49,7 @@ APT_PKGS=(
   openssl                               # a certificate for the HTTPS run of the Python clients
   mmdebstrap                            # the local debian:bookworm-slim the Dockerfile is built on
   rpm                                   # rpm.vercmp (rpm version order); rpm + rpmbuild: an rpmdb for the syft check
+  db5.3-util                            # db5.3_load: the same rpmdb as a Berkeley DB Packages, for the syft check
   golang-go                             # a Go binary built offline for the syft check of its build info
   python3-packaging                     # packaging.version: the oracle of the PEP 440 order
   chromium chromium-driver              # the web UI's browser test (headless, over WebDriver)

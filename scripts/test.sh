@@ -145,7 +145,7 @@ fi
 cargo test --workspace --locked --test api scans::dpkg_inventory_agrees_with_syft -- --include-ignored ||
   status=1
 
-say "the scanner's rpm, Go and language inventories against syft's (an rpmdb made with rpm, a Go binary built here)"
+say "the scanner's rpm, Go and language inventories against syft's (an rpmdb made with rpm, also as Berkeley DB; a Go binary built here)"
 cargo test --workspace --locked --test api ecosystems:: -- --include-ignored || status=1
 
 say "vulnerabilities of the Debian release against bookworm-security (advisories from changelogs)"

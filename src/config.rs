@@ -167,12 +167,29 @@ impl Default for StatsConfig {
 }
 
 /// `[scan]`: image scanning (the inventory of installed packages).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScanConfig {
     /// Queue a scan of every image manifest and index pushed (default false); scans on
     /// demand (`POST .../scan`) work either way.
     pub on_push: bool,
+    /// A queued scan starts once no other scan has been queued for this many seconds
+    /// (default 2; 0 starts it at once): during a burst of pushes the scans wait for its
+    /// end instead of taking the disk and the index's writer from the pushes.
+    pub quiet_secs: u64,
+    /// ... but never later than this many seconds after it was queued (default 300), so
+    /// pushes that never pause do not hold the scans back for ever.
+    pub max_delay_secs: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            on_push: false,
+            quiet_secs: 2,
+            max_delay_secs: 300,
+        }
+    }
 }
 
 /// `[webhooks]`: where webhooks may be sent and how their deliveries are retried.
@@ -1359,7 +1376,32 @@ mod tests {
             parsed.limits.page_max_entries,
             default.limits.page_max_entries
         );
+        assert_eq!(parsed.scan.quiet_secs, default.scan.quiet_secs);
+        assert_eq!(parsed.scan.max_delay_secs, default.scan.max_delay_secs);
         parsed.resolve().unwrap();
+    }
+
+    #[test]
+    fn scan_pacing_takes_whole_seconds_and_names_a_bad_one() {
+        let parsed = resolved(
+            "[scan]
+quiet_secs = 0
+max_delay_secs = 60",
+        )
+        .unwrap();
+        assert_eq!(
+            (parsed.scan.quiet_secs, parsed.scan.max_delay_secs),
+            (0, 60)
+        );
+        for bad in [
+            "quiet_secs = -1",
+            "max_delay_secs = \"5m\"",
+            "quiet_sec = 2",
+        ] {
+            let error = format!("{:#}", resolved(&format!("[scan]\n{bad}")).unwrap_err());
+            let key = bad.split(' ').next().unwrap();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -111,6 +111,15 @@ impl Job {
     }
 }
 
+/// When queued scans are due (`[scan] quiet_secs`, `max_delay_secs`), as instants.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanPace {
+    /// A scan queued after this holds the others back.
+    pub quiet_since: i64,
+    /// A scan queued at this or before is due whatever was queued since.
+    pub overdue_at: i64,
+}
+
 /// A job leased from the queue.
 #[derive(Debug, Clone)]
 pub struct LeasedJob {
@@ -156,19 +165,24 @@ impl Meta {
     }
 
     /// Leases up to `limit` due jobs to `owner` for `lease_secs`. A job whose lease expired
-    /// (its owner died) is due again. On PostgreSQL replicas skip each other's rows
-    /// (`FOR UPDATE SKIP LOCKED`); SQLite's single writer makes the statement atomic.
+    /// (its owner died) is due again. A scan is due only once no scan has been queued after
+    /// `scans.quiet_since`, or when it was queued at `scans.overdue_at` or before. On
+    /// PostgreSQL replicas skip each other's rows (`FOR UPDATE SKIP LOCKED`); SQLite's single
+    /// writer makes the statement atomic.
     pub async fn lease_jobs(
         &self,
         owner: &str,
         lease_secs: i64,
         limit: i64,
+        scans: ScanPace,
     ) -> Result<Vec<LeasedJob>> {
         let now = self.now();
         let sql = format!(
             "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, \
              dedupe = NULL WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
              AND run_after <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+             AND (kind <> $5 OR created_at <= $6 OR NOT EXISTS (SELECT 1 FROM jobs newer \
+               WHERE newer.kind = $5 AND newer.created_at > $7)) \
              ORDER BY run_after, id LIMIT $4{}) RETURNING id, kind, payload, attempts",
             if self.postgres {
                 " FOR UPDATE SKIP LOCKED"
@@ -181,6 +195,9 @@ impl Meta {
             .bind(now + lease_secs)
             .bind(now)
             .bind(limit)
+            .bind(SCAN_IMAGE)
+            .bind(scans.overdue_at)
+            .bind(scans.quiet_since)
             .fetch_all(&self.writer)
             .await?;
         Ok(rows

@@ -1,12 +1,14 @@
 //! The job queue's runner. Every replica leases due jobs from the index (a lease that
 //! expires is taken over, so a replica that dies loses nothing), runs them, and records the
 //! outcome; a failed job is retried with exponential backoff, then kept as failed history.
-//! The workers only tick this; what a job does is decided here.
+//! Queued scans yield to pushes: one is due once no scan has been queued for
+//! `scan.quiet_secs`, or `scan.max_delay_secs` after its own queueing. The workers only tick
+//! this; what a job does is decided here.
 
 use super::Registry;
 use crate::{
     error::{Error, Result},
-    meta::jobs::{Job, LeasedJob},
+    meta::jobs::{Job, LeasedJob, ScanPace},
 };
 
 /// Jobs leased per round.
@@ -24,7 +26,10 @@ impl Registry {
         let lease = self.gc.lease_secs as i64;
         let mut ran = 0;
         loop {
-            let jobs = self.meta.lease_jobs(owner, lease, LEASE_BATCH).await?;
+            let jobs = self
+                .meta
+                .lease_jobs(owner, lease, LEASE_BATCH, self.scan_pace())
+                .await?;
             if jobs.is_empty() {
                 return Ok(ran);
             }
@@ -43,6 +48,17 @@ impl Registry {
                     .finish_job(leased.id, owner, error.as_deref(), retry_at)
                     .await?;
             }
+        }
+    }
+
+    /// When queued scans are due: once no scan has been queued for `scan.quiet_secs`
+    /// (a burst of pushes is over), or `scan.max_delay_secs` after their own queueing.
+    fn scan_pace(&self) -> ScanPace {
+        let now = self.clock().now();
+        let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+        ScanPace {
+            quiet_since: now.saturating_sub(secs(self.scan.quiet_secs)),
+            overdue_at: now.saturating_sub(secs(self.scan.max_delay_secs)),
         }
     }
 

@@ -2,7 +2,7 @@
 //! (told apart by magic bytes, not by media type), keeps only what says what is installed
 //! and the layer's whiteouts and opaque directories; everything else is skipped as it streams
 //! by. What it reads: the dpkg and apk databases and `os-release` (each up to
-//! [`LayerLimits::max_file_bytes`]), rpm's SQLite database, Python `METADATA` (and
+//! [`LayerLimits::max_file_bytes`]), rpm's SQLite and Berkeley DB databases, Python `METADATA` (and
 //! egg-info), npm `package.json` and `package-lock.json`, `Cargo.lock`, the build information
 //! of Go executables (ELF files with an executable bit, up to
 //! [`LayerLimits::max_binary_bytes`], streamed, never held whole) and the cargo-auditable
@@ -11,7 +11,7 @@
 //! inventory, without reading any blob again.
 //!
 //! Entries are only read by name, and links are never followed. The one file written is the
-//! copy of an rpm database SQLite needs to open, in a scratch directory of its own that is
+//! copy of an rpm database read from a file, in a scratch directory of its own that is
 //! removed when the layer is done. Paths are normalised (`./` and leading `/` stripped); an
 //! entry with a `..` component is skipped and noted. A file that cannot be read (malformed,
 //! too big, truncated) is noted, and lists no packages.
@@ -30,8 +30,8 @@ use super::{rpm, rustaudit};
 
 /// Bumped whenever what is read from a layer changes: layers indexed by an older version are
 /// read again, those of this version never. 2: rpm, Go binaries, Rust binaries built with
-/// cargo-auditable, Python, npm and Cargo.lock.
-pub const INDEXER_VERSION: i64 = 2;
+/// cargo-auditable, Python, npm and Cargo.lock. 3: rpm's Berkeley DB database.
+pub const INDEXER_VERSION: i64 = 3;
 
 /// How much of a layer is read at most.
 #[derive(Debug, Clone, Copy)]
@@ -110,10 +110,8 @@ fn kind_of(path: &str) -> Option<FileRole> {
         "var/lib/rpm/rpmdb.sqlite" | "usr/lib/sysimage/rpm/rpmdb.sqlite" => {
             Some(FileRole::RpmSqlite)
         }
-        "var/lib/rpm/Packages"
-        | "var/lib/rpm/Packages.db"
-        | "usr/lib/sysimage/rpm/Packages"
-        | "usr/lib/sysimage/rpm/Packages.db" => Some(FileRole::RpmUnread),
+        "var/lib/rpm/Packages" | "usr/lib/sysimage/rpm/Packages" => Some(FileRole::RpmBerkeley),
+        "var/lib/rpm/Packages.db" | "usr/lib/sysimage/rpm/Packages.db" => Some(FileRole::RpmNdb),
         _ => {
             if let Some(file) = LanguageFile::of(path) {
                 return Some(FileRole::Language(file));
@@ -132,8 +130,10 @@ enum FileRole {
     OsRelease,
     /// rpm's SQLite database.
     RpmSqlite,
-    /// rpm's Berkeley DB or NDB database, which is not read (noted).
-    RpmUnread,
+    /// rpm's Berkeley DB database (`Packages`).
+    RpmBerkeley,
+    /// rpm's NDB database, which is not read (noted).
+    RpmNdb,
     Language(LanguageFile),
 }
 
@@ -317,24 +317,32 @@ fn read_tar(reader: &mut dyn Read, limits: LayerLimits) -> io::Result<LayerIndex
             continue;
         }
         let file = match role {
-            FileRole::RpmUnread => {
+            FileRole::RpmNdb => {
                 index.notes.push(format!(
-                    "skipped {path}: rpm's Berkeley DB and NDB databases are not read (rpm 4.16 \
-                     and later keep rpmdb.sqlite)"
+                    "skipped {path}: rpm's NDB database is not read (rpm 4.16 and later keep \
+                     rpmdb.sqlite, earlier ones Packages)"
                 ));
                 continue;
             }
-            FileRole::RpmSqlite => {
+            FileRole::RpmSqlite | FileRole::RpmBerkeley => {
                 let scratch = match &scratch {
                     Some(dir) => dir,
                     None => scratch.insert(tempfile::tempdir()?),
                 };
-                let copy = scratch.path().join("rpmdb.sqlite");
+                let sqlite = matches!(role, FileRole::RpmSqlite);
+                let copy = scratch
+                    .path()
+                    .join(if sqlite { "rpmdb.sqlite" } else { "Packages" });
                 {
                     let mut out = std::fs::File::create(&copy)?;
                     io::copy(&mut (&mut entry).take(limits.max_file_bytes), &mut out)?;
                 }
-                let packages = match rpm::read_sqlite_db(&copy) {
+                let read = if sqlite {
+                    rpm::read_sqlite_db(&copy)
+                } else {
+                    rpm::read_berkeley_db(&copy)
+                };
+                let packages = match read {
                     Ok((packages, notes)) => {
                         index
                             .notes

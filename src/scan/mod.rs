@@ -1,6 +1,7 @@
 //! What an image contains and what is known to be wrong with it, as pure functions over
 //! bytes: reading layer archives once each ([`layers`]), the package databases found in
-//! them ([`packages`], [`rpm`]), Go binaries' build information ([`gobinary`]),
+//! them ([`packages`], [`rpm`], its Berkeley DB form through [`berkeley`]), Go binaries'
+//! build information ([`gobinary`]),
 //! cargo-auditable data of Rust binaries ([`rustaudit`]), language lockfiles and manifests
 //! ([`languages`]), the version orders of each packaging system ([`versions`]), advisories
 //! in the OSV format ([`osv`]), read from bodies, files and zips ([`advisory_sources`]) with
@@ -9,9 +10,10 @@
 //! one shape ([`reports`]), and an inventory as a CycloneDX or SPDX document ([`sbom`]).
 //! Nothing here touches the index or the blob store: the registry's scanning room feeds it
 //! bytes and stores what it returns (an rpm database is the one file written, to a scratch
-//! directory, because SQLite opens files, not bytes).
+//! directory, because SQLite opens files, not bytes, and a Berkeley DB one is read by page).
 
 pub mod advisory_sources;
+pub mod berkeley;
 pub mod feeds;
 pub mod gobinary;
 pub mod languages;

@@ -1,8 +1,10 @@
-//! rpm's package database in its SQLite form (rpm 4.16 and later: Fedora 33+, RHEL 9 and its
-//! rebuilds, openSUSE): the `Packages` table holds one rpm header per installed package.
+//! rpm's package database, which holds one rpm header per installed package: in its SQLite
+//! form (rpm 4.16 and later: Fedora 33+, RHEL 9 and its rebuilds, openSUSE), the `Packages`
+//! table; in its Berkeley DB form (earlier: RHEL and CentOS 7 and 8, Amazon Linux 2), the
+//! values of the hash database `Packages` ([`super::berkeley`]).
 //!
-//! The database is read from a scratch copy the caller writes (see
-//! [`super::layers`]), opened read-only and immutable so SQLite writes nothing beside it.
+//! The database is read from a scratch copy the caller writes (see [`super::layers`]); the
+//! SQLite one is opened read-only and immutable so SQLite writes nothing beside it.
 //! Headers are parsed by a small bounded reader ([`parse_header`]): every offset and count is
 //! checked against the blob before it is used.
 
@@ -242,6 +244,38 @@ pub fn read_sqlite_db(path: &Path) -> Result<(Vec<Package>, Vec<String>), String
     Ok((packages, notes))
 }
 
+/// The packages of the Berkeley DB rpm database at `path`, and a note per header that could
+/// not be read. The record of instance 0 (rpm's counter, not a header) and `gpg-pubkey`
+/// entries are left out.
+pub fn read_berkeley_db(path: &Path) -> Result<(Vec<Package>, Vec<String>), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("unreadable: {e}"))?
+        .len();
+    let mut packages = Vec::new();
+    let mut notes = Vec::new();
+    super::berkeley::for_each_pair(&file, len, |pair| {
+        if packages.len() + notes.len() >= MAX_PACKAGES {
+            notes.push(format!(
+                "more than {MAX_PACKAGES} headers; the rest not read"
+            ));
+            return false;
+        }
+        match pair {
+            Ok(pair) if pair.key.iter().all(|&b| b == 0) => {}
+            Ok(pair) => match parse_header(&pair.value) {
+                Ok(header) if header.name == "gpg-pubkey" => {}
+                Ok(header) => packages.push(package_of(&header)),
+                Err(e) => notes.push(format!("a header not read: {e}")),
+            },
+            Err(e) => notes.push(format!("a header not read: {e}")),
+        }
+        true
+    })?;
+    Ok((packages, notes))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -319,6 +353,29 @@ pub(crate) mod tests {
             (p.source_name.as_str(), p.source_version.as_str()),
             ("openssl", "3.0.7-27.el9")
         );
+    }
+
+    #[test]
+    fn the_berkeley_db_values_are_read_and_bad_ones_noted() {
+        let key = |n: u32| n.to_le_bytes();
+        let pubkey = header_blob(&[(TAG_NAME, "gpg-pubkey"), (TAG_VERSION, "1")], None);
+        let bytes = crate::scan::berkeley::tests::database(&[
+            (&key(0), &key(3)),
+            (&key(1), &bash()),
+            (&key(2), &pubkey),
+            (&key(3), b"\0\0\0\x09 not a header"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Packages");
+        std::fs::write(&path, &bytes).unwrap();
+        let (packages, notes) = read_berkeley_db(&path).unwrap();
+        let names: Vec<_> = packages.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["bash"]);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("a header not read"), "{notes:?}");
+
+        std::fs::write(&path, b"SQLite format 3\0").unwrap();
+        assert!(read_berkeley_db(&path).unwrap_err().contains("Berkeley DB"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! each in its own task with a time limit and a bounded read of the answer, and records the
 //! outcome through the registry (backoff and the dead state are decided there). At most
 //! `webhooks.concurrency` deliveries are in flight, so a receiver that hangs holds one slot
-//! until its timeout and never the others.
+//! until its timeout and never the others; outcomes are recorded, and more claimed, when half
+//! the slots are free or the poll period passed.
 
 use std::time::Duration;
 
@@ -40,36 +41,44 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
     };
     let period = Duration::from_millis(config.poll_millis.max(10));
     let slots = config.concurrency.max(1);
+    // A round (record the finished attempts, claim more) waits until half the slots are free
+    // or the period passed: each round takes the index's writer twice, and a round per
+    // finished delivery would double the writes of the pushes that make the events.
+    let refill_at = slots / 2;
     let mut in_flight = JoinSet::new();
     // Outcomes not yet recorded: a round records them together, taking the writer once.
     let mut done = Vec::new();
+    let mut period_passed = true;
     loop {
         while let Some(finished) = in_flight.try_join_next() {
             done.extend(finished.ok());
         }
-        record(&registry, &owner, &mut done).await;
-        let free = slots.saturating_sub(in_flight.len());
         let mut claimed = 0;
-        if free > 0 {
-            match registry.claim_webhook_deliveries(&owner, free as i64).await {
-                Ok(batch) => {
-                    claimed = batch.len();
-                    for delivery in batch {
-                        let (registry, client) = (registry.clone(), client.clone());
-                        in_flight.spawn(async move {
-                            attempt(&registry, &client, delivery, timeout).await
-                        });
+        if period_passed || in_flight.len() <= refill_at {
+            record(&registry, &owner, &mut done).await;
+            let free = slots.saturating_sub(in_flight.len());
+            if free > 0 {
+                match registry.claim_webhook_deliveries(&owner, free as i64).await {
+                    Ok(batch) => {
+                        claimed = batch.len();
+                        for delivery in batch {
+                            let (registry, client) = (registry.clone(), client.clone());
+                            in_flight.spawn(async move {
+                                attempt(&registry, &client, delivery, timeout).await
+                            });
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "webhooks: could not claim deliveries"),
                 }
-                Err(e) => tracing::warn!(error = %e, "webhooks: could not claim deliveries"),
             }
         }
+        period_passed = false;
         if claimed > 0 && in_flight.len() < slots {
             continue;
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(period) => period_passed = true,
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
                 done.extend(finished.ok());
             }

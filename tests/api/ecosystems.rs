@@ -587,11 +587,14 @@ async fn go_binary_inventory_agrees_with_syft() {
 /// Two packages built with Debian's `rpmbuild` (one with an epoch, one with a release that
 /// is not a number) and registered in an rpm database made with Debian's `rpm`: Berth lists
 /// the same names, versions, source packages and architectures as syft reads from the same
-/// database. (syft adds an `upstream` qualifier naming the source rpm file to its package
-/// URLs; Berth gives the source package in its own fields.)
+/// database, in its SQLite form (`rpmdb.sqlite`, as rpm writes it) and in its Berkeley DB
+/// form (`Packages`, the same headers loaded by Berkeley DB's own `db5.3_load` into a hash
+/// database of 512-byte pages, so each header spans a chain of overflow pages). (syft adds
+/// an `upstream` qualifier naming the source rpm file to its package URLs; Berth gives the
+/// source package in its own fields.)
 #[tokio::test]
-#[ignore = "needs Debian's rpm and rpmbuild, and syft (scripts/install-test-deps.sh); run \
-            with --ignored"]
+#[ignore = "needs Debian's rpm, rpmbuild and db5.3_load, and syft \
+            (scripts/install-test-deps.sh); run with --ignored"]
 async fn rpmdb_inventory_agrees_with_syft() {
     let rpm = tool("rpm");
     let work = tempfile::tempdir().unwrap();
@@ -639,16 +642,79 @@ async fn rpmdb_inventory_agrees_with_syft() {
     let db = std::fs::read(dbpath.join("rpmdb.sqlite")).expect("rpm wrote rpmdb.sqlite");
 
     let s = TestServer::start().await;
-    let layer = tar_of(&[("var/lib/rpm/rpmdb.sqlite", 0o644, &db)]);
-    let (digest, layers) = push_image(&s, "oracle/rpm", &[layer]).await;
-    let (record, items) = scan_and_list(&s, "oracle/rpm", &digest).await;
+    let berth = berth_rpm_inventory(&s, "oracle/rpm", "var/lib/rpm/rpmdb.sqlite", &db).await;
+    assert!(
+        berth.contains(
+            "tool=3:2.5.1-1.fix tool=3:2.5.1-1.fix pkg:rpm/tool@2.5.1-1.fix?arch=noarch&epoch=3"
+        ),
+        "{berth:?}"
+    );
+    assert_eq!(berth, syft_rpm_inventory(&root));
+
+    // The same headers as rpm's Berkeley DB `Packages`, keyed by instance number (native
+    // order) beside instance 0's counter, as rpm before 4.16 kept them.
+    let headers: Vec<(u32, Vec<u8>)> = {
+        let sqlite = rusqlite::Connection::open(dbpath.join("rpmdb.sqlite")).unwrap();
+        let mut rows = sqlite
+            .prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")
+            .unwrap();
+        rows.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(headers.len(), 2);
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut dump =
+        String::from("VERSION=3\nformat=bytevalue\ntype=hash\ndb_pagesize=512\nHEADER=END\n");
+    let last = headers.iter().map(|(n, _)| *n).max().unwrap();
+    dump += &format!(
+        " {}\n {}\n",
+        hex(&0u32.to_ne_bytes()),
+        hex(&(last + 1).to_ne_bytes())
+    );
+    for (number, blob) in &headers {
+        dump += &format!(" {}\n {}\n", hex(&number.to_ne_bytes()), hex(blob));
+    }
+    dump += "DATA=END\n";
+    let legacy = work.path().join("legacy");
+    let legacy_db = legacy.join("var/lib/rpm");
+    std::fs::create_dir_all(&legacy_db).unwrap();
+    std::fs::write(work.path().join("Packages.dump"), dump).unwrap();
+    run(Command::new("db5.3_load")
+        .arg("-f")
+        .arg(work.path().join("Packages.dump"))
+        .arg(legacy_db.join("Packages")));
+    let packages = std::fs::read(legacy_db.join("Packages")).unwrap();
+    assert!(
+        packages.len() > 512 * 8,
+        "the headers span overflow pages ({} bytes)",
+        packages.len()
+    );
+    let berth_legacy =
+        berth_rpm_inventory(&s, "oracle/rpm-legacy", "var/lib/rpm/Packages", &packages).await;
+    assert_eq!(berth_legacy, berth);
+    assert_eq!(berth_legacy, syft_rpm_inventory(&legacy));
+}
+
+/// Berth's inventory of an image whose one layer holds `db` at `path`, as one line per
+/// package: `name=version source=version purl`.
+async fn berth_rpm_inventory(
+    s: &TestServer,
+    repo: &str,
+    path: &str,
+    db: &[u8],
+) -> BTreeSet<String> {
+    let layer = tar_of(&[(path, 0o644, db)]);
+    let (digest, layers) = push_image(s, repo, &[layer]).await;
+    let (record, items) = scan_and_list(s, repo, &digest).await;
     assert_eq!(record["status"], "ok", "{record}");
     assert!(
         items
             .iter()
             .all(|p| p["ecosystem"] == "rpm" && p["layer"] == layers[0].as_str())
     );
-    let berth: BTreeSet<String> = items
+    items
         .iter()
         .map(|p| {
             format!(
@@ -660,8 +726,12 @@ async fn rpmdb_inventory_agrees_with_syft() {
                 p["purl"].as_str().unwrap(),
             )
         })
-        .collect();
-    let syft: BTreeSet<String> = syft_artifacts(&root, "rpm")
+        .collect()
+}
+
+/// syft's inventory of the rpm database under `root`, in [`berth_rpm_inventory`]'s lines.
+fn syft_rpm_inventory(root: &Path) -> BTreeSet<String> {
+    syft_artifacts(root, "rpm")
         .iter()
         .map(|a| {
             let meta = &a["metadata"];
@@ -689,14 +759,7 @@ async fn rpmdb_inventory_agrees_with_syft() {
                 qualifiers.join("&")
             )
         })
-        .collect();
-    assert!(
-        berth.contains(
-            "tool=3:2.5.1-1.fix tool=3:2.5.1-1.fix pkg:rpm/tool@2.5.1-1.fix?arch=noarch&epoch=3"
-        ),
-        "{berth:?}"
-    );
-    assert_eq!(berth, syft);
+        .collect()
 }
 
 /// Python, npm and Cargo files written here, pushed as a layer and given to syft as a

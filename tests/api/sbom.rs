@@ -311,6 +311,8 @@ async fn pushing_an_sbom_rescans_its_subject() {
     let distroless =
         crate::scans::gzip(&crate::scans::tar_of(&[("app/server", b"a static binary")]));
     let (image, _) = push_layers(&s, "team/app", "v1", "amd64", &[(GZIP_LAYER, &distroless)]).await;
+    // Queued scans start once the pushes pause (`scan.quiet_secs`).
+    s.clock.advance(2);
     replica.run_due_jobs("r1").await.unwrap();
     let packages = |repo: &'static str, digest: String| {
         let s = &s;
@@ -326,6 +328,7 @@ async fn pushing_an_sbom_rescans_its_subject() {
     let (_, _, document) = download(&s, "team/debian", &debian, "").await;
     let cdx = "application/vnd.cyclonedx+json";
     push_referrer(&s, "team/app", &image, cdx, cdx, document.as_bytes()).await;
+    s.clock.advance(2);
     replica.run_due_jobs("r1").await.unwrap();
     let history = json_body(s.get(&image_path("team/app", &image, "scans")).await).await;
     assert_eq!(history["items"].as_array().unwrap().len(), 2, "{history}");

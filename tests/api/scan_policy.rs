@@ -530,6 +530,8 @@ async fn scan_on_push_per_namespace() {
     let scanned = push_debian(&s, "auto/app", "v1", "amd64", &[ZLIB]).await;
     let manual = push_debian(&s, "other/app", "v1", "amd64", &[ZLIB]).await;
     let replica = s.replica().await;
+    // Queued scans start once the pushes pause (`scan.quiet_secs`).
+    s.clock.advance(2);
     replica.run_due_jobs("r1").await.unwrap();
     let scans = |repo: &'static str, digest: String| {
         let s = &s;

@@ -17,6 +17,7 @@ pub(crate) const DEBIAN_12: &[u8] =
     b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
 pub(crate) const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub(crate) const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// A dpkg stanza of an installed package.
 pub(crate) fn stanza(name: &str, version: &str, source: Option<&str>, arch: &str) -> String {
@@ -648,7 +649,7 @@ async fn scanning_needs_push_and_reading_needs_pull() {
 }
 
 /// `POST …/scan` queues a job (202); with `scan.on_push` a push queues one too. The worker's
-/// run records the scans.
+/// run records the scans, once the pushes have paused for `scan.quiet_secs`.
 #[tokio::test]
 async fn queued_scans_and_scan_on_push_run_as_jobs() {
     let s = TestServer::start_with(|c| {
@@ -660,11 +661,17 @@ async fn queued_scans_and_scan_on_push_run_as_jobs() {
     let (base, _, _) = debian_layers();
     let (digest, _) = push_layers(&s, "scan/push", "v1", "amd64", &[(GZIP_LAYER, &base)]).await;
     let replica = s.replica().await;
-    replica.run_due_jobs("r1").await.unwrap();
-    let history = json_body(s.get(&image_path("scan/push", &digest, "scans")).await).await;
-    assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
-    assert_eq!(history["items"][0]["status"], "ok");
-    assert_eq!(history["items"][0]["packages"], 4);
+    let path = image_path("scan/push", &digest, "scans");
+    let scans = || async { json_body(s.get(&path).await).await["items"].clone() };
+    // Queued this second: it waits for the pushes to pause.
+    assert_eq!(replica.run_due_jobs("r1").await.unwrap(), 0);
+    assert_eq!(scans().await, json!([]));
+    s.clock.advance(2);
+    assert_eq!(replica.run_due_jobs("r1").await.unwrap(), 1);
+    let history = scans().await;
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history[0]["status"], "ok");
+    assert_eq!(history[0]["packages"], 4);
 
     let resp = s
         .req(Method::POST, &image_path("scan/push", &digest, "scan"))
@@ -673,14 +680,62 @@ async fn queued_scans_and_scan_on_push_run_as_jobs() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert_eq!(json_body(resp).await, json!({ "status": "queued" }));
+    s.clock.advance(2);
     replica.run_due_jobs("r1").await.unwrap();
-    let history = json_body(s.get(&image_path("scan/push", &digest, "scans")).await).await;
-    let items = history["items"].as_array().unwrap();
+    let history = scans().await;
+    let items = history.as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(
         items[0]["layers_read"], 0,
         "the layer was read by the first scan"
     );
+}
+
+/// While pushes keep coming, their scans wait; a scan queued `scan.max_delay_secs` ago runs
+/// even so, and the newer ones only once the pushes pause. (The clock moves in steps of 20 s,
+/// so the real seconds the pushes take cannot move a scan across a limit.)
+#[tokio::test]
+async fn scans_wait_while_pushes_keep_coming_but_not_past_their_delay() {
+    let s = TestServer::start_with(|c| {
+        c.scan.on_push = true;
+        c.scan.quiet_secs = 30;
+        c.scan.max_delay_secs = 300;
+        c.gc.poll_millis = 3_600_000;
+        c.gc.schedule_secs = 0;
+    })
+    .await;
+    let replica = s.replica().await;
+    let scanned = |digest: String| {
+        let s = &s;
+        async move {
+            let path = image_path("burst/app", &digest, "scans");
+            json_body(s.get(&path).await).await["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    let mut pushed = Vec::new();
+    // A push every 20 s, 17 times: never a pause of 30 s.
+    for step in 0..17 {
+        let layer = tar_of(&[("etc/step", step.to_string().as_bytes())]);
+        let tag = format!("v{step}");
+        let (digest, _) = push_layers(&s, "burst/app", &tag, "amd64", &[(TAR_LAYER, &layer)]).await;
+        pushed.push(digest);
+        let ran = replica.run_due_jobs("r1").await.unwrap();
+        // Steps 15 and 16: the scans of steps 0 and 1 were queued 300 s before.
+        assert_eq!(ran, usize::from(step >= 15), "step {step}");
+        s.clock.advance(20);
+    }
+    assert_eq!(scanned(pushed[0].clone()).await, 1);
+    assert_eq!(scanned(pushed[1].clone()).await, 1);
+    assert_eq!(scanned(pushed[2].clone()).await, 0);
+    // The pushes pause: the other fifteen run.
+    s.clock.advance(30);
+    assert_eq!(replica.run_due_jobs("r1").await.unwrap(), 15);
+    for digest in &pushed {
+        assert_eq!(scanned(digest.clone()).await, 1, "{digest}");
+    }
 }
 
 /// Where the oracle test finds its inputs: `BERTH_TEST_DEBIAN_TAR`, else the rootfs tar the
