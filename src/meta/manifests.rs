@@ -1,10 +1,12 @@
-//! Manifests: reading them by tag or digest, storing a push (its blobs and children checked
-//! in the same transaction), counting repeated pushes, deleting, and referrers.
+//! Manifests: reading them by tag or digest, storing a push (its blobs and children checked,
+//! its webhook events and its scan queued, in the same transaction), counting repeated
+//! pushes, deleting, and referrers.
 
 use std::collections::HashMap;
 
 use super::{
     Meta,
+    jobs::{Job, insert_job},
     repositories::{ensure_repository, lock_repository},
     scan_policy::BLOCK_UNSCANNED_COLUMN,
     signatures::checking_policy_column,
@@ -109,6 +111,9 @@ pub struct NewManifest<'a> {
     pub from_upstream: bool,
     /// Who pushed it (for its webhook events).
     pub actor: Option<&'a str>,
+    /// The image whose scan to queue with it (itself, or an SBOM referrer's subject): in
+    /// the push's transaction, so that a push is never stored without its scan.
+    pub scan: Option<&'a Digest>,
 }
 
 /// What a push of a manifest the repository may already hold did.
@@ -284,6 +289,13 @@ impl Meta {
             actor: manifest.actor,
         };
         webhooks::push_events(&mut tx, repository_id, &pushed, tag, now).await?;
+        if let Some(digest) = manifest.scan {
+            let scan = Job::ScanImage {
+                repository_id,
+                digest: digest.to_string(),
+            };
+            insert_job(&mut *tx, &scan, now, now).await?;
+        }
         if let Some(tag) = tag {
             if !point_tag(&mut tx, id, tag, now, tag_may_move).await? {
                 return Err(PutManifestError::TagImmutable);

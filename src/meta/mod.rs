@@ -418,6 +418,7 @@ mod tests {
             children: Vec::new(),
             from_upstream: false,
             actor: None,
+            scan: None,
         }
     }
 

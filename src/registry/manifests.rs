@@ -204,6 +204,7 @@ impl Registry {
         let limited = self.admit_repository(repo).await?.is_some();
         let payload_bytes = payload.len();
         let platform = self.platform_of(&manifest).await;
+        let scan = self.scan_for_push(repo, &digest, &manifest).await;
         let annotations = manifest
             .annotations
             .as_ref()
@@ -227,6 +228,7 @@ impl Registry {
             children: manifest.children.iter().map(|t| &t.digest).collect(),
             from_upstream,
             actor,
+            scan,
         };
         self.meta
             .put_manifest(repo, record, tag, tag_may_move)
@@ -248,7 +250,6 @@ impl Registry {
         }
         self.pulls.record_push(repo.as_str());
         self.record_vex(repo, &digest, &manifest).await;
-        self.scan_after_push(repo, &digest, &manifest).await;
         self.verify_after_push(repo, &digest, &payload, tag).await;
         if let (Some(tag), false) = (tag, from_upstream) {
             self.replicate_after_push(repo, tag).await;

@@ -244,15 +244,16 @@ impl Registry {
         .await
     }
 
-    /// After a manifest push: queues its scan when the scanning policy in effect for `repo`
-    /// has `scan_on_push` (by default `scan.on_push`) and the manifest is an image or an
-    /// index (not an artifact such as a signature); for an SBOM referrer, its subject's.
-    pub(super) async fn scan_after_push(
+    /// Before a manifest push is stored: the image whose scan goes with it, when the scanning
+    /// policy in effect for `repo` has `scan_on_push` (by default `scan.on_push`) and the
+    /// manifest is an image or an index (not an artifact such as a signature); for an SBOM
+    /// referrer, its subject. The index queues it in the push's transaction.
+    pub(super) async fn scan_for_push<'m>(
         &self,
         repo: &RepoName,
-        digest: &Digest,
-        manifest: &Manifest,
-    ) {
+        digest: &'m Digest,
+        manifest: &'m Manifest,
+    ) -> Option<&'m Digest> {
         // An SBOM referrer adds to its subject's inventory: the subject is scanned again.
         let sbom_subject = manifest.subject.as_ref().filter(|_| {
             manifest
@@ -260,21 +261,18 @@ impl Registry {
                 .as_deref()
                 .is_some_and(sbom::is_sbom_media_type)
         });
-        let digest = match sbom_subject {
+        let target = match sbom_subject {
             Some(subject) => subject,
             None if super::scan_policy::scannable(manifest) => digest,
-            None => return,
+            None => return None,
         };
         match self.scans_on_push(repo).await {
-            Ok(true) => {}
-            Ok(false) => return,
+            Ok(true) => Some(target),
+            Ok(false) => None,
             Err(e) => {
                 tracing::warn!(%repo, %digest, error = %e, "could not read the scanning policy");
-                return;
+                None
             }
-        }
-        if let Err(e) = self.queue_scan(repo, digest).await {
-            tracing::warn!(%repo, %digest, error = %e, "could not queue the scan of a pushed image");
         }
     }
 
