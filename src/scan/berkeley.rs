@@ -198,7 +198,8 @@ impl<'f> Database<'f> {
                 "a value of {total} bytes, more than {MAX_VALUE_BYTES} read"
             ));
         }
-        let mut value = Vec::with_capacity(total);
+        // The file cannot hold more than its pages: a lying length reserves no more.
+        let mut value = Vec::with_capacity(total.min(self.pages as usize * self.page_size));
         let mut page = vec![0; self.page_size];
         let mut number = first;
         // A chain visits each page once at most: more steps than pages is a loop.
