@@ -219,29 +219,17 @@ pub fn read_sqlite_db(path: &Path) -> Result<(Vec<Package>, Vec<String>), String
     let mut rows = statement
         .query([])
         .map_err(|e| format!("unreadable: {e}"))?;
-    let mut packages = Vec::new();
-    let mut notes = Vec::new();
+    let mut read = Headers::default();
     while let Some(row) = rows.next().map_err(|e| format!("unreadable: {e}"))? {
-        if packages.len() + notes.len() >= MAX_PACKAGES {
-            notes.push(format!(
-                "more than {MAX_PACKAGES} headers; the rest not read"
-            ));
+        let more = match row.get::<_, Vec<u8>>(0) {
+            Ok(blob) => read.add(Ok(&blob)),
+            Err(e) => read.add(Err(format!("a header that is no blob: {e}"))),
+        };
+        if !more {
             break;
         }
-        let blob: Vec<u8> = match row.get(0) {
-            Ok(blob) => blob,
-            Err(e) => {
-                notes.push(format!("a header that is no blob: {e}"));
-                continue;
-            }
-        };
-        match parse_header(&blob) {
-            Ok(header) if header.name == "gpg-pubkey" => {}
-            Ok(header) => packages.push(package_of(&header)),
-            Err(e) => notes.push(format!("a header not read: {e}")),
-        }
     }
-    Ok((packages, notes))
+    Ok((read.packages, read.notes))
 }
 
 /// The packages of the Berkeley DB rpm database at `path`, and a note per header that could
@@ -253,27 +241,42 @@ pub fn read_berkeley_db(path: &Path) -> Result<(Vec<Package>, Vec<String>), Stri
         .metadata()
         .map_err(|e| format!("unreadable: {e}"))?
         .len();
-    let mut packages = Vec::new();
-    let mut notes = Vec::new();
-    super::berkeley::for_each_pair(&file, len, |pair| {
-        if packages.len() + notes.len() >= MAX_PACKAGES {
-            notes.push(format!(
+    let mut read = Headers::default();
+    super::berkeley::for_each_pair(&file, len, |pair| match pair {
+        Ok(pair) if pair.key.iter().all(|&b| b == 0) => true,
+        Ok(pair) => read.add(Ok(&pair.value)),
+        Err(e) => read.add(Err(format!("a header not read: {e}"))),
+    })?;
+    Ok((read.packages, read.notes))
+}
+
+/// The packages of the headers read so far (`gpg-pubkey` entries, imported signing keys and
+/// not software, left out), and a note per header that could not be read.
+#[derive(Default)]
+struct Headers {
+    packages: Vec<Package>,
+    notes: Vec<String>,
+}
+
+impl Headers {
+    /// Takes one stored header (or why it could not be had); false once
+    /// [`MAX_PACKAGES`] have been taken, when the rest is not to be read.
+    fn add(&mut self, blob: Result<&[u8], String>) -> bool {
+        if self.packages.len() + self.notes.len() >= MAX_PACKAGES {
+            self.notes.push(format!(
                 "more than {MAX_PACKAGES} headers; the rest not read"
             ));
             return false;
         }
-        match pair {
-            Ok(pair) if pair.key.iter().all(|&b| b == 0) => {}
-            Ok(pair) => match parse_header(&pair.value) {
-                Ok(header) if header.name == "gpg-pubkey" => {}
-                Ok(header) => packages.push(package_of(&header)),
-                Err(e) => notes.push(format!("a header not read: {e}")),
-            },
-            Err(e) => notes.push(format!("a header not read: {e}")),
+        match blob
+            .and_then(|blob| parse_header(blob).map_err(|e| format!("a header not read: {e}")))
+        {
+            Ok(header) if header.name == "gpg-pubkey" => {}
+            Ok(header) => self.packages.push(package_of(&header)),
+            Err(note) => self.notes.push(note),
         }
         true
-    })?;
-    Ok((packages, notes))
+    }
 }
 
 #[cfg(test)]
