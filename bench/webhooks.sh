@@ -4,8 +4,8 @@
 # first with the sender idle (the outbox's own cost), then sending to a local receiver while
 # the pushes go on.
 #
-#   bench/webhooks.sh [--images N] [--repos R] [--rounds K] [--regbench BIN] [--berth BIN]
-#                     [--out FILE]
+#   bench/webhooks.sh [--images N] [--repos R] [--rounds K] [--batch B] [--regbench BIN]
+#                     [--berth BIN] [--out FILE]
 #
 # Each round starts a fresh Berth (SQLite + local disk) per mode, in an order that turns
 # each round:
@@ -13,8 +13,10 @@
 #   outbox  three subscriptions to push events, the sender idle during the run
 #   three   the same three (distribution, harbor and cloudevents formats, signed), sent to a
 #           receiver on loopback that answers 204 while the pushes go on
+#   batched the same, but the distribution and cloudevents subscriptions take up to
+#           --batch events a request (default 100); harbor's payload is one event each
 # Reports, per mode, the median over the rounds of images/s and of the p50/p90 latency of all
-# requests, the cost of "three" against "none" (also per round), how many deliveries were sent
+# requests, the cost of "three" and "batched" against "none" (also per round), how many deliveries were sent
 # by the time the pushes ended, and the server's and the receiver's CPU time. Defaults: 2000
 # images, 20 repositories, 3 rounds. Without --berth, Berth is built in release first.
 set -euo pipefail
@@ -22,6 +24,7 @@ set -euo pipefail
 images=2000
 repos=20
 rounds=3
+batch=100
 root=$(cd "$(dirname "$0")/.." && pwd)
 regbench=$root/target/regbench/release/regbench
 berth=
@@ -31,10 +34,11 @@ while [ $# -gt 0 ]; do
     --images) images=${2:?}; shift 2 ;;
     --repos) repos=${2:?}; shift 2 ;;
     --rounds) rounds=${2:?}; shift 2 ;;
+    --batch) batch=${2:?}; shift 2 ;;
     --regbench) regbench=${2:?}; shift 2 ;;
     --berth) berth=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -79,7 +83,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Take).serve_for
 EOF
 receiver=$!
 
-for mode in none three; do
+for mode in none three batched; do
   cat >"$tmp/$mode.toml" <<EOF
 [webhooks]
 allow_loopback = true
@@ -95,10 +99,11 @@ EOF
 echo "webhooks and push-many: $images images, $repos repositories, $rounds rounds ($(date -u))" | tee "$out"
 for round in $(seq "$rounds"); do
   # The order turns each round, so no mode always runs first or last.
-  case $((round % 3)) in
-    1) order="none outbox three" ;;
-    2) order="outbox three none" ;;
-    0) order="three none outbox" ;;
+  case $((round % 4)) in
+    1) order="none outbox three batched" ;;
+    2) order="outbox three batched none" ;;
+    3) order="three batched none outbox" ;;
+    0) order="batched none outbox three" ;;
   esac
   for mode in $order; do
     rm -rf "$tmp/data"
@@ -113,10 +118,13 @@ for round in $(seq "$rounds"); do
     done
     if [ "$mode" != none ]; then
       for format in distribution harbor cloudevents; do
+        per_request=1
+        [ "$mode" = batched ] && [ "$format" != harbor ] && per_request=$batch
         curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/api/v1/webhooks" \
           -H 'content-type: application/json' \
           -d "{\"url\": \"http://127.0.0.1:$receiver_port/$format\", \"events\": [\"push\"],
-               \"format\": \"$format\", \"secret\": \"bench\", \"scope\": \"*\"}"
+               \"format\": \"$format\", \"secret\": \"bench\", \"scope\": \"*\",
+               \"batch\": $per_request}"
       done
     fi
     receiver_start=$(cpu_secs "$receiver")
@@ -149,7 +157,7 @@ def median(mode, i):
 def spread(mode, i):
     values = column(mode, i)
     return f"{min(values):.1f}-{max(values):.1f}" if values else "-"
-modes = ("none", "outbox", "three")
+modes = ("none", "outbox", "three", "batched")
 # Columns: 3 images/s, 6 p50, 9 p90, 18 server CPU, 22 receiver CPU.
 figures = {m: (median(m, 3), median(m, 6), median(m, 9), median(m, 18), median(m, 22))
            for m in modes}

@@ -214,7 +214,7 @@ pub struct WebhooksConfig {
     pub response_max_bytes: usize,
     /// How often the worker looks for due deliveries, in milliseconds (default 1000).
     pub poll_millis: u64,
-    /// Deliveries in flight at once per replica (default 16).
+    /// Requests in flight at once per replica (default 16).
     pub concurrency: usize,
     /// How long delivered and dead deliveries are kept before a worker deletes them
     /// (`"90s"`, `"10m"`, `"2h"`, `"7d"`; default `"7d"`; `"off"` keeps them).

@@ -53,6 +53,9 @@ pub(super) enum WebhookCommand {
         /// The share of pulls sent, above 0 and at most 1 (default 1: every pull).
         #[arg(long, value_name = "RATE")]
         pull_sample_rate: Option<f64>,
+        /// Events sent in one request at most (distribution and cloudevents; default 1).
+        #[arg(long, value_name = "N")]
+        batch: Option<u32>,
     },
     /// Delete a subscription and its deliveries.
     Rm {
@@ -89,6 +92,7 @@ struct Webhook {
     format: String,
     signed: bool,
     pull_sample_rate: f64,
+    batch: i64,
     created_by: String,
 }
 
@@ -119,9 +123,9 @@ pub(super) async fn run(args: &RemoteArgs, command: WebhookCommand) -> anyhow::R
                 return Ok(());
             }
             let mut table = Table::new(&[
-                "ID", "URL", "SCOPE", "EVENTS", "FORMAT", "SIGNED", "PULLS", "BY",
+                "ID", "URL", "SCOPE", "EVENTS", "FORMAT", "BATCH", "SIGNED", "PULLS", "BY",
             ])
-            .right(&[0]);
+            .right(&[0, 5]);
             for w in listing.parse::<Webhook>()? {
                 table.row(vec![
                     w.id.to_string(),
@@ -129,6 +133,7 @@ pub(super) async fn run(args: &RemoteArgs, command: WebhookCommand) -> anyhow::R
                     w.scope,
                     w.events.join(","),
                     w.format,
+                    w.batch.to_string(),
                     if w.signed { "yes" } else { "no" }.to_owned(),
                     format!("{}%", w.pull_sample_rate * 100.0),
                     w.created_by,
@@ -147,6 +152,7 @@ pub(super) async fn run(args: &RemoteArgs, command: WebhookCommand) -> anyhow::R
             secret_file,
             headers,
             pull_sample_rate,
+            batch,
         } => {
             let secret = match secret_file {
                 Some(path) => {
@@ -177,6 +183,9 @@ pub(super) async fn run(args: &RemoteArgs, command: WebhookCommand) -> anyhow::R
             if let Some(rate) = pull_sample_rate {
                 body["pull_sample_rate"] = json!(rate);
             }
+            if let Some(batch) = batch {
+                body["batch"] = json!(batch);
+            }
             let text = remote
                 .call(Method::POST, "/webhooks", &[], Some(body))
                 .await?;
@@ -186,12 +195,17 @@ pub(super) async fn run(args: &RemoteArgs, command: WebhookCommand) -> anyhow::R
             }
             let w: Webhook = serde_json::from_str(&text)?;
             println!(
-                "webhook {}: {} of {} to {} as {}{}",
+                "webhook {}: {} of {} to {} as {}{}{}",
                 w.id,
                 w.events.join(", "),
                 w.scope,
                 w.url,
                 w.format,
+                if w.batch > 1 {
+                    format!(", up to {} events a request", w.batch)
+                } else {
+                    String::new()
+                },
                 if w.signed { ", signed" } else { "" }
             );
         }

@@ -9,7 +9,9 @@
 //! their own ([`Meta::record_event`], [`Meta::record_pull`]); a manifest GET learns from its
 //! own read whether any subscription wants it (`pull_sample_column`). Deliveries of one
 //! (subscription, repository) are claimed in order: only the oldest pending row of such a
-//! queue is ever due; finished ones are deleted after the retention
+//! queue is ever due. A subscription that batches (`batch_max` above 1) is one queue: its
+//! due rows are claimed together, oldest first, up to `batch_max`, and nothing behind a row
+//! that is waiting or claimed. Finished ones are deleted after the retention
 //! ([`Meta::prune_deliveries`]).
 
 use super::{IntBool, Meta};
@@ -23,6 +25,10 @@ use crate::{
 const OUTBOX_COLUMNS: &str = "INSERT INTO webhook_deliveries (subscription_id, event_id, kind, \
      repository, digest, tag, media_type, size, previous_digest, occurred_at, next_attempt_at, \
      actor, detail)";
+
+/// Claims a delivery: `$1` the owner, `$2` the lease's end; the attempt is counted.
+const CLAIM: &str = "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
+     attempts = attempts + 1";
 
 /// The subscriptions that want an event: `$2` is the kind's LIKE pattern (`%,push,%`), `$3`
 /// the repository, which the subscription's scope must cover (`*`, itself, or a prefix of
@@ -55,6 +61,8 @@ pub struct SubscriptionRow {
     pub created_at: i64,
     /// The share of pulls sent (0 < rate <= 1).
     pub pull_sample_rate: f64,
+    /// Events sent in one request at most.
+    pub batch_max: i64,
 }
 
 /// What a new subscription stores.
@@ -75,6 +83,8 @@ pub struct NewSubscription<'a> {
     pub created_by: &'a str,
     /// The share of pulls sent (checked by the caller: 0 < rate <= 1).
     pub pull_sample_rate: f64,
+    /// Events sent in one request at most (checked by the caller: at least 1).
+    pub batch_max: i64,
 }
 
 /// One delivery of the log.
@@ -134,6 +144,8 @@ pub struct ClaimedDelivery {
     pub secret: Option<String>,
     /// Its extra headers (JSON object).
     pub headers: String,
+    /// Events it takes in one request at most.
+    pub batch_max: i64,
 }
 
 /// The columns of a [`DeliveryRow`] of `d`.
@@ -144,7 +156,7 @@ const DELIVERY_COLUMNS: &str = "d.id, d.subscription_id, d.event_id, d.kind, d.r
 /// The columns of a [`SubscriptionRow`] of `s`.
 const SUBSCRIPTION_COLUMNS: &str = "s.id, s.url, s.scope, s.events, s.format, \
      CAST(CASE WHEN s.secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS signed, s.headers, s.created_by, \
-     s.created_at, s.pull_sample_rate";
+     s.created_at, s.pull_sample_rate, s.batch_max";
 
 /// The LIKE pattern that finds `kind` in a subscription's `events`.
 fn wants(kind: EventKind) -> String {
@@ -455,8 +467,8 @@ impl Meta {
             .fold(",".to_owned(), |acc, k| format!("{acc}{},", k.as_str()));
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_subscriptions (url, scope, events, format, secret, headers, \
-               created_by, created_at, pull_sample_rate) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+               created_by, created_at, pull_sample_rate, batch_max) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(new.url)
         .bind(new.scope)
@@ -467,6 +479,7 @@ impl Meta {
         .bind(new.created_by)
         .bind(self.now())
         .bind(new.pull_sample_rate)
+        .bind(new.batch_max)
         .fetch_one(&self.writer)
         .await?;
         self.webhook_on(&self.writer, id)
@@ -554,13 +567,15 @@ impl Meta {
             .await?)
     }
 
-    /// Claims up to `limit` due deliveries for `owner` for `lease_secs`, each the oldest
-    /// pending one of its (subscription, repository) queue, and counts the attempt. A claim
-    /// whose owner died is due again when its lease ends. On PostgreSQL replicas skip each
-    /// other's rows (`FOR UPDATE SKIP LOCKED`). On SQLite the due rows are found by a reader
-    /// first, so a round with nothing due never waits for the one writer (which pushes
-    /// need), and the claim re-checks each row's lease: a row found due is still the head of
-    /// its queue, since rows are only ever added behind.
+    /// Claims due deliveries for `owner` for `lease_secs`, and counts the attempt: up to
+    /// `limit` requests' worth, each the oldest pending row of its (subscription,
+    /// repository) queue, or of a batching subscription the oldest `batch_max` rows that
+    /// nothing waiting or claimed stands before. A claim whose owner died is due again when
+    /// its lease ends. On PostgreSQL replicas skip each other's rows (`FOR UPDATE SKIP
+    /// LOCKED`), and a batching subscription is claimed by one replica at a time. On SQLite
+    /// the due rows are found by a reader first, so a round with nothing due never waits for
+    /// the one writer (which pushes need), and the claim re-checks each row's lease: a row
+    /// found due is still due, since rows are only ever added behind.
     pub async fn claim_deliveries(
         &self,
         owner: &str,
@@ -568,54 +583,17 @@ impl Meta {
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
         let now = self.now();
-        let due = "SELECT d.id FROM webhook_deliveries d \
-               WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
-                 AND (d.lease_until IS NULL OR d.lease_until < $3) \
-                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
-                   WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id \
-                     AND e.repository = d.repository AND e.id < d.id) \
-               ORDER BY d.next_attempt_at, d.id LIMIT $4";
-        let claim = "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
-               attempts = attempts + 1";
-        let ids: Vec<i64> = if self.postgres {
-            let sql = format!("{claim} WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id");
-            sqlx::query_scalar(&sql)
-                .bind(owner)
-                .bind(now + lease_secs)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&self.writer)
-                .await?
-        } else {
-            // The probe binds $3 and $4 only: renumbered for the reader.
-            let probe = due.replace("$3", "$1").replace("$4", "$2");
-            let found: Vec<i64> = sqlx::query_scalar(&probe)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&self.reader)
-                .await?;
-            if found.is_empty() {
-                return Ok(Vec::new());
-            }
-            let sql = format!(
-                "{claim} WHERE id IN ({}) AND state = 'pending' \
-                 AND (lease_until IS NULL OR lease_until < $3) RETURNING id",
-                super::placeholders(4, found.len())
-            );
-            let mut update = sqlx::query_scalar(&sql)
-                .bind(owner)
-                .bind(now + lease_secs)
-                .bind(now);
-            for id in &found {
-                update = update.bind(id);
-            }
-            update.fetch_all(&self.writer).await?
-        };
+        let lease = (owner, now + lease_secs, now);
+        let mut ids = self.claim_heads(lease, limit).await?;
+        let left = limit - ids.len() as i64;
+        if left > 0 {
+            ids.extend(self.claim_batches(lease, left).await?);
+        }
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS}, s.url, s.format, s.secret, s.headers \
+            "SELECT {DELIVERY_COLUMNS}, s.url, s.format, s.secret, s.headers, s.batch_max \
              FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
              WHERE d.id IN ({}) ORDER BY d.id",
             super::placeholders(1, ids.len())
@@ -625,6 +603,111 @@ impl Meta {
             select = select.bind(id);
         }
         Ok(select.fetch_all(&self.writer).await?)
+    }
+
+    /// Claims up to `limit` heads of the queues of subscriptions that send one event at a
+    /// time; `lease` is (owner, until, now).
+    async fn claim_heads(&self, lease: (&str, i64, i64), limit: i64) -> Result<Vec<i64>> {
+        let (owner, until, now) = lease;
+        let due = "SELECT d.id FROM webhook_deliveries d \
+               WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
+                 AND (d.lease_until IS NULL OR d.lease_until < $3) \
+                 AND d.subscription_id IN \
+                   (SELECT id FROM webhook_subscriptions WHERE batch_max = 1) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+                   WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id \
+                     AND e.repository = d.repository AND e.id < d.id) \
+               ORDER BY d.next_attempt_at, d.id LIMIT $4";
+        if self.postgres {
+            let sql = format!("{CLAIM} WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id");
+            return Ok(sqlx::query_scalar(&sql)
+                .bind(owner)
+                .bind(until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.writer)
+                .await?);
+        }
+        // The probe binds $3 and $4 only: renumbered for the reader.
+        let probe = due.replace("$3", "$1").replace("$4", "$2");
+        let found: Vec<i64> = sqlx::query_scalar(&probe)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        self.claim_found(&self.writer, lease, &found).await
+    }
+
+    /// Claims the due rows of up to `limit` batching subscriptions, `batch_max` at most of
+    /// each: those before the subscription's first pending row that waits for its next
+    /// attempt or is claimed (its barrier). On PostgreSQL the subscriptions found are locked
+    /// (skipping those another replica holds) until the rows are claimed, so two replicas
+    /// never send parts of one subscription's queue at once.
+    async fn claim_batches(&self, lease: (&str, i64, i64), limit: i64) -> Result<Vec<i64>> {
+        let lock = if self.postgres {
+            " FOR NO KEY UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let due = format!(
+            "WITH batching AS (SELECT id, batch_max FROM webhook_subscriptions \
+                 WHERE batch_max > 1 ORDER BY id{lock}), \
+               barriers AS (SELECT b.id, b.batch_max, \
+                 (SELECT MIN(e.id) FROM webhook_deliveries e \
+                   WHERE e.subscription_id = b.id AND e.state = 'pending' \
+                     AND (e.next_attempt_at > $1 OR e.lease_until >= $1)) AS barrier \
+                 FROM batching b), \
+               ready AS (SELECT d.id, d.subscription_id, b.batch_max, \
+                 ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.id) AS n \
+                 FROM webhook_deliveries d JOIN barriers b ON b.id = d.subscription_id \
+                 WHERE d.state = 'pending' AND (b.barrier IS NULL OR d.id < b.barrier)) \
+             SELECT id FROM ready WHERE n <= batch_max AND subscription_id IN \
+               (SELECT subscription_id FROM ready WHERE n = 1 ORDER BY id LIMIT $2) \
+             ORDER BY id"
+        );
+        let (_, _, now) = lease;
+        if self.postgres {
+            let mut tx = self.writer.begin().await?;
+            let found: Vec<i64> = sqlx::query_scalar(&due)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            let ids = self.claim_found(&mut *tx, lease, &found).await?;
+            tx.commit().await?;
+            return Ok(ids);
+        }
+        let found: Vec<i64> = sqlx::query_scalar(&due)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        self.claim_found(&self.writer, lease, &found).await
+    }
+
+    /// Claims the rows `found` due that are still pending and unclaimed.
+    async fn claim_found<'e, E>(
+        &self,
+        on: E,
+        (owner, until, now): (&str, i64, i64),
+        found: &[i64],
+    ) -> Result<Vec<i64>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "{CLAIM} WHERE id IN ({}) AND state = 'pending' \
+             AND (lease_until IS NULL OR lease_until < $3) RETURNING id",
+            super::placeholders(4, found.len())
+        );
+        let mut update = sqlx::query_scalar(&sql).bind(owner).bind(until).bind(now);
+        for id in found {
+            update = update.bind(id);
+        }
+        Ok(update.fetch_all(on).await?)
     }
 
     /// Records how the attempts at deliveries claimed by `owner` ended, in one transaction

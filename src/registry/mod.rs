@@ -108,7 +108,8 @@ pub use vulnerabilities::{
     FixedIn, ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
 };
 pub use webhooks::{
-    CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView,
+    Carried, CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_BATCH_MAX, WEBHOOK_HEADERS_MAX,
+    WebhookInput, WebhookView,
 };
 
 use crate::{

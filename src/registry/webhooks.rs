@@ -25,6 +25,8 @@ use crate::{
 
 /// Extra headers a subscription may set at most.
 pub const WEBHOOK_HEADERS_MAX: usize = 20;
+/// The most events a subscription may take in one request.
+pub const WEBHOOK_BATCH_MAX: u32 = 1000;
 /// The longest secret, URL and header value taken, in bytes.
 const TEXT_MAX: usize = 2048;
 /// How long resolving a subscription's host may take when it is created.
@@ -55,6 +57,13 @@ pub struct WebhookInput {
     /// drawn at random, so a receiver estimates the total as the events it got / the rate.
     #[serde(default)]
     pub pull_sample_rate: Option<f64>,
+    /// Events sent in one request at most (default 1: each alone), for `distribution` (one
+    /// envelope listing them) and `cloudevents` (batched mode,
+    /// `application/cloudevents-batch+json`, even for one event). Above 1, the
+    /// subscription's events are sent in order across all its repositories, one request at
+    /// a time.
+    #[serde(default)]
+    pub batch: Option<u32>,
 }
 
 /// A subscription as shown (without its secret).
@@ -76,6 +85,8 @@ pub struct WebhookView {
     pub signed: bool,
     /// The share of pulls sent.
     pub pull_sample_rate: f64,
+    /// Events sent in one request at most.
+    pub batch: i64,
     /// Who created it.
     pub created_by: String,
     /// When (RFC 3339).
@@ -154,21 +165,31 @@ impl CheckedWebhook {
     }
 }
 
-/// A delivery to send now.
+/// A request to send now: one delivery, or several of a subscription that batches.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// The delivery's id.
-    pub id: i64,
-    /// This attempt's number (1 for the first).
-    pub attempt: i64,
     /// Where to.
     pub url: String,
     /// In which format.
     pub format: Format,
+    /// Whether the subscription batches (its requests list their events even when there
+    /// is one: [`hooks::render_batch`]).
+    pub batched: bool,
     /// The signing secret.
     pub secret: Option<String>,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// What it carries, oldest first (never empty).
+    pub deliveries: Vec<Carried>,
+}
+
+/// One delivery in a request.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    /// The delivery's id.
+    pub id: i64,
+    /// This attempt's number (1 for the first).
+    pub attempt: i64,
     /// What to say.
     pub event: Event,
 }
@@ -223,6 +244,7 @@ fn view(row: SubscriptionRow) -> WebhookView {
         headers: serde_json::from_str(&row.headers).unwrap_or_default(),
         signed: row.signed,
         pull_sample_rate: row.pull_sample_rate,
+        batch: row.batch_max,
         created_by: row.created_by,
         created_at: hooks::rfc3339(row.created_at),
     }
@@ -341,6 +363,23 @@ impl Registry {
                 format!("{rate} is not above 0 and at most 1"),
             ));
         }
+        if let Some(batch) = input.batch {
+            if !(1..=WEBHOOK_BATCH_MAX).contains(&batch) {
+                return Err(field(
+                    "batch",
+                    format!("{batch} is not between 1 and {WEBHOOK_BATCH_MAX}"),
+                ));
+            }
+            if batch > 1 && !format.batches() {
+                return Err(field(
+                    "batch",
+                    format!(
+                        "{} sends one event per request; batches are for distribution and cloudevents",
+                        format.as_str()
+                    ),
+                ));
+            }
+        }
         if input.headers.len() > WEBHOOK_HEADERS_MAX {
             return Err(field(
                 "headers",
@@ -406,6 +445,7 @@ impl Registry {
                 headers: &headers,
                 created_by: by,
                 pull_sample_rate: checked.input.pull_sample_rate.unwrap_or(1.0),
+                batch_max: i64::from(checked.input.batch.unwrap_or(1)),
             })
             .await?;
         Ok(view(row))
@@ -466,20 +506,25 @@ impl Registry {
         &self.webhooks
     }
 
-    /// Claims up to `limit` due deliveries for `owner` (the worker), each the oldest pending
-    /// of its (subscription, repository). The claim outlasts an attempt (bounded by
-    /// `timeout_secs`) and the recording of its outcome; a claim whose owner died is taken
-    /// over when it ends, so a crash delays its deliveries by about that much.
+    /// Claims up to `limit` requests' worth of due deliveries for `owner` (the worker):
+    /// each the oldest pending of its (subscription, repository), or for a subscription that
+    /// batches, its oldest due ones up to its `batch`, in one request. The claim outlasts an
+    /// attempt (bounded by `timeout_secs`) and the recording of its outcome; a claim whose
+    /// owner died is taken over when it ends, so a crash delays its deliveries by about that
+    /// much.
     pub async fn claim_webhook_deliveries(&self, owner: &str, limit: i64) -> Result<Vec<Outgoing>> {
         let lease = 2 * self.webhooks.timeout_secs.max(1) as i64 + 1;
         let claimed = self.meta.claim_deliveries(owner, lease, limit).await?;
-        let mut out = Vec::with_capacity(claimed.len());
+        let mut out: Vec<Outgoing> = Vec::with_capacity(claimed.len());
+        // The request of each batching subscription in `out`.
+        let mut batches = std::collections::HashMap::new();
         for ClaimedDelivery {
             delivery,
             url,
             format,
             secret,
             headers,
+            batch_max,
         } in claimed
         {
             let event = event_of(&delivery);
@@ -496,16 +541,29 @@ impl Registry {
                     .await?;
                 continue;
             };
+            let carried = Carried {
+                id: delivery.id,
+                attempt: delivery.attempts,
+                event,
+            };
+            let batched = batch_max > 1 && format.batches();
+            if batched && let Some(&at) = batches.get(&delivery.subscription_id) {
+                let request: &mut Outgoing = &mut out[at];
+                request.deliveries.push(carried);
+                continue;
+            }
+            if batched {
+                batches.insert(delivery.subscription_id, out.len());
+            }
             let headers: BTreeMap<String, String> =
                 serde_json::from_str(&headers).unwrap_or_default();
             out.push(Outgoing {
-                id: delivery.id,
-                attempt: delivery.attempts,
                 url,
                 format,
+                batched,
                 secret,
                 headers: headers.into_iter().collect(),
-                event,
+                deliveries: vec![carried],
             });
         }
         Ok(out)

@@ -1,6 +1,7 @@
 //! Webhooks, the pure part: what an event says ([`Event`], its [`EventKind`] and how each
-//! format names it), the payload formats a subscription may ask for ([`Format`]: CNCF Distribution's notification envelope, Harbor's
-//! default payload, CloudEvents 1.0 structured and binary), the HMAC signature header, and
+//! format names it), the payload formats a subscription may ask for ([`Format`]: CNCF
+//! Distribution's notification envelope, Harbor's default payload, CloudEvents 1.0
+//! structured, batched and binary), the HMAC signature header, and
 //! the rules a target URL and the addresses it resolves to must follow. No IO here: the
 //! registry stores subscriptions and the outbox, the worker sends.
 
@@ -18,6 +19,8 @@ pub const EVENT_ID_HEADER: &str = "Berth-Event-Id";
 pub const DISTRIBUTION_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
 /// CloudEvents' structured mode media type.
 pub const CLOUDEVENTS_MEDIA_TYPE: &str = "application/cloudevents+json";
+/// CloudEvents' batched mode media type (a JSON array of structured events).
+pub const CLOUDEVENTS_BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
 
 /// What happened, as subscriptions filter it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +183,13 @@ impl Format {
     pub fn parse(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.as_str() == name)
     }
+
+    /// Whether one request can carry several events ([`render_batch`]): Distribution's
+    /// envelope is a list, and CloudEvents has a batched mode; Harbor's payload and
+    /// CloudEvents' binary mode are one event each.
+    pub fn batches(self) -> bool {
+        matches!(self, Format::Distribution | Format::CloudEvents)
+    }
 }
 
 /// One event, as the outbox keeps it; every payload is rendered from these facts, so each
@@ -258,16 +268,13 @@ pub fn render(format: Format, event: &Event, source: &Source) -> Rendered {
             headers: Vec::new(),
             body: harbor_payload(event, source).to_string().into_bytes(),
         },
-        Format::CloudEvents => {
-            let mut envelope = cloudevent_attributes(event, source);
-            envelope["datacontenttype"] = json!("application/json");
-            envelope["data"] = event_data(event, source);
-            Rendered {
-                content_type: CLOUDEVENTS_MEDIA_TYPE,
-                headers: Vec::new(),
-                body: envelope.to_string().into_bytes(),
-            }
-        }
+        Format::CloudEvents => Rendered {
+            content_type: CLOUDEVENTS_MEDIA_TYPE,
+            headers: Vec::new(),
+            body: structured_cloudevent(event, source)
+                .to_string()
+                .into_bytes(),
+        },
         Format::CloudEventsBinary => {
             let attributes = cloudevent_attributes(event, source);
             let headers = attributes
@@ -283,6 +290,42 @@ pub fn render(format: Format, event: &Event, source: &Source) -> Rendered {
             }
         }
     }
+}
+
+/// `events`, in order, in one request of `format`, for a subscription that batches: a
+/// Distribution envelope listing them all, or CloudEvents' batched mode (an array of
+/// structured events, `application/cloudevents-batch+json`). `None` for a format that
+/// cannot carry more than one ([`Format::batches`]).
+pub fn render_batch(format: Format, events: &[Event], source: &Source) -> Option<Rendered> {
+    let (content_type, body) = match format {
+        Format::Distribution => (
+            DISTRIBUTION_MEDIA_TYPE,
+            json!({ "events": events.iter().map(|e| distribution_event(e, source)).collect::<Vec<_>>() }),
+        ),
+        Format::CloudEvents => (
+            CLOUDEVENTS_BATCH_MEDIA_TYPE,
+            Value::Array(
+                events
+                    .iter()
+                    .map(|e| structured_cloudevent(e, source))
+                    .collect(),
+            ),
+        ),
+        Format::Harbor | Format::CloudEventsBinary => return None,
+    };
+    Some(Rendered {
+        content_type,
+        headers: Vec::new(),
+        body: body.to_string().into_bytes(),
+    })
+}
+
+/// `event` as a CloudEvent in structured mode: its attributes with the data beside them.
+fn structured_cloudevent(event: &Event, source: &Source) -> Value {
+    let mut envelope = cloudevent_attributes(event, source);
+    envelope["datacontenttype"] = json!("application/json");
+    envelope["data"] = event_data(event, source);
+    envelope
 }
 
 /// The manifest URL of `event` (by digest), the repository's tag list without one, or the
@@ -608,6 +651,37 @@ mod tests {
         assert_eq!(
             target_url(&wide, &source()),
             "https://registry.example.com/v2/"
+        );
+    }
+
+    #[test]
+    fn a_batch_lists_its_events_in_order_where_the_format_can() {
+        let mut second = event();
+        second.id = "second".into();
+        second.tag = Some("v2".into());
+        let events = [event(), second];
+        let d = render_batch(Format::Distribution, &events, &source()).unwrap();
+        assert_eq!(d.content_type, DISTRIBUTION_MEDIA_TYPE);
+        let d: Value = serde_json::from_slice(&d.body).unwrap();
+        let tags: Vec<&Value> = d["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["target"]["tag"])
+            .collect();
+        assert_eq!(tags, [&json!("v1"), &json!("v2")]);
+        let c = render_batch(Format::CloudEvents, &events, &source()).unwrap();
+        assert_eq!(c.content_type, "application/cloudevents-batch+json");
+        let c: Value = serde_json::from_slice(&c.body).unwrap();
+        assert_eq!(c[1]["id"], "second");
+        assert_eq!(c[1]["specversion"], "1.0");
+        assert_eq!(c[1]["data"]["tag"], "v2");
+        assert!(render_batch(Format::Harbor, &events, &source()).is_none());
+        assert!(render_batch(Format::CloudEventsBinary, &events, &source()).is_none());
+        assert!(
+            Format::ALL
+                .iter()
+                .all(|f| f.batches() == render_batch(*f, &events, &source()).is_some())
         );
     }
 

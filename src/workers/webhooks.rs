@@ -1,10 +1,11 @@
-//! The webhook sender: claims due deliveries from the outbox (each the oldest pending of its
-//! subscription and repository, so a receiver sees a repository's events in order), POSTs
-//! each in its own task with a time limit and a bounded read of the answer, and records the
-//! outcome through the registry (backoff and the dead state are decided there). At most
-//! `webhooks.concurrency` deliveries are in flight, so a receiver that hangs holds one slot
-//! until its timeout and never the others; outcomes are recorded, and more claimed, when half
-//! the slots are free or the poll period passed.
+//! The webhook sender: claims due deliveries from the outbox as requests (each the oldest
+//! pending of its subscription and repository, so a receiver sees a repository's events in
+//! order; or a batching subscription's oldest, several to a request), POSTs each request in
+//! its own task with a time limit and a bounded read of the answer, and records the outcome
+//! of every delivery it carried through the registry (backoff and the dead state are decided
+//! there). At most `webhooks.concurrency` requests are in flight, so a receiver that hangs
+//! holds one slot until its timeout and never the others; outcomes are recorded, and more
+//! claimed, when half the slots are free or the poll period passed.
 
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
     let mut period_passed = true;
     loop {
         while let Some(finished) = in_flight.try_join_next() {
-            done.extend(finished.ok());
+            done.extend(finished.into_iter().flatten());
         }
         let mut claimed = 0;
         if period_passed || in_flight.len() <= refill_at {
@@ -59,12 +60,12 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
             let free = slots.saturating_sub(in_flight.len());
             if free > 0 {
                 match registry.claim_webhook_deliveries(&owner, free as i64).await {
-                    Ok(batch) => {
-                        claimed = batch.len();
-                        for delivery in batch {
+                    Ok(requests) => {
+                        claimed = requests.len();
+                        for request in requests {
                             let (registry, client) = (registry.clone(), client.clone());
                             in_flight.spawn(async move {
-                                attempt(&registry, &client, delivery, timeout).await
+                                attempt(&registry, &client, request, timeout).await
                             });
                         }
                     }
@@ -80,12 +81,12 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(period) => period_passed = true,
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
-                done.extend(finished.ok());
+                done.extend(finished.into_iter().flatten());
             }
         }
     }
     while let Some(finished) = in_flight.try_join_next() {
-        done.extend(finished.ok());
+        done.extend(finished.into_iter().flatten());
     }
     record(&registry, &owner, &mut done).await;
     in_flight.shutdown().await;
@@ -103,36 +104,44 @@ async fn record(registry: &Registry, owner: &str, done: &mut Vec<(i64, i64, Sent
     done.clear();
 }
 
-/// One attempt at `delivery`: its id, attempt number and outcome.
+/// One attempt at `request`: the id, attempt number and outcome of each delivery it carried
+/// (one outcome for them all: the receiver took the request or did not).
 async fn attempt(
     registry: &Registry,
     client: &Client,
-    delivery: Outgoing,
+    request: Outgoing,
     timeout: Duration,
-) -> (i64, i64, Sent) {
-    let sent = match tokio::time::timeout(timeout, send(registry, client, &delivery)).await {
+) -> Vec<(i64, i64, Sent)> {
+    let sent = match tokio::time::timeout(timeout, send(registry, client, &request)).await {
         Ok(sent) => sent,
         Err(_) => Sent::Failed(format!("no answer within {} s", timeout.as_secs())),
     };
+    let first = request.deliveries.first().map(|d| d.id);
+    let carried = request.deliveries.len();
     match &sent {
         Sent::Delivered(_) => {}
         Sent::Refused(status, _) => {
             tracing::info!(
-                delivery = delivery.id,
+                delivery = first,
+                carried,
                 status,
                 "webhook refused by its receiver"
             )
         }
         Sent::Failed(error) => {
-            tracing::info!(delivery = delivery.id, error, "webhook not delivered")
+            tracing::info!(delivery = first, carried, error, "webhook not delivered")
         }
     }
-    (delivery.id, delivery.attempt, sent)
+    request
+        .deliveries
+        .into_iter()
+        .map(|d| (d.id, d.attempt, sent.clone()))
+        .collect()
 }
 
-/// POSTs `delivery` and reads at most `webhooks.response_max_bytes` of the answer.
-async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent {
-    let url = match url::Url::parse(&delivery.url) {
+/// POSTs `request` and reads at most `webhooks.response_max_bytes` of the answer.
+async fn send(registry: &Registry, client: &Client, request: &Outgoing) -> Sent {
+    let url = match url::Url::parse(&request.url) {
         Ok(url) => url,
         Err(e) => return Sent::Failed(format!("url: {e}")),
     };
@@ -140,19 +149,32 @@ async fn send(registry: &Registry, client: &Client, delivery: &Outgoing) -> Sent
     if let Err(e) = registry.check_target(&url).await {
         return Sent::Failed(e.to_string());
     }
-    let rendered = hooks::render(delivery.format, &delivery.event, registry.webhook_source());
-    let mut request = client
+    let source = registry.webhook_source();
+    let events: Vec<hooks::Event> = request.deliveries.iter().map(|d| d.event.clone()).collect();
+    let rendered = match (request.batched, events.as_slice()) {
+        (false, [event]) => hooks::render(request.format, event, source),
+        (true, _) => match hooks::render_batch(request.format, &events, source) {
+            Some(rendered) => rendered,
+            None => return Sent::Failed(format!("{} does not batch", request.format.as_str())),
+        },
+        (false, _) => {
+            return Sent::Failed("several events for a subscription that does not batch".into());
+        }
+    };
+    // Every event's id, in the order the body lists them.
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let mut post = client
         .post(url)
         .header(header::CONTENT_TYPE, rendered.content_type)
-        .header(EVENT_ID_HEADER, &delivery.event.id);
-    for (name, value) in rendered.headers.iter().chain(&delivery.headers) {
-        request = request.header(name, value);
+        .header(EVENT_ID_HEADER, ids.join(", "));
+    for (name, value) in rendered.headers.iter().chain(&request.headers) {
+        post = post.header(name, value);
     }
-    if let Some(secret) = &delivery.secret {
+    if let Some(secret) = &request.secret {
         let signature = hooks::signature(secret, registry.clock().now(), &rendered.body);
-        request = request.header(SIGNATURE_HEADER, signature);
+        post = post.header(SIGNATURE_HEADER, signature);
     }
-    let mut response = match request.body(rendered.body).send().await {
+    let mut response = match post.body(rendered.body).send().await {
         Ok(response) => response,
         Err(e) => return Sent::Failed(with_causes(&e)),
     };

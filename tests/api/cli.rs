@@ -1273,6 +1273,7 @@ async fn webhook_commands() {
             "team",
             "push,pull,delete",
             "harbor",
+            "1",
             "yes",
             "50%",
             "local",
@@ -1351,6 +1352,33 @@ async fn webhook_commands() {
     .await
     .failed();
     assert!(bad_header.contains("give NAME=VALUE"), "{bad_header}");
+    let unbatchable = berth(
+        &s,
+        &[
+            "webhook", "add", "--url", &url, "--scope", "team", "--event", "push", "--format",
+            "harbor", "--batch", "5",
+        ],
+    )
+    .await
+    .failed();
+    assert!(
+        unbatchable.contains("harbor sends one event per request"),
+        "{unbatchable}"
+    );
+    let batched = berth(
+        &s,
+        &[
+            "webhook", "add", "--url", &url, "--scope", "team", "--event", "push", "--batch", "20",
+        ],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        batched.trim(),
+        format!("webhook 2: push of team to {url} as distribution, up to 20 events a request")
+    );
+    assert_eq!(api(&s, "/webhooks/2").await["batch"], 20);
+    berth(&s, &["webhook", "rm", "2"]).await.ok();
     let missing = berth(&s, &["webhook", "rm", "7"]).await.failed();
     assert!(missing.contains("(NOT_FOUND)"), "{missing}");
 

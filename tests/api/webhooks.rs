@@ -384,6 +384,28 @@ async fn subscriptions_are_checked_and_never_show_the_secret() {
             "headers",
             "X-Ok",
         ),
+        (
+            with("batch", json!(0)),
+            "batch",
+            "0 is not between 1 and 1000",
+        ),
+        (
+            with("batch", json!(1001)),
+            "batch",
+            "1001 is not between 1 and 1000",
+        ),
+        (
+            json!({"url": r.url("/hook"), "events": ["push"], "format": "harbor", "scope": "*",
+                   "batch": 10}),
+            "batch",
+            "harbor sends one event per request",
+        ),
+        (
+            json!({"url": r.url("/hook"), "events": ["push"], "format": "cloudevents-binary",
+                   "scope": "*", "batch": 2}),
+            "batch",
+            "cloudevents-binary sends one event per request",
+        ),
     ];
     for (body, field, says) in bad {
         let resp = api(&s, Method::POST, "/webhooks", Some(body.clone())).await;
@@ -397,6 +419,8 @@ async fn subscriptions_are_checked_and_never_show_the_secret() {
     for body in [
         json!({"url": r.url("/hook"), "events": ["push"], "format": "distribution"}),
         with("colour", json!("blue")),
+        with("batch", json!(-1)),
+        with("batch", json!("ten")),
     ] {
         let resp = api(&s, Method::POST, "/webhooks", Some(body)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
@@ -805,6 +829,117 @@ async fn failures_back_off_then_deliver_in_order_or_end_dead() {
     }
 }
 
+/// The events of a batching subscription, as its requests list them (a Distribution
+/// envelope's `events`, or CloudEvents' batched array), each with its id.
+fn listed_events(got: &Got) -> Vec<Value> {
+    let body = got.json();
+    match body.get("events") {
+        Some(events) => events.as_array().unwrap().clone(),
+        None => body.as_array().expect("a batch").clone(),
+    }
+}
+
+/// A subscription with `batch` takes several events per request, in order across its
+/// repositories: while its receiver fails, what is pushed waits behind the failed request
+/// (the first attempt carries only what was due then), and after the backoff one request
+/// carries everything, oldest first, as a Distribution envelope listing them and as
+/// CloudEvents' batched mode; `Berth-Event-Id` lists the ids in the body's order, and every
+/// delivery of the request records the same outcome. A batch never exceeds `batch`.
+#[tokio::test]
+async fn batches_carry_several_events_in_order() {
+    let s = server().await;
+    let r = Receiver::start().await;
+    r.answer("/envelope", Answer::Status(503));
+    r.answer("/cloud", Answer::Status(503));
+    let envelope = subscribe(
+        &s,
+        json!({"url": r.url("/envelope"), "events": ["push"], "format": "distribution",
+               "scope": "*", "batch": 50, "secret": "s3cret"}),
+    )
+    .await;
+    let cloud = subscribe(
+        &s,
+        json!({"url": r.url("/cloud"), "events": ["push"], "format": "cloudevents",
+               "scope": "*", "batch": 4}),
+    )
+    .await;
+    let mut pushed = Vec::new();
+    for repo in ["batch/one", "batch/two"] {
+        let (config, layer) = push_blobs(&s, repo).await;
+        for n in 0..5 {
+            let m = manifest(&config, &layer, n);
+            s.put_manifest_ok(repo, &format!("t{n}"), OCI_MANIFEST, &m)
+                .await;
+            pushed.push(sha256(&m));
+        }
+    }
+    // Each receiver refused its first request; nothing else was tried before the backoff.
+    for (id, path) in [(envelope, "/envelope"), (cloud, "/cloud")] {
+        r.wait_for(path, 1).await;
+        log_until(&s, id, |log| log.iter().any(|d| d["last_status"] == 503)).await;
+    }
+    let first_envelope = r.at("/envelope").len();
+    assert_eq!(first_envelope, 1);
+    let tried = listed_events(&r.at("/envelope")[0]).len();
+    let log = deliveries(&s, envelope).await;
+    assert_eq!(log.len(), 10);
+    assert_eq!(
+        log.iter().filter(|d| d["attempts"] == 1).count(),
+        tried,
+        "the deliveries of the refused request, and none behind them: {log:#?}"
+    );
+
+    r.answer("/envelope", Answer::Ok);
+    r.answer("/cloud", Answer::Ok);
+    s.clock.advance(10);
+    let log = log_until(&s, envelope, |log| {
+        log.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    assert!(log.iter().all(|d| d["last_status"] == 204), "{log:#?}");
+    let got = r.at("/envelope");
+    assert_eq!(got.len(), 2, "the retry carried everything in one request");
+    let events = listed_events(&got[1]);
+    let digests: Vec<&str> = events
+        .iter()
+        .map(|e| e["target"]["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests, pushed, "in push order across both repositories");
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        got[1].header("berth-event-id"),
+        Some(ids.join(", ").as_str())
+    );
+    assert_eq!(
+        got[1].header("content-type"),
+        Some("application/vnd.docker.distribution.events.v1+json")
+    );
+    verify_signature(&got[1], "s3cret");
+
+    log_until(&s, cloud, |log| {
+        log.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    let got = r.at("/cloud");
+    let mut sent: Vec<String> = Vec::new();
+    for g in &got[1..] {
+        assert_eq!(
+            g.header("content-type"),
+            Some("application/cloudevents-batch+json")
+        );
+        let events = listed_events(g);
+        assert!((1..=4).contains(&events.len()), "{}", events.len());
+        for e in events {
+            assert_eq!(e["specversion"], "1.0");
+            sent.push(e["data"]["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        sent, pushed,
+        "every event once, in order, four at most a request"
+    );
+}
+
 /// A receiver that hangs holds one delivery until the timeout and delays nobody else; one
 /// that answers with a huge body is read only up to `response_max_bytes`.
 #[tokio::test]
@@ -892,8 +1027,9 @@ async fn hanging_and_huge_receivers_are_bounded() {
 }
 
 /// Many pushes over several repositories at once: every event is delivered, none missing,
-/// each repository's in push order. (`WEBHOOK_PUSHES` overrides the count; 10,000 was run
-/// by hand, see the README.)
+/// each repository's in push order; to a batching subscription too, in fewer requests than
+/// events (one is in flight at a time, and what is pushed meanwhile goes in the next).
+/// (`WEBHOOK_PUSHES` overrides the count; 10,000 was run by hand, see the README.)
 #[tokio::test]
 async fn many_pushes_deliver_every_event_in_order() {
     let total: usize = std::env::var("WEBHOOK_PUSHES")
@@ -905,6 +1041,12 @@ async fn many_pushes_deliver_every_event_in_order() {
     let id = subscribe(
         &s,
         json!({"url": r.url("/all"), "events": ["push"], "format": "distribution", "scope": "*"}),
+    )
+    .await;
+    let batched = subscribe(
+        &s,
+        json!({"url": r.url("/batched"), "events": ["push"], "format": "distribution",
+               "scope": "*", "batch": 100}),
     )
     .await;
     let repos = 8;
@@ -952,6 +1094,35 @@ async fn many_pushes_deliver_every_event_in_order() {
     })
     .await;
     assert!(!log.is_empty());
+
+    log_until(&s, batched, |log| {
+        log.len() >= 1000.min(total) && log.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    let requests = r.at("/batched");
+    let mut seen_ids = HashSet::new();
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for g in &requests {
+        let events = listed_events(g);
+        assert!((1..=100).contains(&events.len()), "{}", events.len());
+        for e in events {
+            assert!(
+                seen_ids.insert(e["id"].as_str().unwrap().to_owned()),
+                "sent once: {e}"
+            );
+            order
+                .entry(e["target"]["repository"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(e["target"]["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen_ids.len(), total, "every event, once, in batches");
+    assert_eq!(order, expected, "in push order per repository, in batches");
+    assert!(
+        requests.len() < total,
+        "{} requests for {total} events",
+        requests.len()
+    );
 }
 
 /// The OpenAPI document describes the webhook routes and their bodies.
