@@ -26,6 +26,10 @@ const OUTBOX_COLUMNS: &str = "INSERT INTO webhook_deliveries (subscription_id, e
      repository, digest, tag, media_type, size, previous_digest, occurred_at, next_attempt_at, \
      actor, detail)";
 
+/// Deliveries whose outcome one statement records at most (its binds stay well under
+/// SQLite's limit).
+const FINISH_CHUNK: usize = 500;
+
 /// Claims a delivery: `$1` the owner, `$2` the lease's end; the attempt is counted.
 const CLAIM: &str = "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
      attempts = attempts + 1";
@@ -609,17 +613,19 @@ impl Meta {
     /// time; `lease` is (owner, until, now).
     async fn claim_heads(&self, lease: (&str, i64, i64), limit: i64) -> Result<Vec<i64>> {
         let (owner, until, now) = lease;
+        // A join, not `IN (SELECT …)`: SQLite then reads the pending rows through their
+        // partial index instead of every row of each subscription through the log's.
         let due = "SELECT d.id FROM webhook_deliveries d \
+               JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.batch_max = 1 \
                WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
                  AND (d.lease_until IS NULL OR d.lease_until < $3) \
-                 AND d.subscription_id IN \
-                   (SELECT id FROM webhook_subscriptions WHERE batch_max = 1) \
                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                    WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id \
                      AND e.repository = d.repository AND e.id < d.id) \
                ORDER BY d.next_attempt_at, d.id LIMIT $4";
         if self.postgres {
-            let sql = format!("{CLAIM} WHERE id IN ({due} FOR UPDATE SKIP LOCKED) RETURNING id");
+            let sql =
+                format!("{CLAIM} WHERE id IN ({due} FOR UPDATE OF d SKIP LOCKED) RETURNING id");
             return Ok(sqlx::query_scalar(&sql)
                 .bind(owner)
                 .bind(until)
@@ -644,23 +650,27 @@ impl Meta {
     /// (skipping those another replica holds) until the rows are claimed, so two replicas
     /// never send parts of one subscription's queue at once.
     async fn claim_batches(&self, lease: (&str, i64, i64), limit: i64) -> Result<Vec<i64>> {
+        // The subscriptions' rows are locked for the claim, not for their foreign keys (a
+        // push inserting deliveries does not wait).
         let lock = if self.postgres {
-            " FOR NO KEY UPDATE SKIP LOCKED"
+            " FOR NO KEY UPDATE OF s SKIP LOCKED"
         } else {
             ""
         };
+        // `pending` is read once, through the pending rows' partial index (a join, as in
+        // `claim_heads`), never the finished rows the log keeps.
         let due = format!(
-            "WITH batching AS (SELECT id, batch_max FROM webhook_subscriptions \
-                 WHERE batch_max > 1 ORDER BY id{lock}), \
-               barriers AS (SELECT b.id, b.batch_max, \
-                 (SELECT MIN(e.id) FROM webhook_deliveries e \
-                   WHERE e.subscription_id = b.id AND e.state = 'pending' \
-                     AND (e.next_attempt_at > $1 OR e.lease_until >= $1)) AS barrier \
-                 FROM batching b), \
-               ready AS (SELECT d.id, d.subscription_id, b.batch_max, \
-                 ROW_NUMBER() OVER (PARTITION BY d.subscription_id ORDER BY d.id) AS n \
-                 FROM webhook_deliveries d JOIN barriers b ON b.id = d.subscription_id \
-                 WHERE d.state = 'pending' AND (b.barrier IS NULL OR d.id < b.barrier)) \
+            "WITH pending AS (SELECT d.id, d.subscription_id, s.batch_max, d.next_attempt_at, \
+                   d.lease_until \
+                 FROM webhook_deliveries d \
+                 JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.batch_max > 1 \
+                 WHERE d.state = 'pending'{lock}), \
+               barriers AS (SELECT subscription_id, MIN(id) AS barrier FROM pending \
+                 WHERE next_attempt_at > $1 OR lease_until >= $1 GROUP BY subscription_id), \
+               ready AS (SELECT p.id, p.subscription_id, p.batch_max, \
+                 ROW_NUMBER() OVER (PARTITION BY p.subscription_id ORDER BY p.id) AS n \
+                 FROM pending p LEFT JOIN barriers b ON b.subscription_id = p.subscription_id \
+                 WHERE b.barrier IS NULL OR p.id < b.barrier) \
              SELECT id FROM ready WHERE n <= batch_max AND subscription_id IN \
                (SELECT subscription_id FROM ready WHERE n = 1 ORDER BY id LIMIT $2) \
              ORDER BY id"
@@ -711,16 +721,20 @@ impl Meta {
     }
 
     /// Records how the attempts at deliveries claimed by `owner` ended, in one transaction
-    /// (the sender records a round's outcomes together, taking the writer once).
+    /// (the sender records a round's outcomes together, taking the writer once), with one
+    /// statement per distinct outcome: a round's deliveries mostly end alike (delivered with
+    /// the same status, or the deliveries of one batch with its one failure).
     pub async fn finish_deliveries(
         &self,
         owner: &str,
         attempts: &[(i64, Attempt<'_>)],
     ) -> Result<()> {
         let now = self.now();
-        let mut tx = self.write_tx().await?;
+        // (state, status, error, next attempt) -> the deliveries that ended so.
+        type Outcome<'a> = (&'static str, Option<i64>, Option<&'a str>, Option<i64>);
+        let mut outcomes: Vec<(Outcome<'_>, Vec<i64>)> = Vec::new();
         for (id, attempt) in attempts {
-            let (state, status, error, next) = match *attempt {
+            let outcome = match *attempt {
                 Attempt::Delivered { status } => ("delivered", Some(status), None, None),
                 Attempt::Failed {
                     status,
@@ -733,22 +747,34 @@ impl Meta {
                     retry_at: None,
                 } => ("dead", status, Some(error), None),
             };
-            sqlx::query(
-                "UPDATE webhook_deliveries SET state = $3, last_status = $4, last_error = $5, \
-                   next_attempt_at = COALESCE(CAST($6 AS BIGINT), next_attempt_at), \
-                   lease_owner = NULL, lease_until = NULL, \
-                   finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE CAST($7 AS BIGINT) END \
-                 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(state)
-            .bind(status)
-            .bind(error)
-            .bind(next)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            match outcomes.iter_mut().find(|(o, _)| *o == outcome) {
+                Some((_, ids)) => ids.push(*id),
+                None => outcomes.push((outcome, vec![*id])),
+            }
+        }
+        let mut tx = self.write_tx().await?;
+        for ((state, status, error, next), ids) in &outcomes {
+            for ids in ids.chunks(FINISH_CHUNK) {
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET state = $2, last_status = $3, \
+                       last_error = $4, next_attempt_at = COALESCE(CAST($5 AS BIGINT), next_attempt_at), \
+                       lease_owner = NULL, lease_until = NULL, \
+                       finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE CAST($6 AS BIGINT) END \
+                     WHERE lease_owner = $1 AND id IN ({})",
+                    super::placeholders(7, ids.len())
+                );
+                let mut update = sqlx::query(&sql)
+                    .bind(owner)
+                    .bind(*state)
+                    .bind(*status)
+                    .bind(*error)
+                    .bind(*next)
+                    .bind(now);
+                for id in ids {
+                    update = update.bind(id);
+                }
+                update.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -5,12 +5,13 @@
 //! of every delivery it carried through the registry (backoff and the dead state are decided
 //! there). At most `webhooks.concurrency` requests are in flight, so a receiver that hangs
 //! holds one slot until its timeout and never the others; outcomes are recorded, and more
-//! claimed, when half the slots are free or the poll period passed.
+//! claimed, in rounds at least `ROUND_GAP` apart, when half the slots are free or the poll
+//! period passed.
 
 use std::time::Duration;
 
 use reqwest::{Client, header};
-use tokio::task::JoinSet;
+use tokio::{task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -21,6 +22,11 @@ use crate::{
 
 /// Bytes of a refusing receiver's answer kept as the delivery's error.
 const ERROR_TEXT_MAX: usize = 512;
+
+/// The shortest time between two rounds: at most 200 a second, so one repository's queue of
+/// a subscription that sends events one at a time moves at up to 200 events a second (a
+/// batching subscription's, `batch` times that).
+const ROUND_GAP: Duration = Duration::from_millis(5);
 
 /// Sends deliveries as `owner` until `stop` is cancelled; deliveries in flight then are
 /// abandoned (their claims end and another round or replica sends them again).
@@ -42,20 +48,25 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
     };
     let period = Duration::from_millis(config.poll_millis.max(10));
     let slots = config.concurrency.max(1);
-    // A round (record the finished attempts, claim more) waits until half the slots are free
-    // or the period passed: each round takes the index's writer twice, and a round per
-    // finished delivery would double the writes of the pushes that make the events.
+    // A round (record the finished attempts, claim more) takes the index's writer twice, and
+    // a round per finished request would add as many writes as the pushes that make the
+    // events. So a round waits until half the slots are free, and rounds are at least
+    // ROUND_GAP apart: the outcomes of requests that finish meanwhile are recorded together.
     let refill_at = slots / 2;
     let mut in_flight = JoinSet::new();
-    // Outcomes not yet recorded: a round records them together, taking the writer once.
+    // Outcomes not yet recorded.
     let mut done = Vec::new();
-    let mut period_passed = true;
+    let mut next_round = Instant::now();
+    // Woken by the timer: a round is due whatever the slots.
+    let mut woken = true;
     loop {
         while let Some(finished) = in_flight.try_join_next() {
             done.extend(finished.into_iter().flatten());
         }
         let mut claimed = 0;
-        if period_passed || in_flight.len() <= refill_at {
+        let now = Instant::now();
+        if woken || (in_flight.len() <= refill_at && now >= next_round) {
+            next_round = now + ROUND_GAP;
             record(&registry, &owner, &mut done).await;
             let free = slots.saturating_sub(in_flight.len());
             if free > 0 {
@@ -73,13 +84,17 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
                 }
             }
         }
-        period_passed = false;
-        if claimed > 0 && in_flight.len() < slots {
-            continue;
-        }
+        woken = false;
+        // The next round comes soon when it has work (outcomes to record, or a claim that
+        // took all it was allowed, so more may be due), else after the period.
+        let wake = if !done.is_empty() || (claimed > 0 && in_flight.len() < slots) {
+            next_round
+        } else {
+            Instant::now() + period
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(period) => period_passed = true,
+            _ = tokio::time::sleep_until(wake) => woken = true,
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
                 done.extend(finished.into_iter().flatten());
             }
