@@ -54,6 +54,63 @@ pub struct StoredObject {
     pub modified: i64,
 }
 
+/// A blob object as [`Blobs::list_blobs_in_order`] finds it.
+#[derive(Debug)]
+pub struct ListedBlob {
+    /// The digest its key names.
+    pub digest: Digest,
+    /// Its size and last modification (unix seconds), when the listing gives them.
+    pub stat: Option<(u64, i64)>,
+}
+
+/// The blobs under `root` (`<algorithm>/<shard>/<hex>` below it), one sorted shard directory
+/// at a time, given to `take` until it returns false. Names that are not blob keys (a write's
+/// temporary file) are skipped.
+fn walk_shards(
+    root: &std::path::Path,
+    mut take: impl FnMut(Vec<ListedBlob>) -> bool,
+) -> std::io::Result<()> {
+    for algorithm in sorted_names(root)? {
+        for shard in sorted_names(&root.join(&algorithm))? {
+            let blobs = sorted_names(&root.join(&algorithm).join(&shard))?
+                .into_iter()
+                .filter_map(|hex| {
+                    let key = format!("blobs/{algorithm}/{shard}/{hex}");
+                    Blobs::digest_of_key(&key).map(|digest| ListedBlob { digest, stat: None })
+                })
+                .collect();
+            if !take(blobs) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names in directory `dir`, sorted; none when it does not exist or is a file.
+fn sorted_names(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
 /// Content-addressed blobs and upload parts over any `object_store` backend.
 #[derive(Clone)]
 pub struct Blobs {
@@ -560,6 +617,51 @@ impl Blobs {
             .boxed()
     }
 
+    /// Every blob object, in digest order (which is their keys' order), with its size and
+    /// last modification when the listing gives them. Cloud stores list keys in order, with
+    /// both. On a local directory each shard directory's names are read and sorted, and no
+    /// file is examined (`stat`): [`Blobs::stat`] the few the caller needs. Streams: memory
+    /// holds one shard directory's names at most.
+    pub fn list_blobs_in_order(&self) -> BoxStream<'static, Result<ListedBlob>> {
+        let Some(local) = &self.local else {
+            return self
+                .list("blobs/")
+                .try_filter_map(|o| async move {
+                    Ok(Blobs::digest_of_key(&o.key).map(|digest| ListedBlob {
+                        digest,
+                        stat: Some((o.size, o.modified)),
+                    }))
+                })
+                .boxed();
+        };
+        let root = local.root.join("blobs");
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || {
+            let walked = walk_shards(&root, |shard| sender.blocking_send(Ok(shard)).is_ok());
+            if let Err(e) = walked {
+                let _ = sender.blocking_send(Err(Error::from(object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("listing {}: {e}", root.display()).into(),
+                })));
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(receiver)
+            .map_ok(|shard: Vec<ListedBlob>| futures::stream::iter(shard.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    /// The size and last modification (unix seconds) of the blob object of `digest`; `None`
+    /// when there is none.
+    pub async fn stat(&self, digest: &Digest) -> Result<Option<(u64, i64)>> {
+        let _timer = self.time("Stat");
+        match self.store.head(&Blobs::blob_key(digest)).await {
+            Ok(meta) => Ok(Some((meta.size, meta.last_modified.timestamp()))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The digest whose blob lives at `key`, if `key` is a blob key.
     pub fn digest_of_key(key: &str) -> Option<Digest> {
         let mut parts = key.strip_prefix("blobs/")?.split('/');
@@ -933,6 +1035,7 @@ impl Staged {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+    use std::collections::BTreeMap;
 
     fn chunks(data: &[u8], size: usize) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
         let v: Vec<_> = data
@@ -1049,6 +1152,33 @@ mod tests {
         ]);
         let e = blobs.write_verified(&solo, broken).await.unwrap_err();
         assert_eq!(e.code(), "BLOB_UPLOAD_INVALID");
+
+        // The listing the orphan check merges with the index: every blob, in digest order,
+        // with the size `stat` gives.
+        let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+        for data in [&b""[..], b"hello", &big] {
+            sizes.insert(Digest::sha256_of(data), data.len() as u64);
+        }
+        for n in 0..40u32 {
+            let data = format!("listed {n}").into_bytes();
+            let digest = Digest::sha256_of(&data);
+            blobs
+                .write_verified(&digest, chunks(&data, 4))
+                .await
+                .unwrap();
+            sizes.insert(digest, data.len() as u64);
+        }
+        let listed: Vec<ListedBlob> = blobs.list_blobs_in_order().try_collect().await.unwrap();
+        let digests: Vec<&Digest> = listed.iter().map(|b| &b.digest).collect();
+        assert_eq!(digests, sizes.keys().collect::<Vec<_>>(), "in digest order");
+        for blob in &listed {
+            let (size, _) = blobs.stat(&blob.digest).await.unwrap().expect("stat");
+            assert_eq!(size, sizes[&blob.digest], "{}", blob.digest);
+            if let Some((listed_size, _)) = blob.stat {
+                assert_eq!(listed_size, size);
+            }
+        }
+        assert_eq!(blobs.stat(&gone).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -1078,5 +1208,28 @@ mod tests {
         let mut config = Config::with_data_dir(dir.path());
         config.durability.fsync = true;
         suite(Blobs::open(&config).unwrap()).await;
+
+        // The local listing reads names only: a write's temporary file, a stray file where
+        // a shard directory goes and a foreign name are not blobs, and are skipped.
+        let blobs = Blobs::open(&config).unwrap();
+        let before: Vec<Digest> = blobs
+            .list_blobs_in_order()
+            .map_ok(|b| b.digest)
+            .try_collect()
+            .await
+            .unwrap();
+        let hello = Digest::sha256_of(b"hello");
+        let root = blobs.local.as_ref().unwrap().root.clone();
+        let key = root.join(Blobs::blob_key(&hello).as_ref());
+        let shard = key.parent().unwrap();
+        std::fs::write(shard.join(format!("{}#7", hello.hex())), b"partial").unwrap();
+        std::fs::write(shard.join("README"), b"not a blob").unwrap();
+        std::fs::write(shard.parent().unwrap().join("stray"), b"not a shard").unwrap();
+        let after: Vec<ListedBlob> = blobs.list_blobs_in_order().try_collect().await.unwrap();
+        assert!(after.iter().all(|b| b.stat.is_none()), "names only");
+        assert_eq!(
+            after.into_iter().map(|b| b.digest).collect::<Vec<_>>(),
+            before
+        );
     }
 }

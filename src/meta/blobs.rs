@@ -130,6 +130,25 @@ impl Meta {
         Ok(done.rows_affected())
     }
 
+    /// The digests of the blobs from `first` to `last` (both included), in order, `limit`
+    /// at most: one range read of the key's index, which the orphan check compares a sorted
+    /// chunk of the store's listing with (instead of looking each object up).
+    pub async fn blob_digests_between(
+        &self,
+        first: &Digest,
+        last: &Digest,
+        limit: i64,
+    ) -> Result<Vec<Digest>> {
+        Ok(sqlx::query_scalar(
+            "SELECT digest FROM blobs WHERE digest >= $1 AND digest <= $2 ORDER BY digest LIMIT $3",
+        )
+        .bind(first.as_str())
+        .bind(last.as_str())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     /// Which of `digests` have a row, or a fence (a writer or the collector at work).
     pub async fn known_or_fenced_blobs(&self, digests: &[Digest]) -> Result<HashSet<Digest>> {
         self.present(

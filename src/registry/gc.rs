@@ -22,7 +22,7 @@
 //! repository.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     time::Instant,
 };
 
@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::Registry;
 use crate::{
-    blobs::{Blobs, StoredObject},
+    blobs::{Blobs, ListedBlob},
     error::{Error, Result},
     meta::{
         gc::{GcCounts, GcRunRecord, QueuedGcOptions, RepositoryEstimate},
@@ -714,6 +714,59 @@ impl Registry {
         Ok(())
     }
 
+    /// Of a chunk of the store's blob listing (in digest order), the objects the index has
+    /// no row and no fence for, written before `cutoff`, with their sizes. The chunk is
+    /// compared with one range read of the index; only what that does not find is looked up
+    /// (rows and fences), and only those are examined for their size and age when the
+    /// listing did not give them (a local directory's).
+    async fn unknown_objects(
+        &self,
+        chunk: Vec<ListedBlob>,
+        cutoff: i64,
+    ) -> Result<Vec<(Digest, u64)>> {
+        let (Some(first), Some(last)) = (
+            chunk.iter().map(|b| &b.digest).min(),
+            chunk.iter().map(|b| &b.digest).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        // A healthy index holds about as many rows in the range as the chunk has objects;
+        // many more (objects lost from the store) and the range is cut, which only sends
+        // more of the chunk to the exact lookup below.
+        let limit = 4 * chunk.len() as i64;
+        let indexed: HashSet<Digest> = self
+            .meta
+            .blob_digests_between(first, last, limit)
+            .await?
+            .into_iter()
+            .collect();
+        let unmatched: Vec<ListedBlob> = chunk
+            .into_iter()
+            .filter(|b| !indexed.contains(&b.digest))
+            .collect();
+        if unmatched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let digests: Vec<Digest> = unmatched.iter().map(|b| b.digest.clone()).collect();
+        let known = self.meta.known_or_fenced_blobs(&digests).await?;
+        let mut old = Vec::new();
+        for blob in unmatched {
+            if known.contains(&blob.digest) {
+                continue;
+            }
+            let stat = match blob.stat {
+                Some(stat) => Some(stat),
+                None => self.blobs.stat(&blob.digest).await?,
+            };
+            if let Some((size, modified)) = stat
+                && modified <= cutoff
+            {
+                old.push((blob.digest, size));
+            }
+        }
+        Ok(old)
+    }
+
     /// Objects in the store the index does not know, older than the grace period.
     async fn collect_orphans(
         &self,
@@ -723,21 +776,13 @@ impl Registry {
         progress: Progress<'_>,
     ) -> Result<()> {
         let mut seen = 0;
-        let mut listing = prefetched(self.blobs.list("blobs/"));
+        let mut listing = prefetched(self.blobs.list_blobs_in_order());
         while let Some(chunk) = listing.recv().await {
             let chunk = chunk?;
             seen += chunk.len() as u64;
-            let old: Vec<(Digest, u64)> = chunk
-                .into_iter()
-                .filter(|o| o.modified <= cutoff)
-                .filter_map(|o| Blobs::digest_of_key(&o.key).map(|d| (d, o.size)))
-                .collect();
-            let digests: Vec<Digest> = old.iter().map(|(d, _)| d.clone()).collect();
-            let known = self.meta.known_or_fenced_blobs(&digests).await?;
-            let orphans: Vec<&(Digest, u64)> =
-                old.iter().filter(|(d, _)| !known.contains(d)).collect();
+            let orphans = self.unknown_objects(chunk, cutoff).await?;
             if options.dry_run {
-                for (d, size) in orphans {
+                for (d, size) in &orphans {
                     report.counts.orphans += 1;
                     report.counts.bytes += *size as i64;
                     report.item(
@@ -801,9 +846,9 @@ impl Registry {
 
 /// Reads `listing` ahead in chunks on a task of its own, so that the store is listed while
 /// the index is asked about the chunk before (the task ends when the receiver is dropped).
-fn prefetched(
-    listing: futures::stream::BoxStream<'static, Result<StoredObject>>,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<StoredObject>>> {
+fn prefetched<T: Send + 'static>(
+    listing: futures::stream::BoxStream<'static, Result<T>>,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<T>>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         let mut chunks = listing.try_chunks(BATCH as usize);
