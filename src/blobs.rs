@@ -508,12 +508,7 @@ impl Blobs {
 
     /// Whether the blob for `digest` is in the store.
     pub async fn exists(&self, digest: &Digest) -> Result<bool> {
-        let _timer = self.time("Stat");
-        match self.store.head(&Blobs::blob_key(digest)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.stat(digest).await?.is_some())
     }
 
     /// Deletes part objects; a part already gone is not an error. On a local directory the

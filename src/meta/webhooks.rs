@@ -30,6 +30,18 @@ const OUTBOX_COLUMNS: &str = "INSERT INTO webhook_deliveries (subscription_id, e
 /// SQLite's limit).
 const FINISH_CHUNK: usize = 500;
 
+/// The ids a due-rows query `sql` finds, binding `$1` now and `$2` its limit.
+async fn due_ids<'e, E>(on: E, sql: &str, now: i64, limit: i64) -> Result<Vec<i64>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_scalar(sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(on)
+        .await?)
+}
+
 /// Claims a delivery: `$1` the owner, `$2` the lease's end; the attempt is counted.
 const CLAIM: &str = "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2, \
      attempts = attempts + 1";
@@ -636,11 +648,7 @@ impl Meta {
         }
         // The probe binds $3 and $4 only: renumbered for the reader.
         let probe = due.replace("$3", "$1").replace("$4", "$2");
-        let found: Vec<i64> = sqlx::query_scalar(&probe)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
+        let found = due_ids(&self.reader, &probe, now, limit).await?;
         self.claim_found(&self.writer, lease, &found).await
     }
 
@@ -678,20 +686,12 @@ impl Meta {
         let (_, _, now) = lease;
         if self.postgres {
             let mut tx = self.writer.begin().await?;
-            let found: Vec<i64> = sqlx::query_scalar(&due)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
+            let found = due_ids(&mut *tx, &due, now, limit).await?;
             let ids = self.claim_found(&mut *tx, lease, &found).await?;
             tx.commit().await?;
             return Ok(ids);
         }
-        let found: Vec<i64> = sqlx::query_scalar(&due)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
+        let found = due_ids(&self.reader, &due, now, limit).await?;
         self.claim_found(&self.writer, lease, &found).await
     }
 

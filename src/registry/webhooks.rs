@@ -6,7 +6,7 @@
 //! change (a sampled pull, a refused pull, a quota refusal, a replication) are recorded from
 //! here; the payloads are rendered by [`crate::webhooks`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -517,7 +517,7 @@ impl Registry {
         let claimed = self.meta.claim_deliveries(owner, lease, limit).await?;
         let mut out: Vec<Outgoing> = Vec::with_capacity(claimed.len());
         // The request of each batching subscription in `out`.
-        let mut batches = std::collections::HashMap::new();
+        let mut batches: HashMap<i64, usize> = HashMap::new();
         for ClaimedDelivery {
             delivery,
             url,
@@ -548,8 +548,7 @@ impl Registry {
             };
             let batched = batch_max > 1 && format.batches();
             if batched && let Some(&at) = batches.get(&delivery.subscription_id) {
-                let request: &mut Outgoing = &mut out[at];
-                request.deliveries.push(carried);
+                out[at].deliveries.push(carried);
                 continue;
             }
             if batched {

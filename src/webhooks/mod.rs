@@ -296,7 +296,7 @@ pub fn render(format: Format, event: &Event, source: &Source) -> Rendered {
 /// Distribution envelope listing them all, or CloudEvents' batched mode (an array of
 /// structured events, `application/cloudevents-batch+json`). `None` for a format that
 /// cannot carry more than one ([`Format::batches`]).
-pub fn render_batch(format: Format, events: &[Event], source: &Source) -> Option<Rendered> {
+pub fn render_batch(format: Format, events: &[&Event], source: &Source) -> Option<Rendered> {
     let (content_type, body) = match format {
         Format::Distribution => (
             DISTRIBUTION_MEDIA_TYPE,
@@ -659,7 +659,8 @@ mod tests {
         let mut second = event();
         second.id = "second".into();
         second.tag = Some("v2".into());
-        let events = [event(), second];
+        let first = event();
+        let events = [&first, &second];
         let d = render_batch(Format::Distribution, &events, &source()).unwrap();
         assert_eq!(d.content_type, DISTRIBUTION_MEDIA_TYPE);
         let d: Value = serde_json::from_slice(&d.body).unwrap();

@@ -165,16 +165,13 @@ async fn send(registry: &Registry, client: &Client, request: &Outgoing) -> Sent 
         return Sent::Failed(e.to_string());
     }
     let source = registry.webhook_source();
-    let events: Vec<hooks::Event> = request.deliveries.iter().map(|d| d.event.clone()).collect();
-    let rendered = match (request.batched, events.as_slice()) {
-        (false, [event]) => hooks::render(request.format, event, source),
-        (true, _) => match hooks::render_batch(request.format, &events, source) {
+    let events: Vec<&hooks::Event> = request.deliveries.iter().map(|d| &d.event).collect();
+    let rendered = match events.as_slice() {
+        [event] if !request.batched => hooks::render(request.format, event, source),
+        _ => match hooks::render_batch(request.format, &events, source) {
             Some(rendered) => rendered,
             None => return Sent::Failed(format!("{} does not batch", request.format.as_str())),
         },
-        (false, _) => {
-            return Sent::Failed("several events for a subscription that does not batch".into());
-        }
     };
     // Every event's id, in the order the body lists them.
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
