@@ -2,7 +2,8 @@
 //! kept as the JSON the registry checked (and parses again when it reads it); its trigger
 //! and next cron time are columns, so that a push and the cron tick find their rules by
 //! index. Creating an execution queues its job in the same transaction: an execution
-//! recorded as queued always has a job to run it.
+//! recorded as queued always has a job to run it. A push's upload session to the remote is
+//! kept while it is in flight, so a start that takes an execution over resumes it.
 
 use serde::Serialize;
 
@@ -286,6 +287,53 @@ impl Meta {
         Ok(())
     }
 
+    /// The upload session execution `id` holds for blob `digest` of remote repository
+    /// `destination`, if a start of it left one in flight.
+    pub async fn replication_upload(
+        &self,
+        id: i64,
+        destination: &str,
+        digest: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT location FROM replication_uploads \
+             WHERE execution_id = $1 AND destination = $2 AND digest = $3",
+        )
+        .bind(id)
+        .bind(destination)
+        .bind(digest)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    /// Keeps `location` as execution `id`'s upload session for blob `digest` of remote
+    /// repository `destination`; `None` forgets it (the blob is complete).
+    pub async fn keep_replication_upload(
+        &self,
+        id: i64,
+        destination: &str,
+        digest: &str,
+        location: Option<&str>,
+    ) -> Result<()> {
+        let query = match location {
+            Some(_) => {
+                "INSERT INTO replication_uploads (execution_id, destination, digest, location) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (execution_id, destination, digest) \
+                 DO UPDATE SET location = excluded.location"
+            }
+            None => {
+                "DELETE FROM replication_uploads \
+                 WHERE execution_id = $1 AND destination = $2 AND digest = $3"
+            }
+        };
+        let mut query = sqlx::query(query).bind(id).bind(destination).bind(digest);
+        if let Some(location) = location {
+            query = query.bind(location);
+        }
+        query.execute(&self.writer).await?;
+        Ok(())
+    }
+
     /// Ends execution `id`: `succeeded` or `failed` (with `error` when the run as a whole
     /// failed), with its final counters and log.
     pub async fn finish_replication(
@@ -297,6 +345,10 @@ impl Meta {
         log: &str,
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM replication_uploads WHERE execution_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         update_counters(&mut tx, id, counters, log, Some((state, error, self.now()))).await?;
         tx.commit().await?;
         Ok(())

@@ -14,7 +14,9 @@
 //! destination's tag already has that digest it is skipped; an index's children are copied
 //! first, by digest; each blob is asked for on the destination (HEAD), mounted from another
 //! destination repository that has it, else uploaded in chunks, and a failed chunk is
-//! retried with backoff from the offset the destination acknowledged. The manifest goes
+//! retried with backoff from the offset the destination acknowledged. The upload session
+//! in flight is kept in the index, so a start that takes a crashed run over sends only
+//! what the destination does not acknowledge. The manifest goes
 //! last, byte for byte. Referrers of what was copied (the OCI referrers API, its tag
 //! fallback `sha256-<hex>`, and cosign's `sha256-<hex>.sig`/`.att`/`.sbom` tags) follow
 //! their subject; a destination without the referrers API gets the fallback tag index.
@@ -1859,11 +1861,13 @@ impl Run<'_> {
         session: Option<String>,
     ) -> Step<()> {
         let chunk_size = self.chunk;
-        let mut location = match session {
-            Some(l) => l,
-            None => retry(|| remote.start_upload(to)).await?,
+        let (mut location, mut offset) = match session {
+            Some(location) => {
+                self.keep_upload(to, digest, Some(&location)).await?;
+                (location, 0)
+            }
+            None => self.upload_session(remote, to, digest).await?,
         };
-        let mut offset = 0u64;
         let mut attempt = 0;
         loop {
             let sent = self
@@ -1880,7 +1884,7 @@ impl Run<'_> {
                 .await;
             let failure = match sent {
                 Ok(()) => match remote.finish_upload(to, &location, digest).await {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return self.keep_upload(to, digest, None).await,
                     Err(e) => e,
                 },
                 Err(e) => e,
@@ -1898,10 +1902,53 @@ impl Run<'_> {
                 Ok(acknowledged) => acknowledged,
                 Err(_) => {
                     location = retry(|| remote.start_upload(to)).await?;
+                    self.keep_upload(to, digest, Some(&location)).await?;
                     0
                 }
             };
         }
+    }
+
+    /// An upload session for blob `digest` of remote repository `to`: the one an
+    /// interrupted start of this execution left, at the offset the remote acknowledges,
+    /// else a new one.
+    async fn upload_session(
+        &mut self,
+        remote: &Remote,
+        to: &str,
+        digest: &Digest,
+    ) -> Step<(String, u64)> {
+        let kept = self
+            .registry
+            .meta
+            .replication_upload(self.execution, to, digest.as_str())
+            .await
+            .map_err(local)?;
+        if let Some(location) = kept {
+            match remote.upload_offset(to, &location).await {
+                Ok(offset) => {
+                    self.note(format!(
+                        "blob {digest} to {to}: resuming the upload an earlier start left, at byte {offset}"
+                    ));
+                    return Ok((location, offset));
+                }
+                Err(e) => self.note(format!(
+                    "blob {digest} to {to}: the upload an earlier start left is gone ({e}); starting again"
+                )),
+            }
+        }
+        let location = retry(|| remote.start_upload(to)).await?;
+        self.keep_upload(to, digest, Some(&location)).await?;
+        Ok((location, 0))
+    }
+
+    /// Records the upload session in flight for blob `digest` of `to` (`None`: complete).
+    async fn keep_upload(&self, to: &str, digest: &Digest, location: Option<&str>) -> Step<()> {
+        self.registry
+            .meta
+            .keep_replication_upload(self.execution, to, digest.as_str(), location)
+            .await
+            .map_err(local)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1929,8 +1976,15 @@ impl Run<'_> {
                 let take = buffer.len().min(chunk_size);
                 let part = buffer.split_to(take).freeze();
                 let n = part.len();
-                *location = remote.upload_chunk(to, location, *offset, part).await?;
+                let next = remote.upload_chunk(to, location, *offset, part).await?;
                 *offset += n as u64;
+                if next != *location {
+                    // Some registries move the session with each chunk (Distribution's
+                    // `_state`); a resume needs the newest.
+                    *location = next;
+                    self.keep_upload(to, digest, Some(location.as_str()))
+                        .await?;
+                }
                 self.counters.bytes_moved += n as i64;
                 if let Some(t) = &mut self.throttle {
                     t.pace(n).await;

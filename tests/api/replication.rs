@@ -938,7 +938,7 @@ async fn the_bandwidth_limit_paces_the_copy() {
 /// execution is taken over when its lease ends and finishes, and no blob whose upload the
 /// destination completed before the kill is sent again.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_replication_killed_mid_run_resumes_without_resending_completed_blobs() {
+async fn a_replication_killed_mid_run_resumes_without_resending_a_byte() {
     use crate::support;
 
     let destination = quiet().await;
@@ -1002,16 +1002,33 @@ async fn a_replication_killed_mid_run_resumes_without_resending_completed_blobs(
         .unwrap();
     let id = queued["id"].as_i64().expect("an execution id");
 
-    // Killed once two layers are complete on the destination and before the last is.
+    // Killed once two layers are complete on the destination and a third is in flight
+    // with at least two of its chunks acknowledged.
+    let config_len = image_config("linux", "amd64", None).len() as u64;
+    let layer_len = 512 * 1024u64;
     let completed_layers = || {
         let completed = gate.state.completed.lock().unwrap();
         layers.iter().filter(|l| completed.contains(l)).count()
     };
+    let in_flight = || {
+        let completed = gate.state.completed.lock().unwrap();
+        let done: u64 = completed
+            .iter()
+            .map(|d| {
+                if layers.contains(d) {
+                    layer_len
+                } else {
+                    config_len
+                }
+            })
+            .sum();
+        *gate.state.patched.lock().unwrap() - done
+    };
     let mut polls = 0;
-    while completed_layers() < 2 {
+    while completed_layers() < 2 || in_flight() < 128 * 1024 {
         polls += 1;
         assert!(polls < 600, "the replication did not get going");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     tokio::task::block_in_place(|| source.kill9());
     let before_kill = gate.state.completed.lock().unwrap().clone();
@@ -1069,6 +1086,28 @@ async fn a_replication_killed_mid_run_resumes_without_resending_completed_blobs(
             "{digest} completed {times} times; before the kill: {before_kill:?}"
         );
     }
+    // The layer in flight went on from what the destination held: no byte was sent twice.
+    let resumed_at: Vec<u64> = execution["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            l.as_str()
+                .unwrap()
+                .split_once("earlier start left, at byte ")
+        })
+        .map(|(_, at)| at.parse().unwrap())
+        .collect();
+    assert_eq!(resumed_at.len(), 1, "{execution:#}");
+    assert!(
+        (128 * 1024..layer_len).contains(&resumed_at[0]),
+        "resumed at {resumed_at:?}"
+    );
+    assert_eq!(
+        *gate.state.patched.lock().unwrap(),
+        6 * layer_len + config_len,
+        "bytes sent to the destination"
+    );
     tokio::task::block_in_place(|| source.terminate());
 }
 
