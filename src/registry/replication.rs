@@ -1549,7 +1549,37 @@ impl Run<'_> {
         };
         self.copy_referrers(source, destination, repo, to, &read)
             .await?;
+        if read.digest != source_digest {
+            self.note_referrers_left(source, repo, to, &source_digest)
+                .await?;
+        }
         Ok(outcome)
+    }
+
+    /// Notes the referrers of a source index that the copy narrowed: they name the
+    /// source's digest and vouch for that index, not for the narrowed one, so they are not
+    /// copied (the kept images' own referrers are).
+    async fn note_referrers_left(
+        &mut self,
+        source: Side<'_>,
+        repo: &str,
+        to: &str,
+        index: &Digest,
+    ) -> Step<()> {
+        let mut left = retry(|| source.referrers(repo, index)).await?.len();
+        for suffix in ["sig", "att", "sbom"] {
+            let tag = format!("{}.{suffix}", fallback_tag(index));
+            if retry(|| source.tag_digest(repo, &tag)).await?.is_some() {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            self.note(format!(
+                "{left} referrer(s) of {repo}@{index} not copied to {to}: they name the \
+                 source index, which the platforms filter narrowed to a new digest"
+            ));
+        }
+        Ok(())
     }
 
     /// Copies the manifest `read` (children and blobs first), stored under `reference`.

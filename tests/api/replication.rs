@@ -583,6 +583,24 @@ async fn a_semver_range_and_platforms_narrow_what_is_copied() {
     for other in [&fixture.children[0], &fixture.children[2]] {
         assert_eq!(digest_at(d, "arm/apps/multi", other).await, None, "{other}");
     }
+    // The source index's referrer and signature vouch for its digest, not for the new
+    // index: they stay behind, and the log says so.
+    let sig_tag = format!("{}.sig", fixture.index.replace(':', "-"));
+    for left in [&fixture.referrer, &sig_tag] {
+        assert_eq!(digest_at(d, "arm/apps/multi", left).await, None, "{left}");
+    }
+    let expected = format!(
+        "2 referrer(s) of apps/multi@{} not copied to arm/apps/multi",
+        fixture.index
+    );
+    assert!(
+        run["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains(&expected)),
+        "{run:#}"
+    );
     // Run again: the narrowed index is what the destination has, so nothing moves, and
     // the drift report agrees.
     let again = run_rule(&source, "arm").await;
