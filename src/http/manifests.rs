@@ -46,6 +46,10 @@ pub(super) async fn get(
     Ok(response)
 }
 
+/// How many times the manifest limit a refused body may be, and still be read to its end
+/// so that the client gets the 413.
+const DRAINED_MAX_FACTOR: u64 = 4;
+
 pub(super) async fn put(
     ctx: Ctx<'_>,
     name: RepoName,
@@ -56,11 +60,16 @@ pub(super) async fn put(
     let too_large = || Error::TooLarge {
         message: format!("manifest is larger than the limit of {limit} bytes"),
     };
-    if ctx
+    let length = ctx
         .header(header::CONTENT_LENGTH)
-        .and_then(|l| l.parse::<u64>().ok())
-        .is_some_and(|l| l > limit as u64)
-    {
+        .and_then(|l| l.parse::<u64>().ok());
+    if let Some(length) = length.filter(|l| *l > limit as u64) {
+        // Clients send the whole body before reading the answer (none waits for `100
+        // Continue`): a refusal sent while they still write reaches them as a broken pipe.
+        // So a body up to a few times the limit is read and dropped first.
+        if length <= DRAINED_MAX_FACTOR * limit as u64 {
+            let _ = body.collect().await;
+        }
         return Err(too_large());
     }
     let payload = match Limited::new(body, limit).collect().await {
