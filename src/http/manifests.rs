@@ -68,7 +68,9 @@ pub(super) async fn put(
         // Continue`): a refusal sent while they still write reaches them as a broken pipe.
         // So a body up to a few times the limit is read and dropped first.
         if length <= DRAINED_MAX_FACTOR * limit as u64 {
-            let _ = body.collect().await;
+            // Frame by frame, so nothing of it is held.
+            let mut body = body;
+            while let Some(Ok(_)) = body.frame().await {}
         }
         return Err(too_large());
     }
