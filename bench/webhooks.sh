@@ -69,17 +69,33 @@ cpu_secs() {
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 receiver_port=$(free_port)
+# The receiver answers 204 to each request of a keep-alive connection and parses nothing but
+# the length: it shares the machine's cores with Berth and regbench, so what it spends is
+# taken from the pushes (a receiver is elsewhere in a deployment).
 python3 - "$receiver_port" <<'EOF' &
-import http.server, sys
-class Take(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(204)
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Take).serve_forever()
+import asyncio, sys
+
+class Take(asyncio.Protocol):
+    """Answers 204 to each request of a keep-alive connection, reading only its headers' length."""
+    def connection_made(self, transport):
+        self.transport, self.buf = transport, b""
+
+    def data_received(self, data):
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            head = self.buf[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:].split(b"\r\n", 1)[0]) if at >= 0 else 0
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length:]
+            self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Take, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+
+asyncio.run(main())
 EOF
 receiver=$!
 

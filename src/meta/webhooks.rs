@@ -7,11 +7,12 @@
 //! written, and a change that rolls back takes its events with it. Events without a
 //! transaction of their own (a pull, a refused pull or push, a replication) are written on
 //! their own ([`Meta::record_event`], [`Meta::record_pull`]); a manifest GET learns from its
-//! own read whether any subscription wants it (`pull_sample_column`). Deliveries of one
-//! (subscription, repository) are claimed in order: only the oldest pending row of such a
-//! queue is ever due. A subscription that batches (`batch_max` above 1) is one queue: its
-//! due rows are claimed together, oldest first, up to `batch_max`, and nothing behind a row
-//! that is waiting or claimed. Finished ones are deleted after the retention
+//! own read whether any subscription wants it (`pull_sample_column`). Deliveries are sent
+//! from queues: a (subscription, repository) of a subscription that sends one event at a
+//! time, or a subscription that batches (`batch_max` above 1). A queue's rows are claimed
+//! in order, only those before its first row that waits for its next attempt or is claimed
+//! (its barrier), so a receiver sees a queue's events in order; a claimed row not sent is
+//! handed back uncounted ([`Attempt::Released`]). Finished ones are deleted after the retention
 //! ([`Meta::prune_deliveries`]).
 
 use super::{IntBool, Meta};
@@ -30,14 +31,16 @@ const OUTBOX_COLUMNS: &str = "INSERT INTO webhook_deliveries (subscription_id, e
 /// SQLite's limit).
 const FINISH_CHUNK: usize = 500;
 
-/// The ids a due-rows query `sql` finds, binding `$1` now and `$2` its limit.
-async fn due_ids<'e, E>(on: E, sql: &str, now: i64, limit: i64) -> Result<Vec<i64>>
+/// The ids the due-rows query `sql` finds, binding `$1` now, `$2` the queues and `$3` the
+/// rows of a one-at-a-time queue at most.
+async fn due_ids<'e, E>(on: E, sql: &str, now: i64, queues: i64, chain_max: i64) -> Result<Vec<i64>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     Ok(sqlx::query_scalar(sql)
         .bind(now)
-        .bind(limit)
+        .bind(queues)
+        .bind(chain_max)
         .fetch_all(on)
         .await?)
 }
@@ -458,6 +461,9 @@ pub(super) fn pull_sample_column() -> String {
 
 /// How an attempt ended.
 pub enum Attempt<'a> {
+    /// It was not made: the claim ends and the attempt is not counted (a row behind a
+    /// failure in its queue).
+    Released,
     /// The receiver answered 2xx.
     Delivered {
         /// Its status.
@@ -583,28 +589,64 @@ impl Meta {
             .await?)
     }
 
-    /// Claims due deliveries for `owner` for `lease_secs`, and counts the attempt: up to
-    /// `limit` requests' worth, each the oldest pending row of its (subscription,
-    /// repository) queue, or of a batching subscription the oldest `batch_max` rows that
-    /// nothing waiting or claimed stands before. A claim whose owner died is due again when
-    /// its lease ends. On PostgreSQL replicas skip each other's rows (`FOR UPDATE SKIP
-    /// LOCKED`), and a batching subscription is claimed by one replica at a time. On SQLite
-    /// the due rows are found by a reader first, so a round with nothing due never waits for
-    /// the one writer (which pushes need), and the claim re-checks each row's lease: a row
-    /// found due is still due, since rows are only ever added behind.
+    /// Claims due deliveries for `owner` for `lease_secs`, and counts the attempt: the due
+    /// rows of up to `queues` queues, oldest queue first, each its rows in order up to the
+    /// first that waits for its next attempt or is claimed (its barrier): up to `chain_max`
+    /// of a (subscription, repository) queue of a subscription that sends one event at a
+    /// time, up to `batch_max` of a batching subscription's queue. A claim whose owner died
+    /// is due again when its lease ends. On PostgreSQL the subscriptions found are locked
+    /// (skipping those another replica holds) until their rows are claimed, so two replicas
+    /// never send parts of one queue at once. On SQLite the due rows are found by a reader
+    /// first, so a round with nothing due never waits for the one writer (which pushes
+    /// need), and the claim re-checks each row's lease: a row found due is still due, since
+    /// rows are only ever added behind.
     pub async fn claim_deliveries(
         &self,
         owner: &str,
         lease_secs: i64,
-        limit: i64,
+        queues: i64,
+        chain_max: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
         let now = self.now();
         let lease = (owner, now + lease_secs, now);
-        let mut ids = self.claim_heads(lease, limit).await?;
-        let left = limit - ids.len() as i64;
-        if left > 0 {
-            ids.extend(self.claim_batches(lease, left).await?);
-        }
+        // The subscriptions' rows are locked for the claim, not for their foreign keys (a
+        // push inserting deliveries does not wait).
+        let lock = if self.postgres {
+            " FOR NO KEY UPDATE OF s SKIP LOCKED"
+        } else {
+            ""
+        };
+        // `pending` is read once, through the pending rows' partial index (a join: SQLite
+        // then never reads the finished rows the log keeps). A batching subscription's queue
+        // is the subscription (`queue` empty), another's one per repository.
+        let due = format!(
+            "WITH pending AS (SELECT d.id, d.subscription_id, d.next_attempt_at, d.lease_until, \
+                   CASE WHEN s.batch_max > 1 THEN '' ELSE d.repository END AS queue, \
+                   CASE WHEN s.batch_max > 1 THEN s.batch_max ELSE CAST($3 AS BIGINT) END AS take \
+                 FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+                 WHERE d.state = 'pending'{lock}), \
+               barriers AS (SELECT subscription_id, queue, MIN(id) AS barrier FROM pending \
+                 WHERE next_attempt_at > $1 OR lease_until >= $1 GROUP BY subscription_id, queue), \
+               ready AS (SELECT p.id, p.subscription_id, p.queue, p.take, \
+                 ROW_NUMBER() OVER (PARTITION BY p.subscription_id, p.queue ORDER BY p.id) AS n \
+                 FROM pending p LEFT JOIN barriers b \
+                   ON b.subscription_id = p.subscription_id AND b.queue = p.queue \
+                 WHERE b.barrier IS NULL OR p.id < b.barrier), \
+               heads AS (SELECT subscription_id, queue FROM ready WHERE n = 1 ORDER BY id LIMIT $2) \
+             SELECT r.id FROM ready r \
+               JOIN heads h ON h.subscription_id = r.subscription_id AND h.queue = r.queue \
+             WHERE r.n <= r.take ORDER BY r.id"
+        );
+        let ids = if self.postgres {
+            let mut tx = self.writer.begin().await?;
+            let found = due_ids(&mut *tx, &due, now, queues, chain_max).await?;
+            let ids = self.claim_found(&mut *tx, lease, &found).await?;
+            tx.commit().await?;
+            ids
+        } else {
+            let found = due_ids(&self.reader, &due, now, queues, chain_max).await?;
+            self.claim_found(&self.writer, lease, &found).await?
+        };
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -619,80 +661,6 @@ impl Meta {
             select = select.bind(id);
         }
         Ok(select.fetch_all(&self.writer).await?)
-    }
-
-    /// Claims up to `limit` heads of the queues of subscriptions that send one event at a
-    /// time; `lease` is (owner, until, now).
-    async fn claim_heads(&self, lease: (&str, i64, i64), limit: i64) -> Result<Vec<i64>> {
-        let (owner, until, now) = lease;
-        // A join, not `IN (SELECT …)`: SQLite then reads the pending rows through their
-        // partial index instead of every row of each subscription through the log's.
-        let due = "SELECT d.id FROM webhook_deliveries d \
-               JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.batch_max = 1 \
-               WHERE d.state = 'pending' AND d.next_attempt_at <= $3 \
-                 AND (d.lease_until IS NULL OR d.lease_until < $3) \
-                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
-                   WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id \
-                     AND e.repository = d.repository AND e.id < d.id) \
-               ORDER BY d.next_attempt_at, d.id LIMIT $4";
-        if self.postgres {
-            let sql =
-                format!("{CLAIM} WHERE id IN ({due} FOR UPDATE OF d SKIP LOCKED) RETURNING id");
-            return Ok(sqlx::query_scalar(&sql)
-                .bind(owner)
-                .bind(until)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&self.writer)
-                .await?);
-        }
-        // The probe binds $3 and $4 only: renumbered for the reader.
-        let probe = due.replace("$3", "$1").replace("$4", "$2");
-        let found = due_ids(&self.reader, &probe, now, limit).await?;
-        self.claim_found(&self.writer, lease, &found).await
-    }
-
-    /// Claims the due rows of up to `limit` batching subscriptions, `batch_max` at most of
-    /// each: those before the subscription's first pending row that waits for its next
-    /// attempt or is claimed (its barrier). On PostgreSQL the subscriptions found are locked
-    /// (skipping those another replica holds) until the rows are claimed, so two replicas
-    /// never send parts of one subscription's queue at once.
-    async fn claim_batches(&self, lease: (&str, i64, i64), limit: i64) -> Result<Vec<i64>> {
-        // The subscriptions' rows are locked for the claim, not for their foreign keys (a
-        // push inserting deliveries does not wait).
-        let lock = if self.postgres {
-            " FOR NO KEY UPDATE OF s SKIP LOCKED"
-        } else {
-            ""
-        };
-        // `pending` is read once, through the pending rows' partial index (a join, as in
-        // `claim_heads`), never the finished rows the log keeps.
-        let due = format!(
-            "WITH pending AS (SELECT d.id, d.subscription_id, s.batch_max, d.next_attempt_at, \
-                   d.lease_until \
-                 FROM webhook_deliveries d \
-                 JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.batch_max > 1 \
-                 WHERE d.state = 'pending'{lock}), \
-               barriers AS (SELECT subscription_id, MIN(id) AS barrier FROM pending \
-                 WHERE next_attempt_at > $1 OR lease_until >= $1 GROUP BY subscription_id), \
-               ready AS (SELECT p.id, p.subscription_id, p.batch_max, \
-                 ROW_NUMBER() OVER (PARTITION BY p.subscription_id ORDER BY p.id) AS n \
-                 FROM pending p LEFT JOIN barriers b ON b.subscription_id = p.subscription_id \
-                 WHERE b.barrier IS NULL OR p.id < b.barrier) \
-             SELECT id FROM ready WHERE n <= batch_max AND subscription_id IN \
-               (SELECT subscription_id FROM ready WHERE n = 1 ORDER BY id LIMIT $2) \
-             ORDER BY id"
-        );
-        let (_, _, now) = lease;
-        if self.postgres {
-            let mut tx = self.writer.begin().await?;
-            let found = due_ids(&mut *tx, &due, now, limit).await?;
-            let ids = self.claim_found(&mut *tx, lease, &found).await?;
-            tx.commit().await?;
-            return Ok(ids);
-        }
-        let found = due_ids(&self.reader, &due, now, limit).await?;
-        self.claim_found(&self.writer, lease, &found).await
     }
 
     /// Claims the rows `found` due that are still pending and unclaimed.
@@ -733,8 +701,13 @@ impl Meta {
         // (state, status, error, next attempt) -> the deliveries that ended so.
         type Outcome<'a> = (&'static str, Option<i64>, Option<&'a str>, Option<i64>);
         let mut outcomes: Vec<(Outcome<'_>, Vec<i64>)> = Vec::new();
+        let mut released = Vec::new();
         for (id, attempt) in attempts {
             let outcome = match *attempt {
+                Attempt::Released => {
+                    released.push(*id);
+                    continue;
+                }
                 Attempt::Delivered { status } => ("delivered", Some(status), None, None),
                 Attempt::Failed {
                     status,
@@ -775,6 +748,19 @@ impl Meta {
                 }
                 update.execute(&mut *tx).await?;
             }
+        }
+        for ids in released.chunks(FINISH_CHUNK) {
+            let sql = format!(
+                "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL, \
+                   attempts = attempts - 1 \
+                 WHERE lease_owner = $1 AND state = 'pending' AND id IN ({})",
+                super::placeholders(2, ids.len())
+            );
+            let mut update = sqlx::query(&sql).bind(owner);
+            for id in ids {
+                update = update.bind(id);
+            }
+            update.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

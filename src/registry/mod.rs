@@ -108,8 +108,8 @@ pub use vulnerabilities::{
     FixedIn, ImageVulnerabilities, SeveritySummary, Vulnerability, VulnerabilityFilter,
 };
 pub use webhooks::{
-    Carried, CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_BATCH_MAX, WEBHOOK_HEADERS_MAX,
-    WebhookInput, WebhookView,
+    Carried, Chain, CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_BATCH_MAX,
+    WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView,
 };
 
 use crate::{

@@ -165,6 +165,15 @@ impl CheckedWebhook {
     }
 }
 
+/// Due deliveries of a (subscription, repository) that sends one event at a time claimed
+/// in one round at most: a queue's events then move at one per request's round trip, not
+/// one per round.
+pub const CHAIN_MAX: i64 = 50;
+
+/// The requests of one queue, in its order: each is sent only after the one before was
+/// taken.
+pub type Chain = Vec<Outgoing>;
+
 /// A request to send now: one delivery, or several of a subscription that batches.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -203,6 +212,9 @@ pub enum Sent {
     Refused(u16, String),
     /// No answer: why.
     Failed(String),
+    /// Not sent: a request before it in its queue was not taken, or the claim would end
+    /// before an answer could come (the attempt is not counted).
+    Released,
 }
 
 fn field(field: &'static str, message: impl std::fmt::Display) -> FieldError {
@@ -506,18 +518,27 @@ impl Registry {
         &self.webhooks
     }
 
-    /// Claims up to `limit` requests' worth of due deliveries for `owner` (the worker):
-    /// each the oldest pending of its (subscription, repository), or for a subscription that
-    /// batches, its oldest due ones up to its `batch`, in one request. The claim outlasts an
-    /// attempt (bounded by `timeout_secs`) and the recording of its outcome; a claim whose
-    /// owner died is taken over when it ends, so a crash delays its deliveries by about that
-    /// much.
-    pub async fn claim_webhook_deliveries(&self, owner: &str, limit: i64) -> Result<Vec<Outgoing>> {
-        let lease = 2 * self.webhooks.timeout_secs.max(1) as i64 + 1;
-        let claimed = self.meta.claim_deliveries(owner, lease, limit).await?;
-        let mut out: Vec<Outgoing> = Vec::with_capacity(claimed.len());
-        // The request of each batching subscription in `out`.
-        let mut batches: HashMap<i64, usize> = HashMap::new();
+    /// How long a claim of deliveries lasts, in seconds: it outlasts an attempt (bounded by
+    /// `timeout_secs`) started up to `timeout_secs + 1` after the claim, and the recording
+    /// of its outcome. A claim whose owner died is taken over when it ends, so a crash
+    /// delays its deliveries by about that much.
+    pub fn webhook_lease_secs(&self) -> u64 {
+        2 * self.webhooks.timeout_secs.max(1) + 1
+    }
+
+    /// Claims the due deliveries of up to `queues` queues for `owner` (the worker), each
+    /// queue's as a [`Chain`]: of a (subscription, repository) of a subscription that sends
+    /// one event at a time, its oldest due ones up to [`CHAIN_MAX`], one request each; of a
+    /// subscription that batches, its oldest due ones up to its `batch`, in one request.
+    pub async fn claim_webhook_deliveries(&self, owner: &str, queues: i64) -> Result<Vec<Chain>> {
+        let lease = self.webhook_lease_secs() as i64;
+        let claimed = self
+            .meta
+            .claim_deliveries(owner, lease, queues, CHAIN_MAX)
+            .await?;
+        let mut chains: Vec<Chain> = Vec::with_capacity(claimed.len());
+        // The chain of each (subscription, repository) or batching subscription in `chains`.
+        let mut queue_at: HashMap<(i64, Option<String>), usize> = HashMap::new();
         for ClaimedDelivery {
             delivery,
             url,
@@ -530,7 +551,8 @@ impl Registry {
             let event = event_of(&delivery);
             let format = Format::parse(&format);
             let (Ok(event), Some(format)) = (event, format) else {
-                // A row this version cannot send is given up at once, not retried forever.
+                // A row this version cannot send is given up at once, not retried forever
+                // (and not sent before the rows behind it: they are ordered after it).
                 let attempt = Attempt::Failed {
                     status: None,
                     error: "the stored event or format is not one this version knows",
@@ -541,22 +563,28 @@ impl Registry {
                     .await?;
                 continue;
             };
+            let batched = batch_max > 1 && format.batches();
+            let queue = (
+                delivery.subscription_id,
+                (!batched).then(|| delivery.repository.clone()),
+            );
             let carried = Carried {
                 id: delivery.id,
                 attempt: delivery.attempts,
                 event,
             };
-            let batched = batch_max > 1 && format.batches();
-            if batched && let Some(&at) = batches.get(&delivery.subscription_id) {
-                out[at].deliveries.push(carried);
+            let at = *queue_at.entry(queue).or_insert_with(|| {
+                chains.push(Vec::new());
+                chains.len() - 1
+            });
+            let chain = &mut chains[at];
+            if batched && let Some(request) = chain.first_mut() {
+                request.deliveries.push(carried);
                 continue;
-            }
-            if batched {
-                batches.insert(delivery.subscription_id, out.len());
             }
             let headers: BTreeMap<String, String> =
                 serde_json::from_str(&headers).unwrap_or_default();
-            out.push(Outgoing {
+            chain.push(Outgoing {
                 url,
                 format,
                 batched,
@@ -565,12 +593,12 @@ impl Registry {
                 deliveries: vec![carried],
             });
         }
-        Ok(out)
+        Ok(chains)
     }
 
     /// Records how attempts ended, each `(delivery id, attempt number, outcome)`: delivered,
-    /// due again after the backoff, or `dead` after `webhooks.max_attempts`. One write for
-    /// them all.
+    /// due again after the backoff, `dead` after `webhooks.max_attempts`, or handed back
+    /// unsent. One write for them all.
     pub async fn finish_webhook_deliveries(
         &self,
         owner: &str,
@@ -580,6 +608,10 @@ impl Registry {
         let mut attempts = Vec::with_capacity(done.len());
         for (id, attempt, sent) in done {
             let outcome = match sent {
+                Sent::Released => {
+                    attempts.push((*id, Attempt::Released));
+                    continue;
+                }
                 Sent::Delivered(_) => "delivered",
                 _ if *attempt >= i64::from(self.webhooks.max_attempts) => "dead",
                 _ => "retry",
@@ -607,6 +639,7 @@ impl Registry {
                     error,
                     retry_at,
                 },
+                Sent::Released => continue,
             };
             attempts.push((*id, result));
         }

@@ -1,12 +1,13 @@
-//! The webhook sender: claims due deliveries from the outbox as requests (each the oldest
-//! pending of its subscription and repository, so a receiver sees a repository's events in
-//! order; or a batching subscription's oldest, several to a request), POSTs each request in
-//! its own task with a time limit and a bounded read of the answer, and records the outcome
-//! of every delivery it carried through the registry (backoff and the dead state are decided
-//! there). At most `webhooks.concurrency` requests are in flight, so a receiver that hangs
-//! holds one slot until its timeout and never the others; outcomes are recorded, and more
-//! claimed, in rounds at least `ROUND_GAP` apart, when half the slots are free or the poll
-//! period passed.
+//! The webhook sender: claims due deliveries from the outbox queue by queue (a subscription
+//! that sends one event at a time has a queue per repository, a batching subscription one),
+//! sends each queue's requests one after another in a task of its own, each POST with a
+//! time limit and a bounded read of the answer, and records the outcome of every delivery
+//! it carried through the registry (backoff and the dead state are decided there). A queue
+//! stops at its first request not taken and hands the rest back, so a receiver sees a
+//! queue's events in order. At most `webhooks.concurrency` queues are in flight, so a
+//! receiver that hangs holds one slot until its timeout and never the others; outcomes are
+//! recorded, and more claimed, in rounds at least `ROUND_GAP` apart, when half the slots
+//! are free or the poll period passed.
 
 use std::time::Duration;
 
@@ -16,17 +17,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::with_causes,
-    registry::{Outgoing, Registry, Sent},
+    registry::{Chain, Outgoing, Registry, Sent},
     webhooks::{self as hooks, EVENT_ID_HEADER, SIGNATURE_HEADER},
 };
 
 /// Bytes of a refusing receiver's answer kept as the delivery's error.
 const ERROR_TEXT_MAX: usize = 512;
 
-/// The shortest time between two rounds: at most 200 a second, so one repository's queue of
-/// a subscription that sends events one at a time moves at up to 200 events a second (a
-/// batching subscription's, `batch` times that).
-const ROUND_GAP: Duration = Duration::from_millis(5);
+/// The shortest time between two rounds, each a few statements on the index: a queue's
+/// events claimed in one round are sent one after another within it, so the gap bounds how
+/// soon an event pushed meanwhile goes out, not how fast a queue moves.
+const ROUND_GAP: Duration = Duration::from_millis(25);
 
 /// Sends deliveries as `owner` until `stop` is cancelled; deliveries in flight then are
 /// abandoned (their claims end and another round or replica sends them again).
@@ -47,6 +48,7 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
         }
     };
     let period = Duration::from_millis(config.poll_millis.max(10));
+    let lease = Duration::from_secs(registry.webhook_lease_secs());
     let slots = config.concurrency.max(1);
     // A round (record the finished attempts, claim more) takes the index's writer twice, and
     // a round per finished request would add as many writes as the pushes that make the
@@ -70,13 +72,15 @@ pub(super) async fn run(registry: Registry, owner: String, stop: CancellationTok
             record(&registry, &owner, &mut done).await;
             let free = slots.saturating_sub(in_flight.len());
             if free > 0 {
+                let claimed_at = Instant::now();
                 match registry.claim_webhook_deliveries(&owner, free as i64).await {
-                    Ok(requests) => {
-                        claimed = requests.len();
-                        for request in requests {
+                    Ok(chains) => {
+                        claimed = chains.len();
+                        for chain in chains {
                             let (registry, client) = (registry.clone(), client.clone());
                             in_flight.spawn(async move {
-                                attempt(&registry, &client, request, timeout).await
+                                let claim_ends = claimed_at + lease;
+                                send_chain(&registry, &client, chain, timeout, claim_ends).await
                             });
                         }
                     }
@@ -119,6 +123,32 @@ async fn record(registry: &Registry, owner: &str, done: &mut Vec<(i64, i64, Sent
     done.clear();
 }
 
+/// Sends `chain`'s requests in order until one is not taken or the claim, which ends at
+/// `claim_ends`, could end before an answer: the outcome of every delivery it holds, those
+/// not sent [`Sent::Released`].
+async fn send_chain(
+    registry: &Registry,
+    client: &Client,
+    chain: Chain,
+    timeout: Duration,
+    claim_ends: Instant,
+) -> Vec<(i64, i64, Sent)> {
+    let mut outcomes = Vec::new();
+    let mut stopped = false;
+    for request in chain {
+        if stopped || Instant::now() + timeout >= claim_ends {
+            stopped = true;
+            let released = request.deliveries.into_iter();
+            outcomes.extend(released.map(|d| (d.id, d.attempt, Sent::Released)));
+            continue;
+        }
+        let sent = attempt(registry, client, request, timeout).await;
+        stopped = !matches!(sent.first(), Some((_, _, Sent::Delivered(_))));
+        outcomes.extend(sent);
+    }
+    outcomes
+}
+
 /// One attempt at `request`: the id, attempt number and outcome of each delivery it carried
 /// (one outcome for them all: the receiver took the request or did not).
 async fn attempt(
@@ -134,7 +164,7 @@ async fn attempt(
     let first = request.deliveries.first().map(|d| d.id);
     let carried = request.deliveries.len();
     match &sent {
-        Sent::Delivered(_) => {}
+        Sent::Delivered(_) | Sent::Released => {}
         Sent::Refused(status, _) => {
             tracing::info!(
                 delivery = first,

@@ -752,17 +752,38 @@ async fn failures_back_off_then_deliver_in_order_or_end_dead() {
         "no second attempt before the backoff"
     );
 
-    r.answer("/hook", Answer::Ok);
+    // The retry claims the whole queue at once; the head fails again, and the two behind
+    // it are handed back unsent, their attempt not counted.
+    let first_retry_at = head["next_attempt_at"].clone();
     s.clock.advance(10);
-    let got = r.wait_for("/hook", 4).await;
-    let order: Vec<String> = got[1..]
+    // Claimed rows count their attempt at once: the second failure shows as a later retry.
+    let log = log_until(&s, id, |log| {
+        log.iter().any(|d| {
+            d["digest"] == digests[0].as_str()
+                && d["attempts"] == 2
+                && d["next_attempt_at"] != first_retry_at
+        })
+    })
+    .await;
+    for behind in &log {
+        if behind["digest"] != digests[0].as_str() {
+            assert_eq!(behind["attempts"], 0, "{behind}");
+            assert_eq!(behind["state"], "pending", "{behind}");
+        }
+    }
+    assert_eq!(r.at("/hook").len(), 2, "nothing sent behind a failure");
+
+    r.answer("/hook", Answer::Ok);
+    s.clock.advance(20);
+    let got = r.wait_for("/hook", 5).await;
+    let order: Vec<String> = got[2..]
         .iter()
         .map(|g| g.json()["data"]["digest"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(order, digests, "delivered in push order after the retry");
     assert_eq!(
         got[0].json()["id"],
-        got[1].json()["id"],
+        got[2].json()["id"],
         "a retry keeps the event id"
     );
     let log = log_until(&s, id, |log| log.iter().all(|d| d["state"] == "delivered")).await;
@@ -780,7 +801,7 @@ async fn failures_back_off_then_deliver_in_order_or_end_dead() {
     log_until(&s, id, failed(2)).await;
     s.clock.advance(20);
     let log = log_until(&s, id, |log| log[0]["state"] == "dead").await;
-    assert_eq!(r.at("/hook").len(), 7);
+    assert_eq!(r.at("/hook").len(), 8);
     let dead = &log[0];
     assert_eq!(dead["attempts"], 3);
     assert_eq!(dead["last_status"], 503);
@@ -807,21 +828,21 @@ async fn failures_back_off_then_deliver_in_order_or_end_dead() {
     .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let again = json_body(resp).await["delivery"].as_i64().unwrap();
-    let got = r.wait_for("/hook", 8).await;
+    let got = r.wait_for("/hook", 9).await;
     assert_eq!(
-        got[7].json()["id"],
+        got[8].json()["id"],
         dead["event_id"],
         "the same event id again"
     );
-    assert_eq!(got[7].json()["data"]["digest"], sha256(&m));
+    assert_eq!(got[8].json()["data"]["digest"], sha256(&m));
     let log = log_until(&s, id, |log| log[0]["state"] == "delivered").await;
     assert_eq!(log[0]["id"], again);
 
-    // Four delivered, three retried, one dead; nothing waits.
+    // Four delivered, four retried (the unsent are not attempts), one dead; nothing waits.
     let metrics = s.get("/metrics").await.text().await.unwrap();
     for line in [
         "berth_webhook_deliveries_total{outcome=\"delivered\"} 4",
-        "berth_webhook_deliveries_total{outcome=\"retry\"} 3",
+        "berth_webhook_deliveries_total{outcome=\"retry\"} 4",
         "berth_webhook_deliveries_total{outcome=\"dead\"} 1",
         "berth_webhook_queue_depth 0",
     ] {
