@@ -10,7 +10,7 @@
 //!   offset the remote acknowledged, manifest pushes.
 //!
 //! Only transport and the remote's answers live here; what is cached, copied and when is
-//! the registry's ([`crate::registry`], `proxy.rs` and `replication.rs`), which calls this as
+//! the registry's ([`crate::registry`], `proxy.rs` and `replication/`), which calls this as
 //! it calls the blob store.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};

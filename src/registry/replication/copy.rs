@@ -1,423 +1,31 @@
-//! Replication: rules that copy images between this registry and a remote one, pushed
-//! (this registry is the source) or pulled (the remote is). A rule names the remote and
-//! its credentials (from the environment or a file, read when a run starts), which
-//! repositories (a glob) and tags (a regex) it takes, the destination namespace, its
-//! trigger (manual, on push, cron), whether it overrides tags the destination has at
-//! another digest, whether it replicates deletes, and a bandwidth limit.
-//!
-//! Each run is an execution recorded in the index and run as a job of the queue
-//! ([`super::jobs`]), so any replica runs it and one that dies mid-run is taken over when
-//! its lease expires; the new start re-does the run, and what the destination already has
-//! (HEAD) is not sent again.
-//!
-//! The copy of one tag: the source manifest is read (its digest checked); when the
-//! destination's tag already has that digest it is skipped; an index's children are copied
-//! first, by digest; each blob is asked for on the destination (HEAD), mounted from another
-//! destination repository that has it, else uploaded in chunks, and a failed chunk is
-//! retried with backoff from the offset the destination acknowledged. The upload session
-//! in flight is kept in the index, so a start that takes a crashed run over sends only
-//! what the destination does not acknowledge. The manifest goes
-//! last, byte for byte. Referrers of what was copied (the OCI referrers API, its tag
-//! fallback `sha256-<hex>`, and cosign's `sha256-<hex>.sig`/`.att`/`.sbom` tags) follow
-//! their subject; a destination without the referrers API gets the fallback tag index.
-//!
-//! The remote is reached through [`crate::proxy::Remote`], the one client of other
-//! registries; this module decides what is copied.
+//! The copy of a rule's images from its source to its destination (see the parent module):
+//! both ends ([`Side`]), one run ([`Run`]) with its tasks, tags, manifests, referrers and
+//! blobs, and the retries of remote steps.
 
 use std::{
     collections::{HashMap, HashSet},
-    str::FromStr,
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
-use serde::{Deserialize, Serialize};
 
-use super::{Override, Registry, manifests::Origin};
 use crate::{
-    error::{Error, Result},
-    meta::replication::{ExecutionRow, ReplicationCounters, RuleRow, TaskRow},
+    error::Error,
+    meta::replication::{ReplicationCounters, TaskRow},
     oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag, manifest::Platform},
     proxy::{Mount, Remote, UpstreamError},
+    registry::{Override, Registry, manifests::Origin},
 };
 
-/// A rule as written (API body, CLI file), checked by [`ReplicationRuleInput::check`].
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReplicationRuleInput {
-    /// `push` (this registry to the remote) or `pull` (the remote to this registry).
-    pub direction: String,
-    /// The other registry.
-    pub remote: RemoteInput,
-    /// Which repositories and tags of the source are copied.
-    #[serde(default)]
-    pub filter: FilterInput,
-    /// A namespace the copies go under (`mirror` puts `library/app` at `mirror/library/app`).
-    #[serde(default)]
-    pub destination_namespace: Option<String>,
-    /// Rewrites each source repository's name before the destination namespace is put in
-    /// front.
-    #[serde(default)]
-    pub rename: Option<RenameInput>,
-    /// `manual`, `on_push` (a push to a matching repository; push rules only) or `cron`.
-    #[serde(default = "manual")]
-    pub trigger: String,
-    /// With `trigger = "cron"`: a cron expression, five fields (minute first) or six (second
-    /// first), in UTC.
-    #[serde(default)]
-    pub schedule: Option<String>,
-    /// Move a destination tag that points at another digest (else the tag is skipped).
-    #[serde(default = "yes")]
-    pub override_tags: bool,
-    /// Delete destination tags (matching the filter) that the source no longer has.
-    #[serde(default)]
-    pub replicate_deletes: bool,
-    /// Blob bytes per second at most, if limited.
-    #[serde(default)]
-    pub bandwidth_limit: Option<u64>,
-    /// Bytes per upload chunk (default 8 MiB).
-    #[serde(default)]
-    pub chunk_bytes: Option<u64>,
-}
+use super::rules::{CHUNK_DEFAULT, ReplicationRule, remote_of};
 
-fn manual() -> String {
-    "manual".into()
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The remote registry of a rule; secrets are named, never written here.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RemoteInput {
-    /// Its base URL, `http://` or `https://`.
-    pub url: String,
-    /// The user name, if it wants one.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The environment variable holding the password or token.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// A file holding the password or token.
-    #[serde(default)]
-    pub password_file: Option<String>,
-    /// The environment variable holding a static access token, sent as `Authorization:
-    /// Bearer` on every request (no user name, no token flow).
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// A file holding such a token.
-    #[serde(default)]
-    pub token_file: Option<String>,
-    /// Connect and read timeout of each request, in seconds (default 30).
-    #[serde(default)]
-    pub timeout_secs: Option<u64>,
-}
-
-/// A rewrite of repository names: the first match of `pattern` (a regex) in the source
-/// repository's name is replaced by `replacement`, where `$1` or `${name}` stand for its
-/// groups. `{"pattern": "^library/", "replacement": ""}` copies `library/alpine` to `alpine`;
-/// `{"pattern": "^.*/", "replacement": ""}` keeps only the last segment. A name the pattern
-/// does not match is kept. Two source repositories renamed to one destination: the second is
-/// refused (a failed task), never merged.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenameInput {
-    /// The regex matched against the source repository's name.
-    pub pattern: String,
-    /// What replaces the match (nothing when left out).
-    #[serde(default)]
-    pub replacement: String,
-}
-
-/// Which source content a rule takes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilterInput {
-    /// A glob over repository names (`*` within a path segment, `**` across); all by default.
-    #[serde(default)]
-    pub repositories: Option<String>,
-    /// A regex a tag must match (anchor it with `^…$` for whole tags); all by default.
-    #[serde(default)]
-    pub tags: Option<String>,
-    /// A semver range a tag must also satisfy (`>=1.2, <2`, `~1.4`, `^3`). A tag is read as
-    /// a version after a leading `v`, a missing minor or patch taken as 0 (`1.25` is
-    /// 1.25.0, `v3-alpine` is 3.0.0-alpine); tags that are no version are left out.
-    #[serde(default)]
-    pub semver: Option<String>,
-    /// Platforms (`os/architecture`, or `os/architecture/variant`) an index is narrowed
-    /// to: its copy lists only the images of these platforms (so it is a new index, with a
-    /// digest of its own) and only those images are copied; an index with none of them is
-    /// skipped. A platform without a variant takes every variant. An image tagged on its
-    /// own is taken by the platform its config names. Every platform when left out.
-    #[serde(default)]
-    pub platforms: Vec<String>,
-}
-
-/// A checked rule.
-#[derive(Debug, Clone)]
-pub struct ReplicationRule {
-    name: String,
-    input: ReplicationRuleInput,
-    push: bool,
-    repositories: globset::GlobMatcher,
-    tags: regex::Regex,
-    /// `rename.pattern`, compiled.
-    rename: Option<regex::Regex>,
-    versions: Option<semver::VersionReq>,
-    /// `filter.platforms`, each split into os, architecture and the variant if given.
-    platforms: Vec<(String, String, Option<String>)>,
-    schedule: Option<cron::Schedule>,
-    timeout_secs: u64,
-    chunk_bytes: usize,
-}
-
-/// The longest rule name.
-const NAME_MAX: usize = 128;
-/// Upload chunk size when the rule names none.
-const CHUNK_DEFAULT: u64 = 8 * 1024 * 1024;
 /// Attempts of one remote step before the task fails.
 const ATTEMPTS: u32 = 5;
 /// The first pause between attempts; doubled each time.
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 
-impl ReplicationRuleInput {
-    /// Checks every field; a 400 naming the first one at fault.
-    pub fn check(self, name: &str) -> Result<ReplicationRule> {
-        let bad = |field: &str, why: String| Error::BadRequest(format!("{field}: {why}"));
-        if name.is_empty()
-            || name.len() > NAME_MAX
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(bad(
-                "name",
-                format!("{name:?} must be 1 to {NAME_MAX} letters, digits, '-', '_' or '.'"),
-            ));
-        }
-        let push = match self.direction.as_str() {
-            "push" => true,
-            "pull" => false,
-            other => return Err(bad("direction", format!("{other:?} is not push or pull"))),
-        };
-        let url = url::Url::parse(&self.remote.url).map_err(|e| {
-            bad(
-                "remote.url",
-                format!("{:?} is not a URL: {e}", self.remote.url),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(bad(
-                "remote.url",
-                format!(
-                    "{:?} must be an http:// or https:// URL with a host",
-                    self.remote.url
-                ),
-            ));
-        }
-        if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
-            return Err(bad(
-                "remote.url",
-                "takes no query or credentials (use username and password_env or password_file)"
-                    .into(),
-            ));
-        }
-        if self.remote.password_env.is_some() && self.remote.password_file.is_some() {
-            return Err(bad(
-                "remote.password_env",
-                "give password_env or password_file, not both".into(),
-            ));
-        }
-        if self.remote.token_env.is_some() && self.remote.token_file.is_some() {
-            return Err(bad(
-                "remote.token_env",
-                "give token_env or token_file, not both".into(),
-            ));
-        }
-        let has_password =
-            self.remote.password_env.is_some() || self.remote.password_file.is_some();
-        if (self.remote.token_env.is_some() || self.remote.token_file.is_some())
-            && (has_password || self.remote.username.is_some())
-        {
-            return Err(bad(
-                "remote.token_env",
-                "a bearer token (token_env or token_file) goes without a user name and password"
-                    .into(),
-            ));
-        }
-        if self.remote.username.is_some() != has_password {
-            return Err(bad(
-                "remote.username",
-                "give a user name and a password (password_env or password_file), or neither"
-                    .into(),
-            ));
-        }
-        let timeout_secs = self.remote.timeout_secs.unwrap_or(30);
-        if timeout_secs == 0 {
-            return Err(bad("remote.timeout_secs", "must be at least 1".into()));
-        }
-        let glob = self.filter.repositories.as_deref().unwrap_or("**");
-        let repositories = globset::GlobBuilder::new(glob)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| {
-                bad(
-                    "filter.repositories",
-                    format!("{glob:?} is not a glob: {e}"),
-                )
-            })?
-            .compile_matcher();
-        let tags_pattern = self.filter.tags.as_deref().unwrap_or(".*");
-        let tags = regex::RegexBuilder::new(tags_pattern)
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| {
-                bad(
-                    "filter.tags",
-                    format!("{tags_pattern:?} is not a regex: {e}"),
-                )
-            })?;
-        let rename = match &self.rename {
-            Some(r) => Some(
-                regex::RegexBuilder::new(&r.pattern)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| {
-                        bad(
-                            "rename.pattern",
-                            format!("{:?} is not a regex: {e}", r.pattern),
-                        )
-                    })?,
-            ),
-            None => None,
-        };
-        let versions = match &self.filter.semver {
-            Some(range) => Some(semver::VersionReq::parse(range).map_err(|e| {
-                bad(
-                    "filter.semver",
-                    format!("{range:?} is not a semver range: {e}"),
-                )
-            })?),
-            None => None,
-        };
-        let platforms = self
-            .filter
-            .platforms
-            .iter()
-            .map(|p| {
-                let parts: Vec<&str> = p.split('/').collect();
-                let part_ok = |s: &&str| {
-                    !s.is_empty()
-                        && s.bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                };
-                match parts[..] {
-                    [os, arch] | [os, arch, _] if parts.iter().all(part_ok) => Ok((
-                        os.to_owned(),
-                        arch.to_owned(),
-                        parts.get(2).map(|v| (*v).to_owned()),
-                    )),
-                    _ => Err(bad(
-                        "filter.platforms",
-                        format!(
-                            "{p:?} is not a platform (os/architecture or \
-                             os/architecture/variant, lowercase: linux/arm64/v8)"
-                        ),
-                    )),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if let Some(ns) = &self.destination_namespace
-            && ns.trim_matches('/').parse::<RepoName>().is_err()
-        {
-            return Err(bad(
-                "destination_namespace",
-                format!("{ns:?} is not a repository name prefix"),
-            ));
-        }
-        let schedule = match (self.trigger.as_str(), &self.schedule) {
-            ("cron", Some(expr)) => Some(parse_cron(expr).map_err(|e| bad("schedule", e))?),
-            ("cron", None) => return Err(bad("schedule", "a cron rule needs one".into())),
-            ("manual" | "on_push", Some(_)) => {
-                return Err(bad("schedule", "only a cron rule takes one".into()));
-            }
-            ("on_push", None) if !push => {
-                return Err(bad(
-                    "trigger",
-                    "on_push starts push rules only (a pull rule has no push here to follow)"
-                        .into(),
-                ));
-            }
-            ("manual" | "on_push", None) => None,
-            (other, _) => {
-                return Err(bad(
-                    "trigger",
-                    format!("{other:?} is not manual, on_push or cron"),
-                ));
-            }
-        };
-        if self.bandwidth_limit == Some(0) {
-            return Err(bad("bandwidth_limit", "must be at least 1 byte/s".into()));
-        }
-        let chunk = self.chunk_bytes.unwrap_or(CHUNK_DEFAULT);
-        if !(1024..=1024 * 1024 * 1024).contains(&chunk) {
-            return Err(bad("chunk_bytes", "must be between 1 KiB and 1 GiB".into()));
-        }
-        Ok(ReplicationRule {
-            name: name.to_owned(),
-            push,
-            repositories,
-            tags,
-            rename,
-            versions,
-            platforms,
-            schedule,
-            timeout_secs,
-            chunk_bytes: chunk as usize,
-            input: self,
-        })
-    }
-}
-
-/// A cron expression: five fields (minute first) get a `0` second prepended.
-fn parse_cron(expr: &str) -> std::result::Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    let full = if fields == 5 {
-        format!("0 {expr}")
-    } else {
-        expr.to_owned()
-    };
-    cron::Schedule::from_str(&full).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))
-}
-
 impl ReplicationRule {
-    /// The next time strictly after `now` (clock seconds) the schedule fires.
-    fn next_after(&self, now: i64) -> Option<i64> {
-        let schedule = self.schedule.as_ref()?;
-        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(now, 0)?;
-        schedule.after(&at).next().map(|t| t.timestamp())
-    }
-
-    /// Whether the filter takes tag `tag`: its regex, and its semver range if it has one.
-    fn takes_tag(&self, tag: &str) -> bool {
-        self.tags.is_match(tag)
-            && self
-                .versions
-                .as_ref()
-                .is_none_or(|range| tag_version(tag).is_some_and(|v| range.matches(&v)))
-    }
-
-    /// Whether `filter.platforms` (every platform when empty) takes this one.
-    fn takes_platform(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
-        self.platforms.is_empty()
-            || self.platforms.iter().any(|(o, a, v)| {
-                o == os && a == arch && v.as_deref().is_none_or(|v| Some(v) == variant)
-            })
-    }
-
     /// Why the rule leaves out image `read` of `repo` (not an index): its config names a
     /// platform `filter.platforms` does not list. `None` when it is taken (no filter, or no
     /// platform named: an artifact).
@@ -465,7 +73,7 @@ impl ReplicationRule {
 
     /// What the rule copies of manifest `read` (a source tag's) from `repo`: the manifest
     /// [narrowed](Self::narrowed) to `filter.platforms`, or why it is skipped.
-    async fn as_copied(
+    pub(super) async fn as_copied(
         &self,
         source: &Side<'_>,
         repo: &str,
@@ -519,452 +127,9 @@ impl ReplicationRule {
             }
         }
     }
-
-    /// The destination repository of source repository `name`: renamed, then under the
-    /// destination namespace.
-    fn destination(&self, name: &str) -> std::result::Result<RepoName, String> {
-        let renamed = match (&self.rename, &self.input.rename) {
-            (Some(pattern), Some(input)) => pattern.replace(name, input.replacement.as_str()),
-            _ => name.into(),
-        };
-        let full = match &self.input.destination_namespace {
-            Some(ns) => format!("{}/{renamed}", ns.trim_matches('/')),
-            None => renamed.into_owned(),
-        };
-        full.parse()
-            .map_err(|e| format!("destination {full:?} is not a repository name: {e}"))
-    }
-
-    /// The remote's credentials, read now.
-    fn credentials(&self) -> std::result::Result<Option<(String, String)>, String> {
-        let r = &self.input.remote;
-        let Some(user) = &r.username else {
-            return Ok(None);
-        };
-        let password = secret("password", &r.password_env, &r.password_file)?;
-        Ok(password.map(|password| (user.clone(), password)))
-    }
-
-    /// The remote's static bearer token, read now.
-    fn bearer_token(&self) -> std::result::Result<Option<String>, String> {
-        let r = &self.input.remote;
-        secret("token", &r.token_env, &r.token_file)
-    }
 }
 
-/// A rule as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReplicationRuleView {
-    /// Its name.
-    pub name: String,
-    /// Its definition (secrets only named).
-    #[serde(flatten)]
-    pub rule: ReplicationRuleInput,
-    /// When a cron rule next runs (unix seconds).
-    pub next_run_at: Option<i64>,
-    /// Who saved it last.
-    pub updated_by: String,
-    /// When it was created and last saved (unix seconds).
-    pub created_at: i64,
-    /// When it was last saved.
-    pub updated_at: i64,
-}
-
-/// An execution as the API shows it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ExecutionView {
-    /// Its id.
-    pub id: i64,
-    /// The rule it ran.
-    pub rule: String,
-    /// `manual`, `on_push` or `cron`.
-    pub trigger: String,
-    /// `queued`, `running`, `succeeded` or `failed`.
-    pub state: String,
-    /// When it was asked for, started (last) and ended (unix seconds).
-    pub created_at: i64,
-    /// When it (last) started.
-    pub started_at: Option<i64>,
-    /// When it ended.
-    pub finished_at: Option<i64>,
-    /// Starts (more than one when a replica took over an interrupted run).
-    pub attempts: i64,
-    /// What failed the whole run.
-    pub error: Option<String>,
-    /// What it did.
-    #[serde(flatten)]
-    pub counters: ReplicationCounters,
-    /// Its tasks (on the single execution only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tasks: Option<Vec<TaskRow>>,
-    /// Its log lines (on the single execution only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log: Option<Vec<String>>,
-}
-
-impl ExecutionView {
-    fn of(row: ExecutionRow, tasks: Option<Vec<TaskRow>>) -> ExecutionView {
-        let log = tasks
-            .is_some()
-            .then(|| row.log.lines().map(str::to_owned).collect());
-        ExecutionView {
-            id: row.id,
-            rule: row.rule,
-            trigger: row.trigger_kind,
-            state: row.state,
-            created_at: row.created_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            attempts: row.attempts,
-            error: row.error,
-            counters: row.counters,
-            tasks,
-            log,
-        }
-    }
-}
-
-/// What differs between a rule's source and destination, per source tag.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DriftEntry {
-    /// `repository:tag` on the source.
-    pub source: String,
-    /// `repository:tag` on the destination.
-    pub destination: String,
-    /// The source's digest.
-    pub source_digest: String,
-    /// The destination's digest, if it has the tag.
-    pub destination_digest: Option<String>,
-    /// `missing`, `differs` or `extra` (on the destination only).
-    pub state: String,
-}
-
-fn view(row: RuleRow) -> Result<ReplicationRuleView> {
-    let rule: ReplicationRuleInput = serde_json::from_str(&row.definition)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("rule {}: {e}", row.name)))?;
-    Ok(ReplicationRuleView {
-        name: row.name,
-        rule,
-        next_run_at: row.next_run_at,
-        updated_by: row.created_by,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-    })
-}
-
-fn checked(row: &RuleRow) -> Result<ReplicationRule> {
-    let input: ReplicationRuleInput = serde_json::from_str(&row.definition)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("rule {}: {e}", row.name)))?;
-    input.check(&row.name)
-}
-
-impl Registry {
-    /// Creates or replaces rule `name` after checking it; whether it was created, and the rule.
-    pub async fn put_replication_rule(
-        &self,
-        name: &str,
-        input: ReplicationRuleInput,
-        who: &str,
-    ) -> Result<(bool, ReplicationRuleView)> {
-        let rule = input.check(name)?;
-        let definition =
-            serde_json::to_string(&rule.input).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
-        let next = rule.next_after(self.clock.now());
-        let created = self
-            .meta
-            .put_replication_rule(name, &definition, &rule.input.trigger, next, who)
-            .await?;
-        let row = self
-            .meta
-            .replication_rule(name)
-            .await?
-            .ok_or(Error::NotFound)?;
-        Ok((created, view(row)?))
-    }
-
-    /// Rule `name`.
-    pub async fn replication_rule(&self, name: &str) -> Result<Option<ReplicationRuleView>> {
-        self.meta
-            .replication_rule(name)
-            .await?
-            .map(view)
-            .transpose()
-    }
-
-    /// Every rule, by name.
-    pub async fn replication_rules(&self) -> Result<Vec<ReplicationRuleView>> {
-        self.meta
-            .replication_rules()
-            .await?
-            .into_iter()
-            .map(view)
-            .collect()
-    }
-
-    /// Deletes rule `name`; whether it existed.
-    pub async fn delete_replication_rule(&self, name: &str) -> Result<bool> {
-        self.meta.delete_replication_rule(name).await
-    }
-
-    /// Queues a run of rule `name` (`trigger` says why); the execution's id.
-    pub async fn run_replication_rule(&self, name: &str, trigger: &str) -> Result<i64> {
-        if self.meta.replication_rule(name).await?.is_none() {
-            return Err(Error::NotFound);
-        }
-        self.meta.queue_replication(name, trigger).await
-    }
-
-    /// Executions (of `rule`), newest first, below id `before`.
-    pub async fn replication_executions(
-        &self,
-        rule: Option<&str>,
-        before: i64,
-        n: u32,
-    ) -> Result<Vec<ExecutionView>> {
-        Ok(self
-            .meta
-            .replication_executions(rule, before, n)
-            .await?
-            .into_iter()
-            .map(|r| ExecutionView::of(r, None))
-            .collect())
-    }
-
-    /// Execution `id` with its tasks and log.
-    pub async fn replication_execution(&self, id: i64) -> Result<Option<ExecutionView>> {
-        let Some(row) = self.meta.replication_execution(id).await? else {
-            return Ok(None);
-        };
-        let tasks = self.meta.replication_tasks(id).await?;
-        Ok(Some(ExecutionView::of(row, Some(tasks))))
-    }
-
-    /// Queues the runs of cron rules that are due (each once, whichever replica gets
-    /// there first); the executions queued.
-    pub async fn schedule_replications(&self) -> Result<Vec<i64>> {
-        let now = self.clock.now();
-        let mut queued = Vec::new();
-        for row in self.meta.due_cron_replication_rules(now).await? {
-            let (Some(due), Ok(rule)) = (row.next_run_at, checked(&row)) else {
-                continue;
-            };
-            let Some(next) = rule.next_after(now) else {
-                continue;
-            };
-            if let Some(id) = self
-                .meta
-                .queue_cron_replication(&row.name, due, next)
-                .await?
-            {
-                queued.push(id);
-            }
-        }
-        Ok(queued)
-    }
-
-    /// After a push of `tag` to `repo`: queues the on-push rules that take it. A failure is
-    /// logged, never the push's.
-    pub(super) async fn replicate_after_push(&self, repo: &RepoName, tag: &Tag) {
-        let rules = match self.meta.on_push_replication_rules().await {
-            Ok(rules) => rules,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the on-push replication rules");
-                return;
-            }
-        };
-        for row in rules {
-            let Ok(rule) = checked(&row) else { continue };
-            if rule.repositories.is_match(repo.as_str()) && rule.tags.is_match(tag.as_str()) {
-                if let Err(e) = self.meta.queue_replication(&row.name, "on_push").await {
-                    tracing::warn!(rule = row.name, error = %e, "could not queue a replication");
-                }
-            }
-        }
-    }
-
-    /// Runs execution `id` (a job of the queue). The outcome is recorded on the execution;
-    /// only a failure to record it fails the job.
-    pub(super) async fn run_replication(&self, id: i64) -> Result<()> {
-        let Some(execution) = self.meta.start_replication(id).await? else {
-            return Ok(());
-        };
-        let mut run = Run {
-            registry: self,
-            execution: id,
-            counters: ReplicationCounters::default(),
-            log: execution.log.lines().map(str::to_owned).collect(),
-            placed: HashMap::new(),
-            done: HashSet::new(),
-            throttle: None,
-            chunk: CHUNK_DEFAULT as usize,
-        };
-        if execution.attempts > 1 {
-            run.note(format!(
-                "resumed (start {}): what the destination has is not sent again",
-                execution.attempts
-            ));
-        }
-        let outcome = match self.meta.replication_rule(&execution.rule).await? {
-            None => Err(format!("rule {} no longer exists", execution.rule)),
-            Some(row) => match checked(&row) {
-                Err(e) => Err(format!("rule {}: {e}", row.name)),
-                Ok(rule) => run.rule(&rule).await,
-            },
-        };
-        let (state, error) = match &outcome {
-            Ok(()) if run.counters.failed == 0 => ("succeeded", None),
-            Ok(()) => (
-                "failed",
-                Some(format!("{} task(s) failed", run.counters.failed)),
-            ),
-            Err(e) => ("failed", Some(e.clone())),
-        };
-        if let Some(e) = &error {
-            run.note(format!("failed: {e}"));
-        } else {
-            run.note("finished".into());
-        }
-        self.meta
-            .finish_replication(
-                id,
-                state,
-                error.as_deref(),
-                &run.counters,
-                &run.log.join("\n"),
-            )
-            .await?;
-        let detail = serde_json::json!({
-            "rule": execution.rule,
-            "execution": id,
-            "trigger": execution.trigger_kind,
-            "state": state,
-            "error": error,
-            "counters": run.counters,
-        });
-        tracing::info!(
-            rule = execution.rule,
-            execution = id,
-            state,
-            "replication done"
-        );
-        self.replication_completed(None, None, &detail).await;
-        Ok(())
-    }
-
-    /// What differs between rule `name`'s source and destination: per source tag the
-    /// digests on both sides, and destination tags the source lacks.
-    pub async fn replication_drift(&self, name: &str) -> Result<Vec<DriftEntry>> {
-        let row = self
-            .meta
-            .replication_rule(name)
-            .await?
-            .ok_or(Error::NotFound)?;
-        let rule = checked(&row)?;
-        let remote = remote_of(&rule, self).map_err(Error::BadRequest)?;
-        let upstream = |e: UpstreamError| Error::Upstream {
-            status: axum::http::StatusCode::BAD_GATEWAY,
-            message: e.to_string(),
-        };
-        let (source, destination) = sides(&rule, self, &remote);
-        let mut drift = Vec::new();
-        for repo in source.repositories(&rule).await.map_err(upstream)? {
-            let Ok(to) = rule.destination(&repo) else {
-                continue;
-            };
-            let source_tags = source.tags(&repo, &rule).await.map_err(upstream)?;
-            for tag in &source_tags {
-                // What a run would put there (with platforms, a manifest read and narrowed).
-                let digest = if rule.platforms.is_empty() {
-                    source.tag_digest(&repo, tag).await.map_err(upstream)?
-                } else {
-                    match source.manifest(&repo, tag).await.map_err(upstream)? {
-                        Some(read) => rule
-                            .as_copied(&source, &repo, read)
-                            .await
-                            .map_err(upstream)?
-                            .ok()
-                            .map(|read| read.digest),
-                        None => None,
-                    }
-                };
-                let Some(digest) = digest else {
-                    continue;
-                };
-                let there = destination
-                    .tag_digest(to.as_str(), tag)
-                    .await
-                    .map_err(upstream)?;
-                let state = match &there {
-                    None => "missing",
-                    Some(d) if *d == digest => continue,
-                    Some(_) => "differs",
-                };
-                drift.push(DriftEntry {
-                    source: format!("{repo}:{tag}"),
-                    destination: format!("{to}:{tag}"),
-                    source_digest: digest.to_string(),
-                    destination_digest: there.map(|d| d.to_string()),
-                    state: state.into(),
-                });
-            }
-            for tag in destination
-                .tags(to.as_str(), &rule)
-                .await
-                .map_err(upstream)?
-            {
-                if !source_tags.contains(&tag) {
-                    let there = destination
-                        .tag_digest(to.as_str(), &tag)
-                        .await
-                        .map_err(upstream)?;
-                    drift.push(DriftEntry {
-                        source: format!("{repo}:{tag}"),
-                        destination: format!("{to}:{tag}"),
-                        source_digest: String::new(),
-                        destination_digest: there.map(|d| d.to_string()),
-                        state: "extra".into(),
-                    });
-                }
-            }
-        }
-        Ok(drift)
-    }
-}
-
-/// Secret `what` of a remote, from the environment variable `var` or the file `file`
-/// (its trailing newline dropped), read now; `None` when neither is given.
-fn secret(
-    what: &str,
-    var: &Option<String>,
-    file: &Option<String>,
-) -> std::result::Result<Option<String>, String> {
-    match (var, file) {
-        (Some(var), _) => std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("remote.{what}_env: ${var} is not set")),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
-            .map_err(|e| format!("remote.{what}_file: reading {path}: {e}")),
-        (None, None) => Ok(None),
-    }
-}
-
-fn remote_of(rule: &ReplicationRule, registry: &Registry) -> std::result::Result<Remote, String> {
-    let credentials = rule.credentials()?;
-    let remote = Remote::new(
-        &rule.input.remote.url,
-        credentials,
-        rule.timeout_secs,
-        registry.clock.clone(),
-    )
-    .map_err(|e| format!("the HTTP client failed to start: {e}"))?;
-    Ok(match rule.bearer_token()? {
-        Some(token) => remote.with_bearer(token),
-        None => remote,
-    })
-}
-
-fn sides<'a>(
+pub(super) fn sides<'a>(
     rule: &ReplicationRule,
     registry: &'a Registry,
     remote: &'a Remote,
@@ -978,36 +143,23 @@ fn sides<'a>(
 
 /// One end of a copy: this registry (through the index and store directly) or the remote.
 #[derive(Clone, Copy)]
-enum Side<'a> {
+pub(super) enum Side<'a> {
     Local(&'a Registry),
     Remote(&'a Remote),
 }
 
 /// A manifest read from the source.
-struct Read {
-    digest: Digest,
+pub(super) struct Read {
+    pub(super) digest: Digest,
     media_type: String,
     payload: Bytes,
 }
 
-type Step<T> = std::result::Result<T, UpstreamError>;
+pub(super) type Step<T> = std::result::Result<T, UpstreamError>;
 
 /// A failure of this registry's own, told as a remote's would be (not transient).
 fn local(e: Error) -> UpstreamError {
     UpstreamError::BadAnswer(format!("this registry: {e}"))
-}
-
-/// Tag `tag` read as a version: a leading `v` dropped, a missing minor or patch taken as
-/// 0 (`1.25` → 1.25.0, `v3-alpine` → 3.0.0-alpine); `None` when it is no version.
-fn tag_version(tag: &str) -> Option<semver::Version> {
-    let tag = tag.strip_prefix('v').unwrap_or(tag);
-    let (core, rest) = tag.split_at(tag.find(['-', '+']).unwrap_or(tag.len()));
-    let padded = match core.matches('.').count() {
-        0 => format!("{core}.0.0{rest}"),
-        1 => format!("{core}.0{rest}"),
-        _ => tag.to_owned(),
-    };
-    semver::Version::parse(&padded).ok()
 }
 
 /// The referrers tag fallback (OCI distribution 1.1): `sha256-<hex>` of a subject.
@@ -1028,7 +180,7 @@ impl<'a> Side<'a> {
         }
     }
 
-    async fn repositories(&self, rule: &ReplicationRule) -> Step<Vec<String>> {
+    pub(super) async fn repositories(&self, rule: &ReplicationRule) -> Step<Vec<String>> {
         let names = match self {
             Side::Local(reg) => {
                 let mut all = Vec::new();
@@ -1058,7 +210,7 @@ impl<'a> Side<'a> {
     }
 
     /// Tags of `repo` the rule takes, without referrer fallback tags.
-    async fn tags(&self, repo: &str, rule: &ReplicationRule) -> Step<Vec<String>> {
+    pub(super) async fn tags(&self, repo: &str, rule: &ReplicationRule) -> Step<Vec<String>> {
         let tags = match self {
             Side::Local(reg) => {
                 let Ok(name) = repo.parse::<RepoName>() else {
@@ -1085,7 +237,7 @@ impl<'a> Side<'a> {
             .collect())
     }
 
-    async fn tag_digest(&self, repo: &str, tag: &str) -> Step<Option<Digest>> {
+    pub(super) async fn tag_digest(&self, repo: &str, tag: &str) -> Step<Option<Digest>> {
         match self {
             Side::Local(reg) => {
                 let (Ok(name), Ok(tag)) = (repo.parse::<RepoName>(), tag.parse::<Tag>()) else {
@@ -1122,7 +274,7 @@ impl<'a> Side<'a> {
         }
     }
 
-    async fn manifest(&self, repo: &str, reference: &str) -> Step<Option<Read>> {
+    pub(super) async fn manifest(&self, repo: &str, reference: &str) -> Step<Option<Read>> {
         match self {
             Side::Local(reg) => {
                 let Ok(name) = repo.parse::<RepoName>() else {
@@ -1344,11 +496,13 @@ impl Throttle {
 }
 
 /// One execution in progress.
-struct Run<'a> {
+pub(super) struct Run<'a> {
     registry: &'a Registry,
     execution: i64,
-    counters: ReplicationCounters,
-    log: Vec<String>,
+    /// What it did so far.
+    pub(super) counters: ReplicationCounters,
+    /// Its log, a line an entry.
+    pub(super) log: Vec<String>,
     /// Blobs known on the destination in this run, with a repository that holds each (a
     /// mount source).
     placed: HashMap<Digest, String>,
@@ -1365,14 +519,29 @@ enum Outcome {
     Skipped(Digest, String),
 }
 
-impl Run<'_> {
-    fn note(&mut self, line: String) {
+impl<'a> Run<'a> {
+    /// Execution `execution`'s run, its log so far `log` (a start that takes a crashed
+    /// one over goes on with it).
+    pub(super) fn new(registry: &'a Registry, execution: i64, log: &str) -> Run<'a> {
+        Run {
+            registry,
+            execution,
+            counters: ReplicationCounters::default(),
+            log: log.lines().map(str::to_owned).collect(),
+            placed: HashMap::new(),
+            done: HashSet::new(),
+            throttle: None,
+            chunk: CHUNK_DEFAULT as usize,
+        }
+    }
+
+    pub(super) fn note(&mut self, line: String) {
         let at = self.registry.clock.now();
         tracing::debug!(execution = self.execution, "{line}");
         self.log.push(format!("{at} {line}"));
     }
 
-    async fn rule(&mut self, rule: &ReplicationRule) -> std::result::Result<(), String> {
+    pub(super) async fn rule(&mut self, rule: &ReplicationRule) -> std::result::Result<(), String> {
         let remote = remote_of(rule, self.registry)?;
         self.chunk = rule.chunk_bytes;
         self.throttle = rule.input.bandwidth_limit.map(|per_sec| Throttle {
@@ -1785,7 +954,7 @@ impl Run<'_> {
                     .await
                     .map_err(local)?
                     .is_empty()
-                    && let Ok(super::Mounted::Blob { .. }) =
+                    && let Ok(crate::registry::Mounted::Blob { .. }) =
                         reg.mount_blob(&name, digest, None).await
                 {
                     self.counters.blobs_mounted += 1;
@@ -2062,48 +1231,11 @@ where
 mod tests {
     use super::*;
 
-    fn input(json: serde_json::Value) -> ReplicationRuleInput {
-        serde_json::from_value(json).unwrap()
-    }
-
     #[test]
-    fn tags_read_as_versions() {
-        let version = |tag| tag_version(tag).map(|v| v.to_string());
-        assert_eq!(version("v1.3").as_deref(), Some("1.3.0"));
-        assert_eq!(version("1.25").as_deref(), Some("1.25.0"));
-        assert_eq!(version("3").as_deref(), Some("3.0.0"));
-        assert_eq!(version("v3-alpine").as_deref(), Some("3.0.0-alpine"));
-        assert_eq!(version("1.4.0-rc1").as_deref(), Some("1.4.0-rc1"));
-        for not_one in ["latest", "1.2.3.4", "v", "1..2", "sha256-abc"] {
-            assert_eq!(version(not_one), None, "{not_one}");
-        }
-    }
-
-    #[test]
-    fn cron_with_five_or_six_fields() {
-        let rule = input(serde_json::json!({
-            "direction": "push", "remote": {"url": "http://127.0.0.1:1"},
-            "trigger": "cron", "schedule": "*/15 * * * *"
-        }))
-        .check("r")
-        .unwrap();
-        // 2026-01-01T00:00:00Z, then every quarter hour.
-        assert_eq!(rule.next_after(1_767_225_600), Some(1_767_225_600 + 900));
-        assert!(parse_cron("0 0 * * * *").is_ok());
-        assert!(parse_cron("every minute").is_err());
-    }
-
-    #[test]
-    fn globs_keep_to_segments_unless_doubled() {
-        let rule = input(serde_json::json!({
-            "direction": "pull", "remote": {"url": "https://example.invalid"},
-            "filter": {"repositories": "library/*"}
-        }))
-        .check("r")
-        .unwrap();
-        assert!(rule.repositories.is_match("library/app"));
-        assert!(!rule.repositories.is_match("library/app/sub"));
-        assert!(is_fallback_tag(&format!("sha256-{}", "a".repeat(64))));
+    fn the_fallback_tag_is_a_digest_not_a_cosign_tag() {
+        let digest: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        assert_eq!(fallback_tag(&digest), format!("sha256-{}", "a".repeat(64)));
+        assert!(is_fallback_tag(&fallback_tag(&digest)));
         assert!(!is_fallback_tag(&format!("sha256-{}.sig", "a".repeat(64))));
     }
 }
