@@ -607,17 +607,24 @@ impl Registry {
         let now = self.clock.now();
         let mut attempts = Vec::with_capacity(done.len());
         for (id, attempt, sent) in done {
-            let outcome = match sent {
+            let (status, error) = match sent {
                 Sent::Released => {
                     attempts.push((*id, Attempt::Released));
                     continue;
                 }
-                Sent::Delivered(_) => "delivered",
-                _ if *attempt >= i64::from(self.webhooks.max_attempts) => "dead",
-                _ => "retry",
+                Sent::Delivered(status) => {
+                    self.metrics.webhook_delivery("delivered");
+                    let status = i64::from(*status);
+                    attempts.push((*id, Attempt::Delivered { status }));
+                    continue;
+                }
+                Sent::Refused(status, body) => (Some(i64::from(*status)), body.as_str()),
+                Sent::Failed(error) => (None, error.as_str()),
             };
-            self.metrics.webhook_delivery(outcome);
-            let retry_at = (outcome == "retry").then(|| {
+            let dead = *attempt >= i64::from(self.webhooks.max_attempts);
+            self.metrics
+                .webhook_delivery(if dead { "dead" } else { "retry" });
+            let retry_at = (!dead).then(|| {
                 let wait = hooks::backoff(
                     (*attempt).clamp(0, i64::from(u32::MAX)) as u32,
                     self.webhooks.backoff_secs,
@@ -625,23 +632,14 @@ impl Registry {
                 );
                 now + wait as i64
             });
-            let result = match sent {
-                Sent::Delivered(status) => Attempt::Delivered {
-                    status: i64::from(*status),
-                },
-                Sent::Refused(status, body) => Attempt::Failed {
-                    status: Some(i64::from(*status)),
-                    error: body,
-                    retry_at,
-                },
-                Sent::Failed(error) => Attempt::Failed {
-                    status: None,
+            attempts.push((
+                *id,
+                Attempt::Failed {
+                    status,
                     error,
                     retry_at,
                 },
-                Sent::Released => continue,
-            };
-            attempts.push((*id, result));
+            ));
         }
         self.meta.finish_deliveries(owner, &attempts).await
     }
