@@ -749,7 +749,7 @@ async fn delete_tags(
     };
     let removed = app
         .registry
-        .delete_tags_matching(repo, &rules, f.dry_run)
+        .delete_tags_matching(repo, &rules, f.dry_run, &caller.identity.name)
         .await
         .map_err(invalid)?;
     Ok(Json(json!({ "dry_run": f.dry_run, "removed": removed })).into_response())

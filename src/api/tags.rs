@@ -142,6 +142,7 @@ pub(super) async fn retag(
             &digest,
             from.as_ref(),
             Override::for_maintainer(grant.maintain),
+            &caller.identity.name,
         )
         .await?;
     let summary = serde_json::json!({ "name": tag, "digest": digest });

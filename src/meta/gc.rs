@@ -14,13 +14,16 @@ use futures::{StreamExt, stream::BoxStream};
 use super::{
     IntBool, Meta, digest_texts, placeholders,
     repositories::lock_repository_id,
-    webhooks::{NewEvent, insert_event},
+    webhooks::{Deleted, NewEvent, deleted_events, insert_event},
 };
 use crate::{
     error::{Error, Result},
     oci::{Digest, RepoName},
     webhooks::EventKind,
 };
+
+/// Who the collector's deletions are recorded as (the actor of their webhook events).
+pub const GC_ACTOR: &str = "gc";
 
 /// What a garbage collection removed (or, in a dry run, would remove).
 #[derive(
@@ -464,6 +467,17 @@ impl Meta {
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         lock_repository_id(&mut tx, candidate.repository_id).await?;
+        // Recorded first (from the row), rolled back with the rest if nothing was deleted.
+        deleted_events(
+            &mut tx,
+            Deleted::Manifest,
+            candidate.repository_id,
+            &candidate.repository,
+            &candidate.digest.to_string(),
+            self.now(),
+            Some(GC_ACTOR),
+        )
+        .await?;
         let sql = format!(
             "DELETE FROM manifests WHERE id IN (SELECT m.id FROM manifests m \
              WHERE m.id = $2 AND {UNTAGGED_COLLECTIBLE})"

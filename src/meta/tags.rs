@@ -228,12 +228,14 @@ impl Meta {
         .await
     }
 
-    /// Deletes tag `tag` of `repo` if it still points at `digest` (a policy decided on that).
+    /// Deletes tag `tag` of `repo` if it still points at `digest` (a policy `actor` decided
+    /// on that).
     pub async fn delete_tag_if_at(
         &self,
         repo: &RepoName,
         tag: &Tag,
         digest: &Digest,
+        actor: &str,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
         let Some(repository_id) = lock_repository(&mut tx, repo).await? else {
@@ -247,7 +249,7 @@ impl Meta {
             repo,
             tag.as_str(),
             now,
-            None,
+            Some(actor),
         )
         .await?;
         let done = sqlx::query(

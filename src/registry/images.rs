@@ -516,8 +516,8 @@ impl Registry {
 
     /// Points `tag` of `repo` at manifest `digest`, which is in `repo` or, with `from`, in
     /// that repository: then the blobs (and for an index the child manifests) it needs are
-    /// mounted into `repo` first. Pushed like a `/v2/` tag PUT, under the same tag rules.
-    /// A digest the source repository does not hold is `MANIFEST_UNKNOWN`.
+    /// mounted into `repo` first. Pushed like a `/v2/` tag PUT by `actor`, under the same tag
+    /// rules. A digest the source repository does not hold is `MANIFEST_UNKNOWN`.
     pub async fn retag(
         &self,
         repo: &RepoName,
@@ -525,6 +525,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
         who: Override,
+        actor: &str,
     ) -> Result<()> {
         let source = from.unwrap_or(repo);
         let stored = self
@@ -533,7 +534,7 @@ impl Registry {
             .await?
             .ok_or(Error::ManifestUnknown)?;
         if source != repo {
-            self.copy_references(source, repo, &stored.media_type, &stored.payload)
+            self.copy_references(source, repo, &stored.media_type, &stored.payload, actor)
                 .await?;
         }
         self.put_manifest(
@@ -542,20 +543,21 @@ impl Registry {
             Some(&stored.media_type),
             stored.payload.into(),
             who,
-            None,
+            Some(actor),
         )
         .await?;
         Ok(())
     }
 
     /// Makes what manifest `payload` references present in `to`: its blobs mounted from
-    /// `from`, and an index's children copied (by digest) with theirs.
+    /// `from`, and an index's children copied (by digest) with theirs, pushed by `actor`.
     async fn copy_references(
         &self,
         from: &RepoName,
         to: &RepoName,
         media_type: &str,
         payload: &[u8],
+        actor: &str,
     ) -> Result<()> {
         let manifest = Manifest::parse(payload, Some(media_type))
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored manifest: {e}")))?;
@@ -592,14 +594,15 @@ impl Registry {
                 .manifest_by_digest(from, &child.digest, true)
                 .await?
                 .ok_or_else(|| Error::ManifestBlobUnknown(child.digest.clone()))?;
-            Box::pin(self.copy_references(from, to, &stored.media_type, &stored.payload)).await?;
+            Box::pin(self.copy_references(from, to, &stored.media_type, &stored.payload, actor))
+                .await?;
             self.put_manifest(
                 to,
                 &Reference::Digest(child.digest.clone()),
                 Some(&stored.media_type),
                 stored.payload.into(),
                 Override::Denied,
-                None,
+                Some(actor),
             )
             .await?;
         }

@@ -109,7 +109,7 @@ pub use vulnerabilities::{
 };
 pub use webhooks::{
     Carried, Chain, CheckedWebhook, DeliveryView, Outgoing, Sent, WEBHOOK_BATCH_MAX,
-    WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView,
+    WEBHOOK_HEADERS_MAX, WebhookInput, WebhookView, resolve_receiver,
 };
 
 use crate::{

@@ -423,24 +423,17 @@ impl Registry {
     }
 
     /// Refuses a target whose host does not resolve, or resolves to a local address while
-    /// `webhooks.allow_loopback` is off. The worker checks again at each attempt (a name may
-    /// be pointed elsewhere later).
+    /// `webhooks.allow_loopback` is off. Deliveries check again inside each connection
+    /// ([`resolve_receiver`]), as a name may be pointed elsewhere later.
     pub async fn check_target(&self, url: &url::Url) -> std::result::Result<(), TargetError> {
-        let host = url.host_str().unwrap_or_default().to_owned();
+        let host = url.host_str().unwrap_or_default();
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let port = url.port_or_known_default().unwrap_or(80);
-        let lookup = tokio::net::lookup_host((bare, port));
-        let addresses: Vec<_> = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
-            Ok(Ok(found)) => found.collect(),
-            _ => return Err(TargetError::Unresolvable(bare.into())),
-        };
-        if addresses.is_empty() {
-            return Err(TargetError::Unresolvable(bare.into()));
+        let lookup = resolve_receiver(bare, port, self.webhooks.allow_loopback);
+        match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
+            Ok(found) => found.map(drop),
+            Err(_) => Err(TargetError::Unresolvable(bare.into())),
         }
-        for address in addresses {
-            hooks::check_address(bare, address.ip(), self.webhooks.allow_loopback)?;
-        }
-        Ok(())
     }
 
     /// Stores a checked subscription made by `by`.
@@ -740,4 +733,25 @@ fn strip_field(e: &TargetError) -> String {
     text.strip_prefix("url: ")
         .map(str::to_owned)
         .unwrap_or(text)
+}
+
+/// The addresses `host` (a name or an address) resolves to on `port`, refused when there are
+/// none or one is local while `allow_loopback` is off: the webhook sender's resolver, so the
+/// check holds for the connection it opens.
+pub async fn resolve_receiver(
+    host: &str,
+    port: u16,
+    allow_loopback: bool,
+) -> std::result::Result<Vec<std::net::SocketAddr>, TargetError> {
+    let addresses: Vec<_> = match tokio::net::lookup_host((host, port)).await {
+        Ok(found) => found.collect(),
+        Err(_) => return Err(TargetError::Unresolvable(host.into())),
+    };
+    if addresses.is_empty() {
+        return Err(TargetError::Unresolvable(host.into()));
+    }
+    for address in &addresses {
+        hooks::check_address(host, address.ip(), allow_loopback)?;
+    }
+    Ok(addresses)
 }

@@ -9,15 +9,19 @@
 //! recorded, and more claimed, in rounds at least `ROUND_GAP` apart, when half the slots
 //! are free or the poll period passed.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use reqwest::{Client, header};
+use reqwest::{
+    Client,
+    dns::{Addrs, Name, Resolve, Resolving},
+    header,
+};
 use tokio::{task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::with_causes,
-    registry::{Chain, Outgoing, Registry, Sent},
+    registry::{Chain, Outgoing, Registry, Sent, resolve_receiver},
     webhooks::{self as hooks, EVENT_ID_HEADER, SIGNATURE_HEADER},
 };
 
@@ -34,7 +38,13 @@ const ROUND_GAP: Duration = Duration::from_millis(25);
 pub(super) async fn run(registry: Registry, owner: String, stop: CancellationToken) {
     let config = registry.webhooks_config().clone();
     let timeout = Duration::from_secs(config.timeout_secs.max(1));
+    let resolver = CheckedResolver {
+        allow_loopback: config.allow_loopback,
+    };
+    // Direct connections only: through a proxy the resolver would check the proxy's address.
     let client = match Client::builder()
+        .dns_resolver(Arc::new(resolver))
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -190,9 +200,17 @@ async fn send(registry: &Registry, client: &Client, request: &Outgoing) -> Sent 
         Ok(url) => url,
         Err(e) => return Sent::Failed(format!("url: {e}")),
     };
-    // The host may resolve elsewhere than when the subscription was made.
-    if let Err(e) = registry.check_target(&url).await {
-        return Sent::Failed(e.to_string());
+    // A name is checked by the client's resolver as it connects; an address is not resolved.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    };
+    if let Some(address) = literal {
+        let allow_loopback = registry.webhooks_config().allow_loopback;
+        if let Err(e) = hooks::check_address(&address.to_string(), address, allow_loopback) {
+            return Sent::Failed(e.to_string());
+        }
     }
     let source = registry.webhook_source();
     let events: Vec<&hooks::Event> = request.deliveries.iter().map(|d| &d.event).collect();
@@ -243,5 +261,23 @@ async fn send(registry: &Registry, client: &Client, request: &Outgoing) -> Sent 
         read.truncate(ERROR_TEXT_MAX);
         let text = String::from_utf8_lossy(&read);
         Sent::Refused(status.as_u16(), format!("HTTP {status}: {}", text.trim()))
+    }
+}
+
+/// Resolves a receiver's host name for each connection the client opens and refuses a local
+/// address unless `webhooks.allow_loopback` is on: the check and the connection use the same
+/// answer, so a name pointed at a local address after its subscription was made is refused.
+struct CheckedResolver {
+    allow_loopback: bool,
+}
+
+impl Resolve for CheckedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            // The port is the URL's; the client puts it in.
+            let found = resolve_receiver(name.as_str(), 0, allow_loopback).await?;
+            Ok(Box::new(found.into_iter()) as Addrs)
+        })
     }
 }

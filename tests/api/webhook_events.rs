@@ -561,6 +561,96 @@ async fn collections_and_cleanup_runs_report_their_counts() {
     assert_eq!(deliveries(&s, scoped).await, Vec::<Value>::new());
 }
 
+/// What Berth removes or copies on someone's behalf names who: a cleanup policy's tag
+/// removals `policy:<name>`, the API's bulk tag delete and image copy their caller, the
+/// collector's removal of an untagged image `gc`.
+#[tokio::test]
+async fn cleanup_collection_and_copies_name_who_did_them() {
+    let mut s = start_auth(|c| {
+        c.webhooks.allow_loopback = true;
+        c.webhooks.poll_millis = 20;
+    })
+    .await;
+    let admin = Some((ADMIN, ADMIN_PASSWORD));
+    s.create_user("mia").await;
+    s.set_role("acme", "mia", "maintainer").await;
+    let mia_password = password_of("mia");
+    let mia = Some(("mia", mia_password.as_str()));
+    let r = Receiver::start().await;
+    let body = json!({"url": r.url("/d"), "events": ["push", "delete"], "format": "distribution",
+                      "scope": "acme"});
+    let resp = s.api_as(admin, Method::POST, "/webhooks", Some(body)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.sign_in("mia", &mia_password);
+    let mut digests = Vec::new();
+    for tag in ["keep", "old-1", "old-2"] {
+        let (digest, _) = s.push_image("acme/app", tag, &[tag.as_bytes()]).await;
+        digests.push(digest);
+    }
+    let policy = json!({ "repository": "acme/app", "name_regex": "old-1", "cadence": "weekly" });
+    let resp = s
+        .api_as(admin, Method::PUT, "/policies/olds", Some(policy))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let run = json!({"dry_run": false});
+    let resp = s
+        .api_as(admin, Method::POST, "/policies/olds/runs", Some(run))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let bulk = "/repositories/acme/app/-/tags?name_regex_delete=old-2";
+    let resp = s.api_as(mia, Method::DELETE, bulk, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let copy = json!({"tag": "copied", "digest": digests[0], "from": "acme/app"});
+    let resp = s
+        .api_as(
+            mia,
+            Method::POST,
+            "/repositories/acme/copy/-/tags",
+            Some(copy),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.clock.advance(1);
+    let replica = s.replica().await;
+    let mut options = replica.gc_options(false);
+    options.grace_secs = 0;
+    options.untagged = true;
+    let gc = replica.run_gc("cli", options, &|_, _| {}).await.unwrap();
+    assert_eq!(gc.counts.manifests, 2);
+
+    // Three pushes, two tag deletes, a copy, two collected images.
+    let got = r.wait_for("/d", 8).await;
+    let mut seen: Vec<[String; 4]> = got
+        .iter()
+        .map(|g| {
+            let e = event(g);
+            let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+            // A tag, or the digest of an image removed whole.
+            let what = e["target"]["tag"].as_str().map(str::to_owned);
+            [
+                text(&e["action"]),
+                text(&e["target"]["repository"]),
+                what.unwrap_or_else(|| text(&e["target"]["digest"])),
+                text(&e["actor"]["name"]),
+            ]
+        })
+        .collect();
+    seen.sort();
+    let row = |a: &str, repo: &str, what: &str, by: &str| [a, repo, what, by].map(str::to_owned);
+    let mut expected = vec![
+        row("push", "acme/app", "keep", "mia"),
+        row("push", "acme/app", "old-1", "mia"),
+        row("push", "acme/app", "old-2", "mia"),
+        row("delete", "acme/app", "old-1", "policy:olds"),
+        row("delete", "acme/app", "old-2", "mia"),
+        row("push", "acme/copy", "copied", "mia"),
+        row("delete", "acme/app", &digests[1], "gc"),
+        row("delete", "acme/app", &digests[2], "gc"),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
 /// A blob refused by its namespace's storage quota, and a repository refused by the
 /// repository quota, are `quota_exceeded` with the namespace, the limit and the reason.
 #[tokio::test]

@@ -506,6 +506,42 @@ async fn local_targets_are_refused_unless_allowed() {
     assert_eq!(listed["items"], json!([]));
 }
 
+/// The address check holds at each delivery, not only when the subscription is made: the
+/// connection a delivery opens goes to the addresses the check passed. Subscriptions to
+/// `localhost` and to 127.0.0.1, made while loopback was allowed, end dead with the local
+/// address named once the server runs with loopback refused, and the receiver gets nothing.
+#[tokio::test]
+async fn a_target_that_is_now_local_is_refused_at_delivery() {
+    let s = server().await;
+    let r = Receiver::start().await;
+    let by_name_url = r.url("/by-name").replace("127.0.0.1", "localhost");
+    let mut ids = Vec::new();
+    for url in [by_name_url, r.url("/by-address")] {
+        let body = json!({"url": url, "events": ["push"], "format": "distribution", "scope": "*"});
+        ids.push(subscribe(&s, body).await);
+    }
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |c| {
+        c.webhooks.poll_millis = 20;
+        c.webhooks.timeout_secs = 2;
+        c.webhooks.max_attempts = 1;
+    })
+    .await;
+    assert!(!s.config.webhooks.allow_loopback);
+    s.push_image("acme/app", "v1", &[b"layer"]).await;
+    for (id, host) in ids.into_iter().zip(["localhost", "127.0.0.1"]) {
+        let log = log_until(&s, id, |log| log.iter().any(|d| d["state"] == "dead")).await;
+        let error = log[0]["last_error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("{host} resolves to "))
+                && error.contains("a local address (webhooks.allow_loopback is off)"),
+            "{error}"
+        );
+    }
+    assert!(r.at("/by-name").is_empty());
+    assert!(r.at("/by-address").is_empty());
+}
+
 /// One push, tag move and delete, in every format: each parses as what it claims
 /// (Distribution's envelope, Harbor's payload, CloudEvents structured and binary with their
 /// required attributes), carries the stable event id, the custom headers and a signature

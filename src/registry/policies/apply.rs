@@ -170,6 +170,7 @@ impl Registry {
         };
         let mut counts = GcCounts::default();
         let mut failed = None;
+        let actor = format!("policy:{name}");
         let mut after = 0;
         'repos: loop {
             let page = self.meta.repository_ids(after, 500).await?;
@@ -178,7 +179,7 @@ impl Registry {
                     continue;
                 }
                 match self
-                    .apply_rules(repository, &rules, dry_run, &mut counts)
+                    .apply_rules(repository, &rules, dry_run, &actor, &mut counts)
                     .await
                 {
                     Ok(removals) => outcome.removals.extend(removals.into_iter().map(|removal| {
@@ -234,6 +235,7 @@ impl Registry {
         repo: &RepoName,
         rules: &PolicyRules,
         dry_run: bool,
+        actor: &str,
     ) -> Result<Vec<Removal>, RulesError> {
         if rules.name_regex.is_none() {
             return Err(RulesError::Invalid(
@@ -253,18 +255,19 @@ impl Registry {
         }
         let mut counts = GcCounts::default();
         Ok(self
-            .apply_rules(repo, &compiled, dry_run, &mut counts)
+            .apply_rules(repo, &compiled, dry_run, actor, &mut counts)
             .await?)
     }
 
-    /// Evaluates `rules` on `repo` and, unless `dry_run`, removes what they select: tags one
-    /// by one if they still point where they did, whole images by digest. Tags matching the
-    /// repository's protected patterns are kept.
+    /// Evaluates `rules` on `repo` and, unless `dry_run`, removes what they select as `actor`:
+    /// tags one by one if they still point where they did, whole images by digest. Tags
+    /// matching the repository's protected patterns are kept.
     async fn apply_rules(
         &self,
         repo: &RepoName,
         rules: &Compiled,
         dry_run: bool,
+        actor: &str,
         counts: &mut GcCounts,
     ) -> crate::error::Result<Vec<Removal>> {
         let tags = self.meta.tag_facts(repo).await?;
@@ -298,7 +301,10 @@ impl Registry {
                         .digest
                         .parse()
                         .map_err(|_| Error::Internal(anyhow::anyhow!("bad digest")))?;
-                    let gone = self.meta.delete_manifest(repo, &digest, None).await?;
+                    let gone = self
+                        .meta
+                        .delete_manifest(repo, &digest, Some(actor))
+                        .await?;
                     if gone {
                         counts.manifests += 1;
                         images_done.insert(r.digest.clone());
@@ -315,7 +321,9 @@ impl Registry {
                             .digest
                             .parse()
                             .map_err(|_| Error::Internal(anyhow::anyhow!("bad digest")))?;
-                        self.meta.delete_tag_if_at(repo, &tag, &digest).await?
+                        self.meta
+                            .delete_tag_if_at(repo, &tag, &digest, actor)
+                            .await?
                     }
                     None => false,
                 }
