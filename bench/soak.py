@@ -16,7 +16,7 @@ worker deletes instead of its drawn operation while more than N churn images are
 index settles at about N images (the size of a registry in steady state).
 
 Stable images keep a tag of their own (`keep-<i>`), so garbage collection never takes what
-pulls and tag moves use; every minute a collection runs (`POST /api/v1/gc/runs`, grace
+pulls and tag moves use; every minute (`--gc-every`) a collection runs (`POST /api/v1/gc/runs`, grace
 120 s), which takes the deleted churn images' blobs. Any answer other than the expected one
 is an error, counted and its first lines kept.
 
@@ -221,7 +221,9 @@ class Soak:
 
     def collector(self):
         client = Client(self.args.url)
-        while not self.stop.wait(60):
+        if self.args.gc_every <= 0:
+            return
+        while not self.stop.wait(self.args.gc_every):
             started = time.monotonic()
             try:
                 status, _, body = client.request(
@@ -363,6 +365,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--gc-every", type=float, default=60,
+                        help="seconds between collections; 0 runs none")
     parser.add_argument("--keep", type=int, default=0,
                         help="delete churn images while more than this many are kept (0: never)")
     parser.add_argument("--index-file", default="",

@@ -2,8 +2,10 @@
 # Soak: Berth under mixed traffic (pulls, pushes, tag moves, deletes, a collection a minute)
 # at c=64 for a long time, its RSS, descriptors and latencies sampled (bench/soak.py).
 #
-#   bench/soak.sh [--minutes 30] [--concurrency 64] [--keep N] [--postgres] [--out DIR] [--no-build]
+#   bench/soak.sh [--minutes 30] [--concurrency 64] [--keep N] [--gc-every SECONDS] [--postgres]
+#                 [--out DIR] [--no-build]
 #
+# --gc-every sets the seconds between collections (default 60; 0 runs none).
 # --keep N deletes churn images while more than N are kept, so the index settles at a steady
 # size (without it pushes outnumber deletes and the index grows for the whole run).
 # Berth runs with its default configuration on a temporary data dir: SQLite, or with
@@ -16,6 +18,7 @@ set -euo pipefail
 minutes=30
 concurrency=64
 keep=0
+gc_every=60
 postgres=0
 build=1
 out=
@@ -25,10 +28,11 @@ while [ $# -gt 0 ]; do
     --minutes) minutes=${2:?}; shift 2 ;;
     --concurrency) concurrency=${2:?}; shift 2 ;;
     --keep) keep=${2:?}; shift 2 ;;
+    --gc-every) gc_every=${2:?}; shift 2 ;;
     --postgres) postgres=1; shift ;;
     --out) out=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -74,7 +78,7 @@ index_file=
 [ "$postgres" = 1 ] || index_file=$tmp/data/berth.db
 status=0
 python3 "$root/bench/soak.py" --url "http://127.0.0.1:$port" --pid "$berth_pid" \
-  --minutes "$minutes" --concurrency "$concurrency" --keep "$keep" --index-file "$index_file" \
+  --minutes "$minutes" --concurrency "$concurrency" --keep "$keep" --gc-every "$gc_every" --index-file "$index_file" \
   --out "$out" | tee -a "$out/summary.txt" ||
   status=1
 exit "$status"
