@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --postgres) postgres=1; shift ;;
     --out) out=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
