@@ -275,7 +275,7 @@ impl Meta {
         let mut found = HashSet::new();
         for chunk in keys.chunks(1000) {
             let sql = sql(&placeholders(1, chunk.len()));
-            let mut select = sqlx::query_scalar::<_, T>(&sql).persistent(false);
+            let mut select = sqlx::query_scalar::<_, T>(&sql);
             for k in chunk {
                 select = select.bind(k.as_str());
             }
@@ -285,9 +285,7 @@ impl Meta {
     }
 }
 
-/// `$start, $start+1, ...`: `n` placeholders for an `IN` list. The collector's statements
-/// built with it run with `persistent(false)`: each list length is another statement, and a
-/// prepared one of 2,000 binds holds about 400 KiB that a connection's cache would keep.
+/// `$start, $start+1, ...`: `n` placeholders for an `IN` list.
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
