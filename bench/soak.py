@@ -16,9 +16,9 @@ worker deletes instead of its drawn operation while more than N churn images are
 index settles at about N images (the size of a registry in steady state).
 
 Stable images keep a tag of their own (`keep-<i>`), so garbage collection never takes what
-pulls and tag moves use; every minute (`--gc-every`) a collection runs (`POST /api/v1/gc/runs`, grace
-120 s), which takes the deleted churn images' blobs. Any answer other than the expected one
-is an error, counted and its first lines kept.
+pulls and tag moves use; every minute (`--gc-every`) a collection runs (`POST
+/api/v1/gc/runs`, grace 120 s), which takes the deleted churn images' blobs. Any answer
+other than the expected one is an error, counted and its first lines kept.
 
 Every 5 s the sampler reads the server's resident memory from /proc/PID/status, split into
 anonymous memory (RssAnon: the heap, what a leak grows) and file pages (RssFile: mostly the

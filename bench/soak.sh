@@ -78,7 +78,7 @@ index_file=
 [ "$postgres" = 1 ] || index_file=$tmp/data/berth.db
 status=0
 python3 "$root/bench/soak.py" --url "http://127.0.0.1:$port" --pid "$berth_pid" \
-  --minutes "$minutes" --concurrency "$concurrency" --keep "$keep" --gc-every "$gc_every" --index-file "$index_file" \
-  --out "$out" | tee -a "$out/summary.txt" ||
+  --minutes "$minutes" --concurrency "$concurrency" --keep "$keep" --gc-every "$gc_every" \
+  --index-file "$index_file" --out "$out" | tee -a "$out/summary.txt" ||
   status=1
 exit "$status"
