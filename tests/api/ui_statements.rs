@@ -1,7 +1,9 @@
 //! Statements per UI page, counted from a real `berth serve`'s statement log (sqlx logs each
 //! statement inside the request's span, so a page's own are told from the workers'): a
-//! repository page costs the same number of statements with 10 tags as with 200, in every
-//! sort order, and so does an image page whatever its findings.
+//! repository page runs no more statements with 200 tags than with 10, in every sort order,
+//! and neither do the image, repositories and namespace pages with more rows. "No more"
+//! is what guards against a listing whose statements grow with its rows; one CI run under
+//! load counted a namespace page one statement short, which "the same" failed on.
 
 use std::{
     process::Stdio,
@@ -91,20 +93,24 @@ impl Logged {
     }
 
     /// The statements page `path` runs: the fewest of three GETs (a request may also refresh
-    /// what the server keeps for a few seconds: settings, policies). Returns (status, count).
-    async fn statements_of(&self, client: &Client, path: &str) -> (StatusCode, usize) {
-        let mut fewest = (StatusCode::OK, usize::MAX);
+    /// what the server keeps for a few seconds: settings, policies). Returns (status, the
+    /// statements' summaries).
+    async fn statements_of(&self, client: &Client, path: &str) -> (StatusCode, Vec<String>) {
+        let mut fewest: Option<(StatusCode, Vec<String>)> = None;
         for _ in 0..3 {
-            let (status, n) = self.statements_once(client, path).await;
+            let (status, run) = self.statements_once(client, path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
-            fewest = (status, fewest.1.min(n));
+            if fewest.as_ref().is_none_or(|(_, f)| run.len() < f.len()) {
+                fewest = Some((status, run));
+            }
         }
-        fewest
+        fewest.unwrap()
     }
 
-    /// GETs `path` and counts the statements its request ran: the `sqlx::query` lines in its
-    /// span up to its `finished processing request`. Returns (status, statements).
-    async fn statements_once(&self, client: &Client, path: &str) -> (StatusCode, usize) {
+    /// GETs `path` and gathers the statements its request ran: the `sqlx::query` lines in its
+    /// span up to its `finished processing request`. A connection the pool opens for the
+    /// request logs its setup pragmas there too; those are the pool's, not the page's.
+    async fn statements_once(&self, client: &Client, path: &str) -> (StatusCode, Vec<String>) {
         // Whatever was logged before belongs to earlier requests and the workers.
         while self.lines.try_recv().is_ok() {}
         let status = client
@@ -115,7 +121,7 @@ impl Logged {
             .status();
         let span = format!("uri={path} ");
         let deadline = Instant::now() + PAGE_TIMEOUT;
-        let mut statements = 0;
+        let mut statements = Vec::new();
         loop {
             let line = self
                 .lines
@@ -125,7 +131,15 @@ impl Logged {
                 continue;
             }
             if line.contains("sqlx::query") {
-                statements += 1;
+                let summary = line
+                    .split("summary=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or(&line)
+                    .to_owned();
+                if !summary.starts_with("PRAGMA ") {
+                    statements.push(summary);
+                }
             } else if line.contains("finished processing request") {
                 return (status, statements);
             }
@@ -205,7 +219,7 @@ async fn a_repository_page_costs_the_same_statements_with_ten_tags_as_with_two_h
             .statements_of(&client, &format!("/ui/r/bulk/app{sort}"))
             .await;
         assert_eq!(status, StatusCode::OK);
-        few.push(n);
+        few.push(n.len());
     }
     let (status, image_few) = berth
         .statements_of(&client, &format!("/ui/r/bulk/app/-/images/{digest}"))
@@ -234,18 +248,33 @@ async fn a_repository_page_costs_the_same_statements_with_ten_tags_as_with_two_h
             .statements_of(&client, &format!("/ui/r/bulk/app{sort}"))
             .await;
         assert_eq!(status, StatusCode::OK);
-        many.push(n);
+        many.push(n.len());
     }
-    assert_eq!(few, many, "statements per sort order ({sorts:?})");
+    assert!(
+        many.iter().zip(&few).all(|(m, f)| m <= f),
+        "statements per sort order ({sorts:?}): {few:?} then {many:?}"
+    );
     assert!(few.iter().all(|&n| n <= 10), "{few:?}");
     let (_, image_many) = berth
         .statements_of(&client, &format!("/ui/r/bulk/app/-/images/{digest}"))
         .await;
-    assert_eq!(image_few, image_many, "the image page");
+    assert!(
+        image_many.len() <= image_few.len(),
+        "the image page: {image_few:?} then {image_many:?}"
+    );
     let (_, list_many) = berth.statements_of(&client, "/ui/repositories").await;
-    assert_eq!(list_few, list_many, "the repositories page");
+    assert!(
+        list_many.len() <= list_few.len(),
+        "the repositories page: {list_few:?} then {list_many:?}"
+    );
     let (_, namespaces_many) = berth.statements_of(&client, "/ui/namespaces").await;
-    assert_eq!(namespaces_few, namespaces_many, "the namespaces page");
+    assert!(
+        namespaces_many.len() <= namespaces_few.len(),
+        "the namespaces page: {namespaces_few:?} then {namespaces_many:?}"
+    );
     let (_, namespace_many) = berth.statements_of(&client, "/ui/ns/bulk").await;
-    assert_eq!(namespace_few, namespace_many, "a namespace's page");
+    assert!(
+        namespace_many.len() <= namespace_few.len(),
+        "a namespace's page: {namespace_few:?} then {namespace_many:?}"
+    );
 }
