@@ -35,6 +35,11 @@ const SMALL_BODY: usize = 1024 * 1024;
 
 /// Parts of a streamed write that may be in flight at once, beside the one being filled.
 const WRITES_IN_FLIGHT: usize = 2;
+/// Deletes in flight at once on a local directory. Each runs on a blocking thread, and a
+/// delete takes microseconds: more would not finish sooner on a few cores, but each added
+/// thread stays in the pool while traffic keeps it busy (a soak at 64 clients with 64 in
+/// flight grew the pool by 67 threads and the process by 17 MiB in one collection).
+const LOCAL_DELETES_IN_FLIGHT: usize = 4;
 
 /// Part size of streamed writes to a local directory.
 const FILE_PART: usize = 1024 * 1024;
@@ -529,14 +534,19 @@ impl Blobs {
 
     /// Deletes the objects of `digests`: on S3 in requests of up to 1,000 keys, elsewhere
     /// `in_flight` single deletes at a time (a local directory and GCS have no batch; on
-    /// Azure, where every delete is a batch of one, larger batches failed on Azurite); one
-    /// already gone counts as deleted. Each digest comes back with its outcome.
+    /// Azure, where every delete is a batch of one, larger batches failed on Azurite), at
+    /// most [`LOCAL_DELETES_IN_FLIGHT`] on a local directory; one already gone counts as
+    /// deleted. Each digest comes back with its outcome.
     pub async fn delete_blobs(
         &self,
         digests: Vec<Digest>,
         in_flight: usize,
     ) -> Vec<(Digest, Result<()>)> {
         if !self.batch_deletes {
+            let in_flight = match self.local {
+                Some(_) => in_flight.min(LOCAL_DELETES_IN_FLIGHT),
+                None => in_flight,
+            };
             return futures::stream::iter(digests)
                 .map(|digest| async move {
                     let outcome = self.delete_blob(&digest).await;

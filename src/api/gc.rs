@@ -45,11 +45,8 @@ async fn list(
                 .map_err(|_| ApiError::bad_request("cursor: not a cursor this listing gave"))?,
         ),
     };
-    let mut runs = app.registry.gc_runs(before, i64::from(limit) + 1).await?;
     // Listings are summaries; a run's own resource has its report.
-    for run in &mut runs {
-        run.report = None;
-    }
+    let runs = app.registry.gc_runs(before, i64::from(limit) + 1).await?;
     Ok(paged(runs, limit, "/api/v1/gc/runs", |r| r.id.to_string()))
 }
 

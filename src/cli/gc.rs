@@ -151,9 +151,13 @@ async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
     }
     let run = registry.run_gc("cli", options, &progress).await?;
     bar.finish_and_clear();
+    let report: Option<serde_json::Value> = run
+        .report
+        .as_ref()
+        .map(|r| serde_json::from_str(r.get()))
+        .transpose()?;
     if args.verbose
-        && let Some(items) = run
-            .report
+        && let Some(items) = report
             .as_ref()
             .and_then(|r| r.get("items"))
             .and_then(|i| i.as_array())
@@ -185,11 +189,11 @@ async fn collect(registry: &Registry, args: &GcArgs) -> anyhow::Result<()> {
         },
         c.errors
     );
-    if let Some(phases) = run.report.as_ref().and_then(|r| r.get("phase_secs")) {
+    if let Some(phases) = report.as_ref().and_then(|r| r.get("phase_secs")) {
         println!("phases (wall seconds): {phases}");
     }
     if run.state == "failed" {
-        anyhow::bail!("the run failed: {}", run.report.unwrap_or_default());
+        anyhow::bail!("the run failed: {}", report.unwrap_or_default());
     }
     Ok(())
 }

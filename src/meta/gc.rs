@@ -83,8 +83,10 @@ pub struct GcRunRecord {
     /// What it removed.
     #[serde(flatten)]
     pub counts: GcCounts,
-    /// What was (or would be) deleted and why, as recorded by the run.
-    pub report: Option<serde_json::Value>,
+    /// What was (or would be) deleted and why, as recorded by the run: its JSON text, passed
+    /// through as stored (a report lists up to 10,000 items). Only a run read on its own
+    /// carries it; listings of runs leave it out.
+    pub report: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// What a queued run overrides of the configuration when a worker runs it.
@@ -102,6 +104,11 @@ struct QueuedGcOptionsRow {
     grace_secs: Option<i64>,
     remove_untagged: Option<i64>,
 }
+
+/// The columns of a run but its report.
+const GC_RUN_SUMMARY: &str = "id, trigger, dry_run, state, started_at, finished_at, \
+     manifests_deleted, links_deleted, blobs_deleted, uploads_deleted, orphans_deleted, \
+     bytes_deleted, errors";
 
 /// A run's row as stored (its report as JSON text).
 #[derive(sqlx::FromRow)]
@@ -124,7 +131,7 @@ impl TryFrom<GcRunRow> for GcRunRecord {
     fn try_from(r: GcRunRow) -> Result<GcRunRecord> {
         let report = match r.report {
             Some(text) => Some(
-                serde_json::from_str(&text)
+                serde_json::value::RawValue::from_string(text)
                     .with_context(|| format!("gc_runs.report of run {} is not JSON", r.id))?,
             ),
             None => None,
@@ -330,8 +337,9 @@ impl Meta {
         id: i64,
         counts: &GcCounts,
         failed: bool,
-        report: &serde_json::Value,
+        report: &impl serde::Serialize,
     ) -> Result<()> {
+        let report = serde_json::to_string(report).context("writing a collection's report")?;
         let now = self.now();
         let mut tx = self.write_tx().await?;
         sqlx::query(
@@ -349,7 +357,7 @@ impl Meta {
         .bind(counts.orphans)
         .bind(counts.bytes)
         .bind(counts.errors)
-        .bind(report.to_string())
+        .bind(report)
         .execute(&mut *tx)
         .await?;
         let run: Option<(String, i64)> =
@@ -397,13 +405,13 @@ impl Meta {
         Ok(done.rows_affected())
     }
 
-    /// Runs newest first, with ids below `before` (all when `None`), `n` at most.
+    /// Runs newest first, with ids below `before` (all when `None`), `n` at most: summaries,
+    /// without their reports.
     pub async fn gc_runs(&self, before: Option<i64>, n: i64) -> Result<Vec<GcRunRecord>> {
-        let rows: Vec<GcRunRow> = sqlx::query_as(
-            "SELECT id, trigger, dry_run, state, started_at, finished_at, manifests_deleted, \
-             links_deleted, blobs_deleted, uploads_deleted, orphans_deleted, bytes_deleted, errors, \
-             report FROM gc_runs WHERE id < $1 ORDER BY id DESC LIMIT $2",
-        )
+        let rows: Vec<GcRunRow> = sqlx::query_as(&format!(
+            "SELECT {GC_RUN_SUMMARY}, CAST(NULL AS TEXT) AS report FROM gc_runs \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2"
+        ))
         .bind(before.unwrap_or(i64::MAX))
         .bind(n)
         .fetch_all(&self.reader)
@@ -411,13 +419,15 @@ impl Meta {
         rows.into_iter().map(GcRunRecord::try_from).collect()
     }
 
-    /// Run `id`, if recorded.
+    /// Run `id` with its report, if recorded.
     pub async fn gc_run(&self, id: i64) -> Result<Option<GcRunRecord>> {
-        Ok(self
-            .gc_runs(Some(id.saturating_add(1)), 1)
-            .await?
-            .into_iter()
-            .find(|r| r.id == id))
+        let row: Option<GcRunRow> = sqlx::query_as(&format!(
+            "SELECT {GC_RUN_SUMMARY}, report FROM gc_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(GcRunRecord::try_from).transpose()
     }
 
     /// Brings PostgreSQL's planner statistics of the tables a collection reads up to date.
