@@ -38,7 +38,7 @@ const WRITES_IN_FLIGHT: usize = 2;
 /// Deletes in flight at once on a local directory. Each runs on a blocking thread, and a
 /// delete takes microseconds: more would not finish sooner on a few cores, but each added
 /// thread stays in the pool while traffic keeps it busy (a soak at 64 clients with 64 in
-/// flight grew the pool by 67 threads and the process by 17 MiB in one collection).
+/// flight grew the pool from 56 to 123 threads in one collection).
 const LOCAL_DELETES_IN_FLIGHT: usize = 4;
 
 /// Part size of streamed writes to a local directory.
