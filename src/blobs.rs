@@ -543,9 +543,10 @@ impl Blobs {
         in_flight: usize,
     ) -> Vec<(Digest, Result<()>)> {
         if !self.batch_deletes {
-            let in_flight = match self.local {
-                Some(_) => in_flight.min(LOCAL_DELETES_IN_FLIGHT),
-                None => in_flight,
+            let in_flight = if self.local.is_some() {
+                in_flight.min(LOCAL_DELETES_IN_FLIGHT)
+            } else {
+                in_flight
             };
             return futures::stream::iter(digests)
                 .map(|digest| async move {

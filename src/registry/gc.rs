@@ -288,6 +288,7 @@ impl Registry {
         self.meta
             .finish_gc_run(id, &report.counts, failed, &report)
             .await?;
+        // Freed before the stored text is read back for the answer.
         drop(report);
         self.gc_run(id).await?.ok_or(Error::NotFound)
     }
