@@ -307,12 +307,21 @@ impl Blobs {
     /// other processes on the same files respect too; `None` when the store is not local.
     /// The lock is held until the [`Spool`] is dropped.
     pub async fn lock_spool(&self, session: &str) -> Result<Option<Spool>> {
+        self.open_spool(session, true).await
+    }
+
+    /// [`Blobs::lock_spool`] without the wait: `None` also when another holder has the lock.
+    pub async fn try_lock_spool(&self, session: &str) -> Result<Option<Spool>> {
+        self.open_spool(session, false).await
+    }
+
+    async fn open_spool(&self, session: &str, wait: bool) -> Result<Option<Spool>> {
         let Some(local) = self.local.clone() else {
             return Ok(None);
         };
         let key = Blobs::spool_key(session);
         let path = local.root.join(&key);
-        let spool = tokio::task::spawn_blocking(move || -> std::io::Result<Spool> {
+        let spool = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Spool>> {
             use std::os::unix::fs::MetadataExt;
             let dir = path.parent().expect("a spool has a directory");
             loop {
@@ -329,27 +338,50 @@ impl Blobs {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
-                rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+                let how = if wait {
+                    rustix::fs::FlockOperation::LockExclusive
+                } else {
+                    rustix::fs::FlockOperation::NonBlockingLockExclusive
+                };
+                match rustix::fs::flock(&file, how) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
                 // Whoever held the lock may have published (renamed) or deleted the file: the
                 // lock is good only if the name still leads to the file locked.
                 let same = std::fs::metadata(&path)
                     .map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0))
                     .unwrap_or(false);
                 if same {
-                    return Ok(Spool {
+                    return Ok(Some(Spool {
                         file: Arc::new(file),
                         path,
                         key,
                         fsync: local.fsync,
                         root: local.root,
-                    });
+                    }));
                 }
             }
         })
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("spool lock task failed: {e}")))?
         .map_err(|e| io_error("locking an upload spool", e))?;
-        Ok(Some(spool))
+        Ok(spool)
+    }
+
+    /// Streams the first `len` bytes of the spool file of `session` (a local store's).
+    pub fn read_spool(&self, session: &str, len: u64) -> BoxStream<'static, Result<Bytes, Error>> {
+        let (store, key) = (self.store.clone(), Path::from(Blobs::spool_key(session)));
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(0..len)),
+            ..Default::default()
+        };
+        futures::stream::once(async move { store.get_opts(&key, options).await })
+            .map_ok(stream_of)
+            .try_flatten()
+            .map_err(Error::from)
+            .boxed()
     }
 
     /// Streams `body` to the blob for `digest`, hashing as it goes; the object is published

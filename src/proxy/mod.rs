@@ -216,24 +216,27 @@ impl Upstreams {
         .await
     }
 
-    /// Opens blob `digest` of `repo` on the first upstream of `rule` that has it.
+    /// Opens blob `digest` of `repo` from byte `offset` on, on the first upstream of `rule`
+    /// that has it; `size` is the whole blob's. An upstream that ignores the range is a
+    /// [`UpstreamError::BadAnswer`].
     pub async fn blob(
         &self,
         rule: &ProxyRule,
         repo: &str,
         digest: &Digest,
+        offset: u64,
     ) -> Result<UpstreamBlob, UpstreamError> {
         self.first_of(rule, |up| async move {
             let path = format!("/v2/{repo}/blobs/{digest}");
-            let response = self
-                .link
-                .send(
-                    &self.client(rule)?,
-                    up,
-                    Call::pull(Method::GET, &path, repo),
-                )
-                .await?;
-            let size = response.content_length();
+            let mut call = Call::pull(Method::GET, &path, repo);
+            if offset > 0 {
+                call = call.header(header::RANGE, format!("bytes={offset}-"));
+            }
+            let response = self.link.send(&self.client(rule)?, up, call).await?;
+            if offset > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
+                return Err(bad(up, format!("ignored the range of {digest}")));
+            }
+            let size = response.content_length().map(|rest| offset + rest);
             let url = up.url.clone();
             let body = response
                 .bytes_stream()

@@ -20,6 +20,10 @@
 //!   held back until then, so a corrupt or truncated upstream body is never committed and
 //!   never completes a download. Concurrent misses of one blob fetch it once: the first
 //!   streams it, the others wait for it and read it from the store.
+//! - On a local directory a blob is written into an upload session of its own, recorded a
+//!   segment at a time ([`Registry::write_resumable`]): a download cut off (the upstream
+//!   broke, or Berth was killed) is continued by the next miss with a `Range` request from
+//!   the last recorded byte, the client getting the part already kept from the store first.
 
 use std::{
     collections::HashMap,
@@ -31,7 +35,7 @@ use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Override, Registry, manifests::Origin};
+use super::{Override, Registry, manifests::Origin, uploads::Resumable};
 use crate::{
     config::ProxyRule,
     error::{Error, Result},
@@ -683,15 +687,11 @@ impl Registry {
                 return Err(e);
             }
         }
-        let opened = match self.upstreams() {
-            Ok(upstreams) => upstreams
-                .blob(rule, upstream_name, digest)
-                .await
-                .map_err(|e| upstream_error(e, Error::BlobUnknown)),
-            Err(e) => Err(e),
-        };
-        let blob = match opened {
-            Ok(blob) => blob,
+        let opened = self
+            .open_upstream_blob(rule, upstream_name, repo, digest)
+            .await;
+        let (blob, resumable) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 flight.finish(Err(e.to_string()));
                 return Err(e);
@@ -699,12 +699,21 @@ impl Registry {
         };
         self.metrics.proxy_fetched("blob");
         let (client_tx, client_rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        // The bytes an earlier download left go to the client first, from the store.
+        let kept = match &resumable {
+            Some(r) if r.offset() > 0 => self
+                .blobs
+                .read_spool(r.id(), r.offset())
+                .map(|chunk| chunk.map_err(std::io::Error::other))
+                .boxed(),
+            _ => futures::stream::empty().boxed(),
+        };
         let registry = self.clone();
         let (repo, digest) = (repo.clone(), digest.clone());
         let upstream_body = blob.body;
         tokio::spawn(async move {
             let outcome = registry
-                .tee_into_store(&repo, &digest, upstream_body, client_tx)
+                .tee_into_store(&repo, &digest, upstream_body, client_tx, resumable)
                 .await;
             if let Err(e) = &outcome {
                 tracing::warn!(repository = %repo, %digest, error = %e, "upstream blob not cached");
@@ -713,8 +722,46 @@ impl Registry {
         });
         Ok(Some(BlobFill {
             size: blob.size,
-            body: ReceiverStream::new(client_rx).boxed(),
+            body: kept.chain(ReceiverStream::new(client_rx)).boxed(),
         }))
+    }
+
+    /// Opens `digest` upstream for a miss in `repo`, with the session to write it into: from
+    /// where an earlier download cut off when its session could be claimed and the upstream
+    /// serves ranges, else whole, into a new session once the upstream has answered (or,
+    /// when that session is held elsewhere, without one). A session left at an offset the
+    /// upstream cannot resume from stays for the collection of stale uploads.
+    async fn open_upstream_blob(
+        &self,
+        rule: &ProxyRule,
+        upstream_name: &str,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(crate::proxy::UpstreamBlob, Option<Resumable>)> {
+        let upstreams = self.upstreams()?;
+        let left = self.claim_resumable(repo, digest.as_str(), false).await?;
+        if let Some(offset) = left.as_ref().map(Resumable::offset).filter(|o| *o > 0) {
+            match upstreams.blob(rule, upstream_name, digest, offset).await {
+                Ok(blob) => {
+                    tracing::info!(repository = %repo, %digest, offset, "resuming an upstream blob");
+                    return Ok((blob, left));
+                }
+                Err(UpstreamError::BadAnswer(why)) => {
+                    tracing::warn!(repository = %repo, %digest, error = %why, "the upstream cannot resume: fetching the blob whole");
+                }
+                Err(e) => return Err(upstream_error(e, Error::BlobUnknown)),
+            }
+        }
+        let blob = upstreams
+            .blob(rule, upstream_name, digest, 0)
+            .await
+            .map_err(|e| upstream_error(e, Error::BlobUnknown))?;
+        let resumable = match left {
+            Some(left) if left.offset() == 0 => Some(left),
+            Some(_) => None,
+            None => self.claim_resumable(repo, digest.as_str(), true).await?,
+        };
+        Ok((blob, resumable))
     }
 
     /// Writes the upstream's `body` to the store as `digest` of `repo` while passing it to
@@ -727,6 +774,7 @@ impl Registry {
         digest: &Digest,
         mut body: BoxStream<'static, std::result::Result<Bytes, String>>,
         client: mpsc::Sender<std::io::Result<Bytes>>,
+        resumable: Option<Resumable>,
     ) -> std::result::Result<(), String> {
         let (store_tx, store_rx) = mpsc::channel::<std::result::Result<Bytes, String>>(4);
         let pump = async {
@@ -750,10 +798,14 @@ impl Registry {
             drop(store_tx);
             held
         };
-        let (held, stored) = tokio::join!(
-            pump,
-            self.put_blob(repo, digest, ReceiverStream::new(store_rx))
-        );
+        let store = async {
+            let body = ReceiverStream::new(store_rx);
+            match resumable {
+                Some(resumable) => self.write_resumable(repo, resumable, digest, body).await,
+                None => self.put_blob(repo, digest, body).await,
+            }
+        };
+        let (held, stored) = tokio::join!(pump, store);
         match stored {
             Ok(_) => {
                 if let Some(last) = held {

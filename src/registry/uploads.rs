@@ -40,6 +40,42 @@ fn valid_session_id(id: &str) -> bool {
     uuid::Uuid::parse_str(id).is_ok()
 }
 
+/// The bytes a resumable write records in the index at a time: what a write cut off loses.
+const RESUMABLE_SEGMENT: u64 = 8 * 1024 * 1024;
+
+/// A session this process writes a known blob into, claimed with its spool's lock (held until
+/// this is dropped, so no other process appends meanwhile), and the bytes the index records
+/// for it: where the write goes on.
+pub struct Resumable {
+    id: String,
+    spool: Spool,
+    offset: u64,
+}
+
+impl Resumable {
+    /// The session's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The bytes an earlier, cut-off write left: the new one starts there.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+/// The session id of the resumable write `name` into `repo`: the same in every process and
+/// after a restart, so that the next attempt finds what the last one left.
+fn resumable_id(repo: &RepoName, name: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(format!("resumable\n{repo}\n{name}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
 impl Registry {
     /// How long an upload's request body may send nothing (`limits.body_idle_timeout_secs`).
     pub fn body_idle_timeout(&self) -> std::time::Duration {
@@ -195,6 +231,108 @@ impl Registry {
         }
         let committed = self.commit_upload(repo, id, digest, total, &parts).await?;
         Ok(committed.then_some(total))
+    }
+
+    /// Claims the resumable write `name` of a blob into `repo`: its session with its spool
+    /// locked, the one an earlier attempt left or, if `open`, a new one. `None` when there is
+    /// none, when the store keeps no spool files (a cloud store) or when another process
+    /// holds the session right now; the caller then writes the blob whole.
+    pub(super) async fn claim_resumable(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        open: bool,
+    ) -> Result<Option<Resumable>> {
+        if !self.blobs.spools() {
+            return Ok(None);
+        }
+        let id = resumable_id(repo, name);
+        if self.meta.upload_size(repo, &id).await?.is_none() {
+            if !open {
+                return Ok(None);
+            }
+            self.admit_repository(repo).await?;
+            if self.meta.create_upload(repo, &id).await.is_err() {
+                // Opened by another process a moment ago: that one writes it.
+                return Ok(None);
+            }
+        }
+        let Some(spool) = self.blobs.try_lock_spool(&id).await? else {
+            return Ok(None);
+        };
+        // Read under the lock: what the last holder recorded before it let go.
+        let Some(offset) = self.meta.upload_size(repo, &id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Resumable { id, spool, offset }))
+    }
+
+    /// Writes `body`, the bytes of blob `digest` from the claimed session's offset on, into
+    /// the session, recording a segment at a time, then completes it as the blob (verified,
+    /// published, linked into `repo`); returns the blob's size. A body that breaks off leaves
+    /// the session holding every segment that was recorded whole, for the next claim.
+    pub(super) async fn write_resumable<S>(
+        &self,
+        repo: &RepoName,
+        resumable: Resumable,
+        digest: &Digest,
+        mut body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Unpin,
+    {
+        use futures::StreamExt;
+        let Resumable {
+            id,
+            spool,
+            mut offset,
+        } = resumable;
+        // A running hash only from the first byte; a resumed write is hashed again at the end.
+        let mut hasher = (offset == 0).then(|| Hasher::new(digest.algorithm()));
+        let mut ended = false;
+        while !ended {
+            let mut room = RESUMABLE_SEGMENT;
+            let segment = futures::stream::poll_fn(|cx| {
+                if room == 0 || ended {
+                    return std::task::Poll::Ready(None);
+                }
+                let next = body.poll_next_unpin(cx);
+                match &next {
+                    std::task::Poll::Ready(Some(Ok(chunk))) => {
+                        room = room.saturating_sub(chunk.len() as u64);
+                    }
+                    std::task::Poll::Ready(None) => ended = true,
+                    _ => {}
+                }
+                next
+            });
+            let written = spool.write_at(offset, segment, &mut hasher).await?;
+            if written > 0
+                && !self
+                    .meta
+                    .append_upload_part(&id, offset, written, spool.key())
+                    .await?
+            {
+                let size = self.meta.upload_size_any(&id).await?;
+                return Err(Error::ChunkOutOfOrder {
+                    size: size.ok_or(Error::BlobUploadUnknown)?,
+                });
+            }
+            offset += written;
+        }
+        if let Some(h) = hasher {
+            self.running_hashes.put(&id, offset, h);
+        }
+        // Completion takes the lock itself.
+        drop(spool);
+        self.finish_upload(
+            repo,
+            &id,
+            digest,
+            None,
+            futures::stream::empty::<Result<Bytes, String>>(),
+        )
+        .await
     }
 
     /// Cancels session `id` and drops its staged bytes.

@@ -33,6 +33,8 @@ enum Mode {
     ShortBlob,
     /// Waits this many milliseconds, then forwards.
     Slow(u64),
+    /// Blob GETs send their body in 256 KiB pieces, this many milliseconds apart.
+    Trickle(u64),
     /// Manifest GETs answer 5 MiB without a declared length.
     EndlessManifest,
     /// Manifest GETs answer another byte than the upstream's (same digest header).
@@ -48,6 +50,10 @@ struct GateState {
     mode: Mutex<Mode>,
     /// `METHOD path` of every request received.
     seen: Mutex<Vec<String>>,
+    /// The `Range` header of every request that sent one.
+    ranges: Mutex<Vec<String>>,
+    /// The body bytes of blob GETs answered.
+    blob_bytes: Mutex<u64>,
     client: reqwest::Client,
 }
 
@@ -65,6 +71,8 @@ impl Gate {
             upstream: upstream.base.clone(),
             mode: Mutex::new(Mode::Pass),
             seen: Mutex::default(),
+            ranges: Mutex::default(),
+            blob_bytes: Mutex::default(),
             client: reqwest::Client::new(),
         });
         let app = axum::Router::new()
@@ -110,6 +118,10 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     gate.seen.lock().unwrap().push(format!("{method} {path}"));
+    if let Some(range) = request.headers().get("range") {
+        let range = range.to_str().unwrap().to_owned();
+        gate.ranges.lock().unwrap().push(range);
+    }
     let mode = *gate.mode.lock().unwrap();
     let is_blob = path.contains("/blobs/");
     match mode {
@@ -147,7 +159,7 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
         method.clone(),
         format!("{}{}", gate.upstream, request.uri()),
     );
-    for name in ["accept", "authorization"] {
+    for name in ["accept", "authorization", "range"] {
         if let Some(v) = request.headers().get(name) {
             upstream = upstream.header(name, v.clone());
         }
@@ -158,6 +170,7 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     let mut bytes = answer.bytes().await.expect("upstream body").to_vec();
     let declared = bytes.len();
     let blob_get = is_blob && method == Method::GET && status == StatusCode::OK;
+    let blob_part = is_blob && method == Method::GET && status == StatusCode::PARTIAL_CONTENT;
     if blob_get && mode == Mode::WrongBlob {
         bytes = random_bytes(bytes.len());
     }
@@ -170,8 +183,17 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     }
     // A stream: hyper then sends the declared length, however many bytes follow; the pause
     // lets the head and the first bytes go out before a short body ends.
-    let body = Body::from_stream(futures::stream::iter([bytes]).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if blob_get || blob_part {
+        *gate.blob_bytes.lock().unwrap() += bytes.len() as u64;
+    }
+    let (pieces, pause) = match mode {
+        Mode::Trickle(ms) if blob_get || blob_part => {
+            (bytes.chunks(256 * 1024).map(<[u8]>::to_vec).collect(), ms)
+        }
+        _ => (vec![bytes], 50),
+    };
+    let body = Body::from_stream(futures::stream::iter(pieces).then(move |chunk| async move {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
         Ok::<_, std::io::Error>(bytes::Bytes::from(chunk))
     }));
     let mut response = Response::new(body);
@@ -181,6 +203,7 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
         "docker-content-digest",
         "www-authenticate",
         "content-length",
+        "content-range",
     ] {
         if let Some(v) = headers.get(name) {
             response
@@ -515,6 +538,191 @@ async fn a_wrong_or_short_upstream_blob_is_never_committed_nor_served_whole() {
         assert_eq!(body_of(resp).await, layer, "{mode:?}: now cached");
         gate.set(Mode::Pass);
     }
+}
+
+/// What a blob download that broke off needs from the upstream the next time: the `Range`
+/// the gate saw and the bytes it sent. Checks the whole blob came back to the client.
+async fn resumed_pull(cache_base: &str, path: &str, gate: &Gate, layer: &[u8]) -> (u64, u64) {
+    gate.state.ranges.lock().unwrap().clear();
+    *gate.state.blob_bytes.lock().unwrap() = 0;
+    let resp = reqwest::get(format!("{cache_base}{path}")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header(&resp, "content-length").unwrap(),
+        layer.len().to_string()
+    );
+    assert!(
+        body_of(resp).await == layer,
+        "the whole blob, byte for byte"
+    );
+    let ranges = gate.state.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.len(), 1, "one ranged request upstream: {ranges:?}");
+    let from = ranges[0]
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("an open range: {ranges:?}"));
+    (from, *gate.state.blob_bytes.lock().unwrap())
+}
+
+#[tokio::test]
+async fn a_download_cut_off_upstream_goes_on_from_the_last_recorded_byte() {
+    const SEGMENT: u64 = 8 * 1024 * 1024;
+    let (upstream, gate, cache) = setup("10m").await;
+    if !cache.on_embedded_backends() {
+        eprintln!("skipped: downloads resume on the local filesystem store only");
+        return;
+    }
+    let layer = random_bytes(20 * 1024 * 1024);
+    let digest = upstream.push_blob("library/large", &layer).await;
+    let path = format!("/v2/hub/library/large/blobs/{digest}");
+    // The upstream declares 20 MiB and breaks off after 10.
+    gate.set(Mode::ShortBlob);
+    let resp = cache.get(&path).await;
+    assert!(resp.bytes().await.is_err(), "a cut-off download completed");
+    gate.set(Mode::Pass);
+    let (from, sent) = resumed_pull(&cache.base, &path, &gate, &layer).await;
+    // At least the first 8 MiB segment was recorded; nothing past the 10 MiB received.
+    assert!(
+        (SEGMENT..=10 * 1024 * 1024).contains(&from),
+        "resumed at {from}"
+    );
+    assert_eq!(sent, layer.len() as u64 - from, "only the rest fetched");
+    gate.set(Mode::Status(500));
+    let resp = cache.get(&path).await;
+    assert!(body_of(resp).await == layer, "cached whole");
+}
+
+/// `berth serve` killed (SIGKILL) while it fills a blob from a slow upstream: after the
+/// restart the next pull asks the upstream only for the bytes not recorded before the kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fill_cut_off_by_a_crash_goes_on_after_the_restart() {
+    use crate::support;
+    const SEGMENT: u64 = 8 * 1024 * 1024;
+    let upstream = TestServer::start().await;
+    let gate = Gate::start(&upstream).await;
+    let layer = random_bytes(24 * 1024 * 1024);
+    let digest = upstream.push_blob("library/large", &layer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, config) = (dir.path().join("data"), dir.path().join("berth.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[durability]\nfsync = false\n\n[[proxy]]\nprefix = \"hub\"\n\
+             upstreams = [{{ url = \"{}\" }}]\n",
+            gate.base
+        ),
+    )
+    .unwrap();
+    let cache = support::start_server(&data, &config);
+    // 256 KiB every 10 ms: the 24 MiB take about a second.
+    gate.set(Mode::Trickle(10));
+    let path = format!("/v2/hub/library/large/blobs/{digest}");
+    let url = format!("{}{path}", cache.base);
+    let first = tokio::spawn(async move { reqwest::get(url).await?.bytes().await });
+    // Killed once the spool holds more than a segment and a read: one segment is recorded.
+    let spool_len = || {
+        walk(&data)
+            .into_iter()
+            .filter(|p| p.ends_with("spool"))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut polls = 0;
+    while spool_len() < SEGMENT + 1024 * 1024 {
+        polls += 1;
+        assert!(polls < 1000, "the fill did not get going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::task::block_in_place(|| cache.kill9());
+    let kept = spool_len();
+    assert!(
+        kept < layer.len() as u64,
+        "the fill had finished before the kill"
+    );
+    assert!(
+        first.await.unwrap().is_err(),
+        "the first download completed"
+    );
+
+    let cache = support::start_server(&data, &config);
+    gate.set(Mode::Pass);
+    let (from, sent) = resumed_pull(&cache.base, &path, &gate, &layer).await;
+    assert!(
+        (SEGMENT..=kept).contains(&from),
+        "resumed at {from}, {kept} kept"
+    );
+    assert_eq!(sent, layer.len() as u64 - from, "only the rest fetched");
+    assert!(
+        walk(&data).iter().all(|p| !p.ends_with("spool")),
+        "the session's spool is gone once the blob is published"
+    );
+    tokio::task::block_in_place(|| cache.terminate());
+}
+
+/// Two replicas miss one blob at once: the one holding the blob's session writes it there;
+/// the other finds the session held and fetches the blob whole beside it. Both clients get
+/// every byte, and neither download asks for a range.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fill_held_by_another_replica_is_fetched_whole_beside_it() {
+    let (upstream, gate, cache) = setup("10m").await;
+    if !cache.on_embedded_backends() {
+        eprintln!("skipped: sessions of downloads are held on the local filesystem store only");
+        return;
+    }
+    let layer = random_bytes(12 * 1024 * 1024);
+    let digest = upstream.push_blob("library/large", &layer).await;
+    let replica = cache.replica().await;
+    // 256 KiB every 10 ms: the server's download takes about half a second.
+    gate.set(Mode::Trickle(10));
+    let url = cache.url(&format!("/v2/hub/library/large/blobs/{digest}"));
+    let first = tokio::spawn(async move { reqwest::get(url).await?.bytes().await });
+    let mut polls = 0;
+    while !walk(&cache.data_dir)
+        .iter()
+        .any(|p| p.ends_with("spool") && std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    {
+        polls += 1;
+        assert!(polls < 1000, "the server's download did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let repo: berth::oci::RepoName = "hub/library/large".parse().unwrap();
+    let fill = replica
+        .proxy_blob(&repo, &digest.parse().unwrap())
+        .await
+        .expect("the replica's miss is served")
+        .expect("a download of the replica's own");
+    let beside: Vec<u8> = fill
+        .body
+        .map(|chunk| chunk.expect("the replica's download whole").to_vec())
+        .concat()
+        .await;
+    assert!(beside == layer, "the replica's client got the blob");
+    let first = first.await.unwrap().expect("the server's download whole");
+    assert!(first == layer, "the server's client got the blob");
+    let blob_gets = gate.take().iter().filter(|r| r.contains("/blobs/")).count();
+    assert_eq!(blob_gets, 2, "each replica fetched it once");
+    assert!(gate.state.ranges.lock().unwrap().is_empty());
+    replica.close().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 #[tokio::test]

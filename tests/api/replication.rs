@@ -726,6 +726,69 @@ async fn a_pull_rule_copies_into_berth_and_refuses_a_lying_remote() {
     assert_eq!(again["bytes_moved"], 0, "{again:#}");
 }
 
+/// A pull whose blob breaks off half-way is retried from the last byte recorded here: the
+/// remote is asked once more, with a `Range`, for the rest only.
+#[tokio::test]
+async fn a_pulled_blob_cut_off_is_retried_from_the_last_recorded_byte() {
+    const SEGMENT: u64 = 8 * 1024 * 1024;
+    let local = quiet().await;
+    if !local.on_embedded_backends() {
+        eprintln!("skipped: pulled blobs resume on the local filesystem store only");
+        return;
+    }
+    let remote = quiet().await;
+    let layer = crate::common::random_bytes(20 * 1024 * 1024);
+    let (digest, _) = remote.push_image("library/large", "v1", &[&layer]).await;
+    let gate = Gate::start(&remote).await;
+    put_rule(
+        &local,
+        "large",
+        json!({
+            "direction": "pull",
+            "remote": { "url": gate.base },
+            "filter": { "repositories": "library/large" },
+            "destination_namespace": "hub",
+        }),
+    )
+    .await;
+    gate.set(Mode::CutBlobs);
+    let run = run_rule(&local, "large").await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    let ranges = gate.state.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    let from: u64 = ranges[0]
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("an open range: {ranges:?}"));
+    // A segment of 8 MiB was recorded; nothing past the 10 MiB the remote sent.
+    assert!((SEGMENT..=10 * 1024 * 1024).contains(&from), "{from}");
+    assert!(
+        run["log"].as_array().unwrap().iter().any(|l| l
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("resuming at byte {from}"))),
+        "{run:#}"
+    );
+    let config = image_config("linux", "amd64", None);
+    // The cut half, then the rest from the recorded byte: the layer once, and what was lost.
+    assert_eq!(
+        *gate.state.blob_bytes.lock().unwrap(),
+        layer.len() as u64 / 2 + (layer.len() as u64 - from) + config.len() as u64
+    );
+    assert_eq!(
+        digest_at(&local.base, "hub/library/large", "v1").await,
+        Some(digest)
+    );
+    let resp = local
+        .get(&format!("/v2/hub/library/large/blobs/{}", sha256(&layer)))
+        .await;
+    assert!(
+        resp.bytes().await.unwrap() == layer,
+        "the layer byte for byte"
+    );
+}
+
 /// `rename` rewrites each source name before the destination namespace: `^[^/]+/` → ``
 /// flattens one level. Two sources renamed to one destination: the first is copied, the
 /// second refused with why (never merged); a rename giving no valid name fails its
@@ -1425,6 +1488,9 @@ enum Mode {
     SlowPatch {
         millis: u64,
     },
+    /// Whole-blob GETs (200) of more than 1 MiB send half the blob and break off; ranged
+    /// ones (206) pass.
+    CutBlobs,
 }
 
 struct GateState {
@@ -1436,6 +1502,10 @@ struct GateState {
     patched: Mutex<u64>,
     /// The digests of the uploads completed (a `PUT …?digest=` answered 201), in order.
     completed: Mutex<Vec<String>>,
+    /// The `Range` header of every request that sent one.
+    ranges: Mutex<Vec<String>>,
+    /// The body bytes of blob GETs sent back (a cut-off one's half included).
+    blob_bytes: Mutex<u64>,
     client: reqwest::Client,
 }
 
@@ -1463,6 +1533,8 @@ impl Gate {
             patches: Mutex::new(0),
             patched: Mutex::new(0),
             completed: Mutex::new(Vec::new()),
+            ranges: Mutex::new(Vec::new()),
+            blob_bytes: Mutex::new(0),
             client: reqwest::Client::new(),
         });
         let app = axum::Router::new()
@@ -1510,6 +1582,10 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     }
     let uri = request.uri().to_string();
     let headers = request.headers().clone();
+    if let Some(range) = headers.get("range") {
+        let range = range.to_str().unwrap().to_owned();
+        gate.ranges.lock().unwrap().push(range);
+    }
     let body = axum::body::to_bytes(request.into_body(), usize::MAX)
         .await
         .unwrap();
@@ -1549,7 +1625,26 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
     {
         bytes.push(b' ');
     }
-    let mut response = Response::new(Body::from(bytes));
+    let blob_get = method == axum::http::Method::GET && uri.contains("/blobs/sha256:");
+    let body = if blob_get
+        && mode == Mode::CutBlobs
+        && status == StatusCode::OK
+        && bytes.len() > 1 << 20
+    {
+        bytes.truncate(bytes.len() / 2);
+        *gate.blob_bytes.lock().unwrap() += bytes.len() as u64;
+        let broken = std::io::Error::other("the gate cuts this blob off");
+        Body::from_stream(futures::stream::iter([
+            Ok(bytes::Bytes::from(bytes)),
+            Err(broken),
+        ]))
+    } else {
+        if blob_get {
+            *gate.blob_bytes.lock().unwrap() += bytes.len() as u64;
+        }
+        Body::from(bytes)
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = AxumStatus::from_u16(status.as_u16()).unwrap();
     for (name, value) in &answer_headers {
         if name != "content-length" && name != "transfer-encoding" {

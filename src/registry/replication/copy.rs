@@ -15,7 +15,7 @@ use crate::{
     meta::replication::{ReplicationCounters, TaskRow},
     oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag, manifest::Platform},
     proxy::{Mount, Remote, UpstreamError},
-    registry::{Override, Registry, manifests::Origin},
+    registry::{Override, Registry, manifests::Origin, uploads::Resumable},
 };
 
 use super::rules::{CHUNK_DEFAULT, ReplicationRule, remote_of};
@@ -987,7 +987,9 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Pulls blob `digest` into this registry (verified before it is committed).
+    /// Pulls blob `digest` into this registry (verified before it is committed). On a local
+    /// directory the blob goes into a resumable session: a retry, or the next start after a
+    /// crash, asks the source only for the bytes not yet recorded.
     async fn download(
         &mut self,
         reg: &Registry,
@@ -1002,7 +1004,23 @@ impl<'a> Run<'a> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let body = match source.blob(repo, digest, 0).await {
+            let mut resumable = reg
+                .claim_resumable(&name, digest.as_str(), true)
+                .await
+                .map_err(local)?;
+            let offset = resumable.as_ref().map_or(0, Resumable::offset);
+            let opened = match source.blob(repo, digest, offset).await {
+                Err(UpstreamError::BadAnswer(why)) if offset > 0 => {
+                    self.note(format!(
+                        "blob {digest} from {}: cannot resume at byte {offset} ({why}): fetching it whole",
+                        source.name()
+                    ));
+                    resumable = None;
+                    source.blob(repo, digest, 0).await
+                }
+                opened => opened,
+            };
+            let body = match opened {
                 Ok(b) => b,
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     backoff(attempt).await;
@@ -1010,6 +1028,12 @@ impl<'a> Run<'a> {
                 }
                 Err(e) => return Err(e),
             };
+            if offset > 0 && resumable.is_some() {
+                self.note(format!(
+                    "blob {digest} from {}: resuming at byte {offset}",
+                    source.name()
+                ));
+            }
             let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let seen = counted.clone();
             let limit = self.throttle.as_ref().map(|t| t.per_sec);
@@ -1031,9 +1055,14 @@ impl<'a> Run<'a> {
                     chunk
                 }
             });
-            match reg.put_blob(&name, digest, Box::pin(body)).await {
-                Ok(size) => {
-                    self.counters.bytes_moved += size as i64;
+            let written = match resumable {
+                Some(r) => reg.write_resumable(&name, r, digest, Box::pin(body)).await,
+                None => reg.put_blob(&name, digest, Box::pin(body)).await,
+            };
+            match written {
+                Ok(_) => {
+                    self.counters.bytes_moved +=
+                        counted.load(std::sync::atomic::Ordering::Relaxed) as i64;
                     return Ok(());
                 }
                 Err(e) => {
