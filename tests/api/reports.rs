@@ -206,7 +206,7 @@ async fn trivy_and_grype_reports_are_views_beside_berths_own_scan() {
     assert_eq!(status, StatusCode::OK, "{scan}");
     assert_eq!(scan["status"], "ok", "{scan}");
 
-    let first_import = s.clock.now();
+    let before = s.clock.now();
     let report = trivy(
         "team/app",
         &image.digest,
@@ -220,7 +220,12 @@ async fn trivy_and_grype_reports_are_views_beside_berths_own_scan() {
     assert_eq!(imported["scanner_version"], "0.58.1");
     assert_eq!(imported["image"], image.digest);
     assert_eq!(imported["platform"], Value::Null);
-    assert_eq!(imported["imported_at"], first_import);
+    // The server's clock runs: the import is stamped within the request, not at a set second.
+    let first_import = imported["imported_at"].as_i64().expect("imported_at");
+    assert!(
+        (before..=s.clock.now()).contains(&first_import),
+        "{imported}"
+    );
     assert_eq!(imported["findings"], 4);
     assert_eq!(
         imported["summary"],
@@ -346,15 +351,25 @@ async fn trivy_and_grype_reports_are_views_beside_berths_own_scan() {
 
     // A newer Trivy report replaces the view; what stayed keeps its first sighting.
     s.clock.advance(60);
-    let second_import = s.clock.now();
+    let before = s.clock.now();
     let report = trivy(
         "team/app",
         &image.digest,
         &image.config,
         trivy_findings(&image, false),
     );
-    let (status, _) = import(&s, "team/app", &image.digest, report.to_string().as_bytes()).await;
+    let (status, imported) =
+        import(&s, "team/app", &image.digest, report.to_string().as_bytes()).await;
     assert_eq!(status, StatusCode::CREATED);
+    let second_import = imported["imported_at"].as_i64().expect("imported_at");
+    assert!(
+        (before..=s.clock.now()).contains(&second_import),
+        "{imported}"
+    );
+    assert!(
+        second_import >= first_import + 120,
+        "two minutes moved between the imports"
+    );
     let view = ok(&s, &path).await;
     assert_eq!(ids(&view["items"]), ["CVE-2024-0001", "CVE-2025-9999"]);
     assert_eq!(view["items"][0]["first_seen"], first_import);
