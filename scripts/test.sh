@@ -189,17 +189,9 @@ for store in "$BERTH_TEST_S3_URL" "$BERTH_TEST_AZURE_URL"; do
     status=1
   # (the full-disk test fills a local filesystem, and the scanner's checks against syft and
   # the Debian fixtures read what the scanner stores, not the store: they ran above)
-  # Known on Azurite: in the collectors' tight loop an orphan's delete (object_store sends
-  # even one delete as a blob batch) now and then comes back failed, and the run counts an
-  # error the test does not allow. Skipped there, visibly, until it is understood.
-  known=()
-  if [ "$kind" = az ]; then
-    known=(--skip gc_concurrency::acknowledged_images_survive_collection_in_a_tight_loop)
-    say "SKIPPED on Azure: gc_concurrency::acknowledged_images_survive_collection_in_a_tight_loop (failing orphan deletes on Azurite, README 'Not yet')"
-  fi
   BERTH_TEST_STORAGE_URL=$store cargo test --workspace --locked --test api --test replicas \
     -- --include-ignored --skip disk_full:: --skip scans::dpkg_inventory_agrees_with_syft --skip ui_browser:: \
-    --skip vulnerabilities:: --skip ecosystems:: "${known[@]}" || status=1
+    --skip vulnerabilities:: --skip ecosystems:: || status=1
 
   run=$(date +%s)-$$
   db=$(fresh_database "berth_suites_${kind}_${run//-/_}")

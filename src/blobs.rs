@@ -630,12 +630,23 @@ impl Blobs {
             .collect()
     }
 
-    /// Deletes the object of `digest`; one already gone is not an error.
+    /// Deletes the object of `digest`; one already gone is not an error. A delete that fails
+    /// is sent once more: on Azure even one delete is a blob batch, and on Azurite one now and
+    /// then came back failed while collectors ran in a tight loop; the transport's own
+    /// retries do not look inside a batch's answer.
     pub async fn delete_blob(&self, digest: &Digest) -> Result<()> {
         let _timer = self.time("Delete");
-        match self.store.delete(&Blobs::blob_key(digest)).await {
+        let key = Blobs::blob_key(digest);
+        let first = match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => e,
+        };
+        match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(again) => {
+                tracing::warn!(%digest, first = %first, "a blob's delete failed twice");
+                Err(again.into())
+            }
         }
     }
 
