@@ -3,7 +3,7 @@
 # (Debian's docker-registry; its garbage-collect needs the registry stopped).
 #
 #   bench/gc.sh [--images N] [--repos R] [--regbench BIN] [--out FILE] [--berth-only]
-#               [--postgres]
+#               [--postgres] [--dry-runs K]
 #
 # For each registry: regbench push-many of N images (4 layers of 1-4 KiB, a config, a
 # manifest) into R repositories; then every other manifest is deleted through the API (by
@@ -12,6 +12,7 @@
 # index and store while its server keeps serving (grace 0: everything unreferenced goes);
 # Distribution with `registry garbage-collect` after its server is stopped. Defaults: 20000
 # images, 50 repositories.
+# --dry-runs K times Berth's dry run K times on the same data before the full run (default 1).
 # --postgres puts Berth's index on a PostgreSQL of the benchmark's own
 # (scripts/services/postgres.sh on BERTH_PG_PORT, default 25443; stopped at the end).
 # Berth is built in release first (target/release/berth).
@@ -24,6 +25,7 @@ regbench=$root/target/regbench/release/regbench
 out=
 distribution=1
 postgres=0
+dry_runs=1
 while [ $# -gt 0 ]; do
   case $1 in
     --images) images=${2:?}; shift 2 ;;
@@ -32,7 +34,8 @@ while [ $# -gt 0 ]; do
     --out) out=${2:?}; shift 2 ;;
     --berth-only) distribution=0; shift ;;
     --postgres) postgres=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --dry-runs) dry_runs=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -130,7 +133,9 @@ berth_url=http://127.0.0.1:$berth_port
 wait_ready "$berth_url" "$berth_pid"
 push_and_delete berth "$berth_url" "$berth_pid"
 gc=("$berth" gc --config "$tmp/berth.toml" --data-dir "$tmp/berth-data")
-timed "berth gc --dry-run (online)" "${gc[@]}" --dry-run
+for run in $(seq "$dry_runs"); do
+  timed "berth gc --dry-run (online) #$run" "${gc[@]}" --dry-run
+done
 timed "berth gc estimate (online)" "${gc[@]}" estimate
 timed "berth gc (online, full)" "${gc[@]}"
 timed "berth gc --dry-run (after)" "${gc[@]}" --dry-run
