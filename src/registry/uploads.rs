@@ -9,6 +9,11 @@
 //!
 //! In a namespace with a storage quota the blob is admitted between the two: every upload is
 //! staged (a monolithic one too), so that a blob the quota refuses is never published.
+//!
+//! A blob this registry fetches itself (a pull-through miss, a replication pull) goes, on a
+//! local directory, into a resumable session: its id derived from the repository and the
+//! digest, its spool locked while it is written, its size recorded every few MiB, so that
+//! the next attempt, in this process or after a crash, goes on from there.
 
 use std::fmt::Display;
 
