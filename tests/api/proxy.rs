@@ -35,6 +35,8 @@ enum Mode {
     Slow(u64),
     /// Blob GETs send their body in 256 KiB pieces, this many milliseconds apart.
     Trickle(u64),
+    /// `Range` headers are not passed on: ranged blob GETs get the whole blob (200).
+    IgnoreRange,
     /// Manifest GETs answer 5 MiB without a declared length.
     EndlessManifest,
     /// Manifest GETs answer another byte than the upstream's (same digest header).
@@ -160,6 +162,9 @@ async fn forward(State(gate): State<Arc<GateState>>, request: Request) -> Respon
         format!("{}{}", gate.upstream, request.uri()),
     );
     for name in ["accept", "authorization", "range"] {
+        if name == "range" && mode == Mode::IgnoreRange {
+            continue;
+        }
         if let Some(v) = request.headers().get(name) {
             upstream = upstream.header(name, v.clone());
         }
@@ -565,13 +570,13 @@ async fn resumed_pull(cache_base: &str, path: &str, gate: &Gate, layer: &[u8]) -
     (from, *gate.state.blob_bytes.lock().unwrap())
 }
 
-#[tokio::test]
-async fn a_download_cut_off_upstream_goes_on_from_the_last_recorded_byte() {
-    const SEGMENT: u64 = 8 * 1024 * 1024;
+/// A cache whose download of a 20 MiB blob the upstream broke off after 10 MiB, with the
+/// upstream, the gate, the blob and its path; `None` on a cloud store (no resuming there).
+async fn cut_off_download() -> Option<(TestServer, Gate, TestServer, Vec<u8>, String)> {
     let (upstream, gate, cache) = setup("10m").await;
     if !cache.on_embedded_backends() {
         eprintln!("skipped: downloads resume on the local filesystem store only");
-        return;
+        return None;
     }
     let layer = random_bytes(20 * 1024 * 1024);
     let digest = upstream.push_blob("library/large", &layer).await;
@@ -580,6 +585,15 @@ async fn a_download_cut_off_upstream_goes_on_from_the_last_recorded_byte() {
     gate.set(Mode::ShortBlob);
     let resp = cache.get(&path).await;
     assert!(resp.bytes().await.is_err(), "a cut-off download completed");
+    Some((upstream, gate, cache, layer, path))
+}
+
+#[tokio::test]
+async fn a_download_cut_off_upstream_goes_on_from_the_last_recorded_byte() {
+    const SEGMENT: u64 = 8 * 1024 * 1024;
+    let Some((_upstream, gate, cache, layer, path)) = cut_off_download().await else {
+        return;
+    };
     gate.set(Mode::Pass);
     let (from, sent) = resumed_pull(&cache.base, &path, &gate, &layer).await;
     // At least the first 8 MiB segment was recorded; nothing past the 10 MiB received.
@@ -588,6 +602,33 @@ async fn a_download_cut_off_upstream_goes_on_from_the_last_recorded_byte() {
         "resumed at {from}"
     );
     assert_eq!(sent, layer.len() as u64 - from, "only the rest fetched");
+    gate.set(Mode::Status(500));
+    let resp = cache.get(&path).await;
+    assert!(body_of(resp).await == layer, "cached whole");
+}
+
+/// An upstream that answers a ranged GET with the whole blob (200) cannot continue a download
+/// cut off: the blob is fetched whole instead, and served and kept whole.
+#[tokio::test]
+async fn an_upstream_that_ignores_the_range_gets_the_blob_fetched_whole() {
+    let Some((_upstream, gate, cache, layer, path)) = cut_off_download().await else {
+        return;
+    };
+    let digest = sha256(&layer);
+    gate.set(Mode::IgnoreRange);
+    gate.take();
+    let resp = cache.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        body_of(resp).await == layer,
+        "the whole blob, byte for byte"
+    );
+    let blob_gets = format!("GET /v2/library/large/blobs/{digest}");
+    assert_eq!(
+        gate.take(),
+        [blob_gets.clone(), blob_gets],
+        "the ranged request, then the whole blob"
+    );
     gate.set(Mode::Status(500));
     let resp = cache.get(&path).await;
     assert!(body_of(resp).await == layer, "cached whole");
