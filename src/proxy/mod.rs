@@ -133,6 +133,15 @@ impl<'a> Call<'a> {
         Call::new(method, path, format!("repository:{repo}:pull"))
     }
 
+    /// The GET of the blob at `path` in `repo` from byte `offset` on (a `Range` unless 0).
+    fn blob(path: &'a str, repo: &str, offset: u64) -> Call<'a> {
+        let call = Call::pull(Method::GET, path, repo);
+        match offset {
+            0 => call,
+            _ => call.header(header::RANGE, format!("bytes={offset}-")),
+        }
+    }
+
     fn header(mut self, name: header::HeaderName, value: impl Into<String>) -> Call<'a> {
         self.headers.push((name, value.into()));
         self
@@ -228,21 +237,9 @@ impl Upstreams {
     ) -> Result<UpstreamBlob, UpstreamError> {
         self.first_of(rule, |up| async move {
             let path = format!("/v2/{repo}/blobs/{digest}");
-            let mut call = Call::pull(Method::GET, &path, repo);
-            if offset > 0 {
-                call = call.header(header::RANGE, format!("bytes={offset}-"));
-            }
+            let call = Call::blob(&path, repo, offset);
             let response = self.link.send(&self.client(rule)?, up, call).await?;
-            if offset > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
-                return Err(bad(up, format!("ignored the range of {digest}")));
-            }
-            let size = response.content_length().map(|rest| offset + rest);
-            let url = up.url.clone();
-            let body = response
-                .bytes_stream()
-                .map_err(move |e| format!("upstream {url}: the blob's body broke off: {e}"))
-                .boxed();
-            Ok(UpstreamBlob { size, body })
+            ranged_blob(up, response, digest, offset)
         })
         .await
     }
@@ -666,7 +663,8 @@ impl Remote {
         }
     }
 
-    /// Opens blob `digest` of `repo` from byte `offset` on.
+    /// Opens blob `digest` of `repo` from byte `offset` on; `size` is the whole blob's. A
+    /// remote that ignores the range is a [`UpstreamError::BadAnswer`].
     pub async fn blob(
         &self,
         repo: &str,
@@ -674,21 +672,8 @@ impl Remote {
         offset: u64,
     ) -> Result<UpstreamBlob, UpstreamError> {
         let path = format!("/v2/{repo}/blobs/{digest}");
-        let mut call = Call::pull(Method::GET, &path, repo);
-        if offset > 0 {
-            call = call.header(header::RANGE, format!("bytes={offset}-"));
-        }
-        let response = self.send(call).await?;
-        if offset > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
-            return Err(bad(&self.up, format!("ignored the range of {digest}")));
-        }
-        let size = response.content_length();
-        let url = self.up.url.clone();
-        let body = response
-            .bytes_stream()
-            .map_err(move |e| format!("remote {url}: the blob's body broke off: {e}"))
-            .boxed();
-        Ok(UpstreamBlob { size, body })
+        let response = self.send(Call::blob(&path, repo, offset)).await?;
+        ranged_blob(&self.up, response, digest, offset)
     }
 
     /// The size of blob `digest` in `repo` (a HEAD), `None` when it is not there.
@@ -924,6 +909,26 @@ fn next_link(response: &Response) -> Option<String> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Blob `digest` as `response` from `up` carries it from byte `offset` on (a call of
+/// [`Call::blob`]); an answer that ignored the range is a [`UpstreamError::BadAnswer`].
+fn ranged_blob(
+    up: &Upstream,
+    response: Response,
+    digest: &Digest,
+    offset: u64,
+) -> Result<UpstreamBlob, UpstreamError> {
+    if offset > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
+        return Err(bad(up, format!("ignored the range of {digest}")));
+    }
+    let size = response.content_length().map(|rest| offset + rest);
+    let url = up.url.clone();
+    let body = response
+        .bytes_stream()
+        .map_err(move |e| format!("{url}: the blob's body broke off: {e}"))
+        .boxed();
+    Ok(UpstreamBlob { size, body })
 }
 
 fn bad(up: &Upstream, what: String) -> UpstreamError {

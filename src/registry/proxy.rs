@@ -21,7 +21,7 @@
 //!   never completes a download. Concurrent misses of one blob fetch it once: the first
 //!   streams it, the others wait for it and read it from the store.
 //! - On a local directory a blob is written into an upload session of its own, recorded a
-//!   segment at a time ([`Registry::write_resumable`]): a download cut off (the upstream
+//!   segment at a time ([`Registry::write_fetched`]): a download cut off (the upstream
 //!   broke, or Berth was killed) is continued by the next miss with a `Range` request from
 //!   the last recorded byte, the client getting the part already kept from the store first.
 
@@ -798,14 +798,10 @@ impl Registry {
             drop(store_tx);
             held
         };
-        let store = async {
-            let body = ReceiverStream::new(store_rx);
-            match resumable {
-                Some(resumable) => self.write_resumable(repo, resumable, digest, body).await,
-                None => self.put_blob(repo, digest, body).await,
-            }
-        };
-        let (held, stored) = tokio::join!(pump, store);
+        let (held, stored) = tokio::join!(
+            pump,
+            self.write_fetched(repo, resumable, digest, ReceiverStream::new(store_rx))
+        );
         match stored {
             Ok(_) => {
                 if let Some(last) = held {

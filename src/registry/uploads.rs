@@ -272,11 +272,30 @@ impl Registry {
         Ok(Some(Resumable { id, spool, offset }))
     }
 
+    /// Writes blob `digest` fetched from another registry into `repo`: `body` from the
+    /// claimed session's offset on into that session, else the whole blob as a push would
+    /// ([`Registry::put_blob`]); returns the blob's size.
+    pub(super) async fn write_fetched<S>(
+        &self,
+        repo: &RepoName,
+        resumable: Option<Resumable>,
+        digest: &Digest,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Unpin,
+    {
+        match resumable {
+            Some(resumable) => self.write_resumable(repo, resumable, digest, body).await,
+            None => self.put_blob(repo, digest, body).await,
+        }
+    }
+
     /// Writes `body`, the bytes of blob `digest` from the claimed session's offset on, into
     /// the session, recording a segment at a time, then completes it as the blob (verified,
     /// published, linked into `repo`); returns the blob's size. A body that breaks off leaves
     /// the session holding every segment that was recorded whole, for the next claim.
-    pub(super) async fn write_resumable<S>(
+    async fn write_resumable<S>(
         &self,
         repo: &RepoName,
         resumable: Resumable,

@@ -1055,11 +1055,10 @@ impl<'a> Run<'a> {
                     chunk
                 }
             });
-            let written = match resumable {
-                Some(r) => reg.write_resumable(&name, r, digest, Box::pin(body)).await,
-                None => reg.put_blob(&name, digest, Box::pin(body)).await,
-            };
-            match written {
+            match reg
+                .write_fetched(&name, resumable, digest, Box::pin(body))
+                .await
+            {
                 Ok(_) => {
                     self.counters.bytes_moved +=
                         counted.load(std::sync::atomic::Ordering::Relaxed) as i64;
