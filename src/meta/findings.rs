@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    Meta, placeholders,
+    Meta, json_list, listed_ids, listed_texts,
     repositories::CatalogViewer,
     usage::{READABLE, bind_viewer},
     webhooks::{NewEvent, insert_event},
@@ -25,7 +25,7 @@ const EVENT_FINDINGS_MAX: usize = 100;
 /// Rows inserted per statement (each binds 8 or 12 values): SQLite resolves `$n` binds in
 /// time quadratic in their number per statement, so 50 rows insert faster than 500.
 const ROWS_PER_INSERT: usize = 50;
-/// Values bound in one `IN` list.
+/// Values looked up per statement (one listed `IN`, see [`listed_texts`]).
 const IDS_PER_QUERY: usize = 500;
 
 /// A finding to store for an image.
@@ -387,12 +387,11 @@ impl Meta {
             let sql = format!(
                 "SELECT DISTINCT scan_id FROM scan_packages \
                  WHERE ecosystem = $1 AND source_name IN ({})",
-                placeholders(2, chunk.len())
+                listed_texts(self.postgres, 2)
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(ecosystem);
-            for name in chunk {
-                query = query.bind(name.as_str());
-            }
+            let query = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(ecosystem)
+                .bind(json_list(chunk));
             found.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(found)
@@ -404,12 +403,9 @@ impl Meta {
         for chunk in advisory_ids.chunks(IDS_PER_QUERY) {
             let sql = format!(
                 "SELECT DISTINCT manifest_id FROM findings WHERE advisory_id IN ({})",
-                placeholders(1, chunk.len())
+                listed_texts(self.postgres, 1)
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
+            let query = sqlx::query_scalar::<_, i64>(&sql).bind(json_list(chunk));
             found.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(found)
@@ -423,12 +419,9 @@ impl Meta {
                 "SELECT scan_id, child_digest, os, architecture, variant, ecosystem, \
                  source_name, source_version, layer FROM scan_packages \
                  WHERE scan_id IN ({}) ORDER BY scan_id, seq",
-                placeholders(1, chunk.len())
+                listed_ids(self.postgres, 1)
             );
-            let mut query = sqlx::query_as(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
+            let query = sqlx::query_as(&sql).bind(json_list(chunk));
             rows.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(rows)
@@ -450,12 +443,9 @@ impl Meta {
             let sql = format!(
                 "SELECT manifest_id, child_digest, advisory_id, package, installed_version, \
                  fixed_version, severity, layer FROM findings WHERE manifest_id IN ({})",
-                placeholders(1, chunk.len())
+                listed_ids(self.postgres, 1)
             );
-            let mut query = sqlx::query_as::<_, StoredFinding>(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
+            let query = sqlx::query_as::<_, StoredFinding>(&sql).bind(json_list(chunk));
             for row in query.fetch_all(&mut *tx).await? {
                 let key = (
                     row.child_digest.clone(),
@@ -473,12 +463,9 @@ impl Meta {
             let sql = format!(
                 "SELECT manifest_id, scan_id FROM vulnerability_summaries \
                  WHERE manifest_id IN ({})",
-                placeholders(1, chunk.len())
+                listed_ids(self.postgres, 1)
             );
-            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
+            let query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(json_list(chunk));
             matched_from.extend(query.fetch_all(&mut *tx).await?);
         }
         let mut inserts: Vec<(&MatchedImage, &NewFinding)> = Vec::new();
@@ -521,12 +508,9 @@ impl Meta {
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let sql = format!(
                 "UPDATE findings SET last_seen = $1 WHERE manifest_id IN ({})",
-                placeholders(2, chunk.len())
+                listed_ids(self.postgres, 2)
             );
-            let mut query = sqlx::query(&sql).bind(now);
-            for id in chunk {
-                query = query.bind(*id);
-            }
+            let query = sqlx::query(&sql).bind(now).bind(json_list(chunk));
             query.execute(&mut *tx).await?;
         }
         for (image, f) in &updates {
@@ -886,12 +870,11 @@ impl Meta {
                 "SELECT manifest_id, critical, high, medium, low, unknown \
                  FROM {} v WHERE manifest_id IN ({})",
                 counted_summaries(1),
-                placeholders(2, chunk.len())
+                listed_ids(self.postgres, 2)
             );
-            let mut query = sqlx::query_as::<_, Row>(&sql).bind(self.now());
-            for id in chunk {
-                query = query.bind(*id);
-            }
+            let query = sqlx::query_as::<_, Row>(&sql)
+                .bind(self.now())
+                .bind(json_list(chunk));
             for row in query.fetch_all(&self.reader).await? {
                 found.insert(row.manifest_id, row.counts);
             }
@@ -991,7 +974,7 @@ impl Meta {
         if advisory_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = placeholders(10, advisory_ids.len());
+        let ids = listed_texts(self.postgres, 10);
         let sql = format!(
             "{READABLE}SELECT f.manifest_id, r.name AS repository, m.digest, f.child_digest, \
              f.advisory_id, f.package, f.installed_version, f.fixed_version \
@@ -1007,13 +990,11 @@ impl Meta {
             counted("f", "r.name", "m.digest", 9),
             counted("g", "gr.name", "gm.digest", 9),
         );
-        let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "")
+        let query = bind_viewer!(sqlx::query_as(&sql), viewer, "")
             .bind(after)
             .bind(i64::from(n))
-            .bind(self.now());
-        for id in advisory_ids {
-            query = query.bind(id.as_str());
-        }
+            .bind(self.now())
+            .bind(json_list(advisory_ids));
         Ok(query.fetch_all(&self.reader).await?)
     }
 
@@ -1027,7 +1008,7 @@ impl Meta {
         if advisory_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = placeholders(7, advisory_ids.len());
+        let ids = listed_texts(self.postgres, 7);
         let sql = format!(
             "{READABLE}SELECT r.name AS repository, t.name AS tag FROM tags t \
              JOIN readable r ON r.id = t.repository_id \
@@ -1038,10 +1019,7 @@ impl Meta {
               AND f.advisory_id IN ({ids})) \
              ORDER BY r.name, t.name"
         );
-        let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "");
-        for id in advisory_ids {
-            query = query.bind(id.as_str());
-        }
+        let query = bind_viewer!(sqlx::query_as(&sql), viewer, "").bind(json_list(advisory_ids));
         Ok(query.fetch_all(&self.reader).await?)
     }
 
@@ -1066,14 +1044,12 @@ impl Meta {
                    WHERE t.repository_id = $1 AND NOT EXISTS (SELECT 1 FROM findings f \
                     WHERE f.manifest_id = t.manifest_id AND f.advisory_id = a.id)) ranked \
                  WHERE n <= $2 ORDER BY advisory_id, tag",
-                placeholders(3, chunk.len())
+                listed_texts(self.postgres, 3)
             );
-            let mut query = sqlx::query_as(&sql)
+            let query = sqlx::query_as(&sql)
                 .bind(repository_id)
-                .bind(i64::from(per_advisory));
-            for id in chunk {
-                query = query.bind(*id);
-            }
+                .bind(i64::from(per_advisory))
+                .bind(json_list(chunk));
             out.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(out)

@@ -20,7 +20,7 @@ use std::{
     },
 };
 
-use super::{Meta, placeholders};
+use super::Meta;
 use crate::{clock::Clock, error::Result};
 
 /// Pulls seen since the last flush.
@@ -408,7 +408,7 @@ impl Meta {
             // A repository deleted meanwhile has no row to refer to: it is left out.
             for chunk in repositories.chunks(STORAGE_ROWS_PER_INSERT) {
                 let rows: Vec<String> = (0..chunk.len())
-                    .map(|i| format!("({})", placeholders(2 + 2 * i, 2)))
+                    .map(|i| format!("(${}, ${})", 2 + 2 * i, 3 + 2 * i))
                     .collect();
                 let sql = format!(
                     "INSERT INTO repository_storage (repository_id, day, bytes) \
