@@ -10,7 +10,7 @@ use sqlx::{
     error::BoxDynError,
 };
 
-use super::{Meta, json_list, listed_texts};
+use super::{Meta, placeholders};
 use crate::{error::Result, scan::osv::Range};
 
 /// An advisory to store, prepared from an OSV record.
@@ -142,7 +142,7 @@ impl TryFrom<JsonText> for Vec<Range> {
 const ADVISORY_COLUMNS: &str = "id, aliases, summary, severity, published, modified, imported_at";
 const PACKAGE_COLUMNS: &str = "advisory_id, ecosystem, package, purl, ranges, versions";
 
-/// Package names looked up per statement (one listed `IN`, see [`listed_texts`]).
+/// Package names looked up per statement (the binds of one `IN` list).
 const NAMES_PER_QUERY: usize = 500;
 
 impl Meta {
@@ -304,15 +304,13 @@ impl Meta {
                  JOIN advisories a ON a.id = p.advisory_id \
                  WHERE p.ecosystem = $1 AND p.package IN ({}) \
                  ORDER BY p.advisory_id, p.entry_index",
-                listed_texts(self.postgres, 2)
+                placeholders(2, chunk.len())
             );
-            found.extend(
-                sqlx::query_as(&sql)
-                    .bind(ecosystem)
-                    .bind(json_list(chunk))
-                    .fetch_all(&self.reader)
-                    .await?,
-            );
+            let mut query = sqlx::query_as(&sql).bind(ecosystem);
+            for name in chunk {
+                query = query.bind(name.as_str());
+            }
+            found.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(found)
     }

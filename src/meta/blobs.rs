@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::{Meta, digest_texts, json_list, listed_texts, repositories::ensure_repository};
+use super::{Meta, digest_texts, placeholders, repositories::ensure_repository};
 use crate::{
     error::Result,
     oci::{Digest, RepoName},
@@ -182,7 +182,6 @@ impl Meta {
         // An existing fence is taken over only when no writer is in.
         let claimed = claim_fences(
             &mut tx,
-            self.postgres,
             digests,
             "DO UPDATE SET deleting = 1, updated_at = excluded.updated_at \
              WHERE blob_fences.writers = 0",
@@ -196,30 +195,30 @@ impl Meta {
             "DELETE FROM blobs WHERE created_at <= $1 AND digest IN ({}) \
              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest) \
              RETURNING digest, size",
-            listed_texts(self.postgres, 2)
+            placeholders(2, claimed.len())
         );
-        let deleted: Vec<(Digest, i64)> = sqlx::query_as(&sql)
-            .bind(cutoff)
-            .bind(json_list(&claimed))
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut delete = sqlx::query_as(&sql).bind(cutoff);
+        for d in &claimed {
+            delete = delete.bind(d.to_string());
+        }
+        let deleted: Vec<(Digest, i64)> = delete.fetch_all(&mut *tx).await?;
         if !deleted.is_empty() {
             // A layer's inventory goes with its blob: pushed again, it is read again.
-            let gone: Vec<&Digest> = deleted.iter().map(|(d, _)| d).collect();
             let sql = format!(
                 "DELETE FROM scan_layers WHERE digest IN ({})",
-                listed_texts(self.postgres, 1)
+                placeholders(1, deleted.len())
             );
-            sqlx::query(&sql)
-                .bind(json_list(&gone))
-                .execute(&mut *tx)
-                .await?;
+            let mut forget = sqlx::query(&sql);
+            for (d, _) in &deleted {
+                forget = forget.bind(d.to_string());
+            }
+            forget.execute(&mut *tx).await?;
         }
         let kept: Vec<&Digest> = {
             let gone: HashSet<&Digest> = deleted.iter().map(|(d, _)| d).collect();
             claimed.iter().filter(|d| !gone.contains(d)).collect()
         };
-        release_claims(&mut tx, self.postgres, &kept).await?;
+        release_claims(&mut tx, kept).await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -232,40 +231,38 @@ impl Meta {
         }
         let mut tx = self.write_tx().await?;
         // An orphan has no fence: any fence means someone is at work on the digest.
-        let claimed =
-            claim_fences(&mut tx, self.postgres, digests, "DO NOTHING", self.now()).await?;
+        let claimed = claim_fences(&mut tx, digests, "DO NOTHING", self.now()).await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
             "SELECT digest FROM blobs WHERE digest IN ({})",
-            listed_texts(self.postgres, 1)
+            placeholders(1, claimed.len())
         );
-        let recorded: HashSet<Digest> = sqlx::query_scalar(&sql)
-            .bind(json_list(&claimed))
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+        let mut select = sqlx::query_scalar(&sql);
+        for d in &claimed {
+            select = select.bind(d.to_string());
+        }
+        let recorded: HashSet<Digest> = select.fetch_all(&mut *tx).await?.into_iter().collect();
         let (kept, orphans): (Vec<Digest>, Vec<Digest>) =
             claimed.into_iter().partition(|d| recorded.contains(d));
-        let kept: Vec<&Digest> = kept.iter().collect();
-        release_claims(&mut tx, self.postgres, &kept).await?;
+        release_claims(&mut tx, &kept).await?;
         tx.commit().await?;
         Ok(orphans)
     }
 
     /// Ends the collector's claims on `digests` (their objects are deleted).
     pub async fn release_blob_claims(&self, digests: &[Digest]) -> Result<()> {
-        let sql = format!(
-            "DELETE FROM blob_fences WHERE deleting = 1 AND digest IN ({})",
-            listed_texts(self.postgres, 1)
-        );
         for chunk in digests.chunks(500) {
-            sqlx::query(&sql)
-                .bind(json_list(chunk))
-                .execute(&self.writer)
-                .await?;
+            let sql = format!(
+                "DELETE FROM blob_fences WHERE deleting = 1 AND digest IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut release = sqlx::query(&sql);
+            for d in chunk {
+                release = release.bind(d.to_string());
+            }
+            release.execute(&self.writer).await?;
         }
         Ok(())
     }
@@ -285,42 +282,43 @@ impl Meta {
 /// existing one); returns the digests claimed.
 async fn claim_fences(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    postgres: bool,
     digests: &[Digest],
     on_conflict: &str,
     now: i64,
 ) -> Result<Vec<Digest>> {
-    // `WHERE true`: SQLite would read the upsert's `ON` as a join's without a `WHERE`.
+    let values: Vec<String> = (0..digests.len())
+        .map(|i| format!("(${}, 0, 1, $1)", i + 2))
+        .collect();
     let sql = format!(
-        "INSERT INTO blob_fences (digest, writers, deleting, updated_at) \
-         SELECT value, 0, 1, $1 FROM ({}) AS listed WHERE true \
+        "INSERT INTO blob_fences (digest, writers, deleting, updated_at) VALUES {} \
          ON CONFLICT (digest) {on_conflict} RETURNING digest",
-        listed_texts(postgres, 2)
+        values.join(", ")
     );
-    Ok(sqlx::query_scalar(&sql)
-        .bind(now)
-        .bind(json_list(digests))
-        .fetch_all(&mut **tx)
-        .await?)
+    let mut claim = sqlx::query_scalar(&sql).bind(now);
+    for d in digests {
+        claim = claim.bind(d.to_string());
+    }
+    Ok(claim.fetch_all(&mut **tx).await?)
 }
 
 /// Releases the collector's claims on `digests` inside `tx` (rows it did not delete after all).
-async fn release_claims(
+async fn release_claims<'d>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    postgres: bool,
-    digests: &[&Digest],
+    digests: impl IntoIterator<Item = &'d Digest>,
 ) -> Result<()> {
+    let digests = digest_texts(digests);
     if digests.is_empty() {
         return Ok(());
     }
     let sql = format!(
         "DELETE FROM blob_fences WHERE deleting = 1 AND digest IN ({})",
-        listed_texts(postgres, 1)
+        placeholders(1, digests.len())
     );
-    sqlx::query(&sql)
-        .bind(json_list(digests))
-        .execute(&mut **tx)
-        .await?;
+    let mut release = sqlx::query(&sql);
+    for d in &digests {
+        release = release.bind(d.as_str());
+    }
+    release.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    Meta, json_list, listed_ids, listed_texts,
+    Meta, placeholders,
     repositories::CatalogViewer,
     usage::{READABLE, bind_viewer},
     webhooks::{NewEvent, insert_event},
@@ -25,7 +25,7 @@ const EVENT_FINDINGS_MAX: usize = 100;
 /// Rows inserted per statement (each binds 8 or 12 values): SQLite resolves `$n` binds in
 /// time quadratic in their number per statement, so 50 rows insert faster than 500.
 const ROWS_PER_INSERT: usize = 50;
-/// Values looked up per statement (one listed `IN`, see [`listed_texts`]).
+/// Values bound in one `IN` list.
 const IDS_PER_QUERY: usize = 500;
 
 /// A finding to store for an image.
@@ -387,11 +387,12 @@ impl Meta {
             let sql = format!(
                 "SELECT DISTINCT scan_id FROM scan_packages \
                  WHERE ecosystem = $1 AND source_name IN ({})",
-                listed_texts(self.postgres, 2)
+                placeholders(2, chunk.len())
             );
-            let query = sqlx::query_scalar::<_, i64>(&sql)
-                .bind(ecosystem)
-                .bind(json_list(chunk));
+            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(ecosystem);
+            for name in chunk {
+                query = query.bind(name.as_str());
+            }
             found.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(found)
@@ -403,9 +404,12 @@ impl Meta {
         for chunk in advisory_ids.chunks(IDS_PER_QUERY) {
             let sql = format!(
                 "SELECT DISTINCT manifest_id FROM findings WHERE advisory_id IN ({})",
-                listed_texts(self.postgres, 1)
+                placeholders(1, chunk.len())
             );
-            let query = sqlx::query_scalar::<_, i64>(&sql).bind(json_list(chunk));
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
             found.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(found)
@@ -419,9 +423,12 @@ impl Meta {
                 "SELECT scan_id, child_digest, os, architecture, variant, ecosystem, \
                  source_name, source_version, layer FROM scan_packages \
                  WHERE scan_id IN ({}) ORDER BY scan_id, seq",
-                listed_ids(self.postgres, 1)
+                placeholders(1, chunk.len())
             );
-            let query = sqlx::query_as(&sql).bind(json_list(chunk));
+            let mut query = sqlx::query_as(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
             rows.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(rows)
@@ -443,9 +450,12 @@ impl Meta {
             let sql = format!(
                 "SELECT manifest_id, child_digest, advisory_id, package, installed_version, \
                  fixed_version, severity, layer FROM findings WHERE manifest_id IN ({})",
-                listed_ids(self.postgres, 1)
+                placeholders(1, chunk.len())
             );
-            let query = sqlx::query_as::<_, StoredFinding>(&sql).bind(json_list(chunk));
+            let mut query = sqlx::query_as::<_, StoredFinding>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
             for row in query.fetch_all(&mut *tx).await? {
                 let key = (
                     row.child_digest.clone(),
@@ -463,9 +473,12 @@ impl Meta {
             let sql = format!(
                 "SELECT manifest_id, scan_id FROM vulnerability_summaries \
                  WHERE manifest_id IN ({})",
-                listed_ids(self.postgres, 1)
+                placeholders(1, chunk.len())
             );
-            let query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(json_list(chunk));
+            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
             matched_from.extend(query.fetch_all(&mut *tx).await?);
         }
         let mut inserts: Vec<(&MatchedImage, &NewFinding)> = Vec::new();
@@ -508,9 +521,12 @@ impl Meta {
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let sql = format!(
                 "UPDATE findings SET last_seen = $1 WHERE manifest_id IN ({})",
-                listed_ids(self.postgres, 2)
+                placeholders(2, chunk.len())
             );
-            let query = sqlx::query(&sql).bind(now).bind(json_list(chunk));
+            let mut query = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                query = query.bind(*id);
+            }
             query.execute(&mut *tx).await?;
         }
         for (image, f) in &updates {
@@ -870,11 +886,12 @@ impl Meta {
                 "SELECT manifest_id, critical, high, medium, low, unknown \
                  FROM {} v WHERE manifest_id IN ({})",
                 counted_summaries(1),
-                listed_ids(self.postgres, 2)
+                placeholders(2, chunk.len())
             );
-            let query = sqlx::query_as::<_, Row>(&sql)
-                .bind(self.now())
-                .bind(json_list(chunk));
+            let mut query = sqlx::query_as::<_, Row>(&sql).bind(self.now());
+            for id in chunk {
+                query = query.bind(*id);
+            }
             for row in query.fetch_all(&self.reader).await? {
                 found.insert(row.manifest_id, row.counts);
             }
@@ -974,7 +991,7 @@ impl Meta {
         if advisory_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = listed_texts(self.postgres, 10);
+        let ids = placeholders(10, advisory_ids.len());
         let sql = format!(
             "{READABLE}SELECT f.manifest_id, r.name AS repository, m.digest, f.child_digest, \
              f.advisory_id, f.package, f.installed_version, f.fixed_version \
@@ -990,11 +1007,13 @@ impl Meta {
             counted("f", "r.name", "m.digest", 9),
             counted("g", "gr.name", "gm.digest", 9),
         );
-        let query = bind_viewer!(sqlx::query_as(&sql), viewer, "")
+        let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "")
             .bind(after)
             .bind(i64::from(n))
-            .bind(self.now())
-            .bind(json_list(advisory_ids));
+            .bind(self.now());
+        for id in advisory_ids {
+            query = query.bind(id.as_str());
+        }
         Ok(query.fetch_all(&self.reader).await?)
     }
 
@@ -1008,7 +1027,7 @@ impl Meta {
         if advisory_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = listed_texts(self.postgres, 7);
+        let ids = placeholders(7, advisory_ids.len());
         let sql = format!(
             "{READABLE}SELECT r.name AS repository, t.name AS tag FROM tags t \
              JOIN readable r ON r.id = t.repository_id \
@@ -1019,7 +1038,10 @@ impl Meta {
               AND f.advisory_id IN ({ids})) \
              ORDER BY r.name, t.name"
         );
-        let query = bind_viewer!(sqlx::query_as(&sql), viewer, "").bind(json_list(advisory_ids));
+        let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "");
+        for id in advisory_ids {
+            query = query.bind(id.as_str());
+        }
         Ok(query.fetch_all(&self.reader).await?)
     }
 
@@ -1044,12 +1066,14 @@ impl Meta {
                    WHERE t.repository_id = $1 AND NOT EXISTS (SELECT 1 FROM findings f \
                     WHERE f.manifest_id = t.manifest_id AND f.advisory_id = a.id)) ranked \
                  WHERE n <= $2 ORDER BY advisory_id, tag",
-                listed_texts(self.postgres, 3)
+                placeholders(3, chunk.len())
             );
-            let query = sqlx::query_as(&sql)
+            let mut query = sqlx::query_as(&sql)
                 .bind(repository_id)
-                .bind(i64::from(per_advisory))
-                .bind(json_list(chunk));
+                .bind(i64::from(per_advisory));
+            for id in chunk {
+                query = query.bind(*id);
+            }
             out.extend(query.fetch_all(&self.reader).await?);
         }
         Ok(out)

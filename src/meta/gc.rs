@@ -12,7 +12,7 @@ use anyhow::Context;
 use futures::{StreamExt, stream::BoxStream};
 
 use super::{
-    IntBool, Meta, json_list, listed_texts,
+    IntBool, Meta, digest_texts, placeholders,
     repositories::lock_repository_id,
     webhooks::{Deleted, NewEvent, deleted_events, insert_event},
 };
@@ -554,14 +554,13 @@ impl Meta {
         let sql = format!(
             "DELETE FROM repository_blobs WHERE repository_id = $1 AND linked_at <= $2 \
              AND digest IN ({}) AND NOT {LINK_NEEDED} RETURNING digest",
-            listed_texts(self.postgres, 3)
+            placeholders(3, digests.len())
         );
-        let unlinked = sqlx::query_scalar(&sql)
-            .bind(repository_id)
-            .bind(cutoff)
-            .bind(json_list(digests))
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut delete = sqlx::query_scalar(&sql).bind(repository_id).bind(cutoff);
+        for d in digest_texts(digests) {
+            delete = delete.bind(d);
+        }
+        let unlinked = delete.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(unlinked)
     }

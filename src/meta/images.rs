@@ -2,7 +2,7 @@
 //! (config and layers; an index's descendants with shared layers counted once), tags, pull
 //! figures and status, filtered and sorted in SQL and paged by a keyset cursor.
 
-use super::{Meta, json_list, listed_ids};
+use super::Meta;
 use crate::{
     error::Result,
     oci::{Digest, Tag},
@@ -240,12 +240,13 @@ impl Meta {
         }
         let sql = format!(
             "SELECT manifest_id, name FROM tags WHERE manifest_id IN ({}) ORDER BY name",
-            listed_ids(self.postgres, 1)
+            placeholders(1, manifest_ids.len())
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(json_list(manifest_ids))
-            .fetch_all(&self.reader)
-            .await?)
+        let mut select = sqlx::query_as(&sql);
+        for id in manifest_ids {
+            select = select.bind(*id);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
     }
 
     /// The children of any of the indexes `index_ids` (all of repository `repository_id`)
@@ -264,12 +265,20 @@ impl Meta {
              FROM manifest_references r JOIN manifests c ON c.digest = r.digest \
              WHERE r.kind = 'manifest' AND c.repository_id = $1 AND r.manifest_id IN ({}) \
              ORDER BY c.os, c.architecture, c.variant, c.digest",
-            listed_ids(self.postgres, 2)
+            placeholders(2, index_ids.len())
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(repository_id)
-            .bind(json_list(index_ids))
-            .fetch_all(&self.reader)
-            .await?)
+        let mut select = sqlx::query_as(&sql).bind(repository_id);
+        for id in index_ids {
+            select = select.bind(*id);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
     }
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -267,7 +267,6 @@ impl Meta {
         let total_size = manifest.payload.len() as i64
             + blobs_size(
                 &mut tx,
-                self.postgres,
                 repository_id,
                 &manifest.blobs,
                 manifest.from_upstream,
@@ -275,14 +274,13 @@ impl Meta {
             .await?
             + children_size(
                 &mut tx,
-                self.postgres,
                 repository_id,
                 &manifest.children,
                 manifest.from_upstream,
             )
             .await?;
         let id = insert_manifest(&mut tx, repository_id, &manifest, total_size, now).await?;
-        insert_references(&mut tx, self.postgres, id, &manifest).await?;
+        insert_references(&mut tx, id, &manifest).await?;
         let pushed = webhooks::Pushed {
             repo,
             digest: manifest.digest,
@@ -448,14 +446,13 @@ impl Meta {
             "SELECT m.subject, m.digest, m.media_type, m.artifact_type FROM manifests m \
              WHERE m.repository_id = $1 AND m.subject IN ({}) \
              ORDER BY m.subject, m.digest LIMIT $2",
-            super::listed_texts(self.postgres, 3)
+            super::placeholders(3, subjects.len())
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(repository_id)
-            .bind(i64::from(n))
-            .bind(super::json_list(subjects))
-            .fetch_all(&self.reader)
-            .await?)
+        let mut select = sqlx::query_as(&sql).bind(repository_id).bind(i64::from(n));
+        for subject in super::digest_texts(subjects.iter().copied()) {
+            select = select.bind(subject);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
     }
 }
 
@@ -493,14 +490,12 @@ async fn count_push<'e>(
 /// linked and has the size its descriptor declares.
 async fn blobs_size(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    postgres: bool,
     repository_id: i64,
     blobs: &[(&Digest, u64)],
     missing_ok: bool,
 ) -> Result<i64, PutManifestError> {
     let sizes = sizes_in_repository(
         tx,
-        postgres,
         "SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
          WHERE rb.repository_id = $1 AND rb.digest IN",
         repository_id,
@@ -530,14 +525,12 @@ async fn blobs_size(
 /// repository.
 async fn children_size(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    postgres: bool,
     repository_id: i64,
     children: &[&Digest],
     missing_ok: bool,
 ) -> Result<i64, PutManifestError> {
     let sizes = sizes_in_repository(
         tx,
-        postgres,
         "SELECT digest, total_size FROM manifests WHERE repository_id = $1 AND digest IN",
         repository_id,
         children.iter().copied(),
@@ -557,23 +550,21 @@ async fn children_size(
 /// `digest → size` for those of `digests` that `query` (ending in `IN`) finds in a repository.
 async fn sizes_in_repository<'d>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    postgres: bool,
     query: &str,
     repository_id: i64,
     digests: impl Iterator<Item = &'d Digest>,
 ) -> Result<HashMap<Digest, i64>> {
-    let digests: Vec<&Digest> = digests.collect();
+    let digests: Vec<String> = digests.map(Digest::to_string).collect();
     if digests.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!("{query} ({})", super::listed_texts(postgres, 2));
-    Ok(sqlx::query_as::<_, (Digest, i64)>(&sql)
-        .bind(repository_id)
-        .bind(super::json_list(&digests))
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .collect())
+    let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!("{query} ({})", placeholders.join(", "));
+    let mut select = sqlx::query_as::<_, (Digest, i64)>(&sql).bind(repository_id);
+    for d in &digests {
+        select = select.bind(d.as_str());
+    }
+    Ok(select.fetch_all(&mut **tx).await?.into_iter().collect())
 }
 
 /// Inserts the manifest's row (a repeated push refreshes its push time); returns its id.
@@ -612,29 +603,36 @@ async fn insert_manifest(
 /// Records what manifest `id` references: its blobs and child manifests.
 async fn insert_references(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    postgres: bool,
     id: i64,
     manifest: &NewManifest<'_>,
 ) -> Result<()> {
-    if manifest.blobs.is_empty() && manifest.children.is_empty() {
+    let references: Vec<(String, &str)> = manifest
+        .blobs
+        .iter()
+        .map(|(d, _)| (d.to_string(), "blob"))
+        .chain(
+            manifest
+                .children
+                .iter()
+                .map(|d| (d.to_string(), "manifest")),
+        )
+        .collect();
+    if references.is_empty() {
         return Ok(());
     }
-    let blobs: Vec<&Digest> = manifest.blobs.iter().map(|(d, _)| *d).collect();
-    // `WHERE true`: SQLite would read the upsert's `ON` as a join's without a `WHERE`.
+    let values: Vec<String> = (0..references.len())
+        .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+        .collect();
     let sql = format!(
-        "INSERT INTO manifest_references (manifest_id, digest, kind) \
-         SELECT $1, value, 'blob' FROM ({}) AS b \
-         UNION ALL SELECT $1, value, 'manifest' FROM ({}) AS c WHERE true \
+        "INSERT INTO manifest_references (manifest_id, digest, kind) VALUES {} \
          ON CONFLICT (manifest_id, digest) DO NOTHING",
-        super::listed_texts(postgres, 2),
-        super::listed_texts(postgres, 3)
+        values.join(", ")
     );
-    sqlx::query(&sql)
-        .bind(id)
-        .bind(super::json_list(&blobs))
-        .bind(super::json_list(&manifest.children))
-        .execute(&mut **tx)
-        .await?;
+    let mut insert = sqlx::query(&sql).bind(id);
+    for (digest, kind) in &references {
+        insert = insert.bind(digest.as_str()).bind(*kind);
+    }
+    insert.execute(&mut **tx).await?;
     Ok(())
 }
 

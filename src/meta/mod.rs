@@ -266,52 +266,31 @@ impl Meta {
         self.reader.close().await;
     }
 
-    /// Which of `keys` the query `sql(list)` finds, given the subquery of the listed keys
-    /// bound at `$1`; it selects one text column, decoded as `T`.
+    /// Which of `keys` the query `sql(list)` finds, given the placeholder list of a chunk of
+    /// them; it selects one text column, decoded as `T`.
     async fn present<T>(&self, sql: impl Fn(&str) -> String, keys: &[String]) -> Result<HashSet<T>>
     where
         T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + Eq + Hash + Send + Unpin,
     {
-        if keys.is_empty() {
-            return Ok(HashSet::new());
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(1000) {
+            let sql = sql(&placeholders(1, chunk.len()));
+            let mut select = sqlx::query_scalar::<_, T>(&sql);
+            for k in chunk {
+                select = select.bind(k.as_str());
+            }
+            found.extend(select.fetch_all(&self.writer).await?);
         }
-        let sql = sql(&listed_texts(self.postgres, 1));
-        Ok(sqlx::query_scalar::<_, T>(&sql)
-            .bind(json_list(keys))
-            .fetch_all(&self.writer)
-            .await?
-            .into_iter()
-            .collect())
+        Ok(found)
     }
 }
 
-/// The rows of a list of texts bound as one JSON array (`$param`, see [`json_list`]): a
-/// subquery of one column, `value`, for `IN (…)` or an `INSERT … SELECT`. A list of any length
-/// is the same statement, prepared once per connection and cached: a list of n placeholders was
-/// a statement of its own for every n, and the caches (up to 100 per connection, SQLite's
-/// compiled programs of 100 KiB and more each) filled with them.
-fn listed_texts(postgres: bool, param: usize) -> String {
-    if postgres {
-        format!("SELECT value FROM jsonb_array_elements_text(${param}::jsonb) AS list(value)")
-    } else {
-        format!("SELECT value FROM json_each(${param})")
-    }
-}
-
-/// [`listed_texts`] for a list of ids (numbers).
-fn listed_ids(postgres: bool, param: usize) -> String {
-    if postgres {
-        format!(
-            "SELECT value::bigint AS value FROM jsonb_array_elements_text(${param}::jsonb) AS list(value)"
-        )
-    } else {
-        format!("SELECT value FROM json_each(${param})")
-    }
-}
-
-/// `items` as the JSON array that [`listed_texts`] and [`listed_ids`] read.
-fn json_list<T: serde::Serialize>(items: &[T]) -> String {
-    serde_json::to_string(items).expect("a list of texts or numbers is valid JSON")
+/// `$start, $start+1, ...`: `n` placeholders for an `IN` list.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The text forms of `digests`, for binds.

@@ -299,13 +299,13 @@ impl Meta {
              FROM signatures s JOIN manifests m ON m.id = s.manifest_id \
              WHERE s.repository_id = $1 AND s.subject_digest IN ({}) \
              ORDER BY m.pushed_at DESC, m.digest, s.layer",
-            super::listed_texts(self.postgres, 2)
+            super::placeholders(2, subjects.len())
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(repository_id)
-            .bind(super::json_list(subjects))
-            .fetch_all(&self.reader)
-            .await?)
+        let mut select = sqlx::query_as(&sql).bind(repository_id);
+        for subject in super::digest_texts(subjects.iter().copied()) {
+            select = select.bind(subject);
+        }
+        Ok(select.fetch_all(&self.reader).await?)
     }
 
     /// The signature manifests of the repositories `scope` covers (`*`: all).

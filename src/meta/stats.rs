@@ -20,7 +20,7 @@ use std::{
     },
 };
 
-use super::Meta;
+use super::{Meta, placeholders};
 use crate::{clock::Clock, error::Result};
 
 /// Pulls seen since the last flush.
@@ -408,7 +408,7 @@ impl Meta {
             // A repository deleted meanwhile has no row to refer to: it is left out.
             for chunk in repositories.chunks(STORAGE_ROWS_PER_INSERT) {
                 let rows: Vec<String> = (0..chunk.len())
-                    .map(|i| format!("(${}, ${})", 2 + 2 * i, 3 + 2 * i))
+                    .map(|i| format!("({})", placeholders(2 + 2 * i, 2)))
                     .collect();
                 let sql = format!(
                     "INSERT INTO repository_storage (repository_id, day, bytes) \

@@ -654,12 +654,13 @@ impl Meta {
             "SELECT {DELIVERY_COLUMNS}, s.url, s.format, s.secret, s.headers, s.batch_max \
              FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
              WHERE d.id IN ({}) ORDER BY d.id",
-            super::listed_ids(self.postgres, 1)
+            super::placeholders(1, ids.len())
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(super::json_list(&ids))
-            .fetch_all(&self.writer)
-            .await?)
+        let mut select = sqlx::query_as(&sql);
+        for id in &ids {
+            select = select.bind(id);
+        }
+        Ok(select.fetch_all(&self.writer).await?)
     }
 
     /// Claims the rows `found` due that are still pending and unclaimed.
@@ -678,15 +679,13 @@ impl Meta {
         let sql = format!(
             "{CLAIM} WHERE id IN ({}) AND state = 'pending' \
              AND (lease_until IS NULL OR lease_until < $3) RETURNING id",
-            super::listed_ids(self.postgres, 4)
+            super::placeholders(4, found.len())
         );
-        Ok(sqlx::query_scalar(&sql)
-            .bind(owner)
-            .bind(until)
-            .bind(now)
-            .bind(super::json_list(found))
-            .fetch_all(on)
-            .await?)
+        let mut update = sqlx::query_scalar(&sql).bind(owner).bind(until).bind(now);
+        for id in found {
+            update = update.bind(id);
+        }
+        Ok(update.fetch_all(on).await?)
     }
 
     /// Records how the attempts at deliveries claimed by `owner` ended, in one transaction
@@ -735,18 +734,19 @@ impl Meta {
                        lease_owner = NULL, lease_until = NULL, \
                        finished_at = CASE WHEN $2 = 'pending' THEN NULL ELSE CAST($6 AS BIGINT) END \
                      WHERE lease_owner = $1 AND id IN ({})",
-                    super::listed_ids(self.postgres, 7)
+                    super::placeholders(7, ids.len())
                 );
-                sqlx::query(&sql)
+                let mut update = sqlx::query(&sql)
                     .bind(owner)
                     .bind(*state)
                     .bind(*status)
                     .bind(*error)
                     .bind(*next)
-                    .bind(now)
-                    .bind(super::json_list(ids))
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(now);
+                for id in ids {
+                    update = update.bind(id);
+                }
+                update.execute(&mut *tx).await?;
             }
         }
         for ids in released.chunks(FINISH_CHUNK) {
@@ -754,13 +754,13 @@ impl Meta {
                 "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL, \
                    attempts = attempts - 1 \
                  WHERE lease_owner = $1 AND state = 'pending' AND id IN ({})",
-                super::listed_ids(self.postgres, 2)
+                super::placeholders(2, ids.len())
             );
-            sqlx::query(&sql)
-                .bind(owner)
-                .bind(super::json_list(ids))
-                .execute(&mut *tx)
-                .await?;
+            let mut update = sqlx::query(&sql).bind(owner);
+            for id in ids {
+                update = update.bind(id);
+            }
+            update.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
