@@ -23,9 +23,11 @@ other than the expected one is an error, counted and its first lines kept.
 Every 5 s the sampler reads the server's resident memory from /proc/PID/status, split into
 anonymous memory (RssAnon: the heap, what a leak grows) and file pages (RssFile: mostly the
 SQLite index, which Berth reads through a memory map of up to 256 MiB, so these pages follow
-the index's size and the kernel can drop them), its open file descriptors, the size of the
-data directory's index file (with --index-file) and the operations done; every 30 s window gives each operation's p50 and p99 latency. Writes
-DIR/samples.csv, DIR/latency.csv and DIR/soak.svg (RSS, descriptors and p99 over time), and
+the index's size and the kernel can drop them), its open file descriptors and threads, the
+size of the data directory's index file (with --index-file) and the operations done; every
+30 s window gives each operation's p50 and p99 latency. Writes DIR/samples.csv,
+DIR/latency.csv, DIR/collections.csv (each collection's time, blobs deleted and phases, as its
+report gives them) and DIR/soak.svg (RSS, descriptors and p99 over time), and
 prints a summary: RSS and descriptors after the warm-up (first 5 minutes, or the first fifth
 of a shorter run), errors, operations per second, p99 of the first and the last windows.
 """
@@ -138,13 +140,14 @@ class Soak:
         self.stop = threading.Event()
         self.latencies = collections.defaultdict(list)  # op -> [seconds] of this window
         self.windows = []  # (t, op, count, p50, p99)
-        self.samples = []  # (t, rss_kib, anon_kib, file_kib, fds, ops, index_kib)
+        self.samples = []  # (t, rss_kib, anon_kib, file_kib, fds, ops, index_kib, threads)
         self.ops = 0
         self.errors = collections.Counter()
         self.first_errors = []
         self.stable = []
         self.tags = {}  # stable tag -> index into self.stable
         self.churn = collections.deque()
+        self.collections = []  # (t, seconds, blobs deleted, {phase: seconds})
         self.start = time.monotonic()
 
     def record(self, op, seconds):
@@ -235,16 +238,22 @@ class Soak:
             except Exception as e:  # noqa: BLE001
                 self.error("gc", e)
                 continue
-            self.record("gc", time.monotonic() - started)
+            took = time.monotonic() - started
+            self.record("gc", took)
+            run = json.loads(body)
+            phases = (run.get("report") or {}).get("phase_secs", {})
+            with self.lock:
+                self.collections.append(
+                    (started - self.start, took, run.get("blobs", 0), phases))
 
     def read_proc(self):
-        """(VmRSS, RssAnon, RssFile, descriptors, index file KiB) of the server."""
+        """(VmRSS, RssAnon, RssFile, descriptors, index file KiB, threads) of the server."""
         pid = self.args.pid
         fields = {}
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key in ("VmRSS", "RssAnon", "RssFile"):
+                if key in ("VmRSS", "RssAnon", "RssFile", "Threads"):
                     fields[key] = int(value.split()[0])
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         index = 0
@@ -255,7 +264,7 @@ class Soak:
                 except FileNotFoundError:
                     pass
         return (fields.get("VmRSS", 0), fields.get("RssAnon", 0), fields.get("RssFile", 0),
-                fds, index)
+                fds, index, fields.get("Threads", 0))
 
     def close_window(self, t):
         """Ends the latency window at `t` (the lock held)."""
@@ -270,9 +279,9 @@ class Soak:
         next_window = WINDOW_SECS
         while not self.stop.wait(SAMPLE_SECS):
             t = time.monotonic() - self.start
-            rss, anon, file, fds, index = self.read_proc()
+            rss, anon, file, fds, index, threads = self.read_proc()
             with self.lock:
-                self.samples.append((t, rss, anon, file, fds, self.ops, index))
+                self.samples.append((t, rss, anon, file, fds, self.ops, index, threads))
                 if t >= next_window:
                     next_window += WINDOW_SECS
                     self.close_window(t)
@@ -377,13 +386,20 @@ def main():
     soak.run()
 
     with open(os.path.join(args.out, "samples.csv"), "w") as f:
-        f.write("seconds,rss_kib,anon_kib,file_kib,fds,ops,index_kib\n")
+        f.write("seconds,rss_kib,anon_kib,file_kib,fds,ops,index_kib,threads\n")
         for row in soak.samples:
             f.write(",".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row) + "\n")
     with open(os.path.join(args.out, "latency.csv"), "w") as f:
         f.write("seconds,op,count,p50_ms,p99_ms\n")
         for t, op, n, p50, p99 in soak.windows:
             f.write(f"{t:.1f},{op},{n},{p50 * 1000:.2f},{p99 * 1000:.2f}\n")
+    with open(os.path.join(args.out, "collections.csv"), "w") as f:
+        # Where each collection's time went: a phase growing run by run is what slows it.
+        phases = sorted({p for c in soak.collections for p in c[3]})
+        f.write(",".join(["seconds", "took_s", "blobs_deleted"] + phases) + "\n")
+        for t, took, deleted, secs in soak.collections:
+            f.write(",".join([f"{t:.1f}", f"{took:.3f}", str(deleted)]
+                             + [str(secs.get(p, "")) for p in phases]) + "\n")
     with open(os.path.join(args.out, "soak.svg"), "w") as f:
         f.write(svg(soak.samples, soak.windows, args.minutes))
 
@@ -393,6 +409,7 @@ def main():
     anon = [s[2] / 1024 for s in after]
     mapped = [s[3] / 1024 for s in after]
     fds = [s[4] for s in after]
+    threads = [s[7] for s in after]
     elapsed = soak.samples[-1][0] if soak.samples else 1
     print(f"minutes {args.minutes:g}, concurrency {args.concurrency}, "
           f"operations {soak.ops} ({soak.ops / elapsed:.0f}/s)")
@@ -401,6 +418,7 @@ def main():
           f"{max(anon):.1f} MiB (first {anon[0]:.1f}, last {anon[-1]:.1f}) and file pages "
           f"{min(mapped):.1f}-{max(mapped):.1f} MiB (first {mapped[0]:.1f}, last {mapped[-1]:.1f})")
     print(f"descriptors {min(fds)}-{max(fds)} (first {fds[0]}, last {fds[-1]}); "
+          f"threads {min(threads)}-{max(threads)} (first {threads[0]}, last {threads[-1]}); "
           f"churn images kept at the end {len(soak.churn)}"
           + (f"; index file {after[0][6] / 1024:.1f} -> {after[-1][6] / 1024:.1f} MiB"
              if after[-1][6] else ""))
@@ -414,7 +432,7 @@ def main():
     print(f"errors: {total_errors} {dict(soak.errors)}")
     for line in soak.first_errors:
         print(f"  {line}")
-    print(f"written: {args.out}/samples.csv, latency.csv, soak.svg")
+    print(f"written: {args.out}/samples.csv, latency.csv, collections.csv, soak.svg")
     raise SystemExit(1 if total_errors else 0)
 
 

@@ -11,7 +11,8 @@
 # Berth runs with its default configuration on a temporary data dir: SQLite, or with
 # --postgres a PostgreSQL of the benchmark's own (scripts/services/postgres.sh on
 # BERTH_PG_PORT, default 25444; stopped at the end). Results go to DIR (default
-# target/bench/soak-<index>-<time>/): samples.csv, latency.csv, soak.svg and summary.txt.
+# target/bench/soak-<index>-<time>/): samples.csv, latency.csv, collections.csv (each
+# collection's phases), soak.svg and summary.txt.
 # Exits non-zero when any request failed.
 set -euo pipefail
 
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --postgres) postgres=1; shift ;;
     --out) out=${2:?}; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 64 ;;
   esac
 done
