@@ -41,8 +41,6 @@ USER berth
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# (the allocator's settings, read by the build)
-COPY .cargo ./.cargo
 COPY conformance ./conformance
 COPY migrations ./migrations
 COPY config ./config

@@ -9,14 +9,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// jemalloc, with the settings of `.cargo/config.toml`. Under a long mixed load glibc's
-/// allocator kept what bursts had freed (a collection's pages, the blocking pool's threads
-/// each with an arena to draw on): the heap in use stayed near 30 MiB while the process's
-/// anonymous memory grew past 90 MiB in 30 minutes. Without per-thread caches and with freed
-/// pages returned after a second, jemalloc's footprint follows the heap in use.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
