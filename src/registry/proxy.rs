@@ -122,9 +122,13 @@ impl ProxyCache {
     }
 }
 
-/// The leader's hold on a blob download: followers wait on it. However the leader ends
-/// (finished, failed, or its request dropped mid-way), the outcome is published and the
-/// entry removed, so a later miss starts afresh.
+/// How many times a follower takes over a download whose leader went away, before it fails.
+const MAX_TAKEOVERS: u32 = 3;
+
+/// The leader's hold on a blob download: followers wait on it. However the leader ends, the
+/// entry is removed, so a later miss starts afresh. A finished or failed download publishes its
+/// outcome; a leader whose request was dropped mid-way closes the channel instead, and a
+/// follower then takes the download over rather than failing with it.
 struct Flight {
     cache: std::sync::Arc<ProxyCache>,
     digest: Digest,
@@ -139,13 +143,8 @@ impl Flight {
 
 impl Drop for Flight {
     fn drop(&mut self) {
+        // Removed before the sender drops, so a follower woken by the close finds no leader.
         lock(&self.cache.in_flight).remove(&self.digest);
-        if self.done.borrow().is_none() {
-            self.done.send_replace(Some(Err(format!(
-                "the download of {} from the upstream stopped",
-                self.digest
-            ))));
-        }
     }
 }
 
@@ -643,36 +642,44 @@ impl Registry {
         if self.meta.linked_blob_size(repo, digest).await?.is_some() {
             return Ok(None);
         }
-        let leader = {
-            let mut in_flight = lock(&self.proxy.in_flight);
-            match in_flight.get(digest) {
-                Some(rx) => Err(rx.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    in_flight.insert(digest.clone(), rx);
-                    Ok(Flight {
-                        cache: self.proxy.clone(),
-                        digest: digest.clone(),
-                        done: tx,
-                    })
+        let mut takeovers = 0;
+        let flight = loop {
+            let leader = {
+                let mut in_flight = lock(&self.proxy.in_flight);
+                match in_flight.get(digest) {
+                    Some(rx) => Err(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        in_flight.insert(digest.clone(), rx);
+                        Ok(Flight {
+                            cache: self.proxy.clone(),
+                            digest: digest.clone(),
+                            done: tx,
+                        })
+                    }
                 }
-            }
-        };
-        let flight = match leader {
-            Ok(flight) => flight,
-            Err(mut outcome) => {
-                let waited = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
-                return match waited {
-                    Ok(Some(Ok(()))) => Ok(None),
-                    Ok(Some(Err(message))) => Err(Error::Upstream {
+            };
+            let mut outcome = match leader {
+                Ok(flight) => break flight,
+                Err(outcome) => outcome,
+            };
+            let waited = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
+            match waited {
+                Ok(Some(Ok(()))) => return Ok(None),
+                Ok(Some(Err(message))) => {
+                    return Err(Error::Upstream {
                         status: axum::http::StatusCode::BAD_GATEWAY,
                         message,
-                    }),
-                    _ => Err(Error::Upstream {
+                    });
+                }
+                // The leader's client went away mid-way: this request leads the next try.
+                _ if takeovers < MAX_TAKEOVERS => takeovers += 1,
+                _ => {
+                    return Err(Error::Upstream {
                         status: axum::http::StatusCode::BAD_GATEWAY,
                         message: format!("the download of {digest} from the upstream stopped"),
-                    }),
-                };
+                    });
+                }
             }
         };
         // A download that ended between the first look and the registration.

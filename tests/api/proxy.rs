@@ -1595,20 +1595,58 @@ async fn idle_repositories_and_those_over_the_cap_are_evicted_but_pinned_ones_st
     assert!(!gate.take().is_empty(), "fetched again");
 }
 
-#[tokio::test]
-async fn a_client_that_gives_up_on_a_miss_does_not_block_the_next_one() {
-    let (upstream, gate, cache) = setup("10m").await;
-    let layer = random_bytes(10_000);
-    let digest = upstream.push_blob("library/app", &layer).await;
-    let path = format!("/v2/hub/library/app/blobs/{digest}");
-    gate.set(Mode::Slow(1500));
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
+/// A client that gives up on a request after `ms` milliseconds.
+fn client_giving_up_after(ms: u64) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(ms))
         .build()
-        .unwrap();
-    assert!(impatient.get(cache.url(&path)).send().await.is_err());
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_gives_up_on_a_miss_blocks_no_one() {
+    let (upstream, gate, cache) = setup("10m").await;
+    let upstream = &upstream;
+    let blob = move |n| async move {
+        let layer = random_bytes(n);
+        let digest = upstream.push_blob("library/app", &layer).await;
+        (layer, format!("/v2/hub/library/app/blobs/{digest}"))
+    };
+
+    // Alone: the next request fetches the blob afresh.
+    let (layer, path) = blob(10_000).await;
+    gate.set(Mode::Slow(1500));
+    assert!(
+        client_giving_up_after(300)
+            .get(cache.url(&path))
+            .send()
+            .await
+            .is_err()
+    );
     gate.set(Mode::Pass);
     let resp = cache.get(&path).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body_of(resp).await, layer);
+
+    // Waited on: a request that started once the first one's download had reached the
+    // upstream waits on that download, whose client then gives up; it takes the download over.
+    let (layer, path) = blob(10_001).await;
+    gate.take();
+    gate.set(Mode::Slow(1500));
+    let impatient = client_giving_up_after(600);
+    let url = cache.url(&path);
+    let first = tokio::spawn(async move { impatient.get(url).send().await });
+    let mut reached = false;
+    for _ in 0..400 {
+        if gate.take().iter().any(|r| r.contains("/blobs/")) {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(reached, "the first request reached the upstream");
+    let second = cache.get(&path).await;
+    assert!(first.await.unwrap().is_err(), "the first client gave up");
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(body_of(second).await, layer);
 }
