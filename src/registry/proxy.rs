@@ -94,7 +94,8 @@ pub(super) struct ProxyCache {
     /// Upstream 404s by `repository@reference`, until when (clock seconds).
     not_found: Mutex<HashMap<String, i64>>,
     /// Blob downloads in flight by digest: followers wait for the outcome (`Some(Ok)` once
-    /// the blob is committed, `Some(Err(message))` if it was not).
+    /// the blob is committed, `Some(Err(message))` if it was not; closed if its leader went
+    /// away).
     in_flight: Mutex<HashMap<Digest, watch::Receiver<Outcome>>>,
 }
 
@@ -119,6 +120,24 @@ impl ProxyCache {
             not_found: Mutex::default(),
             in_flight: Mutex::default(),
         }
+    }
+
+    /// Leads the download of `digest` when none is in flight, else follows the one that is.
+    fn lead_or_follow(
+        self: &Arc<ProxyCache>,
+        digest: &Digest,
+    ) -> Result<Flight, watch::Receiver<Outcome>> {
+        let mut in_flight = lock(&self.in_flight);
+        if let Some(outcome) = in_flight.get(digest) {
+            return Err(outcome.clone());
+        }
+        let (done, outcome) = watch::channel(None);
+        in_flight.insert(digest.clone(), outcome);
+        Ok(Flight {
+            cache: self.clone(),
+            digest: digest.clone(),
+            done,
+        })
     }
 }
 
@@ -644,22 +663,7 @@ impl Registry {
         }
         let mut takeovers = 0;
         let flight = loop {
-            let leader = {
-                let mut in_flight = lock(&self.proxy.in_flight);
-                match in_flight.get(digest) {
-                    Some(rx) => Err(rx.clone()),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        in_flight.insert(digest.clone(), rx);
-                        Ok(Flight {
-                            cache: self.proxy.clone(),
-                            digest: digest.clone(),
-                            done: tx,
-                        })
-                    }
-                }
-            };
-            let mut outcome = match leader {
+            let mut outcome = match self.proxy.lead_or_follow(digest) {
                 Ok(flight) => break flight,
                 Err(outcome) => outcome,
             };
