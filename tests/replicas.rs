@@ -876,10 +876,7 @@ struct OwnService {
 
 impl OwnService {
     fn start(name: &'static str, port_var: &'static str) -> OwnService {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port_below_ephemeral_range();
         let mut service = OwnService {
             name,
             port_var,
@@ -930,6 +927,31 @@ impl OwnService {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{}.sh exports no {key}", self.name))
     }
+}
+
+/// A free loopback port below the kernel's ephemeral range (`ip_local_port_range`). An
+/// `OwnService` is stopped and started again on its port, and while it is down a port from that
+/// range can be taken as the local end of any outgoing connection on the machine (seen in CI:
+/// PostgreSQL could not bind again).
+fn free_port_below_ephemeral_range() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const LOWEST: u16 = 20000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .max(LOWEST + 1000);
+    let span = u32::from(ephemeral_low - LOWEST);
+    // Each test process starts from its own spot; each call takes the next port on.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    (0..span)
+        .map(|_| {
+            let n = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+            LOWEST + ((start + n) % span) as u16
+        })
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 impl Drop for OwnService {
