@@ -895,7 +895,15 @@ c_image_build() {                       # --target prebuilt, BuildKit, no networ
   local user; user=$(dk image inspect --format '{{.Config.User}} {{json .Config.Volumes}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$IMG_TAG") || return
   same "$user" 'berth {"/var/lib/berth":{}} ["berth"] ["serve"]' "user, volume, entrypoint, cmd"
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free port below the kernel's ephemeral range: the container is restarted on it, and while it
+# is down a port from that range can become the local end of any outgoing connection.
+free_port() { python3 -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(20000, max(low, 21000)), 200):
+    try: socket.create_server(("127.0.0.1", port)).close(); print(port); break
+    except OSError: pass
+else: raise SystemExit("no free port below the ephemeral range")'; }
 # img_code PATH [curl args...]: the status of a GET on the containerised registry
 img_code() { local p=$1; shift; curl -sS -m 10 -o /dev/null -w '%{http_code}' "$@" "http://$IMG_REG$p"; }
 c_image_run() {                         # host network, a free loopback port, auth on
