@@ -306,7 +306,7 @@ impl Meta {
                  ORDER BY p.advisory_id, p.entry_index",
                 placeholders(2, chunk.len())
             );
-            let mut query = sqlx::query_as(&sql).bind(ecosystem);
+            let mut query = sqlx::query_as(&sql).persistent(false).bind(ecosystem);
             for name in chunk {
                 query = query.bind(name.as_str());
             }

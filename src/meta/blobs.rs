@@ -197,7 +197,7 @@ impl Meta {
              RETURNING digest, size",
             placeholders(2, claimed.len())
         );
-        let mut delete = sqlx::query_as(&sql).bind(cutoff);
+        let mut delete = sqlx::query_as(&sql).persistent(false).bind(cutoff);
         for d in &claimed {
             delete = delete.bind(d.to_string());
         }
@@ -208,7 +208,7 @@ impl Meta {
                 "DELETE FROM scan_layers WHERE digest IN ({})",
                 placeholders(1, deleted.len())
             );
-            let mut forget = sqlx::query(&sql);
+            let mut forget = sqlx::query(&sql).persistent(false);
             for (d, _) in &deleted {
                 forget = forget.bind(d.to_string());
             }
@@ -239,7 +239,7 @@ impl Meta {
             "SELECT digest FROM blobs WHERE digest IN ({})",
             placeholders(1, claimed.len())
         );
-        let mut select = sqlx::query_scalar(&sql);
+        let mut select = sqlx::query_scalar(&sql).persistent(false);
         for d in &claimed {
             select = select.bind(d.to_string());
         }
@@ -258,7 +258,7 @@ impl Meta {
                 "DELETE FROM blob_fences WHERE deleting = 1 AND digest IN ({})",
                 placeholders(1, chunk.len())
             );
-            let mut release = sqlx::query(&sql);
+            let mut release = sqlx::query(&sql).persistent(false);
             for d in chunk {
                 release = release.bind(d.to_string());
             }
@@ -294,7 +294,7 @@ async fn claim_fences(
          ON CONFLICT (digest) {on_conflict} RETURNING digest",
         values.join(", ")
     );
-    let mut claim = sqlx::query_scalar(&sql).bind(now);
+    let mut claim = sqlx::query_scalar(&sql).persistent(false).bind(now);
     for d in digests {
         claim = claim.bind(d.to_string());
     }
@@ -314,7 +314,7 @@ async fn release_claims<'d>(
         "DELETE FROM blob_fences WHERE deleting = 1 AND digest IN ({})",
         placeholders(1, digests.len())
     );
-    let mut release = sqlx::query(&sql);
+    let mut release = sqlx::query(&sql).persistent(false);
     for d in &digests {
         release = release.bind(d.as_str());
     }

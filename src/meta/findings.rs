@@ -389,7 +389,9 @@ impl Meta {
                  WHERE ecosystem = $1 AND source_name IN ({})",
                 placeholders(2, chunk.len())
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(ecosystem);
+            let mut query = sqlx::query_scalar::<_, i64>(&sql)
+                .persistent(false)
+                .bind(ecosystem);
             for name in chunk {
                 query = query.bind(name.as_str());
             }
@@ -406,7 +408,7 @@ impl Meta {
                 "SELECT DISTINCT manifest_id FROM findings WHERE advisory_id IN ({})",
                 placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            let mut query = sqlx::query_scalar::<_, i64>(&sql).persistent(false);
             for id in chunk {
                 query = query.bind(id.as_str());
             }
@@ -425,7 +427,7 @@ impl Meta {
                  WHERE scan_id IN ({}) ORDER BY scan_id, seq",
                 placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query_as(&sql);
+            let mut query = sqlx::query_as(&sql).persistent(false);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -452,7 +454,7 @@ impl Meta {
                  fixed_version, severity, layer FROM findings WHERE manifest_id IN ({})",
                 placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, StoredFinding>(&sql);
+            let mut query = sqlx::query_as::<_, StoredFinding>(&sql).persistent(false);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -475,7 +477,7 @@ impl Meta {
                  WHERE manifest_id IN ({})",
                 placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+            let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).persistent(false);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -523,7 +525,7 @@ impl Meta {
                 "UPDATE findings SET last_seen = $1 WHERE manifest_id IN ({})",
                 placeholders(2, chunk.len())
             );
-            let mut query = sqlx::query(&sql).bind(now);
+            let mut query = sqlx::query(&sql).persistent(false).bind(now);
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -589,7 +591,7 @@ impl Meta {
                  variant, first_seen, last_seen) VALUES {} ON CONFLICT DO NOTHING",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(now);
+            let mut query = sqlx::query(&sql).persistent(false).bind(now);
             for (image, f) in chunk {
                 query = query
                     .bind(image.manifest_id)
@@ -628,7 +630,7 @@ impl Meta {
                  advisory_id, package, installed_version, kind, changed_at) VALUES {}",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(now);
+            let mut query = sqlx::query(&sql).persistent(false).bind(now);
             for (image, (child, advisory, package, installed), kind) in chunk {
                 query = query
                     .bind(image.manifest_id)
@@ -888,7 +890,9 @@ impl Meta {
                 counted_summaries(1),
                 placeholders(2, chunk.len())
             );
-            let mut query = sqlx::query_as::<_, Row>(&sql).bind(self.now());
+            let mut query = sqlx::query_as::<_, Row>(&sql)
+                .persistent(false)
+                .bind(self.now());
             for id in chunk {
                 query = query.bind(*id);
             }
@@ -1007,7 +1011,7 @@ impl Meta {
             counted("f", "r.name", "m.digest", 9),
             counted("g", "gr.name", "gm.digest", 9),
         );
-        let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "")
+        let mut query = bind_viewer!(sqlx::query_as(&sql).persistent(false), viewer, "")
             .bind(after)
             .bind(i64::from(n))
             .bind(self.now());
@@ -1038,7 +1042,7 @@ impl Meta {
               AND f.advisory_id IN ({ids})) \
              ORDER BY r.name, t.name"
         );
-        let mut query = bind_viewer!(sqlx::query_as(&sql), viewer, "");
+        let mut query = bind_viewer!(sqlx::query_as(&sql).persistent(false), viewer, "");
         for id in advisory_ids {
             query = query.bind(id.as_str());
         }
@@ -1069,6 +1073,7 @@ impl Meta {
                 placeholders(3, chunk.len())
             );
             let mut query = sqlx::query_as(&sql)
+                .persistent(false)
                 .bind(repository_id)
                 .bind(i64::from(per_advisory));
             for id in chunk {

@@ -556,7 +556,10 @@ impl Meta {
              AND digest IN ({}) AND NOT {LINK_NEEDED} RETURNING digest",
             placeholders(3, digests.len())
         );
-        let mut delete = sqlx::query_scalar(&sql).bind(repository_id).bind(cutoff);
+        let mut delete = sqlx::query_scalar(&sql)
+            .persistent(false)
+            .bind(repository_id)
+            .bind(cutoff);
         for d in digest_texts(digests) {
             delete = delete.bind(d);
         }

@@ -240,9 +240,9 @@ impl Meta {
         }
         let sql = format!(
             "SELECT manifest_id, name FROM tags WHERE manifest_id IN ({}) ORDER BY name",
-            placeholders(1, manifest_ids.len())
+            super::placeholders(1, manifest_ids.len())
         );
-        let mut select = sqlx::query_as(&sql);
+        let mut select = sqlx::query_as(&sql).persistent(false);
         for id in manifest_ids {
             select = select.bind(*id);
         }
@@ -265,20 +265,12 @@ impl Meta {
              FROM manifest_references r JOIN manifests c ON c.digest = r.digest \
              WHERE r.kind = 'manifest' AND c.repository_id = $1 AND r.manifest_id IN ({}) \
              ORDER BY c.os, c.architecture, c.variant, c.digest",
-            placeholders(2, index_ids.len())
+            super::placeholders(2, index_ids.len())
         );
-        let mut select = sqlx::query_as(&sql).bind(repository_id);
+        let mut select = sqlx::query_as(&sql).persistent(false).bind(repository_id);
         for id in index_ids {
             select = select.bind(*id);
         }
         Ok(select.fetch_all(&self.reader).await?)
     }
-}
-
-/// `$first, $first+1, …` for `count` values.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

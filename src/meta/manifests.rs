@@ -448,7 +448,10 @@ impl Meta {
              ORDER BY m.subject, m.digest LIMIT $2",
             super::placeholders(3, subjects.len())
         );
-        let mut select = sqlx::query_as(&sql).bind(repository_id).bind(i64::from(n));
+        let mut select = sqlx::query_as(&sql)
+            .persistent(false)
+            .bind(repository_id)
+            .bind(i64::from(n));
         for subject in super::digest_texts(subjects.iter().copied()) {
             select = select.bind(subject);
         }
@@ -560,7 +563,9 @@ async fn sizes_in_repository<'d>(
     }
     let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!("{query} ({})", placeholders.join(", "));
-    let mut select = sqlx::query_as::<_, (Digest, i64)>(&sql).bind(repository_id);
+    let mut select = sqlx::query_as::<_, (Digest, i64)>(&sql)
+        .persistent(false)
+        .bind(repository_id);
     for d in &digests {
         select = select.bind(d.as_str());
     }
@@ -628,7 +633,7 @@ async fn insert_references(
          ON CONFLICT (manifest_id, digest) DO NOTHING",
         values.join(", ")
     );
-    let mut insert = sqlx::query(&sql).bind(id);
+    let mut insert = sqlx::query(&sql).persistent(false).bind(id);
     for (digest, kind) in &references {
         insert = insert.bind(digest.as_str()).bind(*kind);
     }

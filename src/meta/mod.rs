@@ -275,7 +275,7 @@ impl Meta {
         let mut found = HashSet::new();
         for chunk in keys.chunks(1000) {
             let sql = sql(&placeholders(1, chunk.len()));
-            let mut select = sqlx::query_scalar::<_, T>(&sql);
+            let mut select = sqlx::query_scalar::<_, T>(&sql).persistent(false);
             for k in chunk {
                 select = select.bind(k.as_str());
             }
@@ -286,6 +286,11 @@ impl Meta {
 }
 
 /// `$start, $start+1, ...`: `n` placeholders for an `IN` list.
+///
+/// A statement whose text grows with a list (these, or a multi-row `VALUES`) runs with
+/// `.persistent(false)`: SQLite compiles each length into a program of its own, up to
+/// hundreds of KiB for a long list, and sqlx would keep 100 of them per connection; in a long
+/// soak such programs were most of the heap in use, and the heap grew until the caches filled.
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))

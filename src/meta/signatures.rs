@@ -301,7 +301,7 @@ impl Meta {
              ORDER BY m.pushed_at DESC, m.digest, s.layer",
             super::placeholders(2, subjects.len())
         );
-        let mut select = sqlx::query_as(&sql).bind(repository_id);
+        let mut select = sqlx::query_as(&sql).persistent(false).bind(repository_id);
         for subject in super::digest_texts(subjects.iter().copied()) {
             select = select.bind(subject);
         }

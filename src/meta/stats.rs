@@ -417,7 +417,7 @@ impl Meta {
                      ON CONFLICT (repository_id, day) DO NOTHING",
                     rows.join(", ")
                 );
-                let mut insert = sqlx::query(&sql).bind(day);
+                let mut insert = sqlx::query(&sql).persistent(false).bind(day);
                 for r in chunk {
                     insert = insert.bind(r.id).bind(r.bytes);
                 }

@@ -656,7 +656,7 @@ impl Meta {
              WHERE d.id IN ({}) ORDER BY d.id",
             super::placeholders(1, ids.len())
         );
-        let mut select = sqlx::query_as(&sql);
+        let mut select = sqlx::query_as(&sql).persistent(false);
         for id in &ids {
             select = select.bind(id);
         }
@@ -681,7 +681,11 @@ impl Meta {
              AND (lease_until IS NULL OR lease_until < $3) RETURNING id",
             super::placeholders(4, found.len())
         );
-        let mut update = sqlx::query_scalar(&sql).bind(owner).bind(until).bind(now);
+        let mut update = sqlx::query_scalar(&sql)
+            .persistent(false)
+            .bind(owner)
+            .bind(until)
+            .bind(now);
         for id in found {
             update = update.bind(id);
         }
@@ -737,6 +741,7 @@ impl Meta {
                     super::placeholders(7, ids.len())
                 );
                 let mut update = sqlx::query(&sql)
+                    .persistent(false)
                     .bind(owner)
                     .bind(*state)
                     .bind(*status)
@@ -756,7 +761,7 @@ impl Meta {
                  WHERE lease_owner = $1 AND state = 'pending' AND id IN ({})",
                 super::placeholders(2, ids.len())
             );
-            let mut update = sqlx::query(&sql).bind(owner);
+            let mut update = sqlx::query(&sql).persistent(false).bind(owner);
             for id in ids {
                 update = update.bind(id);
             }
