@@ -1,7 +1,7 @@
 //! The `berth` command: the only part of Berth that reads its settings from the process
 //! environment (here and in [`cli`]; object_store's builders in `blobs` read only their own
 //! credential variables) and the only part that exits. Each command lives in `cli`; this
-//! file sets up logging and turns the outcome into an exit code.
+//! file tunes glibc's allocator, sets up logging and turns the outcome into an exit code.
 
 mod cli;
 
