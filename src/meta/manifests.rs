@@ -557,15 +557,13 @@ async fn sizes_in_repository<'d>(
     repository_id: i64,
     digests: impl Iterator<Item = &'d Digest>,
 ) -> Result<HashMap<Digest, i64>> {
-    let digests: Vec<String> = digests.map(Digest::to_string).collect();
+    let digests = super::digest_texts(digests);
     if digests.is_empty() {
         return Ok(HashMap::new());
     }
-    let placeholders: Vec<String> = (0..digests.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = format!("{query} ({})", placeholders.join(", "));
-    let mut select = sqlx::query_as::<_, (Digest, i64)>(&sql)
-        .persistent(false)
-        .bind(repository_id);
+    // Cached: a list bounded by one manifest's references, on the push path.
+    let sql = format!("{query} ({})", super::placeholders(2, digests.len()));
+    let mut select = sqlx::query_as::<_, (Digest, i64)>(&sql).bind(repository_id);
     for d in &digests {
         select = select.bind(d.as_str());
     }
@@ -633,7 +631,8 @@ async fn insert_references(
          ON CONFLICT (manifest_id, digest) DO NOTHING",
         values.join(", ")
     );
-    let mut insert = sqlx::query(&sql).persistent(false).bind(id);
+    // Cached, as in `sizes_in_repository`.
+    let mut insert = sqlx::query(&sql).bind(id);
     for (digest, kind) in &references {
         insert = insert.bind(digest.as_str()).bind(*kind);
     }

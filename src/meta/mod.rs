@@ -287,10 +287,12 @@ impl Meta {
 
 /// `$start, $start+1, ...`: `n` placeholders for an `IN` list.
 ///
-/// A statement whose text grows with a list (these, or a multi-row `VALUES`) runs with
-/// `.persistent(false)`: SQLite compiles each length into a program of its own, up to
-/// hundreds of KiB for a long list, and sqlx would keep 100 of them per connection; in a long
-/// soak such programs were most of the heap in use, and the heap grew until the caches filled.
+/// A statement whose text grows with a long list (these, or a multi-row `VALUES`, in chunks
+/// of hundreds) runs with `.persistent(false)`: SQLite compiles each length into a program of
+/// its own, up to hundreds of KiB for a long list, and sqlx would keep 100 of them per
+/// connection; in a long soak such programs were most of the heap in use, and the heap grew
+/// until the caches filled. Lists bounded by one manifest's references stay cached: short, and
+/// on the push path.
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
