@@ -22,6 +22,7 @@ use object_store::{
     gcp::GoogleCloudStorageBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore,
     signer::Signer,
 };
+use tokio::task::JoinHandle;
 
 use crate::{
     config::{Config, StorageConfig},
@@ -316,12 +317,29 @@ impl Blobs {
     }
 
     async fn open_spool(&self, session: &str, wait: bool) -> Result<Option<Spool>> {
+        // The lock is tried, never waited for on a blocking thread: the holder's own writes
+        // need those threads, and a pool full of waiters would never let them run.
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.try_open_spool(session).await? {
+                Lock::Taken(spool) => return Ok(Some(spool)),
+                Lock::NotLocal => return Ok(None),
+                Lock::Held if !wait => return Ok(None),
+                Lock::Held => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(SPOOL_LOCK_MAX_PAUSE);
+                }
+            }
+        }
+    }
+
+    async fn try_open_spool(&self, session: &str) -> Result<Lock> {
         let Some(local) = self.local.clone() else {
-            return Ok(None);
+            return Ok(Lock::NotLocal);
         };
         let key = Blobs::spool_key(session);
         let path = local.root.join(&key);
-        let spool = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Spool>> {
+        let spool = tokio::task::spawn_blocking(move || -> std::io::Result<Lock> {
             use std::os::unix::fs::MetadataExt;
             let dir = path.parent().expect("a spool has a directory");
             loop {
@@ -338,14 +356,10 @@ impl Blobs {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e),
                 };
-                let how = if wait {
-                    rustix::fs::FlockOperation::LockExclusive
-                } else {
-                    rustix::fs::FlockOperation::NonBlockingLockExclusive
-                };
-                match rustix::fs::flock(&file, how) {
+                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                {
                     Ok(()) => {}
-                    Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                    Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Lock::Held),
                     Err(e) => return Err(e.into()),
                 }
                 // Whoever held the lock may have published (renamed) or deleted the file: the
@@ -354,7 +368,7 @@ impl Blobs {
                     .map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0))
                     .unwrap_or(false);
                 if same {
-                    return Ok(Some(Spool {
+                    return Ok(Lock::Taken(Spool {
                         file: Arc::new(file),
                         path,
                         key,
@@ -800,38 +814,55 @@ impl Blobs {
 /// little, small enough that many concurrent pulls stay cheap.
 const FILE_READ_CHUNK: usize = 512 * 1024;
 
-/// The bytes of a get. Local files are read in large chunks on a blocking thread one chunk
-/// ahead of the client (object_store's own file stream reads 8 KiB per blocking call).
+/// Reads of a local file in flight for one get, the one awaited included.
+const READS_AHEAD: usize = 2;
+
+/// The bytes of a get. Local files are read in large chunks, each on a blocking thread, the
+/// next ones read while the last is sent (object_store's own file stream reads 8 KiB per
+/// blocking call). A thread is taken only for a read: a client that reads slowly or stalls
+/// holds none.
 fn stream_of(result: GetResult) -> BoxStream<'static, Result<Bytes, object_store::Error>> {
-    let GetResultPayload::File(mut file, path) = result.payload else {
+    let GetResultPayload::File(file, path) = result.payload else {
         return result.into_stream();
     };
+    let (file, path) = (Arc::new(file), Arc::new(path));
     let range = result.range;
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Seek, SeekFrom};
-        let io_error = |e: std::io::Error| object_store::Error::Generic {
-            store: "LocalFileSystem",
-            source: format!("reading {}: {e}", path.display()).into(),
-        };
-        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
-            let _ = tx.blocking_send(Err(io_error(e)));
-            return;
-        }
-        let mut remaining = range.end - range.start;
-        while remaining > 0 {
-            let want = remaining.min(FILE_READ_CHUNK as u64) as usize;
-            let mut buffer = vec![0; want];
-            let chunk = file.read_exact(&mut buffer).map(|()| Bytes::from(buffer));
-            let failed = chunk.is_err();
-            // A closed channel means the client went away: stop reading.
-            if tx.blocking_send(chunk.map_err(io_error)).is_err() || failed {
-                return;
+    let read = move |at: u64| {
+        let (file, path) = (file.clone(), path.clone());
+        let len = (range.end - at).min(FILE_READ_CHUNK as u64) as usize;
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buffer = vec![0; len];
+            file.read_exact_at(&mut buffer, at)
+                .map(|()| Bytes::from(buffer))
+                .map_err(|e| format!("reading {}: {e}", path.display()))
+        })
+    };
+    let reads = std::collections::VecDeque::new();
+    futures::stream::unfold((reads, range.start), move |(mut reads, mut next)| {
+        let read = read.clone();
+        async move {
+            while reads.len() < READS_AHEAD && next < range.end {
+                reads.push_back(read(next));
+                next = (next + FILE_READ_CHUNK as u64).min(range.end);
             }
-            remaining -= want as u64;
+            let chunk = reads
+                .pop_front()?
+                .await
+                .unwrap_or_else(|e| Err(format!("read task failed: {e}")))
+                .map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: e.into(),
+                });
+            if chunk.is_err() {
+                // The stream ends with the error.
+                reads.clear();
+                next = range.end;
+            }
+            Some((chunk, (reads, next)))
         }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    })
+    .boxed()
 }
 
 /// Chunks queued between the request and each of the writing and hashing threads. A chunk
@@ -849,6 +880,18 @@ pub struct Spool {
     key: String,
     fsync: bool,
     root: PathBuf,
+}
+
+/// The longest pause between two tries of a spool's lock that another request holds.
+const SPOOL_LOCK_MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// One try of a spool's lock.
+enum Lock {
+    Taken(Spool),
+    /// Another request (or process) holds it.
+    Held,
+    /// The store is not a local directory: there are no spools.
+    NotLocal,
 }
 
 /// Removes the directory of `path` if it is empty (an upload session's, once its spool was
@@ -883,6 +926,111 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io_error(doing, e))
 }
 
+/// One consumer of an upload's chunks (the spool's writer, or the hasher) with its state. It
+/// works on a blocking thread while chunks are queued for it and gives the thread back when
+/// the queue is empty; the next chunk starts it again.
+struct Lane<S> {
+    queue: tokio::sync::mpsc::Sender<Bytes>,
+    /// The queue's receiving end and the state, while no thread works on them.
+    resting: Option<Resting<S>>,
+    job: Option<JoinHandle<std::io::Result<Resting<S>>>>,
+    work: fn(&mut S, &Bytes) -> std::io::Result<()>,
+}
+
+/// A lane's queue and state, handed to each thread that works on them and back.
+type Resting<S> = (tokio::sync::mpsc::Receiver<Bytes>, S);
+
+impl<S: Send + 'static> Lane<S> {
+    fn new(state: S, work: fn(&mut S, &Bytes) -> std::io::Result<()>) -> Lane<S> {
+        let (queue, chunks) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+        Lane {
+            queue,
+            resting: Some((chunks, state)),
+            job: None,
+            work,
+        }
+    }
+
+    /// Whether another chunk may be queued now.
+    fn has_room(&self) -> bool {
+        self.queue.capacity() > 0
+    }
+
+    /// Queues `chunk`; only after [`Lane::has_room`] said so (this is the only sender).
+    fn push(&self, chunk: Bytes) {
+        self.queue
+            .try_send(chunk)
+            .expect("a chunk is queued only when there is room");
+    }
+
+    /// Starts a thread on the queued chunks, unless one works or none is queued.
+    fn wake(&mut self) {
+        if self.resting.as_ref().is_none_or(|(q, _)| q.is_empty()) {
+            return;
+        }
+        let (mut chunks, mut state) = self.resting.take().expect("checked");
+        let work = self.work;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            while let Ok(chunk) = chunks.try_recv() {
+                work(&mut state, &chunk)?;
+            }
+            Ok((chunks, state))
+        }));
+    }
+
+    /// Whether a thread works on this lane.
+    fn working(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Whether chunks are queued or being worked on.
+    fn busy(&self) -> bool {
+        self.working() || self.resting.as_ref().is_some_and(|(q, _)| !q.is_empty())
+    }
+
+    /// Waits for the working thread to empty the queue and rest (the queue may have
+    /// received more meanwhile: [`Lane::wake`] starts it again).
+    async fn rested(&mut self) -> std::io::Result<()> {
+        let job = self.job.as_mut().expect("a job runs");
+        let outcome = job.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.job = None;
+        self.resting = Some(outcome?);
+        Ok(())
+    }
+
+    /// Drops the chunks queued and not yet taken (after a failure).
+    fn drop_queued(&mut self) {
+        if let Some((chunks, _)) = &mut self.resting {
+            while chunks.try_recv().is_ok() {}
+        }
+    }
+
+    /// The state, once the lane rests.
+    fn into_state(self) -> S {
+        self.resting.expect("the lane rests").1
+    }
+}
+
+/// Where the next chunk of a spool goes.
+struct SpoolWriter {
+    file: Arc<std::fs::File>,
+    at: u64,
+    /// Whether the file still has to be cut back to `at` before the first chunk.
+    truncate: bool,
+}
+
+impl SpoolWriter {
+    fn write(&mut self, chunk: &Bytes) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if std::mem::take(&mut self.truncate) {
+            self.file.set_len(self.at)?;
+        }
+        self.file.write_all_at(chunk, self.at)?;
+        self.at += chunk.len() as u64;
+        Ok(())
+    }
+}
+
 impl Spool {
     /// The spool's key in the store, as upload parts record it.
     pub fn key(&self) -> &str {
@@ -905,10 +1053,11 @@ impl Spool {
     }
 
     /// Writes `body` at byte `start`, dropping whatever the file held from there on, and feeds
-    /// `hasher` if one is given. The request is read on this task while one thread writes and
-    /// another hashes, each a few chunks behind; the `Bytes` are shared, never copied. When the
-    /// body breaks off the file is cut back to `start` and `hasher` is dropped (it saw part of
-    /// a chunk that is not kept).
+    /// `hasher` if one is given. The request is read on this task while one blocking thread
+    /// writes and another hashes, each a few chunks behind; the `Bytes` are shared, never
+    /// copied. Each thread is held only while chunks wait for it: a client that sends slowly
+    /// or stalls holds none. When the body breaks off the file is cut back to `start` and
+    /// `hasher` is dropped (it saw part of a chunk that is not kept).
     pub async fn write_at<S, E>(
         &self,
         start: u64,
@@ -919,70 +1068,82 @@ impl Spool {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Display,
     {
-        use std::os::unix::fs::FileExt;
-        let (to_writer, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let file = self.file.clone();
-        let fsync = self.fsync;
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            file.set_len(start)?;
-            let mut at = start;
-            while let Some(chunk) = chunks.blocking_recv() {
-                file.write_all_at(&chunk, at)?;
-                at += chunk.len() as u64;
-            }
-            if fsync {
-                file.sync_data()?;
-            }
-            Ok(())
+        let mut writer = Lane::new(
+            SpoolWriter {
+                file: self.file.clone(),
+                at: start,
+                truncate: true,
+            },
+            SpoolWriter::write,
+        );
+        let mut hashing = hasher.take().map(|h| {
+            Lane::new(h, |h: &mut Hasher, chunk: &Bytes| {
+                h.update(chunk);
+                Ok(())
+            })
         });
-        let hashing = hasher.take().map(|mut h| {
-            let (to_hasher, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-            let task = tokio::task::spawn_blocking(move || {
-                while let Some(chunk) = chunks.blocking_recv() {
-                    h.update(&chunk);
-                }
-                h
-            });
-            (to_hasher, task)
-        });
-        let (to_hasher, hash_task) = match hashing {
-            Some((s, t)) => (Some(s), Some(t)),
-            None => (None, None),
-        };
         let mut size = 0u64;
+        let mut reading = true;
         let mut broken = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    broken = Some(e.to_string());
-                    break;
-                }
-            };
-            size += chunk.len() as u64;
-            if let Some(h) = &to_hasher {
-                // The hashing thread only ends when its sender is dropped.
-                h.send(chunk.clone()).await.ok();
+        let mut failed = None;
+        loop {
+            writer.wake();
+            if let Some(h) = &mut hashing {
+                h.wake();
             }
-            if to_writer.send(chunk).await.is_err() {
-                // The writer stopped on an error, which joining it reports.
+            let room = writer.has_room() && hashing.as_ref().is_none_or(Lane::has_room);
+            if !reading && !writer.busy() && !hashing.as_ref().is_some_and(Lane::busy) {
                 break;
             }
+            tokio::select! {
+                chunk = body.next(), if reading && room => match chunk {
+                    Some(Ok(chunk)) => {
+                        size += chunk.len() as u64;
+                        if let Some(h) = &hashing {
+                            h.push(chunk.clone());
+                        }
+                        writer.push(chunk);
+                    }
+                    Some(Err(e)) => {
+                        broken = Some(e.to_string());
+                        reading = false;
+                    }
+                    None => reading = false,
+                },
+                done = writer.rested(), if writer.working() => if let Err(e) = done {
+                    // Nothing more is read: the request ends with this error.
+                    failed = Some(io_error("writing an upload spool", e));
+                    reading = false;
+                    writer.drop_queued();
+                },
+                done = async { hashing.as_mut().expect("guarded").rested().await },
+                    if hashing.as_ref().is_some_and(Lane::working) => if let Err(e) = done {
+                    failed = Some(Error::Internal(anyhow::anyhow!("hashing failed: {e}")));
+                    reading = false;
+                    writer.drop_queued();
+                },
+            }
         }
-        drop(to_writer);
-        drop(to_hasher);
-        let written = writer
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("spool writer failed: {e}")))
-            .and_then(|r| r.map_err(|e| io_error("writing an upload spool", e)));
-        let hashed = match hash_task {
-            Some(task) => Some(
-                task.await
-                    .map_err(|e| Error::Internal(anyhow::anyhow!("hashing failed: {e}")))?,
-            ),
-            None => None,
+        let outcome = match (failed, &broken) {
+            (Some(e), _) => Err(e),
+            (None, Some(_)) => Ok(()),
+            (None, None) => {
+                let state = writer.into_state();
+                let fsync = self.fsync;
+                blocking("writing an upload spool", move || {
+                    if state.truncate {
+                        // No byte came: the file still has to end at `start`.
+                        state.file.set_len(start)?;
+                    }
+                    if fsync {
+                        state.file.sync_data()?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
         };
-        if let Err(e) = written {
+        if let Err(e) = outcome {
             self.truncate(start).await.ok();
             return Err(e);
         }
@@ -992,7 +1153,7 @@ impl Spool {
                 "request body could not be read to its end: {e}"
             )));
         }
-        *hasher = hashed;
+        *hasher = hashing.map(Lane::into_state);
         Ok(size)
     }
 

@@ -448,6 +448,11 @@ pub struct Durability {
     pub fsync: bool,
 }
 
+/// The fewest blocking threads `limits.blocking_threads` may set: a few pieces of work hold a
+/// thread for long (a collection's listing of the store, an advisory import's reader), and
+/// the rest must still find one.
+pub const MIN_BLOCKING_THREADS: usize = 4;
+
 /// Sizes, connection pools and timeouts.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -478,6 +483,10 @@ pub struct Limits {
     /// `body_idle_timeout_secs` window, so that one trickling a byte now and then (never
     /// silent long enough for the idle timeout) is ended too; 0: no minimum.
     pub min_body_rate_bytes_per_sec: u64,
+    /// Threads for file I/O and other blocking work at most (tokio's blocking pool). Each is
+    /// taken for one piece of work, never to wait for a client, so the pool does not grow
+    /// with slow clients; work beyond the limit waits its turn.
+    pub blocking_threads: usize,
 }
 
 impl Default for ConfigFile {
@@ -518,6 +527,7 @@ impl Default for Limits {
             header_read_timeout_secs: 20,
             body_idle_timeout_secs: 60,
             min_body_rate_bytes_per_sec: 1024,
+            blocking_threads: 32,
         }
     }
 }
@@ -729,6 +739,9 @@ impl ConfigFile {
         }
         if self.limits.body_idle_timeout_secs == 0 {
             bail!("limits.body_idle_timeout_secs: must be at least 1");
+        }
+        if self.limits.blocking_threads < MIN_BLOCKING_THREADS {
+            bail!("limits.blocking_threads: must be at least {MIN_BLOCKING_THREADS}");
         }
         if !self.auth.enabled && !self.listen.ip().is_loopback() && !self.auth.allow_open_network {
             bail!(
@@ -1458,6 +1471,11 @@ max_delay_secs = 60",
             toml::from_str::<ConfigFile>("listn = 1").unwrap_err()
         );
         assert!(e.contains("listn"), "{e}");
+        let e = format!(
+            "{:#}",
+            resolved("[limits]\nblocking_threads = 2").unwrap_err()
+        );
+        assert_eq!(e, "limits.blocking_threads: must be at least 4");
     }
 
     /// A visibility that is not one of the three names is refused, naming the key.

@@ -259,12 +259,18 @@ impl Cli {
 
 /// Runs the command `cli` names to its end.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Serve(args) = &cli.command {
+        let config = args.load()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .max_blocking_threads(config.limits.blocking_threads)
+            .build()
+            .context("starting the async runtime")?;
+        return runtime.block_on(server::serve(config));
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(args) => {
-            let config = args.load()?;
-            runtime.block_on(server::serve(config))
-        }
+        Command::Serve(_) => unreachable!("served above"),
         Command::Migrate(args) => {
             let config = args.load()?;
             runtime.block_on(server::migrate(&config))

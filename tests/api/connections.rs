@@ -44,21 +44,8 @@ async fn get_v2(stream: &mut TcpStream) -> String {
         .write_all(b"GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n")
         .await
         .expect("write");
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
     // `GET /v2/` answers with an empty body: the head is the whole answer.
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(CLOSE_WAIT, stream.read(&mut buf))
-            .await
-            .expect("an answer in time")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed before answering: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        answer.extend_from_slice(&buf[..n]);
-    }
+    let answer = read_head(stream).await;
     String::from_utf8_lossy(&answer)
         .lines()
         .next()
@@ -257,5 +244,159 @@ async fn trickling_upload_bodies_are_cut_off_and_steady_ones_kept() {
                 "the trickled bytes were not kept"
             );
         }
+    }
+}
+
+/// The threads of process `pid`, as the kernel counts them.
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
+}
+
+/// Reads from `stream` until the end of a response head; the bytes read so far.
+async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(CLOSE_WAIT, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    seen
+}
+
+/// Clients that stall in the middle of a transfer hold no thread of the server: 24 pushes
+/// whose bodies stop after 64 KiB of 1 MiB and 24 pulls of a 4 MiB blob whose clients stop
+/// reading leave the process with at most a few more threads than before (a thread each
+/// would add 24 to 72). With the blocking pool limited to 4 threads
+/// (`limits.blocking_threads`), another client pushes and pulls meanwhile, and once the
+/// stalled pulls read on they get every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_transfers_hold_no_server_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_dir, config) = (dir.path().join("data"), dir.path().join("berth.toml"));
+    std::fs::write(
+        &config,
+        "[durability]\nfsync = false\n\n[limits]\nblocking_threads = 4\n",
+    )
+    .unwrap();
+    let server = crate::support::start_server(&data_dir, &config);
+    // A server whose threads were all held would never answer.
+    let client = reqwest::Client::builder()
+        .timeout(CLOSE_WAIT)
+        .build()
+        .unwrap();
+    let blob = crate::support::random_bytes(7, 4 * 1024 * 1024);
+    let digest = crate::support::sha256(&blob);
+    let pushed = client
+        .post(format!(
+            "{}/v2/stall/pull/blobs/uploads/?digest={digest}",
+            server.base
+        ))
+        .header("content-type", "application/octet-stream")
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), StatusCode::CREATED);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let before = threads_of(server.pid());
+
+    let mut uploads = Vec::new();
+    for _ in 0..24 {
+        let started = client
+            .post(format!("{}/v2/stall/push/blobs/uploads/", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), StatusCode::ACCEPTED);
+        let location = started.headers()["location"].to_str().unwrap().to_owned();
+        let path = location.trim_start_matches(&server.base).to_owned();
+        let mut stream = TcpStream::connect(&addr).await.expect("connect");
+        let head = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: registry\r\nContent-Type: application/octet-stream\r\n\
+             Content-Range: 0-1048575\r\nContent-Length: 1048576\r\nExpect: 100-continue\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        // The server asks for the body once its handler reads it.
+        let answer = read_head(&mut stream).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 100"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        stream.write_all(&blob[..64 * 1024]).await.expect("write");
+        uploads.push(stream);
+    }
+    let mut pulls = Vec::new();
+    for _ in 0..24 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // A small window, so that the server soon has to wait for this client.
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket
+            .connect(addr.parse().unwrap())
+            .await
+            .expect("connect");
+        let request =
+            format!("GET /v2/stall/pull/blobs/{digest} HTTP/1.1\r\nHost: registry\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let head = read_head(&mut stream).await;
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        pulls.push((stream, head));
+    }
+    let during = threads_of(server.pid());
+    assert!(
+        during <= before + 12,
+        "48 stalled transfers took the server from {before} to {during} threads"
+    );
+
+    let other = crate::support::random_bytes(8, 300 * 1024);
+    let other_digest = crate::support::sha256(&other);
+    let pushed = client
+        .post(format!(
+            "{}/v2/fast/push/blobs/uploads/?digest={other_digest}",
+            server.base
+        ))
+        .body(other.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), StatusCode::CREATED);
+    let pulled = client
+        .get(format!("{}/v2/fast/push/blobs/{other_digest}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), other.as_slice());
+
+    drop(uploads);
+    for (mut stream, head) in pulls {
+        let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut body = head[end..].to_vec();
+        let mut buf = vec![0u8; 64 * 1024];
+        while body.len() < blob.len() {
+            let n = tokio::time::timeout(CLOSE_WAIT, stream.read(&mut buf))
+                .await
+                .expect("the rest of the blob in time")
+                .expect("read");
+            assert!(n > 0, "closed after {} bytes", body.len());
+            body.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(crate::support::sha256(&body), digest);
     }
 }

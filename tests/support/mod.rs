@@ -86,6 +86,11 @@ impl Server {
         server
     }
 
+    /// The process id, to read what the kernel says of it under `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         let tail = self.log_tail.lock().unwrap();
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
