@@ -998,13 +998,6 @@ impl<S: Send + 'static> Lane<S> {
         Ok(())
     }
 
-    /// Drops the chunks queued and not yet taken (after a failure).
-    fn drop_queued(&mut self) {
-        if let Some((chunks, _)) = &mut self.resting {
-            while chunks.try_recv().is_ok() {}
-        }
-    }
-
     /// The state, once the lane rests.
     fn into_state(self) -> S {
         self.resting.expect("the lane rests").1
@@ -1114,13 +1107,11 @@ impl Spool {
                     // Nothing more is read: the request ends with this error.
                     failed = Some(io_error("writing an upload spool", e));
                     reading = false;
-                    writer.drop_queued();
                 },
                 done = async { hashing.as_mut().expect("guarded").rested().await },
                     if hashing.as_ref().is_some_and(Lane::working) => if let Err(e) = done {
                     failed = Some(Error::Internal(anyhow::anyhow!("hashing failed: {e}")));
                     reading = false;
-                    writer.drop_queued();
                 },
             }
         }
