@@ -956,11 +956,15 @@ impl<S: Send + 'static> Lane<S> {
         self.queue.capacity() > 0
     }
 
-    /// Queues `chunk`; only after [`Lane::has_room`] said so (this is the only sender).
+    /// Queues `chunk`; only after [`Lane::has_room`] said so (this is the only sender). A
+    /// thread that failed has dropped the queue: the chunk goes with it, and
+    /// [`Lane::rested`] reports the failure.
     fn push(&self, chunk: Bytes) {
-        self.queue
-            .try_send(chunk)
-            .expect("a chunk is queued only when there is room");
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.queue.try_send(chunk) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => unreachable!("a chunk is queued only when there is room"),
+        }
     }
 
     /// Starts a thread on the queued chunks, unless one works or none is queued.
@@ -1403,6 +1407,50 @@ mod tests {
         let on_files = matches!(config.storage.backend, StorageConfig::Fs { .. });
         assert!(!on_files, "{url}");
         suite(Blobs::open(&config).unwrap()).await;
+    }
+
+    /// A spool write that fails while the body still has chunks to give ends the request
+    /// with the write's error. The body's next chunk is handed over just as the writer's
+    /// thread fails and drops its queue, so each round races the two; many rounds make sure
+    /// the side that queues into the dropped queue is taken.
+    #[tokio::test]
+    async fn a_failed_spool_write_ends_the_upload_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(&Config::with_data_dir(dir.path())).unwrap();
+        for round in 0..40 {
+            let mut spool = blobs
+                .lock_spool(&format!("s{round}"))
+                .await
+                .unwrap()
+                .unwrap();
+            // Read-only: every write fails.
+            spool.file = Arc::new(std::fs::File::open(&spool.path).unwrap());
+            let file = spool.file.clone();
+            let body = futures::stream::unfold(0, move |sent| {
+                let file = file.clone();
+                async move {
+                    if sent == 1 {
+                        // The writer holds the third handle until its thread fails.
+                        for _ in 0..1_000_000 {
+                            if Arc::strong_count(&file) <= 3 {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    (sent < 3).then(|| (Ok::<_, String>(Bytes::from_static(b"chunk")), sent + 1))
+                }
+            });
+            let e = spool.write_at(0, Box::pin(body), &mut None).await;
+            let Err(Error::Internal(e)) = e else {
+                panic!("round {round}: {e:?}")
+            };
+            assert!(
+                format!("{e:#}").contains("writing an upload spool"),
+                "round {round}: {e:#}"
+            );
+            assert_eq!(std::fs::metadata(&spool.path).unwrap().len(), 0);
+        }
     }
 
     #[tokio::test]
