@@ -9,6 +9,7 @@ use super::{
     jobs::{Job, insert_job},
     repositories::{ensure_repository, lock_repository},
     scan_policy::BLOCK_UNSCANNED_COLUMN,
+    settings::StoredSettings,
     signatures::checking_policy_column,
     webhooks::{self, Deleted},
 };
@@ -78,6 +79,28 @@ impl From<ManifestRow> for StoredManifest {
             pull_sample: r.pull_sample,
         }
     }
+}
+
+/// A manifest the repository already holds, with the rest of what a push of it again
+/// needs: read in one statement, as a re-push (a new tag on an image, a retried push) is
+/// otherwise only this read and the tag's move.
+pub struct KnownManifest {
+    /// The manifest, without its payload.
+    pub manifest: StoredManifest,
+    /// The repository's tag rules, if any were stored.
+    pub settings: Option<StoredSettings>,
+    /// Whether any replication rule runs on push (none usually does).
+    pub on_push_replication: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct KnownManifestRow {
+    #[sqlx(flatten)]
+    manifest: ManifestRow,
+    tag_mutability: Option<String>,
+    mutable_patterns: Option<String>,
+    protected_patterns: Option<String>,
+    on_push_replication: i64,
 }
 
 /// What the index records for a new manifest.
@@ -246,6 +269,45 @@ impl Meta {
         Ok(row.map(StoredManifest::from))
     }
 
+    /// [`KnownManifest`]: the manifest `digest` of `repo` if the repository holds it.
+    pub async fn known_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<KnownManifest>> {
+        let sql = format!(
+            "SELECT {}, s.tag_mutability, s.mutable_patterns, s.protected_patterns, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM replication_rules \
+               WHERE trigger_kind = 'on_push') THEN 1 ELSE 0 END AS BIGINT) AS on_push_replication \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             LEFT JOIN repository_settings s ON s.repository = r.name \
+             WHERE r.name = $1 AND m.digest = $2",
+            manifest_columns(false)
+        );
+        let row: Option<KnownManifestRow> = sqlx::query_as(&sql)
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| {
+            let settings = match (r.tag_mutability, r.mutable_patterns, r.protected_patterns) {
+                (Some(tag_mutability), Some(mutable_patterns), Some(protected_patterns)) => {
+                    Some(StoredSettings {
+                        tag_mutability,
+                        mutable_patterns,
+                        protected_patterns,
+                    })
+                }
+                _ => None,
+            };
+            KnownManifest {
+                manifest: r.manifest.into(),
+                settings,
+                on_push_replication: r.on_push_replication != 0,
+            }
+        }))
+    }
+
     /// Stores a manifest (and tags it), after checking in the same transaction that every blob
     /// and child it references is in `repo`.
     ///
@@ -306,21 +368,19 @@ impl Meta {
         Ok(())
     }
 
-    /// Records a push of a manifest `repo` already holds: points `tag` (if any) at it and
-    /// counts the push. Returns false, changing nothing, when the manifest is not there.
-    /// A `tag` that points elsewhere is moved only when `tag_may_move`.
+    /// Records a push of `manifest`, which `repo` held when it was read: points `tag` (if
+    /// any) at it and counts the push. Says so, changing nothing, when the manifest is gone
+    /// since. A `tag` that points elsewhere is moved only when `tag_may_move`.
     pub async fn repush_manifest(
         &self,
         repo: &RepoName,
-        digest: &Digest,
+        manifest: &StoredManifest,
         tag: Option<&Tag>,
         tag_may_move: bool,
         actor: Option<&str>,
     ) -> Result<Repushed> {
         let now = self.now();
-        let Some(manifest) = self.manifest_by_digest(repo, digest, false).await? else {
-            return Ok(Repushed::NotThere);
-        };
+        let digest = &manifest.digest;
         if let Some(tag) = tag {
             // The push is counted with the tag's move, and its events written, in a group
             // commit.

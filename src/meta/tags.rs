@@ -180,6 +180,7 @@ impl Meta {
         }
         let mut moved = Vec::with_capacity(batch.len());
         let mut pushes: BTreeMap<i64, i64> = BTreeMap::new();
+        let subscribed = webhooks::any_subscription(&mut tx).await?;
         for m in batch {
             // A move the tag rules refuse changes nothing and tells no subscriber.
             if !m.may_move && points_elsewhere(&mut tx, m).await? {
@@ -188,8 +189,10 @@ impl Meta {
             }
             // Before the move, so that a move of the tag is seen (the outbox, written in
             // this transaction, goes with it).
-            let pushed = m.pushed.as_pushed();
-            webhooks::push_events(&mut tx, m.repository_id, &pushed, Some(&m.tag), now).await?;
+            if subscribed {
+                let pushed = m.pushed.as_pushed();
+                webhooks::push_events(&mut tx, m.repository_id, &pushed, Some(&m.tag), now).await?;
+            }
             let done = point_tag(&mut tx, m.manifest_id, &m.tag, now, m.may_move).await?;
             if done {
                 *pushes.entry(m.repository_id).or_default() += 1;

@@ -228,6 +228,17 @@ impl PushedManifest {
     }
 }
 
+/// Whether any webhook subscription exists: without one, no event is written, and a batch
+/// of tag moves skips asking for each move.
+pub(super) async fn any_subscription(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_subscriptions LIMIT 1) s",
+    )
+    .fetch_one(&mut **tx)
+    .await?
+        > 0)
+}
+
 /// Records a push of `pushed` (tagged `tag`) of repository `repository_id` for the
 /// subscriptions that want it, and, when `tag` points at another manifest now, that it moves;
 /// run before the tag is moved. One statement either way: it runs in every push.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::{Override, Page, Registry, webhooks::Pulled};
+use super::{Override, Page, Registry, settings, webhooks::Pulled};
 use crate::{
     error::{Error, Result},
     meta::manifests::{NewManifest, PutManifestError, Referrer, Repushed, StoredManifest},
@@ -168,10 +168,6 @@ impl Registry {
             Reference::Tag(tag) => Some(tag),
             Reference::Digest(_) => None,
         };
-        let tag_may_move = match tag {
-            Some(tag) => self.check_tag_push(repo, tag, who).await?,
-            None => true,
-        };
         let immutable = || {
             let tag = tag.map(Tag::as_str).unwrap_or_default();
             Error::Denied(format!(
@@ -181,24 +177,37 @@ impl Registry {
         };
         // The same bytes pushed again (a new tag on an image, a retried push): the manifest
         // and its references were checked when it was first stored; only the tag changes.
-        match self
-            .meta
-            .repush_manifest(repo, &digest, tag, tag_may_move, actor)
-            .await?
-        {
-            Repushed::Done => {
-                self.pulls.record_push(repo.as_str());
-                if let (Some(tag), false) = (tag, from_upstream) {
-                    self.replicate_after_push(repo, tag).await;
+        if let Some(known) = self.meta.known_manifest(repo, &digest).await? {
+            let tag_may_move = match tag {
+                Some(tag) => settings::check_tag_push(repo, tag, who, known.settings)?,
+                None => true,
+            };
+            match self
+                .meta
+                .repush_manifest(repo, &known.manifest, tag, tag_may_move, actor)
+                .await?
+            {
+                Repushed::Done => {
+                    self.pulls.record_push(repo.as_str());
+                    if let (Some(tag), false, true) =
+                        (tag, from_upstream, known.on_push_replication)
+                    {
+                        self.replicate_after_push(repo, tag).await;
+                    }
+                    return Ok(ManifestPut {
+                        digest,
+                        subject: manifest.subject,
+                    });
                 }
-                return Ok(ManifestPut {
-                    digest,
-                    subject: manifest.subject,
-                });
+                Repushed::TagImmutable => return Err(immutable()),
+                // Deleted since it was read: stored again in full.
+                Repushed::NotThere => {}
             }
-            Repushed::TagImmutable => return Err(immutable()),
-            Repushed::NotThere => {}
         }
+        let tag_may_move = match tag {
+            Some(tag) => self.check_tag_push(repo, tag, who).await?,
+            None => true,
+        };
         // A first push may create the repository. Manifests are never refused for their
         // bytes (a few KiB that make the admitted blobs usable); they count in the usage.
         let limited = self.admit_repository(repo).await?.is_some();

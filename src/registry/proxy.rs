@@ -502,23 +502,19 @@ impl Registry {
             .map_err(|e| upstream_error(e, Error::ManifestUnknown))?;
         match now_at {
             Some(digest) if &digest == cached => {}
-            Some(digest)
-                if self
-                    .meta
-                    .manifest_by_digest(repo, &digest, false)
-                    .await?
-                    .is_some() =>
-            {
-                self.meta
-                    .repush_manifest(repo, &digest, Some(tag), true, None)
-                    .await?;
-            }
-            Some(digest) => {
-                let fetched = self
-                    .fetch_manifest(rule, upstream_name, repo, digest.as_str())
-                    .await?;
-                return self.cache_manifest(repo, Some(tag), fetched).await;
-            }
+            Some(digest) => match self.meta.manifest_by_digest(repo, &digest, false).await? {
+                Some(known) => {
+                    self.meta
+                        .repush_manifest(repo, &known, Some(tag), true, None)
+                        .await?;
+                }
+                None => {
+                    let fetched = self
+                        .fetch_manifest(rule, upstream_name, repo, digest.as_str())
+                        .await?;
+                    return self.cache_manifest(repo, Some(tag), fetched).await;
+                }
+            },
             // No digest in the answer: only a download says where the tag is.
             None => {
                 let fetched = self

@@ -122,28 +122,60 @@ impl Compiled {
     }
 }
 
+/// The tag rules of `repo` as `stored` (the defaults when none were).
+fn rules_of(repo: &RepoName, stored: Option<StoredSettings>) -> Result<TagRules> {
+    let Some(stored) = stored else {
+        return Ok(TagRules::default());
+    };
+    // Written by `put_tag_rules` only: a row that does not read back is corrupt, and
+    // guessing (say, "mutable" and no protected tags) would lift the rules silently.
+    let invalid = |what: String| {
+        Error::Internal(anyhow::anyhow!(
+            "stored tag rules of {repo} are invalid: {what}"
+        ))
+    };
+    let list = |field: &str, s: &str| {
+        serde_json::from_str::<Vec<String>>(s).map_err(|e| invalid(format!("{field}: {e}")))
+    };
+    Ok(TagRules {
+        tag_mutability: Mutability::parse(&stored.tag_mutability)
+            .ok_or_else(|| invalid(format!("tag_mutability: {:?}", stored.tag_mutability)))?,
+        mutable_patterns: list("mutable_patterns", &stored.mutable_patterns)?,
+        protected_patterns: list("protected_patterns", &stored.protected_patterns)?,
+    })
+}
+
+/// [`TagRules::compile`] for rules read back from the index, where an invalid pattern is
+/// corruption.
+fn compiled(repo: &RepoName, rules: &TagRules) -> Result<Compiled> {
+    rules.compile().map_err(|e| {
+        Error::Internal(anyhow::anyhow!(
+            "stored tag rules of {repo} are invalid: {e}"
+        ))
+    })
+}
+
+/// For a push under `tag` to `repo`, whose tag rules are `stored`: refuses a protected tag
+/// without an override, and says whether the tag may move to another manifest.
+pub(super) fn check_tag_push(
+    repo: &RepoName,
+    tag: &Tag,
+    who: Override,
+    stored: Option<StoredSettings>,
+) -> Result<bool> {
+    let rules = compiled(repo, &rules_of(repo, stored)?)?;
+    if rules.protected(tag.as_str()) && who != Override::Allowed {
+        return Err(Error::Denied(format!(
+            "tag {tag} of {repo} is protected: only maintainers may push it"
+        )));
+    }
+    Ok(rules.may_move(tag.as_str()))
+}
+
 impl Registry {
     /// The tag rules of `repo` (the defaults when none were set).
     pub async fn tag_rules(&self, repo: &RepoName) -> Result<TagRules> {
-        let Some(stored) = self.meta.repository_settings(repo).await? else {
-            return Ok(TagRules::default());
-        };
-        // Written by `put_tag_rules` only: a row that does not read back is corrupt, and
-        // guessing (say, "mutable" and no protected tags) would lift the rules silently.
-        let invalid = |what: String| {
-            Error::Internal(anyhow::anyhow!(
-                "stored tag rules of {repo} are invalid: {what}"
-            ))
-        };
-        let list = |field: &str, s: &str| {
-            serde_json::from_str::<Vec<String>>(s).map_err(|e| invalid(format!("{field}: {e}")))
-        };
-        Ok(TagRules {
-            tag_mutability: Mutability::parse(&stored.tag_mutability)
-                .ok_or_else(|| invalid(format!("tag_mutability: {:?}", stored.tag_mutability)))?,
-            mutable_patterns: list("mutable_patterns", &stored.mutable_patterns)?,
-            protected_patterns: list("protected_patterns", &stored.protected_patterns)?,
-        })
+        rules_of(repo, self.meta.repository_settings(repo).await?)
     }
 
     /// Replaces the tag rules of `repo`, after checking every pattern.
@@ -159,21 +191,14 @@ impl Registry {
         Ok(())
     }
 
-    /// For a push under `tag`: refuses a protected tag without an override, and says whether
-    /// the tag may move to another manifest.
+    /// [`check_tag_push`] under the tag rules `repo` has now.
     pub(super) async fn check_tag_push(
         &self,
         repo: &RepoName,
         tag: &Tag,
         who: Override,
     ) -> Result<bool> {
-        let rules = self.compiled_rules(repo).await?;
-        if rules.protected(tag.as_str()) && who != Override::Allowed {
-            return Err(Error::Denied(format!(
-                "tag {tag} of {repo} is protected: only maintainers may push it"
-            )));
-        }
-        Ok(rules.may_move(tag.as_str()))
+        check_tag_push(repo, tag, who, self.meta.repository_settings(repo).await?)
     }
 
     /// For a delete of `reference`: refuses, without an override, to remove a protected tag
@@ -187,7 +212,7 @@ impl Registry {
         if who == Override::Allowed {
             return Ok(());
         }
-        let rules = self.compiled_rules(repo).await?;
+        let rules = compiled(repo, &self.tag_rules(repo).await?)?;
         if rules.protected.is_empty() {
             return Ok(());
         }
@@ -216,14 +241,6 @@ impl Registry {
             .into_iter()
             .find(|t| t.digest == *digest && rules.protected(t.name.as_str()))
             .map(|t| t.name.to_string()))
-    }
-
-    async fn compiled_rules(&self, repo: &RepoName) -> Result<Compiled> {
-        self.tag_rules(repo).await?.compile().map_err(|e| {
-            Error::Internal(anyhow::anyhow!(
-                "stored tag rules of {repo} are invalid: {e}"
-            ))
-        })
     }
 }
 

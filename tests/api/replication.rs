@@ -89,6 +89,19 @@ async fn execution(s: &TestServer, id: i64) -> Value {
 }
 
 /// The drift report of rule `name`.
+/// The executions of rule `name`.
+async fn executions(s: &TestServer, name: &str) -> Vec<Value> {
+    let (status, body) = api(
+        s,
+        Method::GET,
+        &format!("/replication/executions?rule={name}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].as_array().unwrap().clone()
+}
+
 async fn drift(s: &TestServer, name: &str) -> Value {
     let (status, report) = api(
         s,
@@ -1301,25 +1314,15 @@ async fn a_push_starts_on_push_rules_and_cron_rules_run_on_schedule() {
     source
         .push_image("tools/svc", "release-1", &[b"other"])
         .await;
-    let (_, none) = api(
-        &source,
-        Method::GET,
-        "/replication/executions?rule=follow",
-        None,
-    )
-    .await;
-    assert_eq!(none["items"], json!([]), "neither matched the rule");
-    source
+    assert_eq!(
+        executions(&source, "follow").await,
+        Vec::<Value>::new(),
+        "neither matched the rule"
+    );
+    let (release, release_manifest) = source
         .push_image("apps/svc", "release-1", &[b"release build"])
         .await;
-    let (_, queued) = api(
-        &source,
-        Method::GET,
-        "/replication/executions?rule=follow",
-        None,
-    )
-    .await;
-    let items = queued["items"].as_array().unwrap();
+    let items = executions(&source, "follow").await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["trigger"], "on_push");
     assert_eq!(items[0]["state"], "queued");
@@ -1330,6 +1333,18 @@ async fn a_push_starts_on_push_rules_and_cron_rules_run_on_schedule() {
             .is_some()
     );
     assert_eq!(digest_at(&destination.base, "apps/svc", "dev").await, None);
+
+    // A new tag on a manifest the source already holds (stored, not stored again) starts
+    // the rule too.
+    source
+        .put_manifest_ok("apps/svc", "release-2", OCI_MANIFEST, &release_manifest)
+        .await;
+    assert_eq!(executions(&source, "follow").await.len(), 2);
+    source.replica().await.run_due_jobs("test").await.unwrap();
+    assert_eq!(
+        digest_at(&destination.base, "apps/svc", "release-2").await,
+        Some(release)
+    );
 
     // Every ten minutes: not before the next boundary, once at it, once at the one after.
     put_rule(
