@@ -205,7 +205,10 @@ impl Registry {
             }
         }
         let tag_may_move = match tag {
-            Some(tag) => self.check_tag_push(repo, tag, who).await?,
+            Some(tag) => {
+                let stored = self.meta.repository_settings(repo).await?;
+                settings::check_tag_push(repo, tag, who, stored)?
+            }
             None => true,
         };
         // A first push may create the repository. Manifests are never refused for their

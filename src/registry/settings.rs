@@ -191,16 +191,6 @@ impl Registry {
         Ok(())
     }
 
-    /// [`check_tag_push`] under the tag rules `repo` has now.
-    pub(super) async fn check_tag_push(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        who: Override,
-    ) -> Result<bool> {
-        check_tag_push(repo, tag, who, self.meta.repository_settings(repo).await?)
-    }
-
     /// For a delete of `reference`: refuses, without an override, to remove a protected tag
     /// (or, by digest, a manifest carrying one).
     pub(super) async fn check_delete(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::common::{
     OCI_MANIFEST, TestServer,
     auth::{ADMIN, ADMIN_PASSWORD, password_of, start_auth},
-    error_code,
+    error_code, image_config, image_manifest, sha256,
 };
 
 /// A server where `dev` is a developer and `maint` a maintainer of namespace `prod`, and the
@@ -67,6 +67,22 @@ async fn protected_tags_follow_the_callers_role() {
         .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(resp).await, "DENIED");
+    // A manifest the repository does not hold yet, under a protected tag: refused too, and
+    // not stored.
+    let config = image_config("linux", "arm64", None);
+    s.push_blob("prod/app", &config).await;
+    let new = image_manifest(&config, &[]);
+    let resp = s
+        .put_manifest("prod/app", "v3.0", Some(OCI_MANIFEST), &new)
+        .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(resp).await, "DENIED");
+    assert_eq!(
+        s.get(&format!("/v2/prod/app/manifests/{}", sha256(&new)))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
     let resp = s
         .put_manifest("prod/app", "nightly", Some(OCI_MANIFEST), &manifest)
         .await;
