@@ -1430,7 +1430,8 @@ mod tests {
                 let file = file.clone();
                 async move {
                     if sent == 1 {
-                        // The writer holds the third handle until its thread fails.
+                        // Besides the spool's and this body's two, the writer's thread
+                        // holds a handle until it fails.
                         for _ in 0..1_000_000 {
                             if Arc::strong_count(&file) <= 3 {
                                 break;

@@ -231,12 +231,10 @@ impl PushedManifest {
 /// Whether any webhook subscription exists: without one, no event is written, and a batch
 /// of tag moves skips asking for each move.
 pub(super) async fn any_subscription(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<bool> {
-    Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_subscriptions LIMIT 1) s",
-    )
-    .fetch_one(&mut **tx)
-    .await?
-        > 0)
+    Ok(sqlx::query("SELECT 1 FROM webhook_subscriptions LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
 }
 
 /// Records a push of `pushed` (tagged `tag`) of repository `repository_id` for the

@@ -127,19 +127,12 @@ fn rules_of(repo: &RepoName, stored: Option<StoredSettings>) -> Result<TagRules>
     let Some(stored) = stored else {
         return Ok(TagRules::default());
     };
-    // Written by `put_tag_rules` only: a row that does not read back is corrupt, and
-    // guessing (say, "mutable" and no protected tags) would lift the rules silently.
-    let invalid = |what: String| {
-        Error::Internal(anyhow::anyhow!(
-            "stored tag rules of {repo} are invalid: {what}"
-        ))
-    };
     let list = |field: &str, s: &str| {
-        serde_json::from_str::<Vec<String>>(s).map_err(|e| invalid(format!("{field}: {e}")))
+        serde_json::from_str::<Vec<String>>(s).map_err(|e| corrupt(repo, format!("{field}: {e}")))
     };
     Ok(TagRules {
         tag_mutability: Mutability::parse(&stored.tag_mutability)
-            .ok_or_else(|| invalid(format!("tag_mutability: {:?}", stored.tag_mutability)))?,
+            .ok_or_else(|| corrupt(repo, format!("tag_mutability: {:?}", stored.tag_mutability)))?,
         mutable_patterns: list("mutable_patterns", &stored.mutable_patterns)?,
         protected_patterns: list("protected_patterns", &stored.protected_patterns)?,
     })
@@ -148,11 +141,16 @@ fn rules_of(repo: &RepoName, stored: Option<StoredSettings>) -> Result<TagRules>
 /// [`TagRules::compile`] for rules read back from the index, where an invalid pattern is
 /// corruption.
 fn compiled(repo: &RepoName, rules: &TagRules) -> Result<Compiled> {
-    rules.compile().map_err(|e| {
-        Error::Internal(anyhow::anyhow!(
-            "stored tag rules of {repo} are invalid: {e}"
-        ))
-    })
+    rules.compile().map_err(|e| corrupt(repo, e))
+}
+
+/// Stored tag rules that do not read back. They are written by `put_tag_rules` only, so
+/// this is corruption, and guessing (say, "mutable" and no protected tags) would lift the
+/// rules silently.
+fn corrupt(repo: &RepoName, what: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow::anyhow!(
+        "stored tag rules of {repo} are invalid: {what}"
+    ))
 }
 
 /// For a push under `tag` to `repo`, whose tag rules are `stored`: refuses a protected tag
