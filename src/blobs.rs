@@ -811,8 +811,10 @@ impl Blobs {
 }
 
 /// Size of each read from a local file: large enough that a blocking read per chunk costs
-/// little, small enough that many concurrent pulls stay cheap.
-const FILE_READ_CHUNK: usize = 512 * 1024;
+/// little, and reused from the allocator's arenas (see [`crate::config::IO_BUFFER`]). Four
+/// of them per blocking read woke fewer threads but freed the top of an arena at once, which
+/// glibc gives back to the system, and pulled no faster.
+const FILE_READ_CHUNK: usize = crate::config::IO_BUFFER;
 
 /// Reads of a local file in flight for one get, the one awaited included.
 const READS_AHEAD: usize = 2;
@@ -866,8 +868,8 @@ fn stream_of(result: GetResult) -> BoxStream<'static, Result<Bytes, object_store
 }
 
 /// Chunks queued between the request and each of the writing and hashing threads. A chunk
-/// is one read of the request (up to about 400 KiB), so this bounds an upload's buffers at
-/// about 2 MiB: 8 held 3 MiB more at the peak of a 512 MiB push and pushed no faster.
+/// is one read of the request (up to [`crate::config::IO_BUFFER`]), so this bounds an
+/// upload's buffers at about half a MiB: 8 pushed no faster.
 const PIPELINE_DEPTH: usize = 4;
 
 /// Size of each read when a spool is hashed again (no running hash survived).

@@ -111,6 +111,8 @@ pub fn slow_body_limited(
 }
 
 /// hyper enforces its header read timeout only with a timer; HTTP/2 pings idle connections.
+/// HTTP/1 reads go into buffers of about [`crate::config::IO_BUFFER`], which also bounds a
+/// request's head (431 beyond).
 fn with_timeouts(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     header_timeout: Duration,
@@ -118,7 +120,8 @@ fn with_timeouts(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        .max_buf_size(crate::config::IO_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -59,7 +59,7 @@ fn tune_glibc_malloc() {
         // SAFETY: mallopt sets allocator parameters only; no other thread exists yet.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, berth::config::MMAP_THRESHOLD as i32);
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Connections a production registry meets: clients that trickle or stall their request
 //! head are cut off after `limits.header_read_timeout_secs` without holding up anyone else,
 //! and connections beyond `limits.max_connections` are closed at once while those already
-//! open are served; upload bodies that go silent end after `limits.body_idle_timeout_secs`,
-//! and those that trickle under `limits.min_body_rate_bytes_per_sec`.
+//! open are served; a request head that overflows its read buffer is refused; upload bodies
+//! that go silent end after `limits.body_idle_timeout_secs`, and those that trickle under
+//! `limits.min_body_rate_bytes_per_sec`.
 
 use std::time::Duration;
 
@@ -81,6 +82,47 @@ async fn stalled_request_heads_are_cut_off_and_others_served() {
         );
     }
     assert!(read_until_closed(&mut idle).await.is_empty());
+    assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
+}
+
+/// A request head must fit the read buffer, about `berth::config::IO_BUFFER` (hyper may read
+/// past it once, never to twice its size): a head of 64 KiB (a large bearer token) is served,
+/// one of two and a half buffers (300 KiB, which the default buffer of hyper took) is refused
+/// with 431 (or the connection is closed before the client reads that answer), and the next
+/// client is served.
+#[tokio::test]
+async fn oversized_request_heads_are_refused_and_large_ones_served() {
+    let s = TestServer::start().await;
+    let head = |filler: usize| {
+        format!(
+            "GET /v2/ HTTP/1.1\r\nHost: registry\r\nX-Filler: {}\r\n\r\n",
+            "a".repeat(filler)
+        )
+    };
+    let mut large = TcpStream::connect(address(&s)).await.expect("connect");
+    large
+        .write_all(head(64 * 1024).as_bytes())
+        .await
+        .expect("write");
+    let answer = read_head(&mut large).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let mut oversized = TcpStream::connect(address(&s)).await.expect("connect");
+    // The server may stop reading, and close, before the whole head is written.
+    oversized
+        .write_all(head(5 * berth::config::IO_BUFFER / 2).as_bytes())
+        .await
+        .ok();
+    let answer = read_until_closed(&mut oversized).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "an oversized head got {text}"
+    );
     assert_eq!(s.get("/v2/").await.status(), StatusCode::OK);
 }
 
