@@ -570,23 +570,40 @@ impl Meta {
 
     // ---------------------------------------------------------------- blobs
 
-    /// Blobs written before `cutoff` that no repository links, after `after`, `n` at most.
+    /// The next `n` blobs after `after` in digest order (a window of the table): those of them
+    /// written before `cutoff` that no repository links, and the window's last digest (`None`
+    /// once the window reached the end). Each read walks the digest index from `after` and
+    /// looks up each blob's links by digest, so a run reads the table once; asked for `n`
+    /// matches instead, PostgreSQL hashed every link and sorted every match for each page (200
+    /// ms a page at 500,000 blobs).
     pub async fn unlinked_blobs(
         &self,
         cutoff: i64,
         after: &str,
         n: i64,
-    ) -> Result<Vec<(Digest, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT digest, size FROM blobs b WHERE created_at <= $1 AND digest > $2 \
-             AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) \
-             ORDER BY digest LIMIT $3",
+    ) -> Result<(Vec<Digest>, Option<Digest>)> {
+        let window: Vec<(Digest, i64)> = sqlx::query_as(
+            "SELECT w.digest, CAST(CASE WHEN w.created_at <= $1 AND NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = w.digest) THEN 1 ELSE 0 END \
+             AS BIGINT) AS unlinked \
+             FROM (SELECT digest, created_at FROM blobs WHERE digest > $2 \
+             ORDER BY digest LIMIT $3) w ORDER BY w.digest",
         )
         .bind(cutoff)
         .bind(after)
         .bind(n)
         .fetch_all(&self.reader)
-        .await?)
+        .await?;
+        let last = match window.last() {
+            Some((d, _)) if window.len() as i64 == n => Some(d.clone()),
+            _ => None,
+        };
+        let unlinked = window
+            .into_iter()
+            .filter(|(_, unlinked)| *unlinked == 1)
+            .map(|(d, _)| d)
+            .collect();
+        Ok((unlinked, last))
     }
 
     /// The mark in one streamed query: every blob with each of its links, in digest order

@@ -519,6 +519,56 @@ mod tests {
         meta.close().await;
     }
 
+    /// The collector's walk over the blobs table, a window of `n` rows at a time: across the
+    /// windows it finds exactly the blobs that are unlinked and older than the cutoff, and the
+    /// last window (the one shorter than `n`) ends the walk.
+    #[tokio::test]
+    async fn unlinked_blobs_are_found_window_by_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = sqlite_index(dir.path()).await;
+        sqlx::query("INSERT INTO repositories (id, name, created_at) VALUES (1, 'r', 0)")
+            .execute(&meta.writer)
+            .await
+            .unwrap();
+        let digest = |i: u8| format!("sha256:{}", format!("{i:02x}").repeat(32));
+        let mut expected = Vec::new();
+        for i in 0..7u8 {
+            // Every third blob is linked; blob 5 is newer than the cutoff.
+            let created_at = if i == 5 { 20 } else { 10 };
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, 1, $2)")
+                .bind(digest(i))
+                .bind(created_at)
+                .execute(&meta.writer)
+                .await
+                .unwrap();
+            if i % 3 == 0 {
+                sqlx::query(
+                    "INSERT INTO repository_blobs (repository_id, digest, linked_at) \
+                     VALUES (1, $1, 0)",
+                )
+                .bind(digest(i))
+                .execute(&meta.writer)
+                .await
+                .unwrap();
+            } else if i != 5 {
+                expected.push(digest(i));
+            }
+        }
+        let (mut found, mut after, mut windows) = (Vec::new(), String::new(), 0);
+        loop {
+            let (unlinked, last) = meta.unlinked_blobs(15, &after, 3).await.unwrap();
+            windows += 1;
+            found.extend(unlinked.iter().map(|d| d.to_string()));
+            match last {
+                Some(d) => after = d.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(found, expected);
+        assert_eq!(windows, 3, "7 rows in windows of 3");
+        meta.close().await;
+    }
+
     /// The listings on SQLite are in byte order (catalog) and the spec's lexical order (tags).
     #[tokio::test]
     async fn orderings_on_sqlite() {

@@ -39,7 +39,8 @@ use crate::{
     oci::{Digest, RepoName},
 };
 
-/// Candidates read per query; memory does not depend on the size of the registry.
+/// Candidates (or, for blobs, rows of the table) read per query; memory does not depend on
+/// the size of the registry.
 const BATCH: i64 = 2000;
 /// Object deletions in flight at once.
 const DELETES_IN_FLIGHT: usize = 64;
@@ -585,8 +586,9 @@ impl Registry {
         }
     }
 
-    /// Sweeps every unlinked blob, a page at a time: the rows of the next page are claimed
-    /// and deleted while the objects of the last one are being deleted.
+    /// Sweeps every unlinked blob, a window of the blobs table at a time: the rows of the
+    /// next window's unlinked blobs are claimed and deleted while the objects of the last
+    /// one's are being deleted.
     async fn collect_blobs(
         &self,
         cutoff: i64,
@@ -598,10 +600,9 @@ impl Registry {
         let mut sweeping = None;
         loop {
             let claim_next = async {
-                let page = self.meta.unlinked_blobs(cutoff, &after, BATCH).await?;
-                let digests: Vec<Digest> = page.into_iter().map(|(d, _)| d).collect();
+                let (digests, last) = self.meta.unlinked_blobs(cutoff, &after, BATCH).await?;
                 let claimed = self.meta.claim_and_delete_blobs(&digests, cutoff).await?;
-                Ok::<_, Error>((digests, claimed))
+                Ok::<_, Error>((digests, claimed, last))
             };
             let last_sweep = async {
                 match sweeping.take() {
@@ -613,13 +614,13 @@ impl Registry {
             if let Some(swept) = swept {
                 self.settle_sweep(swept, Swept::Unlinked, report).await?;
             }
-            let (digests, claimed) = next?;
+            let (digests, claimed, last) = next?;
             seen += digests.len() as u64;
             progress("blobs", seen);
             sweeping = Some(self.delete_objects(claimed));
-            match digests.last() {
-                Some(d) if digests.len() as i64 == BATCH => after = d.to_string(),
-                _ => break,
+            match last {
+                Some(d) => after = d.to_string(),
+                None => break,
             }
         }
         if let Some(sweep) = sweeping {
