@@ -47,7 +47,8 @@ RATIO_TARGETS = [
     ("tags-list", "tag PUTs/s", 5.0),
     ("pull-large", "MB/s (sha256 verified)", 1.2),
 ]
-PUSH_LARGE_OF_SHA = 0.8  # push-large MB/s of A ≥ this × the client's sha256 MB/s
+# push-large MB/s of A ≥ this × the client's sha256 MB/s, per mode (issue 16's tmpfs targets)
+PUSH_LARGE_OF_SHA = {"monolithic": 0.8, "chunked": 0.7}
 PEAK_RSS_MIB = 32.0  # A's peak RSS in every scenario
 
 
@@ -141,8 +142,9 @@ def main(argv):
         ]
         r = statistics.median(fr) if fr else None
         shown = "–" if r is None else f"{100 * r:.0f} %"
-        print(f"| push-large {mode} ≥ {100 * PUSH_LARGE_OF_SHA:.0f} % of client sha256 MB/s "
-              f"| {shown} | {verdict(None if r is None else r >= PUSH_LARGE_OF_SHA)} |")
+        want = PUSH_LARGE_OF_SHA[mode]
+        print(f"| push-large {mode} ≥ {100 * want:.0f} % of client sha256 MB/s "
+              f"| {shown} | {verdict(None if r is None else r >= want)} |")
     peaks = [(v, s) for s in SCENARIOS for v in values(a, s, "server.peak_rss_kib", 1 / 1024)]
     hwms = [v for s in SCENARIOS for v in values(a, s, "server.vmhwm_kib", 1 / 1024)]
     if peaks:

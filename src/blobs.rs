@@ -833,11 +833,20 @@ fn stream_of(result: GetResult) -> BoxStream<'static, Result<Bytes, object_store
         let (file, path) = (file.clone(), path.clone());
         let len = (range.end - at).min(FILE_READ_CHUNK as u64) as usize;
         tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut buffer = vec![0; len];
-            file.read_exact_at(&mut buffer, at)
-                .map(|()| Bytes::from(buffer))
-                .map_err(|e| format!("reading {}: {e}", path.display()))
+            let failed = |e: std::io::Error| format!("reading {}: {e}", path.display());
+            // Read into the spare capacity: zeroing a buffer only to overwrite it was 3 % of
+            // a pull's CPU.
+            let mut buffer = Vec::with_capacity(len);
+            while buffer.len() < len {
+                let offset = at + buffer.len() as u64;
+                let spare = rustix::buffer::spare_capacity(&mut buffer);
+                match rustix::io::pread(&*file, spare, offset) {
+                    Ok(0) => return Err(failed(std::io::ErrorKind::UnexpectedEof.into())),
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(failed(e.into())),
+                }
+            }
+            Ok(Bytes::from(buffer))
         })
     };
     let reads = std::collections::VecDeque::new();

@@ -389,6 +389,20 @@ impl Meta {
         Ok(())
     }
 
+    /// Deletes finished runs but the newest `kept`, reports and all (a report lists up to
+    /// 10,000 items, megabytes a run); queued and running ones stay. Returns how many went.
+    pub async fn prune_gc_runs(&self, kept: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM gc_runs WHERE state IN ('done', 'failed') AND id < \
+             (SELECT id FROM gc_runs WHERE state IN ('done', 'failed') \
+              ORDER BY id DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(kept - 1)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Runs (but `except`) still marked running that started by `before`: their process died. They are
     /// recorded as failed (interrupted); what they left is collected by the next run.
     pub async fn fail_interrupted_gc_runs(&self, before: i64, except: i64) -> Result<u64> {

@@ -14,7 +14,7 @@ use std::{collections::HashSet, hash::Hash, path::Path, sync::Arc, time::Duratio
 
 use anyhow::Context;
 use sqlx::{
-    Any, AnyPool, Executor,
+    Any, AnyPool, Connection, Executor,
     any::{AnyPoolOptions, AnyTypeInfo, AnyValueRef},
     error::BoxDynError,
 };
@@ -197,6 +197,15 @@ impl Meta {
                 Box::pin(async move {
                     conn.execute("SET jit = off").await?;
                     Ok(())
+                })
+            })
+            // A connection's socket buffers grow to the largest message it has carried (a
+            // collection's report is megabytes) and never shrink on their own: the pool's
+            // connections each kept theirs, which was the slow growth of a long soak.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.shrink_buffers();
+                    Ok(true)
                 })
             })
             .connect(url)
@@ -566,6 +575,43 @@ mod tests {
         }
         assert_eq!(found, expected);
         assert_eq!(windows, 3, "7 rows in windows of 3");
+        meta.close().await;
+    }
+
+    #[tokio::test]
+    async fn finished_gc_runs_are_pruned_to_the_newest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = sqlite_index(dir.path()).await;
+        let report = serde_json::json!({"items": ["a deleted blob"]});
+        let mut finished = Vec::new();
+        for i in 0..5 {
+            let id = meta.create_gc_run("api", i == 2, true).await.unwrap();
+            let failed = i == 1;
+            let counts = crate::meta::gc::GcCounts::default();
+            meta.finish_gc_run(id, &counts, failed, &report)
+                .await
+                .unwrap();
+            finished.push(id);
+        }
+        let running = meta.create_gc_run("cli", false, true).await.unwrap();
+        let ids = |runs: Vec<crate::meta::gc::GcRunRecord>| runs.iter().map(|r| r.id).collect();
+
+        assert_eq!(meta.prune_gc_runs(3).await.unwrap(), 2);
+        let kept: Vec<i64> = ids(meta.gc_runs(None, 100).await.unwrap());
+        let newest = [running, finished[4], finished[3], finished[2]];
+        assert_eq!(kept, newest, "the running run and the newest 3 finished");
+        let report_kept = meta.gc_run(finished[2]).await.unwrap().unwrap().report;
+        assert!(report_kept.is_some(), "a kept run keeps its report");
+        assert!(meta.gc_run(finished[1]).await.unwrap().is_none());
+
+        assert_eq!(
+            meta.prune_gc_runs(3).await.unwrap(),
+            0,
+            "nothing more to prune"
+        );
+        assert_eq!(meta.prune_gc_runs(10).await.unwrap(), 0, "fewer than kept");
+        let after: Vec<i64> = ids(meta.gc_runs(None, 100).await.unwrap());
+        assert_eq!(after, newest);
         meta.close().await;
     }
 

@@ -52,6 +52,9 @@ const ERRORS_MAX: usize = 100;
 const MANIFEST_PASSES: usize = 8;
 /// Finished jobs are kept this long as history.
 const JOB_HISTORY_SECS: i64 = 7 * 24 * 3600;
+/// Finished collections kept on record (`/api/v1/gc/runs`); each run deletes the older ones,
+/// whose reports would otherwise grow the index by megabytes a run.
+const GC_RUNS_KEPT: i64 = 100;
 
 /// How one collection runs.
 #[derive(Debug, Clone, Copy)]
@@ -289,6 +292,7 @@ impl Registry {
         self.meta
             .finish_gc_run(id, &report.counts, failed, &report)
             .await?;
+        self.meta.prune_gc_runs(GC_RUNS_KEPT).await?;
         // Freed before the stored text is read back for the answer.
         drop(report);
         self.gc_run(id).await?.ok_or(Error::NotFound)
